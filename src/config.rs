@@ -1,0 +1,271 @@
+//! dock6's optional configuration file (`/etc/dock6/dock6.toml`).
+//!
+//! Every problem is reported with the file, the line and the key, before
+//! anything is programmed.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::plan::Mode;
+
+pub const DEFAULT_PATH: &str = "/etc/dock6/dock6.toml";
+/// The mark bit dock6 ORs into what it accepts; see README "Coexisting".
+pub const DEFAULT_ACCEPT_MARK: u32 = 0x0400_0000;
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Interface facing the upstream router; default: the IPv6 default route's.
+    pub uplink: Option<String>,
+    /// Source address for NAT66 (instead of masquerade's choice).
+    pub egress_address: Option<Ipv6Addr>,
+    pub resync_interval: Duration,
+    pub accept_mark: u32,
+    /// Per-network mode overrides, by Docker network name.
+    pub network_modes: BTreeMap<String, Mode>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            uplink: None,
+            egress_address: None,
+            resync_interval: DEFAULT_RESYNC,
+            accept_mark: DEFAULT_ACCEPT_MARK,
+            network_modes: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {}{message}", key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        key: Option<String>,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    uplink: Option<Spanned<String>>,
+    egress_address: Option<Spanned<String>>,
+    resync_interval: Option<Spanned<String>>,
+    accept_mark: Option<Spanned<i64>>,
+    #[serde(default)]
+    networks: BTreeMap<String, RawNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    mode: Spanned<Mode>,
+}
+
+impl Config {
+    /// Reads `path`; a missing default file means the defaults, any other
+    /// missing file is an error.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (file, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(text) => Config::parse(&text, &file),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { file, source }),
+        }
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<Range<usize>>, key: Option<String>, message: String| {
+            let offset = span.map(|s| s.start).unwrap_or(0);
+            ConfigError::Invalid {
+                file: file.to_path_buf(),
+                line: line_of(text, offset),
+                key: key.or_else(|| key_at(text, offset)),
+                message,
+            }
+        };
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| invalid(e.span(), None, e.message().to_string()))?;
+
+        let mut config = Config::default();
+        if let Some(uplink) = raw.uplink {
+            check_ifname(uplink.get_ref())
+                .map_err(|m| invalid(Some(uplink.span()), Some("uplink".into()), m))?;
+            config.uplink = Some(uplink.into_inner());
+        }
+        if let Some(egress) = raw.egress_address {
+            let addr = parse_egress(egress.get_ref())
+                .map_err(|m| invalid(Some(egress.span()), Some("egress_address".into()), m))?;
+            config.egress_address = Some(addr);
+        }
+        if let Some(resync) = raw.resync_interval {
+            config.resync_interval = parse_interval(resync.get_ref())
+                .map_err(|m| invalid(Some(resync.span()), Some("resync_interval".into()), m))?;
+        }
+        if let Some(mark) = raw.accept_mark {
+            config.accept_mark = parse_mark(*mark.get_ref())
+                .map_err(|m| invalid(Some(mark.span()), Some("accept_mark".into()), m))?;
+        }
+        for (name, net) in raw.networks {
+            config.network_modes.insert(name, net.mode.into_inner());
+        }
+        Ok(config)
+    }
+}
+
+fn check_ifname(name: &str) -> Result<(), String> {
+    let bad_char = name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if name.is_empty() || name.len() > 15 || name == "." || name == ".." || bad_char {
+        return Err(format!(
+            "{name:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_egress(text: &str) -> Result<Ipv6Addr, String> {
+    let addr: Ipv6Addr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IPv6 address"))?;
+    let segment0 = addr.segments()[0];
+    if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() || segment0 & 0xffc0 == 0xfe80 {
+        return Err(format!("{addr} cannot be a source address for NAT66 (unspecified, loopback, multicast or link-local)"));
+    }
+    Ok(addr)
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}"))?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
+        return Err(format!("{text:?} is out of range (1s to 24h)"));
+    }
+    Ok(d)
+}
+
+fn parse_mark(value: i64) -> Result<u32, String> {
+    match u32::try_from(value) {
+        Ok(bit) if bit.is_power_of_two() => Ok(bit),
+        _ => Err(format!("{value:#x} is not a single mark bit (a power of two below 2^32, e.g. 0x04000000)")),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted key written on the line holding `offset`, qualified by the
+/// table header above it: `networks.web.mode`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
+    let line = text[line_start..line_end].trim();
+    if line.starts_with('[') {
+        return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    }
+    let key = line.split('=').next()?.trim().trim_matches('"');
+    if key.is_empty() {
+        return None;
+    }
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match header {
+        Some(h) => format!("{h}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/dock6/dock6.toml"))
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("config should be refused").to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse(
+            "uplink = \"eth0.100\"\negress_address = \"2001:db8::10\"\nresync_interval = \"30s\"\naccept_mark = 0x100\n[networks.web]\nmode = \"ndp-proxy\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.uplink.as_deref(), Some("eth0.100"));
+        assert_eq!(c.egress_address, Some("2001:db8::10".parse().unwrap()));
+        assert_eq!(c.resync_interval, Duration::from_secs(30));
+        assert_eq!(c.accept_mark, 0x100);
+        assert_eq!(c.network_modes.get("web"), Some(&Mode::NdpProxy));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = error("uplink = \"eth0\"\n\nresync = \"5m\"\n");
+        assert!(e.starts_with("/etc/dock6/dock6.toml:3: key `resync`: unknown field `resync`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = error("uplink = 5\n");
+        assert!(e.starts_with("/etc/dock6/dock6.toml:1: key `uplink`: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn bad_mode_names_the_qualified_key() {
+        let e = error("[networks.web]\nmode = \"bridge\"\n");
+        assert!(e.starts_with("/etc/dock6/dock6.toml:2: key `networks.web.mode`: unknown variant `bridge`"), "{e}");
+    }
+
+    #[test]
+    fn impossible_values_are_refused() {
+        assert!(error("resync_interval = \"0s\"").contains("key `resync_interval`: \"0s\" is out of range"));
+        assert!(error("resync_interval = \"soon\"").contains("is not a duration"));
+        assert!(error("egress_address = \"fe80::1\"").contains("key `egress_address`: fe80::1 cannot be a source"));
+        assert!(error("egress_address = \"10.0.0.1\"").contains("is not an IPv6 address"));
+        assert!(error("accept_mark = 3").contains("key `accept_mark`: 0x3 is not a single mark bit"));
+        assert!(error("uplink = \"a/b\"").contains("key `uplink`: \"a/b\" is not a valid interface name"));
+        assert!(error("uplink = \"averyveryverylongname\"").contains("not a valid interface name"));
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let e = error("uplink = \"eth0\"\nmode = \n");
+        assert!(e.starts_with("/etc/dock6/dock6.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error_but_missing_default_is_not() {
+        let e = Config::load(Some(Path::new("/nonexistent/dock6.toml"))).unwrap_err();
+        assert!(e.to_string().starts_with("/nonexistent/dock6.toml: cannot read"));
+    }
+}

@@ -1,0 +1,11 @@
+//! dock6: gives Docker containers real IPv6.
+//!
+//! The pipeline: `source` (Docker, netlink, snapshot files) → `plan` (pure)
+//! → `apply` (the only kernel code) → one reconcile loop.
+
+pub mod config;
+pub mod nft;
+pub mod plan;
+pub mod snapshot;
+pub mod source;
+pub mod apply;

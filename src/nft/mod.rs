@@ -1,0 +1,442 @@
+//! dock6's own small nftables IR.
+//!
+//! It is deliberately narrow: only the expressions dock6 needs, each with one
+//! text form (`Display`, in `render.rs`) and one netlink encoding (in
+//! `apply/`). Keeping the vocabulary closed is what lets the round-trip test
+//! prove that both say the same thing.
+
+mod render;
+
+pub use render::render_net;
+
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+
+/// The one table dock6 owns, `table inet dock6`.
+pub const TABLE_NAME: &str = "dock6";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub name: String,
+    pub sets: Vec<Set>,
+    pub chains: Vec<Chain>,
+}
+
+impl Table {
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    /// Number of set and map elements in the table.
+    pub fn element_count(&self) -> usize {
+        self.sets.iter().map(|s| s.elements.len()).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyType {
+    Ipv6Addr,
+    InetProto,
+    InetService,
+    IfName,
+    Icmpv6Type,
+}
+
+/// A named set (empty `data`) or map (non-empty `data`) with a possibly
+/// concatenated key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub name: String,
+    pub key: Vec<KeyType>,
+    pub data: Vec<KeyType>,
+    pub elements: Vec<Element>,
+}
+
+impl Set {
+    pub fn is_map(&self) -> bool {
+        !self.data.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Element {
+    pub key: Vec<Value>,
+    pub data: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum L4Proto {
+    Tcp,
+    Udp,
+}
+
+impl L4Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            L4Proto::Tcp => libc_ipproto::TCP,
+            L4Proto::Udp => libc_ipproto::UDP,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+        }
+    }
+}
+
+mod libc_ipproto {
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+}
+
+/// The ICMPv6 types a container may receive from outside (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Icmpv6Type {
+    DestinationUnreachable,
+    PacketTooBig,
+    TimeExceeded,
+    ParameterProblem,
+    EchoRequest,
+}
+
+impl Icmpv6Type {
+    pub const INBOUND: [Icmpv6Type; 5] = [
+        Icmpv6Type::DestinationUnreachable,
+        Icmpv6Type::PacketTooBig,
+        Icmpv6Type::TimeExceeded,
+        Icmpv6Type::ParameterProblem,
+        Icmpv6Type::EchoRequest,
+    ];
+
+    pub fn number(self) -> u8 {
+        match self {
+            Icmpv6Type::DestinationUnreachable => 1,
+            Icmpv6Type::PacketTooBig => 2,
+            Icmpv6Type::TimeExceeded => 3,
+            Icmpv6Type::ParameterProblem => 4,
+            Icmpv6Type::EchoRequest => 128,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Icmpv6Type::DestinationUnreachable => "destination-unreachable",
+            Icmpv6Type::PacketTooBig => "packet-too-big",
+            Icmpv6Type::TimeExceeded => "time-exceeded",
+            Icmpv6Type::ParameterProblem => "parameter-problem",
+            Icmpv6Type::EchoRequest => "echo-request",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Value {
+    Addr(Ipv6Addr),
+    Proto(L4Proto),
+    Port(u16),
+    IfName(String),
+    Icmpv6(Icmpv6Type),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    pub base: Option<BaseChain>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaseChain {
+    pub kind: ChainKind,
+    pub hook: Hook,
+    pub priority: Priority,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainKind {
+    Filter,
+    Nat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+/// A priority written, as nft does, relative to a standard one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priority {
+    pub base: StandardPriority,
+    pub offset: i32,
+}
+
+impl Priority {
+    pub fn value(self) -> i32 {
+        self.base.value() + self.offset
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandardPriority {
+    /// A plain number (nft accepts `dstnat` only in prerouting).
+    Number,
+    Dstnat,
+    Filter,
+    Srcnat,
+}
+
+impl StandardPriority {
+    pub fn value(self) -> i32 {
+        match self {
+            StandardPriority::Number => 0,
+            StandardPriority::Dstnat => -100,
+            StandardPriority::Filter => 0,
+            StandardPriority::Srcnat => 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub statements: Vec<Statement>,
+    pub verdict: Option<Verdict>,
+    /// Shown in rendered text only (as a `#` line); not sent to the kernel.
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrField {
+    Saddr,
+    Daddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtState {
+    Invalid,
+    Established,
+    Related,
+    New,
+}
+
+impl CtState {
+    /// Bit in the kernel's ct state bitmask (NF_CT_STATE_*).
+    pub fn bit(self) -> u32 {
+        match self {
+            CtState::Invalid => 1,
+            CtState::Established => 1 << 1,
+            CtState::Related => 1 << 2,
+            CtState::New => 1 << 3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CtState::Invalid => "invalid",
+            CtState::Established => "established",
+            CtState::Related => "related",
+            CtState::New => "new",
+        }
+    }
+}
+
+/// One condition of a rule. Every variant has exactly one text form and one
+/// kernel encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// `meta nfproto ipv6` / `meta nfproto != ipv6`
+    NfprotoIpv6 { negate: bool },
+    /// `iifname "br-x"`, `oifname != "br-*"` (a trailing `*` is a prefix match)
+    IfName { dir: Direction, negate: bool, name: String },
+    /// `oifname @bridges`
+    IfNameInSet { dir: Direction, set: String },
+    /// `ct state established,related` (any of)
+    CtState(Vec<CtState>),
+    /// `ct status dnat`
+    CtStatusDnat,
+    /// `ip6 saddr fd00::/64`, `ip6 daddr != ::1`
+    Ip6 { field: AddrField, negate: bool, net: Ipv6Net },
+    /// `ip6 daddr @sealed`
+    Ip6InSet { field: AddrField, set: String },
+    /// `ip6 daddr . meta l4proto . th dport @open_ports`
+    DaddrProtoPortInSet { set: String },
+    /// `icmpv6 type @icmpv6_inbound`
+    Icmpv6TypeInSet { set: String },
+    /// `fib daddr type local`
+    FibDaddrLocal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnatKey {
+    /// `meta l4proto . th dport`
+    ProtoPort,
+    /// `ip6 daddr . meta l4proto . th dport`
+    AddrProtoPort,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// `meta mark set meta mark | 0x...`
+    MarkOr(u32),
+    /// `dnat ip6 to <key> map @<map>`
+    DnatMap { key: DnatKey, map: String },
+    Masquerade,
+    /// `snat ip6 to <addr>`
+    Snat(Ipv6Addr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Return,
+    Jump(String),
+    Goto(String),
+}
+
+/// Rule builder that reads like the rule: `rule().oifname("br-x").drop()`.
+#[derive(Debug, Clone, Default)]
+pub struct RuleBuilder {
+    matches: Vec<Match>,
+    statements: Vec<Statement>,
+    comment: Option<String>,
+}
+
+pub fn rule() -> RuleBuilder {
+    RuleBuilder::default()
+}
+
+impl RuleBuilder {
+    pub fn matching(mut self, m: Match) -> Self {
+        self.matches.push(m);
+        self
+    }
+
+    pub fn ipv6(self) -> Self {
+        self.matching(Match::NfprotoIpv6 { negate: false })
+    }
+
+    pub fn not_ipv6(self) -> Self {
+        self.matching(Match::NfprotoIpv6 { negate: true })
+    }
+
+    pub fn iifname(self, name: &str) -> Self {
+        self.ifname(Direction::In, false, name)
+    }
+
+    pub fn oifname(self, name: &str) -> Self {
+        self.ifname(Direction::Out, false, name)
+    }
+
+    pub fn iifname_not(self, name: &str) -> Self {
+        self.ifname(Direction::In, true, name)
+    }
+
+    fn ifname(self, dir: Direction, negate: bool, name: &str) -> Self {
+        self.matching(Match::IfName { dir, negate, name: name.to_string() })
+    }
+
+    pub fn iif_in(self, set: &str) -> Self {
+        self.matching(Match::IfNameInSet { dir: Direction::In, set: set.to_string() })
+    }
+
+    pub fn oif_in(self, set: &str) -> Self {
+        self.matching(Match::IfNameInSet { dir: Direction::Out, set: set.to_string() })
+    }
+
+    pub fn ct_state(self, states: &[CtState]) -> Self {
+        self.matching(Match::CtState(states.to_vec()))
+    }
+
+    pub fn ct_status_dnat(self) -> Self {
+        self.matching(Match::CtStatusDnat)
+    }
+
+    pub fn saddr(self, net: Ipv6Net) -> Self {
+        self.matching(Match::Ip6 { field: AddrField::Saddr, negate: false, net })
+    }
+
+    pub fn daddr(self, net: Ipv6Net) -> Self {
+        self.matching(Match::Ip6 { field: AddrField::Daddr, negate: false, net })
+    }
+
+    pub fn daddr_in(self, set: &str) -> Self {
+        self.matching(Match::Ip6InSet { field: AddrField::Daddr, set: set.to_string() })
+    }
+
+    pub fn daddr_proto_port_in(self, set: &str) -> Self {
+        self.matching(Match::DaddrProtoPortInSet { set: set.to_string() })
+    }
+
+    pub fn icmpv6_type_in(self, set: &str) -> Self {
+        self.matching(Match::Icmpv6TypeInSet { set: set.to_string() })
+    }
+
+    pub fn fib_daddr_local(self) -> Self {
+        self.matching(Match::FibDaddrLocal)
+    }
+
+    pub fn statement(mut self, s: Statement) -> Self {
+        self.statements.push(s);
+        self
+    }
+
+    pub fn comment(mut self, text: impl Into<String>) -> Self {
+        self.comment = Some(text.into());
+        self
+    }
+
+    pub fn then(self, verdict: Verdict) -> Rule {
+        self.finish(Some(verdict))
+    }
+
+    pub fn accept(self) -> Rule {
+        self.then(Verdict::Accept)
+    }
+
+    pub fn drop(self) -> Rule {
+        self.then(Verdict::Drop)
+    }
+
+    pub fn ret(self) -> Rule {
+        self.then(Verdict::Return)
+    }
+
+    pub fn jump(self, chain: &str) -> Rule {
+        self.then(Verdict::Jump(chain.to_string()))
+    }
+
+    pub fn goto(self, chain: &str) -> Rule {
+        self.then(Verdict::Goto(chain.to_string()))
+    }
+
+    /// A rule that ends in its statements (NAT), without an explicit verdict.
+    pub fn done(self) -> Rule {
+        self.finish(None)
+    }
+
+    fn finish(self, verdict: Option<Verdict>) -> Rule {
+        Rule {
+            matches: self.matches,
+            statements: self.statements,
+            verdict,
+            comment: self.comment,
+        }
+    }
+}

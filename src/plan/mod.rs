@@ -1,0 +1,173 @@
+//! The pure planner: (config, Docker snapshot, host facts) → desired state.
+//!
+//! No tokio, no syscalls, no interface-index lookups: everything here is a
+//! function of its inputs, which is what makes golden files possible.
+
+mod bootstrap;
+mod host;
+mod labels;
+mod mode;
+mod networks;
+mod ports;
+mod report;
+mod ruleset;
+
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::nft::Table;
+use crate::snapshot::Snapshot;
+
+pub use bootstrap::bootstrap_table;
+pub use labels::{Expose, parse_expose};
+pub use mode::ModeSource;
+pub use ruleset::{
+    CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT, PRIORITY_SRCNAT,
+    SET_BRIDGES, SET_DNAT_ADDR, SET_DNAT_ANY, SET_OPEN_PORTS, SET_SEALED,
+};
+
+/// How dock6 handles one Docker IPv6 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Nat66,
+    NdpProxy,
+    Routed,
+    Off,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Nat66 => "nat66",
+            Mode::NdpProxy => "ndp-proxy",
+            Mode::Routed => "routed",
+            Mode::Off => "off",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text.trim() {
+            "nat66" => Some(Mode::Nat66),
+            "ndp-proxy" => Some(Mode::NdpProxy),
+            "routed" => Some(Mode::Routed),
+            "off" => Some(Mode::Off),
+            _ => None,
+        }
+    }
+
+    /// Whether containers' own addresses are reachable from outside (on what
+    /// is published or exposed).
+    pub fn addresses_reachable(self) -> bool {
+        matches!(self, Mode::NdpProxy | Mode::Routed)
+    }
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub uplink: Option<String>,
+    pub networks: Vec<NetworkPlan>,
+    pub ruleset: Table,
+    pub proxy_entries: Vec<ProxyEntry>,
+    pub sysctls: Vec<SysctlSetting>,
+    pub notes: Vec<Note>,
+}
+
+/// What was decided for one Docker IPv6 network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPlan {
+    pub name: String,
+    pub bridge: String,
+    pub subnets: Vec<Ipv6Net>,
+    pub mode: Mode,
+    pub mode_source: ModeSource,
+    pub icc: bool,
+    pub masquerade: bool,
+    pub internal: bool,
+}
+
+/// A kernel proxy-NDP entry: answer neighbour solicitations for `address` on
+/// `interface`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProxyEntry {
+    pub interface: String,
+    pub address: Ipv6Addr,
+    pub container: String,
+    pub network: String,
+}
+
+/// A sysctl under `net.ipv6.conf`, in the order it must be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlSetting {
+    /// `all` or an interface name (which may contain dots).
+    pub scope: String,
+    pub name: String,
+    pub value: u8,
+    /// The value the host reported, when known.
+    pub current: Option<u8>,
+    /// Leave the sysctl alone when it currently has this value (accept_ra 0:
+    /// a static uplink stays static).
+    pub keep_if: Option<u8>,
+    pub reason: String,
+}
+
+impl SysctlSetting {
+    /// The key as sysctl(8) writes it: dots in interface names become `/`.
+    pub fn key(&self) -> String {
+        format!("net.ipv6.conf.{}.{}", self.scope.replace('.', "/"), self.name)
+    }
+
+    /// The file under /proc that holds it (interface names kept as they are).
+    pub fn proc_path(&self) -> String {
+        format!("/proc/sys/net/ipv6/conf/{}/{}", self.scope, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Info,
+    Warn,
+}
+
+/// Something the operator should know about the plan: skipped input, a
+/// label that failed closed, a binding that cannot work on IPv6.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Note {
+    pub level: Level,
+    pub text: String,
+}
+
+impl Note {
+    pub fn info(text: impl Into<String>) -> Note {
+        Note { level: Level::Info, text: text.into() }
+    }
+
+    pub fn warn(text: impl Into<String>) -> Note {
+        Note { level: Level::Warn, text: text.into() }
+    }
+}
+
+/// Plans the whole desired state.
+pub fn plan(config: &Config, snapshot: &Snapshot) -> Plan {
+    let mut notes = Vec::new();
+    let uplink = config
+        .uplink
+        .clone()
+        .or_else(|| snapshot.host.default_route_interface.clone());
+    if uplink.is_none() {
+        notes.push(Note::warn(
+            "no uplink: no IPv6 default route and no `uplink` in the config; NAT66 and NDP proxying are not planned",
+        ));
+    }
+    let uplink_facts = uplink.as_deref().and_then(|u| snapshot.host.interface(u));
+    let networks = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
+    let containers = ports::container_plans(snapshot, &networks, &mut notes);
+    let ruleset = ruleset::build(config, uplink.as_deref(), &networks, &containers, &mut notes);
+    let proxy_entries = host::proxy_entries(uplink.as_deref(), &networks, &containers);
+    let sysctls = host::sysctls(uplink_facts, uplink.as_deref(), &networks, &mut notes);
+    Plan { uplink, networks, ruleset, proxy_entries, sysctls, notes }
+}

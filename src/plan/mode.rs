@@ -1,0 +1,108 @@
+//! Which mode a network gets. Precedence: config file > `dock6.mode` label >
+//! automatic.
+
+use ipnet::Ipv6Net;
+
+use super::{Mode, Note};
+use crate::config::Config;
+use crate::snapshot::{Interface, Network};
+
+pub const MODE_LABEL: &str = "dock6.mode";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeSource {
+    Config,
+    Label,
+    Automatic,
+}
+
+impl ModeSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModeSource::Config => "config",
+            ModeSource::Label => "label",
+            ModeSource::Automatic => "automatic",
+        }
+    }
+}
+
+pub(super) fn choose_mode(
+    config: &Config,
+    network: &Network,
+    subnets: &[Ipv6Net],
+    uplink: Option<&Interface>,
+    notes: &mut Vec<Note>,
+) -> (Mode, ModeSource) {
+    if let Some(mode) = config.network_modes.get(&network.name) {
+        if let Some(label) = network.labels.get(MODE_LABEL) {
+            notes.push(Note::info(format!(
+                "network {:?}: config mode {} overrides label {MODE_LABEL}={label:?}",
+                network.name,
+                mode.name()
+            )));
+        }
+        return (*mode, ModeSource::Config);
+    }
+    if let Some(label) = network.labels.get(MODE_LABEL) {
+        match Mode::parse(label) {
+            Some(mode) => return (mode, ModeSource::Label),
+            None => notes.push(Note::warn(format!(
+                "network {:?}: label {MODE_LABEL}={label:?} is not one of nat66, ndp-proxy, routed, off; choosing automatically",
+                network.name
+            ))),
+        }
+    }
+    let onlink = uplink.map(|u| u.onlink_prefixes.as_slice()).unwrap_or(&[]);
+    (automatic_mode(subnets, onlink), ModeSource::Automatic)
+}
+
+/// ULA → nat66; inside an on-link prefix of the uplink → ndp-proxy; any
+/// other global prefix → routed. Decided on the network's first IPv6 subnet.
+pub fn automatic_mode(subnets: &[Ipv6Net], onlink: &[Ipv6Net]) -> Mode {
+    let Some(subnet) = subnets.first() else {
+        return Mode::Off;
+    };
+    if is_ula(subnet) {
+        Mode::Nat66
+    } else if is_link_local(subnet) {
+        Mode::Off
+    } else if onlink.iter().any(|p| p.contains(subnet)) {
+        Mode::NdpProxy
+    } else {
+        Mode::Routed
+    }
+}
+
+pub fn is_ula(net: &Ipv6Net) -> bool {
+    net.addr().segments()[0] & 0xfe00 == 0xfc00
+}
+
+pub fn is_link_local(net: &Ipv6Net) -> bool {
+    net.addr().segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// 6to4 (2002::/16): routable only through relays that mostly no longer exist.
+pub fn is_6to4(net: &Ipv6Net) -> bool {
+    net.addr().segments()[0] == 0x2002
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv6Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn automatic_modes() {
+        let onlink = [net("2001:db8:1::/64")];
+        assert_eq!(automatic_mode(&[net("fd00:1::/64")], &onlink), Mode::Nat66);
+        assert_eq!(automatic_mode(&[net("2001:db8:1:0:1::/80")], &onlink), Mode::NdpProxy);
+        assert_eq!(automatic_mode(&[net("2001:db8:1::/64")], &onlink), Mode::NdpProxy);
+        assert_eq!(automatic_mode(&[net("2001:db8:2::/64")], &onlink), Mode::Routed);
+        assert_eq!(automatic_mode(&[net("2001:db8::/48")], &onlink), Mode::Routed);
+        assert_eq!(automatic_mode(&[net("fe80::/64")], &onlink), Mode::Off);
+        assert_eq!(automatic_mode(&[], &onlink), Mode::Off);
+    }
+}

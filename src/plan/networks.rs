@@ -1,0 +1,85 @@
+//! Which Docker networks dock6 manages, and how.
+
+use std::collections::BTreeSet;
+
+use super::mode::{choose_mode, is_6to4};
+use super::{Mode, NetworkPlan, Note};
+use crate::config::Config;
+use crate::snapshot::{Interface, Network, Snapshot};
+
+const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+
+/// Every IPv6 bridge network, sorted by name, with its mode (including `off`
+/// ones, which the ruleset then leaves alone). Anything else is skipped with
+/// a note.
+pub(super) fn managed_networks(
+    config: &Config,
+    snapshot: &Snapshot,
+    uplink: Option<&Interface>,
+    notes: &mut Vec<Note>,
+) -> Vec<NetworkPlan> {
+    let mut networks: Vec<&Network> = snapshot.networks.iter().collect();
+    networks.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let mut seen_bridges = BTreeSet::new();
+    let mut plans = Vec::new();
+    for network in networks {
+        if network.driver != "bridge" {
+            notes.push(Note::info(format!(
+                "skipped network {:?}: driver {:?} (only bridge networks are managed)",
+                network.name, network.driver
+            )));
+            continue;
+        }
+        let subnets = network.ipv6_subnets();
+        if subnets.is_empty() {
+            notes.push(Note::info(format!("skipped network {:?}: no IPv6 subnet", network.name)));
+            continue;
+        }
+        let bridge = network.bridge_name();
+        if !seen_bridges.insert(bridge.clone()) {
+            notes.push(Note::warn(format!(
+                "skipped network {:?}: bridge {bridge:?} already belongs to another network",
+                network.name
+            )));
+            continue;
+        }
+        let (mode, mode_source) = choose_mode(config, network, &subnets, uplink, notes);
+        if mode == Mode::Routed && subnets.iter().any(is_6to4) {
+            notes.push(Note::warn(format!(
+                "network {:?}: subnet in 6to4 space (2002::/16) is unlikely to be routable",
+                network.name
+            )));
+        }
+        let icc = bool_option(network, OPT_ICC, true, false, notes);
+        let masquerade = bool_option(network, OPT_MASQUERADE, true, true, notes);
+        plans.push(NetworkPlan {
+            name: network.name.clone(),
+            bridge,
+            subnets,
+            mode,
+            mode_source,
+            icc,
+            masquerade,
+            internal: network.internal,
+        });
+    }
+    for name in config.network_modes.keys() {
+        if !snapshot.networks.iter().any(|n| &n.name == name) {
+            notes.push(Note::info(format!("config names network {name:?}, which Docker does not have")));
+        }
+    }
+    plans
+}
+
+/// A Docker boolean option; a value Docker would not accept falls back to
+/// `on_error` (the closed choice) with a warning.
+fn bool_option(network: &Network, key: &str, default: bool, on_error: bool, notes: &mut Vec<Note>) -> bool {
+    network.bool_option(key, default).unwrap_or_else(|bad| {
+        notes.push(Note::warn(format!(
+            "network {:?}: option {key}={bad:?} is not true/false; using {on_error}",
+            network.name
+        )));
+        on_error
+    })
+}

@@ -1,0 +1,254 @@
+//! Per-container decisions: where published ports go, what is open at the
+//! container's own addresses, which addresses are sealed.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv6Addr};
+
+use super::labels::{EXPOSE_LABEL, Expose, parse_expose};
+use super::{Mode, NetworkPlan, Note};
+use crate::nft::L4Proto;
+use crate::snapshot::{Container, PortBinding, Snapshot};
+
+/// A container's address on a network dock6 manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Endpoint {
+    pub network: String,
+    pub address: Ipv6Addr,
+    pub mode: Mode,
+    pub internal: bool,
+}
+
+/// Where a published binding listens on IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Listen {
+    /// `::` or no host IP: every local address.
+    Any,
+    /// One specific host address.
+    Addr(Ipv6Addr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Published {
+    pub listen: Listen,
+    pub proto: L4Proto,
+    pub host_port: u16,
+    pub target: Ipv6Addr,
+    pub container_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ContainerPlan {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub sealed: bool,
+    pub published: Vec<Published>,
+    /// (address, proto, port) open at the container's own address.
+    pub open: BTreeSet<(Ipv6Addr, L4Proto, u16)>,
+}
+
+pub(super) fn container_plans(
+    snapshot: &Snapshot,
+    networks: &[NetworkPlan],
+    notes: &mut Vec<Note>,
+) -> Vec<ContainerPlan> {
+    let mut containers: Vec<&Container> = snapshot.containers.iter().collect();
+    containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    containers
+        .into_iter()
+        .map(|c| container_plan(c, networks, notes))
+        .filter(|c| !c.endpoints.is_empty())
+        .collect()
+}
+
+fn container_plan(container: &Container, networks: &[NetworkPlan], notes: &mut Vec<Note>) -> ContainerPlan {
+    let endpoints = managed_endpoints(container, networks);
+    let expose = match container.labels.get(EXPOSE_LABEL) {
+        None => Expose::Default,
+        Some(value) => parse_expose(value).unwrap_or_else(|why| {
+            notes.push(Note::warn(format!(
+                "container {:?}: label {EXPOSE_LABEL}={value:?} is malformed ({why}); failing closed: nothing inbound on IPv6",
+                container.name
+            )));
+            Expose::Sealed
+        }),
+    };
+    let mut plan = ContainerPlan {
+        name: container.name.clone(),
+        endpoints,
+        sealed: expose == Expose::Sealed,
+        published: Vec::new(),
+        open: BTreeSet::new(),
+    };
+    if plan.endpoints.is_empty() {
+        return plan;
+    }
+    let bindings = ipv6_bindings(container, notes);
+    if plan.sealed {
+        if !bindings.is_empty() {
+            notes.push(Note::info(format!(
+                "container {:?}: {EXPOSE_LABEL}=false, its published ports are not reachable on IPv6",
+                container.name
+            )));
+        }
+        return plan;
+    }
+    match dnat_target(container, &plan.endpoints) {
+        Some(target) => {
+            plan.published = bindings
+                .iter()
+                .map(|b| Published {
+                    listen: b.listen,
+                    proto: b.proto,
+                    host_port: b.host_port,
+                    target,
+                    container_port: b.container_port,
+                })
+                .collect();
+        }
+        None if !bindings.is_empty() => notes.push(Note::info(format!(
+            "container {:?}: published ports not DNAT'ed on IPv6: no IPv6 address on a non-internal managed network",
+            container.name
+        ))),
+        None => {}
+    }
+    let mut open_ports: BTreeSet<(L4Proto, u16)> =
+        bindings.iter().map(|b| (b.proto, b.container_port)).collect();
+    if let Expose::Ports(ports) = &expose {
+        open_ports.extend(ports.iter().copied());
+    }
+    for ep in plan.endpoints.iter().filter(|e| e.mode.addresses_reachable() && !e.internal) {
+        for (proto, port) in &open_ports {
+            plan.open.insert((ep.address, *proto, *port));
+        }
+    }
+    plan
+}
+
+fn managed_endpoints(container: &Container, networks: &[NetworkPlan]) -> Vec<Endpoint> {
+    container
+        .networks
+        .iter()
+        .filter_map(|(name, ep)| {
+            let network = networks.iter().find(|n| &n.name == name && n.mode != Mode::Off)?;
+            Some(Endpoint {
+                network: name.clone(),
+                address: ep.ipv6_address?,
+                mode: network.mode,
+                internal: network.internal,
+            })
+        })
+        .collect()
+}
+
+/// The container's address on the network giving its default gateway, else
+/// on its first IPv6 network by name (endpoints are sorted by name).
+fn dnat_target(container: &Container, endpoints: &[Endpoint]) -> Option<Ipv6Addr> {
+    let usable = || endpoints.iter().filter(|e| !e.internal);
+    container
+        .gateway_network
+        .as_ref()
+        .and_then(|gw| usable().find(|e| &e.network == gw))
+        .or_else(|| usable().next())
+        .map(|e| e.address)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Binding {
+    listen: Listen,
+    proto: L4Proto,
+    host_port: u16,
+    container_port: u16,
+}
+
+/// The bindings Docker reports that publish on IPv6. IPv4 ones are Docker's
+/// business; `[::1]` and link-local ones cannot be DNAT'ed and are noted.
+fn ipv6_bindings(container: &Container, notes: &mut Vec<Note>) -> Vec<Binding> {
+    let mut out = BTreeSet::new();
+    for (key, bindings) in &container.ports {
+        let Some(bindings) = bindings else { continue };
+        let Some((container_port, proto)) = parse_port_key(key) else {
+            notes.push(Note::warn(format!(
+                "container {:?}: port {key:?} not understood (expected like 80/tcp); skipped",
+                container.name
+            )));
+            continue;
+        };
+        for binding in bindings {
+            match classify(binding) {
+                Ok(Some((listen, host_port))) => {
+                    out.insert(Binding { listen, proto, host_port, container_port });
+                }
+                Ok(None) => {}
+                Err(why) => notes.push(Note::info(format!(
+                    "container {:?}: binding [{}]:{}->{key} skipped: {why}",
+                    container.name, binding.host_ip, binding.host_port
+                ))),
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn parse_port_key(key: &str) -> Option<(u16, L4Proto)> {
+    let (port, proto) = key.split_once('/')?;
+    let proto = match proto {
+        "tcp" => L4Proto::Tcp,
+        "udp" => L4Proto::Udp,
+        _ => return None,
+    };
+    Some((port.parse().ok().filter(|p| *p > 0)?, proto))
+}
+
+/// `Ok(None)` for an IPv4 binding, `Err` for an IPv6 one that cannot work.
+fn classify(binding: &PortBinding) -> Result<Option<(Listen, u16)>, String> {
+    let listen = match binding.host_ip.trim() {
+        "" | "::" => Listen::Any,
+        text => match text.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => return Ok(None),
+            Ok(IpAddr::V6(a)) if a.is_loopback() => {
+                return Err("[::1] cannot be NATed in IPv6".into());
+            }
+            Ok(IpAddr::V6(a)) if a.segments()[0] & 0xffc0 == 0xfe80 => {
+                return Err("link-local destinations are never DNAT'ed".into());
+            }
+            Ok(IpAddr::V6(a)) if a.to_ipv4_mapped().is_some() => return Ok(None),
+            Ok(IpAddr::V6(a)) => Listen::Addr(a),
+            Err(_) => return Err(format!("host IP {text:?} is not an address")),
+        },
+    };
+    match binding.host_port.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(Some((listen, p))),
+        _ => Err(format!("host port {:?} is not a port number", binding.host_port)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(ip: &str, port: &str) -> PortBinding {
+        PortBinding { host_ip: ip.into(), host_port: port.into() }
+    }
+
+    #[test]
+    fn classify_bindings() {
+        assert_eq!(classify(&binding("::", "8080")), Ok(Some((Listen::Any, 8080))));
+        assert_eq!(classify(&binding("", "8080")), Ok(Some((Listen::Any, 8080))));
+        assert_eq!(classify(&binding("0.0.0.0", "8080")), Ok(None));
+        assert_eq!(classify(&binding("127.0.0.1", "8080")), Ok(None));
+        assert!(classify(&binding("::1", "8080")).unwrap_err().contains("[::1]"));
+        assert!(classify(&binding("fe80::1", "8080")).unwrap_err().contains("link-local"));
+        let a: Ipv6Addr = "2001:db8::5".parse().unwrap();
+        assert_eq!(classify(&binding("2001:db8::5", "53")), Ok(Some((Listen::Addr(a), 53))));
+        assert!(classify(&binding("::", "")).is_err());
+        assert!(classify(&binding("nonsense", "80")).is_err());
+    }
+
+    #[test]
+    fn port_keys() {
+        assert_eq!(parse_port_key("80/tcp"), Some((80, L4Proto::Tcp)));
+        assert_eq!(parse_port_key("53/udp"), Some((53, L4Proto::Udp)));
+        assert_eq!(parse_port_key("9/sctp"), None);
+        assert_eq!(parse_port_key("80"), None);
+    }
+}

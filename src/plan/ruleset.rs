@@ -1,0 +1,297 @@
+//! The `table inet dock6` ruleset. Structure (chains, rules) depends only on
+//! the networks; containers only add set and map elements, so one more
+//! container costs O(1) kernel work.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+
+use super::ports::{ContainerPlan, Listen};
+use super::{Mode, NetworkPlan, Note};
+use crate::config::Config;
+use crate::nft::{
+    BaseChain, Chain, ChainKind, CtState, DnatKey, Element, Hook, Icmpv6Type, KeyType, Priority,
+    Rule, Set, StandardPriority, Statement, TABLE_NAME, Table, Value, rule,
+};
+
+/// Forward filtering runs just before the standard `filter` priority, so
+/// the accept mark is set before a user's `policy drop` chain looks at it.
+pub const PRIORITY_FILTER: Priority = Priority { base: StandardPriority::Filter, offset: -5 };
+/// Published ports are DNAT'ed just before the standard `dstnat` chains.
+pub const PRIORITY_DSTNAT: Priority = Priority { base: StandardPriority::Dstnat, offset: -5 };
+/// The same for locally generated traffic, where nft has no `dstnat` name.
+pub const PRIORITY_OUTPUT_DNAT: Priority = Priority { base: StandardPriority::Number, offset: -105 };
+/// Masquerade runs just before the standard `srcnat` chains.
+pub const PRIORITY_SRCNAT: Priority = Priority { base: StandardPriority::Srcnat, offset: -5 };
+
+pub const SET_BRIDGES: &str = "bridges";
+pub const SET_SEALED: &str = "sealed";
+pub const SET_OPEN_PORTS: &str = "open_ports";
+pub const SET_ICMPV6_INBOUND: &str = "icmpv6_inbound";
+pub const SET_DNAT_ANY: &str = "dnat_any";
+pub const SET_DNAT_ADDR: &str = "dnat_addr";
+
+pub const CHAIN_FORWARD: &str = "forward";
+pub const CHAIN_TO_DOCKER: &str = "to_docker";
+pub const CHAIN_FROM_DOCKER: &str = "from_docker";
+pub const CHAIN_MARK_ACCEPT: &str = "mark_accept";
+pub const CHAIN_PREROUTING: &str = "prerouting";
+pub const CHAIN_OUTPUT: &str = "output";
+pub const CHAIN_PUBLISHED: &str = "published";
+pub const CHAIN_POSTROUTING: &str = "postrouting";
+
+const ESTABLISHED: [CtState; 2] = [CtState::Established, CtState::Related];
+
+pub(super) fn build(
+    config: &Config,
+    uplink: Option<&str>,
+    networks: &[NetworkPlan],
+    containers: &[ContainerPlan],
+    notes: &mut Vec<Note>,
+) -> Table {
+    let managed: Vec<&NetworkPlan> = networks.iter().filter(|n| n.mode != Mode::Off).collect();
+    Table {
+        name: TABLE_NAME.to_string(),
+        sets: sets(&managed, containers, notes),
+        chains: vec![
+            forward_chain(),
+            to_docker_chain(&managed),
+            from_docker_chain(&managed),
+            mark_accept_chain(config.accept_mark),
+            nat_entry_chain(CHAIN_PREROUTING, Hook::Prerouting, PRIORITY_DSTNAT),
+            nat_entry_chain(CHAIN_OUTPUT, Hook::Output, PRIORITY_OUTPUT_DNAT),
+            published_chain(),
+            postrouting_chain(config, uplink, &managed),
+        ],
+    }
+}
+
+fn sets(managed: &[&NetworkPlan], containers: &[ContainerPlan], notes: &mut Vec<Note>) -> Vec<Set> {
+    let bridges = managed.iter().map(|n| Element { key: vec![Value::IfName(n.bridge.clone())], data: vec![] });
+    let sealed: BTreeSet<Ipv6Addr> = containers
+        .iter()
+        .filter(|c| c.sealed)
+        .flat_map(|c| c.endpoints.iter().map(|e| e.address))
+        .collect();
+    let open: BTreeSet<_> = containers.iter().flat_map(|c| c.open.iter().copied()).collect();
+    let (dnat_any, dnat_addr) = dnat_elements(containers, notes);
+    vec![
+        set(SET_BRIDGES, &[KeyType::IfName], &[], sorted(bridges)),
+        set(SET_SEALED, &[KeyType::Ipv6Addr], &[], sealed.into_iter().map(|a| key(vec![Value::Addr(a)])).collect()),
+        set(
+            SET_OPEN_PORTS,
+            &[KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
+            &[],
+            open.into_iter()
+                .map(|(a, p, port)| key(vec![Value::Addr(a), Value::Proto(p), Value::Port(port)]))
+                .collect(),
+        ),
+        set(
+            SET_ICMPV6_INBOUND,
+            &[KeyType::Icmpv6Type],
+            &[],
+            Icmpv6Type::INBOUND.iter().map(|t| key(vec![Value::Icmpv6(*t)])).collect(),
+        ),
+        set(
+            SET_DNAT_ANY,
+            &[KeyType::InetProto, KeyType::InetService],
+            &[KeyType::Ipv6Addr, KeyType::InetService],
+            dnat_any,
+        ),
+        set(
+            SET_DNAT_ADDR,
+            &[KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
+            &[KeyType::Ipv6Addr, KeyType::InetService],
+            dnat_addr,
+        ),
+    ]
+}
+
+fn set(name: &str, key: &[KeyType], data: &[KeyType], elements: Vec<Element>) -> Set {
+    Set { name: name.to_string(), key: key.to_vec(), data: data.to_vec(), elements }
+}
+
+fn key(values: Vec<Value>) -> Element {
+    Element { key: values, data: vec![] }
+}
+
+fn sorted(elements: impl Iterator<Item = Element>) -> Vec<Element> {
+    let mut v: Vec<Element> = elements.collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The two DNAT maps. A host port claimed twice (Docker would refuse it, so
+/// it means stale data) goes to the first container by name, with a warning:
+/// the kernel refuses duplicate keys.
+fn dnat_elements(containers: &[ContainerPlan], notes: &mut Vec<Note>) -> (Vec<Element>, Vec<Element>) {
+    let mut any: BTreeMap<Vec<Value>, (Vec<Value>, &str)> = BTreeMap::new();
+    let mut addr: BTreeMap<Vec<Value>, (Vec<Value>, &str)> = BTreeMap::new();
+    for c in containers {
+        for p in &c.published {
+            let (map, key) = match p.listen {
+                Listen::Any => (&mut any, vec![Value::Proto(p.proto), Value::Port(p.host_port)]),
+                Listen::Addr(a) => (&mut addr, vec![Value::Addr(a), Value::Proto(p.proto), Value::Port(p.host_port)]),
+            };
+            let data = vec![Value::Addr(p.target), Value::Port(p.container_port)];
+            match map.get(&key) {
+                Some((existing, owner)) if *existing != data => notes.push(Note::warn(format!(
+                    "container {:?}: host port {}/{} is already published by {owner:?}; skipped",
+                    c.name,
+                    p.host_port,
+                    p.proto.name()
+                ))),
+                Some(_) => {}
+                None => {
+                    map.insert(key, (data, &c.name));
+                }
+            }
+        }
+    }
+    let into_elements = |m: BTreeMap<Vec<Value>, (Vec<Value>, &str)>| {
+        m.into_iter().map(|(key, (data, _))| Element { key, data }).collect()
+    };
+    (into_elements(any), into_elements(addr))
+}
+
+fn base(kind: ChainKind, hook: Hook, priority: Priority) -> Option<BaseChain> {
+    Some(BaseChain { kind, hook, priority })
+}
+
+fn chain(name: &str, base: Option<BaseChain>, rules: Vec<Rule>) -> Chain {
+    Chain { name: name.to_string(), base, rules }
+}
+
+fn forward_chain() -> Chain {
+    chain(
+        CHAIN_FORWARD,
+        base(ChainKind::Filter, Hook::Forward, PRIORITY_FILTER),
+        vec![
+            rule().not_ipv6().comment("IPv4 is never touched").ret(),
+            rule().oif_in(SET_BRIDGES).jump(CHAIN_TO_DOCKER),
+            rule().iif_in(SET_BRIDGES).jump(CHAIN_FROM_DOCKER),
+        ],
+    )
+}
+
+/// Traffic into a Docker bridge. Ends in a verdict for every packet.
+fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
+    let mut rules = vec![
+        rule().ct_state(&ESTABLISHED).goto(CHAIN_MARK_ACCEPT),
+        rule().ct_state(&[CtState::Invalid]).drop(),
+        rule().ct_status_dnat().comment("published ports, before any isolation").goto(CHAIN_MARK_ACCEPT),
+    ];
+    for n in managed {
+        let same_bridge = rule().iifname(&n.bridge).oifname(&n.bridge);
+        rules.push(if n.icc {
+            same_bridge.comment(format!("network {}: inter-container traffic allowed", n.name)).goto(CHAIN_MARK_ACCEPT)
+        } else {
+            same_bridge.comment(format!("network {}: enable_icc=false", n.name)).drop()
+        });
+    }
+    for n in managed.iter().filter(|n| n.internal) {
+        rules.push(rule().oifname(&n.bridge).comment(format!("network {}: internal", n.name)).drop());
+    }
+    rules.push(rule().iif_in(SET_BRIDGES).comment("networks are isolated from each other").drop());
+    rules.push(rule().daddr_in(SET_SEALED).comment("dock6.expose=false").drop());
+    rules.push(rule().daddr_proto_port_in(SET_OPEN_PORTS).goto(CHAIN_MARK_ACCEPT));
+    for n in managed.iter().filter(|n| n.mode.addresses_reachable() && !n.internal) {
+        rules.push(
+            rule()
+                .oifname(&n.bridge)
+                .icmpv6_type_in(SET_ICMPV6_INBOUND)
+                .comment(format!("network {}: {}", n.name, n.mode.name()))
+                .goto(CHAIN_MARK_ACCEPT),
+        );
+    }
+    rules.push(rule().comment("nothing else reaches a container").drop());
+    chain(CHAIN_TO_DOCKER, None, rules)
+}
+
+/// Traffic out of a Docker bridge to anything that is not a managed bridge.
+fn from_docker_chain(managed: &[&NetworkPlan]) -> Chain {
+    let mut rules = vec![
+        rule().ct_state(&ESTABLISHED).goto(CHAIN_MARK_ACCEPT),
+        rule().ct_state(&[CtState::Invalid]).drop(),
+    ];
+    for n in managed.iter().filter(|n| n.internal) {
+        rules.push(rule().iifname(&n.bridge).comment(format!("network {}: internal, no egress", n.name)).drop());
+    }
+    rules.push(rule().goto(CHAIN_MARK_ACCEPT));
+    chain(CHAIN_FROM_DOCKER, None, rules)
+}
+
+fn mark_accept_chain(mark: u32) -> Chain {
+    chain(
+        CHAIN_MARK_ACCEPT,
+        None,
+        vec![
+            rule()
+                .statement(Statement::MarkOr(mark))
+                .comment("a user's forward chain lets Docker traffic through with: meta mark & M == M accept")
+                .accept(),
+        ],
+    )
+}
+
+fn nat_entry_chain(name: &str, hook: Hook, priority: Priority) -> Chain {
+    chain(name, base(ChainKind::Nat, hook, priority), vec![rule().ipv6().jump(CHAIN_PUBLISHED)])
+}
+
+fn published_chain() -> Chain {
+    let loopback = Ipv6Net::new(Ipv6Addr::LOCALHOST, 128).expect("/128 is a valid prefix");
+    let link_local = Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10).expect("/10 is a valid prefix");
+    chain(
+        CHAIN_PUBLISHED,
+        None,
+        vec![
+            rule().daddr(loopback).comment("[::1] cannot be NATed").ret(),
+            rule().daddr(link_local).comment("link-local destinations are never DNAT'ed").ret(),
+            rule()
+                .statement(Statement::DnatMap { key: DnatKey::AddrProtoPort, map: SET_DNAT_ADDR.into() })
+                .done(),
+            rule()
+                .fib_daddr_local()
+                .statement(Statement::DnatMap { key: DnatKey::ProtoPort, map: SET_DNAT_ANY.into() })
+                .done(),
+        ],
+    )
+}
+
+fn postrouting_chain(config: &Config, uplink: Option<&str>, managed: &[&NetworkPlan]) -> Chain {
+    let mut rules = Vec::new();
+    for n in managed.iter().filter(|n| !n.internal) {
+        for subnet in &n.subnets {
+            rules.push(
+                rule()
+                    .oifname(&n.bridge)
+                    .saddr(*subnet)
+                    .ct_status_dnat()
+                    .statement(Statement::Masquerade)
+                    .comment(format!("network {}: hairpin to a published port", n.name))
+                    .done(),
+            );
+        }
+    }
+    if let Some(uplink) = uplink {
+        for n in managed.iter().filter(|n| n.mode == Mode::Nat66 && n.masquerade && !n.internal) {
+            for subnet in &n.subnets {
+                let nat = match config.egress_address {
+                    Some(addr) => Statement::Snat(addr),
+                    None => Statement::Masquerade,
+                };
+                rules.push(
+                    rule()
+                        .oifname(uplink)
+                        .saddr(*subnet)
+                        .statement(nat)
+                        .comment(format!("network {}: nat66", n.name))
+                        .done(),
+                );
+            }
+        }
+    }
+    chain(CHAIN_POSTROUTING, base(ChainKind::Nat, Hook::Postrouting, PRIORITY_SRCNAT), rules)
+}
