@@ -171,3 +171,6 @@ pub fn plan(config: &Config, snapshot: &Snapshot) -> Plan {
     let sysctls = host::sysctls(uplink_facts, uplink.as_deref(), &networks, &mut notes);
     Plan { uplink, networks, ruleset, proxy_entries, sysctls, notes }
 }
+
+#[cfg(test)]
+mod tests;

@@ -62,6 +62,7 @@ pub(super) fn container_plans(
 
 fn container_plan(container: &Container, networks: &[NetworkPlan], notes: &mut Vec<Note>) -> ContainerPlan {
     let endpoints = managed_endpoints(container, networks);
+    let mut malformed = false;
     let expose = match container.labels.get(EXPOSE_LABEL) {
         None => Expose::Default,
         Some(value) => parse_expose(value).unwrap_or_else(|why| {
@@ -69,6 +70,7 @@ fn container_plan(container: &Container, networks: &[NetworkPlan], notes: &mut V
                 "container {:?}: label {EXPOSE_LABEL}={value:?} is malformed ({why}); failing closed: nothing inbound on IPv6",
                 container.name
             )));
+            malformed = true;
             Expose::Sealed
         }),
     };
@@ -84,7 +86,7 @@ fn container_plan(container: &Container, networks: &[NetworkPlan], notes: &mut V
     }
     let bindings = ipv6_bindings(container, notes);
     if plan.sealed {
-        if !bindings.is_empty() {
+        if !bindings.is_empty() && !malformed {
             notes.push(Note::info(format!(
                 "container {:?}: {EXPOSE_LABEL}=false, its published ports are not reachable on IPv6",
                 container.name

@@ -1,1 +1,112 @@
-fn main() {}
+//! Developer tasks: `cargo xtask test | bless | demo | deps`.
+//!
+//! Each command installs what it needs (Debian packages via apt-get) first,
+//! so a fresh machine needs nothing by hand.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Debian packages the build and the tests need: the C libraries behind
+/// nftnl/mnl, `nft` for golden checks, iproute2 for namespaces.
+const PACKAGES: &[&str] = &["pkg-config", "libnftnl-dev", "libmnl-dev", "nftables", "iproute2", "util-linux"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("bless") => bless(),
+        Some("demo") => demo(),
+        Some("deps") => install_packages(PACKAGES),
+        _ => {
+            eprintln!("usage: cargo xtask <test|bless|demo|deps>\n");
+            eprintln!("  test   install what is needed, then run every test (kernel tests need root)");
+            eprintln!("  bless  rewrite the golden files under rules/ from the current planner");
+            eprintln!("  demo   install what is needed, then show dock6's plan for a bundled example");
+            eprintln!("  deps   only install the Debian packages");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root_dir());
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn is_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn install_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !is_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("missing Debian packages {missing:?}; run as root or `sudo apt-get install {}`", missing.join(" "));
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing);
+    run(install)
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    install_packages(PACKAGES)?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--all-targets"]).args(extra);
+    run(cmd)
+}
+
+fn bless() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.env("DOCK6_BLESS", "1").args(["test", "--test", "golden"]);
+    run(cmd)?;
+    eprintln!("xtask: golden files rewritten; review `git diff rules/` like code");
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    install_packages(PACKAGES)?;
+    let snapshot = root_dir().join("rules/all-three-modes/snapshot.json");
+    eprintln!("xtask: dock6's plan for {} (touches nothing)\n", snapshot.display());
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--bin", "dock6", "--", "render", "--snapshot"]).arg(&snapshot);
+    run(cmd)
+}
