@@ -34,6 +34,14 @@ pub enum HostError {
     #[error("proxy-NDP entry {address} on {interface}: no such interface")]
     NoSuchInterface { interface: String, address: Ipv6Addr },
 
+    #[error("unsolicited neighbour advertisement for {address} on {interface}: {source}")]
+    Advertisement {
+        interface: String,
+        address: Ipv6Addr,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("cannot open a netlink socket: {0}")]
     NetlinkSocket(#[source] io::Error),
 
