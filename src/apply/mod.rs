@@ -1,1 +1,14 @@
 //! The only code that touches the kernel.
+
+mod error;
+pub mod na;
+pub mod ndp;
+pub mod sysctl;
+
+pub use error::HostError;
+pub use na::{neighbour_advertisement, send_unsolicited_na};
+pub use ndp::{
+    DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries, remove_all_dock6_entries,
+    sync_proxy_entries,
+};
+pub use sysctl::{SysctlAction, SysctlOutcome, apply_sysctl, read_sysctl};

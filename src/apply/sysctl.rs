@@ -1,0 +1,168 @@
+//! `net.ipv6.conf.<scope>.<name>` sysctls, read before written.
+//!
+//! Plain files under `/proc/sys/net/ipv6/conf/`, where interface names keep
+//! their dots (`eth0.100`): the `sysctl` crate maps dots to path separators
+//! and cannot address those.
+//!
+//! `/proc/sys/net` is resolved against the network namespace of the *calling
+//! thread* (the kernel looks the table set up through `current->nsproxy`), so
+//! a thread that has `setns(CLONE_NEWNET)`'d sees its own namespace's
+//! sysctls. (`/proc/net`, by contrast, follows `/proc/self`, the thread-group
+//! leader.) The namespace tests rely on this and check it with
+//! `ip netns exec NS sysctl -n`.
+
+use std::fs;
+use std::io::{self, Write};
+
+use tracing::{debug, info};
+
+use super::HostError;
+use crate::plan::SysctlSetting;
+
+const CONF_DIR: &str = "/proc/sys/net/ipv6/conf";
+
+/// What [`apply_sysctl`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SysctlAction {
+    /// The value was different and has been written.
+    Changed,
+    /// The value already was the wanted one: nothing written.
+    AlreadySet,
+    /// The current value is the setting's `keep_if`: left alone on purpose.
+    Kept,
+}
+
+/// The result of applying one sysctl: old and new value, for "old → new" logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlOutcome {
+    /// As sysctl(8) writes it (`net.ipv6.conf.eth0/100.accept_ra`).
+    pub key: String,
+    pub old: u8,
+    pub new: u8,
+    pub action: SysctlAction,
+}
+
+impl SysctlOutcome {
+    pub fn changed(&self) -> bool {
+        self.action == SysctlAction::Changed
+    }
+}
+
+impl std::fmt::Display for SysctlOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.action {
+            SysctlAction::Changed => write!(f, "{}: {} → {}", self.key, self.old, self.new),
+            SysctlAction::AlreadySet => write!(f, "{}: {} (unchanged)", self.key, self.old),
+            SysctlAction::Kept => write!(f, "{}: {} (kept as it is)", self.key, self.old),
+        }
+    }
+}
+
+/// The key as sysctl(8) writes it: dots in interface names become `/`.
+fn key(scope: &str, name: &str) -> String {
+    format!("net.ipv6.conf.{}.{}", scope.replace('.', "/"), name)
+}
+
+/// Validates one path component and builds the /proc path. Interface names
+/// never contain `/` or NUL and are never `.` or `..`; refusing them keeps a
+/// bad name from escaping `/proc/sys/net/ipv6/conf`.
+fn path(scope: &str, name: &str) -> Result<String, HostError> {
+    for (what, value) in [("scope", scope), ("name", name)] {
+        if value.is_empty() || value == "." || value == ".." || value.contains(['/', '\0']) {
+            return Err(HostError::SysctlName { key: key(scope, name), what, value: value.to_string() });
+        }
+    }
+    Ok(format!("{CONF_DIR}/{scope}/{name}"))
+}
+
+fn io_error(key: &str, path: &str, op: &'static str, source: io::Error) -> HostError {
+    if source.kind() == io::ErrorKind::NotFound {
+        HostError::SysctlMissing { key: key.to_string(), path: path.to_string() }
+    } else {
+        HostError::SysctlIo { key: key.to_string(), path: path.to_string(), op, source }
+    }
+}
+
+/// Reads `net.ipv6.conf.<scope>.<name>` (scope: `all`, `default` or an
+/// interface name, dots and all).
+pub fn read_sysctl(scope: &str, name: &str) -> Result<u8, HostError> {
+    let path = path(scope, name)?;
+    read_path(&key(scope, name), &path)
+}
+
+fn read_path(key: &str, path: &str) -> Result<u8, HostError> {
+    let text = fs::read_to_string(path).map_err(|e| io_error(key, path, "read", e))?;
+    let value = text.trim();
+    value.parse::<u8>().map_err(|_| HostError::SysctlValue {
+        key: key.to_string(),
+        path: path.to_string(),
+        value: value.to_string(),
+    })
+}
+
+fn write_path(key: &str, path: &str, value: u8) -> Result<(), HostError> {
+    // No truncate/create: a /proc/sys file takes the whole value in one write.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error(key, path, "open", e))?;
+    file.write_all(format!("{value}\n").as_bytes())
+        .map_err(|e| io_error(key, path, "write", e))
+}
+
+/// Applies one setting: reads the current value, leaves it when it equals
+/// `keep_if` or already is the wanted value, writes otherwise and reads it
+/// back. Returns old and new values.
+pub fn apply_sysctl(s: &SysctlSetting) -> Result<SysctlOutcome, HostError> {
+    let key = key(&s.scope, &s.name);
+    let path = path(&s.scope, &s.name)?;
+    let old = read_path(&key, &path)?;
+    if s.keep_if == Some(old) && old != s.value {
+        info!(sysctl = %key, value = old, reason = %s.reason, "sysctl left at {old} on purpose (keep_if)");
+        return Ok(SysctlOutcome { key, old, new: old, action: SysctlAction::Kept });
+    }
+    if old == s.value {
+        debug!(sysctl = %key, value = old, "sysctl already set");
+        return Ok(SysctlOutcome { key, old, new: old, action: SysctlAction::AlreadySet });
+    }
+    write_path(&key, &path, s.value)?;
+    let new = read_path(&key, &path)?;
+    if new != s.value {
+        return Err(HostError::SysctlNotApplied { key, wanted: s.value, actual: new });
+    }
+    info!(sysctl = %key, old, new, reason = %s.reason, "sysctl {key}: {old} → {new}");
+    Ok(SysctlOutcome { key, old, new, action: SysctlAction::Changed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_paths_keep_dots_where_each_wants_them() {
+        assert_eq!(key("eth0.100", "accept_ra"), "net.ipv6.conf.eth0/100.accept_ra");
+        assert_eq!(path("eth0.100", "accept_ra").unwrap(), "/proc/sys/net/ipv6/conf/eth0.100/accept_ra");
+    }
+
+    #[test]
+    fn bad_components_are_refused() {
+        for (scope, name) in [("..", "x"), ("a/b", "x"), ("", "x"), ("eth0", "../../x"), ("eth0", "")] {
+            assert!(matches!(path(scope, name), Err(HostError::SysctlName { .. })), "{scope} {name}");
+        }
+    }
+
+    #[test]
+    fn missing_interface_names_the_key() {
+        let s = SysctlSetting {
+            scope: "nosuch.4242".into(),
+            name: "accept_ra".into(),
+            value: 2,
+            current: None,
+            keep_if: Some(0),
+            reason: "test".into(),
+        };
+        let err = apply_sysctl(&s).unwrap_err();
+        assert!(matches!(err, HostError::SysctlMissing { .. }), "{err:?}");
+        assert!(err.to_string().contains("net.ipv6.conf.nosuch/4242.accept_ra"), "{err}");
+    }
+}

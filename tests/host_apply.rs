@@ -1,0 +1,431 @@
+//! The host-apply layer (sysctls, proxy-NDP entries) against a real kernel,
+//! each test in a network namespace of its own, deleted when the test ends.
+//!
+//! How code runs inside a namespace: a fresh std thread opens
+//! `/run/netns/NAME` and calls `setns(fd, CLONE_NEWNET)`, which switches only
+//! that thread. Everything the thread creates afterwards lives there: the
+//! rtnetlink socket (built on a current-thread tokio runtime in that thread)
+//! and `/proc/sys/net/...` lookups, which the kernel resolves against the
+//! calling thread's namespace. `sysctl_reads_follow_the_thread` checks the
+//! latter: the dotted interface exists only in the namespace, and the same
+//! read fails from a thread that did not switch.
+
+mod common;
+
+use std::fs::File;
+use std::future::Future;
+use std::net::Ipv6Addr;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+
+use dock6::apply::{
+    DOCK6_NEIGH_PROTOCOL, HostError, SysctlAction, apply_sysctl, list_proxy_entries, read_sysctl,
+    remove_all_dock6_entries, send_unsolicited_na, sync_proxy_entries,
+};
+use dock6::plan::{ProxyEntry, SysctlSetting};
+use rtnetlink::Handle;
+
+/// A network namespace that is deleted when dropped.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("d6-host-{tag}-{}", std::process::id());
+        // A namespace left over from a crashed run with the same pid.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run("ip", &["netns", "add", &name]);
+        Netns { name }
+    }
+
+    /// `ip -n NS ARGS…`, panicking with stderr on failure; returns stdout.
+    fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// `sysctl -n KEY` inside the namespace, through `ip netns exec`.
+    fn sysctl(&self, key: &str) -> String {
+        run("ip", &["netns", "exec", &self.name, "sysctl", "-n", key]).trim().to_string()
+    }
+
+    fn set_sysctl(&self, key: &str, value: &str) {
+        run("ip", &["netns", "exec", &self.name, "sysctl", "-qw", &format!("{key}={value}")]);
+    }
+
+    /// Runs `f` on a thread that has joined this namespace.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+                    // SAFETY: a valid namespace fd; setns with CLONE_NEWNET
+                    // changes only the calling thread, which is ours alone.
+                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+
+    /// Runs an async block with an rtnetlink handle opened in this namespace.
+    fn netlink<T, Fut, F>(&self, f: F) -> T
+    where
+        T: Send,
+        F: FnOnce(Handle) -> Fut + Send,
+        Fut: Future<Output = T>,
+    {
+        self.run(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async move {
+                let (connection, handle, _) = rtnetlink::new_connection().expect("netlink socket");
+                tokio::spawn(connection);
+                f(handle).await
+            })
+        })
+    }
+
+    /// `ip -6 neigh show proxy` lines, trimmed.
+    fn proxy_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .ip(&["-6", "neigh", "show", "proxy"])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.sort();
+        lines
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A dotted interface name that exists in no other namespace.
+fn dotted_name() -> String {
+    format!("v{}.100", std::process::id() % 100_000)
+}
+
+/// A namespace with veth pairs `up0`/`up1` and `<dotted>`/`p100`.
+fn namespace(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
+    ns.ip(&["link", "add", &dotted_name(), "type", "veth", "peer", "name", "p100"]);
+    ns
+}
+
+fn setting(scope: &str, name: &str, value: u8, keep_if: Option<u8>) -> SysctlSetting {
+    SysctlSetting {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        value,
+        current: None,
+        keep_if,
+        reason: "test".to_string(),
+    }
+}
+
+fn entry(interface: &str, address: &str) -> ProxyEntry {
+    ProxyEntry {
+        interface: interface.to_string(),
+        address: address.parse().expect("address"),
+        container: "c1".to_string(),
+        network: "n1".to_string(),
+    }
+}
+
+fn addr(text: &str) -> Ipv6Addr {
+    text.parse().expect("address")
+}
+
+#[test]
+fn sysctl_reads_follow_the_thread() {
+    if !common::require_root("sysctl_reads_follow_the_thread") {
+        return;
+    }
+    let ns = namespace("thr");
+    let dotted = dotted_name();
+    let key = format!("net.ipv6.conf.{}.proxy_ndp", dotted.replace('.', "/"));
+    ns.set_sysctl(&key, "1");
+    let inside = ns.run(|| read_sysctl(&dotted, "proxy_ndp"));
+    assert_eq!(inside.expect("read inside the namespace"), 1);
+    // The same read from this (unswitched) thread does not see the interface.
+    let outside = read_sysctl(&dotted, "proxy_ndp");
+    assert!(matches!(outside, Err(HostError::SysctlMissing { .. })), "{outside:?}");
+}
+
+#[test]
+fn sysctl_on_dotted_interface() {
+    if !common::require_root("sysctl_on_dotted_interface") {
+        return;
+    }
+    let ns = namespace("sysctl");
+    let dotted = dotted_name();
+    let slashed = dotted.replace('.', "/");
+    let proxy_key = format!("net.ipv6.conf.{slashed}.proxy_ndp");
+    let ra_key = format!("net.ipv6.conf.{slashed}.accept_ra");
+
+    // read agrees with sysctl(8)
+    let read = ns.run(|| read_sysctl(&dotted, "proxy_ndp")).expect("read");
+    assert_eq!(read.to_string(), ns.sysctl(&proxy_key));
+    assert_eq!(read, 0);
+
+    // write when different, report old → new
+    let out = ns.run(|| apply_sysctl(&setting(&dotted, "proxy_ndp", 1, None))).expect("apply");
+    assert_eq!((out.old, out.new, out.action), (0, 1, SysctlAction::Changed));
+    assert_eq!(out.key, proxy_key);
+    assert_eq!(out.to_string(), format!("{proxy_key}: 0 → 1"));
+    assert_eq!(ns.sysctl(&proxy_key), "1");
+
+    // no write when already set
+    let out = ns.run(|| apply_sysctl(&setting(&dotted, "proxy_ndp", 1, None))).expect("apply");
+    assert_eq!((out.old, out.new, out.action), (1, 1, SysctlAction::AlreadySet));
+
+    // keep_if: accept_ra 0 stays 0
+    ns.set_sysctl(&ra_key, "0");
+    let out = ns.run(|| apply_sysctl(&setting(&dotted, "accept_ra", 2, Some(0)))).expect("apply");
+    assert_eq!((out.old, out.new, out.action), (0, 0, SysctlAction::Kept));
+    assert_eq!(ns.sysctl(&ra_key), "0");
+
+    // … but 1 becomes 2
+    ns.set_sysctl(&ra_key, "1");
+    let out = ns.run(|| apply_sysctl(&setting(&dotted, "accept_ra", 2, Some(0)))).expect("apply");
+    assert_eq!((out.old, out.new, out.action), (1, 2, SysctlAction::Changed));
+    assert_eq!(ns.sysctl(&ra_key), "2");
+
+    // a missing interface names the key
+    let err = ns
+        .run(|| apply_sysctl(&setting("gone.7", "accept_ra", 2, Some(0))))
+        .expect_err("missing interface");
+    assert!(matches!(err, HostError::SysctlMissing { .. }), "{err:?}");
+    assert!(err.to_string().contains("net.ipv6.conf.gone/7.accept_ra"), "{err}");
+}
+
+#[test]
+fn proxy_entries_are_tagged_and_listed() {
+    if !common::require_root("proxy_entries_are_tagged_and_listed") {
+        return;
+    }
+    let ns = namespace("ndp-add");
+    let dotted = dotted_name();
+    let desired = vec![entry("up0", "2001:db8::5"), entry("up0", "2001:db8::6"), entry(&dotted, "2001:db8::7")];
+    let (report, listed) = ns.netlink(|h| async move {
+        let report = sync_proxy_entries(&h, &desired).await.expect("sync");
+        let listed = list_proxy_entries(&h).await.expect("list");
+        (report, listed)
+    });
+    assert!(report.is_complete(), "{:?}", report.errors);
+    assert_eq!(report.added.len(), 3);
+    assert!(report.removed.is_empty() && report.foreign.is_empty());
+
+    let lines = ns.proxy_lines();
+    let proto = format!("proto {DOCK6_NEIGH_PROTOCOL}");
+    for want in [
+        format!("2001:db8::5 dev up0 proxy {proto}"),
+        format!("2001:db8::6 dev up0 proxy {proto}"),
+        format!("2001:db8::7 dev {dotted} proxy {proto}"),
+    ] {
+        assert!(lines.contains(&want), "{want:?} not in {lines:?}");
+    }
+
+    let mut seen: Vec<(Option<String>, Ipv6Addr, u8)> =
+        listed.iter().map(|e| (e.interface.clone(), e.address, e.protocol)).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (Some("up0".to_string()), addr("2001:db8::5"), 0xd6),
+            (Some("up0".to_string()), addr("2001:db8::6"), 0xd6),
+            (Some(dotted.clone()), addr("2001:db8::7"), 0xd6),
+        ]
+    );
+    assert!(listed.iter().all(|e| e.is_dock6()));
+
+    // a second sync changes nothing
+    let desired = vec![entry("up0", "2001:db8::5"), entry("up0", "2001:db8::6"), entry(&dotted, "2001:db8::7")];
+    let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &desired).await.expect("sync") });
+    assert!(!report.changed());
+    assert_eq!(report.unchanged, 3);
+}
+
+#[test]
+fn sync_removes_stale_and_leaves_foreign() {
+    if !common::require_root("sync_removes_stale_and_leaves_foreign") {
+        return;
+    }
+    let ns = namespace("ndp-sync");
+    ns.ip(&["-6", "neigh", "add", "proxy", "2001:db8::99", "dev", "up0"]);
+
+    let first = vec![entry("up0", "2001:db8::5"), entry("up0", "2001:db8::6")];
+    let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &first).await.expect("sync") });
+    assert_eq!(report.added.len(), 2);
+    assert!(report.removed.is_empty(), "the foreign entry must not be removed: {:?}", report.removed);
+
+    // ::5 goes, ::6 stays, ::99 is wanted but foreign, one interface is missing
+    let second = vec![entry("up0", "2001:db8::6"), entry("up0", "2001:db8::99"), entry("nosuch0", "2001:db8::8")];
+    let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &second).await.expect("sync") });
+    assert_eq!(report.removed.iter().map(|e| e.address).collect::<Vec<_>>(), vec![addr("2001:db8::5")]);
+    assert!(report.added.is_empty());
+    assert_eq!(report.unchanged, 1);
+    assert_eq!(report.foreign.iter().map(|e| e.address).collect::<Vec<_>>(), vec![addr("2001:db8::99")]);
+    assert_eq!(report.errors.len(), 1);
+    let message = report.errors[0].to_string();
+    assert!(message.contains("nosuch0") && message.contains("2001:db8::8"), "{message}");
+
+    // the foreign entry is still there, and still not tagged as dock6's
+    assert_eq!(
+        ns.proxy_lines(),
+        vec!["2001:db8::6 dev up0 proxy proto 214".to_string(), "2001:db8::99 dev up0 proxy".to_string()]
+    );
+
+    // an empty plan removes dock6's entries only
+    let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &[]).await.expect("sync") });
+    assert_eq!(report.removed.len(), 1);
+    assert_eq!(ns.proxy_lines(), vec!["2001:db8::99 dev up0 proxy".to_string()]);
+}
+
+#[test]
+fn remove_all_removes_only_dock6_entries() {
+    if !common::require_root("remove_all_removes_only_dock6_entries") {
+        return;
+    }
+    let ns = namespace("ndp-clean");
+    let dotted = dotted_name();
+    ns.ip(&["-6", "neigh", "add", "proxy", "2001:db8::99", "dev", "up0"]);
+    ns.ip(&["-6", "neigh", "add", "proxy", "fd00::99", "dev", &dotted, "protocol", "static"]);
+    let desired = vec![entry("up0", "2001:db8::5"), entry(&dotted, "fd00::5")];
+    let removed = ns.netlink(|h| async move {
+        let report = sync_proxy_entries(&h, &desired).await.expect("sync");
+        assert_eq!(report.added.len(), 2);
+        remove_all_dock6_entries(&h).await.expect("remove all")
+    });
+    let mut gone: Vec<Ipv6Addr> = removed.iter().map(|e| e.address).collect();
+    gone.sort();
+    assert_eq!(gone, vec![addr("2001:db8::5"), addr("fd00::5")]);
+    assert_eq!(
+        ns.proxy_lines(),
+        vec![
+            "2001:db8::99 dev up0 proxy".to_string(),
+            format!("fd00::99 dev {dotted} proxy proto static"),
+        ]
+    );
+    // nothing left to remove
+    let removed = ns.netlink(|h| async move { remove_all_dock6_entries(&h).await.expect("remove all") });
+    assert!(removed.is_empty());
+}
+
+/// One ICMPv6 message received on a raw socket: payload, source, hop limit.
+struct Received {
+    payload: Vec<u8>,
+    source: Ipv6Addr,
+    hop_limit: Option<i32>,
+}
+
+/// A raw ICMPv6 socket bound to `device` that reports hop limits.
+fn icmp6_listener(device: &str) -> socket2::Socket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).expect("raw socket");
+    socket.bind_device(Some(device.as_bytes())).expect("bind to device");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(3))).expect("timeout");
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RECVHOPLIMIT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "IPV6_RECVHOPLIMIT: {}", std::io::Error::last_os_error());
+    socket
+}
+
+/// Receives ICMPv6 messages until one has type `kind`.
+fn receive(socket: &socket2::Socket, kind: u8) -> Received {
+    loop {
+        let mut buf = [0u8; 1500];
+        let mut control = [0u64; 16];
+        // SAFETY: zeroed sockaddr_in6 and msghdr are valid; every pointer
+        // below refers to a live local buffer of the length given.
+        let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut from as *mut libc::sockaddr_in6).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+        assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+        let mut hop_limit = None;
+        // SAFETY: the kernel filled msg_control; CMSG_* walk it within msg_controllen.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 && (*cmsg).cmsg_type == libc::IPV6_HOPLIMIT {
+                    hop_limit = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()));
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        let payload = buf[..n as usize].to_vec();
+        if payload.first() == Some(&kind) {
+            return Received { payload, source: Ipv6Addr::from(from.sin6_addr.s6_addr), hop_limit };
+        }
+    }
+}
+
+#[test]
+fn unsolicited_neighbour_advertisement_reaches_the_link() {
+    if !common::require_root("unsolicited_neighbour_advertisement_reaches_the_link") {
+        return;
+    }
+    let ns = namespace("na");
+    ns.set_sysctl("net.ipv6.conf.up0.accept_dad", "0");
+    ns.ip(&["link", "set", "up0", "address", "02:d6:00:00:00:01"]);
+    ns.ip(&["link", "set", "up1", "up"]);
+    ns.ip(&["link", "set", "up0", "up"]);
+    let target = addr("2001:db8::5");
+    let got = ns.netlink(|h| async move {
+        let listener = icmp6_listener("up1");
+        send_unsolicited_na(&h, "up0", target, true).await.expect("send");
+        let got = receive(&listener, 136);
+        let missing = send_unsolicited_na(&h, "nosuch0", target, true).await.expect_err("no interface");
+        assert!(missing.to_string().contains("nosuch0") && missing.to_string().contains("2001:db8::5"));
+        got
+    });
+    assert_eq!(got.hop_limit, Some(255));
+    assert!(got.source.is_unicast_link_local(), "source {}", got.source);
+    let p = &got.payload;
+    assert_eq!(p.len(), 32);
+    assert_eq!(p[4] & 0xe0, 0xa0, "flags R and O, not S");
+    assert_eq!(&p[8..24], &target.octets());
+    assert_eq!(&p[24..32], &[2, 1, 0x02, 0xd6, 0, 0, 0, 1]);
+}
