@@ -280,6 +280,7 @@ fn update_elements_adds_and_removes() {
 
         // Removing an absent element: ENOENT, named.
         let err = update_elements(TABLE_NAME, &[remove("open_ports", &a)]).expect_err("ENOENT");
+        eprintln!("error: {err}");
         assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
         assert!(err.to_string().contains("2001:db8::aa . tcp . 8080 of set open_ports"), "{err}");
     });
@@ -316,6 +317,7 @@ fn errors_name_the_object() {
         });
         let err = replace_table(&table).expect_err("jump to a missing chain");
         let text = err.to_string();
+        eprintln!("error: {text}");
         assert_eq!(err.errno(), Some(libc::ENOENT), "{text}");
         assert!(
             text.starts_with("rule 2 of chain to_docker: ip6 daddr . meta l4proto . th dport @open_ports goto mark_accept: No such file or directory"),
@@ -329,6 +331,26 @@ fn errors_name_the_object() {
             &[ElementChange::Add { set: "missing".into(), element: port_element("2001:db8::1", L4Proto::Tcp, 1) }],
         )
         .expect_err("no table/set");
+        eprintln!("error: {err}");
         assert!(err.to_string().contains("of set missing"), "{err}");
     });
+}
+
+/// Replacing a different table that is already there leaves exactly the new
+/// one (what the agent does on every re-plan).
+#[test]
+fn replace_swaps_content() {
+    if !require_root("replace_swaps_content") {
+        return;
+    }
+    let dir = scenarios().into_iter().next().expect("a scenario");
+    let full = planned(&dir);
+    let bootstrap = dock6::plan::bootstrap_table();
+    let expected = via_nft(&bootstrap);
+    let got = in_fresh_netns(move || {
+        replace_table(&full).unwrap_or_else(|e| panic!("replace_table: {e}"));
+        replace_table(&bootstrap).unwrap_or_else(|e| panic!("replace_table: {e}"));
+        listing()
+    });
+    pretty_assertions::assert_eq!(expected, got);
 }

@@ -94,7 +94,7 @@ impl Expr {
 /// register file is named by its 128-bit register when it is aligned to one
 /// (NFT_REG_1..4), else by its 32-bit register (NFT_REG32_00 + w).
 pub(crate) fn reg_at_word(w: u32) -> u32 {
-    if w % 4 == 0 { k::REG_1 + w / 4 } else { 8 + w }
+    if w.is_multiple_of(4) { k::REG_1 + w / 4 } else { 8 + w }
 }
 
 /// A field loaded as part of a (possibly concatenated) key.
@@ -207,7 +207,7 @@ fn ip6_match(field: AddrField, negate: bool, net: &Ipv6Net, out: &mut Vec<Expr>)
     if plen == 128 {
         out.push(payload_ip6(field, 16, k::REG_1));
         out.push(Expr::Cmp { sreg: k::REG_1, op: cmp_op(negate), data: net.addr().octets().to_vec() });
-    } else if plen > 0 && plen % 8 == 0 {
+    } else if plen > 0 && plen.is_multiple_of(8) {
         // nft trims a byte-aligned prefix to a shorter load.
         let n = usize::from(plen / 8);
         out.push(payload_ip6(field, u32::from(plen / 8), k::REG_1));

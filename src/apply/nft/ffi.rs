@@ -331,7 +331,7 @@ pub(crate) fn build(
 
     let bytes = &scratch.0.0;
     let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-    if len > MSG_MAX || len < 20 {
+    if !(20..=MSG_MAX).contains(&len) {
         // Cannot happen given the bound; refuse rather than send garbage.
         return Err(EncodeError::new(format!("netlink message of {len} bytes exceeds its bound")));
     }

@@ -198,13 +198,17 @@ impl Batch {
         match what {
             What::Text(t) => t.clone(),
             What::Elems { set, first, offsets } => {
+                let name = |i: usize| match element(set, i) {
+                    Some(e) => format!("element {e} of set {set}"),
+                    None => format!("element #{i} of set {set}"),
+                };
+                // The kernel points at the failing element's attribute; with
+                // no pointer (e.g. the set itself is missing) name the chunk.
                 let hit = offset.and_then(|o| offsets.iter().rposition(|start| *start <= o));
-                match hit {
-                    Some(i) => match element(set, first + i) {
-                        Some(e) => format!("element {e} of set {set}"),
-                        None => format!("element {} of set {set}", first + i),
-                    },
-                    None => format!("elements {}..{} of set {set}", first, first + offsets.len()),
+                match (hit, offsets.len()) {
+                    (Some(i), _) => name(first + i),
+                    (None, 1) => name(*first),
+                    (None, n) => format!("{n} elements of set {set} (starting with {})", name(*first)),
                 }
             }
         }
@@ -320,16 +324,21 @@ fn chain_hook(kind: ChainKind, hook: Hook, prio: i32) -> ChainHook<'static> {
 }
 
 /// Adds the element chunks of one set (or one run of changes) to `batch`.
+/// Where element messages go: the set, and its id if created in the batch.
+struct ElemTarget<'a> {
+    table: &'a str,
+    set: &'a str,
+    set_id: Option<u32>,
+}
+
 fn push_elements(
     batch: &mut Batch,
-    ty: u16,
-    flags: u16,
-    table: &str,
-    set: &str,
-    set_id: Option<u32>,
+    (ty, flags): (u16, u16),
+    target: &ElemTarget<'_>,
     elems: Vec<ElemBytes>,
     first_index: usize,
 ) -> Result<(), NftError> {
+    let ElemTarget { table, set, set_id } = *target;
     let mut start = 0;
     while start < elems.len() {
         let mut end = start;
@@ -389,7 +398,8 @@ pub fn replace_table(table: &Table) -> Result<(), NftError> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        push_elements(&mut b, NFT_MSG_NEWSETELEM, NLM_F_CREATE, name, &set.name, Some(id), elems, 0)?;
+        let target = ElemTarget { table: name, set: &set.name, set_id: Some(id) };
+        push_elements(&mut b, (NFT_MSG_NEWSETELEM, NLM_F_CREATE), &target, elems, 0)?;
     }
 
     for chain in &table.chains {
@@ -441,7 +451,7 @@ pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), Nft
         }
         let (ty, flags) =
             if add { (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL) } else { (NFT_MSG_DELSETELEM, 0) };
-        push_elements(&mut b, ty, flags, table, set, None, elems, i)?;
+        push_elements(&mut b, (ty, flags), &ElemTarget { table, set, set_id: None }, elems, i)?;
         i = j;
     }
     b.commit(&|_, i| changes.get(i).map(|c| change_element(c).to_string()))
