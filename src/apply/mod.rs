@@ -1,11 +1,14 @@
 //! The only code that touches the kernel.
 
 mod error;
+mod kernel;
 pub mod na;
 pub mod ndp;
+pub mod nft;
 pub mod sysctl;
 
 pub use error::HostError;
+pub use kernel::{ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_plan, cleanup};
 pub use na::{neighbour_advertisement, send_unsolicited_na};
 pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries, remove_all_dock6_entries,

@@ -1,7 +1,9 @@
 #![allow(dead_code)]
 //! Shared by the integration tests.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 /// Whether a test that needs root can run. Elsewhere it is skipped with a
 /// printed reason; under CI (`CI=true`) not being able to run is a failure.
@@ -71,4 +73,49 @@ pub fn scenarios() -> Vec<Scenario> {
 /// The golden file for the fail-closed bootstrap table.
 pub fn bootstrap_golden() -> PathBuf {
     rules_dir().join("bootstrap.nft")
+}
+
+/// Runs `f` on a new thread that first moves into a fresh, empty network
+/// namespace of its own (`unshare(CLONE_NEWNET)` affects only the calling
+/// thread). Netlink sockets opened and processes spawned from that thread
+/// live in that namespace; it disappears when the thread ends, so there is
+/// nothing to clean up and the host's namespace is never touched.
+pub fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare with CLONE_NEWNET only changes this thread's
+        // network namespace; no memory is involved.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Runs `nft ARGS` (in the calling thread's network namespace), with
+/// optional stdin; panics with its stderr on failure.
+pub fn nft(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nft");
+    if let Some(text) = stdin {
+        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to nft");
+    }
+    let out = child.wait_with_output().expect("wait for nft");
+    assert!(
+        out.status.success(),
+        "nft {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("nft output is UTF-8")
+}
+
+/// Inode of the calling thread's network namespace (to check isolation).
+pub fn netns_id() -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/thread-self/ns/net").expect("netns").ino()
 }
