@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use dock6::apply::{LinuxKernel, apply_plan, cleanup};
 use dock6::config::Config;
 use dock6::plan;
 use dock6::source::load_snapshot;
@@ -31,16 +32,39 @@ enum Command {
         #[arg(long)]
         bootstrap: bool,
     },
-    /// Run the agent: watch Docker and the host, keep the kernel in step. (Not built yet.)
-    Run {
+    /// Plan a snapshot and program the kernel: the table, the sysctls, the proxy-NDP entries.
+    Apply {
+        /// Snapshot JSON (schema in README.md).
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Config file (default: /etc/dock6/dock6.toml if it exists).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Apply once and exit (the only form built so far).
+        #[arg(long)]
+        once: bool,
     },
-    /// Remove everything dock6 made: its table and its proxy-NDP entries. (Not built yet.)
+    /// Run the agent: watch Docker and the host, keep the kernel in step.
+    Run {
+        /// Config file (default: /etc/dock6/dock6.toml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Docker endpoint, e.g. unix:///run/docker.sock (default: $DOCKER_HOST, else the default socket).
+        #[arg(long)]
+        docker_host: Option<String>,
+    },
+    /// Remove everything dock6 made: its table and its proxy-NDP entries (sysctls are left as they are).
     Cleanup,
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -62,10 +86,69 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", plan::plan(&config, &snapshot));
             Ok(())
         }
-        Command::Run { config } => {
+        Command::Run { config, docker_host } => {
             Config::load(config.as_deref())?;
-            anyhow::bail!("`dock6 run` is not built yet: the Docker watcher and reconcile loop are future work")
+            let _ = docker_host;
+            anyhow::bail!("`dock6 run` is not built yet: the Docker watcher and reconcile loop come next")
         }
-        Command::Cleanup => anyhow::bail!("`dock6 cleanup` is not built yet: it comes with the netlink apply layer"),
+        Command::Apply { snapshot, config, once } => {
+            let config = Config::load(config.as_deref())?;
+            let snapshot = load_snapshot(&snapshot)?;
+            if !once {
+                anyhow::bail!("only `dock6 apply --once` is built; `dock6 run` will keep the kernel in step");
+            }
+            let plan = plan::plan(&config, &snapshot);
+            for note in &plan.notes {
+                match note.level {
+                    plan::Level::Info => tracing::info!("{}", note.text),
+                    plan::Level::Warn => tracing::warn!("{}", note.text),
+                }
+            }
+            let mut kernel = LinuxKernel::new()?;
+            let report = apply_plan(&mut kernel, &plan, None)?;
+            if !report.proxies.is_complete() {
+                anyhow::bail!("{} proxy-NDP entries could not be applied (see the log)", report.proxies.errors.len());
+            }
+            Ok(())
+        }
+        Command::Cleanup => {
+            let mut kernel = LinuxKernel::new()?;
+            let report = cleanup(&mut kernel)?;
+            match report.table_existed {
+                true => println!("removed table inet dock6"),
+                false => println!("no table inet dock6 to remove"),
+            }
+            println!("removed {} proxy-NDP entries tagged as dock6's", report.removed_proxies.len());
+            for entry in &report.removed_proxies {
+                println!("  {entry}");
+            }
+            println!("sysctls left as they are (turning forwarding off could cut this host off):");
+            for line in sysctls_left() {
+                println!("  {line}");
+            }
+            Ok(())
+        }
     }
+}
+
+/// The IPv6 sysctls dock6 may have set, as they are now: forwarding, and
+/// every interface with accept_ra 2 or proxy_ndp 1.
+fn sysctls_left() -> Vec<String> {
+    let read = |path: &str| std::fs::read_to_string(path).ok().map(|v| v.trim().to_string());
+    let mut lines = Vec::new();
+    if let Some(v) = read("/proc/sys/net/ipv6/conf/all/forwarding") {
+        lines.push(format!("net.ipv6.conf.all.forwarding = {v}"));
+    }
+    let mut interfaces: Vec<String> = std::fs::read_dir("/proc/sys/net/ipv6/conf")
+        .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    interfaces.sort();
+    for name in interfaces.iter().filter(|n| *n != "all" && *n != "default") {
+        for (key, value) in [("accept_ra", "2"), ("proxy_ndp", "1")] {
+            if read(&format!("/proc/sys/net/ipv6/conf/{name}/{key}")).as_deref() == Some(value) {
+                lines.push(format!("net.ipv6.conf.{}.{key} = {value}", name.replace('.', "/")));
+            }
+        }
+    }
+    lines
 }

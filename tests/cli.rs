@@ -40,8 +40,8 @@ fn bad_snapshot_names_file_and_line() {
 }
 
 #[test]
-fn unbuilt_commands_say_so() {
-    let (ok, _, err) = dock6(&["cleanup"]);
+fn apply_without_once_says_what_is_built() {
+    let (ok, _, err) = dock6(&["apply", "--snapshot", &rules("all-three-modes/snapshot.json"), "--config", &format!("{}/tests/data/empty.toml", env!("CARGO_MANIFEST_DIR"))]);
     assert!(!ok);
-    assert!(err.contains("not built yet"), "{err}");
+    assert!(err.contains("only `dock6 apply --once` is built"), "{err}");
 }

@@ -5,7 +5,10 @@
 //! `apply/`). Keeping the vocabulary closed is what lets the round-trip test
 //! prove that both say the same thing.
 
+mod diff;
 mod render;
+
+pub use diff::{ElementChange, TableDiff, diff};
 
 pub use render::render_net;
 

@@ -18,12 +18,14 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bless") => bless(),
         Some("demo") => demo(),
+        Some("bench") => bench(),
         Some("deps") => install_packages(PACKAGES),
         _ => {
-            eprintln!("usage: cargo xtask <test|bless|demo|deps>\n");
+            eprintln!("usage: cargo xtask <test|bless|demo|bench|deps>\n");
             eprintln!("  test   install what is needed, then run every test (kernel tests need root)");
             eprintln!("  bless  rewrite the golden files under rules/ from the current planner");
             eprintln!("  demo   install what is needed, then show dock6's plan for a bundled example");
+            eprintln!("  bench  print encoder timings (1, 1,000, 10,000 elements; needs root, runs in a throwaway namespace)");
             eprintln!("  deps   only install the Debian packages");
             return ExitCode::from(2);
         }
@@ -100,6 +102,13 @@ fn bless() -> Result<()> {
     run(cmd)?;
     eprintln!("xtask: golden files rewritten; review `git diff rules/` like code");
     Ok(())
+}
+
+fn bench() -> Result<()> {
+    install_packages(PACKAGES)?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "--example", "nft_bench"]);
+    run(cmd)
 }
 
 fn demo() -> Result<()> {

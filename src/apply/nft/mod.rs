@@ -33,12 +33,7 @@ use crate::nft::{ChainKind, Element, Hook, Table};
 use encode::{element_bytes, rule_exprs, set_spec};
 use ffi::{ChainHook, ElemBytes, Msg, Scratch};
 
-/// A set or map element to add or remove.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ElementChange {
-    Add { set: String, element: Element },
-    Remove { set: String, element: Element },
-}
+pub use crate::nft::ElementChange;
 
 /// Why an nftables operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -476,6 +471,39 @@ fn value_types(values: &[crate::nft::Value]) -> Vec<crate::nft::KeyType> {
 
 /// Deletes `table inet <name>`: `Ok(true)` if it existed, `Ok(false)` if
 /// there was none.
+/// Whether `table inet NAME` exists (one NFT_MSG_GETTABLE request).
+pub fn table_exists(name: &str) -> Result<bool, NftError> {
+    const NFT_MSG_GETTABLE: u16 = 1;
+    const NFTA_TABLE_NAME: u16 = 1;
+    const NFPROTO_INET: u8 = 1;
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let attr_len = 4 + name.len() + 1;
+    let len = 16 + 4 + attr_len.next_multiple_of(4);
+    let mut msg = Vec::with_capacity(len);
+    msg.extend_from_slice(&(len as u32).to_ne_bytes());
+    msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
+    msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    msg.extend_from_slice(&seq.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&[NFPROTO_INET, 0, 0, 0]);
+    msg.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    msg.extend_from_slice(&NFTA_TABLE_NAME.to_ne_bytes());
+    msg.extend_from_slice(name.as_bytes());
+    msg.resize(len, 0);
+    let acks = with_conn(|conn| conn.transact(&msg, seq, &[seq]))?;
+    match acks.first().map(|a| a.errno) {
+        Some(0) => Ok(true),
+        Some(ENOENT) => Ok(false),
+        Some(errno) => Err(NftError::Kernel {
+            object: format!("table inet {name}"),
+            errno,
+            message: None,
+            later_errors: 0,
+        }),
+        None => Err(NftError::Protocol(format!("no answer about table inet {name}"))),
+    }
+}
+
 pub fn delete_table(name: &str) -> Result<bool, NftError> {
     let mut b = Batch::new(1);
     b.push(NFT_MSG_DELTABLE, 0, &Msg::Table { name, flags: None }, What::Text(format!("delete table inet {name}")))?;

@@ -1,0 +1,218 @@
+//! Host facts over rtnetlink: the IPv6 default route's interface, and each
+//! interface's global addresses, on-link prefixes and `accept_ra`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+use futures::TryStreamExt as _;
+use ipnet::Ipv6Net;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use rtnetlink::{Handle, RouteMessageBuilder};
+
+use crate::snapshot::{HostFacts, Interface};
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading host facts ({what}): {source}")]
+pub struct HostFactsError {
+    what: &'static str,
+    #[source]
+    source: rtnetlink::Error,
+}
+
+/// One IPv6 address as netlink reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressFact {
+    pub ifindex: u32,
+    pub address: Ipv6Addr,
+    pub prefix_len: u8,
+    /// Tentative or DAD-failed: not usable yet.
+    pub unusable: bool,
+}
+
+/// One IPv6 route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteFact {
+    pub destination: Ipv6Net,
+    pub gateway: Option<Ipv6Addr>,
+    pub oif: Option<u32>,
+    pub unicast: bool,
+}
+
+const RT_TABLE_MAIN: u8 = 254;
+
+/// Dumps links, addresses and routes, then assembles the facts.
+pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
+    let links = link_names(handle).await?;
+    let addresses = addresses(handle).await?;
+    let routes = routes(handle).await?;
+    Ok(assemble(&links, &addresses, &routes, read_accept_ra))
+}
+
+fn read_accept_ra(interface: &str) -> Option<u8> {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{interface}/accept_ra"))
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The pure part: which interface carries the default route, and what each
+/// interface has. Link-local addresses and prefixes are left out.
+pub fn assemble(
+    links: &BTreeMap<u32, String>,
+    addresses: &[AddressFact],
+    routes: &[RouteFact],
+    accept_ra: impl Fn(&str) -> Option<u8>,
+) -> HostFacts {
+    let default_route_interface = routes
+        .iter()
+        .filter(|r| r.unicast && r.destination.prefix_len() == 0)
+        .find_map(|r| r.oif.and_then(|i| links.get(&i)).cloned());
+    let interfaces = links
+        .iter()
+        .filter(|(_, name)| name.as_str() != "lo")
+        .map(|(index, name)| Interface {
+            name: name.clone(),
+            accept_ra: accept_ra(name),
+            addresses: addresses
+                .iter()
+                .filter(|a| a.ifindex == *index && !a.unusable && !is_link_local(&a.address))
+                .filter_map(|a| Ipv6Net::new(a.address, a.prefix_len).ok())
+                .collect(),
+            onlink_prefixes: routes
+                .iter()
+                .filter(|r| {
+                    r.unicast
+                        && r.oif == Some(*index)
+                        && r.gateway.is_none()
+                        && r.destination.prefix_len() > 0
+                        && r.destination.prefix_len() < 128
+                        && !is_link_local(&r.destination.addr())
+                })
+                .map(|r| r.destination)
+                .collect(),
+        })
+        .collect();
+    HostFacts { default_route_interface, interfaces }
+}
+
+fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostFactsError> {
+    let err = |source| HostFactsError { what: "links", source };
+    let mut stream = handle.link().get().execute();
+    let mut names = BTreeMap::new();
+    while let Some(link) = stream.try_next().await.map_err(err)? {
+        if let Some(name) = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        }) {
+            names.insert(link.header.index, name);
+        }
+    }
+    Ok(names)
+}
+
+async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> {
+    let err = |source| HostFactsError { what: "addresses", source };
+    let mut stream = handle.address().get().execute();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.try_next().await.map_err(err)? {
+        let address = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),
+            _ => None,
+        });
+        if let Some(address) = address {
+            let flags = msg.header.flags;
+            out.push(AddressFact {
+                ifindex: msg.header.index,
+                address,
+                prefix_len: msg.header.prefix_len,
+                unusable: flags.contains(AddressHeaderFlags::Tentative)
+                    || flags.contains(AddressHeaderFlags::Dadfailed),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn routes(handle: &Handle) -> Result<Vec<RouteFact>, HostFactsError> {
+    let err = |source| HostFactsError { what: "routes", source };
+    let mut stream = handle.route().get(RouteMessageBuilder::<Ipv6Addr>::new().build()).execute();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.try_next().await.map_err(err)? {
+        if msg.header.table != RT_TABLE_MAIN {
+            continue;
+        }
+        let mut destination = Ipv6Addr::UNSPECIFIED;
+        let mut gateway = None;
+        let mut oif = None;
+        for attr in &msg.attributes {
+            match attr {
+                RouteAttribute::Destination(RouteAddress::Inet6(a)) => destination = *a,
+                RouteAttribute::Gateway(RouteAddress::Inet6(a)) => gateway = Some(*a),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        let Ok(destination) = Ipv6Net::new(destination, msg.header.destination_prefix_length) else {
+            continue;
+        };
+        out.push(RouteFact {
+            destination,
+            gateway,
+            oif,
+            unicast: msg.header.kind == RouteType::Unicast,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(dst: &str, gw: Option<&str>, oif: u32) -> RouteFact {
+        RouteFact {
+            destination: dst.parse().unwrap(),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            oif: Some(oif),
+            unicast: true,
+        }
+    }
+
+    #[test]
+    fn default_route_interface_addresses_and_onlink_prefixes() {
+        let links = BTreeMap::from([(1, "lo".to_string()), (2, "eth0.100".to_string()), (3, "docker0".to_string())]);
+        let addresses = vec![
+            AddressFact { ifindex: 2, address: "2001:db8:1::10".parse().unwrap(), prefix_len: 64, unusable: false },
+            AddressFact { ifindex: 2, address: "fe80::1".parse().unwrap(), prefix_len: 64, unusable: false },
+            AddressFact { ifindex: 2, address: "2001:db8:1::11".parse().unwrap(), prefix_len: 64, unusable: true },
+            AddressFact { ifindex: 3, address: "fd00:d0c::1".parse().unwrap(), prefix_len: 64, unusable: false },
+        ];
+        let routes = vec![
+            route("::/0", Some("fe80::1"), 2),
+            route("2001:db8:1::/64", None, 2),
+            route("fe80::/64", None, 2),
+            route("2001:db8:9::/48", Some("2001:db8:1::1"), 2),
+            route("fd00:d0c::/64", None, 3),
+        ];
+        let facts = assemble(&links, &addresses, &routes, |name| (name == "eth0.100").then_some(1));
+        assert_eq!(facts.default_route_interface.as_deref(), Some("eth0.100"));
+        let up = facts.interface("eth0.100").unwrap();
+        assert_eq!(up.accept_ra, Some(1));
+        assert_eq!(up.addresses, vec!["2001:db8:1::10/64".parse::<Ipv6Net>().unwrap()]);
+        assert_eq!(up.onlink_prefixes, vec!["2001:db8:1::/64".parse::<Ipv6Net>().unwrap()]);
+        assert!(facts.interface("lo").is_none());
+        assert_eq!(facts.interface("docker0").unwrap().onlink_prefixes.len(), 1);
+    }
+
+    #[test]
+    fn no_default_route_means_no_uplink() {
+        let links = BTreeMap::from([(2, "eth0".to_string())]);
+        let facts = assemble(&links, &[], &[route("2001:db8:1::/64", None, 2)], |_| None);
+        assert_eq!(facts.default_route_interface, None);
+    }
+}
