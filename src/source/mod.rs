@@ -1,5 +1,7 @@
-//! Where snapshots come from. For now: a JSON file (`--snapshot FILE`); the
-//! Docker and netlink watchers come with `dock6 run`.
+//! Where snapshots come from: a JSON file (`--snapshot FILE`) or Docker
+//! (`docker`); the netlink watcher comes with `dock6 run`.
+
+pub mod docker;
 
 use std::path::{Path, PathBuf};
 
