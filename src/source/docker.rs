@@ -23,7 +23,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -150,26 +150,9 @@ pub async fn connect(docker_host: Option<&str>) -> Result<Docker, DockerError> {
 /// consistent view. Containers are listed, then each is inspected; one that
 /// disappears in between is left out (its destroy event follows).
 pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError> {
-    let listed = docker
-        .list_networks(None::<ListNetworksOptions>)
-        .await
-        .map_err(DockerError::request("listing networks"))?;
-    let mut networks: Vec<Network> = listed
-        .into_iter()
-        .filter_map(|n| {
-            network_from_docker(NetworkFields {
-                id: n.id,
-                name: n.name,
-                driver: n.driver,
-                enable_ipv6: n.enable_ipv6,
-                internal: n.internal,
-                ipam: n.ipam,
-                options: n.options,
-                labels: n.labels,
-            })
-        })
-        .collect();
+    let mut networks = list_networks(docker).await?;
     networks.sort_by(|a, b| a.name.cmp(&b.name));
+    let internal = internal_network_ids(&networks);
 
     let summaries = docker
         .list_containers(None::<ListContainersOptions>)
@@ -185,7 +168,7 @@ pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError
             .names
             .and_then(|names| names.into_iter().next())
             .map(|n| n.trim_start_matches('/').to_string());
-        if let Some(container) = inspect_container_named(docker, &id, name.as_deref()).await? {
+        if let Some(container) = inspect_container_named(docker, &id, name.as_deref(), &internal).await? {
             containers.push(container);
         }
     }
@@ -193,22 +176,53 @@ pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError
     Ok(DockerState { networks, containers })
 }
 
-/// The container, if it exists and is running (`None` otherwise).
+/// The container, if it exists and is running (`None` otherwise). Costs two
+/// requests: the container inspect, and a network list for the `Internal`
+/// flags its gateway network depends on (see [`gateway_network`]).
 pub async fn inspect_container(docker: &Docker, id: &str) -> Result<Option<Container>, DockerError> {
-    inspect_container_named(docker, id, None).await
+    let internal = internal_network_ids(&list_networks(docker).await?);
+    inspect_container_named(docker, id, None, &internal).await
+}
+
+async fn list_networks(docker: &Docker) -> Result<Vec<Network>, DockerError> {
+    let listed = docker
+        .list_networks(None::<ListNetworksOptions>)
+        .await
+        .map_err(DockerError::request("listing networks"))?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|n| {
+            network_from_docker(NetworkFields {
+                id: n.id,
+                name: n.name,
+                driver: n.driver,
+                enable_ipv6: n.enable_ipv6,
+                internal: n.internal,
+                ipam: n.ipam,
+                options: n.options,
+                labels: n.labels,
+            })
+        })
+        .collect())
+}
+
+/// The ids of the internal networks, as [`container_from_docker`] wants them.
+pub fn internal_network_ids(networks: &[Network]) -> BTreeSet<String> {
+    networks.iter().filter(|n| n.internal).map(|n| n.id.clone()).collect()
 }
 
 async fn inspect_container_named(
     docker: &Docker,
     id: &str,
     name: Option<&str>,
+    internal: &BTreeSet<String>,
 ) -> Result<Option<Container>, DockerError> {
     let doing = match name {
         Some(name) => format!("inspecting container {name} ({})", short_id(id)),
         None => format!("inspecting container {}", short_id(id)),
     };
     match docker.inspect_container(id, None::<InspectContainerOptions>).await {
-        Ok(response) => Ok(container_from_docker(response)),
+        Ok(response) => Ok(container_from_docker(response, internal)),
         Err(e) if is_not_found(&e) => {
             debug!("{doing}: gone");
             Ok(None)
@@ -397,8 +411,13 @@ pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
 /// (an empty or unparsable `GlobalIPv6Address` becomes `None`, the latter
 /// with a warning); port bindings keep Docker's shape, except bindings
 /// without `HostIp` or `HostPort`, which are dropped with a warning (an absent
-/// host IP must not read as "all addresses").
-pub fn container_from_docker(c: ContainerInspectResponse) -> Option<Container> {
+/// host IP must not read as "all addresses"). `internal_networks` holds the
+/// ids of internal networks (see [`internal_network_ids`]), which the
+/// gateway-network rule needs and a container inspect does not carry.
+pub fn container_from_docker(
+    c: ContainerInspectResponse,
+    internal_networks: &BTreeSet<String>,
+) -> Option<Container> {
     let Some(id) = c.id.filter(|s| !s.is_empty()) else {
         warn!(name = ?c.name, "Docker container without Id; skipped");
         return None;
@@ -435,7 +454,7 @@ pub fn container_from_docker(c: ContainerInspectResponse) -> Option<Container> {
         };
         networks.insert(network.clone(), Endpoint { ipv6_address });
     }
-    let gateway_network = gateway_network(&docker_endpoints);
+    let gateway_network = gateway_network(&docker_endpoints, internal_networks);
     let mut ports = BTreeMap::new();
     for (key, bindings) in settings.ports.unwrap_or_default() {
         let bindings = bindings.map(|bindings| {
@@ -470,21 +489,30 @@ pub fn container_from_docker(c: ContainerInspectResponse) -> Option<Container> {
 /// 4. higher endpoint priority first,
 /// 5. then by network name.
 ///
-/// From inspect data: "has a gateway" is a non-empty `Gateway`, which
-/// libnetwork's bridge driver leaves empty on internal networks, so rule 2
-/// needs no network lookup; rule 3 reads `Gateway` and `IPv6Gateway`; the
-/// priority is `GwPriority` where Docker reports it (API ≥ 1.48), else 0 —
-/// Docker 20.10 offers no way to set it. The heap is only partially sorted,
-/// so this is exact when the heap's minimum has a gateway, which holds
-/// unless every endpoint is internal (then there is no gateway at all).
-/// Newer Docker (28+) chooses the IPv4 and IPv6 gateway endpoints
-/// separately; this rule then names the IPv4 one, an approximation.
-/// `None` when no endpoint has a gateway.
-pub fn gateway_network(endpoints: &BTreeMap<String, EndpointSettings>) -> Option<String> {
+/// From inspect data: an endpoint's network is internal when its
+/// `NetworkID` is in `internal_networks` (a container inspect does not say;
+/// Docker 20.10 even reports `Gateway` and `IPv6Gateway` for endpoints on
+/// internal networks, although the container gets no route through them,
+/// measured); internal endpoints are never chosen (libnetwork sorts them last
+/// and gives them no gateway). "Has a gateway" is a non-empty `Gateway`; rule
+/// 3 reads `Gateway` and `IPv6Gateway`; the priority is `GwPriority` where
+/// Docker reports it (API ≥ 1.48), else 0 — Docker 20.10 offers no way to set
+/// it. The heap is only partially sorted, so this is exact when the heap's
+/// minimum has a gateway, which holds unless no endpoint has one. Newer
+/// Docker (28+) chooses the IPv4 and IPv6 gateway endpoints separately; this
+/// rule then names the IPv4 one, an approximation. `None` when no endpoint
+/// qualifies.
+pub fn gateway_network(
+    endpoints: &BTreeMap<String, EndpointSettings>,
+    internal_networks: &BTreeSet<String>,
+) -> Option<String> {
     let has = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
+    let internal = |e: &EndpointSettings| e.network_id.as_ref().is_some_and(|id| internal_networks.contains(id));
     endpoints
         .iter()
-        .filter(|(network, e)| !matches!(network.as_str(), "host" | "none") && has(&e.gateway))
+        .filter(|(network, e)| {
+            !matches!(network.as_str(), "host" | "none") && !internal(e) && has(&e.gateway)
+        })
         .min_by_key(|(network, e)| {
             (
                 network.as_str() == "docker_gwbridge",
@@ -509,3 +537,6 @@ fn is_not_found(e: &BollardError) -> bool {
     matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
 }
 
+
+#[cfg(test)]
+mod tests;
