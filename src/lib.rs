@@ -9,3 +9,4 @@ pub mod plan;
 pub mod snapshot;
 pub mod source;
 pub mod apply;
+pub mod reconcile;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use dock6::apply::{LinuxKernel, apply_plan, cleanup};
 use dock6::config::Config;
 use dock6::plan;
+use dock6::reconcile::RunOptions;
 use dock6::source::load_snapshot;
 
 /// dock6 gives Docker containers real IPv6: forwarding sysctls, NAT66, NDP
@@ -87,9 +88,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, docker_host } => {
-            Config::load(config.as_deref())?;
-            let _ = docker_host;
-            anyhow::bail!("`dock6 run` is not built yet: the Docker watcher and reconcile loop come next")
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(dock6::reconcile::run(RunOptions { config_path: config, docker_host }))?;
+            Ok(())
         }
         Command::Apply { snapshot, config, once } => {
             let config = Config::load(config.as_deref())?;

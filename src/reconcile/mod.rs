@@ -1,0 +1,214 @@
+//! The reconcile loop: one `select!` over Docker updates, host (netlink)
+//! events, the resync timer, SIGHUP and shutdown. Bursts are coalesced by a
+//! short debounce; each pass plans the whole desired state and sends the
+//! kernel only the difference.
+
+mod docker;
+mod kernel_thread;
+mod view;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use rtnetlink::MulticastGroup;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument as _, error, info, info_span, warn};
+
+use crate::apply::{ApplyError, TableAction};
+use crate::config::{Config, ConfigError};
+use crate::nft::Table;
+use crate::plan::{self, Level, Note};
+use kernel_thread::KernelThread;
+pub use docker::Backoff;
+pub use view::{DockerUpdate, DockerView};
+
+/// How long a burst of events may go on before a pass runs.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub config_path: Option<PathBuf>,
+    pub docker_host: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the netlink route socket: {0}")]
+    Netlink(#[source] std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Kernel(#[from] ApplyError),
+}
+
+/// What the loop remembers between passes.
+struct Loop {
+    config_path: Option<PathBuf>,
+    config: Config,
+    view: DockerView,
+    kernel: KernelThread,
+    handle: rtnetlink::Handle,
+    /// The table last applied with success; `None` forces a whole replace.
+    applied: Option<Table>,
+    notes: Vec<Note>,
+    passes: u64,
+    transactions: u64,
+    bootstrap_checked: bool,
+}
+
+pub async fn run(options: RunOptions) -> Result<(), RunError> {
+    let config = Config::load(options.config_path.as_deref())?;
+    let (docker_tx, mut docker_rx) = mpsc::channel(1024);
+    let (resync_tx, resync_rx) = mpsc::channel(1);
+    tokio::spawn(docker::watch(options.docker_host.clone(), docker_tx, resync_rx));
+
+    let groups = [MulticastGroup::Link, MulticastGroup::Ipv6Ifaddr, MulticastGroup::Ipv6Route];
+    let (connection, handle, mut netlink_events) =
+        rtnetlink::new_multicast_connection(&groups).map_err(RunError::Netlink)?;
+    tokio::spawn(connection);
+
+    let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    let mut resync = tokio::time::interval(config.resync_interval);
+    resync.tick().await;
+
+    let mut state = Loop {
+        config_path: options.config_path,
+        config,
+        view: DockerView::default(),
+        kernel: KernelThread::start()?,
+        handle,
+        applied: None,
+        notes: Vec::new(),
+        passes: 0,
+        transactions: 0,
+        bootstrap_checked: false,
+    };
+    info!("dock6 running: owning IPv6 firewalling for Docker bridges in table inet dock6");
+    let mut due: Option<Instant> = Some(Instant::now());
+    loop {
+        let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            Some(update) = docker_rx.recv() => {
+                if state.view.apply(update) {
+                    due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+                }
+            }
+            Some(_) = netlink_events.next() => {
+                due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+            }
+            _ = resync.tick() => {
+                let _ = resync_tx.try_send(());
+                state.applied = None;
+                due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+            }
+            _ = sighup.recv() => {
+                state.reload_config();
+                let _ = resync_tx.try_send(());
+                state.applied = None;
+                resync = tokio::time::interval(state.config.resync_interval);
+                resync.tick().await;
+                due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = tokio::time::sleep_until(deadline), if due.is_some() => {
+                due = None;
+                state.passes += 1;
+                let span = info_span!("reconcile", pass = state.passes);
+                state.pass().instrument(span).await;
+            }
+        }
+    }
+    info!(passes = state.passes, transactions = state.transactions, "dock6 stopping; its rules stay in the kernel");
+    Ok(())
+}
+
+impl Loop {
+    fn reload_config(&mut self) {
+        match Config::load(self.config_path.as_deref()) {
+            Ok(config) => {
+                info!("configuration reloaded");
+                self.config = config;
+            }
+            Err(e) => error!("configuration not reloaded, keeping the previous one: {e}"),
+        }
+    }
+
+    async fn pass(&mut self) {
+        if !self.view.synced {
+            self.bootstrap_if_no_table().await;
+            return;
+        }
+        let host = match crate::source::host::host_facts(&self.handle).await {
+            Ok(host) => host,
+            Err(e) => {
+                warn!("{e}; keeping what the kernel has");
+                return;
+            }
+        };
+        let plan = plan::plan(&self.config, &self.view.snapshot(host));
+        self.log_new_notes(&plan.notes);
+        let previous = self.applied.clone();
+        let ruleset = plan.ruleset.clone();
+        let result = self.kernel.call(move |k| crate::apply::apply_plan(k, &plan, previous.as_ref())).await;
+        match result {
+            Ok(report) => {
+                if report.table != TableAction::Unchanged {
+                    self.transactions += 1;
+                }
+                info!(
+                    table = %report.table,
+                    containers = self.view.container_count(),
+                    transactions = self.transactions,
+                    "reconciled"
+                );
+                self.applied = Some(ruleset);
+            }
+            Err(e) => {
+                error!("{e}");
+                self.applied = None;
+            }
+        }
+    }
+
+    /// Before the first Docker snapshot: fail closed, but only where there is
+    /// no table at all (a table left by an earlier run stays as it is).
+    async fn bootstrap_if_no_table(&mut self) {
+        if self.bootstrap_checked {
+            return;
+        }
+        self.bootstrap_checked = true;
+        let result = self
+            .kernel
+            .call(|k| match k.table_exists(crate::nft::TABLE_NAME)? {
+                true => Ok(false),
+                false => k.replace_table(&plan::bootstrap_table()).map(|()| true),
+            })
+            .await;
+        match result {
+            Ok(true) => {
+                self.transactions += 1;
+                info!("no Docker snapshot yet and no table: installed the fail-closed table");
+            }
+            Ok(false) => info!("no Docker snapshot yet: keeping the table already in the kernel"),
+            Err(e) => error!("{e}"),
+        }
+    }
+
+    fn log_new_notes(&mut self, notes: &[Note]) {
+        for note in notes.iter().filter(|n| !self.notes.contains(n)) {
+            match note.level {
+                Level::Info => info!("{}", note.text),
+                Level::Warn => warn!("{}", note.text),
+            }
+        }
+        self.notes = notes.to_vec();
+    }
+}
