@@ -301,6 +301,22 @@ fn delete_table_reports_existence() {
 }
 
 #[test]
+fn table_and_docker_chain_existence_are_seen() {
+    if !require_root("table_and_docker_chain_existence_are_seen") {
+        return;
+    }
+    in_fresh_netns(|| {
+        assert!(!dock6::apply::nft::table_exists(TABLE_NAME).expect("query absent table"));
+        assert!(!dock6::apply::nft::ip6_chain_exists("nat", "DOCKER").expect("query absent chain"));
+        replace_table(&dock6::plan::bootstrap_table()).expect("replace_table");
+        nft(&["-f", "-"], Some("table ip6 nat {\n\tchain DOCKER {\n\t}\n}\n"));
+        assert!(dock6::apply::nft::table_exists(TABLE_NAME).expect("query table"));
+        assert!(dock6::apply::nft::ip6_chain_exists("nat", "DOCKER").expect("query chain"));
+        assert!(!dock6::apply::nft::ip6_chain_exists("nat", "OTHER").expect("query other chain"));
+    });
+}
+
+#[test]
 fn errors_name_the_object() {
     if !require_root("errors_name_the_object") {
         return;

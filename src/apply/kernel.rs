@@ -25,6 +25,9 @@ pub trait Kernel {
     /// Set and map element changes to `table`, in one batch.
     fn update_elements(&mut self, table: &str, changes: &[ElementChange]) -> Result<(), ApplyError>;
     fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError>;
+    /// Whether Docker's own IPv6 firewall (`"ip6tables": true`, through
+    /// iptables-nft) is in the kernel: its `DOCKER` chain in `ip6 nat` or `ip6 filter`.
+    fn docker_ip6_firewall(&mut self) -> Result<bool, ApplyError>;
     /// True if the table existed.
     fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError>;
     fn apply_sysctl(&mut self, setting: &SysctlSetting) -> Result<SysctlOutcome, ApplyError>;
@@ -65,6 +68,10 @@ impl Kernel for LinuxKernel {
         Ok(nft::table_exists(name)?)
     }
 
+    fn docker_ip6_firewall(&mut self) -> Result<bool, ApplyError> {
+        Ok(nft::ip6_chain_exists("nat", "DOCKER")? || nft::ip6_chain_exists("filter", "DOCKER")?)
+    }
+
     fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError> {
         Ok(nft::delete_table(name)?)
     }
@@ -73,8 +80,19 @@ impl Kernel for LinuxKernel {
         Ok(super::apply_sysctl(setting)?)
     }
 
+    /// Also announces each new entry with an unsolicited neighbour
+    /// advertisement, so the upstream router learns of a container at once.
     fn sync_proxy_entries(&mut self, desired: &[ProxyEntry]) -> Result<ProxySyncReport, ApplyError> {
-        Ok(self.runtime.block_on(super::sync_proxy_entries(&self.handle, desired))?)
+        let handle = &self.handle;
+        Ok(self.runtime.block_on(async {
+            let report = super::sync_proxy_entries(handle, desired).await?;
+            for entry in &report.added {
+                if let Err(e) = super::send_unsolicited_na(handle, &entry.interface, entry.address, false).await {
+                    warn!("{e}");
+                }
+            }
+            Ok::<_, HostError>(report)
+        })?)
     }
 
     fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError> {
@@ -119,6 +137,13 @@ pub struct ApplyReport {
 /// replaced atomically.
 pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Option<&Table>) -> Result<ApplyReport, ApplyError> {
     let table = apply_table(kernel, &plan.ruleset, previous)?;
+    let (sysctls, proxies) = apply_host(kernel, plan)?;
+    Ok(ApplyReport { table, sysctls, proxies })
+}
+
+/// The host side of a plan alone: sysctls, then proxy-NDP entries. What a
+/// companion of Docker's own IPv6 firewall does.
+pub fn apply_host(kernel: &mut dyn Kernel, plan: &Plan) -> Result<(Vec<SysctlOutcome>, ProxySyncReport), ApplyError> {
     let mut sysctls = Vec::new();
     for setting in &plan.sysctls {
         let outcome = kernel.apply_sysctl(setting)?;
@@ -135,7 +160,7 @@ pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Option<&Table>
     for error in &proxies.errors {
         warn!("{error}");
     }
-    Ok(ApplyReport { table, sysctls, proxies })
+    Ok((sysctls, proxies))
 }
 
 fn apply_table(kernel: &mut dyn Kernel, table: &Table, previous: Option<&Table>) -> Result<TableAction, ApplyError> {
@@ -198,6 +223,10 @@ mod tests {
         fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError> {
             self.calls.push(format!("exists {name}"));
             Ok(true)
+        }
+
+        fn docker_ip6_firewall(&mut self) -> Result<bool, ApplyError> {
+            Ok(false)
         }
 
         fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError> {

@@ -8,7 +8,7 @@ pub mod nft;
 pub mod sysctl;
 
 pub use error::HostError;
-pub use kernel::{ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_plan, cleanup};
+pub use kernel::{ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host, apply_plan, cleanup};
 pub use na::{neighbour_advertisement, send_unsolicited_na};
 pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries, remove_all_dock6_entries,

@@ -59,6 +59,8 @@ struct Loop {
     passes: u64,
     transactions: u64,
     bootstrap_checked: bool,
+    /// Docker's own IPv6 firewall was seen: dock6 runs as its companion.
+    companion: Option<bool>,
 }
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
@@ -89,8 +91,9 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         passes: 0,
         transactions: 0,
         bootstrap_checked: false,
+        companion: None,
     };
-    info!("dock6 running: owning IPv6 firewalling for Docker bridges in table inet dock6");
+    state.check_docker_firewall().await;
     let mut due: Option<Instant> = Some(Instant::now());
     loop {
         let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -155,6 +158,14 @@ impl Loop {
         };
         let plan = plan::plan(&self.config, &self.view.snapshot(host));
         self.log_new_notes(&plan.notes);
+        if self.check_docker_firewall().await {
+            self.applied = None;
+            match self.kernel.call(move |k| crate::apply::apply_host(k, &plan)).await {
+                Ok(_) => info!(containers = self.view.container_count(), "reconciled (companion: sysctls and proxy-NDP only)"),
+                Err(e) => error!("{e}"),
+            }
+            return;
+        }
         let previous = self.applied.clone();
         let ruleset = plan.ruleset.clone();
         let result = self.kernel.call(move |k| crate::apply::apply_plan(k, &plan, previous.as_ref())).await;
@@ -178,10 +189,41 @@ impl Loop {
         }
     }
 
+    /// Whether Docker's own IPv6 firewall is on; says so loudly whenever
+    /// that changes. As its companion dock6 leaves NAT and filtering to
+    /// Docker (and removes its own table, which would otherwise fight it).
+    async fn check_docker_firewall(&mut self) -> bool {
+        let on = match self.kernel.call(|k| k.docker_ip6_firewall()).await {
+            Ok(on) => on,
+            Err(e) => {
+                warn!("cannot tell whether Docker's IPv6 firewall is on: {e}");
+                self.companion.unwrap_or(false)
+            }
+        };
+        if self.companion != Some(on) {
+            if on {
+                warn!(
+                    "Docker's own IPv6 firewall (\"ip6tables\": true) is on: dock6 runs as its companion, leaving NAT66, \
+                     published ports and filtering to Docker and doing sysctls and NDP proxying only; \
+                     set \"ip6tables\": false in daemon.json to let dock6 own IPv6 firewalling (recommended)"
+                );
+                match self.kernel.call(|k| k.delete_table(crate::nft::TABLE_NAME)).await {
+                    Ok(true) => info!("removed table inet dock6 so as not to fight Docker's rules"),
+                    Ok(false) => {}
+                    Err(e) => error!("{e}"),
+                }
+            } else {
+                info!("dock6 owns IPv6 firewalling for Docker bridges (table inet dock6); Docker's ip6tables is off");
+            }
+            self.companion = Some(on);
+        }
+        on
+    }
+
     /// Before the first Docker snapshot: fail closed, but only where there is
     /// no table at all (a table left by an earlier run stays as it is).
     async fn bootstrap_if_no_table(&mut self) {
-        if self.bootstrap_checked {
+        if self.bootstrap_checked || self.companion == Some(true) {
             return;
         }
         self.bootstrap_checked = true;

@@ -476,31 +476,47 @@ pub fn table_exists(name: &str) -> Result<bool, NftError> {
     const NFT_MSG_GETTABLE: u16 = 1;
     const NFTA_TABLE_NAME: u16 = 1;
     const NFPROTO_INET: u8 = 1;
+    object_exists(NFT_MSG_GETTABLE, NFPROTO_INET, &[(NFTA_TABLE_NAME, name)], &format!("table inet {name}"))
+}
+
+/// Whether `chain ip6 TABLE CHAIN` exists: how Docker's own IPv6 firewall
+/// (iptables-nft) is recognised.
+pub fn ip6_chain_exists(table: &str, chain: &str) -> Result<bool, NftError> {
+    const NFT_MSG_GETCHAIN: u16 = 4;
+    const NFTA_CHAIN_TABLE: u16 = 1;
+    const NFTA_CHAIN_NAME: u16 = 3;
+    const NFPROTO_IPV6: u8 = 10;
+    let attrs = [(NFTA_CHAIN_TABLE, table), (NFTA_CHAIN_NAME, chain)];
+    object_exists(NFT_MSG_GETCHAIN, NFPROTO_IPV6, &attrs, &format!("chain ip6 {table} {chain}"))
+}
+
+/// One non-dump GET request with string attributes: the kernel answers with
+/// the object and an ack, or with ENOENT.
+fn object_exists(msg_type: u16, family: u8, attrs: &[(u16, &str)], object: &str) -> Result<bool, NftError> {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let attr_len = 4 + name.len() + 1;
-    let len = 16 + 4 + attr_len.next_multiple_of(4);
-    let mut msg = Vec::with_capacity(len);
-    msg.extend_from_slice(&(len as u32).to_ne_bytes());
-    msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
+    let mut msg = Vec::with_capacity(64);
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg_type).to_ne_bytes());
     msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
     msg.extend_from_slice(&seq.to_ne_bytes());
     msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&[NFPROTO_INET, 0, 0, 0]);
-    msg.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-    msg.extend_from_slice(&NFTA_TABLE_NAME.to_ne_bytes());
-    msg.extend_from_slice(name.as_bytes());
-    msg.resize(len, 0);
+    msg.extend_from_slice(&[family, 0, 0, 0]);
+    for (kind, value) in attrs {
+        let attr_len = 4 + value.len() + 1;
+        msg.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        msg.extend_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(value.as_bytes());
+        msg.resize(msg.len() + 1, 0);
+        msg.resize(msg.len().next_multiple_of(4), 0);
+    }
+    let len = msg.len() as u32;
+    msg[..4].copy_from_slice(&len.to_ne_bytes());
     let acks = with_conn(|conn| conn.transact(&msg, seq, &[seq]))?;
     match acks.first().map(|a| a.errno) {
         Some(0) => Ok(true),
         Some(ENOENT) => Ok(false),
-        Some(errno) => Err(NftError::Kernel {
-            object: format!("table inet {name}"),
-            errno,
-            message: None,
-            later_errors: 0,
-        }),
-        None => Err(NftError::Protocol(format!("no answer about table inet {name}"))),
+        Some(errno) => Err(NftError::Kernel { object: object.to_string(), errno, message: None, later_errors: 0 }),
+        None => Err(NftError::Protocol(format!("no answer about {object}"))),
     }
 }
 
