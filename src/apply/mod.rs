@@ -1,5 +1,6 @@
 //! The only code that touches the kernel.
 
+pub mod conntrack;
 mod error;
 mod kernel;
 pub mod na;
@@ -7,6 +8,7 @@ pub mod ndp;
 pub mod nft;
 pub mod sysctl;
 
+pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
 pub use error::HostError;
 pub use kernel::{ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host, apply_plan, cleanup};
 pub use na::{neighbour_advertisement, send_unsolicited_na};

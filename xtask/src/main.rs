@@ -9,8 +9,10 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, Result, bail};
 
 /// Debian packages the build and the tests need: the C libraries behind
-/// nftnl/mnl, `nft` for golden checks, iproute2 for namespaces.
-const PACKAGES: &[&str] = &["pkg-config", "libnftnl-dev", "libmnl-dev", "nftables", "iproute2", "util-linux"];
+/// nftnl/mnl, `nft` for golden checks, iproute2 for namespaces, the
+/// `conntrack` CLI to check conntrack deletes from outside.
+const PACKAGES: &[&str] =
+    &["pkg-config", "libnftnl-dev", "libmnl-dev", "nftables", "iproute2", "util-linux", "conntrack"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
