@@ -3,6 +3,8 @@
 //! Each command installs what it needs (Debian packages via apt-get) first,
 //! so a fresh machine needs nothing by hand.
 
+mod lab;
+
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -19,12 +21,14 @@ fn main() -> ExitCode {
         Some("bless") => bless(),
         Some("demo") => demo(),
         Some("deps") => install_packages(PACKAGES),
+        Some("lab") => lab::cli(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|bless|demo|deps>\n");
+            eprintln!("usage: cargo xtask <test|bless|demo|deps|lab>\n");
             eprintln!("  test   install what is needed, then run every test (kernel tests need root)");
             eprintln!("  bless  rewrite the golden files under rules/ from the current planner");
             eprintln!("  demo   install what is needed, then show dock6's plan for a bundled example");
             eprintln!("  deps   only install the Debian packages");
+            eprintln!("  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see xtask/src/lab.rs)");
             return ExitCode::from(2);
         }
     };
