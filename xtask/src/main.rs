@@ -3,6 +3,8 @@
 //! Each command installs what it needs (Debian packages via apt-get) first,
 //! so a fresh machine needs nothing by hand.
 
+mod lab;
+
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -22,13 +24,16 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("bench") => bench(),
         Some("deps") => install_packages(PACKAGES),
+        Some("lab") => lab::cli(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|bless|demo|bench|deps>\n");
+            eprintln!("usage: cargo xtask <test|bless|demo|bench|deps|lab>
+");
             eprintln!("  test   install what is needed, then run every test (kernel tests need root)");
             eprintln!("  bless  rewrite the golden files under rules/ from the current planner");
             eprintln!("  demo   install what is needed, then show dock6's plan for a bundled example");
             eprintln!("  bench  print encoder timings (1, 1,000, 10,000 elements; needs root, runs in a throwaway namespace)");
             eprintln!("  deps   only install the Debian packages");
+            eprintln!("  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see xtask/src/lab.rs)");
             return ExitCode::from(2);
         }
     };
