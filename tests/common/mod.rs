@@ -119,5 +119,6 @@ pub fn netns_id() -> u64 {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/proc/thread-self/ns/net").expect("netns").ino()
 }
+pub mod docker_lab;
 pub mod lab;
 pub mod netns;

@@ -18,6 +18,8 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Netns {
     pub name: String,
+    /// Made by this handle, so deleted on drop.
+    owned: bool,
 }
 
 impl Netns {
@@ -26,12 +28,17 @@ impl Netns {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("d6-{tag}-{}-{n}", std::process::id());
         run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name };
+        let ns = Netns { name, owned: true };
         // No duplicate address detection: addresses are usable at once.
         ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
         ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
         ns.ip("link set lo up");
         ns
+    }
+
+    /// A namespace made by someone else (a lab): used, never deleted.
+    pub fn existing(name: &str) -> Netns {
+        Netns { name: name.to_string(), owned: false }
     }
 
     /// `ip -n NS ARGS`, panicking with ip's message on failure.
@@ -126,6 +133,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }

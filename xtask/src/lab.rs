@@ -92,6 +92,9 @@ pub const IMAGE: &str = "busybox";
 /// records which did not exist before (`LAB/outside`); `down` removes those again when empty.
 const OUTSIDE_DIRS: &[&str] = &["/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s"];
 
+/// The system containerd's socket, which dockerd would adopt.
+pub const SYSTEM_CONTAINERD: &str = "/run/containerd/containerd.sock";
+
 /// How long `up` waits for dockerd's socket to answer.
 const DOCKERD_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `down` waits after SIGTERM before SIGKILL.
@@ -204,6 +207,13 @@ impl Lab {
     /// Brings the lab up. On error the partial lab stays for inspection (`dockerd.log`);
     /// `down()` removes it.
     pub fn up(&mut self, options: &Options) -> Result<()> {
+        self.up_network(options)?;
+        self.start_docker(options)
+    }
+
+    /// The namespaces and the link only: Docker not started yet (a host
+    /// where dock6 starts before Docker).
+    pub fn up_network(&mut self, options: &Options) -> Result<()> {
         if !is_root() {
             bail!("the lab needs root (network namespaces, dockerd)");
         }
@@ -214,13 +224,39 @@ impl Lab {
         fs::create_dir_all(BASE_DIR).with_context(|| format!("create {BASE_DIR}"))?;
         fs::create_dir(&self.dir).with_context(|| format!("create {}", self.dir.display()))?;
         self.make_network()?;
-        self.start_dockerd(options)?;
-        self.build_image()?;
         let mut env = String::new();
         for (key, value) in self.env() {
             env.push_str(&format!("export {key}={value}\n"));
         }
         fs::write(self.dir.join("env"), env)?;
+        Ok(())
+    }
+
+    /// Starts the lab's dockerd (again) and makes sure the image exists.
+    pub fn start_docker(&mut self, options: &Options) -> Result<()> {
+        self.start_dockerd(options)?;
+        let have_image = self.docker().args(["image", "inspect", IMAGE]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if !have_image.is_ok_and(|s| s.success()) {
+            self.build_image()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the lab's dockerd with SIGTERM (SIGKILL after a timeout), as a
+    /// restart or an upgrade of Docker would; the namespaces stay.
+    pub fn stop_docker(&mut self) -> Result<()> {
+        let pid = fs::read_to_string(self.pidfile()).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        let pid = pid.or_else(|| self.dockerd.as_ref().map(|c| c.id() as i32)).context("no dockerd pid")?;
+        if is_alive(pid) && cmdline(pid).contains(&self.dir.display().to_string()) {
+            signal(pid, SIGTERM);
+            if !wait_gone(&[pid], DOCKERD_STOP_TIMEOUT) {
+                signal(pid, SIGKILL);
+                wait_gone(&[pid], Duration::from_secs(5));
+            }
+        }
+        if let Some(mut child) = self.dockerd.take() {
+            let _ = child.wait();
+        }
         Ok(())
     }
 
@@ -276,6 +312,11 @@ impl Lab {
     }
 
     fn start_dockerd(&mut self, options: &Options) -> Result<()> {
+        // Without --containerd, dockerd uses a running system containerd when
+        // it finds one: that would share state with the system's Docker.
+        if Path::new(SYSTEM_CONTAINERD).exists() {
+            bail!("a system containerd is running ({SYSTEM_CONTAINERD}); a private dockerd would use it, so the lab refuses");
+        }
         let absent: Vec<&str> = OUTSIDE_DIRS.iter().copied().filter(|d| !Path::new(d).exists()).collect();
         fs::write(self.dir.join("outside"), absent.join("\n"))?;
         let config = self.dir.join("daemon.json");
