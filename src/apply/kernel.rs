@@ -2,12 +2,16 @@
 //! (nftables over netlink, rtnetlink, /proc/sys) and, in tests, a recording
 //! fake.
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::conntrack::{ConntrackError, DnatTarget};
 use super::ndp::{ProxyNeighbour, ProxySyncReport};
 use super::sysctl::SysctlOutcome;
 use super::{HostError, nft};
-use crate::nft::{ElementChange, TABLE_NAME, Table, TableDiff, diff};
+use std::collections::BTreeSet;
+
+use crate::nft::{Element, ElementChange, TABLE_NAME, Table, TableDiff, Value, diff};
+use crate::plan::{SET_DNAT_ADDR, SET_DNAT_ANY};
 use crate::plan::{Plan, ProxyEntry, SysctlSetting};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +20,8 @@ pub enum ApplyError {
     Nft(#[from] nft::NftError),
     #[error(transparent)]
     Host(#[from] HostError),
+    #[error(transparent)]
+    Conntrack(#[from] ConntrackError),
     #[error("cannot start the netlink runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -33,6 +39,9 @@ pub trait Kernel {
     fn apply_sysctl(&mut self, setting: &SysctlSetting) -> Result<SysctlOutcome, ApplyError>;
     fn sync_proxy_entries(&mut self, desired: &[ProxyEntry]) -> Result<ProxySyncReport, ApplyError>;
     fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError>;
+    /// Deletes the conntrack entries of flows DNAT'ed to these mappings;
+    /// returns how many.
+    fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError>;
 }
 
 /// The kernel of the namespace this thread runs in.
@@ -98,6 +107,38 @@ impl Kernel for LinuxKernel {
     fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError> {
         Ok(self.runtime.block_on(super::remove_all_dock6_entries(&self.handle))?)
     }
+
+    fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
+        Ok(super::delete_dnat_flows(targets)?)
+    }
+}
+
+/// The published-port mappings of `old` that `new` no longer has (or maps
+/// elsewhere): their flows must not stick to a container that is gone.
+pub fn removed_dnat_targets(old: &Table, new: &Table) -> Vec<DnatTarget> {
+    let targets = |table: &Table| -> BTreeSet<DnatTarget> {
+        [SET_DNAT_ANY, SET_DNAT_ADDR]
+            .iter()
+            .filter_map(|name| table.set(name))
+            .flat_map(|set| set.elements.iter())
+            .filter_map(dnat_target)
+            .collect()
+    };
+    targets(old).difference(&targets(new)).copied().collect()
+}
+
+/// `[addr .] proto . port : target . target_port` → a DnatTarget.
+fn dnat_target(element: &Element) -> Option<DnatTarget> {
+    let (proto, host_port) = match element.key.as_slice() {
+        [Value::Proto(p), Value::Port(port)] | [Value::Addr(_), Value::Proto(p), Value::Port(port)] => (*p, *port),
+        _ => return None,
+    };
+    match element.data.as_slice() {
+        [Value::Addr(target), Value::Port(target_port)] => {
+            Some(DnatTarget { proto, host_port, target: *target, target_port: *target_port })
+        }
+        _ => None,
+    }
 }
 
 /// What happened to the table in one apply.
@@ -147,7 +188,7 @@ pub fn apply_host(kernel: &mut dyn Kernel, plan: &Plan) -> Result<(Vec<SysctlOut
     let mut sysctls = Vec::new();
     for setting in &plan.sysctls {
         let outcome = kernel.apply_sysctl(setting)?;
-        info!("{outcome}");
+        debug!("{outcome}");
         sysctls.push(outcome);
     }
     let proxies = kernel.sync_proxy_entries(&plan.proxy_entries)?;
@@ -251,6 +292,11 @@ mod tests {
             self.calls.push("remove proxies".into());
             Ok(Vec::new())
         }
+
+        fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
+            self.calls.push(format!("conntrack {}", targets.len()));
+            Ok(0)
+        }
     }
 
     fn all_three_modes() -> Plan {
@@ -294,6 +340,19 @@ mod tests {
         let report = apply_plan(&mut k, &plan, Some(&previous)).unwrap();
         assert_eq!(report.table, TableAction::Updated(plan.ruleset.element_count()));
         assert!(k.calls.iter().all(|c| !c.starts_with("replace")), "{:?}", k.calls);
+    }
+
+    #[test]
+    fn removed_and_moved_mappings_are_found() {
+        let plan = all_three_modes();
+        let mut moved = plan.ruleset.clone();
+        let dnat = moved.sets.iter_mut().find(|s| s.name == SET_DNAT_ANY).unwrap();
+        dnat.elements.retain(|e| e.key[1] != Value::Port(5353));
+        dnat.elements[0].data[0] = Value::Addr("fd00:1::99".parse().unwrap());
+        let removed = removed_dnat_targets(&plan.ruleset, &moved);
+        let ports: Vec<u16> = removed.iter().map(|t| t.host_port).collect();
+        assert_eq!(ports, [8080, 5353], "{removed:?}");
+        assert!(removed_dnat_targets(&plan.ruleset, &plan.ruleset).is_empty());
     }
 
     #[test]

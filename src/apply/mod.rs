@@ -10,7 +10,9 @@ pub mod sysctl;
 
 pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
 pub use error::HostError;
-pub use kernel::{ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host, apply_plan, cleanup};
+pub use kernel::{ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host, apply_plan, cleanup,
+    removed_dnat_targets,
+};
 pub use na::{neighbour_advertisement, send_unsolicited_na};
 pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries, remove_all_dock6_entries,

@@ -43,17 +43,17 @@ pub(super) fn sysctls(
         keep_if: None,
         reason: "route container traffic".into(),
     });
-    if let Some(uplink) = uplink {
-        if networks.iter().any(|n| n.mode == Mode::NdpProxy) {
-            out.push(SysctlSetting {
-                scope: uplink.to_string(),
-                name: "proxy_ndp".into(),
-                value: 1,
-                current: None,
-                keep_if: None,
-                reason: "answer neighbour solicitations for ndp-proxy containers".into(),
-            });
-        }
+    if let Some(uplink) = uplink
+        && networks.iter().any(|n| n.mode == Mode::NdpProxy)
+    {
+        out.push(SysctlSetting {
+            scope: uplink.to_string(),
+            name: "proxy_ndp".into(),
+            value: 1,
+            current: None,
+            keep_if: None,
+            reason: "answer neighbour solicitations for ndp-proxy containers".into(),
+        });
     }
     out
 }

@@ -55,6 +55,8 @@ struct Loop {
     handle: rtnetlink::Handle,
     /// The table last applied with success; `None` forces a whole replace.
     applied: Option<Table>,
+    /// The same, kept across forced replaces: what published mappings existed.
+    known: Option<Table>,
     notes: Vec<Note>,
     passes: u64,
     transactions: u64,
@@ -87,6 +89,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         kernel: KernelThread::start()?,
         handle,
         applied: None,
+        known: None,
         notes: Vec::new(),
         passes: 0,
         transactions: 0,
@@ -167,8 +170,24 @@ impl Loop {
             return;
         }
         let previous = self.applied.clone();
+        let known = self.known.clone();
         let ruleset = plan.ruleset.clone();
-        let result = self.kernel.call(move |k| crate::apply::apply_plan(k, &plan, previous.as_ref())).await;
+        let result = self
+            .kernel
+            .call(move |k| {
+                let report = crate::apply::apply_plan(k, &plan, previous.as_ref())?;
+                // After the new table is in: no flow can be re-created with an old mapping.
+                if let Some(known) = known {
+                    let gone = crate::apply::removed_dnat_targets(&known, &plan.ruleset);
+                    if !gone.is_empty()
+                        && let Err(e) = k.delete_dnat_flows(&gone)
+                    {
+                        warn!("conntrack entries of removed mappings not deleted: {e}");
+                    }
+                }
+                Ok(report)
+            })
+            .await;
         match result {
             Ok(report) => {
                 if report.table != TableAction::Unchanged {
@@ -180,7 +199,8 @@ impl Loop {
                     transactions = self.transactions,
                     "reconciled"
                 );
-                self.applied = Some(ruleset);
+                self.applied = Some(ruleset.clone());
+                self.known = Some(ruleset);
             }
             Err(e) => {
                 error!("{e}");

@@ -119,6 +119,7 @@ pub fn netns_id() -> u64 {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/proc/thread-self/ns/net").expect("netns").ino()
 }
+pub mod agent;
 pub mod docker_lab;
 pub mod lab;
 pub mod netns;

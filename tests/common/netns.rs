@@ -106,6 +106,36 @@ impl Netns {
         })
     }
 
+    /// An HTTP/1.0 GET from inside this namespace; returns the body.
+    pub fn http_get(&self, to: SocketAddr, path: &str) -> std::io::Result<String> {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: dock6-test\r\n\r\n");
+        self.run(move || {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            s.write_all(request.as_bytes())?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply)?;
+            // CGI output may end its headers with a bare "\n\n".
+            let normalized = reply.replace("\r\n", "\n");
+            match normalized.split_once("\n\n") {
+                Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => Ok(body.trim().to_string()),
+                _ => Err(std::io::Error::other(format!("unexpected HTTP answer: {reply:?}"))),
+            }
+        })
+    }
+
+    /// Retries `http_get` until it answers or `timeout` passes.
+    pub fn http_get_within(&self, to: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.http_get(to, path) {
+                Ok(body) => return Ok(body),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
     /// A UDP request from inside this namespace; returns the reply.
     pub fn udp(&self, to: SocketAddr) -> std::io::Result<String> {
         self.run(move || {

@@ -673,7 +673,8 @@ fn dpkg_installed(package: &str) -> bool {
 
 /// Installs the Debian packages the lab needs, only those missing. An installed dockerd (any
 /// origin) is used as it is; Debian's `docker.io` comes only where there is none.
-fn ensure_tools(options: &Options) -> Result<()> {
+/// Installs (Debian packages) what the lab needs and is missing; never over an installed Docker.
+pub fn ensure_tools(options: &Options) -> Result<()> {
     let mut missing = Vec::new();
     for (program, package) in [("ip", "iproute2"), ("nsenter", "util-linux"), ("tar", "tar")] {
         if !on_path(program) {

@@ -98,6 +98,8 @@ unsafe extern "C" {
 
 fn test(extra: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
+    // The Docker tests' lab: docker.io only where no Docker is installed, busybox-static.
+    lab::ensure_tools(&lab::Options::default())?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"]).args(extra);
     run(cmd)

@@ -1,0 +1,91 @@
+//! `dock6 run` as a child process inside a lab's host namespace, logging to
+//! a file; stopped with SIGTERM by its pid on drop.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::docker_lab::DockerLab;
+
+pub struct Agent {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `dock6 run` against the lab's dockerd, with `config` as its config file.
+    pub fn start(lab: &DockerLab, config: &str) -> Agent {
+        let config_path = lab.lab.dir.join("dock6.toml");
+        std::fs::write(&config_path, config).expect("write dock6.toml");
+        let log = lab.lab.dir.join("dock6.log");
+        let file = File::create(&log).expect("create dock6.log");
+        let child = lab
+            .in_host(env!("CARGO_BIN_EXE_dock6"))
+            .args(["run", "--docker-host", &lab.host(), "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log file"))
+            .stderr(file)
+            .spawn()
+            .expect("start dock6 run");
+        Agent { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until the log holds `needle` (or panics after `timeout`, showing the log).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            if Instant::now() > deadline {
+                panic!("dock6 did not log {needle:?} within {timeout:?}; its log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The highest `transactions=N` the agent has logged.
+    pub fn transactions(&self) -> u64 {
+        self.log()
+            .split("transactions=")
+            .skip(1)
+            .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then wait; returns whether it exited with success.
+    pub fn stop(&mut self) -> bool {
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.stop();
+        }
+    }
+}

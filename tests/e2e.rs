@@ -1,0 +1,227 @@
+//! `dock6 run` against a real dockerd (the xtask lab): containers get IPv6
+//! egress, published ports, isolation; dock6 survives Docker restarts and
+//! a Docker that is not up yet. Traffic must flow, or be refused.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::agent::Agent;
+use common::docker_lab::{DockerLab, lab};
+use common::lab::sock;
+
+/// One lab at a time: these tests start dozens of containers on two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const HOST: &str = lab::HOST_V6;
+const UPSTREAM: &str = lab::UPSTREAM_V6;
+const INTERNET: &str = lab::UPSTREAM_INTERNET_V6;
+const PROMPTLY: Duration = Duration::from_secs(20);
+
+/// A busybox httpd whose `/cgi-bin/ip` answers with the client's address.
+const WHO_AM_I_SERVER: &str = "mkdir -p /www/cgi-bin && \
+    printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho \"$REMOTE_ADDR\"\\n' > /www/cgi-bin/ip && \
+    chmod +x /www/cgi-bin/ip && httpd -p 9000 -h /www && exec httpd -f -p 80 -h /www";
+
+fn run_server(lab: &DockerLab, name: &str, network: &str, publish: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--name", name, "--network", network];
+    for p in publish {
+        args.extend(["-p", p]);
+    }
+    args.extend([lab::IMAGE, "sh", "-c", WHO_AM_I_SERVER]);
+    lab.docker(&args)
+}
+
+fn address_of(lab: &DockerLab, container: &str, network: &str) -> String {
+    lab.docker(&["inspect", "-f", &format!("{{{{(index .NetworkSettings.Networks \"{network}\").GlobalIPv6Address}}}}"), container])
+}
+
+fn ipv6_network(lab: &DockerLab, name: &str, subnet: &str) {
+    lab.docker(&["network", "create", "--ipv6", "--subnet", subnet, name]);
+}
+
+/// Waits until `to` answers the upstream *with the upstream's own address*:
+/// DNAT by dock6, not Docker's userland proxy (which answers from the
+/// bridge's address as soon as `docker run` returns).
+fn reached_by_dnat(upstream: &common::netns::Netns, to: SocketAddr, agent: &Agent) -> Duration {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < PROMPTLY {
+        match upstream.http_get(to, "/cgi-bin/ip") {
+            Ok(body) if body.contains(UPSTREAM) => return started.elapsed(),
+            Ok(body) => last = body,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{to} not DNAT'ed to the container within {PROMPTLY:?} (last answer: {last})\n{}", agent.log());
+}
+
+#[test]
+fn nat66_egress_published_ports_and_their_removal() {
+    if !common::require_root("nat66_egress_published_ports_and_their_removal") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = DockerLab::up("e2enat", lab::Options::default());
+    ipv6_network(&lab, "n1", "fd00:1::/64");
+    let agent = Agent::start(&lab, "");
+    agent.wait_for_log("reconciled", PROMPTLY);
+    let (upstream, host) = (lab.upstream_ns(), lab.host_ns());
+
+    // Egress: the upstream sees the host's address.
+    let _peer = upstream.tcp_echo_peer(7000);
+    let seen = lab.docker(&["run", "--rm", "--network", "n1", lab::IMAGE, "nc", INTERNET, "7000"]);
+    assert_eq!(seen, HOST, "a ULA container reaches the upstream as the host (NAT66)");
+
+    // Published: the container sees the upstream's real address — so Docker's
+    // userland proxy (on in this lab) is not what answers.
+    run_server(&lab, "web", "n1", &["8080:80"]);
+    let web = address_of(&lab, "web", "n1");
+    reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
+    // Unpublished: refused from the upstream, while it answers from the host (the control).
+    assert!(upstream.http_get(sock(HOST, 9000), "/cgi-bin/ip").is_err(), "unpublished port refused");
+    assert!(host.http_get(sock(&web, 9000), "/cgi-bin/ip").is_ok(), "control: port 9000 is up");
+    // Hairpin from the host itself.
+    assert!(host.http_get(sock(HOST, 8080), "/cgi-bin/ip").is_ok(), "the host reaches its own published port");
+
+    // docker rm -f closes the port; a new docker run -p opens one promptly.
+    let runs: usize = std::env::var("DOCK6_E2E_LATENCY_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let mut latencies = Vec::new();
+    for i in 0..runs {
+        lab.docker(&["rm", "-f", "web"]);
+        let closed = Instant::now() + PROMPTLY;
+        while upstream.http_get(sock(HOST, 8080), "/cgi-bin/ip").is_ok() {
+            assert!(Instant::now() < closed, "port 8080 still open after docker rm -f");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let port = format!("{}:80", 8081 + i);
+        run_server(&lab, "web", "n1", &[&port, "8080:80"]);
+        latencies.push(reached_by_dnat(&upstream, sock(HOST, 8080), &agent));
+    }
+    latencies.sort();
+    eprintln!(
+        "figure: docker run -p returning → port answering over IPv6: median {:?} of {runs} (min {:?}, max {:?})",
+        latencies[runs / 2],
+        latencies[0],
+        latencies[runs - 1]
+    );
+}
+
+#[test]
+fn networks_are_isolated_and_containers_of_one_network_talk() {
+    if !common::require_root("networks_are_isolated_and_containers_of_one_network_talk") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = DockerLab::up("e2eiso", lab::Options::default());
+    ipv6_network(&lab, "n1", "fd00:1::/64");
+    ipv6_network(&lab, "n2", "fd00:2::/64");
+    let agent = Agent::start(&lab, "");
+    for (name, net) in [("a1", "n1"), ("a2", "n1"), ("b1", "n2")] {
+        run_server(&lab, name, net, &[]);
+    }
+    agent.wait_for_log("reconciled", PROMPTLY);
+    let (a2, b1) = (address_of(&lab, "a2", "n1"), address_of(&lab, "b1", "n2"));
+    let fetch = |from: &str, to: &str| {
+        lab.docker(&["exec", from, "sh", "-c", &format!("nc -w 2 {to} 80 </dev/null >/dev/null 2>&1 && echo open || echo closed")])
+    };
+    let host = lab.host_ns();
+    assert!(host.http_get(sock(&b1, 80), "/").is_ok() || host.http_get(sock(&b1, 80), "/cgi-bin/ip").is_ok(), "control: b1 is up");
+    assert_eq!(fetch("a1", &a2), "open", "containers of one network talk");
+    assert_eq!(fetch("a1", &b1), "closed", "n1 → n2 is refused");
+    assert_eq!(fetch("b1", &a2), "closed", "n2 → n1 is refused");
+}
+
+#[test]
+fn dock6_follows_docker_through_a_restart() {
+    if !common::require_root("dock6_follows_docker_through_a_restart") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = DockerLab::up("e2erst", lab::Options::default());
+    ipv6_network(&lab, "n1", "fd00:1::/64");
+    let mut agent = Agent::start(&lab, "");
+    run_server(&lab, "before", "n1", &["8080:80"]);
+    let upstream = lab.upstream_ns();
+    reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
+
+    lab.lab.stop_docker().expect("stop dockerd");
+    agent.wait_for_log("reconnecting to Docker", PROMPTLY);
+    assert!(agent.is_running(), "dock6 keeps running while Docker is down");
+    let options = lab.options.clone();
+    lab.lab.start_docker(&options).expect("start dockerd again");
+    agent.wait_for_log("Docker snapshot taken", PROMPTLY);
+    run_server(&lab, "after", "n1", &["8081:80"]);
+    reached_by_dnat(&upstream, sock(HOST, 8081), &agent);
+    assert!(agent.stop(), "dock6 stops cleanly on SIGTERM");
+}
+
+#[test]
+fn fifty_containers_started_at_once_are_all_reachable() {
+    if !common::require_root("fifty_containers_started_at_once_are_all_reachable") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const N: u16 = 50;
+    let lab = DockerLab::up("e2e50", lab::Options { userland_proxy: false, ..Default::default() });
+    // The lab's default IPv4 pools are /28s: too small for 50 containers.
+    lab.docker(&["network", "create", "--ipv6", "--subnet", "fd00:1::/64", "--subnet", "203.0.113.128/25", "n1"]);
+    let agent = Agent::start(&lab, "");
+    agent.wait_for_log("reconciled", PROMPTLY);
+    let before = agent.transactions();
+    std::thread::scope(|s| {
+        for i in 0..N {
+            let lab = &lab;
+            s.spawn(move || {
+                let port = format!("{}:80", 10000 + i);
+                lab.docker(&["run", "-d", "--name", &format!("c{i}"), "--network", "n1", "-p", &port, lab::IMAGE, "httpd", "-f", "-p", "80", "-h", "/"]);
+            });
+        }
+    });
+    let upstream = lab.upstream_ns();
+    for i in 0..N {
+        let to = sock(HOST, 10000 + i);
+        let deadline = Instant::now() + PROMPTLY;
+        while upstream.http_get(to, "/etc/passwd").is_err() {
+            assert!(Instant::now() < deadline, "container c{i} not reachable on {to}\n{}", agent.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let transactions = agent.transactions() - before;
+    eprintln!("figure: {N} containers started at once: {transactions} kernel transactions");
+    assert!(transactions < u64::from(N), "bursts are coalesced: {transactions} transactions for {N} containers");
+}
+
+#[test]
+fn docker_down_at_start_keeps_the_table_then_programs_when_docker_comes() {
+    if !common::require_root("docker_down_at_start_keeps_the_table_then_programs_when_docker_comes") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = DockerLab::network_only("e2edown", lab::Options::default());
+    let host = lab.host_ns();
+    // No table: dock6 installs the fail-closed one and waits for Docker.
+    let mut agent = Agent::start(&lab, "");
+    agent.wait_for_log("installed the fail-closed table", PROMPTLY);
+    let table = host.exec_ok(&["nft", "list", "table", "inet", "dock6"]);
+    assert!(table.contains("ct state new drop"), "{table}");
+    assert!(agent.is_running(), "dock6 waits for Docker");
+    agent.stop();
+
+    // A table already there (from an earlier run) stays as it is while Docker is down.
+    host.exec_ok(&["nft", "add", "set", "inet", "dock6", "earlier_run", "{ type ipv6_addr; }"]);
+    let agent = Agent::start(&lab, "");
+    agent.wait_for_log("keeping the table already in the kernel", PROMPTLY);
+    assert!(host.exec_ok(&["nft", "list", "table", "inet", "dock6"]).contains("earlier_run"));
+
+    // Docker comes: dock6 programs at once.
+    let options = lab.options.clone();
+    lab.lab.start_docker(&options).expect("start dockerd");
+    ipv6_network(&lab, "n1", "fd00:1::/64");
+    run_server(&lab, "web", "n1", &["8080:80"]);
+    reached_by_dnat(&lab.upstream_ns(), sock(HOST, 8080), &agent);
+    assert!(!host.exec_ok(&["nft", "list", "table", "inet", "dock6"]).contains("earlier_run"), "replaced by the plan");
+}
