@@ -15,7 +15,7 @@ use rtnetlink::MulticastGroup;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument as _, error, info, info_span, warn};
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::apply::{ApplyError, TableAction};
 use crate::config::{Config, ConfigError};
@@ -190,15 +190,17 @@ impl Loop {
             .await;
         match result {
             Ok(report) => {
-                if report.table != TableAction::Unchanged {
+                if report.table == TableAction::Unchanged {
+                    debug!(containers = self.view.container_count(), "reconciled: nothing to change");
+                } else {
                     self.transactions += 1;
+                    info!(
+                        table = %report.table,
+                        containers = self.view.container_count(),
+                        transactions = self.transactions,
+                        "reconciled"
+                    );
                 }
-                info!(
-                    table = %report.table,
-                    containers = self.view.container_count(),
-                    transactions = self.transactions,
-                    "reconciled"
-                );
                 self.applied = Some(ruleset.clone());
                 self.known = Some(ruleset);
             }

@@ -637,7 +637,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Runs to completion; stdout on success, an error with stderr otherwise.
-fn output(cmd: &mut Command) -> Result<String> {
+pub fn output(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
     let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start {shown}"))?;
     if !out.status.success() {

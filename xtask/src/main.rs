@@ -3,6 +3,7 @@
 //! Each command installs what it needs (Debian packages via apt-get) first,
 //! so a fresh machine needs nothing by hand.
 
+mod demo;
 mod lab;
 
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
 ");
             eprintln!("  test   install what is needed, then run every test (kernel tests need root)");
             eprintln!("  bless  rewrite the golden files under rules/ from the current planner");
-            eprintln!("  demo   install what is needed, then show dock6's plan for a bundled example");
+            eprintln!("  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces");
             eprintln!("  bench  print encoder timings (1, 1,000, 10,000 elements; needs root, runs in a throwaway namespace)");
             eprintln!("  deps   only install the Debian packages");
             eprintln!("  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see xtask/src/lab.rs)");
@@ -122,9 +123,10 @@ fn bench() -> Result<()> {
 
 fn demo() -> Result<()> {
     install_packages(PACKAGES)?;
-    let snapshot = root_dir().join("rules/all-three-modes/snapshot.json");
-    eprintln!("xtask: dock6's plan for {} (touches nothing)\n", snapshot.display());
+    lab::ensure_tools(&lab::Options::default())?;
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "--bin", "dock6", "--", "render", "--snapshot"]).arg(&snapshot);
-    run(cmd)
+    cmd.args(["build", "--quiet", "--bin", "dock6"]);
+    run(cmd)?;
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root_dir().join("target"));
+    demo::demo(&target.join("debug/dock6"))
 }
