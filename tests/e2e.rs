@@ -192,6 +192,7 @@ fn fifty_containers_started_at_once_are_all_reachable() {
     }
     let transactions = agent.transactions() - before;
     eprintln!("figure: {N} containers started at once: {transactions} kernel transactions");
+    eprintln!("figure: dock6 RSS with {N} containers: {} KiB", agent.rss_kib().unwrap_or(0));
     assert!(transactions < u64::from(N), "bursts are coalesced: {transactions} transactions for {N} containers");
 }
 

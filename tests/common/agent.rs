@@ -63,6 +63,12 @@ impl Agent {
             .unwrap_or(0)
     }
 
+    /// The agent's resident set size, from /proc (KiB).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+    }
+
     /// SIGTERM, then wait; returns whether it exited with success.
     pub fn stop(&mut self) -> bool {
         // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
