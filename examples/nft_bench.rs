@@ -5,13 +5,12 @@
 //! happens in a throw-away network namespace:
 //! `cargo run --release --example nft_bench`.
 
-use std::net::Ipv6Addr;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dock6::apply::nft::{ElementChange, replace_table, update_elements};
-use dock6::nft::{Element, KeyType, L4Proto, Set, TABLE_NAME, Table, Value};
+use dock6::nft::TABLE_NAME;
 
 const RUNS: usize = 7;
 
@@ -24,14 +23,14 @@ fn main() -> anyhow::Result<()> {
 
     println!("{:<44} {:>12} {:>12}", "operation (median of 7)", "netlink", "nft -f");
     for n in [1usize, 1_000, 10_000] {
-        let table = open_ports(n);
+        let table = dock6::nft::samples::open_ports_table(n);
         let ours = median(|| replace_table(&table).map_err(Into::into))?;
         let theirs = median(|| nft_f(&table.replace_script()))?;
         println!("{:<44} {:>12} {:>12}", format!("replace_table, set of {n} element(s)"), ms(ours), ms(theirs));
     }
     for n in [1usize, 1_000, 10_000] {
-        let empty = open_ports(0);
-        let adds: Vec<ElementChange> = open_ports(n).sets[0]
+        let empty = dock6::nft::samples::open_ports_table(0);
+        let adds: Vec<ElementChange> = dock6::nft::samples::open_ports_table(n).sets[0]
             .elements
             .iter()
             .map(|e| ElementChange::Add { set: "open_ports".into(), element: e.clone() })
@@ -78,25 +77,3 @@ fn nft_f(script: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_ports(n: usize) -> Table {
-    let elements = (0..n)
-        .map(|i| Element {
-            key: vec![
-                Value::Addr(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16)),
-                Value::Proto(if i % 2 == 0 { L4Proto::Tcp } else { L4Proto::Udp }),
-                Value::Port((i % 65_000) as u16 + 1),
-            ],
-            data: vec![],
-        })
-        .collect();
-    Table {
-        name: TABLE_NAME.into(),
-        sets: vec![Set {
-            name: "open_ports".into(),
-            key: vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
-            data: vec![],
-            elements,
-        }],
-        chains: vec![],
-    }
-}

@@ -189,28 +189,6 @@ impl MasqueradeRule for dock6::nft::RuleBuilder {
     }
 }
 
-fn open_ports_table(n: usize) -> Table {
-    let elements = (0..n)
-        .map(|i| Element {
-            key: vec![
-                Value::Addr(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i / 60000) as u16, (i % 60000) as u16 + 1)),
-                Value::Proto(if i % 2 == 0 { L4Proto::Tcp } else { L4Proto::Udp }),
-                Value::Port((i % 65000) as u16 + 1),
-            ],
-            data: vec![],
-        })
-        .collect();
-    Table {
-        name: TABLE_NAME.into(),
-        sets: vec![Set {
-            name: "open_ports".into(),
-            key: vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
-            data: vec![],
-            elements,
-        }],
-        chains: vec![],
-    }
-}
 
 fn count_elements(listing: &str) -> usize {
     listing.lines().filter(|l| l.contains(" . tcp . ") || l.contains(" . udp . ")).count()
@@ -221,7 +199,7 @@ fn ten_thousand_elements_commit() {
     if !require_root("ten_thousand_elements_commit") {
         return;
     }
-    let table = open_ports_table(10_000);
+    let table = dock6::nft::samples::open_ports_table(10_000);
     let listing = in_fresh_netns(move || {
         replace_table(&table).unwrap_or_else(|e| panic!("replace_table: {e}"));
         replace_table(&table).unwrap_or_else(|e| panic!("replace_table again: {e}"));
@@ -240,7 +218,7 @@ fn update_elements_adds_and_removes() {
         return;
     }
     in_fresh_netns(|| {
-        let mut table = open_ports_table(2);
+        let mut table = dock6::nft::samples::open_ports_table(2);
         table.sets.push(Set {
             name: "dnat_any".into(),
             key: vec![KeyType::InetProto, KeyType::InetService],
@@ -322,7 +300,7 @@ fn errors_name_the_object() {
         return;
     }
     in_fresh_netns(|| {
-        let mut table = open_ports_table(1);
+        let mut table = dock6::nft::samples::open_ports_table(1);
         table.chains.push(dock6::nft::Chain {
             name: "to_docker".into(),
             base: None,

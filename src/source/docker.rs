@@ -189,21 +189,21 @@ async fn list_networks(docker: &Docker) -> Result<Vec<Network>, DockerError> {
         .list_networks(None::<ListNetworksOptions>)
         .await
         .map_err(DockerError::request("listing networks"))?;
-    Ok(listed
-        .into_iter()
-        .filter_map(|n| {
-            network_from_docker(NetworkFields {
-                id: n.id,
-                name: n.name,
-                driver: n.driver,
-                enable_ipv6: n.enable_ipv6,
-                internal: n.internal,
-                ipam: n.ipam,
-                options: n.options,
-                labels: n.labels,
-            })
-        })
-        .collect())
+    Ok(listed.into_iter().filter_map(network_from_list).collect())
+}
+
+/// A network list entry as a snapshot network (see [`network_from_docker`]).
+pub fn network_from_list(n: bollard::models::Network) -> Option<Network> {
+    network_from_docker(NetworkFields {
+        id: n.id,
+        name: n.name,
+        driver: n.driver,
+        enable_ipv6: n.enable_ipv6,
+        internal: n.internal,
+        ipam: n.ipam,
+        options: n.options,
+        labels: n.labels,
+    })
 }
 
 /// The ids of the internal networks, as [`container_from_docker`] wants them.

@@ -28,18 +28,7 @@ fn networks() -> Vec<Network> {
     let listed: Vec<bollard::models::Network> = serde_json::from_str(NETWORKS).expect("network list parses");
     listed
         .into_iter()
-        .filter_map(|n| {
-            network_from_docker(NetworkFields {
-                id: n.id,
-                name: n.name,
-                driver: n.driver,
-                enable_ipv6: n.enable_ipv6,
-                internal: n.internal,
-                ipam: n.ipam,
-                options: n.options,
-                labels: n.labels,
-            })
-        })
+        .filter_map(network_from_list)
         .collect()
 }
 
