@@ -8,5 +8,6 @@ pub mod nft;
 pub mod plan;
 pub mod snapshot;
 pub mod source;
+pub mod agent_lock;
 pub mod apply;
 pub mod reconcile;

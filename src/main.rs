@@ -117,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cleanup => {
+            dock6::agent_lock::ensure_no_agent().context("cleanup refused: stop the agent first (it would put its rules back)")?;
             let mut kernel = LinuxKernel::new()?;
             let report = cleanup(&mut kernel)?;
             match report.table_existed {

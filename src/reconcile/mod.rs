@@ -44,6 +44,8 @@ pub enum RunError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Kernel(#[from] ApplyError),
+    #[error(transparent)]
+    Lock(#[from] crate::agent_lock::LockError),
 }
 
 /// What the loop remembers between passes.
@@ -67,6 +69,7 @@ struct Loop {
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let config = Config::load(options.config_path.as_deref())?;
+    let _lock = crate::agent_lock::acquire()?;
     let (docker_tx, mut docker_rx) = mpsc::channel(1024);
     let (resync_tx, resync_rx) = mpsc::channel(1);
     tokio::spawn(docker::watch(options.docker_host.clone(), docker_tx, resync_rx));
