@@ -163,3 +163,27 @@ fn cleanup_leaves_no_table_and_no_dock6_proxy_entry() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("forwarding"), "cleanup reports the sysctls it leaves: {report}");
 }
+
+#[test]
+fn a_users_policy_drop_forward_chain_needs_only_the_mark_line() {
+    if !common::require_root("a_users_policy_drop_forward_chain_needs_only_the_mark_line") {
+        return;
+    }
+    let lab = applied_lab("usr");
+    let _s = lab.c("web").tcp_echo_peer(80);
+    let user_table = |mark_line: &str| {
+        format!(
+            "table inet filter\ndelete table inet filter\ntable inet filter {{\n\tchain forward {{\n\t\ttype filter hook forward priority filter; policy drop;\n\t\t{mark_line}\n\t}}\n}}\n"
+        )
+    };
+    let load = |text: String| {
+        let file = lab.write("user.nft", &text);
+        lab.host.exec_ok(&["nft", "-f", file.to_str().unwrap()]);
+    };
+    load(user_table(""));
+    assert!(lab.upstream.tcp(sock(HOST_UPLINK, 8080)).is_err(), "the user's policy drop wins over dock6's accept");
+    load(user_table("meta mark & 0x04000000 == 0x04000000 accept"));
+    assert_eq!(lab.upstream.tcp(sock(HOST_UPLINK, 8080)).expect("the mark line lets it through"), UPSTREAM_LINK);
+    let _peer = lab.upstream.tcp_echo_peer(7000);
+    assert_eq!(lab.c("web").tcp(sock(INTERNET, 7000)).expect("egress is marked too"), HOST_UPLINK);
+}

@@ -816,7 +816,7 @@ fn signal(pid: i32, sig: i32) {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { lab_geteuid() == 0 }
 }

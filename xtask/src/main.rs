@@ -79,8 +79,7 @@ fn install_packages(packages: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
+    if !lab::is_root() {
         bail!("missing Debian packages {missing:?}; run as root or `sudo apt-get install {}`", missing.join(" "));
     }
     eprintln!("xtask: installing {}", missing.join(" "));
@@ -90,11 +89,6 @@ fn install_packages(packages: &[&str]) -> Result<()> {
     let mut install = Command::new("apt-get");
     install.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing);
     run(install)
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 fn test(extra: &[String]) -> Result<()> {
