@@ -1,4 +1,4 @@
-//! Errors from the code that touches the host (sysctls, neighbours).
+//! Errors from the code that touches the host (sysctls, neighbours, NDP messages).
 
 use std::io;
 use std::net::Ipv6Addr;
@@ -38,6 +38,19 @@ pub enum HostError {
     Advertisement {
         interface: String,
         address: Ipv6Addr,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("router solicitation on {interface}: no such interface")]
+    SolicitationNoInterface { interface: String },
+
+    #[error("router solicitation on {interface}: no usable link-local address (none, or still tentative)")]
+    NoLinkLocal { interface: String },
+
+    #[error("router solicitation on {interface}: {source}")]
+    Solicitation {
+        interface: String,
         #[source]
         source: io::Error,
     },

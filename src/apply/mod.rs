@@ -3,7 +3,7 @@
 pub mod conntrack;
 mod error;
 mod kernel;
-pub mod na;
+pub mod ndisc;
 pub mod ndp;
 pub mod nft;
 pub mod sysctl;
@@ -13,7 +13,9 @@ pub use error::HostError;
 pub use kernel::{ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host, apply_plan, cleanup,
     removed_dnat_targets,
 };
-pub use na::{neighbour_advertisement, send_unsolicited_na};
+/// The former name of [`ndisc`], which now also sends router solicitations.
+pub use ndisc as na;
+pub use ndisc::{neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na};
 pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries, remove_all_dock6_entries,
     sync_proxy_entries,

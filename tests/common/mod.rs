@@ -121,5 +121,6 @@ pub fn netns_id() -> u64 {
 }
 pub mod agent;
 pub mod docker_lab;
+pub mod icmp6;
 pub mod lab;
 pub mod netns;

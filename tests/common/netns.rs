@@ -95,6 +95,25 @@ impl Netns {
         })
     }
 
+    /// Runs an async block with an rtnetlink handle opened in this namespace
+    /// (on a current-thread runtime in a thread that has entered it).
+    pub fn netlink<T, Fut, F>(&self, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(rtnetlink::Handle) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+    {
+        self.run(move || {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            runtime.block_on(async move {
+                let (connection, handle, _) = rtnetlink::new_connection().expect("netlink socket");
+                tokio::spawn(connection);
+                f(handle).await
+            })
+        })
+    }
+
     /// A TCP connection from inside this namespace; returns what the peer said.
     pub fn tcp(&self, to: SocketAddr) -> std::io::Result<String> {
         self.run(move || {
