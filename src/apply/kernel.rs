@@ -42,6 +42,9 @@ pub trait Kernel {
     /// Deletes the conntrack entries of flows DNAT'ed to these mappings;
     /// returns how many.
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError>;
+    /// Sends a router solicitation on `interface`, so a default route comes
+    /// back at once rather than at the next advertisement.
+    fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError>;
 }
 
 /// The kernel of the namespace this thread runs in.
@@ -110,6 +113,10 @@ impl Kernel for LinuxKernel {
 
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
         Ok(super::delete_dnat_flows(targets)?)
+    }
+
+    fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
+        Ok(self.runtime.block_on(super::send_router_solicitation(&self.handle, interface))?)
     }
 }
 
@@ -189,6 +196,13 @@ pub fn apply_host(kernel: &mut dyn Kernel, plan: &Plan) -> Result<(Vec<SysctlOut
     for setting in &plan.sysctls {
         let outcome = kernel.apply_sysctl(setting)?;
         debug!("{outcome}");
+        if setting.name == "accept_ra" && outcome.changed() {
+            // Forwarding is about to stop the kernel from soliciting: ask now.
+            match kernel.solicit_router(&setting.scope) {
+                Ok(()) => info!("router solicitation sent on {}", setting.scope),
+                Err(e) => warn!("{e}"),
+            }
+        }
         sysctls.push(outcome);
     }
     let proxies = kernel.sync_proxy_entries(&plan.proxy_entries)?;
@@ -297,6 +311,11 @@ mod tests {
             self.calls.push(format!("conntrack {}", targets.len()));
             Ok(0)
         }
+
+        fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
+            self.calls.push(format!("solicit {interface}"));
+            Ok(())
+        }
     }
 
     fn all_three_modes() -> Plan {
@@ -314,6 +333,7 @@ mod tests {
             [
                 "replace dock6",
                 "sysctl net.ipv6.conf.eth0.accept_ra=2",
+                "solicit eth0",
                 "sysctl net.ipv6.conf.all.forwarding=1",
                 "sysctl net.ipv6.conf.eth0.proxy_ndp=1",
                 "proxies 1",
