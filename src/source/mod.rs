@@ -1,8 +1,10 @@
 //! Where snapshots come from: a JSON file (`--snapshot FILE`), the host over
-//! rtnetlink (`host`), and Docker (`docker`).
+//! rtnetlink (`host`), and Docker (`docker`); nftables change notifications
+//! (`nftables`).
 
 pub mod docker;
 pub mod host;
+pub mod nftables;
 
 use std::path::{Path, PathBuf};
 
