@@ -226,3 +226,29 @@ fn docker_down_at_start_keeps_the_table_then_programs_when_docker_comes() {
     reached_by_dnat(&lab.upstream_ns(), sock(HOST, 8080), &agent);
     assert!(!host.exec_ok(&["nft", "list", "table", "inet", "dock6"]).contains("earlier_run"), "replaced by the plan");
 }
+
+#[test]
+fn nft_flush_ruleset_is_undone_at_once() {
+    if !common::require_root("nft_flush_ruleset_is_undone_at_once") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = DockerLab::up("e2eflush", lab::Options { userland_proxy: false, ..Default::default() });
+    ipv6_network(&lab, "n1", "fd00:1::/64");
+    let agent = Agent::start(&lab, "");
+    run_server(&lab, "web", "n1", &["8080:80"]);
+    let upstream = lab.upstream_ns();
+    reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
+
+    let host = lab.host_ns();
+    host.exec_ok(&["nft", "flush", "ruleset"]);
+    let flushed = Instant::now();
+    while !host.exec(&["nft", "list", "table", "inet", "dock6"]).status.success() {
+        assert!(flushed.elapsed() < PROMPTLY, "table not restored after nft flush ruleset\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let restored = flushed.elapsed();
+    reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
+    eprintln!("figure: table inet dock6 back {restored:?} after nft flush ruleset");
+    assert!(agent.log().contains("was changed by nft"), "{}", agent.log());
+}

@@ -21,6 +21,7 @@ use crate::apply::{ApplyError, TableAction};
 use crate::config::{Config, ConfigError};
 use crate::nft::Table;
 use crate::plan::{self, Level, Note};
+use crate::source::nftables::{self, NftChange, NftMonitor};
 use kernel_thread::KernelThread;
 pub use docker::Backoff;
 pub use view::{DockerUpdate, DockerView};
@@ -79,6 +80,16 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         rtnetlink::new_multicast_connection(&groups).map_err(RunError::Netlink)?;
     tokio::spawn(connection);
 
+    // Before the first apply, so that no change in between is missed.
+    let mut nft_changes = match nftables::subscribe() {
+        Ok(monitor) => Some(monitor),
+        Err(e) => {
+            warn!("no nftables change notifications ({e}); a changed table is restored at the next resync only");
+            None
+        }
+    };
+    let mut ours_touched = false;
+
     let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
@@ -112,6 +123,12 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             Some(_) = netlink_events.next() => {
                 due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
             }
+            change = next_nft_change(&mut nft_changes) => {
+                if state.nft_change(change, &mut ours_touched) {
+                    // Restore at once: someone else's commit changed or deleted the table.
+                    due = Some(Instant::now());
+                }
+            }
             _ = resync.tick() => {
                 let _ = resync_tx.try_send(());
                 state.applied = None;
@@ -139,7 +156,63 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The next nftables change, or never when there is no subscription (it is
+/// dropped after a read error, which would otherwise repeat at once).
+async fn next_nft_change(monitor: &mut Option<NftMonitor>) -> Result<NftChange, nftables::NftMonitorError> {
+    match monitor {
+        Some(m) => {
+            let change = m.next().await;
+            if change.is_err() {
+                *monitor = None;
+            }
+            change
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl Loop {
+    /// Handles one nftables notification; true when the table must be
+    /// restored now. A commit touching `table inet dock6` that dock6 did not
+    /// make (`nft flush ruleset`, a reload of nftables.conf) calls for a
+    /// whole-table replace.
+    fn nft_change(&mut self, change: Result<NftChange, nftables::NftMonitorError>, ours_touched: &mut bool) -> bool {
+        match change {
+            Ok(NftChange::OurTableTouched { what, .. }) => {
+                debug!("table inet dock6: {what}");
+                *ours_touched = true;
+                false
+            }
+            Ok(NftChange::Generation(generation)) => {
+                let foreign = std::mem::take(ours_touched) && !generation.is_from_this_process();
+                if foreign {
+                    warn!(
+                        "table inet dock6 was changed by {} (pid {}): restoring it",
+                        generation.comm, generation.pid
+                    );
+                    self.force_restore();
+                }
+                foreign
+            }
+            Ok(NftChange::Overrun) | Ok(NftChange::Unrecognized { .. }) => {
+                *ours_touched = false;
+                warn!("nftables notifications lost or not understood: replacing the table to be sure");
+                self.force_restore();
+                true
+            }
+            Ok(NftChange::OtherTable { .. }) => false,
+            Err(e) => {
+                error!("nftables change notifications stopped ({e}); a changed table is restored at the next resync");
+                false
+            }
+        }
+    }
+
+    fn force_restore(&mut self) {
+        self.applied = None;
+        self.bootstrap_checked = false;
+    }
+
     fn reload_config(&mut self) {
         match Config::load(self.config_path.as_deref()) {
             Ok(config) => {
