@@ -252,3 +252,25 @@ fn nft_flush_ruleset_is_undone_at_once() {
     eprintln!("figure: table inet dock6 back {restored:?} after nft flush ruleset");
     assert!(agent.log().contains("was changed by nft"), "{}", agent.log());
 }
+
+#[test]
+fn with_dockers_ip6tables_on_dock6_is_its_companion() {
+    if !common::require_root("with_dockers_ip6tables_on_dock6_is_its_companion") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = DockerLab::up("e2ecomp", lab::Options { ip6tables: true, ..Default::default() });
+    ipv6_network(&lab, "n1", "fd00:1::/64");
+    let host = lab.host_ns();
+    assert!(host.exec(&["nft", "list", "chain", "ip6", "nat", "DOCKER"]).status.success(), "control: Docker's ip6tables rules are in");
+    let agent = Agent::start(&lab, "");
+    agent.wait_for_log("runs as its companion", PROMPTLY);
+    agent.wait_for_log("reconciled (companion", PROMPTLY);
+    assert!(!host.exec(&["nft", "list", "table", "inet", "dock6"]).status.success(), "dock6 does not fight Docker's rules");
+    assert_eq!(host.read_sysctl("net.ipv6.conf.eth0.accept_ra"), "2", "sysctls are still dock6's job");
+    // Docker's own NAT66 and DNAT serve the container.
+    run_server(&lab, "web", "n1", &["8080:80"]);
+    let upstream = lab.upstream_ns();
+    let body = upstream.http_get_within(sock(HOST, 8080), "/cgi-bin/ip", PROMPTLY).unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    assert!(!body.is_empty(), "Docker publishes the port itself");
+}

@@ -111,13 +111,16 @@ pub struct Options {
     pub userland_proxy: bool,
     /// Docker's `iptables` (default true): IPv4 NAT and filtering inside the host namespace
     /// (iptables-nft there; FORWARD policy DROP). Without it dockerd still runs, but containers
-    /// have no IPv4 egress (no masquerade). `ip6tables` is always off (dock6 owns IPv6).
+    /// have no IPv4 egress (no masquerade).
     pub iptables: bool,
+    /// Docker's own IPv6 firewall (`ip6tables`; experimental in 20.10, so `experimental` goes
+    /// with it). Off by default: dock6 owns IPv6. On, dock6 runs as Docker's companion.
+    pub ip6tables: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { userland_proxy: true, iptables: true }
+        Options { userland_proxy: true, iptables: true, ip6tables: false }
     }
 }
 
@@ -293,7 +296,8 @@ impl Lab {
             r#"{{
   "ipv6": true,
   "fixed-cidr-v6": "{FIXED_CIDR_V6}",
-  "ip6tables": false,
+  "ip6tables": {ip6tables},
+  "experimental": {ip6tables},
   "iptables": {iptables},
   "userland-proxy": {proxy},
   "bip": "203.0.113.1/26",
@@ -304,6 +308,7 @@ impl Lab {
 }}
 "#,
             iptables = options.iptables,
+            ip6tables = options.ip6tables,
             proxy = options.userland_proxy,
             cgroup = self.cgroup_parent(),
             // Docker 20.10 otherwise creates /etc/docker/key.json (a daemon.json key, not a flag).
@@ -568,7 +573,7 @@ impl Lab {
 
 /// `cargo xtask lab ARGS`.
 pub fn cli(args: &[String]) -> Result<()> {
-    let usage = "usage: cargo xtask lab up [NAME] [--no-userland-proxy] [--no-iptables]\n       \
+    let usage = "usage: cargo xtask lab up [NAME] [--no-userland-proxy] [--no-iptables] [--ip6tables]\n       \
                  cargo xtask lab down [NAME]\n       cargo xtask lab status [NAME]\n\
                  NAME defaults to dock6-lab; `eval \"$(cargo xtask lab up)\"` sets DOCKER_HOST";
     let mut options = Options::default();
@@ -577,6 +582,7 @@ pub fn cli(args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--no-userland-proxy" => options.userland_proxy = false,
             "--no-iptables" => options.iptables = false,
+            "--ip6tables" => options.ip6tables = true,
             "-h" | "--help" => {
                 eprintln!("{usage}");
                 return Ok(());
