@@ -6,6 +6,7 @@
 pub mod config;
 pub mod nft;
 pub mod plan;
+pub mod privileges;
 pub mod snapshot;
 pub mod source;
 pub mod agent_lock;

@@ -88,6 +88,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, docker_host } => {
+            // Before the runtime's threads exist: capabilities are per thread.
+            if dock6::privileges::drop_to_network_admin()? {
+                tracing::info!("capabilities dropped to CAP_NET_ADMIN and CAP_NET_RAW");
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

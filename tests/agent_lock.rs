@@ -1,5 +1,6 @@
 //! One agent per network namespace: while `dock6 run` runs, `dock6 cleanup`
 //! and a second `dock6 run` in the same namespace refuse; elsewhere they don't.
+//! The agent tells systemd it is ready and keeps only its network capabilities.
 
 mod common;
 
@@ -26,8 +27,13 @@ fn cleanup_and_a_second_agent_refuse_while_an_agent_runs() {
     let (ns, other) = (Netns::new("lock"), Netns::new("lock2"));
     let log = std::env::temp_dir().join(format!("dock6-lock-{}.log", std::process::id()));
     let file = std::fs::File::create(&log).unwrap();
+    let notify_path = std::env::temp_dir().join(format!("dock6-notify-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let run_args = ["run", "--docker-host", "unix:///nonexistent/docker.sock", "--config", &empty_config()];
     let mut agent = dock6_in(&ns, &run_args)
+        .env("NOTIFY_SOCKET", &notify_path)
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
@@ -37,6 +43,16 @@ fn cleanup_and_a_second_agent_refuse_while_an_agent_runs() {
     while !std::fs::read_to_string(&log).unwrap_or_default().contains("reconnecting to Docker") {
         assert!(Instant::now() < deadline, "agent did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Ready for systemd without Docker (dock6 starts before docker.service), and only network caps left.
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("a readiness notification");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap();
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        let line = status.lines().find(|l| l.starts_with(set)).unwrap();
+        assert!(line.ends_with("0000000000003000"), "only CAP_NET_ADMIN and CAP_NET_RAW: {line}");
     }
 
     let cleanup = dock6_in(&ns, &["cleanup"]).output().unwrap();
@@ -54,4 +70,5 @@ fn cleanup_and_a_second_agent_refuse_while_an_agent_runs() {
     assert!(cleanup.status.success(), "{}", String::from_utf8_lossy(&cleanup.stderr));
     assert!(String::from_utf8_lossy(&cleanup.stdout).contains("removed table inet dock6"), "the bootstrap table was there");
     let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&notify_path);
 }

@@ -62,6 +62,8 @@ struct Loop {
     known: Option<Table>,
     notes: Vec<Note>,
     passes: u64,
+    /// systemd has been told the agent is ready.
+    ready: bool,
     transactions: u64,
     bootstrap_checked: bool,
     /// Docker's own IPv6 firewall was seen: dock6 runs as its companion.
@@ -106,6 +108,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         known: None,
         notes: Vec::new(),
         passes: 0,
+        ready: false,
         transactions: 0,
         bootstrap_checked: false,
         companion: None,
@@ -149,6 +152,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                 state.passes += 1;
                 let span = info_span!("reconcile", pass = state.passes);
                 state.pass().instrument(span).await;
+                state.notify_ready();
             }
         }
     }
@@ -205,6 +209,19 @@ impl Loop {
                 error!("nftables change notifications stopped ({e}); a changed table is restored at the next resync");
                 false
             }
+        }
+    }
+
+    /// systemd (`Type=notify`, ordered before docker.service): ready after
+    /// the first pass, when the kernel holds either the plan, the fail-closed
+    /// table, or the table kept from an earlier run — not after Docker is up.
+    fn notify_ready(&mut self) {
+        if self.ready {
+            return;
+        }
+        self.ready = true;
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            warn!("cannot notify systemd: {e}");
         }
     }
 
