@@ -192,18 +192,26 @@ async fn list_networks(docker: &Docker) -> Result<Vec<Network>, DockerError> {
     Ok(listed.into_iter().filter_map(network_from_list).collect())
 }
 
+/// The fields dock6 reads, from either of bollard's two network types
+/// (list entry and inspect answer), which have them under the same names.
+macro_rules! network_fields {
+    ($n:expr) => {
+        NetworkFields {
+            id: $n.id,
+            name: $n.name,
+            driver: $n.driver,
+            enable_ipv6: $n.enable_ipv6,
+            internal: $n.internal,
+            ipam: $n.ipam,
+            options: $n.options,
+            labels: $n.labels,
+        }
+    };
+}
+
 /// A network list entry as a snapshot network (see [`network_from_docker`]).
 pub fn network_from_list(n: bollard::models::Network) -> Option<Network> {
-    network_from_docker(NetworkFields {
-        id: n.id,
-        name: n.name,
-        driver: n.driver,
-        enable_ipv6: n.enable_ipv6,
-        internal: n.internal,
-        ipam: n.ipam,
-        options: n.options,
-        labels: n.labels,
-    })
+    network_from_docker(network_fields!(n))
 }
 
 /// The ids of the internal networks, as [`container_from_docker`] wants them.
@@ -335,16 +343,7 @@ pub struct NetworkFields {
 
 /// A network inspect answer as a snapshot network (see [`network_from_docker`]).
 pub fn network_from_inspect(n: NetworkInspect) -> Option<Network> {
-    network_from_docker(NetworkFields {
-        id: n.id,
-        name: n.name,
-        driver: n.driver,
-        enable_ipv6: n.enable_ipv6,
-        internal: n.internal,
-        ipam: n.ipam,
-        options: n.options,
-        labels: n.labels,
-    })
+    network_from_docker(network_fields!(n))
 }
 
 /// Docker's view of a network as a snapshot network. `None` (with a
