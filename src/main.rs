@@ -41,7 +41,7 @@ enum Command {
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Apply once and exit (the only form built so far).
+        /// Apply once and exit (required: `dock6 run` is the agent that keeps applying).
         #[arg(long)]
         once: bool,
     },
@@ -104,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             let snapshot = load_snapshot(&snapshot)?;
             if !once {
-                anyhow::bail!("only `dock6 apply --once` is built; `dock6 run` will keep the kernel in step");
+                anyhow::bail!("`dock6 apply` applies once: pass --once (`dock6 run` keeps the kernel in step with Docker)");
             }
             let plan = plan::plan(&config, &snapshot);
             for note in &plan.notes {

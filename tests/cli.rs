@@ -43,5 +43,5 @@ fn bad_snapshot_names_file_and_line() {
 fn apply_without_once_says_what_is_built() {
     let (ok, _, err) = dock6(&["apply", "--snapshot", &rules("all-three-modes/snapshot.json"), "--config", &format!("{}/tests/data/empty.toml", env!("CARGO_MANIFEST_DIR"))]);
     assert!(!ok);
-    assert!(err.contains("only `dock6 apply --once` is built"), "{err}");
+    assert!(err.contains("`dock6 apply` applies once: pass --once"), "{err}");
 }
