@@ -38,18 +38,32 @@ impl Drop for AgentLock {
 fn lock_path() -> Result<PathBuf, LockError> {
     let ns = "/proc/thread-self/ns/net";
     let inode = std::fs::metadata(ns)
-        .map_err(|source| LockError::Io { path: ns.into(), source })?
+        .map_err(|source| LockError::Io {
+            path: ns.into(),
+            source,
+        })?
         .ino();
-    Ok(PathBuf::from(format!("{LOCK_DIR}/agent-netns-{inode}.lock")))
+    Ok(PathBuf::from(format!(
+        "{LOCK_DIR}/agent-netns-{inode}.lock"
+    )))
 }
 
 fn open(create: bool) -> Result<Option<(File, PathBuf)>, LockError> {
     let path = lock_path()?;
-    let io = |source| LockError::Io { path: path.clone(), source };
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
     if create {
         std::fs::create_dir_all(LOCK_DIR).map_err(io)?;
     }
-    match OpenOptions::new().read(true).write(true).create(create).truncate(false).open(&path) {
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(&path)
+    {
         Ok(file) => Ok(Some((file, path))),
         Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(e)),
@@ -68,14 +82,25 @@ fn holder(file: &mut File) -> String {
 /// Takes the lock for this process, or says who has it.
 pub fn acquire() -> Result<AgentLock, LockError> {
     let Some((mut file, path)) = open(true)? else {
-        return Err(LockError::Io { path: lock_path()?, source: std::io::ErrorKind::NotFound.into() });
+        return Err(LockError::Io {
+            path: lock_path()?,
+            source: std::io::ErrorKind::NotFound.into(),
+        });
     };
     match file.try_lock() {
         Ok(()) => {}
-        Err(TryLockError::WouldBlock) => return Err(LockError::Held { pid: holder(&mut file), path }),
+        Err(TryLockError::WouldBlock) => {
+            return Err(LockError::Held {
+                pid: holder(&mut file),
+                path,
+            });
+        }
         Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
     }
-    let io = |source| LockError::Io { path: path.clone(), source };
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
     file.set_len(0).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     write!(file, "{}", std::process::id()).map_err(io)?;
@@ -89,7 +114,10 @@ pub fn ensure_no_agent() -> Result<(), LockError> {
     };
     match file.try_lock_shared() {
         Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(LockError::Held { pid: holder(&mut file), path }),
+        Err(TryLockError::WouldBlock) => Err(LockError::Held {
+            pid: holder(&mut file),
+            path,
+        }),
         Err(TryLockError::Error(source)) => Err(LockError::Io { path, source }),
     }
 }

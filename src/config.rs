@@ -87,7 +87,9 @@ impl Config {
         };
         match std::fs::read_to_string(&file) {
             Ok(text) => Config::parse(&text, &file),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
             Err(source) => Err(ConfigError::Read { file, source }),
         }
     }
@@ -102,8 +104,8 @@ impl Config {
                 message,
             }
         };
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| invalid(e.span(), None, e.message().to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| invalid(e.span(), None, e.message().to_string()))?;
 
         let mut config = Config::default();
         if let Some(uplink) = raw.uplink {
@@ -132,7 +134,9 @@ impl Config {
 }
 
 fn check_ifname(name: &str) -> Result<(), String> {
-    let bad_char = name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+    let bad_char = name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace());
     if name.is_empty() || name.len() > 15 || name == "." || name == ".." || bad_char {
         return Err(format!(
             "{name:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
@@ -146,8 +150,14 @@ fn parse_egress(text: &str) -> Result<Ipv6Addr, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not an IPv6 address"))?;
     let segment0 = addr.segments()[0];
-    if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() || segment0 & 0xffc0 == 0xfe80 {
-        return Err(format!("{addr} cannot be a source address for NAT66 (unspecified, loopback, multicast or link-local)"));
+    if addr.is_unspecified()
+        || addr.is_loopback()
+        || addr.is_multicast()
+        || segment0 & 0xffc0 == 0xfe80
+    {
+        return Err(format!(
+            "{addr} cannot be a source address for NAT66 (unspecified, loopback, multicast or link-local)"
+        ));
     }
     Ok(addr)
 }
@@ -164,7 +174,9 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 fn parse_mark(value: i64) -> Result<u32, String> {
     match u32::try_from(value) {
         Ok(bit) if bit.is_power_of_two() => Ok(bit),
-        _ => Err(format!("{value:#x} is not a single mark bit (a power of two below 2^32, e.g. 0x04000000)")),
+        _ => Err(format!(
+            "{value:#x} is not a single mark bit (a power of two below 2^32, e.g. 0x04000000)"
+        )),
     }
 }
 
@@ -177,10 +189,17 @@ fn line_of(text: &str, offset: usize) -> usize {
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let offset = offset.min(text.len());
     let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
+    let line_end = text[offset..]
+        .find('\n')
+        .map(|i| offset + i)
+        .unwrap_or(text.len());
     let line = text[line_start..line_end].trim();
     if line.starts_with('[') {
-        return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        return Some(
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        );
     }
     let key = line.split('=').next()?.trim().trim_matches('"');
     if key.is_empty() {
@@ -207,7 +226,9 @@ mod tests {
     }
 
     fn error(text: &str) -> String {
-        parse(text).expect_err("config should be refused").to_string()
+        parse(text)
+            .expect_err("config should be refused")
+            .to_string()
     }
 
     #[test]
@@ -231,29 +252,51 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = error("uplink = \"eth0\"\n\nresync = \"5m\"\n");
-        assert!(e.starts_with("/etc/dock6/dock6.toml:3: key `resync`: unknown field `resync`"), "{e}");
+        assert!(
+            e.starts_with("/etc/dock6/dock6.toml:3: key `resync`: unknown field `resync`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_type_names_the_key() {
         let e = error("uplink = 5\n");
-        assert!(e.starts_with("/etc/dock6/dock6.toml:1: key `uplink`: invalid type"), "{e}");
+        assert!(
+            e.starts_with("/etc/dock6/dock6.toml:1: key `uplink`: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_mode_names_the_qualified_key() {
         let e = error("[networks.web]\nmode = \"bridge\"\n");
-        assert!(e.starts_with("/etc/dock6/dock6.toml:2: key `networks.web.mode`: unknown variant `bridge`"), "{e}");
+        assert!(
+            e.starts_with(
+                "/etc/dock6/dock6.toml:2: key `networks.web.mode`: unknown variant `bridge`"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn impossible_values_are_refused() {
-        assert!(error("resync_interval = \"0s\"").contains("key `resync_interval`: \"0s\" is out of range"));
+        assert!(
+            error("resync_interval = \"0s\"")
+                .contains("key `resync_interval`: \"0s\" is out of range")
+        );
         assert!(error("resync_interval = \"soon\"").contains("is not a duration"));
-        assert!(error("egress_address = \"fe80::1\"").contains("key `egress_address`: fe80::1 cannot be a source"));
+        assert!(
+            error("egress_address = \"fe80::1\"")
+                .contains("key `egress_address`: fe80::1 cannot be a source")
+        );
         assert!(error("egress_address = \"10.0.0.1\"").contains("is not an IPv6 address"));
-        assert!(error("accept_mark = 3").contains("key `accept_mark`: 0x3 is not a single mark bit"));
-        assert!(error("uplink = \"a/b\"").contains("key `uplink`: \"a/b\" is not a valid interface name"));
+        assert!(
+            error("accept_mark = 3").contains("key `accept_mark`: 0x3 is not a single mark bit")
+        );
+        assert!(
+            error("uplink = \"a/b\"")
+                .contains("key `uplink`: \"a/b\" is not a valid interface name")
+        );
         assert!(error("uplink = \"averyveryverylongname\"").contains("not a valid interface name"));
     }
 
@@ -266,6 +309,9 @@ mod tests {
     #[test]
     fn missing_explicit_file_is_an_error_but_missing_default_is_not() {
         let e = Config::load(Some(Path::new("/nonexistent/dock6.toml"))).unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent/dock6.toml: cannot read"));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/dock6.toml: cannot read")
+        );
     }
 }

@@ -3,12 +3,12 @@
 //! The pipeline: `source` (Docker, netlink, snapshot files) → `plan` (pure)
 //! → `apply` (the only kernel code) → one reconcile loop.
 
+pub mod agent_lock;
+pub mod apply;
 pub mod config;
 pub mod nft;
 pub mod plan;
 pub mod privileges;
+pub mod reconcile;
 pub mod snapshot;
 pub mod source;
-pub mod agent_lock;
-pub mod apply;
-pub mod reconcile;

@@ -77,7 +77,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Render { snapshot, config, bootstrap } => {
+        Command::Render {
+            snapshot,
+            config,
+            bootstrap,
+        } => {
             let config = Config::load(config.as_deref())?;
             if bootstrap {
                 print!("{}", plan::bootstrap_table().replace_script());
@@ -87,7 +91,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", plan::plan(&config, &snapshot));
             Ok(())
         }
-        Command::Run { config, docker_host } => {
+        Command::Run {
+            config,
+            docker_host,
+        } => {
             // Before the runtime's threads exist: capabilities are per thread.
             if dock6::privileges::drop_to_network_admin()? {
                 tracing::info!("capabilities dropped to CAP_NET_ADMIN and CAP_NET_RAW");
@@ -97,14 +104,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(dock6::reconcile::run(RunOptions { config_path: config, docker_host }))?;
+            runtime.block_on(dock6::reconcile::run(RunOptions {
+                config_path: config,
+                docker_host,
+            }))?;
             Ok(())
         }
-        Command::Apply { snapshot, config, once } => {
+        Command::Apply {
+            snapshot,
+            config,
+            once,
+        } => {
             let config = Config::load(config.as_deref())?;
             let snapshot = load_snapshot(&snapshot)?;
             if !once {
-                anyhow::bail!("`dock6 apply` applies once: pass --once (`dock6 run` keeps the kernel in step with Docker)");
+                anyhow::bail!(
+                    "`dock6 apply` applies once: pass --once (`dock6 run` keeps the kernel in step with Docker)"
+                );
             }
             let plan = plan::plan(&config, &snapshot);
             for note in &plan.notes {
@@ -116,19 +132,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut kernel = LinuxKernel::new()?;
             let report = apply_plan(&mut kernel, &plan, None)?;
             if !report.proxies.is_complete() {
-                anyhow::bail!("{} proxy-NDP entries could not be applied (see the log)", report.proxies.errors.len());
+                anyhow::bail!(
+                    "{} proxy-NDP entries could not be applied (see the log)",
+                    report.proxies.errors.len()
+                );
             }
             Ok(())
         }
         Command::Cleanup => {
-            dock6::agent_lock::ensure_no_agent().context("cleanup refused: stop the agent first (it would put its rules back)")?;
+            dock6::agent_lock::ensure_no_agent()
+                .context("cleanup refused: stop the agent first (it would put its rules back)")?;
             let mut kernel = LinuxKernel::new()?;
             let report = cleanup(&mut kernel)?;
             match report.table_existed {
                 true => println!("removed table inet dock6"),
                 false => println!("no table inet dock6 to remove"),
             }
-            println!("removed {} proxy-NDP entries tagged as dock6's", report.removed_proxies.len());
+            println!(
+                "removed {} proxy-NDP entries tagged as dock6's",
+                report.removed_proxies.len()
+            );
             for entry in &report.removed_proxies {
                 println!("  {entry}");
             }
@@ -144,19 +167,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// The IPv6 sysctls dock6 may have set, as they are now: forwarding, and
 /// every interface with accept_ra 2 or proxy_ndp 1.
 fn sysctls_left() -> Vec<String> {
-    let read = |path: &str| std::fs::read_to_string(path).ok().map(|v| v.trim().to_string());
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|v| v.trim().to_string())
+    };
     let mut lines = Vec::new();
     if let Some(v) = read("/proc/sys/net/ipv6/conf/all/forwarding") {
         lines.push(format!("net.ipv6.conf.all.forwarding = {v}"));
     }
     let mut interfaces: Vec<String> = std::fs::read_dir("/proc/sys/net/ipv6/conf")
-        .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     interfaces.sort();
     for name in interfaces.iter().filter(|n| *n != "all" && *n != "default") {
         for (key, value) in [("accept_ra", "2"), ("proxy_ndp", "1")] {
             if read(&format!("/proc/sys/net/ipv6/conf/{name}/{key}")).as_deref() == Some(value) {
-                lines.push(format!("net.ipv6.conf.{}.{key} = {value}", name.replace('.', "/")));
+                lines.push(format!(
+                    "net.ipv6.conf.{}.{key} = {value}",
+                    name.replace('.', "/")
+                ));
             }
         }
     }

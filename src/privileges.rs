@@ -20,11 +20,16 @@ const KEEP: [Capability; 2] = [Capability::CAP_NET_ADMIN, Capability::CAP_NET_RA
 /// the two to keep (not root): then there is nothing to drop.
 pub fn drop_to_network_admin() -> Result<bool, PrivilegeError> {
     let err = |what| move |source| PrivilegeError { what, source };
-    let permitted = caps::read(None, CapSet::Permitted).map_err(err("reading the permitted set"))?;
+    let permitted =
+        caps::read(None, CapSet::Permitted).map_err(err("reading the permitted set"))?;
     if !KEEP.iter().any(|c| permitted.contains(c)) {
         return Ok(false);
     }
-    let keep: CapsHashSet = KEEP.iter().copied().filter(|c| permitted.contains(c)).collect();
+    let keep: CapsHashSet = KEEP
+        .iter()
+        .copied()
+        .filter(|c| permitted.contains(c))
+        .collect();
     for cap in caps::all().difference(&keep) {
         // Dropping from the bounding set needs CAP_SETPCAP, still held here.
         if caps::has_cap(None, CapSet::Bounding, *cap).unwrap_or(false) {

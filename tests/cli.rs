@@ -3,8 +3,15 @@
 use std::process::Command;
 
 fn dock6(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dock6")).args(args).output().expect("run dock6");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_dock6"))
+        .args(args)
+        .output()
+        .expect("run dock6");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn rules(path: &str) -> String {
@@ -13,7 +20,13 @@ fn rules(path: &str) -> String {
 
 #[test]
 fn render_prints_the_plan() {
-    let (ok, out, err) = dock6(&["render", "--snapshot", &rules("all-three-modes/snapshot.json"), "--config", &format!("{}/tests/data/empty.toml", env!("CARGO_MANIFEST_DIR"))]);
+    let (ok, out, err) = dock6(&[
+        "render",
+        "--snapshot",
+        &rules("all-three-modes/snapshot.json"),
+        "--config",
+        &format!("{}/tests/data/empty.toml", env!("CARGO_MANIFEST_DIR")),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("table inet dock6 {"));
     assert!(out.contains("# proxy-ndp entries:\n#   2001:db8:1:0:1::2 on eth0"));
@@ -25,11 +38,23 @@ fn bad_config_names_file_line_and_key_and_prints_no_plan() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("dock6.toml");
     std::fs::write(&config, "uplink = \"eth0\"\nresync_interval = 30\n").unwrap();
-    let (ok, out, err) = dock6(&["render", "--snapshot", &rules("all-three-modes/snapshot.json"), "--config", config.to_str().unwrap()]);
+    let (ok, out, err) = dock6(&[
+        "render",
+        "--snapshot",
+        &rules("all-three-modes/snapshot.json"),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     std::fs::remove_dir_all(&dir).ok();
     assert!(!ok);
-    assert!(out.is_empty(), "nothing may be printed before the config is valid: {out}");
-    assert!(err.contains("dock6.toml:2: key `resync_interval`: invalid type"), "{err}");
+    assert!(
+        out.is_empty(),
+        "nothing may be printed before the config is valid: {out}"
+    );
+    assert!(
+        err.contains("dock6.toml:2: key `resync_interval`: invalid type"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -41,7 +66,16 @@ fn bad_snapshot_names_file_and_line() {
 
 #[test]
 fn apply_without_once_says_what_is_built() {
-    let (ok, _, err) = dock6(&["apply", "--snapshot", &rules("all-three-modes/snapshot.json"), "--config", &format!("{}/tests/data/empty.toml", env!("CARGO_MANIFEST_DIR"))]);
+    let (ok, _, err) = dock6(&[
+        "apply",
+        "--snapshot",
+        &rules("all-three-modes/snapshot.json"),
+        "--config",
+        &format!("{}/tests/data/empty.toml", env!("CARGO_MANIFEST_DIR")),
+    ]);
     assert!(!ok);
-    assert!(err.contains("`dock6 apply` applies once: pass --once"), "{err}");
+    assert!(
+        err.contains("`dock6 apply` applies once: pass --once"),
+        "{err}"
+    );
 }

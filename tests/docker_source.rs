@@ -44,15 +44,37 @@ async fn snapshot_events_and_inspect_against_a_private_dockerd() {
     let dockerd = DockerLab::up("dsrc", Default::default());
     let start_time = started.elapsed();
     let v6net_id = dockerd.docker(&[
-        "network", "create", "--ipv6", "--subnet", "fd00:1::/64", "--label", "dock6.mode=nat66", "v6net",
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:1::/64",
+        "--label",
+        "dock6.mode=nat66",
+        "v6net",
     ]);
     let web_id = dockerd.docker(&[
-        "run", "-d", "--name", "web", "--label", "dock6.expose=80/tcp", "--network", "v6net", "-p",
-        "8080:80", IMAGE, "sleep", "100000",
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--label",
+        "dock6.expose=80/tcp",
+        "--network",
+        "v6net",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sleep",
+        "100000",
     ]);
 
     let client = connect(Some(&dockerd.host())).await.expect("connect");
-    assert_eq!(client.client_version().to_string(), "1.41", "Debian's Docker 20.10 speaks API 1.41");
+    assert_eq!(
+        client.client_version().to_string(),
+        "1.41",
+        "Debian's Docker 20.10 speaks API 1.41"
+    );
 
     // Subscribe first, then snapshot.
     let mut events = Box::pin(event_stream(&client));
@@ -67,65 +89,161 @@ async fn snapshot_events_and_inspect_against_a_private_dockerd() {
     assert_eq!(v6net.driver, "bridge");
     assert!(v6net.enable_ipv6 && !v6net.internal);
     assert_eq!(v6net.ipv6_subnets(), vec!["fd00:1::/64".parse().unwrap()]);
-    assert_eq!(v6net.labels.get("dock6.mode").map(String::as_str), Some("nat66"));
+    assert_eq!(
+        v6net.labels.get("dock6.mode").map(String::as_str),
+        Some("nat66")
+    );
     assert_eq!(v6net.bridge_name(), format!("br-{}", &v6net_id[..12]));
     let bridge = &state.networks[0];
     assert_eq!(bridge.bridge_name(), "docker0");
-    assert_eq!(bridge.ipv6_subnets(), vec!["fd00:d0c::/64".parse().unwrap()]);
+    assert_eq!(
+        bridge.ipv6_subnets(),
+        vec!["fd00:d0c::/64".parse().unwrap()]
+    );
 
     assert_eq!(state.containers.len(), 1);
     let web = &state.containers[0];
-    assert_eq!((web.id.as_str(), web.name.as_str()), (web_id.as_str(), "web"));
-    assert_eq!(web.labels.get("dock6.expose").map(String::as_str), Some("80/tcp"));
+    assert_eq!(
+        (web.id.as_str(), web.name.as_str()),
+        (web_id.as_str(), "web")
+    );
+    assert_eq!(
+        web.labels.get("dock6.expose").map(String::as_str),
+        Some("80/tcp")
+    );
     assert_eq!(web.gateway_network.as_deref(), Some("v6net"));
-    let address = web.networks["v6net"].ipv6_address.expect("web has an IPv6 address on v6net");
-    assert!("fd00:1::/64".parse::<ipnet::Ipv6Net>().unwrap().contains(&address), "{address}");
-    let binding = |ip: &str| PortBinding { host_ip: ip.into(), host_port: "8080".into() };
-    assert_eq!(web.ports["80/tcp"], Some(vec![binding("0.0.0.0"), binding("::")]));
+    let address = web.networks["v6net"]
+        .ipv6_address
+        .expect("web has an IPv6 address on v6net");
+    assert!(
+        "fd00:1::/64"
+            .parse::<ipnet::Ipv6Net>()
+            .unwrap()
+            .contains(&address),
+        "{address}"
+    );
+    let binding = |ip: &str| PortBinding {
+        host_ip: ip.into(),
+        host_port: "8080".into(),
+    };
+    assert_eq!(
+        web.ports["80/tcp"],
+        Some(vec![binding("0.0.0.0"), binding("::")])
+    );
 
     // A container started after the subscription, before the stream is first
     // polled: its events still arrive (the subscription asks for them `since`).
-    let second_id = dockerd.docker(&["run", "-d", "--name", "second", "--network", "v6net", IMAGE, "sleep", "100000"]);
+    let second_id = dockerd.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "second",
+        "--network",
+        "v6net",
+        IMAGE,
+        "sleep",
+        "100000",
+    ]);
     let t = Instant::now();
     wait_for(&mut events, "second started", |e| {
-        *e == DockerEvent::ContainerChanged { id: second_id.clone() }
+        *e == DockerEvent::ContainerChanged {
+            id: second_id.clone(),
+        }
     })
     .await;
     let event_latency = t.elapsed();
-    let second = inspect_container(&client, &second_id).await.expect("inspect").expect("second runs");
+    let second = inspect_container(&client, &second_id)
+        .await
+        .expect("inspect")
+        .expect("second runs");
     assert_eq!(second.name, "second");
     assert_eq!(second.gateway_network.as_deref(), Some("v6net"));
     let second_address: Ipv6Addr = second.networks["v6net"].ipv6_address.expect("address");
     assert_ne!(second_address, address);
-    assert_eq!(inspect_network(&client, &v6net_id).await.expect("inspect network").as_ref(), Some(v6net));
+    assert_eq!(
+        inspect_network(&client, &v6net_id)
+            .await
+            .expect("inspect network")
+            .as_ref(),
+        Some(v6net)
+    );
 
     // Connect → the container is named; remove → gone.
     dockerd.docker(&["network", "create", "other"]);
     dockerd.docker(&["network", "connect", "other", "second"]);
     wait_for(&mut events, "second connected", |e| {
-        *e == DockerEvent::ContainerChanged { id: second_id.clone() }
+        *e == DockerEvent::ContainerChanged {
+            id: second_id.clone(),
+        }
     })
     .await;
-    let second = inspect_container(&client, &second_id).await.expect("inspect").expect("second runs");
-    assert_eq!(second.networks.keys().collect::<Vec<_>>(), ["other", "v6net"]);
-    assert_eq!(second.gateway_network.as_deref(), Some("v6net"), "dual-stack v6net before IPv4-only other");
+    let second = inspect_container(&client, &second_id)
+        .await
+        .expect("inspect")
+        .expect("second runs");
+    assert_eq!(
+        second.networks.keys().collect::<Vec<_>>(),
+        ["other", "v6net"]
+    );
+    assert_eq!(
+        second.gateway_network.as_deref(),
+        Some("v6net"),
+        "dual-stack v6net before IPv4-only other"
+    );
     dockerd.docker(&["rm", "-f", "second"]);
-    wait_for(&mut events, "second gone", |e| *e == DockerEvent::ContainerGone { id: second_id.clone() }).await;
-    assert_eq!(inspect_container(&client, &second_id).await.expect("inspect"), None);
-    assert_eq!(inspect_container(&client, "no-such-container").await.expect("inspect"), None);
-    assert_eq!(inspect_network(&client, "no-such-network").await.expect("inspect"), None);
+    wait_for(&mut events, "second gone", |e| {
+        *e == DockerEvent::ContainerGone {
+            id: second_id.clone(),
+        }
+    })
+    .await;
+    assert_eq!(
+        inspect_container(&client, &second_id)
+            .await
+            .expect("inspect"),
+        None
+    );
+    assert_eq!(
+        inspect_container(&client, "no-such-container")
+            .await
+            .expect("inspect"),
+        None
+    );
+    assert_eq!(
+        inspect_network(&client, "no-such-network")
+            .await
+            .expect("inspect"),
+        None
+    );
 
     // Snapshot time with more containers.
     const N: usize = 10;
     for i in 0..N {
         let name = format!("c{i}");
-        dockerd.docker(&["run", "-d", "--name", &name, "--network", "v6net", "-p", "80", IMAGE, "sleep", "100000"]);
+        dockerd.docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "v6net",
+            "-p",
+            "80",
+            IMAGE,
+            "sleep",
+            "100000",
+        ]);
     }
     let t = Instant::now();
     let state = docker_snapshot(&client).await.expect("snapshot");
     let snapshot_n = t.elapsed();
     assert_eq!(state.containers.len(), N + 1);
-    assert!(state.containers.iter().all(|c| c.networks["v6net"].ipv6_address.is_some()));
+    assert!(
+        state
+            .containers
+            .iter()
+            .all(|c| c.networks["v6net"].ipv6_address.is_some())
+    );
 
     drop(events);
     let t = Instant::now();

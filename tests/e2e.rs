@@ -35,7 +35,12 @@ fn run_server(lab: &DockerLab, name: &str, network: &str, publish: &[&str]) -> S
 }
 
 fn address_of(lab: &DockerLab, container: &str, network: &str) -> String {
-    lab.docker(&["inspect", "-f", &format!("{{{{(index .NetworkSettings.Networks \"{network}\").GlobalIPv6Address}}}}"), container])
+    lab.docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").GlobalIPv6Address}}}}"),
+        container,
+    ])
 }
 
 fn ipv6_network(lab: &DockerLab, name: &str, subnet: &str) {
@@ -56,7 +61,10 @@ fn reached_by_dnat(upstream: &common::netns::Netns, to: SocketAddr, agent: &Agen
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("{to} not DNAT'ed to the container within {PROMPTLY:?} (last answer: {last})\n{}", agent.log());
+    panic!(
+        "{to} not DNAT'ed to the container within {PROMPTLY:?} (last answer: {last})\n{}",
+        agent.log()
+    );
 }
 
 #[test]
@@ -73,8 +81,20 @@ fn nat66_egress_published_ports_and_their_removal() {
 
     // Egress: the upstream sees the host's address.
     let _peer = upstream.tcp_echo_peer(7000);
-    let seen = lab.docker(&["run", "--rm", "--network", "n1", lab::IMAGE, "nc", INTERNET, "7000"]);
-    assert_eq!(seen, HOST, "a ULA container reaches the upstream as the host (NAT66)");
+    let seen = lab.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        lab::IMAGE,
+        "nc",
+        INTERNET,
+        "7000",
+    ]);
+    assert_eq!(
+        seen, HOST,
+        "a ULA container reaches the upstream as the host (NAT66)"
+    );
 
     // Published: the container sees the upstream's real address — so Docker's
     // userland proxy (on in this lab) is not what answers.
@@ -82,19 +102,34 @@ fn nat66_egress_published_ports_and_their_removal() {
     let web = address_of(&lab, "web", "n1");
     reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
     // Unpublished: refused from the upstream, while it answers from the host (the control).
-    assert!(upstream.http_get(sock(HOST, 9000), "/cgi-bin/ip").is_err(), "unpublished port refused");
-    assert!(host.http_get(sock(&web, 9000), "/cgi-bin/ip").is_ok(), "control: port 9000 is up");
+    assert!(
+        upstream.http_get(sock(HOST, 9000), "/cgi-bin/ip").is_err(),
+        "unpublished port refused"
+    );
+    assert!(
+        host.http_get(sock(&web, 9000), "/cgi-bin/ip").is_ok(),
+        "control: port 9000 is up"
+    );
     // Hairpin from the host itself.
-    assert!(host.http_get(sock(HOST, 8080), "/cgi-bin/ip").is_ok(), "the host reaches its own published port");
+    assert!(
+        host.http_get(sock(HOST, 8080), "/cgi-bin/ip").is_ok(),
+        "the host reaches its own published port"
+    );
 
     // docker rm -f closes the port; a new docker run -p opens one promptly.
-    let runs: usize = std::env::var("DOCK6_E2E_LATENCY_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let runs: usize = std::env::var("DOCK6_E2E_LATENCY_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let mut latencies = Vec::new();
     for i in 0..runs {
         lab.docker(&["rm", "-f", "web"]);
         let closed = Instant::now() + PROMPTLY;
         while upstream.http_get(sock(HOST, 8080), "/cgi-bin/ip").is_ok() {
-            assert!(Instant::now() < closed, "port 8080 still open after docker rm -f");
+            assert!(
+                Instant::now() < closed,
+                "port 8080 still open after docker rm -f"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let port = format!("{}:80", 8081 + i);
@@ -126,10 +161,20 @@ fn networks_are_isolated_and_containers_of_one_network_talk() {
     agent.wait_for_log("reconciled", PROMPTLY);
     let (a2, b1) = (address_of(&lab, "a2", "n1"), address_of(&lab, "b1", "n2"));
     let fetch = |from: &str, to: &str| {
-        lab.docker(&["exec", from, "sh", "-c", &format!("nc -w 2 {to} 80 </dev/null >/dev/null 2>&1 && echo open || echo closed")])
+        lab.docker(&[
+            "exec",
+            from,
+            "sh",
+            "-c",
+            &format!("nc -w 2 {to} 80 </dev/null >/dev/null 2>&1 && echo open || echo closed"),
+        ])
     };
     let host = lab.host_ns();
-    assert!(host.http_get(sock(&b1, 80), "/").is_ok() || host.http_get(sock(&b1, 80), "/cgi-bin/ip").is_ok(), "control: b1 is up");
+    assert!(
+        host.http_get(sock(&b1, 80), "/").is_ok()
+            || host.http_get(sock(&b1, 80), "/cgi-bin/ip").is_ok(),
+        "control: b1 is up"
+    );
     assert_eq!(fetch("a1", &a2), "open", "containers of one network talk");
     assert_eq!(fetch("a1", &b1), "closed", "n1 → n2 is refused");
     assert_eq!(fetch("b1", &a2), "closed", "n2 → n1 is refused");
@@ -150,7 +195,10 @@ fn dock6_follows_docker_through_a_restart() {
 
     lab.lab.stop_docker().expect("stop dockerd");
     agent.wait_for_log("reconnecting to Docker", PROMPTLY);
-    assert!(agent.is_running(), "dock6 keeps running while Docker is down");
+    assert!(
+        agent.is_running(),
+        "dock6 keeps running while Docker is down"
+    );
     let options = lab.options.clone();
     lab.lab.start_docker(&options).expect("start dockerd again");
     agent.wait_for_log("Docker snapshot taken", PROMPTLY);
@@ -166,9 +214,24 @@ fn fifty_containers_started_at_once_are_all_reachable() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: u16 = 50;
-    let lab = DockerLab::up("e2e50", lab::Options { userland_proxy: false, ..Default::default() });
+    let lab = DockerLab::up(
+        "e2e50",
+        lab::Options {
+            userland_proxy: false,
+            ..Default::default()
+        },
+    );
     // The lab's default IPv4 pools are /28s: too small for 50 containers.
-    lab.docker(&["network", "create", "--ipv6", "--subnet", "fd00:1::/64", "--subnet", "203.0.113.128/25", "n1"]);
+    lab.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:1::/64",
+        "--subnet",
+        "203.0.113.128/25",
+        "n1",
+    ]);
     let agent = Agent::start(&lab, "");
     agent.wait_for_log("reconciled", PROMPTLY);
     let before = agent.transactions();
@@ -177,7 +240,23 @@ fn fifty_containers_started_at_once_are_all_reachable() {
             let lab = &lab;
             s.spawn(move || {
                 let port = format!("{}:80", 10000 + i);
-                lab.docker(&["run", "-d", "--name", &format!("c{i}"), "--network", "n1", "-p", &port, lab::IMAGE, "httpd", "-f", "-p", "80", "-h", "/"]);
+                lab.docker(&[
+                    "run",
+                    "-d",
+                    "--name",
+                    &format!("c{i}"),
+                    "--network",
+                    "n1",
+                    "-p",
+                    &port,
+                    lab::IMAGE,
+                    "httpd",
+                    "-f",
+                    "-p",
+                    "80",
+                    "-h",
+                    "/",
+                ]);
             });
         }
     });
@@ -186,19 +265,30 @@ fn fifty_containers_started_at_once_are_all_reachable() {
         let to = sock(HOST, 10000 + i);
         let deadline = Instant::now() + PROMPTLY;
         while upstream.http_get(to, "/etc/passwd").is_err() {
-            assert!(Instant::now() < deadline, "container c{i} not reachable on {to}\n{}", agent.log());
+            assert!(
+                Instant::now() < deadline,
+                "container c{i} not reachable on {to}\n{}",
+                agent.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
     let transactions = agent.transactions() - before;
     eprintln!("figure: {N} containers started at once: {transactions} kernel transactions");
-    eprintln!("figure: dock6 RSS with {N} containers: {} KiB", agent.rss_kib().unwrap_or(0));
-    assert!(transactions < u64::from(N), "bursts are coalesced: {transactions} transactions for {N} containers");
+    eprintln!(
+        "figure: dock6 RSS with {N} containers: {} KiB",
+        agent.rss_kib().unwrap_or(0)
+    );
+    assert!(
+        transactions < u64::from(N),
+        "bursts are coalesced: {transactions} transactions for {N} containers"
+    );
 }
 
 #[test]
 fn docker_down_at_start_keeps_the_table_then_programs_when_docker_comes() {
-    if !common::require_root("docker_down_at_start_keeps_the_table_then_programs_when_docker_comes") {
+    if !common::require_root("docker_down_at_start_keeps_the_table_then_programs_when_docker_comes")
+    {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -213,10 +303,21 @@ fn docker_down_at_start_keeps_the_table_then_programs_when_docker_comes() {
     agent.stop();
 
     // A table already there (from an earlier run) stays as it is while Docker is down.
-    host.exec_ok(&["nft", "add", "set", "inet", "dock6", "earlier_run", "{ type ipv6_addr; }"]);
+    host.exec_ok(&[
+        "nft",
+        "add",
+        "set",
+        "inet",
+        "dock6",
+        "earlier_run",
+        "{ type ipv6_addr; }",
+    ]);
     let agent = Agent::start(&lab, "");
     agent.wait_for_log("keeping the table already in the kernel", PROMPTLY);
-    assert!(host.exec_ok(&["nft", "list", "table", "inet", "dock6"]).contains("earlier_run"));
+    assert!(
+        host.exec_ok(&["nft", "list", "table", "inet", "dock6"])
+            .contains("earlier_run")
+    );
 
     // Docker comes: dock6 programs at once.
     let options = lab.options.clone();
@@ -224,7 +325,12 @@ fn docker_down_at_start_keeps_the_table_then_programs_when_docker_comes() {
     ipv6_network(&lab, "n1", "fd00:1::/64");
     run_server(&lab, "web", "n1", &["8080:80"]);
     reached_by_dnat(&lab.upstream_ns(), sock(HOST, 8080), &agent);
-    assert!(!host.exec_ok(&["nft", "list", "table", "inet", "dock6"]).contains("earlier_run"), "replaced by the plan");
+    assert!(
+        !host
+            .exec_ok(&["nft", "list", "table", "inet", "dock6"])
+            .contains("earlier_run"),
+        "replaced by the plan"
+    );
 }
 
 #[test]
@@ -233,7 +339,13 @@ fn nft_flush_ruleset_is_undone_at_once() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = DockerLab::up("e2eflush", lab::Options { userland_proxy: false, ..Default::default() });
+    let lab = DockerLab::up(
+        "e2eflush",
+        lab::Options {
+            userland_proxy: false,
+            ..Default::default()
+        },
+    );
     ipv6_network(&lab, "n1", "fd00:1::/64");
     let agent = Agent::start(&lab, "");
     run_server(&lab, "web", "n1", &["8080:80"]);
@@ -243,14 +355,26 @@ fn nft_flush_ruleset_is_undone_at_once() {
     let host = lab.host_ns();
     host.exec_ok(&["nft", "flush", "ruleset"]);
     let flushed = Instant::now();
-    while !host.exec(&["nft", "list", "table", "inet", "dock6"]).status.success() {
-        assert!(flushed.elapsed() < PROMPTLY, "table not restored after nft flush ruleset\n{}", agent.log());
+    while !host
+        .exec(&["nft", "list", "table", "inet", "dock6"])
+        .status
+        .success()
+    {
+        assert!(
+            flushed.elapsed() < PROMPTLY,
+            "table not restored after nft flush ruleset\n{}",
+            agent.log()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let restored = flushed.elapsed();
     reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
     eprintln!("figure: table inet dock6 back {restored:?} after nft flush ruleset");
-    assert!(agent.log().contains("was changed by nft"), "{}", agent.log());
+    assert!(
+        agent.log().contains("was changed by nft"),
+        "{}",
+        agent.log()
+    );
 }
 
 #[test]
@@ -259,18 +383,41 @@ fn with_dockers_ip6tables_on_dock6_is_its_companion() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = DockerLab::up("e2ecomp", lab::Options { ip6tables: true, ..Default::default() });
+    let lab = DockerLab::up(
+        "e2ecomp",
+        lab::Options {
+            ip6tables: true,
+            ..Default::default()
+        },
+    );
     ipv6_network(&lab, "n1", "fd00:1::/64");
     let host = lab.host_ns();
-    assert!(host.exec(&["nft", "list", "chain", "ip6", "nat", "DOCKER"]).status.success(), "control: Docker's ip6tables rules are in");
+    assert!(
+        host.exec(&["nft", "list", "chain", "ip6", "nat", "DOCKER"])
+            .status
+            .success(),
+        "control: Docker's ip6tables rules are in"
+    );
     let agent = Agent::start(&lab, "");
     agent.wait_for_log("runs as its companion", PROMPTLY);
     agent.wait_for_log("reconciled (companion", PROMPTLY);
-    assert!(!host.exec(&["nft", "list", "table", "inet", "dock6"]).status.success(), "dock6 does not fight Docker's rules");
-    assert_eq!(host.read_sysctl("net.ipv6.conf.eth0.accept_ra"), "2", "sysctls are still dock6's job");
+    assert!(
+        !host
+            .exec(&["nft", "list", "table", "inet", "dock6"])
+            .status
+            .success(),
+        "dock6 does not fight Docker's rules"
+    );
+    assert_eq!(
+        host.read_sysctl("net.ipv6.conf.eth0.accept_ra"),
+        "2",
+        "sysctls are still dock6's job"
+    );
     // Docker's own NAT66 and DNAT serve the container.
     run_server(&lab, "web", "n1", &["8080:80"]);
     let upstream = lab.upstream_ns();
-    let body = upstream.http_get_within(sock(HOST, 8080), "/cgi-bin/ip", PROMPTLY).unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+    let body = upstream
+        .http_get_within(sock(HOST, 8080), "/cgi-bin/ip", PROMPTLY)
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
     assert!(!body.is_empty(), "Docker publishes the port itself");
 }

@@ -20,7 +20,11 @@ fn check(golden: &Path, actual: &str) -> Option<String> {
         return None;
     }
     let diff: Vec<String> = diff_lines(&expected, actual);
-    Some(format!("{} differs (run `cargo xtask bless` if intended):\n{}", golden.display(), diff.join("\n")))
+    Some(format!(
+        "{} differs (run `cargo xtask bless` if intended):\n{}",
+        golden.display(),
+        diff.join("\n")
+    ))
 }
 
 fn diff_lines(expected: &str, actual: &str) -> Vec<String> {
@@ -31,7 +35,12 @@ fn diff_lines(expected: &str, actual: &str) -> Vec<String> {
         match (e.get(i), a.get(i)) {
             (Some(x), Some(y)) if x == y => {}
             (x, y) => {
-                out.push(format!("  line {}:\n  - {}\n  + {}", i + 1, x.unwrap_or(&"<none>"), y.unwrap_or(&"<none>")));
+                out.push(format!(
+                    "  line {}:\n  - {}\n  + {}",
+                    i + 1,
+                    x.unwrap_or(&"<none>"),
+                    y.unwrap_or(&"<none>")
+                ));
             }
         }
         if out.len() >= 10 {
@@ -61,10 +70,17 @@ fn bootstrap_table_matches_its_golden_file() {
 
 #[test]
 fn every_golden_file_has_a_scenario() {
-    for entry in std::fs::read_dir(common::rules_dir()).unwrap().filter_map(|e| e.ok()) {
+    for entry in std::fs::read_dir(common::rules_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+    {
         let path = entry.path();
         if path.is_dir() {
-            assert!(path.join("snapshot.json").exists(), "{} has no snapshot.json", path.display());
+            assert!(
+                path.join("snapshot.json").exists(),
+                "{} has no snapshot.json",
+                path.display()
+            );
         }
     }
 }

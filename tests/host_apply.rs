@@ -49,11 +49,23 @@ impl Netns {
 
     /// `sysctl -n KEY` inside the namespace, through `ip netns exec`.
     fn sysctl(&self, key: &str) -> String {
-        run("ip", &["netns", "exec", &self.name, "sysctl", "-n", key]).trim().to_string()
+        run("ip", &["netns", "exec", &self.name, "sysctl", "-n", key])
+            .trim()
+            .to_string()
     }
 
     fn set_sysctl(&self, key: &str, value: &str) {
-        run("ip", &["netns", "exec", &self.name, "sysctl", "-qw", &format!("{key}={value}")]);
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.name,
+                "sysctl",
+                "-qw",
+                &format!("{key}={value}"),
+            ],
+        );
     }
 
     /// Runs `f` on a thread that has joined this namespace.
@@ -109,7 +121,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -135,7 +149,16 @@ fn dotted_name() -> String {
 fn namespace(tag: &str) -> Netns {
     let ns = Netns::new(tag);
     ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
-    ns.ip(&["link", "add", &dotted_name(), "type", "veth", "peer", "name", "p100"]);
+    ns.ip(&[
+        "link",
+        "add",
+        &dotted_name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "p100",
+    ]);
     ns
 }
 
@@ -176,7 +199,10 @@ fn sysctl_reads_follow_the_thread() {
     assert_eq!(inside.expect("read inside the namespace"), 1);
     // The same read from this (unswitched) thread does not see the interface.
     let outside = read_sysctl(&dotted, "proxy_ndp");
-    assert!(matches!(outside, Err(HostError::SysctlMissing { .. })), "{outside:?}");
+    assert!(
+        matches!(outside, Err(HostError::SysctlMissing { .. })),
+        "{outside:?}"
+    );
 }
 
 #[test]
@@ -196,26 +222,43 @@ fn sysctl_on_dotted_interface() {
     assert_eq!(read, 0);
 
     // write when different, report old → new
-    let out = ns.run(|| apply_sysctl(&setting(&dotted, "proxy_ndp", 1, None))).expect("apply");
-    assert_eq!((out.old, out.new, out.action), (0, 1, SysctlAction::Changed));
+    let out = ns
+        .run(|| apply_sysctl(&setting(&dotted, "proxy_ndp", 1, None)))
+        .expect("apply");
+    assert_eq!(
+        (out.old, out.new, out.action),
+        (0, 1, SysctlAction::Changed)
+    );
     assert_eq!(out.key, proxy_key);
     assert_eq!(out.to_string(), format!("{proxy_key}: 0 → 1"));
     assert_eq!(ns.sysctl(&proxy_key), "1");
 
     // no write when already set
-    let out = ns.run(|| apply_sysctl(&setting(&dotted, "proxy_ndp", 1, None))).expect("apply");
-    assert_eq!((out.old, out.new, out.action), (1, 1, SysctlAction::AlreadySet));
+    let out = ns
+        .run(|| apply_sysctl(&setting(&dotted, "proxy_ndp", 1, None)))
+        .expect("apply");
+    assert_eq!(
+        (out.old, out.new, out.action),
+        (1, 1, SysctlAction::AlreadySet)
+    );
 
     // keep_if: accept_ra 0 stays 0
     ns.set_sysctl(&ra_key, "0");
-    let out = ns.run(|| apply_sysctl(&setting(&dotted, "accept_ra", 2, Some(0)))).expect("apply");
+    let out = ns
+        .run(|| apply_sysctl(&setting(&dotted, "accept_ra", 2, Some(0))))
+        .expect("apply");
     assert_eq!((out.old, out.new, out.action), (0, 0, SysctlAction::Kept));
     assert_eq!(ns.sysctl(&ra_key), "0");
 
     // … but 1 becomes 2
     ns.set_sysctl(&ra_key, "1");
-    let out = ns.run(|| apply_sysctl(&setting(&dotted, "accept_ra", 2, Some(0)))).expect("apply");
-    assert_eq!((out.old, out.new, out.action), (1, 2, SysctlAction::Changed));
+    let out = ns
+        .run(|| apply_sysctl(&setting(&dotted, "accept_ra", 2, Some(0))))
+        .expect("apply");
+    assert_eq!(
+        (out.old, out.new, out.action),
+        (1, 2, SysctlAction::Changed)
+    );
     assert_eq!(ns.sysctl(&ra_key), "2");
 
     // a missing interface names the key
@@ -223,7 +266,10 @@ fn sysctl_on_dotted_interface() {
         .run(|| apply_sysctl(&setting("gone.7", "accept_ra", 2, Some(0))))
         .expect_err("missing interface");
     assert!(matches!(err, HostError::SysctlMissing { .. }), "{err:?}");
-    assert!(err.to_string().contains("net.ipv6.conf.gone/7.accept_ra"), "{err}");
+    assert!(
+        err.to_string().contains("net.ipv6.conf.gone/7.accept_ra"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -233,7 +279,11 @@ fn proxy_entries_are_tagged_and_listed() {
     }
     let ns = namespace("ndp-add");
     let dotted = dotted_name();
-    let desired = vec![entry("up0", "2001:db8::5"), entry("up0", "2001:db8::6"), entry(&dotted, "2001:db8::7")];
+    let desired = vec![
+        entry("up0", "2001:db8::5"),
+        entry("up0", "2001:db8::6"),
+        entry(&dotted, "2001:db8::7"),
+    ];
     let (report, listed) = ns.netlink(|h| async move {
         let report = sync_proxy_entries(&h, &desired).await.expect("sync");
         let listed = list_proxy_entries(&h).await.expect("list");
@@ -253,8 +303,10 @@ fn proxy_entries_are_tagged_and_listed() {
         assert!(lines.contains(&want), "{want:?} not in {lines:?}");
     }
 
-    let mut seen: Vec<(Option<String>, Ipv6Addr, u8)> =
-        listed.iter().map(|e| (e.interface.clone(), e.address, e.protocol)).collect();
+    let mut seen: Vec<(Option<String>, Ipv6Addr, u8)> = listed
+        .iter()
+        .map(|e| (e.interface.clone(), e.address, e.protocol))
+        .collect();
     seen.sort();
     assert_eq!(
         seen,
@@ -267,8 +319,13 @@ fn proxy_entries_are_tagged_and_listed() {
     assert!(listed.iter().all(|e| e.is_dock6()));
 
     // a second sync changes nothing
-    let desired = vec![entry("up0", "2001:db8::5"), entry("up0", "2001:db8::6"), entry(&dotted, "2001:db8::7")];
-    let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &desired).await.expect("sync") });
+    let desired = vec![
+        entry("up0", "2001:db8::5"),
+        entry("up0", "2001:db8::6"),
+        entry(&dotted, "2001:db8::7"),
+    ];
+    let report =
+        ns.netlink(|h| async move { sync_proxy_entries(&h, &desired).await.expect("sync") });
     assert!(!report.changed());
     assert_eq!(report.unchanged, 3);
 }
@@ -284,29 +341,53 @@ fn sync_removes_stale_and_leaves_foreign() {
     let first = vec![entry("up0", "2001:db8::5"), entry("up0", "2001:db8::6")];
     let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &first).await.expect("sync") });
     assert_eq!(report.added.len(), 2);
-    assert!(report.removed.is_empty(), "the foreign entry must not be removed: {:?}", report.removed);
+    assert!(
+        report.removed.is_empty(),
+        "the foreign entry must not be removed: {:?}",
+        report.removed
+    );
 
     // ::5 goes, ::6 stays, ::99 is wanted but foreign, one interface is missing
-    let second = vec![entry("up0", "2001:db8::6"), entry("up0", "2001:db8::99"), entry("nosuch0", "2001:db8::8")];
-    let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &second).await.expect("sync") });
-    assert_eq!(report.removed.iter().map(|e| e.address).collect::<Vec<_>>(), vec![addr("2001:db8::5")]);
+    let second = vec![
+        entry("up0", "2001:db8::6"),
+        entry("up0", "2001:db8::99"),
+        entry("nosuch0", "2001:db8::8"),
+    ];
+    let report =
+        ns.netlink(|h| async move { sync_proxy_entries(&h, &second).await.expect("sync") });
+    assert_eq!(
+        report.removed.iter().map(|e| e.address).collect::<Vec<_>>(),
+        vec![addr("2001:db8::5")]
+    );
     assert!(report.added.is_empty());
     assert_eq!(report.unchanged, 1);
-    assert_eq!(report.foreign.iter().map(|e| e.address).collect::<Vec<_>>(), vec![addr("2001:db8::99")]);
+    assert_eq!(
+        report.foreign.iter().map(|e| e.address).collect::<Vec<_>>(),
+        vec![addr("2001:db8::99")]
+    );
     assert_eq!(report.errors.len(), 1);
     let message = report.errors[0].to_string();
-    assert!(message.contains("nosuch0") && message.contains("2001:db8::8"), "{message}");
+    assert!(
+        message.contains("nosuch0") && message.contains("2001:db8::8"),
+        "{message}"
+    );
 
     // the foreign entry is still there, and still not tagged as dock6's
     assert_eq!(
         ns.proxy_lines(),
-        vec!["2001:db8::6 dev up0 proxy proto 214".to_string(), "2001:db8::99 dev up0 proxy".to_string()]
+        vec![
+            "2001:db8::6 dev up0 proxy proto 214".to_string(),
+            "2001:db8::99 dev up0 proxy".to_string()
+        ]
     );
 
     // an empty plan removes dock6's entries only
     let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &[]).await.expect("sync") });
     assert_eq!(report.removed.len(), 1);
-    assert_eq!(ns.proxy_lines(), vec!["2001:db8::99 dev up0 proxy".to_string()]);
+    assert_eq!(
+        ns.proxy_lines(),
+        vec!["2001:db8::99 dev up0 proxy".to_string()]
+    );
 }
 
 #[test]
@@ -317,7 +398,9 @@ fn remove_all_removes_only_dock6_entries() {
     let ns = namespace("ndp-clean");
     let dotted = dotted_name();
     ns.ip(&["-6", "neigh", "add", "proxy", "2001:db8::99", "dev", "up0"]);
-    ns.ip(&["-6", "neigh", "add", "proxy", "fd00::99", "dev", &dotted, "protocol", "static"]);
+    ns.ip(&[
+        "-6", "neigh", "add", "proxy", "fd00::99", "dev", &dotted, "protocol", "static",
+    ]);
     let desired = vec![entry("up0", "2001:db8::5"), entry(&dotted, "fd00::5")];
     let removed = ns.netlink(|h| async move {
         let report = sync_proxy_entries(&h, &desired).await.expect("sync");
@@ -335,7 +418,8 @@ fn remove_all_removes_only_dock6_entries() {
         ]
     );
     // nothing left to remove
-    let removed = ns.netlink(|h| async move { remove_all_dock6_entries(&h).await.expect("remove all") });
+    let removed =
+        ns.netlink(|h| async move { remove_all_dock6_entries(&h).await.expect("remove all") });
     assert!(removed.is_empty());
 }
 
@@ -352,10 +436,16 @@ fn unsolicited_neighbour_advertisement_reaches_the_link() {
     let target = addr("2001:db8::5");
     let got = ns.netlink(|h| async move {
         let listener = icmp6_listener("up1");
-        send_unsolicited_na(&h, "up0", target, true).await.expect("send");
+        send_unsolicited_na(&h, "up0", target, true)
+            .await
+            .expect("send");
         let got = receive(&listener, 136);
-        let missing = send_unsolicited_na(&h, "nosuch0", target, true).await.expect_err("no interface");
-        assert!(missing.to_string().contains("nosuch0") && missing.to_string().contains("2001:db8::5"));
+        let missing = send_unsolicited_na(&h, "nosuch0", target, true)
+            .await
+            .expect_err("no interface");
+        assert!(
+            missing.to_string().contains("nosuch0") && missing.to_string().contains("2001:db8::5")
+        );
         got
     });
     assert_eq!(got.hop_limit, Some(255));

@@ -19,12 +19,32 @@ const HOST_MAC: &str = "02:d6:00:00:00:01";
 fn wait_link_local(ns: &Netns, device: &str) -> Ipv6Addr {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let out = ns.exec_ok(&["ip", "-6", "-o", "addr", "show", "dev", device, "scope", "link", "-tentative"]);
+        let out = ns.exec_ok(&[
+            "ip",
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            device,
+            "scope",
+            "link",
+            "-tentative",
+        ]);
         let found = out.split_whitespace().skip_while(|w| *w != "inet6").nth(1);
         if let Some(cidr) = found {
-            return cidr.split('/').next().unwrap().parse().expect("link-local address");
+            return cidr
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .expect("link-local address");
         }
-        assert!(Instant::now() < deadline, "{device} in {} got no link-local address", ns.name);
+        assert!(
+            Instant::now() < deadline,
+            "{device} in {} got no link-local address",
+            ns.name
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -45,13 +65,19 @@ fn router_solicitation_reaches_the_router() {
     host.sysctl("net.ipv6.conf.default.router_solicitations", "0");
     // A router: handles solicitations, and so listens on ff02::2.
     router.sysctl("net.ipv6.conf.all.forwarding", "1");
-    host.ip(&format!("link add up0 address {HOST_MAC} type veth peer name r0 netns {}", router.name));
+    host.ip(&format!(
+        "link add up0 address {HOST_MAC} type veth peer name r0 netns {}",
+        router.name
+    ));
     host.ip("link add nolink0 type veth peer name nolink1");
     host.ip("link set up0 up");
     router.ip("link set r0 up");
     let source = wait_link_local(&host, "up0");
     wait_link_local(&router, "r0");
-    assert!(!neighbours(&router, "r0").contains(&source.to_string()), "router already knows {source}");
+    assert!(
+        !neighbours(&router, "r0").contains(&source.to_string()),
+        "router already knows {source}"
+    );
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let listener = router.spawn(move || {
@@ -59,42 +85,68 @@ fn router_solicitation_reaches_the_router() {
         ready_tx.send(()).unwrap();
         receive(&socket, 133)
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).expect("listener ready");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("listener ready");
 
     let errors = host.netlink(|h| async move {
         send_router_solicitation(&h, "up0").await.expect("send");
-        let missing = send_router_solicitation(&h, "nosuch0").await.expect_err("no interface");
+        let missing = send_router_solicitation(&h, "nosuch0")
+            .await
+            .expect_err("no interface");
         // Down, so without a link-local address.
-        let no_link_local = send_router_solicitation(&h, "nolink0").await.expect_err("no link-local");
+        let no_link_local = send_router_solicitation(&h, "nolink0")
+            .await
+            .expect_err("no link-local");
         (missing, no_link_local)
     });
     let got = listener.join().expect("listener");
 
     assert_eq!(got.hop_limit, Some(255));
     assert_eq!(got.source, source);
-    let mac: Vec<u8> = HOST_MAC.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+    let mac: Vec<u8> = HOST_MAC
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
     let mut expected = vec![133, 0];
     expected.push(got.payload[2]); // checksum, from the kernel
     expected.push(got.payload[3]);
     expected.extend_from_slice(&[0, 0, 0, 0, 1, 1]);
     expected.extend_from_slice(&mac);
-    assert_eq!(got.payload, expected, "type 133, code 0, reserved, source link-layer address option");
+    assert_eq!(
+        got.payload, expected,
+        "type 133, code 0, reserved, source link-layer address option"
+    );
 
     // The router's kernel took it as a valid solicitation (checksum, hop
     // limit, option): it has a neighbour entry with the advertised address.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let table = neighbours(&router, "r0");
-        if table.lines().any(|l| l.starts_with(&format!("{source} ")) && l.contains(&format!("lladdr {HOST_MAC}"))) {
+        if table.lines().any(|l| {
+            l.starts_with(&format!("{source} ")) && l.contains(&format!("lladdr {HOST_MAC}"))
+        }) {
             break;
         }
-        assert!(Instant::now() < deadline, "router has no entry for {source} lladdr {HOST_MAC}:\n{table}");
+        assert!(
+            Instant::now() < deadline,
+            "router has no entry for {source} lladdr {HOST_MAC}:\n{table}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
     let (missing, no_link_local) = errors;
-    assert!(matches!(missing, HostError::SolicitationNoInterface { .. }), "{missing:?}");
+    assert!(
+        matches!(missing, HostError::SolicitationNoInterface { .. }),
+        "{missing:?}"
+    );
     assert!(missing.to_string().contains("nosuch0"), "{missing}");
-    assert!(matches!(no_link_local, HostError::NoLinkLocal { .. }), "{no_link_local:?}");
-    assert!(no_link_local.to_string().contains("nolink0"), "{no_link_local}");
+    assert!(
+        matches!(no_link_local, HostError::NoLinkLocal { .. }),
+        "{no_link_local:?}"
+    );
+    assert!(
+        no_link_local.to_string().contains("nolink0"),
+        "{no_link_local}"
+    );
 }

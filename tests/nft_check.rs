@@ -15,7 +15,11 @@ fn nft_check(file: &Path) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}: nft -c refused it:\n{}", file.display(), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}: nft -c refused it:\n{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -39,8 +43,15 @@ fn nft_check_refuses_a_broken_ruleset() {
     let dir = std::env::temp_dir().join(format!("dock6-broken-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("broken.nft");
-    std::fs::write(&file, "table inet dock6 {\n\tchain c {\n\t\tip6 daddr @missing drop\n\t}\n}\n").unwrap();
+    std::fs::write(
+        &file,
+        "table inet dock6 {\n\tchain c {\n\t\tip6 daddr @missing drop\n\t}\n}\n",
+    )
+    .unwrap();
     let result = nft_check(&file);
     std::fs::remove_dir_all(&dir).ok();
-    assert!(result.is_err(), "nft -c accepted a rule that uses a missing set");
+    assert!(
+        result.is_err(),
+        "nft -c accepted a rule that uses a missing set"
+    );
 }

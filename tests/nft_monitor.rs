@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dock6::nft::TABLE_NAME;
-use dock6::source::nftables::{Generation, NftChange, NftEvent, NftMonitor, NftObject, NftOp, subscribe};
+use dock6::source::nftables::{
+    Generation, NftChange, NftEvent, NftMonitor, NftObject, NftOp, subscribe,
+};
 
 use common::{in_fresh_netns, require_root};
 
@@ -17,22 +19,39 @@ use common::{in_fresh_netns, require_root};
 fn run_nft(args: &[&str], stdin: Option<&str>) -> u32 {
     let mut child = Command::new("nft")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn nft");
     let pid = child.id();
     if let Some(text) = stdin {
-        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to nft");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write to nft");
     }
     let out = child.wait_with_output().expect("wait for nft");
-    assert!(out.status.success(), "nft {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nft {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     pid
 }
 
 /// A current-thread runtime on the calling (namespaced) thread.
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }
 
 async fn next(monitor: &mut NftMonitor) -> NftChange {
@@ -71,7 +90,12 @@ fn other_tables(changes: &[NftChange]) -> Vec<(u8, String, NftEvent)> {
     changes
         .iter()
         .filter_map(|c| match c {
-            NftChange::OtherTable { family, table, what, .. } => Some((*family, table.clone(), *what)),
+            NftChange::OtherTable {
+                family,
+                table,
+                what,
+                ..
+            } => Some((*family, table.clone(), *what)),
             _ => None,
         })
         .collect()
@@ -89,38 +113,71 @@ fn reports_who_changed_which_table() {
             let pid = run_nft(&["add", "table", "inet", "other"], None);
             let (changes, generation) = transaction(&mut monitor).await;
             assert_eq!(touched_ours(&changes), vec![], "{changes:?}");
-            assert_eq!(other_tables(&changes), vec![(1, "other".into(), ours(NftObject::Table, NftOp::New))]);
-            assert_eq!((generation.pid, generation.comm.as_str()), (pid, "nft"), "{generation:?}");
+            assert_eq!(
+                other_tables(&changes),
+                vec![(1, "other".into(), ours(NftObject::Table, NftOp::New))]
+            );
+            assert_eq!(
+                (generation.pid, generation.comm.as_str()),
+                (pid, "nft"),
+                "{generation:?}"
+            );
             assert!(!generation.is_from_this_process(), "{generation:?}");
 
-            let pid = run_nft(&["-f", "-"], Some(&format!("table inet {TABLE_NAME} {{\n\tchain c {{\n\t}}\n}}\n")));
+            let pid = run_nft(
+                &["-f", "-"],
+                Some(&format!(
+                    "table inet {TABLE_NAME} {{\n\tchain c {{\n\t}}\n}}\n"
+                )),
+            );
             let (changes, next_generation) = transaction(&mut monitor).await;
             assert_eq!(
                 touched_ours(&changes),
-                vec![ours(NftObject::Table, NftOp::New), ours(NftObject::Chain, NftOp::New)],
+                vec![
+                    ours(NftObject::Table, NftOp::New),
+                    ours(NftObject::Chain, NftOp::New)
+                ],
                 "{changes:?}"
             );
             assert_eq!(other_tables(&changes), vec![]);
             assert_eq!(next_generation.pid, pid);
-            assert!(next_generation.id > generation.id, "{generation:?} then {next_generation:?}");
+            assert!(
+                next_generation.id > generation.id,
+                "{generation:?} then {next_generation:?}"
+            );
             assert!(!next_generation.is_from_this_process());
 
             // Same name, other family: not ours.
             run_nft(&["add", "table", "ip", TABLE_NAME], None);
             let (changes, _) = transaction(&mut monitor).await;
             assert_eq!(touched_ours(&changes), vec![], "{changes:?}");
-            assert_eq!(other_tables(&changes), vec![(2, TABLE_NAME.into(), ours(NftObject::Table, NftOp::New))]);
+            assert_eq!(
+                other_tables(&changes),
+                vec![(2, TABLE_NAME.into(), ours(NftObject::Table, NftOp::New))]
+            );
 
             let pid = run_nft(&["flush", "ruleset"], None);
             let (changes, generation) = transaction(&mut monitor).await;
             let ours_now = touched_ours(&changes);
-            assert!(ours_now.contains(&ours(NftObject::Table, NftOp::Deleted)), "{changes:?}");
-            assert!(ours_now.contains(&ours(NftObject::Chain, NftOp::Deleted)), "{changes:?}");
-            let mut others: Vec<_> = other_tables(&changes).into_iter().map(|(f, t, e)| (f, t, e.to_string())).collect();
+            assert!(
+                ours_now.contains(&ours(NftObject::Table, NftOp::Deleted)),
+                "{changes:?}"
+            );
+            assert!(
+                ours_now.contains(&ours(NftObject::Chain, NftOp::Deleted)),
+                "{changes:?}"
+            );
+            let mut others: Vec<_> = other_tables(&changes)
+                .into_iter()
+                .map(|(f, t, e)| (f, t, e.to_string()))
+                .collect();
             others.sort();
             assert_eq!(
                 others,
-                vec![(1, "other".into(), "table deleted".into()), (2, TABLE_NAME.into(), "table deleted".into())]
+                vec![
+                    (1, "other".into(), "table deleted".into()),
+                    (2, TABLE_NAME.into(), "table deleted".into())
+                ]
             );
             assert_eq!(generation.pid, pid);
             assert!(!generation.is_from_this_process());
@@ -138,9 +195,13 @@ fn own_commits_are_recognised() {
     in_fresh_netns(|| {
         block_on(async {
             let mut monitor = subscribe().expect("subscribe");
-            dock6::apply::nft::replace_table(&dock6::plan::bootstrap_table()).expect("replace_table");
+            dock6::apply::nft::replace_table(&dock6::plan::bootstrap_table())
+                .expect("replace_table");
             let (changes, generation) = transaction(&mut monitor).await;
-            assert!(touched_ours(&changes).contains(&ours(NftObject::Table, NftOp::New)), "{changes:?}");
+            assert!(
+                touched_ours(&changes).contains(&ours(NftObject::Table, NftOp::New)),
+                "{changes:?}"
+            );
             assert!(generation.is_from_this_process(), "{generation:?}");
             // The committing thread's id, not the process id.
             // SAFETY: gettid has no preconditions and cannot fail.
@@ -173,7 +234,9 @@ fn overrun_is_reported_and_the_subscription_survives() {
             }
             // Drain: an overrun must show up, then the queue runs dry.
             let mut overruns = 0;
-            while let Ok(change) = tokio::time::timeout(Duration::from_millis(300), monitor.next()).await {
+            while let Ok(change) =
+                tokio::time::timeout(Duration::from_millis(300), monitor.next()).await
+            {
                 if change.expect("read") == NftChange::Overrun {
                     overruns += 1;
                 }
@@ -183,7 +246,11 @@ fn overrun_is_reported_and_the_subscription_survives() {
             monitor.set_receive_buffer(1 << 20).expect("grow SO_RCVBUF");
             let pid = run_nft(&["add", "table", "inet", TABLE_NAME], None);
             let (changes, generation) = transaction(&mut monitor).await;
-            assert_eq!(touched_ours(&changes), vec![ours(NftObject::Table, NftOp::New)], "{changes:?}");
+            assert_eq!(
+                touched_ours(&changes),
+                vec![ours(NftObject::Table, NftOp::New)],
+                "{changes:?}"
+            );
             assert_eq!(generation.pid, pid);
         })
     });
@@ -191,5 +258,8 @@ fn overrun_is_reported_and_the_subscription_survives() {
 
 #[test]
 fn subscribe_outside_a_runtime_is_an_error() {
-    assert!(matches!(subscribe(), Err(dock6::source::nftables::NftMonitorError::NoRuntime)));
+    assert!(matches!(
+        subscribe(),
+        Err(dock6::source::nftables::NftMonitorError::NoRuntime)
+    ));
 }

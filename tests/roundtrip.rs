@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use dock6::apply::nft::{ElementChange, delete_table, replace_table, update_elements};
 use dock6::config::Config;
-use dock6::nft::{Element, KeyType, L4Proto, Set, Table, TABLE_NAME, Value, rule};
+use dock6::nft::{Element, KeyType, L4Proto, Set, TABLE_NAME, Table, Value, rule};
 
 use common::{in_fresh_netns, netns_id, nft, require_root};
 
@@ -32,7 +32,8 @@ fn planned(dir: &Path) -> Table {
     } else {
         Config::default()
     };
-    let snapshot = dock6::source::load_snapshot(&dir.join("snapshot.json")).expect("snapshot loads");
+    let snapshot =
+        dock6::source::load_snapshot(&dir.join("snapshot.json")).expect("snapshot loads");
     dock6::plan::plan(&config, &snapshot).ruleset
 }
 
@@ -69,7 +70,10 @@ struct Listing {
 }
 
 fn listing() -> Listing {
-    Listing { text: nft(LIST, None), bytecode: normalize(nft(LIST_BYTECODE, None)) }
+    Listing {
+        text: nft(LIST, None),
+        bytecode: normalize(nft(LIST_BYTECODE, None)),
+    }
 }
 
 /// Applies `table` with the encoder (twice: idempotence) in a fresh
@@ -79,9 +83,21 @@ fn via_netlink(table: &Table) -> (Listing, Listing) {
     in_fresh_netns(move || {
         // A child spawned from this thread must share its namespace.
         let ns = std::fs::read_link("/proc/thread-self/ns/net").expect("ns link");
-        let seen = std::process::Command::new("readlink").arg("/proc/self/ns/net").output().expect("readlink");
-        assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), ns.to_string_lossy(), "child in the thread's netns ({})", netns_id());
-        assert_eq!(nft(&["list", "ruleset"], None), "", "fresh namespace is empty");
+        let seen = std::process::Command::new("readlink")
+            .arg("/proc/self/ns/net")
+            .output()
+            .expect("readlink");
+        assert_eq!(
+            String::from_utf8_lossy(&seen.stdout).trim(),
+            ns.to_string_lossy(),
+            "child in the thread's netns ({})",
+            netns_id()
+        );
+        assert_eq!(
+            nft(&["list", "ruleset"], None),
+            "",
+            "fresh namespace is empty"
+        );
 
         replace_table(&table).unwrap_or_else(|e| panic!("replace_table: {e}"));
         let first = listing();
@@ -100,12 +116,28 @@ fn via_nft(table: &Table) -> Listing {
 
 fn assert_roundtrip(name: &str, table: &Table) {
     let expected = via_nft(table);
-    assert!(expected.text.starts_with(&format!("table inet {TABLE_NAME} {{")), "{name}: nft -f loaded nothing");
+    assert!(
+        expected
+            .text
+            .starts_with(&format!("table inet {TABLE_NAME} {{")),
+        "{name}: nft -f loaded nothing"
+    );
     let (first, second) = via_netlink(table);
-    pretty_assertions::assert_eq!(expected.text, first.text, "{name}: nft list, netlink vs nft -f");
-    pretty_assertions::assert_eq!(expected.bytecode, first.bytecode, "{name}: bytecode, netlink vs nft -f");
+    pretty_assertions::assert_eq!(
+        expected.text,
+        first.text,
+        "{name}: nft list, netlink vs nft -f"
+    );
+    pretty_assertions::assert_eq!(
+        expected.bytecode,
+        first.bytecode,
+        "{name}: bytecode, netlink vs nft -f"
+    );
     pretty_assertions::assert_eq!(first, second, "{name}: second replace_table");
-    eprintln!("{name}: identical ({} lines listed)", first.text.lines().count());
+    eprintln!(
+        "{name}: identical ({} lines listed)",
+        first.text.lines().count()
+    );
 }
 
 #[test]
@@ -116,7 +148,10 @@ fn every_scenario_roundtrips() {
     let dirs = scenarios();
     assert!(!dirs.is_empty(), "no scenarios under rules/");
     for dir in dirs {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         assert_roundtrip(&name, &planned(&dir));
     }
 }
@@ -136,37 +171,100 @@ fn extra_shapes_roundtrip() {
     if !require_root("extra_shapes_roundtrip") {
         return;
     }
-    use dock6::nft::{BaseChain, Chain, ChainKind, CtState, Hook, Priority, StandardPriority, Statement};
+    use dock6::nft::{
+        BaseChain, Chain, ChainKind, CtState, Hook, Priority, StandardPriority, Statement,
+    };
     let net = |s: &str| s.parse().expect("net");
     let table = Table {
         name: TABLE_NAME.into(),
         sets: vec![
-            Set { name: "protos".into(), key: vec![KeyType::InetProto], data: vec![], elements: vec![Element { key: vec![Value::Proto(L4Proto::Udp)], data: vec![] }] },
-            Set { name: "ports".into(), key: vec![KeyType::InetService], data: vec![], elements: vec![Element { key: vec![Value::Port(53)], data: vec![] }] },
+            Set {
+                name: "protos".into(),
+                key: vec![KeyType::InetProto],
+                data: vec![],
+                elements: vec![Element {
+                    key: vec![Value::Proto(L4Proto::Udp)],
+                    data: vec![],
+                }],
+            },
+            Set {
+                name: "ports".into(),
+                key: vec![KeyType::InetService],
+                data: vec![],
+                elements: vec![Element {
+                    key: vec![Value::Port(53)],
+                    data: vec![],
+                }],
+            },
             Set {
                 name: "addrmap".into(),
                 key: vec![KeyType::Ipv6Addr],
                 data: vec![KeyType::Ipv6Addr],
-                elements: vec![Element { key: vec![Value::Addr(Ipv6Addr::LOCALHOST)], data: vec![Value::Addr("2001:db8::1".parse().expect("addr"))] }],
+                elements: vec![Element {
+                    key: vec![Value::Addr(Ipv6Addr::LOCALHOST)],
+                    data: vec![Value::Addr("2001:db8::1".parse().expect("addr"))],
+                }],
             },
-            Set { name: "names".into(), key: vec![KeyType::IfName], data: vec![], elements: vec![Element { key: vec![Value::IfName("docker0".into())], data: vec![] }] },
+            Set {
+                name: "names".into(),
+                key: vec![KeyType::IfName],
+                data: vec![],
+                elements: vec![Element {
+                    key: vec![Value::IfName("docker0".into())],
+                    data: vec![],
+                }],
+            },
         ],
         chains: vec![
             Chain {
                 name: "post".into(),
-                base: Some(BaseChain { kind: ChainKind::Nat, hook: Hook::Postrouting, priority: Priority { base: StandardPriority::Srcnat, offset: 3 } }),
+                base: Some(BaseChain {
+                    kind: ChainKind::Nat,
+                    hook: Hook::Postrouting,
+                    priority: Priority {
+                        base: StandardPriority::Srcnat,
+                        offset: 3,
+                    },
+                }),
                 rules: vec![
-                    rule().oifname("eth0").saddr(net("fd00:1::/64")).statement(Statement::Snat("2001:db8::1".parse().expect("addr"))).done(),
-                    rule().saddr(net("fd00::/7")).iifname_not("br-*").masquerade_rule(),
+                    rule()
+                        .oifname("eth0")
+                        .saddr(net("fd00:1::/64"))
+                        .statement(Statement::Snat("2001:db8::1".parse().expect("addr")))
+                        .done(),
+                    rule()
+                        .saddr(net("fd00::/7"))
+                        .iifname_not("br-*")
+                        .masquerade_rule(),
                 ],
             },
             Chain {
                 name: "fw".into(),
-                base: Some(BaseChain { kind: ChainKind::Filter, hook: Hook::Forward, priority: Priority { base: StandardPriority::Number, offset: 7 } }),
+                base: Some(BaseChain {
+                    kind: ChainKind::Filter,
+                    hook: Hook::Forward,
+                    priority: Priority {
+                        base: StandardPriority::Number,
+                        offset: 7,
+                    },
+                }),
                 rules: vec![
-                    rule().matching(dock6::nft::Match::Ip6 { field: dock6::nft::AddrField::Daddr, negate: true, net: net("fe80::/10") }).accept(),
-                    rule().daddr(net("2001:db8::/33")).ct_state(&[CtState::New, CtState::Invalid]).ret(),
-                    rule().daddr(net("::/0")).saddr(net("2001:db8::5/128")).icmpv6_type_in("nosuch").drop(),
+                    rule()
+                        .matching(dock6::nft::Match::Ip6 {
+                            field: dock6::nft::AddrField::Daddr,
+                            negate: true,
+                            net: net("fe80::/10"),
+                        })
+                        .accept(),
+                    rule()
+                        .daddr(net("2001:db8::/33"))
+                        .ct_state(&[CtState::New, CtState::Invalid])
+                        .ret(),
+                    rule()
+                        .daddr(net("::/0"))
+                        .saddr(net("2001:db8::5/128"))
+                        .icmpv6_type_in("nosuch")
+                        .drop(),
                     rule().not_ipv6().accept(),
                 ],
             },
@@ -176,7 +274,12 @@ fn extra_shapes_roundtrip() {
     // here (the error case is tested separately).
     let mut table = table;
     table.chains[1].rules.remove(2);
-    table.chains[1].rules.push(rule().daddr(net("::/0")).saddr(net("2001:db8::5/128")).accept());
+    table.chains[1].rules.push(
+        rule()
+            .daddr(net("::/0"))
+            .saddr(net("2001:db8::5/128"))
+            .accept(),
+    );
     assert_roundtrip("extra-shapes", &table);
 }
 
@@ -189,9 +292,11 @@ impl MasqueradeRule for dock6::nft::RuleBuilder {
     }
 }
 
-
 fn count_elements(listing: &str) -> usize {
-    listing.lines().filter(|l| l.contains(" . tcp . ") || l.contains(" . udp . ")).count()
+    listing
+        .lines()
+        .filter(|l| l.contains(" . tcp . ") || l.contains(" . udp . "))
+        .count()
 }
 
 #[test]
@@ -209,7 +314,14 @@ fn ten_thousand_elements_commit() {
 }
 
 fn port_element(addr: &str, proto: L4Proto, port: u16) -> Element {
-    Element { key: vec![Value::Addr(addr.parse().expect("addr")), Value::Proto(proto), Value::Port(port)], data: vec![] }
+    Element {
+        key: vec![
+            Value::Addr(addr.parse().expect("addr")),
+            Value::Proto(proto),
+            Value::Port(port),
+        ],
+        data: vec![],
+    }
 }
 
 #[test]
@@ -230,11 +342,28 @@ fn update_elements_adds_and_removes() {
         let b = port_element("2001:db8::bb", L4Proto::Udp, 53);
         let m = Element {
             key: vec![Value::Proto(L4Proto::Tcp), Value::Port(8080)],
-            data: vec![Value::Addr("fd00::2".parse().expect("addr")), Value::Port(80)],
+            data: vec![
+                Value::Addr("fd00::2".parse().expect("addr")),
+                Value::Port(80),
+            ],
         };
-        let add = |set: &str, e: &Element| ElementChange::Add { set: set.into(), element: e.clone() };
-        let remove = |set: &str, e: &Element| ElementChange::Remove { set: set.into(), element: e.clone() };
-        update_elements(TABLE_NAME, &[add("open_ports", &a), add("open_ports", &b), add("dnat_any", &m)]).expect("add");
+        let add = |set: &str, e: &Element| ElementChange::Add {
+            set: set.into(),
+            element: e.clone(),
+        };
+        let remove = |set: &str, e: &Element| ElementChange::Remove {
+            set: set.into(),
+            element: e.clone(),
+        };
+        update_elements(
+            TABLE_NAME,
+            &[
+                add("open_ports", &a),
+                add("open_ports", &b),
+                add("dnat_any", &m),
+            ],
+        )
+        .expect("add");
         let listing = nft(&["list", "set", "inet", TABLE_NAME, "open_ports"], None);
         assert!(listing.contains("2001:db8::aa . tcp . 8080"), "{listing}");
         assert!(listing.contains("2001:db8::bb . udp . 53"), "{listing}");
@@ -245,12 +374,22 @@ fn update_elements_adds_and_removes() {
         // Adding an element that is there already aborts the batch (EEXIST)
         // and names it; the batch's other changes do not happen.
         let c = port_element("2001:db8::cc", L4Proto::Tcp, 1);
-        let err = update_elements(TABLE_NAME, &[add("open_ports", &c), add("open_ports", &a)]).expect_err("EEXIST");
+        let err = update_elements(TABLE_NAME, &[add("open_ports", &c), add("open_ports", &a)])
+            .expect_err("EEXIST");
         assert_eq!(err.errno(), Some(libc::EEXIST), "{err}");
-        assert!(err.to_string().contains("2001:db8::aa . tcp . 8080"), "{err}");
-        assert!(!nft(&["list", "set", "inet", TABLE_NAME, "open_ports"], None).contains("2001:db8::cc"));
+        assert!(
+            err.to_string().contains("2001:db8::aa . tcp . 8080"),
+            "{err}"
+        );
+        assert!(
+            !nft(&["list", "set", "inet", TABLE_NAME, "open_ports"], None).contains("2001:db8::cc")
+        );
 
-        update_elements(TABLE_NAME, &[remove("open_ports", &a), remove("dnat_any", &m)]).expect("remove");
+        update_elements(
+            TABLE_NAME,
+            &[remove("open_ports", &a), remove("dnat_any", &m)],
+        )
+        .expect("remove");
         let listing = nft(&["list", "set", "inet", TABLE_NAME, "open_ports"], None);
         assert!(!listing.contains("2001:db8::aa"), "{listing}");
         assert!(listing.contains("2001:db8::bb . udp . 53"), "{listing}");
@@ -260,7 +399,11 @@ fn update_elements_adds_and_removes() {
         let err = update_elements(TABLE_NAME, &[remove("open_ports", &a)]).expect_err("ENOENT");
         eprintln!("error: {err}");
         assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
-        assert!(err.to_string().contains("2001:db8::aa . tcp . 8080 of set open_ports"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("2001:db8::aa . tcp . 8080 of set open_ports"),
+            "{err}"
+        );
     });
 }
 
@@ -287,7 +430,10 @@ fn table_and_docker_chain_existence_are_seen() {
         assert!(!dock6::apply::nft::table_exists(TABLE_NAME).expect("query absent table"));
         assert!(!dock6::apply::nft::ip6_chain_exists("nat", "DOCKER").expect("query absent chain"));
         replace_table(&dock6::plan::bootstrap_table()).expect("replace_table");
-        nft(&["-f", "-"], Some("table ip6 nat {\n\tchain DOCKER {\n\t}\n}\n"));
+        nft(
+            &["-f", "-"],
+            Some("table ip6 nat {\n\tchain DOCKER {\n\t}\n}\n"),
+        );
         assert!(dock6::apply::nft::table_exists(TABLE_NAME).expect("query table"));
         assert!(dock6::apply::nft::ip6_chain_exists("nat", "DOCKER").expect("query chain"));
         assert!(!dock6::apply::nft::ip6_chain_exists("nat", "OTHER").expect("query other chain"));
@@ -322,7 +468,10 @@ fn errors_name_the_object() {
 
         let err = update_elements(
             TABLE_NAME,
-            &[ElementChange::Add { set: "missing".into(), element: port_element("2001:db8::1", L4Proto::Tcp, 1) }],
+            &[ElementChange::Add {
+                set: "missing".into(),
+                element: port_element("2001:db8::1", L4Proto::Tcp, 1),
+            }],
         )
         .expect_err("no table/set");
         eprintln!("error: {err}");

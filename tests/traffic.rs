@@ -18,10 +18,22 @@ fn standard_lab(tag: &str) -> Lab {
     lab.bridge("br-ula", "fd00:1::1/64", Some("192.0.2.1/24"), None);
     lab.bridge("br-pub", "2001:db8:2::1/64", None, Some("2001:db8:2::/64"));
     lab.bridge("br-ndp", "2001:db8:1:0:1::1/80", None, None);
-    lab.container("web", "br-ula", &format!("{WEB}/64"), "fd00:1::1", Some(("192.0.2.2/24", "192.0.2.1")));
+    lab.container(
+        "web",
+        "br-ula",
+        &format!("{WEB}/64"),
+        "fd00:1::1",
+        Some(("192.0.2.2/24", "192.0.2.1")),
+    );
     lab.container("web2", "br-ula", &format!("{WEB2}/64"), "fd00:1::1", None);
     lab.container("pub", "br-pub", &format!("{PUB}/64"), "2001:db8:2::1", None);
-    lab.container("ndp", "br-ndp", &format!("{NDP}/80"), "2001:db8:1:0:1::1", None);
+    lab.container(
+        "ndp",
+        "br-ndp",
+        &format!("{NDP}/80"),
+        "2001:db8:1:0:1::1",
+        None,
+    );
     lab
 }
 
@@ -65,11 +77,23 @@ fn ula_container_reaches_upstream_as_the_host() {
     }
     let lab = standard_lab("egr");
     let _server = lab.upstream.tcp_echo_peer(7000);
-    assert!(lab.c("web").tcp(sock(INTERNET, 7000)).is_err(), "control: no egress before dock6");
+    assert!(
+        lab.c("web").tcp(sock(INTERNET, 7000)).is_err(),
+        "control: no egress before dock6"
+    );
     lab.apply(&standard_snapshot(&lab), "");
-    let seen = lab.c("web").tcp(sock(INTERNET, 7000)).expect("ULA container reaches the internet");
-    assert_eq!(seen, HOST_UPLINK, "the upstream sees the host's address (NAT66)");
-    let seen = lab.c("ndp").tcp(sock(INTERNET, 7000)).expect("ndp-proxy container reaches the internet");
+    let seen = lab
+        .c("web")
+        .tcp(sock(INTERNET, 7000))
+        .expect("ULA container reaches the internet");
+    assert_eq!(
+        seen, HOST_UPLINK,
+        "the upstream sees the host's address (NAT66)"
+    );
+    let seen = lab
+        .c("ndp")
+        .tcp(sock(INTERNET, 7000))
+        .expect("ndp-proxy container reaches the internet");
     assert_eq!(seen, NDP, "no NAT for ndp-proxy");
 }
 
@@ -80,20 +104,56 @@ fn published_ports_dnat_to_the_container_keeping_the_client_address() {
     }
     let lab = applied_lab("pub");
     let web = lab.c("web");
-    let (_t80, _u53, _t9000) = (web.tcp_echo_peer(80), web.udp_echo_peer(53), web.tcp_echo_peer(9000));
-    assert_eq!(lab.upstream.tcp(sock(HOST_UPLINK, 8080)).expect("tcp published"), UPSTREAM_LINK);
-    assert_eq!(lab.upstream.udp(sock(HOST_UPLINK, 5353)).expect("udp published"), UPSTREAM_LINK);
-    assert!(lab.upstream.tcp(sock(HOST_UPLINK, 9000)).is_err(), "unpublished port refused from upstream");
-    assert_eq!(lab.host.tcp(sock(WEB, 9000)).expect("control: it answers from the host"), "fd00:1::1");
+    let (_t80, _u53, _t9000) = (
+        web.tcp_echo_peer(80),
+        web.udp_echo_peer(53),
+        web.tcp_echo_peer(9000),
+    );
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(HOST_UPLINK, 8080))
+            .expect("tcp published"),
+        UPSTREAM_LINK
+    );
+    assert_eq!(
+        lab.upstream
+            .udp(sock(HOST_UPLINK, 5353))
+            .expect("udp published"),
+        UPSTREAM_LINK
+    );
+    assert!(
+        lab.upstream.tcp(sock(HOST_UPLINK, 9000)).is_err(),
+        "unpublished port refused from upstream"
+    );
+    assert_eq!(
+        lab.host
+            .tcp(sock(WEB, 9000))
+            .expect("control: it answers from the host"),
+        "fd00:1::1"
+    );
     // Hairpin: the host itself, a container of another network, a container of the same one.
-    assert!(lab.host.tcp(sock(HOST_UPLINK, 8080)).is_ok(), "host reaches its own published port");
-    assert_eq!(lab.c("pub").tcp(sock(HOST_UPLINK, 8080)).expect("from another network"), PUB);
-    assert!(lab.c("web2").tcp(sock(HOST_UPLINK, 8080)).is_ok(), "hairpin within the network");
+    assert!(
+        lab.host.tcp(sock(HOST_UPLINK, 8080)).is_ok(),
+        "host reaches its own published port"
+    );
+    assert_eq!(
+        lab.c("pub")
+            .tcp(sock(HOST_UPLINK, 8080))
+            .expect("from another network"),
+        PUB
+    );
+    assert!(
+        lab.c("web2").tcp(sock(HOST_UPLINK, 8080)).is_ok(),
+        "hairpin within the network"
+    );
     // A container reaching its own published port: with br_netfilter the
     // DNAT'ed frame is bridged back out of the port it came in on, which needs
     // hairpin mode on that port (Docker sets it when userland-proxy=false).
     lab.host.ip("link set vweb type bridge_slave hairpin on");
-    assert!(lab.c("web").tcp(sock(HOST_UPLINK, 8080)).is_ok(), "a container reaches its own published port");
+    assert!(
+        lab.c("web").tcp(sock(HOST_UPLINK, 8080)).is_ok(),
+        "a container reaches its own published port"
+    );
 }
 
 #[test]
@@ -102,10 +162,24 @@ fn routed_container_is_reachable_on_exposed_ports_only() {
         return;
     }
     let lab = applied_lab("rtd");
-    let (_a, _b) = (lab.c("pub").tcp_echo_peer(80), lab.c("pub").tcp_echo_peer(9000));
-    assert_eq!(lab.upstream.tcp(sock(PUB, 80)).expect("exposed port"), UPSTREAM_LINK);
-    assert!(lab.upstream.tcp(sock(PUB, 9000)).is_err(), "not exposed: refused");
-    assert_eq!(lab.host.tcp(sock(PUB, 9000)).expect("control: answers from the host"), "2001:db8:2::1");
+    let (_a, _b) = (
+        lab.c("pub").tcp_echo_peer(80),
+        lab.c("pub").tcp_echo_peer(9000),
+    );
+    assert_eq!(
+        lab.upstream.tcp(sock(PUB, 80)).expect("exposed port"),
+        UPSTREAM_LINK
+    );
+    assert!(
+        lab.upstream.tcp(sock(PUB, 9000)).is_err(),
+        "not exposed: refused"
+    );
+    assert_eq!(
+        lab.host
+            .tcp(sock(PUB, 9000))
+            .expect("control: answers from the host"),
+        "2001:db8:2::1"
+    );
 }
 
 #[test]
@@ -115,10 +189,18 @@ fn ndp_proxy_container_is_found_by_the_upstream_router() {
     }
     let lab = applied_lab("ndp");
     let proxies = lab.host.exec_ok(&["ip", "-6", "neigh", "show", "proxy"]);
-    assert!(proxies.contains(NDP), "proxy entry for the container: {proxies}");
+    assert!(
+        proxies.contains(NDP),
+        "proxy entry for the container: {proxies}"
+    );
     assert_eq!(lab.host.read_sysctl("net.ipv6.conf.eth0.proxy_ndp"), "1");
     let _s = lab.c("ndp").tcp_echo_peer(80);
-    assert_eq!(lab.upstream.tcp(sock(NDP, 80)).expect("reachable on the link"), UPSTREAM_LINK);
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(NDP, 80))
+            .expect("reachable on the link"),
+        UPSTREAM_LINK
+    );
 }
 
 #[test]
@@ -127,11 +209,23 @@ fn networks_are_isolated_but_containers_of_one_network_talk() {
         return;
     }
     let lab = applied_lab("iso");
-    let (_p, _w) = (lab.c("pub").tcp_echo_peer(80), lab.c("web2").tcp_echo_peer(80));
-    assert!(lab.c("web").tcp(sock(PUB, 80)).is_err(), "ula → pub refused");
-    assert!(lab.c("pub").tcp(sock(WEB2, 80)).is_err(), "pub → ula refused");
+    let (_p, _w) = (
+        lab.c("pub").tcp_echo_peer(80),
+        lab.c("web2").tcp_echo_peer(80),
+    );
+    assert!(
+        lab.c("web").tcp(sock(PUB, 80)).is_err(),
+        "ula → pub refused"
+    );
+    assert!(
+        lab.c("pub").tcp(sock(WEB2, 80)).is_err(),
+        "pub → ula refused"
+    );
     assert_eq!(lab.c("web").tcp(sock(WEB2, 80)).expect("same network"), WEB);
-    assert!(lab.host.tcp(sock(PUB, 80)).is_ok() && lab.host.tcp(sock(WEB2, 80)).is_ok(), "control: both are up");
+    assert!(
+        lab.host.tcp(sock(PUB, 80)).is_ok() && lab.host.tcp(sock(WEB2, 80)).is_ok(),
+        "control: both are up"
+    );
 }
 
 #[test]
@@ -142,8 +236,16 @@ fn ipv4_through_the_same_host_is_unaffected() {
     let lab = applied_lab("v4");
     let _s = lab.c("web").tcp_echo_peer(9000);
     // dock6 refuses this port on IPv6 (see above); on IPv4 it is none of its business.
-    assert_eq!(lab.upstream.tcp(sock("192.0.2.2", 9000)).expect("IPv4 untouched"), UPSTREAM_V4);
-    assert!(lab.upstream.tcp(sock(HOST_UPLINK, 9000)).is_err(), "control: the IPv6 side is filtered");
+    assert_eq!(
+        lab.upstream
+            .tcp(sock("192.0.2.2", 9000))
+            .expect("IPv4 untouched"),
+        UPSTREAM_V4
+    );
+    assert!(
+        lab.upstream.tcp(sock(HOST_UPLINK, 9000)).is_err(),
+        "control: the IPv6 side is filtered"
+    );
 }
 
 #[test]
@@ -152,16 +254,50 @@ fn cleanup_leaves_no_table_and_no_dock6_proxy_entry() {
         return;
     }
     let lab = applied_lab("cln");
-    lab.host.exec_ok(&["ip", "-6", "neigh", "add", "proxy", "2001:db8:1::99", "dev", "eth0"]);
-    assert!(lab.host.exec(&["nft", "list", "table", "inet", "dock6"]).status.success(), "control: table present");
+    lab.host.exec_ok(&[
+        "ip",
+        "-6",
+        "neigh",
+        "add",
+        "proxy",
+        "2001:db8:1::99",
+        "dev",
+        "eth0",
+    ]);
+    assert!(
+        lab.host
+            .exec(&["nft", "list", "table", "inet", "dock6"])
+            .status
+            .success(),
+        "control: table present"
+    );
     let out = lab.dock6(&["cleanup"]);
-    assert!(out.status.success(), "cleanup failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(!lab.host.exec(&["nft", "list", "table", "inet", "dock6"]).status.success(), "table gone");
+    assert!(
+        out.status.success(),
+        "cleanup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !lab.host
+            .exec(&["nft", "list", "table", "inet", "dock6"])
+            .status
+            .success(),
+        "table gone"
+    );
     let proxies = lab.host.exec_ok(&["ip", "-6", "neigh", "show", "proxy"]);
-    assert!(!proxies.contains(NDP), "dock6's proxy entry gone: {proxies}");
-    assert!(proxies.contains("2001:db8:1::99"), "a foreign proxy entry stays: {proxies}");
+    assert!(
+        !proxies.contains(NDP),
+        "dock6's proxy entry gone: {proxies}"
+    );
+    assert!(
+        proxies.contains("2001:db8:1::99"),
+        "a foreign proxy entry stays: {proxies}"
+    );
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains("forwarding"), "cleanup reports the sysctls it leaves: {report}");
+    assert!(
+        report.contains("forwarding"),
+        "cleanup reports the sysctls it leaves: {report}"
+    );
 }
 
 #[test]
@@ -181,9 +317,22 @@ fn a_users_policy_drop_forward_chain_needs_only_the_mark_line() {
         lab.host.exec_ok(&["nft", "-f", file.to_str().unwrap()]);
     };
     load(user_table(""));
-    assert!(lab.upstream.tcp(sock(HOST_UPLINK, 8080)).is_err(), "the user's policy drop wins over dock6's accept");
+    assert!(
+        lab.upstream.tcp(sock(HOST_UPLINK, 8080)).is_err(),
+        "the user's policy drop wins over dock6's accept"
+    );
     load(user_table("meta mark & 0x04000000 == 0x04000000 accept"));
-    assert_eq!(lab.upstream.tcp(sock(HOST_UPLINK, 8080)).expect("the mark line lets it through"), UPSTREAM_LINK);
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(HOST_UPLINK, 8080))
+            .expect("the mark line lets it through"),
+        UPSTREAM_LINK
+    );
     let _peer = lab.upstream.tcp_echo_peer(7000);
-    assert_eq!(lab.c("web").tcp(sock(INTERNET, 7000)).expect("egress is marked too"), HOST_UPLINK);
+    assert_eq!(
+        lab.c("web")
+            .tcp(sock(INTERNET, 7000))
+            .expect("egress is marked too"),
+        HOST_UPLINK
+    );
 }

@@ -19,11 +19,15 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 
 use netlink_packet_core::{
-    DefaultNla, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, Nla, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    DefaultNla, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload, Nla,
 };
-use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Status, Tuple};
-use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Status, Tuple,
+};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
 use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 use tracing::{debug, info, warn};
@@ -54,7 +58,14 @@ pub struct DnatTarget {
 
 impl fmt::Display for DnatTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} → [{}]:{}", self.host_port, self.proto.name(), self.target, self.target_port)
+        write!(
+            f,
+            "{}/{} → [{}]:{}",
+            self.host_port,
+            self.proto.name(),
+            self.target,
+            self.target_port
+        )
     }
 }
 
@@ -98,8 +109,15 @@ pub fn delete_dnat_flows(targets: &[DnatTarget]) -> Result<usize, ConntrackError
     let wanted: HashSet<MatchKey> = targets.iter().map(MatchKey::from).collect();
     let mut ct = Ctnetlink::open()?;
     let flows = ct.dump_ipv6()?;
-    let matches: Vec<&CtFlow> = flows.iter().filter(|f| f.match_key().is_some_and(|k| wanted.contains(&k))).collect();
-    debug!(dumped = flows.len(), matched = matches.len(), "conntrack: IPv6 table dumped");
+    let matches: Vec<&CtFlow> = flows
+        .iter()
+        .filter(|f| f.match_key().is_some_and(|k| wanted.contains(&k)))
+        .collect();
+    debug!(
+        dumped = flows.len(),
+        matched = matches.len(),
+        "conntrack: IPv6 table dumped"
+    );
 
     let mut deleted = 0;
     let mut first_error = None;
@@ -117,7 +135,11 @@ pub fn delete_dnat_flows(targets: &[DnatTarget]) -> Result<usize, ConntrackError
         }
     }
     if deleted > 0 {
-        info!(deleted, mappings = targets.len(), "conntrack: deleted the flows of removed port mappings");
+        info!(
+            deleted,
+            mappings = targets.len(),
+            "conntrack: deleted the flows of removed port mappings"
+        );
     }
     match first_error {
         Some(e) => Err(e),
@@ -136,7 +158,12 @@ struct MatchKey {
 
 impl From<&DnatTarget> for MatchKey {
     fn from(t: &DnatTarget) -> Self {
-        MatchKey { proto: t.proto.number(), host_port: t.host_port, target: t.target, target_port: t.target_port }
+        MatchKey {
+            proto: t.proto.number(),
+            host_port: t.host_port,
+            target: t.target,
+            target_port: t.target_port,
+        }
     }
 }
 
@@ -152,7 +179,11 @@ struct CtTuple {
 
 impl fmt::Display for CtTuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "proto {} [{}]:{} → [{}]:{}", self.proto, self.src, self.src_port, self.dst, self.dst_port)
+        write!(
+            f,
+            "proto {} [{}]:{} → [{}]:{}",
+            self.proto, self.src, self.src_port, self.dst, self.dst_port
+        )
     }
 }
 
@@ -168,7 +199,11 @@ struct CtFlow {
 
 impl fmt::Display for CtFlow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (reply from [{}]:{})", self.orig, self.reply.src, self.reply.src_port)
+        write!(
+            f,
+            "{} (reply from [{}]:{})",
+            self.orig, self.reply.src, self.reply.src_port
+        )
     }
 }
 
@@ -204,7 +239,13 @@ impl CtFlow {
                 _ => {}
             }
         }
-        Some(CtFlow { orig: orig?, reply: reply?, dst_nat, id, zone })
+        Some(CtFlow {
+            orig: orig?,
+            reply: reply?,
+            dst_nat,
+            id,
+            zone,
+        })
     }
 
     /// `IPCTNL_MSG_CT_DELETE` for this entry: its original tuple, plus its
@@ -212,7 +253,10 @@ impl CtFlow {
     fn delete_message(&self) -> ConntrackMessage {
         let o = &self.orig;
         let mut attributes = vec![ConntrackAttribute::CtaTupleOrig(vec![
-            Tuple::Ip(vec![IPTuple::SourceAddress(IpAddr::V6(o.src)), IPTuple::DestinationAddress(IpAddr::V6(o.dst))]),
+            Tuple::Ip(vec![
+                IPTuple::SourceAddress(IpAddr::V6(o.src)),
+                IPTuple::DestinationAddress(IpAddr::V6(o.dst)),
+            ]),
             Tuple::Proto(vec![
                 ProtoTuple::Protocol(o.proto.into()),
                 ProtoTuple::SourcePort(o.src_port),
@@ -220,10 +264,16 @@ impl CtFlow {
             ]),
         ])];
         if let Some(zone) = self.zone {
-            attributes.push(ConntrackAttribute::Other(DefaultNla::new(CTA_ZONE, zone.to_be_bytes().to_vec())));
+            attributes.push(ConntrackAttribute::Other(DefaultNla::new(
+                CTA_ZONE,
+                zone.to_be_bytes().to_vec(),
+            )));
         }
         if let Some(id) = self.id {
-            attributes.push(ConntrackAttribute::Other(DefaultNla::new(CTA_ID, id.to_be_bytes().to_vec())));
+            attributes.push(ConntrackAttribute::Other(DefaultNla::new(
+                CTA_ID,
+                id.to_be_bytes().to_vec(),
+            )));
         }
         ConntrackMessage::Delete(attributes)
     }
@@ -255,7 +305,13 @@ fn tuple_from(parts: &[Tuple]) -> Option<CtTuple> {
             _ => {}
         }
     }
-    Some(CtTuple { src: src?, dst: dst?, proto: proto?, src_port: src_port?, dst_port: dst_port? })
+    Some(CtTuple {
+        src: src?,
+        dst: dst?,
+        proto: proto?,
+        src_port: src_port?,
+        dst_port: dst_port?,
+    })
 }
 
 /// The value bytes of an attribute the crate does not model.
@@ -270,7 +326,10 @@ fn request(message: ConntrackMessage, flags: u16, sequence_number: u32) -> Vec<u
     let mut header = NetlinkHeader::default();
     header.flags = flags;
     header.sequence_number = sequence_number;
-    let payload = NetfilterMessage::new(NetfilterHeader::new(NetfilterProtoFamily::IPv6, 0, 0), message);
+    let payload = NetfilterMessage::new(
+        NetfilterHeader::new(NetfilterProtoFamily::IPv6, 0, 0),
+        message,
+    );
     let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(payload));
     packet.finalize();
     let mut buf = vec![0; packet.buffer_len()];
@@ -279,11 +338,19 @@ fn request(message: ConntrackMessage, flags: u16, sequence_number: u32) -> Vec<u
 }
 
 fn dump_request(sequence_number: u32) -> Vec<u8> {
-    request(ConntrackMessage::Get(Vec::new()), NLM_F_REQUEST | NLM_F_DUMP, sequence_number)
+    request(
+        ConntrackMessage::Get(Vec::new()),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        sequence_number,
+    )
 }
 
 fn delete_request(flow: &CtFlow, sequence_number: u32) -> Vec<u8> {
-    request(flow.delete_message(), NLM_F_REQUEST | NLM_F_ACK, sequence_number)
+    request(
+        flow.delete_message(),
+        NLM_F_REQUEST | NLM_F_ACK,
+        sequence_number,
+    )
 }
 
 /// What one netlink message of a reply said.
@@ -299,8 +366,15 @@ enum Reply {
 /// carries `sequence_number`. A conntrack message the crate cannot decode is
 /// skipped with a warning (one odd entry must not block the others); a
 /// malformed netlink framing, a NACK or a failed dump is an error.
-fn parse_datagram(datagram: &[u8], sequence_number: u32, what: &str) -> Result<Vec<Reply>, ConntrackError> {
-    let malformed = |detail: String| ConntrackError::Malformed { what: what.to_string(), detail };
+fn parse_datagram(
+    datagram: &[u8],
+    sequence_number: u32,
+    what: &str,
+) -> Result<Vec<Reply>, ConntrackError> {
+    let malformed = |detail: String| ConntrackError::Malformed {
+        what: what.to_string(),
+        detail,
+    };
     let mut out = Vec::new();
     let mut offset = 0;
     while offset < datagram.len() {
@@ -308,7 +382,9 @@ fn parse_datagram(datagram: &[u8], sequence_number: u32, what: &str) -> Result<V
         let frame = NetlinkBuffer::new_checked(rest).map_err(|e| malformed(e.to_string()))?;
         let length = frame.length() as usize;
         let (message_type, sequence) = (frame.message_type(), frame.sequence_number());
-        let bytes = rest.get(..length).ok_or_else(|| malformed(format!("message of {length} bytes in {}", rest.len())))?;
+        let bytes = rest
+            .get(..length)
+            .ok_or_else(|| malformed(format!("message of {length} bytes in {}", rest.len())))?;
         offset += length.next_multiple_of(4);
         if sequence != sequence_number {
             out.push(Reply::Ignored);
@@ -316,7 +392,12 @@ fn parse_datagram(datagram: &[u8], sequence_number: u32, what: &str) -> Result<V
         }
         let message = match NetlinkMessage::<NetfilterMessage>::deserialize(bytes) {
             Ok(m) => m,
-            Err(e) if message_type >> 8 == u16::from(u8::from(netlink_packet_netfilter::NetfilterSubsystem::Conntrack)) => {
+            Err(e)
+                if message_type >> 8
+                    == u16::from(u8::from(
+                        netlink_packet_netfilter::NetfilterSubsystem::Conntrack,
+                    )) =>
+            {
                 warn!(error = %e, "conntrack: skipping an entry that cannot be decoded");
                 out.push(Reply::Flow(None));
                 continue;
@@ -332,7 +413,10 @@ fn parse_datagram(datagram: &[u8], sequence_number: u32, what: &str) -> Result<V
             }
             NetlinkPayload::Done(_) => Reply::Done,
             NetlinkPayload::Error(e) if e.code.is_some() => {
-                return Err(ConntrackError::Kernel { what: what.to_string(), source: e.to_io() });
+                return Err(ConntrackError::Kernel {
+                    what: what.to_string(),
+                    source: e.to_io(),
+                });
             }
             NetlinkPayload::Error(_) => Reply::Ack,
             NetlinkPayload::InnerMessage(NetfilterMessage {
@@ -356,8 +440,14 @@ impl Ctnetlink {
     fn open() -> Result<Ctnetlink, ConntrackError> {
         let mut socket = Socket::new(NETLINK_NETFILTER).map_err(ConntrackError::Socket)?;
         socket.bind_auto().map_err(ConntrackError::Socket)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(ConntrackError::Socket)?;
-        Ok(Ctnetlink { socket, sequence_number: 0, buf: Vec::with_capacity(RECV_BUFFER) })
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(ConntrackError::Socket)?;
+        Ok(Ctnetlink {
+            socket,
+            sequence_number: 0,
+            buf: Vec::with_capacity(RECV_BUFFER),
+        })
     }
 
     fn next_sequence_number(&mut self) -> u32 {
@@ -366,7 +456,10 @@ impl Ctnetlink {
     }
 
     fn send(&self, message: &[u8], what: &str) -> Result<(), ConntrackError> {
-        let io_error = |source| ConntrackError::Io { what: what.to_string(), source };
+        let io_error = |source| ConntrackError::Io {
+            what: what.to_string(),
+            source,
+        };
         let sent = self.socket.send(message, 0).map_err(io_error)?;
         if sent != message.len() {
             return Err(io_error(io::Error::new(
@@ -387,12 +480,19 @@ impl Ctnetlink {
                 Ok(n) if n > self.buf.len() => {
                     return Err(ConntrackError::Malformed {
                         what: what.to_string(),
-                        detail: format!("datagram of {n} bytes does not fit the {RECV_BUFFER}-byte buffer"),
+                        detail: format!(
+                            "datagram of {n} bytes does not fit the {RECV_BUFFER}-byte buffer"
+                        ),
                     });
                 }
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(ConntrackError::Io { what: what.to_string(), source }),
+                Err(source) => {
+                    return Err(ConntrackError::Io {
+                        what: what.to_string(),
+                        source,
+                    });
+                }
             }
         }
     }
@@ -423,7 +523,9 @@ impl Ctnetlink {
         loop {
             self.recv(&what)?;
             match parse_datagram(&self.buf, seq, &what) {
-                Err(ConntrackError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                Err(ConntrackError::Kernel { source, .. })
+                    if source.raw_os_error() == Some(libc::ENOENT) =>
+                {
                     return Ok(false);
                 }
                 Err(e) => return Err(e),
@@ -454,7 +556,13 @@ mod tests {
                 src_port: 40000,
                 dst_port: 5353,
             },
-            reply: CtTuple { src: v6("fd00:1::2"), dst: v6("2001:db8:1::1"), proto: 17, src_port: 53, dst_port: 40000 },
+            reply: CtTuple {
+                src: v6("fd00:1::2"),
+                dst: v6("2001:db8:1::1"),
+                proto: 17,
+                src_port: 53,
+                dst_port: 40000,
+            },
             dst_nat: true,
             id: Some(0xdead_beef),
             zone: None,
@@ -486,8 +594,17 @@ mod tests {
             v
         };
         const NESTED: u16 = 0x8000;
-        let ip = [nla(3, &v6("2001:db8:1::1").octets()), nla(4, &v6("2001:db8:1::10").octets())].concat();
-        let proto = [nla(1, &[17]), nla(2, &40000u16.to_be_bytes()), nla(3, &5353u16.to_be_bytes())].concat();
+        let ip = [
+            nla(3, &v6("2001:db8:1::1").octets()),
+            nla(4, &v6("2001:db8:1::10").octets()),
+        ]
+        .concat();
+        let proto = [
+            nla(1, &[17]),
+            nla(2, &40000u16.to_be_bytes()),
+            nla(3, &5353u16.to_be_bytes()),
+        ]
+        .concat();
         let tuple = [nla(1 | NESTED, &ip), nla(2 | NESTED, &proto)].concat();
         expected.extend(nla(1 | NESTED, &tuple)); // CTA_TUPLE_ORIG
         expected.extend(nla(CTA_ID, &0xdead_beefu32.to_be_bytes()));
@@ -508,10 +625,16 @@ mod tests {
     /// zone and id) parses back into the flow, and a Done ends the dump.
     #[test]
     fn dump_entries_parse_into_flows() {
-        let f = CtFlow { zone: Some(5), ..flow() };
+        let f = CtFlow {
+            zone: Some(5),
+            ..flow()
+        };
         let tuple = |t: &CtTuple| {
             vec![
-                Tuple::Ip(vec![IPTuple::SourceAddress(IpAddr::V6(t.src)), IPTuple::DestinationAddress(IpAddr::V6(t.dst))]),
+                Tuple::Ip(vec![
+                    IPTuple::SourceAddress(IpAddr::V6(t.src)),
+                    IPTuple::DestinationAddress(IpAddr::V6(t.dst)),
+                ]),
                 Tuple::Proto(vec![
                     ProtoTuple::Protocol(t.proto.into()),
                     ProtoTuple::SourcePort(t.src_port),
@@ -524,7 +647,10 @@ mod tests {
             ConntrackAttribute::CtaTupleReply(tuple(&f.reply)),
             ConntrackAttribute::CtaStatus(Status::DstNat | Status::Confirmed | Status::SeenReply),
             ConntrackAttribute::Other(DefaultNla::new(CTA_ZONE, 5u16.to_be_bytes().to_vec())),
-            ConntrackAttribute::Other(DefaultNla::new(CTA_ID, 0xdead_beefu32.to_be_bytes().to_vec())),
+            ConntrackAttribute::Other(DefaultNla::new(
+                CTA_ID,
+                0xdead_beefu32.to_be_bytes().to_vec(),
+            )),
             ConntrackAttribute::CtaTimeout(30),
         ]);
         let mut datagram = request(entry, 2 /* NLM_F_MULTIPART */, 9);
@@ -547,22 +673,41 @@ mod tests {
                 assert_eq!(parsed, &f);
                 assert_eq!(
                     parsed.match_key(),
-                    Some(MatchKey { proto: 17, host_port: 5353, target: v6("fd00:1::2"), target_port: 53 })
+                    Some(MatchKey {
+                        proto: 17,
+                        host_port: 5353,
+                        target: v6("fd00:1::2"),
+                        target_port: 53
+                    })
                 );
             }
             _ => panic!("first message is the flow"),
         }
-        assert!(matches!(replies[1], Reply::Ignored), "another sequence number is ignored");
+        assert!(
+            matches!(replies[1], Reply::Ignored),
+            "another sequence number is ignored"
+        );
         assert!(matches!(replies[2], Reply::Done));
     }
 
     #[test]
     fn only_dnat_flows_have_a_match_key() {
-        let direct = CtFlow { dst_nat: false, ..flow() };
+        let direct = CtFlow {
+            dst_nat: false,
+            ..flow()
+        };
         assert_eq!(direct.match_key(), None);
-        let target = DnatTarget { proto: L4Proto::Udp, host_port: 5353, target: v6("fd00:1::2"), target_port: 53 };
+        let target = DnatTarget {
+            proto: L4Proto::Udp,
+            host_port: 5353,
+            target: v6("fd00:1::2"),
+            target_port: 53,
+        };
         assert_eq!(flow().match_key(), Some(MatchKey::from(&target)));
-        let tcp = DnatTarget { proto: L4Proto::Tcp, ..target };
+        let tcp = DnatTarget {
+            proto: L4Proto::Tcp,
+            ..target
+        };
         assert_ne!(flow().match_key(), Some(MatchKey::from(&tcp)));
     }
 
@@ -578,10 +723,15 @@ mod tests {
         let mut bytes = vec![0; nack.buffer_len()];
         nack.serialize(&mut bytes);
         match parse_datagram(&bytes, 4, "deleting") {
-            Err(ConntrackError::Kernel { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::ENOENT)),
+            Err(ConntrackError::Kernel { source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::ENOENT))
+            }
             other => panic!("expected a kernel error, got {:?}", other.map(|r| r.len())),
         }
         let truncated = &dump_request(1)[..12];
-        assert!(matches!(parse_datagram(truncated, 1, "x"), Err(ConntrackError::Malformed { .. })));
+        assert!(matches!(
+            parse_datagram(truncated, 1, "x"),
+            Err(ConntrackError::Malformed { .. })
+        ));
     }
 }

@@ -23,16 +23,27 @@ pub enum HostError {
     },
 
     #[error("sysctl {key}: unexpected value {value:?} in {path}")]
-    SysctlValue { key: String, path: String, value: String },
+    SysctlValue {
+        key: String,
+        path: String,
+        value: String,
+    },
 
     #[error("sysctl {key}: wrote {wanted} but the kernel reports {actual}")]
     SysctlNotApplied { key: String, wanted: u8, actual: u8 },
 
     #[error("sysctl {key}: invalid {what} {value:?}")]
-    SysctlName { key: String, what: &'static str, value: String },
+    SysctlName {
+        key: String,
+        what: &'static str,
+        value: String,
+    },
 
     #[error("proxy-NDP entry {address} on {interface}: no such interface")]
-    NoSuchInterface { interface: String, address: Ipv6Addr },
+    NoSuchInterface {
+        interface: String,
+        address: Ipv6Addr,
+    },
 
     #[error("unsolicited neighbour advertisement for {address} on {interface}: {source}")]
     Advertisement {
@@ -45,7 +56,9 @@ pub enum HostError {
     #[error("router solicitation on {interface}: no such interface")]
     SolicitationNoInterface { interface: String },
 
-    #[error("router solicitation on {interface}: no usable link-local address (none, or still tentative)")]
+    #[error(
+        "router solicitation on {interface}: no usable link-local address (none, or still tentative)"
+    )]
     NoLinkLocal { interface: String },
 
     #[error("router solicitation on {interface}: {source}")]

@@ -11,8 +11,8 @@ use super::{HostError, nft};
 use std::collections::BTreeSet;
 
 use crate::nft::{Element, ElementChange, TABLE_NAME, Table, TableDiff, Value, diff};
-use crate::plan::{SET_DNAT_ADDR, SET_DNAT_ANY};
 use crate::plan::{Plan, ProxyEntry, SysctlSetting};
+use crate::plan::{SET_DNAT_ADDR, SET_DNAT_ANY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -29,7 +29,8 @@ pub enum ApplyError {
 pub trait Kernel {
     fn replace_table(&mut self, table: &Table) -> Result<(), ApplyError>;
     /// Set and map element changes to `table`, in one batch.
-    fn update_elements(&mut self, table: &str, changes: &[ElementChange]) -> Result<(), ApplyError>;
+    fn update_elements(&mut self, table: &str, changes: &[ElementChange])
+    -> Result<(), ApplyError>;
     fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError>;
     /// Whether Docker's own IPv6 firewall (`"ip6tables": true`, through
     /// iptables-nft) is in the kernel: its `DOCKER` chain in `ip6 nat` or `ip6 filter`.
@@ -37,7 +38,8 @@ pub trait Kernel {
     /// True if the table existed.
     fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError>;
     fn apply_sysctl(&mut self, setting: &SysctlSetting) -> Result<SysctlOutcome, ApplyError>;
-    fn sync_proxy_entries(&mut self, desired: &[ProxyEntry]) -> Result<ProxySyncReport, ApplyError>;
+    fn sync_proxy_entries(&mut self, desired: &[ProxyEntry])
+    -> Result<ProxySyncReport, ApplyError>;
     fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError>;
     /// Deletes the conntrack entries of flows DNAT'ed to these mappings;
     /// returns how many.
@@ -72,7 +74,11 @@ impl Kernel for LinuxKernel {
         Ok(nft::replace_table(table)?)
     }
 
-    fn update_elements(&mut self, table: &str, changes: &[ElementChange]) -> Result<(), ApplyError> {
+    fn update_elements(
+        &mut self,
+        table: &str,
+        changes: &[ElementChange],
+    ) -> Result<(), ApplyError> {
         Ok(nft::update_elements(table, changes)?)
     }
 
@@ -94,12 +100,17 @@ impl Kernel for LinuxKernel {
 
     /// Also announces each new entry with an unsolicited neighbour
     /// advertisement, so the upstream router learns of a container at once.
-    fn sync_proxy_entries(&mut self, desired: &[ProxyEntry]) -> Result<ProxySyncReport, ApplyError> {
+    fn sync_proxy_entries(
+        &mut self,
+        desired: &[ProxyEntry],
+    ) -> Result<ProxySyncReport, ApplyError> {
         let handle = &self.handle;
         Ok(self.runtime.block_on(async {
             let report = super::sync_proxy_entries(handle, desired).await?;
             for entry in &report.added {
-                if let Err(e) = super::send_unsolicited_na(handle, &entry.interface, entry.address, false).await {
+                if let Err(e) =
+                    super::send_unsolicited_na(handle, &entry.interface, entry.address, false).await
+                {
                     warn!("{e}");
                 }
             }
@@ -108,7 +119,9 @@ impl Kernel for LinuxKernel {
     }
 
     fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError> {
-        Ok(self.runtime.block_on(super::remove_all_dock6_entries(&self.handle))?)
+        Ok(self
+            .runtime
+            .block_on(super::remove_all_dock6_entries(&self.handle))?)
     }
 
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
@@ -116,7 +129,9 @@ impl Kernel for LinuxKernel {
     }
 
     fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
-        Ok(self.runtime.block_on(super::send_router_solicitation(&self.handle, interface))?)
+        Ok(self
+            .runtime
+            .block_on(super::send_router_solicitation(&self.handle, interface))?)
     }
 }
 
@@ -137,13 +152,17 @@ pub fn removed_dnat_targets(old: &Table, new: &Table) -> Vec<DnatTarget> {
 /// `[addr .] proto . port : target . target_port` → a DnatTarget.
 fn dnat_target(element: &Element) -> Option<DnatTarget> {
     let (proto, host_port) = match element.key.as_slice() {
-        [Value::Proto(p), Value::Port(port)] | [Value::Addr(_), Value::Proto(p), Value::Port(port)] => (*p, *port),
+        [Value::Proto(p), Value::Port(port)]
+        | [Value::Addr(_), Value::Proto(p), Value::Port(port)] => (*p, *port),
         _ => return None,
     };
     match element.data.as_slice() {
-        [Value::Addr(target), Value::Port(target_port)] => {
-            Some(DnatTarget { proto, host_port, target: *target, target_port: *target_port })
-        }
+        [Value::Addr(target), Value::Port(target_port)] => Some(DnatTarget {
+            proto,
+            host_port,
+            target: *target,
+            target_port: *target_port,
+        }),
         _ => None,
     }
 }
@@ -183,15 +202,26 @@ pub struct ApplyReport {
 /// differences are sent, unless the structure changed; without it, or when
 /// the element batch fails (someone changed the table), the whole table is
 /// replaced atomically.
-pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Option<&Table>) -> Result<ApplyReport, ApplyError> {
+pub fn apply_plan(
+    kernel: &mut dyn Kernel,
+    plan: &Plan,
+    previous: Option<&Table>,
+) -> Result<ApplyReport, ApplyError> {
     let table = apply_table(kernel, &plan.ruleset, previous)?;
     let (sysctls, proxies) = apply_host(kernel, plan)?;
-    Ok(ApplyReport { table, sysctls, proxies })
+    Ok(ApplyReport {
+        table,
+        sysctls,
+        proxies,
+    })
 }
 
 /// The host side of a plan alone: sysctls, then proxy-NDP entries. What a
 /// companion of Docker's own IPv6 firewall does.
-pub fn apply_host(kernel: &mut dyn Kernel, plan: &Plan) -> Result<(Vec<SysctlOutcome>, ProxySyncReport), ApplyError> {
+pub fn apply_host(
+    kernel: &mut dyn Kernel,
+    plan: &Plan,
+) -> Result<(Vec<SysctlOutcome>, ProxySyncReport), ApplyError> {
     let mut sysctls = Vec::new();
     for setting in &plan.sysctls {
         let outcome = kernel.apply_sysctl(setting)?;
@@ -207,7 +237,10 @@ pub fn apply_host(kernel: &mut dyn Kernel, plan: &Plan) -> Result<(Vec<SysctlOut
     }
     let proxies = kernel.sync_proxy_entries(&plan.proxy_entries)?;
     for entry in &proxies.added {
-        info!("proxy-NDP entry {} on {} added", entry.address, entry.interface);
+        info!(
+            "proxy-NDP entry {} on {} added",
+            entry.address, entry.interface
+        );
     }
     for entry in &proxies.removed {
         info!("proxy-NDP entry {entry} removed");
@@ -218,7 +251,11 @@ pub fn apply_host(kernel: &mut dyn Kernel, plan: &Plan) -> Result<(Vec<SysctlOut
     Ok((sysctls, proxies))
 }
 
-fn apply_table(kernel: &mut dyn Kernel, table: &Table, previous: Option<&Table>) -> Result<TableAction, ApplyError> {
+fn apply_table(
+    kernel: &mut dyn Kernel,
+    table: &Table,
+    previous: Option<&Table>,
+) -> Result<TableAction, ApplyError> {
     match previous.map(|p| diff(p, table)) {
         Some(TableDiff::Same) => return Ok(TableAction::Unchanged),
         Some(TableDiff::Elements(changes)) => match kernel.update_elements(&table.name, &changes) {
@@ -248,7 +285,10 @@ pub struct CleanupReport {
 pub fn cleanup(kernel: &mut dyn Kernel) -> Result<CleanupReport, ApplyError> {
     let table_existed = kernel.delete_table(TABLE_NAME)?;
     let removed_proxies = kernel.remove_proxy_entries()?;
-    Ok(CleanupReport { table_existed, removed_proxies })
+    Ok(CleanupReport {
+        table_existed,
+        removed_proxies,
+    })
 }
 
 #[cfg(test)]
@@ -270,7 +310,11 @@ mod tests {
             Ok(())
         }
 
-        fn update_elements(&mut self, table: &str, changes: &[ElementChange]) -> Result<(), ApplyError> {
+        fn update_elements(
+            &mut self,
+            table: &str,
+            changes: &[ElementChange],
+        ) -> Result<(), ApplyError> {
             self.calls.push(format!("update {table} {}", changes.len()));
             Ok(())
         }
@@ -292,12 +336,24 @@ mod tests {
         fn apply_sysctl(&mut self, s: &SysctlSetting) -> Result<SysctlOutcome, ApplyError> {
             self.calls.push(format!("sysctl {}={}", s.key(), s.value));
             if self.fail_sysctl {
-                return Err(HostError::SysctlMissing { key: s.key(), path: s.proc_path() }.into());
+                return Err(HostError::SysctlMissing {
+                    key: s.key(),
+                    path: s.proc_path(),
+                }
+                .into());
             }
-            Ok(SysctlOutcome { key: s.key(), old: 0, new: s.value, action: super::super::SysctlAction::Changed })
+            Ok(SysctlOutcome {
+                key: s.key(),
+                old: 0,
+                new: s.value,
+                action: super::super::SysctlAction::Changed,
+            })
         }
 
-        fn sync_proxy_entries(&mut self, desired: &[ProxyEntry]) -> Result<ProxySyncReport, ApplyError> {
+        fn sync_proxy_entries(
+            &mut self,
+            desired: &[ProxyEntry],
+        ) -> Result<ProxySyncReport, ApplyError> {
             self.calls.push(format!("proxies {}", desired.len()));
             Ok(ProxySyncReport::default())
         }
@@ -343,10 +399,19 @@ mod tests {
 
     #[test]
     fn a_failed_sysctl_stops_before_forwarding() {
-        let mut k = Recorder { fail_sysctl: true, ..Default::default() };
+        let mut k = Recorder {
+            fail_sysctl: true,
+            ..Default::default()
+        };
         let e = apply_plan(&mut k, &all_three_modes(), None).unwrap_err();
-        assert!(e.to_string().contains("net.ipv6.conf.eth0.accept_ra"), "{e}");
-        assert_eq!(k.calls, ["replace dock6", "sysctl net.ipv6.conf.eth0.accept_ra=2"]);
+        assert!(
+            e.to_string().contains("net.ipv6.conf.eth0.accept_ra"),
+            "{e}"
+        );
+        assert_eq!(
+            k.calls,
+            ["replace dock6", "sysctl net.ipv6.conf.eth0.accept_ra=2"]
+        );
     }
 
     #[test]
@@ -358,15 +423,26 @@ mod tests {
         let mut previous = plan.ruleset.clone();
         previous.sets.iter_mut().for_each(|s| s.elements.clear());
         let report = apply_plan(&mut k, &plan, Some(&previous)).unwrap();
-        assert_eq!(report.table, TableAction::Updated(plan.ruleset.element_count()));
-        assert!(k.calls.iter().all(|c| !c.starts_with("replace")), "{:?}", k.calls);
+        assert_eq!(
+            report.table,
+            TableAction::Updated(plan.ruleset.element_count())
+        );
+        assert!(
+            k.calls.iter().all(|c| !c.starts_with("replace")),
+            "{:?}",
+            k.calls
+        );
     }
 
     #[test]
     fn removed_and_moved_mappings_are_found() {
         let plan = all_three_modes();
         let mut moved = plan.ruleset.clone();
-        let dnat = moved.sets.iter_mut().find(|s| s.name == SET_DNAT_ANY).unwrap();
+        let dnat = moved
+            .sets
+            .iter_mut()
+            .find(|s| s.name == SET_DNAT_ANY)
+            .unwrap();
         dnat.elements.retain(|e| e.key[1] != Value::Port(5353));
         dnat.elements[0].data[0] = Value::Addr("fd00:1::99".parse().unwrap());
         let removed = removed_dnat_targets(&plan.ruleset, &moved);

@@ -10,14 +10,17 @@ pub mod sysctl;
 
 pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
 pub use error::HostError;
-pub use kernel::{ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host, apply_plan, cleanup,
-    removed_dnat_targets,
+pub use kernel::{
+    ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host,
+    apply_plan, cleanup, removed_dnat_targets,
 };
 /// The former name of [`ndisc`], which now also sends router solicitations.
 pub use ndisc as na;
-pub use ndisc::{neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na};
+pub use ndisc::{
+    neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
+};
 pub use ndp::{
-    DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries, remove_all_dock6_entries,
-    sync_proxy_entries,
+    DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries,
+    remove_all_dock6_entries, sync_proxy_entries,
 };
 pub use sysctl::{SysctlAction, SysctlOutcome, apply_sysctl, read_sysctl};

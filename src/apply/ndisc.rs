@@ -20,7 +20,9 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
 
 use futures::TryStreamExt;
 use rtnetlink::Handle;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use rtnetlink::packet_route::link::LinkAttribute;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::debug;
@@ -88,10 +90,19 @@ pub async fn send_unsolicited_na(
     target: Ipv6Addr,
     router: bool,
 ) -> Result<(), HostError> {
-    let what = || format!("unsolicited neighbour advertisement for {target}: looking up {interface}");
-    let Some(link) = find_link(handle, interface).await.map_err(|source| HostError::Netlink { what: what(), source })?
+    let what =
+        || format!("unsolicited neighbour advertisement for {target}: looking up {interface}");
+    let Some(link) = find_link(handle, interface)
+        .await
+        .map_err(|source| HostError::Netlink {
+            what: what(),
+            source,
+        })?
     else {
-        return Err(HostError::NoSuchInterface { interface: interface.to_string(), address: target });
+        return Err(HostError::NoSuchInterface {
+            interface: interface.to_string(),
+            address: target,
+        });
     };
     let packet = neighbour_advertisement(target, link.lladdr.as_deref(), router);
     send(link.index, None, ALL_NODES, &packet).map_err(|source| HostError::Advertisement {
@@ -109,18 +120,31 @@ pub async fn send_unsolicited_na(
 /// not exist or has no usable (non-tentative) link-local address yet.
 pub async fn send_router_solicitation(handle: &Handle, interface: &str) -> Result<(), HostError> {
     let what = |step: &str| format!("router solicitation on {interface}: {step}");
-    let Some(link) =
-        find_link(handle, interface).await.map_err(|source| HostError::Netlink { what: what("looking it up"), source })?
+    let Some(link) = find_link(handle, interface)
+        .await
+        .map_err(|source| HostError::Netlink {
+            what: what("looking it up"),
+            source,
+        })?
     else {
-        return Err(HostError::SolicitationNoInterface { interface: interface.to_string() });
+        return Err(HostError::SolicitationNoInterface {
+            interface: interface.to_string(),
+        });
     };
     let source = link_local(handle, link.index)
         .await
-        .map_err(|source| HostError::Netlink { what: what("listing its addresses"), source })?
-        .ok_or_else(|| HostError::NoLinkLocal { interface: interface.to_string() })?;
+        .map_err(|source| HostError::Netlink {
+            what: what("listing its addresses"),
+            source,
+        })?
+        .ok_or_else(|| HostError::NoLinkLocal {
+            interface: interface.to_string(),
+        })?;
     let packet = router_solicitation(link.lladdr.as_deref());
-    send(link.index, Some(source), ALL_ROUTERS, &packet)
-        .map_err(|e| HostError::Solicitation { interface: interface.to_string(), source: e })?;
+    send(link.index, Some(source), ALL_ROUTERS, &packet).map_err(|e| HostError::Solicitation {
+        interface: interface.to_string(),
+        source: e,
+    })?;
     debug!(interface, source = %source, "router solicitation sent");
     Ok(())
 }
@@ -134,7 +158,11 @@ struct Link {
 
 /// Looks `interface` up by name; `None` when it does not exist.
 async fn find_link(handle: &Handle, interface: &str) -> Result<Option<Link>, rtnetlink::Error> {
-    let mut links = handle.link().get().match_name(interface.to_string()).execute();
+    let mut links = handle
+        .link()
+        .get()
+        .match_name(interface.to_string())
+        .execute();
     let link = match links.try_next().await {
         Ok(link) => link,
         // A lookup by name answers a missing interface with ENODEV.
@@ -153,7 +181,11 @@ async fn find_link(handle: &Handle, interface: &str) -> Result<Option<Link>, rtn
 /// A link-local address of interface `index` that can be a source now: not
 /// tentative (optimistic is fine) and not failed duplicate address detection.
 async fn link_local(handle: &Handle, index: u32) -> Result<Option<Ipv6Addr>, rtnetlink::Error> {
-    let mut addresses = handle.address().get().set_link_index_filter(index).execute();
+    let mut addresses = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
     while let Some(msg) = addresses.try_next().await? {
         if let Some(address) = usable_link_local(&msg) {
             return Ok(Some(address));
@@ -163,7 +195,10 @@ async fn link_local(handle: &Handle, index: u32) -> Result<Option<Ipv6Addr>, rtn
 }
 
 fn usable_link_local(msg: &AddressMessage) -> Option<Ipv6Addr> {
-    let header_unusable = msg.header.flags.intersects(AddressHeaderFlags::Tentative | AddressHeaderFlags::Dadfailed);
+    let header_unusable = msg
+        .header
+        .flags
+        .intersects(AddressHeaderFlags::Tentative | AddressHeaderFlags::Dadfailed);
     let attr_unusable = msg.attributes.iter().any(|attr| {
         matches!(attr, AddressAttribute::Flags(f) if f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed))
     });
@@ -179,7 +214,12 @@ fn usable_link_local(msg: &AddressMessage) -> Option<Ipv6Addr> {
 /// Sends `packet` to the link-scope multicast `destination` out of interface
 /// `ifindex` with hop limit 255, from `source` when given (bound with the
 /// interface as its scope), else from whatever the kernel picks.
-fn send(ifindex: u32, source: Option<Ipv6Addr>, destination: Ipv6Addr, packet: &[u8]) -> io::Result<()> {
+fn send(
+    ifindex: u32,
+    source: Option<Ipv6Addr>,
+    destination: Ipv6Addr,
+    packet: &[u8],
+) -> io::Result<()> {
     let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
     if let Some(source) = source {
         socket.bind(&SockAddr::from(SocketAddrV6::new(source, 0, 0, ifindex)))?;
@@ -217,7 +257,10 @@ mod tests {
     fn solicitation_layout() {
         let mac = [0x02, 0xd6, 0, 0, 0, 0x02];
         let p = router_solicitation(Some(&mac));
-        assert_eq!(p, [133, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0x02, 0xd6, 0, 0, 0, 0x02]);
+        assert_eq!(
+            p,
+            [133, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0x02, 0xd6, 0, 0, 0, 0x02]
+        );
 
         assert_eq!(router_solicitation(None), [133, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(router_solicitation(Some(&[])).len(), 8);

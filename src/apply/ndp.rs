@@ -20,7 +20,9 @@ use futures::TryStreamExt;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
 use rtnetlink::packet_route::route::RouteProtocol;
 use tracing::{debug, info, warn};
 
@@ -62,7 +64,13 @@ impl ProxyNeighbour {
 
 impl std::fmt::Display for ProxyNeighbour {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} dev {} proto {}", self.address, self.interface_label(), self.protocol)
+        write!(
+            f,
+            "{} dev {} proto {}",
+            self.address,
+            self.interface_label(),
+            self.protocol
+        )
     }
 }
 
@@ -102,7 +110,11 @@ fn netlink(what: String) -> impl FnOnce(rtnetlink::Error) -> HostError {
 async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostError> {
     let mut links = handle.link().get().execute();
     let mut names = BTreeMap::new();
-    while let Some(link) = links.try_next().await.map_err(netlink("dumping links".into()))? {
+    while let Some(link) = links
+        .try_next()
+        .await
+        .map_err(netlink("dumping links".into()))?
+    {
         let name = link.attributes.iter().find_map(|attr| match attr {
             LinkAttribute::IfName(name) => Some(name.clone()),
             _ => None,
@@ -120,7 +132,10 @@ pub async fn list_proxy_entries(handle: &Handle) -> Result<Vec<ProxyNeighbour>, 
     list_with_names(handle, &names).await
 }
 
-async fn list_with_names(handle: &Handle, names: &BTreeMap<u32, String>) -> Result<Vec<ProxyNeighbour>, HostError> {
+async fn list_with_names(
+    handle: &Handle,
+    names: &BTreeMap<u32, String>,
+) -> Result<Vec<ProxyNeighbour>, HostError> {
     // The kernel dumps the proxy table (instead of the neighbour cache) when
     // the request's ndm_flags is exactly NTF_PROXY.
     let mut dump = handle
@@ -130,8 +145,14 @@ async fn list_with_names(handle: &Handle, names: &BTreeMap<u32, String>) -> Resu
         .proxies()
         .execute();
     let mut entries = Vec::new();
-    while let Some(msg) = dump.try_next().await.map_err(netlink("dumping proxy-NDP entries".into()))? {
-        if !msg.header.flags.contains(NeighbourFlags::Proxy) || msg.header.family != AddressFamily::Inet6 {
+    while let Some(msg) = dump
+        .try_next()
+        .await
+        .map_err(netlink("dumping proxy-NDP entries".into()))?
+    {
+        if !msg.header.flags.contains(NeighbourFlags::Proxy)
+            || msg.header.family != AddressFamily::Inet6
+        {
             continue;
         }
         let mut address = None;
@@ -145,7 +166,12 @@ async fn list_with_names(handle: &Handle, names: &BTreeMap<u32, String>) -> Resu
         }
         let Some(address) = address else { continue };
         let ifindex = msg.header.ifindex;
-        entries.push(ProxyNeighbour { ifindex, interface: names.get(&ifindex).cloned(), address, protocol });
+        entries.push(ProxyNeighbour {
+            ifindex,
+            interface: names.get(&ifindex).cloned(),
+            address,
+            protocol,
+        });
     }
     entries.sort();
     Ok(entries)
@@ -159,7 +185,9 @@ async fn add_entry(handle: &Handle, ifindex: u32, entry: &ProxyEntry) -> Result<
     request
         .message_mut()
         .attributes
-        .push(NeighbourAttribute::Protocol(RouteProtocol::from(DOCK6_NEIGH_PROTOCOL)));
+        .push(NeighbourAttribute::Protocol(RouteProtocol::from(
+            DOCK6_NEIGH_PROTOCOL,
+        )));
     request.execute().await.map_err(netlink(format!(
         "adding proxy-NDP entry {} on {} (container {}, network {})",
         entry.address, entry.interface, entry.container, entry.network
@@ -173,13 +201,21 @@ async fn delete_entry(handle: &Handle, entry: &ProxyNeighbour) -> Result<(), Hos
     message.header.family = AddressFamily::Inet6;
     message.header.ifindex = entry.ifindex;
     message.header.flags = NeighbourFlags::Proxy;
-    message.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(entry.address)));
+    message
+        .attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
+            entry.address,
+        )));
     handle
         .neighbours()
         .del(message)
         .execute()
         .await
-        .map_err(netlink(format!("deleting proxy-NDP entry {} on {}", entry.address, entry.interface_label())))
+        .map_err(netlink(format!(
+            "deleting proxy-NDP entry {} on {}",
+            entry.address,
+            entry.interface_label()
+        )))
 }
 
 /// Makes the kernel's dock6-tagged proxy entries exactly `desired`: adds the
@@ -189,21 +225,27 @@ async fn delete_entry(handle: &Handle, entry: &ProxyNeighbour) -> Result<(), Hos
 /// Fails only when the kernel cannot be dumped; per-entry failures (an
 /// interface that does not exist, a refused add) are in the report's
 /// `errors`, and the rest is still applied.
-pub async fn sync_proxy_entries(handle: &Handle, desired: &[ProxyEntry]) -> Result<ProxySyncReport, HostError> {
+pub async fn sync_proxy_entries(
+    handle: &Handle,
+    desired: &[ProxyEntry],
+) -> Result<ProxySyncReport, HostError> {
     let names = link_names(handle).await?;
     let indices: HashMap<&str, u32> = names.iter().map(|(i, n)| (n.as_str(), *i)).collect();
     let current = list_with_names(handle, &names).await?;
-    let present: HashMap<(u32, Ipv6Addr), &ProxyNeighbour> =
-        current.iter().map(|e| ((e.ifindex, e.address), e)).collect();
+    let present: HashMap<(u32, Ipv6Addr), &ProxyNeighbour> = current
+        .iter()
+        .map(|e| ((e.ifindex, e.address), e))
+        .collect();
 
     let mut report = ProxySyncReport::default();
     let mut wanted = BTreeSet::new();
     for entry in desired {
         let Some(&ifindex) = indices.get(entry.interface.as_str()) else {
             warn!(interface = %entry.interface, address = %entry.address, "proxy-NDP entry not added: no such interface");
-            report
-                .errors
-                .push(HostError::NoSuchInterface { interface: entry.interface.clone(), address: entry.address });
+            report.errors.push(HostError::NoSuchInterface {
+                interface: entry.interface.clone(),
+                address: entry.address,
+            });
             continue;
         };
         if !wanted.insert((ifindex, entry.address)) {
@@ -234,7 +276,10 @@ pub async fn sync_proxy_entries(handle: &Handle, desired: &[ProxyEntry]) -> Resu
         }
     }
 
-    for entry in current.iter().filter(|e| e.is_dock6() && !wanted.contains(&(e.ifindex, e.address))) {
+    for entry in current
+        .iter()
+        .filter(|e| e.is_dock6() && !wanted.contains(&(e.ifindex, e.address)))
+    {
         match delete_entry(handle, entry).await {
             Ok(()) => {
                 info!(interface = %entry.interface_label(), address = %entry.address, "proxy-NDP entry removed");
@@ -253,7 +298,11 @@ pub async fn sync_proxy_entries(handle: &Handle, desired: &[ProxyEntry]) -> Resu
 /// returns them. Other entries are left alone.
 pub async fn remove_all_dock6_entries(handle: &Handle) -> Result<Vec<ProxyNeighbour>, HostError> {
     let mut removed = Vec::new();
-    for entry in list_proxy_entries(handle).await?.into_iter().filter(ProxyNeighbour::is_dock6) {
+    for entry in list_proxy_entries(handle)
+        .await?
+        .into_iter()
+        .filter(ProxyNeighbour::is_dock6)
+    {
         delete_entry(handle, &entry).await?;
         info!(interface = %entry.interface_label(), address = %entry.address, "proxy-NDP entry removed");
         removed.push(entry);

@@ -69,7 +69,11 @@ fn key(scope: &str, name: &str) -> String {
 fn path(scope: &str, name: &str) -> Result<String, HostError> {
     for (what, value) in [("scope", scope), ("name", name)] {
         if value.is_empty() || value == "." || value == ".." || value.contains(['/', '\0']) {
-            return Err(HostError::SysctlName { key: key(scope, name), what, value: value.to_string() });
+            return Err(HostError::SysctlName {
+                key: key(scope, name),
+                what,
+                value: value.to_string(),
+            });
         }
     }
     Ok(format!("{CONF_DIR}/{scope}/{name}"))
@@ -77,9 +81,17 @@ fn path(scope: &str, name: &str) -> Result<String, HostError> {
 
 fn io_error(key: &str, path: &str, op: &'static str, source: io::Error) -> HostError {
     if source.kind() == io::ErrorKind::NotFound {
-        HostError::SysctlMissing { key: key.to_string(), path: path.to_string() }
+        HostError::SysctlMissing {
+            key: key.to_string(),
+            path: path.to_string(),
+        }
     } else {
-        HostError::SysctlIo { key: key.to_string(), path: path.to_string(), op, source }
+        HostError::SysctlIo {
+            key: key.to_string(),
+            path: path.to_string(),
+            op,
+            source,
+        }
     }
 }
 
@@ -119,19 +131,38 @@ pub fn apply_sysctl(s: &SysctlSetting) -> Result<SysctlOutcome, HostError> {
     let old = read_path(&key, &path)?;
     if s.keep_if == Some(old) && old != s.value {
         info!(sysctl = %key, value = old, reason = %s.reason, "sysctl left at {old} on purpose (keep_if)");
-        return Ok(SysctlOutcome { key, old, new: old, action: SysctlAction::Kept });
+        return Ok(SysctlOutcome {
+            key,
+            old,
+            new: old,
+            action: SysctlAction::Kept,
+        });
     }
     if old == s.value {
         debug!(sysctl = %key, value = old, "sysctl already set");
-        return Ok(SysctlOutcome { key, old, new: old, action: SysctlAction::AlreadySet });
+        return Ok(SysctlOutcome {
+            key,
+            old,
+            new: old,
+            action: SysctlAction::AlreadySet,
+        });
     }
     write_path(&key, &path, s.value)?;
     let new = read_path(&key, &path)?;
     if new != s.value {
-        return Err(HostError::SysctlNotApplied { key, wanted: s.value, actual: new });
+        return Err(HostError::SysctlNotApplied {
+            key,
+            wanted: s.value,
+            actual: new,
+        });
     }
     info!(sysctl = %key, old, new, reason = %s.reason, "sysctl {key}: {old} → {new}");
-    Ok(SysctlOutcome { key, old, new, action: SysctlAction::Changed })
+    Ok(SysctlOutcome {
+        key,
+        old,
+        new,
+        action: SysctlAction::Changed,
+    })
 }
 
 #[cfg(test)]
@@ -140,14 +171,29 @@ mod tests {
 
     #[test]
     fn keys_and_paths_keep_dots_where_each_wants_them() {
-        assert_eq!(key("eth0.100", "accept_ra"), "net.ipv6.conf.eth0/100.accept_ra");
-        assert_eq!(path("eth0.100", "accept_ra").unwrap(), "/proc/sys/net/ipv6/conf/eth0.100/accept_ra");
+        assert_eq!(
+            key("eth0.100", "accept_ra"),
+            "net.ipv6.conf.eth0/100.accept_ra"
+        );
+        assert_eq!(
+            path("eth0.100", "accept_ra").unwrap(),
+            "/proc/sys/net/ipv6/conf/eth0.100/accept_ra"
+        );
     }
 
     #[test]
     fn bad_components_are_refused() {
-        for (scope, name) in [("..", "x"), ("a/b", "x"), ("", "x"), ("eth0", "../../x"), ("eth0", "")] {
-            assert!(matches!(path(scope, name), Err(HostError::SysctlName { .. })), "{scope} {name}");
+        for (scope, name) in [
+            ("..", "x"),
+            ("a/b", "x"),
+            ("", "x"),
+            ("eth0", "../../x"),
+            ("eth0", ""),
+        ] {
+            assert!(
+                matches!(path(scope, name), Err(HostError::SysctlName { .. })),
+                "{scope} {name}"
+            );
         }
     }
 
@@ -163,6 +209,10 @@ mod tests {
         };
         let err = apply_sysctl(&s).unwrap_err();
         assert!(matches!(err, HostError::SysctlMissing { .. }), "{err:?}");
-        assert!(err.to_string().contains("net.ipv6.conf.nosuch/4242.accept_ra"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("net.ipv6.conf.nosuch/4242.accept_ra"),
+            "{err}"
+        );
     }
 }

@@ -33,7 +33,11 @@ pub fn diff(old: &Table, new: &Table) -> TableDiff {
     let same_shape = old.name == new.name
         && old.chains == new.chains
         && old.sets.len() == new.sets.len()
-        && old.sets.iter().zip(&new.sets).all(|(a, b)| a.name == b.name && a.key == b.key && a.data == b.data);
+        && old
+            .sets
+            .iter()
+            .zip(&new.sets)
+            .all(|(a, b)| a.name == b.name && a.key == b.key && a.data == b.data);
     if !same_shape {
         return TableDiff::Structure;
     }
@@ -42,8 +46,14 @@ pub fn diff(old: &Table, new: &Table) -> TableDiff {
     for (a, b) in old.sets.iter().zip(&new.sets) {
         let before: BTreeSet<&Element> = a.elements.iter().collect();
         let after: BTreeSet<&Element> = b.elements.iter().collect();
-        removes.extend(before.difference(&after).map(|e| ElementChange::Remove { set: a.name.clone(), element: (*e).clone() }));
-        adds.extend(after.difference(&before).map(|e| ElementChange::Add { set: b.name.clone(), element: (*e).clone() }));
+        removes.extend(before.difference(&after).map(|e| ElementChange::Remove {
+            set: a.name.clone(),
+            element: (*e).clone(),
+        }));
+        adds.extend(after.difference(&before).map(|e| ElementChange::Add {
+            set: b.name.clone(),
+            element: (*e).clone(),
+        }));
     }
     if removes.is_empty() && adds.is_empty() {
         return TableDiff::Same;
@@ -78,13 +88,21 @@ mod tests {
 
     #[test]
     fn same_elements_need_nothing() {
-        assert_eq!(diff(&table(&[(80, "fd00::2")]), &table(&[(80, "fd00::2")])), TableDiff::Same);
+        assert_eq!(
+            diff(&table(&[(80, "fd00::2")]), &table(&[(80, "fd00::2")])),
+            TableDiff::Same
+        );
     }
 
     #[test]
     fn changed_map_data_is_removed_then_added() {
-        let d = diff(&table(&[(80, "fd00::2"), (81, "fd00::3")]), &table(&[(80, "fd00::4"), (81, "fd00::3")]));
-        let TableDiff::Elements(changes) = d else { panic!("expected element changes, got {d:?}") };
+        let d = diff(
+            &table(&[(80, "fd00::2"), (81, "fd00::3")]),
+            &table(&[(80, "fd00::4"), (81, "fd00::3")]),
+        );
+        let TableDiff::Elements(changes) = d else {
+            panic!("expected element changes, got {d:?}")
+        };
         assert_eq!(changes.len(), 2);
         assert!(matches!(changes[0], ElementChange::Remove { .. }));
         assert!(matches!(changes[1], ElementChange::Add { .. }));

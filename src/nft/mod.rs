@@ -266,7 +266,11 @@ pub enum Match {
     /// `meta nfproto ipv6` / `meta nfproto != ipv6`
     NfprotoIpv6 { negate: bool },
     /// `iifname "br-x"`, `oifname != "br-*"` (a trailing `*` is a prefix match)
-    IfName { dir: Direction, negate: bool, name: String },
+    IfName {
+        dir: Direction,
+        negate: bool,
+        name: String,
+    },
     /// `oifname @bridges`
     IfNameInSet { dir: Direction, set: String },
     /// `ct state established,related` (any of)
@@ -274,7 +278,11 @@ pub enum Match {
     /// `ct status dnat`
     CtStatusDnat,
     /// `ip6 saddr fd00::/64`, `ip6 daddr != ::1`
-    Ip6 { field: AddrField, negate: bool, net: Ipv6Net },
+    Ip6 {
+        field: AddrField,
+        negate: bool,
+        net: Ipv6Net,
+    },
     /// `ip6 daddr @sealed`
     Ip6InSet { field: AddrField, set: String },
     /// `ip6 daddr . meta l4proto . th dport @open_ports`
@@ -298,7 +306,10 @@ pub enum Statement {
     /// `meta mark set meta mark | 0x...`
     MarkOr(u32),
     /// `dnat ip6 to <key> map @<map>`
-    DnatMap { key: DnatKey, map: String },
+    DnatMap {
+        key: DnatKey,
+        map: String,
+    },
     Masquerade,
     /// `snat ip6 to <addr>`
     Snat(Ipv6Addr),
@@ -352,15 +363,25 @@ impl RuleBuilder {
     }
 
     fn ifname(self, dir: Direction, negate: bool, name: &str) -> Self {
-        self.matching(Match::IfName { dir, negate, name: name.to_string() })
+        self.matching(Match::IfName {
+            dir,
+            negate,
+            name: name.to_string(),
+        })
     }
 
     pub fn iif_in(self, set: &str) -> Self {
-        self.matching(Match::IfNameInSet { dir: Direction::In, set: set.to_string() })
+        self.matching(Match::IfNameInSet {
+            dir: Direction::In,
+            set: set.to_string(),
+        })
     }
 
     pub fn oif_in(self, set: &str) -> Self {
-        self.matching(Match::IfNameInSet { dir: Direction::Out, set: set.to_string() })
+        self.matching(Match::IfNameInSet {
+            dir: Direction::Out,
+            set: set.to_string(),
+        })
     }
 
     pub fn ct_state(self, states: &[CtState]) -> Self {
@@ -372,23 +393,38 @@ impl RuleBuilder {
     }
 
     pub fn saddr(self, net: Ipv6Net) -> Self {
-        self.matching(Match::Ip6 { field: AddrField::Saddr, negate: false, net })
+        self.matching(Match::Ip6 {
+            field: AddrField::Saddr,
+            negate: false,
+            net,
+        })
     }
 
     pub fn daddr(self, net: Ipv6Net) -> Self {
-        self.matching(Match::Ip6 { field: AddrField::Daddr, negate: false, net })
+        self.matching(Match::Ip6 {
+            field: AddrField::Daddr,
+            negate: false,
+            net,
+        })
     }
 
     pub fn daddr_in(self, set: &str) -> Self {
-        self.matching(Match::Ip6InSet { field: AddrField::Daddr, set: set.to_string() })
+        self.matching(Match::Ip6InSet {
+            field: AddrField::Daddr,
+            set: set.to_string(),
+        })
     }
 
     pub fn daddr_proto_port_in(self, set: &str) -> Self {
-        self.matching(Match::DaddrProtoPortInSet { set: set.to_string() })
+        self.matching(Match::DaddrProtoPortInSet {
+            set: set.to_string(),
+        })
     }
 
     pub fn icmpv6_type_in(self, set: &str) -> Self {
-        self.matching(Match::Icmpv6TypeInSet { set: set.to_string() })
+        self.matching(Match::Icmpv6TypeInSet {
+            set: set.to_string(),
+        })
     }
 
     pub fn fib_daddr_local(self) -> Self {
@@ -456,8 +492,21 @@ pub mod samples {
         let elements = (0..n)
             .map(|i| Element {
                 key: vec![
-                    Value::Addr(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i / 60000) as u16, (i % 60000) as u16 + 1)),
-                    Value::Proto(if i % 2 == 0 { L4Proto::Tcp } else { L4Proto::Udp }),
+                    Value::Addr(Ipv6Addr::new(
+                        0x2001,
+                        0xdb8,
+                        0,
+                        0,
+                        0,
+                        0,
+                        (i / 60000) as u16,
+                        (i % 60000) as u16 + 1,
+                    )),
+                    Value::Proto(if i % 2 == 0 {
+                        L4Proto::Tcp
+                    } else {
+                        L4Proto::Udp
+                    }),
                     Value::Port((i % 65000) as u16 + 1),
                 ],
                 data: vec![],

@@ -9,7 +9,10 @@ impl Table {
     /// A script that replaces the table atomically when loaded with `nft -f`
     /// (creating it first makes the delete valid when it does not exist).
     pub fn replace_script(&self) -> String {
-        format!("table inet {0}\ndelete table inet {0}\n{1}", self.name, self)
+        format!(
+            "table inet {0}\ndelete table inet {0}\n{1}",
+            self.name, self
+        )
     }
 }
 
@@ -36,11 +39,19 @@ impl Display for Table {
 }
 
 fn join_types(types: &[KeyType]) -> String {
-    types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" . ")
+    types
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" . ")
 }
 
 fn join_values(values: &[Value]) -> String {
-    values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" . ")
+    values
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(" . ")
 }
 
 impl Display for Set {
@@ -48,7 +59,12 @@ impl Display for Set {
         let kind = if self.is_map() { "map" } else { "set" };
         writeln!(f, "\t{kind} {} {{", self.name)?;
         if self.is_map() {
-            writeln!(f, "\t\ttype {} : {}", join_types(&self.key), join_types(&self.data))?;
+            writeln!(
+                f,
+                "\t\ttype {} : {}",
+                join_types(&self.key),
+                join_types(&self.data)
+            )?;
         } else {
             writeln!(f, "\t\ttype {}", join_types(&self.key))?;
         }
@@ -122,7 +138,11 @@ impl Display for BaseChain {
             Hook::Output => "output",
             Hook::Postrouting => "postrouting",
         };
-        write!(f, "type {kind} hook {hook} priority {}; policy accept;", self.priority)
+        write!(
+            f,
+            "type {kind} hook {hook} priority {}; policy accept;",
+            self.priority
+        )
     }
 }
 
@@ -173,7 +193,11 @@ fn addr_key(field: AddrField) -> &'static str {
 
 /// `fd00::/64`, or the bare address for a /128.
 pub fn render_net(net: &Ipv6Net) -> String {
-    if net.prefix_len() == 128 { net.addr().to_string() } else { net.trunc().to_string() }
+    if net.prefix_len() == 128 {
+        net.addr().to_string()
+    } else {
+        net.trunc().to_string()
+    }
 }
 
 impl Display for Match {
@@ -230,4 +254,3 @@ impl Display for Verdict {
         }
     }
 }
-

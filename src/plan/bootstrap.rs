@@ -12,7 +12,9 @@ pub fn bootstrap_table() -> Table {
             .iifname_not("docker0")
             .iifname_not("br-*")
             .ct_state(&[CtState::New])
-            .comment(format!("until the first Docker snapshot: no new inbound to {bridge}"))
+            .comment(format!(
+                "until the first Docker snapshot: no new inbound to {bridge}"
+            ))
             .drop()
     };
     Table {
@@ -20,7 +22,11 @@ pub fn bootstrap_table() -> Table {
         sets: vec![],
         chains: vec![Chain {
             name: CHAIN_FORWARD.to_string(),
-            base: Some(BaseChain { kind: ChainKind::Filter, hook: Hook::Forward, priority: PRIORITY_FILTER }),
+            base: Some(BaseChain {
+                kind: ChainKind::Filter,
+                hook: Hook::Forward,
+                priority: PRIORITY_FILTER,
+            }),
             rules: vec![into("docker0"), into("br-*")],
         }],
     }

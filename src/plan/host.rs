@@ -31,7 +31,9 @@ pub(super) fn sysctls(
                 value: 2,
                 current,
                 keep_if: Some(0),
-                reason: "keep the RA-learned default route once forwarding is on (before forwarding)".into(),
+                reason:
+                    "keep the RA-learned default route once forwarding is on (before forwarding)"
+                        .into(),
             });
         }
     }
@@ -66,7 +68,9 @@ pub(super) fn proxy_entries(
     networks: &[NetworkPlan],
     containers: &[ContainerPlan],
 ) -> Vec<ProxyEntry> {
-    let Some(uplink) = uplink else { return Vec::new() };
+    let Some(uplink) = uplink else {
+        return Vec::new();
+    };
     let proxied: BTreeSet<&str> = networks
         .iter()
         .filter(|n| n.mode == Mode::NdpProxy && !n.internal)
@@ -75,12 +79,15 @@ pub(super) fn proxy_entries(
     let mut entries: Vec<ProxyEntry> = containers
         .iter()
         .flat_map(|c| {
-            c.endpoints.iter().filter(|e| proxied.contains(e.network.as_str())).map(|e| ProxyEntry {
-                interface: uplink.to_string(),
-                address: e.address,
-                container: c.name.clone(),
-                network: e.network.clone(),
-            })
+            c.endpoints
+                .iter()
+                .filter(|e| proxied.contains(e.network.as_str()))
+                .map(|e| ProxyEntry {
+                    interface: uplink.to_string(),
+                    address: e.address,
+                    container: c.name.clone(),
+                    network: e.network.clone(),
+                })
         })
         .collect();
     entries.sort();

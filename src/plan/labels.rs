@@ -54,11 +54,27 @@ mod tests {
         assert_eq!(parse_expose("true"), Ok(Expose::Default));
         assert_eq!(
             parse_expose("80/tcp, 53/udp,443"),
-            Ok(Expose::Ports(vec![(L4Proto::Tcp, 80), (L4Proto::Tcp, 443), (L4Proto::Udp, 53)]))
+            Ok(Expose::Ports(vec![
+                (L4Proto::Tcp, 80),
+                (L4Proto::Tcp, 443),
+                (L4Proto::Udp, 53)
+            ]))
         );
-        assert!(parse_expose("80/sctp").unwrap_err().contains("not tcp or udp"));
-        assert!(parse_expose("0/tcp").unwrap_err().contains("not a port number"));
-        assert!(parse_expose("http").unwrap_err().contains("not a port number"));
+        assert!(
+            parse_expose("80/sctp")
+                .unwrap_err()
+                .contains("not tcp or udp")
+        );
+        assert!(
+            parse_expose("0/tcp")
+                .unwrap_err()
+                .contains("not a port number")
+        );
+        assert!(
+            parse_expose("http")
+                .unwrap_err()
+                .contains("not a port number")
+        );
         assert!(parse_expose("70000/udp").is_err());
         assert!(parse_expose("").is_err());
         assert!(parse_expose("80/tcp,").is_err());

@@ -25,8 +25,8 @@ pub use bootstrap::bootstrap_table;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
 pub use ruleset::{
-    CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT, PRIORITY_SRCNAT,
-    SET_BRIDGES, SET_DNAT_ADDR, SET_DNAT_ANY, SET_OPEN_PORTS, SET_SEALED,
+    CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,
+    PRIORITY_SRCNAT, SET_BRIDGES, SET_DNAT_ADDR, SET_DNAT_ANY, SET_OPEN_PORTS, SET_SEALED,
 };
 
 /// How dock6 handles one Docker IPv6 network.
@@ -118,7 +118,11 @@ pub struct SysctlSetting {
 impl SysctlSetting {
     /// The key as sysctl(8) writes it: dots in interface names become `/`.
     pub fn key(&self) -> String {
-        format!("net.ipv6.conf.{}.{}", self.scope.replace('.', "/"), self.name)
+        format!(
+            "net.ipv6.conf.{}.{}",
+            self.scope.replace('.', "/"),
+            self.name
+        )
     }
 
     /// The file under /proc that holds it (interface names kept as they are).
@@ -143,11 +147,17 @@ pub struct Note {
 
 impl Note {
     pub fn info(text: impl Into<String>) -> Note {
-        Note { level: Level::Info, text: text.into() }
+        Note {
+            level: Level::Info,
+            text: text.into(),
+        }
     }
 
     pub fn warn(text: impl Into<String>) -> Note {
-        Note { level: Level::Warn, text: text.into() }
+        Note {
+            level: Level::Warn,
+            text: text.into(),
+        }
     }
 }
 
@@ -166,10 +176,23 @@ pub fn plan(config: &Config, snapshot: &Snapshot) -> Plan {
     let uplink_facts = uplink.as_deref().and_then(|u| snapshot.host.interface(u));
     let networks = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
     let containers = ports::container_plans(snapshot, &networks, &mut notes);
-    let ruleset = ruleset::build(config, uplink.as_deref(), &networks, &containers, &mut notes);
+    let ruleset = ruleset::build(
+        config,
+        uplink.as_deref(),
+        &networks,
+        &containers,
+        &mut notes,
+    );
     let proxy_entries = host::proxy_entries(uplink.as_deref(), &networks, &containers);
     let sysctls = host::sysctls(uplink_facts, uplink.as_deref(), &networks, &mut notes);
-    Plan { uplink, networks, ruleset, proxy_entries, sysctls, notes }
+    Plan {
+        uplink,
+        networks,
+        ruleset,
+        proxy_entries,
+        sysctls,
+        notes,
+    }
 }
 
 #[cfg(test)]

@@ -98,10 +98,22 @@ mod tests {
     fn automatic_modes() {
         let onlink = [net("2001:db8:1::/64")];
         assert_eq!(automatic_mode(&[net("fd00:1::/64")], &onlink), Mode::Nat66);
-        assert_eq!(automatic_mode(&[net("2001:db8:1:0:1::/80")], &onlink), Mode::NdpProxy);
-        assert_eq!(automatic_mode(&[net("2001:db8:1::/64")], &onlink), Mode::NdpProxy);
-        assert_eq!(automatic_mode(&[net("2001:db8:2::/64")], &onlink), Mode::Routed);
-        assert_eq!(automatic_mode(&[net("2001:db8::/48")], &onlink), Mode::Routed);
+        assert_eq!(
+            automatic_mode(&[net("2001:db8:1:0:1::/80")], &onlink),
+            Mode::NdpProxy
+        );
+        assert_eq!(
+            automatic_mode(&[net("2001:db8:1::/64")], &onlink),
+            Mode::NdpProxy
+        );
+        assert_eq!(
+            automatic_mode(&[net("2001:db8:2::/64")], &onlink),
+            Mode::Routed
+        );
+        assert_eq!(
+            automatic_mode(&[net("2001:db8::/48")], &onlink),
+            Mode::Routed
+        );
         assert_eq!(automatic_mode(&[net("fe80::/64")], &onlink), Mode::Off);
         assert_eq!(automatic_mode(&[], &onlink), Mode::Off);
     }

@@ -33,7 +33,10 @@ pub(super) fn managed_networks(
         }
         let subnets = network.ipv6_subnets();
         if subnets.is_empty() {
-            notes.push(Note::info(format!("skipped network {:?}: no IPv6 subnet", network.name)));
+            notes.push(Note::info(format!(
+                "skipped network {:?}: no IPv6 subnet",
+                network.name
+            )));
             continue;
         }
         let bridge = network.bridge_name();
@@ -66,7 +69,9 @@ pub(super) fn managed_networks(
     }
     for name in config.network_modes.keys() {
         if !snapshot.networks.iter().any(|n| &n.name == name) {
-            notes.push(Note::info(format!("config names network {name:?}, which Docker does not have")));
+            notes.push(Note::info(format!(
+                "config names network {name:?}, which Docker does not have"
+            )));
         }
     }
     plans
@@ -74,7 +79,13 @@ pub(super) fn managed_networks(
 
 /// A Docker boolean option; a value Docker would not accept falls back to
 /// `on_error` (the closed choice) with a warning.
-fn bool_option(network: &Network, key: &str, default: bool, on_error: bool, notes: &mut Vec<Note>) -> bool {
+fn bool_option(
+    network: &Network,
+    key: &str,
+    default: bool,
+    on_error: bool,
+    notes: &mut Vec<Note>,
+) -> bool {
     network.bool_option(key, default).unwrap_or_else(|bad| {
         notes.push(Note::warn(format!(
             "network {:?}: option {key}={bad:?} is not true/false; using {on_error}",

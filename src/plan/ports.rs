@@ -60,7 +60,11 @@ pub(super) fn container_plans(
         .collect()
 }
 
-fn container_plan(container: &Container, networks: &[NetworkPlan], notes: &mut Vec<Note>) -> ContainerPlan {
+fn container_plan(
+    container: &Container,
+    networks: &[NetworkPlan],
+    notes: &mut Vec<Note>,
+) -> ContainerPlan {
     let endpoints = managed_endpoints(container, networks);
     let mut malformed = false;
     let expose = match container.labels.get(EXPOSE_LABEL) {
@@ -113,12 +117,18 @@ fn container_plan(container: &Container, networks: &[NetworkPlan], notes: &mut V
         ))),
         None => {}
     }
-    let mut open_ports: BTreeSet<(L4Proto, u16)> =
-        bindings.iter().map(|b| (b.proto, b.container_port)).collect();
+    let mut open_ports: BTreeSet<(L4Proto, u16)> = bindings
+        .iter()
+        .map(|b| (b.proto, b.container_port))
+        .collect();
     if let Expose::Ports(ports) = &expose {
         open_ports.extend(ports.iter().copied());
     }
-    for ep in plan.endpoints.iter().filter(|e| e.mode.addresses_reachable() && !e.internal) {
+    for ep in plan
+        .endpoints
+        .iter()
+        .filter(|e| e.mode.addresses_reachable() && !e.internal)
+    {
         for (proto, port) in &open_ports {
             plan.open.insert((ep.address, *proto, *port));
         }
@@ -131,7 +141,9 @@ fn managed_endpoints(container: &Container, networks: &[NetworkPlan]) -> Vec<End
         .networks
         .iter()
         .filter_map(|(name, ep)| {
-            let network = networks.iter().find(|n| &n.name == name && n.mode != Mode::Off)?;
+            let network = networks
+                .iter()
+                .find(|n| &n.name == name && n.mode != Mode::Off)?;
             Some(Endpoint {
                 network: name.clone(),
                 address: ep.ipv6_address?,
@@ -178,7 +190,12 @@ fn ipv6_bindings(container: &Container, notes: &mut Vec<Note>) -> Vec<Binding> {
         for binding in bindings {
             match classify(binding) {
                 Ok(Some((listen, host_port))) => {
-                    out.insert(Binding { listen, proto, host_port, container_port });
+                    out.insert(Binding {
+                        listen,
+                        proto,
+                        host_port,
+                        container_port,
+                    });
                 }
                 Ok(None) => {}
                 Err(why) => notes.push(Note::info(format!(
@@ -205,7 +222,10 @@ fn parse_port_key(key: &str) -> Option<(u16, L4Proto)> {
 fn classify(binding: &PortBinding) -> Result<Option<(Listen, u16)>, String> {
     let listen = match binding.host_ip.trim() {
         "" | "::" => Listen::Any,
-        text => match text.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        text => match text
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+        {
             Ok(IpAddr::V4(_)) => return Ok(None),
             Ok(IpAddr::V6(a)) if a.is_loopback() => {
                 return Err("[::1] cannot be NATed in IPv6".into());
@@ -220,7 +240,10 @@ fn classify(binding: &PortBinding) -> Result<Option<(Listen, u16)>, String> {
     };
     match binding.host_port.trim().parse::<u16>() {
         Ok(p) if p > 0 => Ok(Some((listen, p))),
-        _ => Err(format!("host port {:?} is not a port number", binding.host_port)),
+        _ => Err(format!(
+            "host port {:?} is not a port number",
+            binding.host_port
+        )),
     }
 }
 
@@ -229,19 +252,39 @@ mod tests {
     use super::*;
 
     fn binding(ip: &str, port: &str) -> PortBinding {
-        PortBinding { host_ip: ip.into(), host_port: port.into() }
+        PortBinding {
+            host_ip: ip.into(),
+            host_port: port.into(),
+        }
     }
 
     #[test]
     fn classify_bindings() {
-        assert_eq!(classify(&binding("::", "8080")), Ok(Some((Listen::Any, 8080))));
-        assert_eq!(classify(&binding("", "8080")), Ok(Some((Listen::Any, 8080))));
+        assert_eq!(
+            classify(&binding("::", "8080")),
+            Ok(Some((Listen::Any, 8080)))
+        );
+        assert_eq!(
+            classify(&binding("", "8080")),
+            Ok(Some((Listen::Any, 8080)))
+        );
         assert_eq!(classify(&binding("0.0.0.0", "8080")), Ok(None));
         assert_eq!(classify(&binding("127.0.0.1", "8080")), Ok(None));
-        assert!(classify(&binding("::1", "8080")).unwrap_err().contains("[::1]"));
-        assert!(classify(&binding("fe80::1", "8080")).unwrap_err().contains("link-local"));
+        assert!(
+            classify(&binding("::1", "8080"))
+                .unwrap_err()
+                .contains("[::1]")
+        );
+        assert!(
+            classify(&binding("fe80::1", "8080"))
+                .unwrap_err()
+                .contains("link-local")
+        );
         let a: Ipv6Addr = "2001:db8::5".parse().unwrap();
-        assert_eq!(classify(&binding("2001:db8::5", "53")), Ok(Some((Listen::Addr(a), 53))));
+        assert_eq!(
+            classify(&binding("2001:db8::5", "53")),
+            Ok(Some((Listen::Addr(a), 53)))
+        );
         assert!(classify(&binding("::", "")).is_err());
         assert!(classify(&binding("nonsense", "80")).is_err());
     }

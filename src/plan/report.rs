@@ -10,7 +10,11 @@ use crate::nft::render_net;
 impl Display for Plan {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         writeln!(f, "# dock6 plan")?;
-        writeln!(f, "# uplink: {}", self.uplink.as_deref().unwrap_or("(none)"))?;
+        writeln!(
+            f,
+            "# uplink: {}",
+            self.uplink.as_deref().unwrap_or("(none)")
+        )?;
         writeln!(f, "#")?;
         writeln!(f, "# networks:")?;
         if self.networks.is_empty() {

@@ -17,13 +17,25 @@ use crate::nft::{
 
 /// Forward filtering runs just before the standard `filter` priority, so
 /// the accept mark is set before a user's `policy drop` chain looks at it.
-pub const PRIORITY_FILTER: Priority = Priority { base: StandardPriority::Filter, offset: -5 };
+pub const PRIORITY_FILTER: Priority = Priority {
+    base: StandardPriority::Filter,
+    offset: -5,
+};
 /// Published ports are DNAT'ed just before the standard `dstnat` chains.
-pub const PRIORITY_DSTNAT: Priority = Priority { base: StandardPriority::Dstnat, offset: -5 };
+pub const PRIORITY_DSTNAT: Priority = Priority {
+    base: StandardPriority::Dstnat,
+    offset: -5,
+};
 /// The same for locally generated traffic, where nft has no `dstnat` name.
-pub const PRIORITY_OUTPUT_DNAT: Priority = Priority { base: StandardPriority::Number, offset: -105 };
+pub const PRIORITY_OUTPUT_DNAT: Priority = Priority {
+    base: StandardPriority::Number,
+    offset: -105,
+};
 /// Masquerade runs just before the standard `srcnat` chains.
-pub const PRIORITY_SRCNAT: Priority = Priority { base: StandardPriority::Srcnat, offset: -5 };
+pub const PRIORITY_SRCNAT: Priority = Priority {
+    base: StandardPriority::Srcnat,
+    offset: -5,
+};
 
 pub const SET_BRIDGES: &str = "bridges";
 pub const SET_SEALED: &str = "sealed";
@@ -68,17 +80,31 @@ pub(super) fn build(
 }
 
 fn sets(managed: &[&NetworkPlan], containers: &[ContainerPlan], notes: &mut Vec<Note>) -> Vec<Set> {
-    let bridges = managed.iter().map(|n| Element { key: vec![Value::IfName(n.bridge.clone())], data: vec![] });
+    let bridges = managed.iter().map(|n| Element {
+        key: vec![Value::IfName(n.bridge.clone())],
+        data: vec![],
+    });
     let sealed: BTreeSet<Ipv6Addr> = containers
         .iter()
         .filter(|c| c.sealed)
         .flat_map(|c| c.endpoints.iter().map(|e| e.address))
         .collect();
-    let open: BTreeSet<_> = containers.iter().flat_map(|c| c.open.iter().copied()).collect();
+    let open: BTreeSet<_> = containers
+        .iter()
+        .flat_map(|c| c.open.iter().copied())
+        .collect();
     let (dnat_any, dnat_addr) = dnat_elements(containers, notes);
     vec![
         set(SET_BRIDGES, &[KeyType::IfName], &[], sorted(bridges)),
-        set(SET_SEALED, &[KeyType::Ipv6Addr], &[], sealed.into_iter().map(|a| key(vec![Value::Addr(a)])).collect()),
+        set(
+            SET_SEALED,
+            &[KeyType::Ipv6Addr],
+            &[],
+            sealed
+                .into_iter()
+                .map(|a| key(vec![Value::Addr(a)]))
+                .collect(),
+        ),
         set(
             SET_OPEN_PORTS,
             &[KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
@@ -91,7 +117,10 @@ fn sets(managed: &[&NetworkPlan], containers: &[ContainerPlan], notes: &mut Vec<
             SET_ICMPV6_INBOUND,
             &[KeyType::Icmpv6Type],
             &[],
-            Icmpv6Type::INBOUND.iter().map(|t| key(vec![Value::Icmpv6(*t)])).collect(),
+            Icmpv6Type::INBOUND
+                .iter()
+                .map(|t| key(vec![Value::Icmpv6(*t)]))
+                .collect(),
         ),
         set(
             SET_DNAT_ANY,
@@ -109,11 +138,19 @@ fn sets(managed: &[&NetworkPlan], containers: &[ContainerPlan], notes: &mut Vec<
 }
 
 fn set(name: &str, key: &[KeyType], data: &[KeyType], elements: Vec<Element>) -> Set {
-    Set { name: name.to_string(), key: key.to_vec(), data: data.to_vec(), elements }
+    Set {
+        name: name.to_string(),
+        key: key.to_vec(),
+        data: data.to_vec(),
+        elements,
+    }
 }
 
 fn key(values: Vec<Value>) -> Element {
-    Element { key: values, data: vec![] }
+    Element {
+        key: values,
+        data: vec![],
+    }
 }
 
 fn sorted(elements: impl Iterator<Item = Element>) -> Vec<Element> {
@@ -126,14 +163,27 @@ fn sorted(elements: impl Iterator<Item = Element>) -> Vec<Element> {
 /// The two DNAT maps. A host port claimed twice (Docker would refuse it, so
 /// it means stale data) goes to the first container by name, with a warning:
 /// the kernel refuses duplicate keys.
-fn dnat_elements(containers: &[ContainerPlan], notes: &mut Vec<Note>) -> (Vec<Element>, Vec<Element>) {
+fn dnat_elements(
+    containers: &[ContainerPlan],
+    notes: &mut Vec<Note>,
+) -> (Vec<Element>, Vec<Element>) {
     let mut any: BTreeMap<Vec<Value>, (Vec<Value>, &str)> = BTreeMap::new();
     let mut addr: BTreeMap<Vec<Value>, (Vec<Value>, &str)> = BTreeMap::new();
     for c in containers {
         for p in &c.published {
             let (map, key) = match p.listen {
-                Listen::Any => (&mut any, vec![Value::Proto(p.proto), Value::Port(p.host_port)]),
-                Listen::Addr(a) => (&mut addr, vec![Value::Addr(a), Value::Proto(p.proto), Value::Port(p.host_port)]),
+                Listen::Any => (
+                    &mut any,
+                    vec![Value::Proto(p.proto), Value::Port(p.host_port)],
+                ),
+                Listen::Addr(a) => (
+                    &mut addr,
+                    vec![
+                        Value::Addr(a),
+                        Value::Proto(p.proto),
+                        Value::Port(p.host_port),
+                    ],
+                ),
             };
             let data = vec![Value::Addr(p.target), Value::Port(p.container_port)];
             match map.get(&key) {
@@ -151,17 +201,27 @@ fn dnat_elements(containers: &[ContainerPlan], notes: &mut Vec<Note>) -> (Vec<El
         }
     }
     let into_elements = |m: BTreeMap<Vec<Value>, (Vec<Value>, &str)>| {
-        m.into_iter().map(|(key, (data, _))| Element { key, data }).collect()
+        m.into_iter()
+            .map(|(key, (data, _))| Element { key, data })
+            .collect()
     };
     (into_elements(any), into_elements(addr))
 }
 
 fn base(kind: ChainKind, hook: Hook, priority: Priority) -> Option<BaseChain> {
-    Some(BaseChain { kind, hook, priority })
+    Some(BaseChain {
+        kind,
+        hook,
+        priority,
+    })
 }
 
 fn chain(name: &str, base: Option<BaseChain>, rules: Vec<Rule>) -> Chain {
-    Chain { name: name.to_string(), base, rules }
+    Chain {
+        name: name.to_string(),
+        base,
+        rules,
+    }
 }
 
 fn forward_chain() -> Chain {
@@ -181,23 +241,55 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
     let mut rules = vec![
         rule().ct_state(&ESTABLISHED).goto(CHAIN_MARK_ACCEPT),
         rule().ct_state(&[CtState::Invalid]).drop(),
-        rule().ct_status_dnat().comment("published ports, before any isolation").goto(CHAIN_MARK_ACCEPT),
+        rule()
+            .ct_status_dnat()
+            .comment("published ports, before any isolation")
+            .goto(CHAIN_MARK_ACCEPT),
     ];
     for n in managed {
         let same_bridge = rule().iifname(&n.bridge).oifname(&n.bridge);
         rules.push(if n.icc {
-            same_bridge.comment(format!("network {}: inter-container traffic allowed", n.name)).goto(CHAIN_MARK_ACCEPT)
+            same_bridge
+                .comment(format!(
+                    "network {}: inter-container traffic allowed",
+                    n.name
+                ))
+                .goto(CHAIN_MARK_ACCEPT)
         } else {
-            same_bridge.comment(format!("network {}: enable_icc=false", n.name)).drop()
+            same_bridge
+                .comment(format!("network {}: enable_icc=false", n.name))
+                .drop()
         });
     }
     for n in managed.iter().filter(|n| n.internal) {
-        rules.push(rule().oifname(&n.bridge).comment(format!("network {}: internal", n.name)).drop());
+        rules.push(
+            rule()
+                .oifname(&n.bridge)
+                .comment(format!("network {}: internal", n.name))
+                .drop(),
+        );
     }
-    rules.push(rule().iif_in(SET_BRIDGES).comment("networks are isolated from each other").drop());
-    rules.push(rule().daddr_in(SET_SEALED).comment("dock6.expose=false").drop());
-    rules.push(rule().daddr_proto_port_in(SET_OPEN_PORTS).goto(CHAIN_MARK_ACCEPT));
-    for n in managed.iter().filter(|n| n.mode.addresses_reachable() && !n.internal) {
+    rules.push(
+        rule()
+            .iif_in(SET_BRIDGES)
+            .comment("networks are isolated from each other")
+            .drop(),
+    );
+    rules.push(
+        rule()
+            .daddr_in(SET_SEALED)
+            .comment("dock6.expose=false")
+            .drop(),
+    );
+    rules.push(
+        rule()
+            .daddr_proto_port_in(SET_OPEN_PORTS)
+            .goto(CHAIN_MARK_ACCEPT),
+    );
+    for n in managed
+        .iter()
+        .filter(|n| n.mode.addresses_reachable() && !n.internal)
+    {
         rules.push(
             rule()
                 .oifname(&n.bridge)
@@ -217,7 +309,12 @@ fn from_docker_chain(managed: &[&NetworkPlan]) -> Chain {
         rule().ct_state(&[CtState::Invalid]).drop(),
     ];
     for n in managed.iter().filter(|n| n.internal) {
-        rules.push(rule().iifname(&n.bridge).comment(format!("network {}: internal, no egress", n.name)).drop());
+        rules.push(
+            rule()
+                .iifname(&n.bridge)
+                .comment(format!("network {}: internal, no egress", n.name))
+                .drop(),
+        );
     }
     rules.push(rule().goto(CHAIN_MARK_ACCEPT));
     chain(CHAIN_FROM_DOCKER, None, rules)
@@ -237,24 +334,41 @@ fn mark_accept_chain(mark: u32) -> Chain {
 }
 
 fn nat_entry_chain(name: &str, hook: Hook, priority: Priority) -> Chain {
-    chain(name, base(ChainKind::Nat, hook, priority), vec![rule().ipv6().jump(CHAIN_PUBLISHED)])
+    chain(
+        name,
+        base(ChainKind::Nat, hook, priority),
+        vec![rule().ipv6().jump(CHAIN_PUBLISHED)],
+    )
 }
 
 fn published_chain() -> Chain {
     let loopback = Ipv6Net::new(Ipv6Addr::LOCALHOST, 128).expect("/128 is a valid prefix");
-    let link_local = Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10).expect("/10 is a valid prefix");
+    let link_local = Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10)
+        .expect("/10 is a valid prefix");
     chain(
         CHAIN_PUBLISHED,
         None,
         vec![
-            rule().daddr(loopback).comment("[::1] cannot be NATed").ret(),
-            rule().daddr(link_local).comment("link-local destinations are never DNAT'ed").ret(),
             rule()
-                .statement(Statement::DnatMap { key: DnatKey::AddrProtoPort, map: SET_DNAT_ADDR.into() })
+                .daddr(loopback)
+                .comment("[::1] cannot be NATed")
+                .ret(),
+            rule()
+                .daddr(link_local)
+                .comment("link-local destinations are never DNAT'ed")
+                .ret(),
+            rule()
+                .statement(Statement::DnatMap {
+                    key: DnatKey::AddrProtoPort,
+                    map: SET_DNAT_ADDR.into(),
+                })
                 .done(),
             rule()
                 .fib_daddr_local()
-                .statement(Statement::DnatMap { key: DnatKey::ProtoPort, map: SET_DNAT_ANY.into() })
+                .statement(Statement::DnatMap {
+                    key: DnatKey::ProtoPort,
+                    map: SET_DNAT_ANY.into(),
+                })
                 .done(),
         ],
     )
@@ -276,7 +390,10 @@ fn postrouting_chain(config: &Config, uplink: Option<&str>, managed: &[&NetworkP
         }
     }
     if let Some(uplink) = uplink {
-        for n in managed.iter().filter(|n| n.mode == Mode::Nat66 && n.masquerade && !n.internal) {
+        for n in managed
+            .iter()
+            .filter(|n| n.mode == Mode::Nat66 && n.masquerade && !n.internal)
+        {
             for subnet in &n.subnets {
                 let nat = match config.egress_address {
                     Some(addr) => Statement::Snat(addr),
@@ -293,5 +410,9 @@ fn postrouting_chain(config: &Config, uplink: Option<&str>, managed: &[&NetworkP
             }
         }
     }
-    chain(CHAIN_POSTROUTING, base(ChainKind::Nat, Hook::Postrouting, PRIORITY_SRCNAT), rules)
+    chain(
+        CHAIN_POSTROUTING,
+        base(ChainKind::Nat, Hook::Postrouting, PRIORITY_SRCNAT),
+        rules,
+    )
 }

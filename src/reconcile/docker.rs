@@ -23,7 +23,9 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { next: BACKOFF_START }
+        Backoff {
+            next: BACKOFF_START,
+        }
     }
 }
 
@@ -40,7 +42,11 @@ impl Backoff {
 }
 
 /// Runs until the receiver is gone. `resync` asks for a full snapshot.
-pub async fn watch(docker_host: Option<String>, tx: mpsc::Sender<DockerUpdate>, mut resync: mpsc::Receiver<()>) {
+pub async fn watch(
+    docker_host: Option<String>,
+    tx: mpsc::Sender<DockerUpdate>,
+    mut resync: mpsc::Receiver<()>,
+) {
     let mut backoff = Backoff::default();
     loop {
         let result = session(docker_host.as_deref(), &tx, &mut resync, &mut backoff).await;
@@ -69,7 +75,11 @@ async fn session(
     // buffered by the stream and replayed afterwards (inspecting is idempotent).
     let mut events = Box::pin(docker::event_stream(&client));
     let full = full_snapshot(&client).await?;
-    info!(networks = full_counts(&full).0, containers = full_counts(&full).1, "Docker snapshot taken");
+    info!(
+        networks = full_counts(&full).0,
+        containers = full_counts(&full).1,
+        "Docker snapshot taken"
+    );
     if tx.send(full).await.is_err() {
         return Ok(());
     }
@@ -98,23 +108,35 @@ async fn session(
 
 async fn full_snapshot(client: &bollard::Docker) -> Result<DockerUpdate, DockerError> {
     let state = docker::docker_snapshot(client).await?;
-    Ok(DockerUpdate::Full { networks: state.networks, containers: state.containers })
+    Ok(DockerUpdate::Full {
+        networks: state.networks,
+        containers: state.containers,
+    })
 }
 
 fn full_counts(update: &DockerUpdate) -> (usize, usize) {
     match update {
-        DockerUpdate::Full { networks, containers } => (networks.len(), containers.len()),
+        DockerUpdate::Full {
+            networks,
+            containers,
+        } => (networks.len(), containers.len()),
         _ => (0, 0),
     }
 }
 
-async fn inspect(client: &bollard::Docker, event: DockerEvent) -> Result<DockerUpdate, DockerError> {
+async fn inspect(
+    client: &bollard::Docker,
+    event: DockerEvent,
+) -> Result<DockerUpdate, DockerError> {
     Ok(match event {
         DockerEvent::ContainerChanged { id } => {
             let container = docker::inspect_container(client, &id).await?.map(Box::new);
             DockerUpdate::Container { id, container }
         }
-        DockerEvent::ContainerGone { id } => DockerUpdate::Container { id, container: None },
+        DockerEvent::ContainerGone { id } => DockerUpdate::Container {
+            id,
+            container: None,
+        },
         DockerEvent::NetworkChanged { id } => {
             let network = docker::inspect_network(client, &id).await?.map(Box::new);
             DockerUpdate::Network { id, network }

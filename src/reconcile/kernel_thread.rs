@@ -53,6 +53,8 @@ impl KernelThread {
         self.jobs
             .send(job)
             .map_err(|_| ApplyError::Runtime(std::io::Error::other("kernel thread stopped")))?;
-        rx.await.map_err(|_| ApplyError::Runtime(std::io::Error::other("kernel thread dropped a job")))?
+        rx.await.map_err(|_| {
+            ApplyError::Runtime(std::io::Error::other("kernel thread dropped a job"))
+        })?
     }
 }

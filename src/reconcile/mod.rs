@@ -22,8 +22,8 @@ use crate::config::{Config, ConfigError};
 use crate::nft::Table;
 use crate::plan::{self, Level, Note};
 use crate::source::nftables::{self, NftChange, NftMonitor};
-use kernel_thread::KernelThread;
 pub use docker::Backoff;
+use kernel_thread::KernelThread;
 pub use view::{DockerUpdate, DockerView};
 
 /// How long a burst of events may go on before a pass runs.
@@ -75,9 +75,17 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let _lock = crate::agent_lock::acquire()?;
     let (docker_tx, mut docker_rx) = mpsc::channel(1024);
     let (resync_tx, resync_rx) = mpsc::channel(1);
-    tokio::spawn(docker::watch(options.docker_host.clone(), docker_tx, resync_rx));
+    tokio::spawn(docker::watch(
+        options.docker_host.clone(),
+        docker_tx,
+        resync_rx,
+    ));
 
-    let groups = [MulticastGroup::Link, MulticastGroup::Ipv6Ifaddr, MulticastGroup::Ipv6Route];
+    let groups = [
+        MulticastGroup::Link,
+        MulticastGroup::Ipv6Ifaddr,
+        MulticastGroup::Ipv6Route,
+    ];
     let (connection, handle, mut netlink_events) =
         rtnetlink::new_multicast_connection(&groups).map_err(RunError::Netlink)?;
     tokio::spawn(connection);
@@ -86,7 +94,9 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let mut nft_changes = match nftables::subscribe() {
         Ok(monitor) => Some(monitor),
         Err(e) => {
-            warn!("no nftables change notifications ({e}); a changed table is restored at the next resync only");
+            warn!(
+                "no nftables change notifications ({e}); a changed table is restored at the next resync only"
+            );
             None
         }
     };
@@ -156,13 +166,19 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             }
         }
     }
-    info!(passes = state.passes, transactions = state.transactions, "dock6 stopping; its rules stay in the kernel");
+    info!(
+        passes = state.passes,
+        transactions = state.transactions,
+        "dock6 stopping; its rules stay in the kernel"
+    );
     Ok(())
 }
 
 /// The next nftables change, or never when there is no subscription (it is
 /// dropped after a read error, which would otherwise repeat at once).
-async fn next_nft_change(monitor: &mut Option<NftMonitor>) -> Result<NftChange, nftables::NftMonitorError> {
+async fn next_nft_change(
+    monitor: &mut Option<NftMonitor>,
+) -> Result<NftChange, nftables::NftMonitorError> {
     match monitor {
         Some(m) => {
             let change = m.next().await;
@@ -180,7 +196,11 @@ impl Loop {
     /// restored now. A commit touching `table inet dock6` that dock6 did not
     /// make (`nft flush ruleset`, a reload of nftables.conf) calls for a
     /// whole-table replace.
-    fn nft_change(&mut self, change: Result<NftChange, nftables::NftMonitorError>, ours_touched: &mut bool) -> bool {
+    fn nft_change(
+        &mut self,
+        change: Result<NftChange, nftables::NftMonitorError>,
+        ours_touched: &mut bool,
+    ) -> bool {
         match change {
             Ok(NftChange::OurTableTouched { what, .. }) => {
                 debug!("table inet dock6: {what}");
@@ -200,13 +220,17 @@ impl Loop {
             }
             Ok(NftChange::Overrun) | Ok(NftChange::Unrecognized { .. }) => {
                 *ours_touched = false;
-                warn!("nftables notifications lost or not understood: replacing the table to be sure");
+                warn!(
+                    "nftables notifications lost or not understood: replacing the table to be sure"
+                );
                 self.force_restore();
                 true
             }
             Ok(NftChange::OtherTable { .. }) => false,
             Err(e) => {
-                error!("nftables change notifications stopped ({e}); a changed table is restored at the next resync");
+                error!(
+                    "nftables change notifications stopped ({e}); a changed table is restored at the next resync"
+                );
                 false
             }
         }
@@ -256,8 +280,15 @@ impl Loop {
         self.log_new_notes(&plan.notes);
         if self.check_docker_firewall().await {
             self.applied = None;
-            match self.kernel.call(move |k| crate::apply::apply_host(k, &plan)).await {
-                Ok(_) => info!(containers = self.view.container_count(), "reconciled (companion: sysctls and proxy-NDP only)"),
+            match self
+                .kernel
+                .call(move |k| crate::apply::apply_host(k, &plan))
+                .await
+            {
+                Ok(_) => info!(
+                    containers = self.view.container_count(),
+                    "reconciled (companion: sysctls and proxy-NDP only)"
+                ),
                 Err(e) => error!("{e}"),
             }
             return;
@@ -284,7 +315,10 @@ impl Loop {
         match result {
             Ok(report) => {
                 if report.table == TableAction::Unchanged {
-                    debug!(containers = self.view.container_count(), "reconciled: nothing to change");
+                    debug!(
+                        containers = self.view.container_count(),
+                        "reconciled: nothing to change"
+                    );
                 } else {
                     self.transactions += 1;
                     info!(
@@ -322,13 +356,19 @@ impl Loop {
                      published ports and filtering to Docker and doing sysctls and NDP proxying only; \
                      set \"ip6tables\": false in daemon.json to let dock6 own IPv6 firewalling (recommended)"
                 );
-                match self.kernel.call(|k| k.delete_table(crate::nft::TABLE_NAME)).await {
+                match self
+                    .kernel
+                    .call(|k| k.delete_table(crate::nft::TABLE_NAME))
+                    .await
+                {
                     Ok(true) => info!("removed table inet dock6 so as not to fight Docker's rules"),
                     Ok(false) => {}
                     Err(e) => error!("{e}"),
                 }
             } else {
-                info!("dock6 owns IPv6 firewalling for Docker bridges (table inet dock6); Docker's ip6tables is off");
+                info!(
+                    "dock6 owns IPv6 firewalling for Docker bridges (table inet dock6); Docker's ip6tables is off"
+                );
             }
             self.companion = Some(on);
         }

@@ -9,11 +9,20 @@ use crate::snapshot::{Container, HostFacts, Network, Snapshot};
 #[derive(Debug, Clone)]
 pub enum DockerUpdate {
     /// A full, successful snapshot: replaces the whole view.
-    Full { networks: Vec<Network>, containers: Vec<Container> },
+    Full {
+        networks: Vec<Network>,
+        containers: Vec<Container>,
+    },
     /// One container as inspected after an event; `None`: gone or stopped.
-    Container { id: String, container: Option<Box<Container>> },
+    Container {
+        id: String,
+        container: Option<Box<Container>>,
+    },
     /// One network as inspected after an event; `None`: gone.
-    Network { id: String, network: Option<Box<Network>> },
+    Network {
+        id: String,
+        network: Option<Box<Network>>,
+    },
     /// Docker is unreachable; the kernel keeps what it has.
     Lost,
 }
@@ -30,10 +39,16 @@ impl DockerView {
     /// Applies an update; returns whether the view changed.
     pub fn apply(&mut self, update: DockerUpdate) -> bool {
         match update {
-            DockerUpdate::Full { networks, containers } => {
-                let networks: BTreeMap<_, _> = networks.into_iter().map(|n| (n.id.clone(), n)).collect();
-                let containers: BTreeMap<_, _> = containers.into_iter().map(|c| (c.id.clone(), c)).collect();
-                let changed = !self.synced || networks != self.networks || containers != self.containers;
+            DockerUpdate::Full {
+                networks,
+                containers,
+            } => {
+                let networks: BTreeMap<_, _> =
+                    networks.into_iter().map(|n| (n.id.clone(), n)).collect();
+                let containers: BTreeMap<_, _> =
+                    containers.into_iter().map(|c| (c.id.clone(), c)).collect();
+                let changed =
+                    !self.synced || networks != self.networks || containers != self.containers;
                 self.networks = networks;
                 self.containers = containers;
                 self.synced = true;
@@ -69,20 +84,42 @@ mod tests {
     use super::*;
 
     fn container(id: &str) -> Container {
-        Container { id: id.into(), name: id.into(), ..Default::default() }
+        Container {
+            id: id.into(),
+            name: id.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn events_update_only_what_they_name() {
         let mut view = DockerView::default();
-        assert!(view.apply(DockerUpdate::Full { networks: vec![], containers: vec![container("a")] }));
+        assert!(view.apply(DockerUpdate::Full {
+            networks: vec![],
+            containers: vec![container("a")]
+        }));
         assert!(view.synced);
-        assert!(!view.apply(DockerUpdate::Container { id: "a".into(), container: Some(Box::new(container("a"))) }));
-        assert!(view.apply(DockerUpdate::Container { id: "b".into(), container: Some(Box::new(container("b"))) }));
-        assert!(view.apply(DockerUpdate::Container { id: "a".into(), container: None }));
-        assert!(!view.apply(DockerUpdate::Container { id: "a".into(), container: None }));
+        assert!(!view.apply(DockerUpdate::Container {
+            id: "a".into(),
+            container: Some(Box::new(container("a")))
+        }));
+        assert!(view.apply(DockerUpdate::Container {
+            id: "b".into(),
+            container: Some(Box::new(container("b")))
+        }));
+        assert!(view.apply(DockerUpdate::Container {
+            id: "a".into(),
+            container: None
+        }));
+        assert!(!view.apply(DockerUpdate::Container {
+            id: "a".into(),
+            container: None
+        }));
         assert_eq!(view.container_count(), 1);
         assert!(!view.apply(DockerUpdate::Lost));
-        assert!(view.synced, "losing Docker keeps the view: the kernel keeps what it has");
+        assert!(
+            view.synced,
+            "losing Docker keeps the view: the kernel keeps what it has"
+        );
     }
 }

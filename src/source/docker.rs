@@ -127,9 +127,18 @@ impl DockerError {
 /// Each call builds a new client: after a daemon upgrade the version may differ.
 pub async fn connect(docker_host: Option<&str>) -> Result<Docker, DockerError> {
     let env = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-    let host = docker_host.map(str::to_string).or(env).unwrap_or_else(|| DEFAULT_DOCKER_HOST.into());
-    let connect_error = |source| DockerError::Connect { host: host.clone(), source };
-    let client = if let Some(path) = host.strip_prefix("unix://").or(host.starts_with('/').then_some(host.as_str())) {
+    let host = docker_host
+        .map(str::to_string)
+        .or(env)
+        .unwrap_or_else(|| DEFAULT_DOCKER_HOST.into());
+    let connect_error = |source| DockerError::Connect {
+        host: host.clone(),
+        source,
+    };
+    let client = if let Some(path) = host
+        .strip_prefix("unix://")
+        .or(host.starts_with('/').then_some(host.as_str()))
+    {
         Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
     } else if host.starts_with("tcp://") || host.starts_with("http://") {
         Docker::connect_with_http(&host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
@@ -168,18 +177,26 @@ pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError
             .names
             .and_then(|names| names.into_iter().next())
             .map(|n| n.trim_start_matches('/').to_string());
-        if let Some(container) = inspect_container_named(docker, &id, name.as_deref(), &internal).await? {
+        if let Some(container) =
+            inspect_container_named(docker, &id, name.as_deref(), &internal).await?
+        {
             containers.push(container);
         }
     }
     containers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-    Ok(DockerState { networks, containers })
+    Ok(DockerState {
+        networks,
+        containers,
+    })
 }
 
 /// The container, if it exists and is running (`None` otherwise). Costs two
 /// requests: the container inspect, and a network list for the `Internal`
 /// flags its gateway network depends on (see [`gateway_network`]).
-pub async fn inspect_container(docker: &Docker, id: &str) -> Result<Option<Container>, DockerError> {
+pub async fn inspect_container(
+    docker: &Docker,
+    id: &str,
+) -> Result<Option<Container>, DockerError> {
     let internal = internal_network_ids(&list_networks(docker).await?);
     inspect_container_named(docker, id, None, &internal).await
 }
@@ -216,7 +233,11 @@ pub fn network_from_list(n: bollard::models::Network) -> Option<Network> {
 
 /// The ids of the internal networks, as [`container_from_docker`] wants them.
 pub fn internal_network_ids(networks: &[Network]) -> BTreeSet<String> {
-    networks.iter().filter(|n| n.internal).map(|n| n.id.clone()).collect()
+    networks
+        .iter()
+        .filter(|n| n.internal)
+        .map(|n| n.id.clone())
+        .collect()
 }
 
 async fn inspect_container_named(
@@ -229,7 +250,10 @@ async fn inspect_container_named(
         Some(name) => format!("inspecting container {name} ({})", short_id(id)),
         None => format!("inspecting container {}", short_id(id)),
     };
-    match docker.inspect_container(id, None::<InspectContainerOptions>).await {
+    match docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+    {
         Ok(response) => Ok(container_from_docker(response, internal)),
         Err(e) if is_not_found(&e) => {
             debug!("{doing}: gone");
@@ -242,7 +266,10 @@ async fn inspect_container_named(
 /// The network, if it exists (`None` otherwise).
 pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network>, DockerError> {
     let doing = format!("inspecting network {}", short_id(id));
-    match docker.inspect_network(id, None::<InspectNetworkOptions>).await {
+    match docker
+        .inspect_network(id, None::<InspectNetworkOptions>)
+        .await
+    {
         Ok(n) => Ok(network_from_inspect(n)),
         Err(e) if is_not_found(&e) => {
             debug!("{doing}: gone");
@@ -260,25 +287,45 @@ pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network
 /// events `since` the moment this function is called (less a little slack),
 /// so an event that happens after the call but before the stream is first
 /// polled is still delivered from Docker's event buffer.
-pub fn event_stream(docker: &Docker) -> impl Stream<Item = Result<DockerEvent, DockerError>> + use<> {
+pub fn event_stream(
+    docker: &Docker,
+) -> impl Stream<Item = Result<DockerEvent, DockerError>> + use<> {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs().saturating_sub(EVENTS_SINCE_SLACK_SECS))
         .unwrap_or(0);
     let filters = HashMap::from([
-        ("type".to_string(), vec!["container".to_string(), "network".to_string()]),
+        (
+            "type".to_string(),
+            vec!["container".to_string(), "network".to_string()],
+        ),
         (
             "event".to_string(),
-            ["start", "die", "destroy", "rename", "create", "connect", "disconnect"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "start",
+                "die",
+                "destroy",
+                "rename",
+                "create",
+                "connect",
+                "disconnect",
+            ]
+            .map(String::from)
+            .to_vec(),
         ),
     ]);
-    let options = EventsOptions { since: Some(since.to_string()), until: None, filters: Some(filters) };
+    let options = EventsOptions {
+        since: Some(since.to_string()),
+        until: None,
+        filters: Some(filters),
+    };
     docker.events(Some(options)).filter_map(|item| async move {
         match item {
             Ok(message) => event_from_docker(&message).map(Ok),
-            Err(e) => Some(Err(DockerError::Request { doing: "reading Docker events".into(), source: e })),
+            Err(e) => Some(Err(DockerError::Request {
+                doing: "reading Docker events".into(),
+                source: e,
+            })),
         }
     })
 }
@@ -299,7 +346,10 @@ pub fn event_from_docker(message: &EventMessage) -> Option<DockerEvent> {
             .cloned()
     };
     let missing = |what: &str| {
-        warn!("Docker event {:?} {action:?} without {what}; ignored", message.typ);
+        warn!(
+            "Docker event {:?} {action:?} without {what}; ignored",
+            message.typ
+        );
         None
     };
     match message.typ {
@@ -315,8 +365,12 @@ pub fn event_from_docker(message: &EventMessage) -> Option<DockerEvent> {
             }
         }
         Some(EventMessageTypeEnum::NETWORK) => match verb {
-            "create" => actor_id.map(|id| DockerEvent::NetworkChanged { id }).or_else(|| missing("Actor.ID")),
-            "destroy" => actor_id.map(|id| DockerEvent::NetworkGone { id }).or_else(|| missing("Actor.ID")),
+            "create" => actor_id
+                .map(|id| DockerEvent::NetworkChanged { id })
+                .or_else(|| missing("Actor.ID")),
+            "destroy" => actor_id
+                .map(|id| DockerEvent::NetworkGone { id })
+                .or_else(|| missing("Actor.ID")),
             "connect" | "disconnect" => match attribute("container") {
                 Some(id) => Some(DockerEvent::ContainerChanged { id }),
                 None => missing("Actor.Attributes.container"),
@@ -362,7 +416,10 @@ pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
         return None;
     };
     let Some(driver) = n.driver.filter(|s| !s.is_empty()) else {
-        warn!("Docker network {name} ({}): no Driver; skipped", short_id(&id));
+        warn!(
+            "Docker network {name} ({}): no Driver; skipped",
+            short_id(&id)
+        );
         return None;
     };
     let internal = n.internal.unwrap_or_else(|| {
@@ -370,22 +427,37 @@ pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
         true
     });
     let mut subnets = Vec::new();
-    for (i, config) in n.ipam.and_then(|ipam| ipam.config).unwrap_or_default().into_iter().enumerate() {
+    for (i, config) in n
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let subnet_text = config.subnet.unwrap_or_default();
         let subnet = match subnet_text.trim().parse::<IpNet>() {
             Ok(subnet) => subnet,
             Err(_) => {
-                warn!("Docker network {name}: IPAM.Config[{i}].Subnet {subnet_text:?} is not a subnet; entry skipped");
+                warn!(
+                    "Docker network {name}: IPAM.Config[{i}].Subnet {subnet_text:?} is not a subnet; entry skipped"
+                );
                 continue;
             }
         };
-        let gateway = match config.gateway.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
+        let gateway = match config
+            .gateway
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+        {
             None => None,
             // Docker ≤ 1.x style "fd00::1/64" is tolerated.
             Some(g) => match g.split('/').next().unwrap_or(g).parse::<IpAddr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
-                    warn!("Docker network {name}: IPAM.Config[{i}].Gateway {g:?} is not an address; ignored");
+                    warn!(
+                        "Docker network {name}: IPAM.Config[{i}].Gateway {g:?} is not an address; ignored"
+                    );
                     None
                 }
             },
@@ -421,7 +493,12 @@ pub fn container_from_docker(
         warn!(name = ?c.name, "Docker container without Id; skipped");
         return None;
     };
-    let name = match c.name.as_deref().map(|n| n.trim_start_matches('/')).filter(|n| !n.is_empty()) {
+    let name = match c
+        .name
+        .as_deref()
+        .map(|n| n.trim_start_matches('/'))
+        .filter(|n| !n.is_empty())
+    {
         Some(n) => n.to_string(),
         None => {
             warn!("Docker container {}: no Name; using its id", short_id(&id));
@@ -430,7 +507,10 @@ pub fn container_from_docker(
     };
     let running = c.state.as_ref().and_then(|s| s.running);
     if running != Some(true) {
-        debug!("container {name} ({}): not running; left out", short_id(&id));
+        debug!(
+            "container {name} ({}): not running; left out",
+            short_id(&id)
+        );
         return None;
     }
     let labels = sorted(c.config.and_then(|config| config.labels));
@@ -472,7 +552,14 @@ pub fn container_from_docker(
         });
         ports.insert(key, bindings);
     }
-    Some(Container { id, name, labels, networks, gateway_network, ports })
+    Some(Container {
+        id,
+        name,
+        labels,
+        networks,
+        gateway_network,
+        ports,
+    })
 }
 
 /// The network that gives the container its default gateway, computed as
@@ -506,7 +593,11 @@ pub fn gateway_network(
     internal_networks: &BTreeSet<String>,
 ) -> Option<String> {
     let has = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
-    let internal = |e: &EndpointSettings| e.network_id.as_ref().is_some_and(|id| internal_networks.contains(id));
+    let internal = |e: &EndpointSettings| {
+        e.network_id
+            .as_ref()
+            .is_some_and(|id| internal_networks.contains(id))
+    };
     endpoints
         .iter()
         .filter(|(network, e)| {
@@ -533,9 +624,14 @@ fn short_id(id: &str) -> &str {
 }
 
 fn is_not_found(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
-
 
 #[cfg(test)]
 mod tests;

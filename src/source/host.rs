@@ -93,7 +93,10 @@ pub fn assemble(
                 .collect(),
         })
         .collect();
-    HostFacts { default_route_interface, interfaces }
+    HostFacts {
+        default_route_interface,
+        interfaces,
+    }
 }
 
 fn is_link_local(a: &Ipv6Addr) -> bool {
@@ -101,7 +104,10 @@ fn is_link_local(a: &Ipv6Addr) -> bool {
 }
 
 async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostFactsError> {
-    let err = |source| HostFactsError { what: "links", source };
+    let err = |source| HostFactsError {
+        what: "links",
+        source,
+    };
     let mut stream = handle.link().get().execute();
     let mut names = BTreeMap::new();
     while let Some(link) = stream.try_next().await.map_err(err)? {
@@ -116,7 +122,10 @@ async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostFactsE
 }
 
 async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> {
-    let err = |source| HostFactsError { what: "addresses", source };
+    let err = |source| HostFactsError {
+        what: "addresses",
+        source,
+    };
     let mut stream = handle.address().get().execute();
     let mut out = Vec::new();
     while let Some(msg) = stream.try_next().await.map_err(err)? {
@@ -139,8 +148,14 @@ async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> 
 }
 
 async fn routes(handle: &Handle) -> Result<Vec<RouteFact>, HostFactsError> {
-    let err = |source| HostFactsError { what: "routes", source };
-    let mut stream = handle.route().get(RouteMessageBuilder::<Ipv6Addr>::new().build()).execute();
+    let err = |source| HostFactsError {
+        what: "routes",
+        source,
+    };
+    let mut stream = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+        .execute();
     let mut out = Vec::new();
     while let Some(msg) = stream.try_next().await.map_err(err)? {
         if msg.header.table != RT_TABLE_MAIN {
@@ -157,7 +172,8 @@ async fn routes(handle: &Handle) -> Result<Vec<RouteFact>, HostFactsError> {
                 _ => {}
             }
         }
-        let Ok(destination) = Ipv6Net::new(destination, msg.header.destination_prefix_length) else {
+        let Ok(destination) = Ipv6Net::new(destination, msg.header.destination_prefix_length)
+        else {
             continue;
         };
         out.push(RouteFact {
@@ -185,12 +201,36 @@ mod tests {
 
     #[test]
     fn default_route_interface_addresses_and_onlink_prefixes() {
-        let links = BTreeMap::from([(1, "lo".to_string()), (2, "eth0.100".to_string()), (3, "docker0".to_string())]);
+        let links = BTreeMap::from([
+            (1, "lo".to_string()),
+            (2, "eth0.100".to_string()),
+            (3, "docker0".to_string()),
+        ]);
         let addresses = vec![
-            AddressFact { ifindex: 2, address: "2001:db8:1::10".parse().unwrap(), prefix_len: 64, unusable: false },
-            AddressFact { ifindex: 2, address: "fe80::1".parse().unwrap(), prefix_len: 64, unusable: false },
-            AddressFact { ifindex: 2, address: "2001:db8:1::11".parse().unwrap(), prefix_len: 64, unusable: true },
-            AddressFact { ifindex: 3, address: "fd00:d0c::1".parse().unwrap(), prefix_len: 64, unusable: false },
+            AddressFact {
+                ifindex: 2,
+                address: "2001:db8:1::10".parse().unwrap(),
+                prefix_len: 64,
+                unusable: false,
+            },
+            AddressFact {
+                ifindex: 2,
+                address: "fe80::1".parse().unwrap(),
+                prefix_len: 64,
+                unusable: false,
+            },
+            AddressFact {
+                ifindex: 2,
+                address: "2001:db8:1::11".parse().unwrap(),
+                prefix_len: 64,
+                unusable: true,
+            },
+            AddressFact {
+                ifindex: 3,
+                address: "fd00:d0c::1".parse().unwrap(),
+                prefix_len: 64,
+                unusable: false,
+            },
         ];
         let routes = vec![
             route("::/0", Some("fe80::1"), 2),
@@ -199,12 +239,20 @@ mod tests {
             route("2001:db8:9::/48", Some("2001:db8:1::1"), 2),
             route("fd00:d0c::/64", None, 3),
         ];
-        let facts = assemble(&links, &addresses, &routes, |name| (name == "eth0.100").then_some(1));
+        let facts = assemble(&links, &addresses, &routes, |name| {
+            (name == "eth0.100").then_some(1)
+        });
         assert_eq!(facts.default_route_interface.as_deref(), Some("eth0.100"));
         let up = facts.interface("eth0.100").unwrap();
         assert_eq!(up.accept_ra, Some(1));
-        assert_eq!(up.addresses, vec!["2001:db8:1::10/64".parse::<Ipv6Net>().unwrap()]);
-        assert_eq!(up.onlink_prefixes, vec!["2001:db8:1::/64".parse::<Ipv6Net>().unwrap()]);
+        assert_eq!(
+            up.addresses,
+            vec!["2001:db8:1::10/64".parse::<Ipv6Net>().unwrap()]
+        );
+        assert_eq!(
+            up.onlink_prefixes,
+            vec!["2001:db8:1::/64".parse::<Ipv6Net>().unwrap()]
+        );
         assert!(facts.interface("lo").is_none());
         assert_eq!(facts.interface("docker0").unwrap().onlink_prefixes.len(), 1);
     }

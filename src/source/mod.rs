@@ -19,12 +19,19 @@ pub enum SnapshotFileError {
         source: std::io::Error,
     },
     #[error("{file}:{line}:{column}: {message}")]
-    Invalid { file: PathBuf, line: usize, column: usize, message: String },
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 }
 
 pub fn load_snapshot(path: &Path) -> Result<Snapshot, SnapshotFileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SnapshotFileError::Read { file: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SnapshotFileError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
     parse_snapshot(&text, path)
 }
 
@@ -52,7 +59,9 @@ mod tests {
     #[test]
     fn bad_snapshot_names_file_line_and_field() {
         let text = "{\n  \"host\": {},\n  \"networks\": [{\"id\": \"x\", \"name\": \"n\", \"colour\": 1}]\n}";
-        let e = parse_snapshot(text, Path::new("s.json")).unwrap_err().to_string();
+        let e = parse_snapshot(text, Path::new("s.json"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("s.json:3:"), "{e}");
         assert!(e.contains("unknown field `colour`"), "{e}");
     }
@@ -60,7 +69,9 @@ mod tests {
     #[test]
     fn bad_address_is_refused() {
         let text = r#"{"host": {}, "containers": [{"id": "c", "name": "c", "networks": {"n": {"ipv6_address": "fd00::zz"}}}]}"#;
-        let e = parse_snapshot(text, Path::new("s.json")).unwrap_err().to_string();
+        let e = parse_snapshot(text, Path::new("s.json"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("s.json:1:"), "{e}");
     }
 }

@@ -62,7 +62,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 
-use netlink_sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols::NETLINK_NETFILTER};
+use netlink_sys::{
+    AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols::NETLINK_NETFILTER,
+};
 
 /// `NFNLGRP_NFTABLES`: the multicast group of nf_tables notifications.
 pub const NFNLGRP_NFTABLES: u32 = 7;
@@ -180,7 +182,12 @@ pub enum NftChange {
     /// `table inet dock6` or something in it was added, changed or deleted.
     OurTableTouched { what: NftEvent, portid: u32 },
     /// Something in another table (any other name or family).
-    OtherTable { family: u8, table: String, what: NftEvent, portid: u32 },
+    OtherTable {
+        family: u8,
+        table: String,
+        what: NftEvent,
+        portid: u32,
+    },
     /// End of a transaction, with who committed it.
     Generation(Generation),
     /// Notifications were lost (`ENOBUFS`): the
@@ -205,12 +212,17 @@ pub fn subscribe() -> Result<NftMonitor, NftMonitorError> {
     // Non-blocking, registered with the runtime's reactor.
     let mut socket = TokioSocket::new(NETLINK_NETFILTER).map_err(NftMonitorError::Open)?;
     let raw = socket.socket_mut();
-    raw.bind(&SocketAddr::new(0, 0)).map_err(NftMonitorError::Open)?;
-    raw.add_membership(NFNLGRP_NFTABLES).map_err(NftMonitorError::Join)?;
+    raw.bind(&SocketAddr::new(0, 0))
+        .map_err(NftMonitorError::Open)?;
+    raw.add_membership(NFNLGRP_NFTABLES)
+        .map_err(NftMonitorError::Join)?;
     // Best effort: a smaller buffer only makes overruns likelier, and those
     // are reported.
     let _ = raw.set_rx_buf_sz(DEFAULT_RCVBUF as libc::c_int);
-    Ok(NftMonitor { socket, pending: VecDeque::new() })
+    Ok(NftMonitor {
+        socket,
+        pending: VecDeque::new(),
+    })
 }
 
 impl NftMonitor {
@@ -268,12 +280,16 @@ fn align4(n: usize) -> usize {
 pub fn decode(mut b: &[u8]) -> Vec<NftChange> {
     let mut out = Vec::new();
     while b.len() >= NLMSG_HDRLEN {
-        let (Some(len), Some(ty), Some(portid)) = (u32_ne(b, 0), u16_ne(b, 4), u32_ne(b, 12)) else {
+        let (Some(len), Some(ty), Some(portid)) = (u32_ne(b, 0), u16_ne(b, 4), u32_ne(b, 12))
+        else {
             break;
         };
         let len = len as usize;
         if len < NLMSG_HDRLEN || len > b.len() {
-            out.push(NftChange::Unrecognized { msg_type: ty, reason: format!("bad message length {len}") });
+            out.push(NftChange::Unrecognized {
+                msg_type: ty,
+                reason: format!("bad message length {len}"),
+            });
             break;
         }
         if ty >= NLMSG_MIN_TYPE && (ty >> 8) as u8 == NFNL_SUBSYS_NFTABLES {
@@ -286,7 +302,10 @@ pub fn decode(mut b: &[u8]) -> Vec<NftChange> {
 
 /// One nf_tables message, after the netlink header: `nfgenmsg`, attributes.
 fn decode_message(ty: u16, portid: u32, payload: &[u8]) -> NftChange {
-    let unrecognized = |reason: &str| NftChange::Unrecognized { msg_type: ty, reason: reason.to_string() };
+    let unrecognized = |reason: &str| NftChange::Unrecognized {
+        msg_type: ty,
+        reason: reason.to_string(),
+    };
     let Some(&family) = payload.first() else {
         return unrecognized("no nfgenmsg");
     };
@@ -307,7 +326,12 @@ fn decode_message(ty: u16, portid: u32, payload: &[u8]) -> NftChange {
     if family == NFPROTO_INET && table == crate::nft::TABLE_NAME {
         NftChange::OurTableTouched { what, portid }
     } else {
-        NftChange::OtherTable { family, table, what, portid }
+        NftChange::OtherTable {
+            family,
+            table,
+            what,
+            portid,
+        }
     }
 }
 
@@ -345,7 +369,9 @@ fn decode_generation(attrs: &[u8], portid: u32) -> Option<Generation> {
     Some(Generation {
         id: u32_be(attr(attrs, NFTA_GEN_ID)?)?,
         pid: u32_be(attr(attrs, NFTA_GEN_PROC_PID)?)?,
-        comm: attr(attrs, NFTA_GEN_PROC_NAME).map(nla_string).unwrap_or_default(),
+        comm: attr(attrs, NFTA_GEN_PROC_NAME)
+            .map(nla_string)
+            .unwrap_or_default(),
         portid,
     })
 }
@@ -377,11 +403,17 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
     }
 
     fn ours(object: NftObject, op: NftOp) -> NftChange {
-        NftChange::OurTableTouched { what: NftEvent { object, op }, portid: 0x57d6 }
+        NftChange::OurTableTouched {
+            what: NftEvent { object, op },
+            portid: 0x57d6,
+        }
     }
 
     /// Captured in a fresh namespace (kernel 6.18, nft 1.0.6): `nft 'add
@@ -405,15 +437,25 @@ mod tests {
                 NftChange::OtherTable {
                     family: 2,
                     table: "other".into(),
-                    what: NftEvent { object: NftObject::Table, op: NftOp::New },
+                    what: NftEvent {
+                        object: NftObject::Table,
+                        op: NftOp::New
+                    },
                     portid: 0x57d6,
                 },
             ]
         );
-        let add_gen = hex("2c0000000f0a000001000000d657000000000002080001000000000208000200000057d6080003006e667400");
+        let add_gen = hex(
+            "2c0000000f0a000001000000d657000000000002080001000000000208000200000057d6080003006e667400",
+        );
         assert_eq!(
             decode(&add_gen),
-            vec![NftChange::Generation(Generation { id: 2, pid: 0x57d6, comm: "nft".into(), portid: 0x57d6 })]
+            vec![NftChange::Generation(Generation {
+                id: 2,
+                pid: 0x57d6,
+                comm: "nft".into(),
+                portid: 0x57d6
+            })]
         );
 
         let flush = hex(concat!(
@@ -421,7 +463,13 @@ mod tests {
             "0000020a000001000000d7570000010000030a000100646f636b3600000008000300000000000c00040000000000000000013400000002",
             "0a000001000000d7570000020000030a0001006f7468657200000008000300000000000c0004000000000000000002",
         ));
-        let deleted = |object| NftChange::OurTableTouched { what: NftEvent { object, op: NftOp::Deleted }, portid: 0x57d7 };
+        let deleted = |object| NftChange::OurTableTouched {
+            what: NftEvent {
+                object,
+                op: NftOp::Deleted,
+            },
+            portid: 0x57d7,
+        };
         assert_eq!(
             decode(&flush),
             vec![
@@ -430,21 +478,34 @@ mod tests {
                 NftChange::OtherTable {
                     family: 2,
                     table: "other".into(),
-                    what: NftEvent { object: NftObject::Table, op: NftOp::Deleted },
+                    what: NftEvent {
+                        object: NftObject::Table,
+                        op: NftOp::Deleted
+                    },
                     portid: 0x57d7,
                 },
             ]
         );
-        let flush_gen = hex("2c0000000f0a000001000000d757000000000003080001000000000308000200000057d7080003006e667400");
-        let [NftChange::Generation(g)] = &decode(&flush_gen)[..] else { panic!("one generation") };
+        let flush_gen = hex(
+            "2c0000000f0a000001000000d757000000000003080001000000000308000200000057d7080003006e667400",
+        );
+        let [NftChange::Generation(g)] = &decode(&flush_gen)[..] else {
+            panic!("one generation")
+        };
         assert_eq!((g.id, g.pid, g.comm.as_str()), (3, 0x57d7, "nft"));
     }
 
     #[test]
     fn event_names() {
-        let e = NftEvent { object: NftObject::Rule, op: NftOp::Deleted };
+        let e = NftEvent {
+            object: NftObject::Rule,
+            op: NftOp::Deleted,
+        };
         assert_eq!(e.to_string(), "rule deleted");
-        let e = NftEvent { object: NftObject::SetElement, op: NftOp::New };
+        let e = NftEvent {
+            object: NftObject::SetElement,
+            op: NftOp::New,
+        };
         assert_eq!(e.to_string(), "set element added");
     }
 
@@ -465,6 +526,8 @@ mod tests {
         m[4..6].copy_from_slice(&0x0a06u16.to_ne_bytes());
         m[20..22].copy_from_slice(&200u16.to_ne_bytes());
         m[22..24].copy_from_slice(&1u16.to_ne_bytes());
-        assert!(matches!(&decode(&m)[..], [NftChange::Unrecognized { reason, .. }] if reason == "no table name"));
+        assert!(
+            matches!(&decode(&m)[..], [NftChange::Unrecognized { reason, .. }] if reason == "no table name")
+        );
     }
 }

@@ -47,7 +47,10 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         while !self.log().contains(needle) {
             if Instant::now() > deadline {
-                panic!("dock6 did not log {needle:?} within {timeout:?}; its log:\n{}", self.log());
+                panic!(
+                    "dock6 did not log {needle:?} within {timeout:?}; its log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -58,7 +61,12 @@ impl Agent {
         self.log()
             .split("transactions=")
             .skip(1)
-            .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .filter_map(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .max()
             .unwrap_or(0)
     }
@@ -66,7 +74,14 @@ impl Agent {
     /// The agent's resident set size, from /proc (KiB).
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        status.lines().find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
     }
 
     /// SIGTERM, then wait; returns whether it exited with success.
@@ -77,7 +92,9 @@ impl Agent {
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();

@@ -18,7 +18,9 @@ impl DockerLab {
     pub fn up(tag: &str, options: lab::Options) -> DockerLab {
         let mut lab = DockerLab::network_only(tag, options);
         let options = lab.options.clone();
-        lab.lab.start_docker(&options).unwrap_or_else(|e| panic!("lab {}: {e:#}", lab.lab.name));
+        lab.lab
+            .start_docker(&options)
+            .unwrap_or_else(|e| panic!("lab {}: {e:#}", lab.lab.name));
         lab
     }
 
@@ -29,7 +31,10 @@ impl DockerLab {
         // The guard exists before anything is made, so a failed `up` is cleaned too.
         let mut guard = DockerLab { lab, options };
         let options = guard.options.clone();
-        guard.lab.up_network(&options).unwrap_or_else(|e| panic!("lab {name}: {e:#}"));
+        guard
+            .lab
+            .up_network(&options)
+            .unwrap_or_else(|e| panic!("lab {name}: {e:#}"));
         guard
     }
 
@@ -40,7 +45,12 @@ impl DockerLab {
     /// `docker ARGS` against the lab; panics on failure; trimmed stdout.
     pub fn docker(&self, args: &[&str]) -> String {
         let out = self.lab.docker().args(args).output().expect("run docker");
-        assert!(out.status.success(), "docker {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 

@@ -15,8 +15,12 @@ pub struct Received {
 pub fn icmp6_listener(device: &str) -> socket2::Socket {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).expect("raw socket");
-    socket.bind_device(Some(device.as_bytes())).expect("bind to device");
-    socket.set_read_timeout(Some(std::time::Duration::from_secs(3))).expect("timeout");
+    socket
+        .bind_device(Some(device.as_bytes()))
+        .expect("bind to device");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .expect("timeout");
     let on: libc::c_int = 1;
     // SAFETY: a valid socket and a c_int option value of the size given.
     let rc = unsafe {
@@ -28,7 +32,12 @@ pub fn icmp6_listener(device: &str) -> socket2::Socket {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    assert_eq!(rc, 0, "IPV6_RECVHOPLIMIT: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "IPV6_RECVHOPLIMIT: {}",
+        std::io::Error::last_os_error()
+    );
     socket
 }
 
@@ -40,7 +49,10 @@ pub fn receive(socket: &socket2::Socket, kind: u8) -> Received {
         // SAFETY: zeroed sockaddr_in6 and msghdr are valid; every pointer
         // below refers to a live local buffer of the length given.
         let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_name = (&mut from as *mut libc::sockaddr_in6).cast();
         msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
@@ -55,15 +67,23 @@ pub fn receive(socket: &socket2::Socket, kind: u8) -> Received {
         unsafe {
             let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
             while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 && (*cmsg).cmsg_type == libc::IPV6_HOPLIMIT {
-                    hop_limit = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()));
+                if (*cmsg).cmsg_level == libc::IPPROTO_IPV6
+                    && (*cmsg).cmsg_type == libc::IPV6_HOPLIMIT
+                {
+                    hop_limit = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
+                    ));
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
         }
         let payload = buf[..n as usize].to_vec();
         if payload.first() == Some(&kind) {
-            return Received { payload, source: Ipv6Addr::from(from.sin6_addr.s6_addr), hop_limit };
+            return Received {
+                payload,
+                source: Ipv6Addr::from(from.sin6_addr.s6_addr),
+                hop_limit,
+            };
         }
     }
 }

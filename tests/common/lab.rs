@@ -32,7 +32,10 @@ impl Lab {
     pub fn new(tag: &str) -> Lab {
         let upstream = Netns::new(&format!("{tag}u"));
         let host = Netns::new(&format!("{tag}h"));
-        host.ip(&format!("link add eth0 type veth peer name eth0 netns {}", upstream.name));
+        host.ip(&format!(
+            "link add eth0 type veth peer name eth0 netns {}",
+            upstream.name
+        ));
         upstream.ip(&format!("addr add {INTERNET}/128 dev lo"));
         upstream.ip(&format!("addr add {UPSTREAM_LINK}/64 dev eth0 nodad"));
         upstream.ip(&format!("addr add {UPSTREAM_V4}/24 dev eth0"));
@@ -40,11 +43,18 @@ impl Lab {
         host.ip(&format!("addr add {HOST_UPLINK}/64 dev eth0 nodad"));
         host.ip(&format!("addr add {HOST_V4}/24 dev eth0"));
         host.ip("link set eth0 up");
-        host.ip(&format!("-6 route add default via {UPSTREAM_LINK} dev eth0"));
+        host.ip(&format!(
+            "-6 route add default via {UPSTREAM_LINK} dev eth0"
+        ));
         host.sysctl("net.ipv4.ip_forward", "1");
         let dir = std::env::temp_dir().join(format!("dock6-lab-{}", host.name));
         std::fs::create_dir_all(&dir).expect("lab temp dir");
-        Lab { upstream, host, containers: Vec::new(), dir }
+        Lab {
+            upstream,
+            host,
+            containers: Vec::new(),
+            dir,
+        }
     }
 
     /// A bridge in the host with gateway `gw6` (CIDR) and optionally an IPv4
@@ -55,20 +65,32 @@ impl Lab {
         if let Some(gw4) = gw4 {
             self.host.ip(&format!("addr add {gw4} dev {name}"));
             let net: ipnet::Ipv4Net = gw4.parse().expect("ipv4 cidr");
-            self.upstream.ip(&format!("-4 route add {} via {HOST_V4}", net.trunc()));
+            self.upstream
+                .ip(&format!("-4 route add {} via {HOST_V4}", net.trunc()));
         }
         self.host.ip(&format!("link set {name} up"));
         if let Some(prefix) = routed {
-            self.upstream.ip(&format!("-6 route add {prefix} via {HOST_UPLINK}"));
+            self.upstream
+                .ip(&format!("-6 route add {prefix} via {HOST_UPLINK}"));
         }
     }
 
     /// A container namespace attached to `bridge`, with `addr6/len` and a
     /// default route via `gw6` (and likewise for IPv4 when given).
-    pub fn container(&mut self, name: &str, bridge: &str, addr6: &str, gw6: &str, v4: Option<(&str, &str)>) -> &Netns {
+    pub fn container(
+        &mut self,
+        name: &str,
+        bridge: &str,
+        addr6: &str,
+        gw6: &str,
+        v4: Option<(&str, &str)>,
+    ) -> &Netns {
         let ns = Netns::new(&format!("c{name}"));
         let veth = format!("v{name}");
-        self.host.ip(&format!("link add {veth} type veth peer name eth0 netns {}", ns.name));
+        self.host.ip(&format!(
+            "link add {veth} type veth peer name eth0 netns {}",
+            ns.name
+        ));
         self.host.ip(&format!("link set {veth} master {bridge} up"));
         ns.ip(&format!("addr add {addr6} dev eth0 nodad"));
         ns.ip("link set eth0 up");
@@ -82,7 +104,12 @@ impl Lab {
     }
 
     pub fn c(&self, name: &str) -> &Netns {
-        &self.containers.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no container {name}")).1
+        &self
+            .containers
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no container {name}"))
+            .1
     }
 
     pub fn write(&self, file: &str, text: &str) -> PathBuf {
@@ -102,7 +129,14 @@ impl Lab {
     pub fn apply(&self, snapshot: &serde_json::Value, config: &str) {
         let s = self.write("snapshot.json", &snapshot.to_string());
         let c = self.write("dock6.toml", config);
-        let out = self.dock6(&["apply", "--snapshot", s.to_str().unwrap(), "--config", c.to_str().unwrap(), "--once"]);
+        let out = self.dock6(&[
+            "apply",
+            "--snapshot",
+            s.to_str().unwrap(),
+            "--config",
+            c.to_str().unwrap(),
+            "--once",
+        ]);
         assert!(
             out.status.success(),
             "dock6 apply failed:\n{}{}",

@@ -44,7 +44,8 @@ impl Scenario {
     pub fn plan(&self) -> dock6::plan::Plan {
         let config = dock6::config::Config::load(Some(&self.config().unwrap_or_else(empty_config)))
             .unwrap_or_else(|e| panic!("{}: {e}", self.name));
-        let snapshot = dock6::source::load_snapshot(&self.snapshot()).unwrap_or_else(|e| panic!("{e}"));
+        let snapshot =
+            dock6::source::load_snapshot(&self.snapshot()).unwrap_or_else(|e| panic!("{e}"));
         dock6::plan::plan(&config, &snapshot)
     }
 }
@@ -63,7 +64,10 @@ pub fn scenarios() -> Vec<Scenario> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.join("snapshot.json").exists())
-        .map(|dir| Scenario { name: dir.file_name().unwrap().to_string_lossy().into_owned(), dir })
+        .map(|dir| Scenario {
+            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            dir,
+        })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     assert!(!out.is_empty(), "no scenarios under rules/");
@@ -85,7 +89,12 @@ pub fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
         // SAFETY: unshare with CLONE_NEWNET only changes this thread's
         // network namespace; no memory is involved.
         let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        );
         f()
     })
     .join()
@@ -97,13 +106,22 @@ pub fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
 pub fn nft(args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new("nft")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn nft");
     if let Some(text) = stdin {
-        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to nft");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write to nft");
     }
     let out = child.wait_with_output().expect("wait for nft");
     assert!(
@@ -117,7 +135,9 @@ pub fn nft(args: &[&str], stdin: Option<&str>) -> String {
 /// Inode of the calling thread's network namespace (to check isolation).
 pub fn netns_id() -> u64 {
     use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/thread-self/ns/net").expect("netns").ino()
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .expect("netns")
+        .ino()
 }
 pub mod agent;
 pub mod docker_lab;

@@ -38,7 +38,10 @@ impl Netns {
 
     /// A namespace made by someone else (a lab): used, never deleted.
     pub fn existing(name: &str) -> Netns {
-        Netns { name: name.to_string(), owned: false }
+        Netns {
+            name: name.to_string(),
+            owned: false,
+        }
     }
 
     /// `ip -n NS ARGS`, panicking with ip's message on failure.
@@ -83,7 +86,10 @@ impl Netns {
         self.spawn(f).join().expect("namespace thread panicked")
     }
 
-    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
@@ -104,8 +110,10 @@ impl Netns {
         Fut: std::future::Future<Output = T>,
     {
         self.run(move || {
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             runtime.block_on(async move {
                 let (connection, handle, _) = rtnetlink::new_connection().expect("netlink socket");
                 tokio::spawn(connection);
@@ -137,14 +145,23 @@ impl Netns {
             // CGI output may end its headers with a bare "\n\n".
             let normalized = reply.replace("\r\n", "\n");
             match normalized.split_once("\n\n") {
-                Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => Ok(body.trim().to_string()),
-                _ => Err(std::io::Error::other(format!("unexpected HTTP answer: {reply:?}"))),
+                Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => {
+                    Ok(body.trim().to_string())
+                }
+                _ => Err(std::io::Error::other(format!(
+                    "unexpected HTTP answer: {reply:?}"
+                ))),
             }
         })
     }
 
     /// Retries `http_get` until it answers or `timeout` passes.
-    pub fn http_get_within(&self, to: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<String> {
+    pub fn http_get_within(
+        &self,
+        to: SocketAddr,
+        path: &str,
+        timeout: Duration,
+    ) -> std::io::Result<String> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             match self.http_get(to, path) {
@@ -158,7 +175,11 @@ impl Netns {
     /// A UDP request from inside this namespace; returns the reply.
     pub fn udp(&self, to: SocketAddr) -> std::io::Result<String> {
         self.run(move || {
-            let bind: SocketAddr = if to.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
+            let bind: SocketAddr = if to.is_ipv6() {
+                "[::]:0".parse().unwrap()
+            } else {
+                "0.0.0.0:0".parse().unwrap()
+            };
             let s = UdpSocket::bind(bind)?;
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
             s.send_to(b"who", to)?;
@@ -185,13 +206,21 @@ impl Drop for Netns {
         if !self.owned {
             return;
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
 fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[derive(Clone, Copy)]
@@ -229,7 +258,8 @@ impl Server {
                 }
                 Proto::Udp => {
                     let s = UdpSocket::bind(addr).expect("bind udp");
-                    s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+                    s.set_read_timeout(Some(Duration::from_millis(50)))
+                        .expect("timeout");
                     ready_tx.send(()).ok();
                     let mut buf = [0u8; 256];
                     while !flag.load(Ordering::SeqCst) {
@@ -240,8 +270,13 @@ impl Server {
                 }
             }
         });
-        ready_rx.recv_timeout(Duration::from_secs(5)).expect("server did not start");
-        Server { stop, thread: Some(thread) }
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("server did not start");
+        Server {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

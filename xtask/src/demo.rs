@@ -35,7 +35,9 @@ fn step(text: &str) {
 }
 
 fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
-    step("lab: upstream namespace (the internet, 2001:db8:ffff::1) and host namespace with a private dockerd");
+    step(
+        "lab: upstream namespace (the internet, 2001:db8:ffff::1) and host namespace with a private dockerd",
+    );
     lab.up(&lab::Options::default())?;
 
     step("the internet: a web server on 2001:db8:ffff::1 that answers with the client's address");
@@ -45,7 +47,13 @@ fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
     lab::output(Command::new("chmod").arg("+x").arg(www.join("cgi-bin/ip")))?;
     let mut internet = Guard(
         lab.in_upstream("busybox")
-            .args(["httpd", "-f", "-p", &format!("[{}]:80", lab::UPSTREAM_INTERNET_V6), "-h"])
+            .args([
+                "httpd",
+                "-f",
+                "-p",
+                &format!("[{}]:80", lab::UPSTREAM_INTERNET_V6),
+                "-h",
+            ])
             .arg(&www)
             .stdin(Stdio::null())
             .spawn()
@@ -65,46 +73,94 @@ fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
             .spawn()
             .context("start dock6 run")?,
     );
-    wait_for(|| Ok(std::fs::read_to_string(&log)?.contains("reconciled")), "dock6's first reconcile")?;
+    wait_for(
+        || Ok(std::fs::read_to_string(&log)?.contains("reconciled")),
+        "dock6's first reconcile",
+    )?;
 
-    step(&format!("docker network create --ipv6 --subnet {SUBNET} {NETWORK}; docker run -p 8080:80 (busybox httpd)"));
-    lab::output(lab.docker().args(["network", "create", "--ipv6", "--subnet", SUBNET, NETWORK]))?;
+    step(&format!(
+        "docker network create --ipv6 --subnet {SUBNET} {NETWORK}; docker run -p 8080:80 (busybox httpd)"
+    ));
+    lab::output(
+        lab.docker()
+            .args(["network", "create", "--ipv6", "--subnet", SUBNET, NETWORK]),
+    )?;
     let server = format!(
         "mkdir -p /www/cgi-bin && printf '{}' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www",
         CGI.replace('\n', "\\n").replace('"', "\\\"")
     );
-    lab::output(lab.docker().args(["run", "-d", "--name", "web", "--network", NETWORK, "-p", "8080:80", lab::IMAGE, "sh", "-c", &server]))?;
-    let address = lab::output(lab.docker().args([
-        "inspect", "-f", &format!("{{{{(index .NetworkSettings.Networks \"{NETWORK}\").GlobalIPv6Address}}}}"), "web",
+    lab::output(lab.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        NETWORK,
+        "-p",
+        "8080:80",
+        lab::IMAGE,
+        "sh",
+        "-c",
+        &server,
     ]))?;
-    eprintln!("container web has {} (ULA: dock6 chose nat66)", address.trim());
+    let address = lab::output(lab.docker().args([
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{NETWORK}\").GlobalIPv6Address}}}}"),
+        "web",
+    ]))?;
+    eprintln!(
+        "container web has {} (ULA: dock6 chose nat66)",
+        address.trim()
+    );
 
     step("IPv6 egress: the container asks the internet who it is");
     let egress = lab::output(lab.docker().args([
-        "run", "--rm", "--network", NETWORK, lab::IMAGE, "sh", "-c",
+        "run",
+        "--rm",
+        "--network",
+        NETWORK,
+        lab::IMAGE,
+        "sh",
+        "-c",
         &format!("{GET_IP} | nc {} 80", lab::UPSTREAM_INTERNET_V6),
     ]))?;
     let seen = body(&egress);
-    eprintln!("the internet sees {seen} (the host's address {}: NAT66)", lab::HOST_V6);
+    eprintln!(
+        "the internet sees {seen} (the host's address {}: NAT66)",
+        lab::HOST_V6
+    );
     if seen.trim_matches(['[', ']']) != lab::HOST_V6 {
         bail!("egress seen as {seen:?}, expected the host's address");
     }
 
-    step(&format!("published port: the upstream fetches http://[{}]:8080/cgi-bin/ip", lab::HOST_V6));
+    step(&format!(
+        "published port: the upstream fetches http://[{}]:8080/cgi-bin/ip",
+        lab::HOST_V6
+    ));
     let mut seen = String::new();
     wait_for(
         || {
-            let answer = lab::output(lab.in_upstream("busybox").args(["sh", "-c", &format!("{GET_IP} | nc {} 8080", lab::HOST_V6)]))
-                .unwrap_or_default();
+            let answer = lab::output(lab.in_upstream("busybox").args([
+                "sh",
+                "-c",
+                &format!("{GET_IP} | nc {} 8080", lab::HOST_V6),
+            ]))
+            .unwrap_or_default();
             seen = body(&answer);
             Ok(seen.contains(lab::UPSTREAM_V6))
         },
         "the published port to be DNAT'ed",
     )?;
-    eprintln!("the container sees {seen}: the client's real address (DNAT by dock6, not Docker's userland proxy)");
+    eprintln!(
+        "the container sees {seen}: the client's real address (DNAT by dock6, not Docker's userland proxy)"
+    );
 
     step("table inet dock6, map dnat_any (in the host namespace)");
-    let map = lab::output(lab.in_host("nft").args(["list", "map", "inet", "dock6", "dnat_any"]))?;
+    let map = lab::output(
+        lab.in_host("nft")
+            .args(["list", "map", "inet", "dock6", "dnat_any"]),
+    )?;
     eprintln!("{}", map.trim_end());
 
     step("dock6's log");
@@ -118,7 +174,10 @@ fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
 /// The body of an HTTP answer (CGI output may end its headers with "\n\n").
 fn body(answer: &str) -> String {
     let answer = answer.replace("\r\n", "\n");
-    answer.split_once("\n\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default()
+    answer
+        .split_once("\n\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn wait_for(mut ready: impl FnMut() -> Result<bool>, what: &str) -> Result<()> {
@@ -138,7 +197,10 @@ struct Guard(Child);
 impl Guard {
     fn stop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.0.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
                 sleep(Duration::from_millis(20));

@@ -90,7 +90,12 @@ pub const IMAGE: &str = "busybox";
 /// Directories outside the lab that Docker 20.10 / containerd 1.6 create whatever their roots:
 /// dockerd's legacy plugin discovery directory and containerd's shim socket directory. `up`
 /// records which did not exist before (`LAB/outside`); `down` removes those again when empty.
-const OUTSIDE_DIRS: &[&str] = &["/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s"];
+const OUTSIDE_DIRS: &[&str] = &[
+    "/run/docker",
+    "/run/docker/plugins",
+    "/run/containerd",
+    "/run/containerd/s",
+];
 
 /// The system containerd's socket, which dockerd would adopt.
 pub const SYSTEM_CONTAINERD: &str = "/run/containerd/containerd.sock";
@@ -120,7 +125,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { userland_proxy: true, iptables: true, ip6tables: false }
+        Options {
+            userland_proxy: true,
+            iptables: true,
+            ip6tables: false,
+        }
     }
 }
 
@@ -139,10 +148,14 @@ impl Lab {
     pub fn new(name: &str) -> Result<Lab> {
         let valid = !name.is_empty()
             && name.len() <= 32
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
             && !name.starts_with(['-', '.']);
         if !valid {
-            bail!("lab name {name:?}: use 1 to 32 characters out of [A-Za-z0-9._-], not starting with - or .");
+            bail!(
+                "lab name {name:?}: use 1 to 32 characters out of [A-Za-z0-9._-], not starting with - or ."
+            );
         }
         Ok(Lab {
             name: name.to_string(),
@@ -221,7 +234,11 @@ impl Lab {
             bail!("the lab needs root (network namespaces, dockerd)");
         }
         if self.dir.exists() || netns_exists(&self.host_ns) || netns_exists(&self.upstream_ns) {
-            bail!("lab {} exists already (or is left over): `cargo xtask lab down {}` first", self.name, self.name);
+            bail!(
+                "lab {} exists already (or is left over): `cargo xtask lab down {}` first",
+                self.name,
+                self.name
+            );
         }
         ensure_tools(options)?;
         fs::create_dir_all(BASE_DIR).with_context(|| format!("create {BASE_DIR}"))?;
@@ -238,7 +255,12 @@ impl Lab {
     /// Starts the lab's dockerd (again) and makes sure the image exists.
     pub fn start_docker(&mut self, options: &Options) -> Result<()> {
         self.start_dockerd(options)?;
-        let have_image = self.docker().args(["image", "inspect", IMAGE]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let have_image = self
+            .docker()
+            .args(["image", "inspect", IMAGE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         if !have_image.is_ok_and(|s| s.success()) {
             self.build_image()?;
         }
@@ -248,8 +270,12 @@ impl Lab {
     /// Stops the lab's dockerd with SIGTERM (SIGKILL after a timeout), as a
     /// restart or an upgrade of Docker would; the namespaces stay.
     pub fn stop_docker(&mut self) -> Result<()> {
-        let pid = fs::read_to_string(self.pidfile()).ok().and_then(|s| s.trim().parse::<i32>().ok());
-        let pid = pid.or_else(|| self.dockerd.as_ref().map(|c| c.id() as i32)).context("no dockerd pid")?;
+        let pid = fs::read_to_string(self.pidfile())
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        let pid = pid
+            .or_else(|| self.dockerd.as_ref().map(|c| c.id() as i32))
+            .context("no dockerd pid")?;
         if is_alive(pid) && cmdline(pid).contains(&self.dir.display().to_string()) {
             signal(pid, SIGTERM);
             if !wait_gone(&[pid], DOCKERD_STOP_TIMEOUT) {
@@ -276,18 +302,97 @@ impl Lab {
             ]))?;
             ip(ns, &["link", "set", "lo", "up"])?;
         }
-        ip(host, &["link", "add", HOST_UPLINK, "type", "veth", "peer", "name", UPSTREAM_LINK, "netns", up])?;
+        ip(
+            host,
+            &[
+                "link",
+                "add",
+                HOST_UPLINK,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                UPSTREAM_LINK,
+                "netns",
+                up,
+            ],
+        )?;
 
-        ip(up, &["addr", "add", &format!("{UPSTREAM_INTERNET_V6}/128"), "dev", "lo"])?;
-        ip(up, &["addr", "add", &format!("{UPSTREAM_V6}/64"), "dev", UPSTREAM_LINK, "nodad"])?;
-        ip(up, &["addr", "add", &format!("{UPSTREAM_V4}/24"), "dev", UPSTREAM_LINK])?;
+        ip(
+            up,
+            &[
+                "addr",
+                "add",
+                &format!("{UPSTREAM_INTERNET_V6}/128"),
+                "dev",
+                "lo",
+            ],
+        )?;
+        ip(
+            up,
+            &[
+                "addr",
+                "add",
+                &format!("{UPSTREAM_V6}/64"),
+                "dev",
+                UPSTREAM_LINK,
+                "nodad",
+            ],
+        )?;
+        ip(
+            up,
+            &[
+                "addr",
+                "add",
+                &format!("{UPSTREAM_V4}/24"),
+                "dev",
+                UPSTREAM_LINK,
+            ],
+        )?;
         ip(up, &["link", "set", UPSTREAM_LINK, "up"])?;
 
-        ip(host, &["addr", "add", &format!("{HOST_V6}/64"), "dev", HOST_UPLINK, "nodad"])?;
-        ip(host, &["addr", "add", &format!("{HOST_V4}/24"), "dev", HOST_UPLINK])?;
+        ip(
+            host,
+            &[
+                "addr",
+                "add",
+                &format!("{HOST_V6}/64"),
+                "dev",
+                HOST_UPLINK,
+                "nodad",
+            ],
+        )?;
+        ip(
+            host,
+            &["addr", "add", &format!("{HOST_V4}/24"), "dev", HOST_UPLINK],
+        )?;
         ip(host, &["link", "set", HOST_UPLINK, "up"])?;
-        ip(host, &["-6", "route", "add", "default", "via", UPSTREAM_V6, "dev", HOST_UPLINK])?;
-        ip(host, &["-4", "route", "add", "default", "via", UPSTREAM_V4, "dev", HOST_UPLINK])?;
+        ip(
+            host,
+            &[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                UPSTREAM_V6,
+                "dev",
+                HOST_UPLINK,
+            ],
+        )?;
+        ip(
+            host,
+            &[
+                "-4",
+                "route",
+                "add",
+                "default",
+                "via",
+                UPSTREAM_V4,
+                "dev",
+                HOST_UPLINK,
+            ],
+        )?;
         Ok(())
     }
 
@@ -320,9 +425,15 @@ impl Lab {
         // Without --containerd, dockerd uses a running system containerd when
         // it finds one: that would share state with the system's Docker.
         if Path::new(SYSTEM_CONTAINERD).exists() {
-            bail!("a system containerd is running ({SYSTEM_CONTAINERD}); a private dockerd would use it, so the lab refuses");
+            bail!(
+                "a system containerd is running ({SYSTEM_CONTAINERD}); a private dockerd would use it, so the lab refuses"
+            );
         }
-        let absent: Vec<&str> = OUTSIDE_DIRS.iter().copied().filter(|d| !Path::new(d).exists()).collect();
+        let absent: Vec<&str> = OUTSIDE_DIRS
+            .iter()
+            .copied()
+            .filter(|d| !Path::new(d).exists())
+            .collect();
         fs::write(self.dir.join("outside"), absent.join("\n"))?;
         let config = self.dir.join("daemon.json");
         fs::write(&config, self.daemon_json(options))?;
@@ -347,7 +458,10 @@ impl Lab {
         let child = cmd.spawn().context("cannot start dockerd")?;
         self.dockerd = Some(child);
         loop {
-            let answered = self.docker().args(["version", "--format", "{{.Server.Version}}"]).output();
+            let answered = self
+                .docker()
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .output();
             if let Ok(out) = answered
                 && out.status.success()
             {
@@ -359,8 +473,15 @@ impl Lab {
                 );
                 return Ok(());
             }
-            if let Some(status) = self.dockerd.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("dockerd exited with {status}; its log:\n{}", tail(&self.log_file(), 30));
+            if let Some(status) = self
+                .dockerd
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "dockerd exited with {status}; its log:\n{}",
+                    tail(&self.log_file(), 30)
+                );
             }
             if started.elapsed() > DOCKERD_START_TIMEOUT {
                 bail!(
@@ -388,16 +509,34 @@ impl Lab {
         }
         fs::copy(busybox, bin.join("busybox"))?;
         let list = output(Command::new(busybox).arg("--list"))?;
-        for applet in list.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
+        for applet in list
+            .lines()
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && *a != "busybox")
+        {
             symlink("busybox", bin.join(applet))?;
         }
-        fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")?;
+        fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )?;
         fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
         let tarball = self.dir.join("busybox.tar");
-        run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tarball).arg("."))?;
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."))?;
         run(self
             .docker()
-            .args(["import", "--change", r#"CMD ["sh"]"#, "--change", "ENV PATH=/bin"])
+            .args([
+                "import",
+                "--change",
+                r#"CMD ["sh"]"#,
+                "--change",
+                "ENV PATH=/bin",
+            ])
             .arg(&tarball)
             .arg(format!("{IMAGE}:latest")))?;
         fs::remove_dir_all(&root)?;
@@ -430,11 +569,19 @@ impl Lab {
         {
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if !ids.is_empty() {
-                let _ = self.docker().arg("kill").args(&ids).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                let _ = self
+                    .docker()
+                    .arg("kill")
+                    .args(&ids)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
             }
         }
         // 2. dockerd, by its pidfile (or our child).
-        let pid = fs::read_to_string(self.pidfile()).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        let pid = fs::read_to_string(self.pidfile())
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
         let pid = pid.or_else(|| self.dockerd.as_ref().map(|c| c.id() as i32));
         if let Some(pid) = pid
             && is_alive(pid)
@@ -442,7 +589,10 @@ impl Lab {
         {
             signal(pid, SIGTERM);
             if !wait_gone(&[pid], DOCKERD_STOP_TIMEOUT) {
-                eprintln!("lab {}: dockerd {pid} ignored SIGTERM for {DOCKERD_STOP_TIMEOUT:?}: SIGKILL", self.name);
+                eprintln!(
+                    "lab {}: dockerd {pid} ignored SIGTERM for {DOCKERD_STOP_TIMEOUT:?}: SIGKILL",
+                    self.name
+                );
                 signal(pid, SIGKILL);
                 wait_gone(&[pid], Duration::from_secs(5));
             }
@@ -454,7 +604,10 @@ impl Lab {
         // 3. Whatever else lives in the lab: containerd, shims, docker-proxy, container processes.
         let leftovers = self.processes();
         if !leftovers.is_empty() {
-            eprintln!("lab {}: killing leftover processes {leftovers:?}", self.name);
+            eprintln!(
+                "lab {}: killing leftover processes {leftovers:?}",
+                self.name
+            );
             for &pid in &leftovers {
                 signal(pid, SIGKILL);
             }
@@ -469,7 +622,11 @@ impl Lab {
                 break;
             }
             for mount in mounts.iter().rev() {
-                let _ = Command::new("umount").arg("--lazy").arg(mount).stderr(Stdio::null()).status();
+                let _ = Command::new("umount")
+                    .arg("--lazy")
+                    .arg(mount)
+                    .stderr(Stdio::null())
+                    .status();
             }
         }
         let mounts = mounts_under(&self.dir);
@@ -487,14 +644,19 @@ impl Lab {
         // 6. The cgroup parent, in every hierarchy (rmdir only removes empty cgroups).
         remove_cgroups(&self.cgroup_parent());
         for socket in shim_sockets.iter().filter(|s| s.exists()) {
-            eprintln!("lab {}: removing stale shim socket {}", self.name, socket.display());
+            eprintln!(
+                "lab {}: removing stale shim socket {}",
+                self.name,
+                socket.display()
+            );
             let _ = fs::remove_file(socket);
         }
         // Directories outside the lab that did not exist before `up`, if empty, and only when no
         // other dockerd or containerd (another lab, the system's) may be using them.
         let outside = fs::read_to_string(self.dir.join("outside")).unwrap_or_default();
         let others = all_pids().into_iter().filter(|&p| is_alive(p)).any(|p| {
-            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| matches!(c.trim(), "dockerd" | "containerd"))
+            fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| matches!(c.trim(), "dockerd" | "containerd"))
         });
         if !others {
             for dir in outside.lines().rev().filter(|l| !l.is_empty()) {
@@ -510,7 +672,11 @@ impl Lab {
         }
         let _ = fs::remove_dir(BASE_DIR); // only when no other lab is left
         if !problems.is_empty() {
-            bail!("lab {} not completely removed:\n  {}", self.name, problems.join("\n  "));
+            bail!(
+                "lab {} not completely removed:\n  {}",
+                self.name,
+                problems.join("\n  ")
+            );
         }
         Ok(())
     }
@@ -534,7 +700,8 @@ impl Lab {
             let proc = PathBuf::from(format!("/proc/{pid}"));
             let in_ns = fs::read_link(proc.join("ns/net"))
                 .is_ok_and(|l| namespaces.iter().any(|n| l.as_os_str() == n.as_str()));
-            let in_cgroup = fs::read_to_string(proc.join("cgroup")).is_ok_and(|c| c.contains(&cgroup));
+            let in_cgroup =
+                fs::read_to_string(proc.join("cgroup")).is_ok_and(|c| c.contains(&cgroup));
             let exe_under = fs::read_link(proc.join("exe")).is_ok_and(|p| p.starts_with(&self.dir));
             if in_ns || in_cgroup || exe_under {
                 out.push(pid);
@@ -546,27 +713,58 @@ impl Lab {
     /// What exists of the lab, one line per item.
     pub fn status(&self) -> Vec<String> {
         let mut lines = vec![format!("lab {} ({})", self.name, self.dir.display())];
-        lines.push(format!("  directory: {}", if self.dir.exists() { "present" } else { "absent" }));
+        lines.push(format!(
+            "  directory: {}",
+            if self.dir.exists() {
+                "present"
+            } else {
+                "absent"
+            }
+        ));
         for ns in [&self.host_ns, &self.upstream_ns] {
-            lines.push(format!("  netns {ns}: {}", if netns_exists(ns) { "present" } else { "absent" }));
+            lines.push(format!(
+                "  netns {ns}: {}",
+                if netns_exists(ns) {
+                    "present"
+                } else {
+                    "absent"
+                }
+            ));
         }
-        let pid = fs::read_to_string(self.pidfile()).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        let pid = fs::read_to_string(self.pidfile())
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
         lines.push(match pid {
             Some(pid) if is_alive(pid) => format!("  dockerd: pid {pid}"),
             Some(pid) => format!("  dockerd: pid {pid} is gone"),
             None => "  dockerd: no pidfile".into(),
         });
         if self.socket().exists() {
-            match output(self.docker().args(["version", "--format", "{{.Server.Version}}"])) {
+            match output(
+                self.docker()
+                    .args(["version", "--format", "{{.Server.Version}}"]),
+            ) {
                 Ok(v) => lines.push(format!("  docker: answers, server {}", v.trim())),
                 Err(_) => lines.push("  docker: socket does not answer".into()),
             }
-            if let Ok(ps) = output(self.docker().args(["ps", "--format", "{{.ID}} {{.Image}} {{.Status}} {{.Names}}"])) {
+            if let Ok(ps) = output(self.docker().args([
+                "ps",
+                "--format",
+                "{{.ID}} {{.Image}} {{.Status}} {{.Names}}",
+            ])) {
                 lines.extend(ps.lines().map(|l| format!("  container {l}")));
             }
         }
-        lines.extend(mounts_under(&self.dir).iter().map(|m| format!("  mount {}", m.display())));
-        lines.extend(self.processes().iter().map(|p| format!("  process {p}: {}", cmdline(*p))));
+        lines.extend(
+            mounts_under(&self.dir)
+                .iter()
+                .map(|m| format!("  mount {}", m.display())),
+        );
+        lines.extend(
+            self.processes()
+                .iter()
+                .map(|p| format!("  process {p}: {}", cmdline(*p))),
+        );
         lines
     }
 }
@@ -597,9 +795,17 @@ pub fn cli(args: &[String]) -> Result<()> {
         Some("up") => {
             let started = Instant::now();
             if let Err(e) = lab.up(&options) {
-                bail!("{e:#}\nthe partial lab is left for inspection; remove it with `cargo xtask lab down {}`", lab.name);
+                bail!(
+                    "{e:#}\nthe partial lab is left for inspection; remove it with `cargo xtask lab down {}`",
+                    lab.name
+                );
             }
-            eprintln!("lab {} is up after {:.1?}; {} holds:", lab.name, started.elapsed(), lab.dir.join("env").display());
+            eprintln!(
+                "lab {} is up after {:.1?}; {} holds:",
+                lab.name,
+                started.elapsed(),
+                lab.dir.join("env").display()
+            );
             let mut stdout = std::io::stdout().lock();
             for (key, value) in lab.env() {
                 writeln!(stdout, "export {key}={value}")?;
@@ -630,7 +836,9 @@ pub fn cli(args: &[String]) -> Result<()> {
 
 fn in_netns(ns: &str, program: &str) -> Command {
     let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
+    cmd.arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(program);
     cmd
 }
 
@@ -645,9 +853,16 @@ fn run(cmd: &mut Command) -> Result<()> {
 /// Runs to completion; stdout on success, an error with stderr otherwise.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start {shown}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !out.status.success() {
-        bail!("{shown} failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{shown} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -666,7 +881,9 @@ fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
         .unwrap_or(false)
-        || ["/usr/sbin", "/sbin", "/usr/bin"].iter().any(|d| Path::new(d).join(program).is_file())
+        || ["/usr/sbin", "/sbin", "/usr/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(program).is_file())
 }
 
 fn dpkg_installed(package: &str) -> bool {
@@ -682,7 +899,11 @@ fn dpkg_installed(package: &str) -> bool {
 /// Installs (Debian packages) what the lab needs and is missing; never over an installed Docker.
 pub fn ensure_tools(options: &Options) -> Result<()> {
     let mut missing = Vec::new();
-    for (program, package) in [("ip", "iproute2"), ("nsenter", "util-linux"), ("tar", "tar")] {
+    for (program, package) in [
+        ("ip", "iproute2"),
+        ("nsenter", "util-linux"),
+        ("tar", "tar"),
+    ] {
         if !on_path(program) {
             missing.push(package);
         }
@@ -743,7 +964,9 @@ fn unescape_mount(s: &str) -> String {
 /// for it a few levels down in every hierarchy.
 fn remove_cgroups(parent: &str) {
     fn find(dir: &Path, name: &str, depth: usize, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.filter_map(|e| e.ok()) {
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
@@ -776,20 +999,32 @@ fn rmdir_tree(dir: &Path) {
 
 fn all_pids() -> Vec<i32> {
     fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Alive and not a zombie.
 fn is_alive(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
     // The state follows the parenthesised command name, which may itself contain ") ".
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z" && s != "X")
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|s| s != "Z" && s != "X")
 }
 
 fn cmdline(pid: i32) -> String {
     fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 

@@ -14,8 +14,15 @@ use anyhow::{Context as _, Result, bail};
 /// Debian packages the build and the tests need: the C libraries behind
 /// nftnl/mnl, `nft` for golden checks, iproute2 for namespaces, the
 /// `conntrack` CLI to check conntrack deletes from outside.
-const PACKAGES: &[&str] =
-    &["pkg-config", "libnftnl-dev", "libmnl-dev", "nftables", "iproute2", "util-linux", "conntrack"];
+const PACKAGES: &[&str] = &[
+    "pkg-config",
+    "libnftnl-dev",
+    "libmnl-dev",
+    "nftables",
+    "iproute2",
+    "util-linux",
+    "conntrack",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,14 +34,24 @@ fn main() -> ExitCode {
         Some("deps") => install_packages(PACKAGES),
         Some("lab") => lab::cli(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|bless|demo|bench|deps|lab>
-");
-            eprintln!("  test   install what is needed, then run every test (kernel tests need root)");
+            eprintln!(
+                "usage: cargo xtask <test|bless|demo|bench|deps|lab>
+"
+            );
+            eprintln!(
+                "  test   install what is needed, then run every test (kernel tests need root)"
+            );
             eprintln!("  bless  rewrite the golden files under rules/ from the current planner");
-            eprintln!("  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces");
-            eprintln!("  bench  print encoder timings (1, 1,000, 10,000 elements; needs root, runs in a throwaway namespace)");
+            eprintln!(
+                "  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces"
+            );
+            eprintln!(
+                "  bench  print encoder timings (1, 1,000, 10,000 elements; needs root, runs in a throwaway namespace)"
+            );
             eprintln!("  deps   only install the Debian packages");
-            eprintln!("  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see xtask/src/lab.rs)");
+            eprintln!(
+                "  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see xtask/src/lab.rs)"
+            );
             return ExitCode::from(2);
         }
     };
@@ -48,7 +65,10 @@ fn main() -> ExitCode {
 }
 
 fn root_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -59,7 +79,9 @@ fn cargo() -> Command {
 
 fn run(mut cmd: Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
@@ -75,19 +97,29 @@ fn is_installed(package: &str) -> bool {
 }
 
 fn install_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages.iter().copied().filter(|p| !is_installed(p)).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     if !lab::is_root() {
-        bail!("missing Debian packages {missing:?}; run as root or `sudo apt-get install {}`", missing.join(" "));
+        bail!(
+            "missing Debian packages {missing:?}; run as root or `sudo apt-get install {}`",
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     let mut update = Command::new("apt-get");
     update.args(["update", "-qq"]);
     run(update)?;
     let mut install = Command::new("apt-get");
-    install.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-qq"]).args(&missing);
+    install
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq"])
+        .args(&missing);
     run(install)
 }
 
@@ -96,13 +128,15 @@ fn test(extra: &[String]) -> Result<()> {
     // The Docker tests' lab: docker.io only where no Docker is installed, busybox-static.
     lab::ensure_tools(&lab::Options::default())?;
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--all-targets"]).args(extra);
+    cmd.args(["test", "--workspace", "--all-targets"])
+        .args(extra);
     run(cmd)
 }
 
 fn bless() -> Result<()> {
     let mut cmd = cargo();
-    cmd.env("DOCK6_BLESS", "1").args(["test", "--test", "golden"]);
+    cmd.env("DOCK6_BLESS", "1")
+        .args(["test", "--test", "golden"]);
     run(cmd)?;
     eprintln!("xtask: golden files rewritten; review `git diff rules/` like code");
     Ok(())
@@ -121,6 +155,8 @@ fn demo() -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "--bin", "dock6"]);
     run(cmd)?;
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root_dir().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root_dir().join("target"));
     demo::demo(&target.join("debug/dock6"))
 }

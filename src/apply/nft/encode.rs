@@ -63,18 +63,61 @@ pub(crate) mod k {
 /// One kernel expression, as nft would build it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Expr {
-    Meta { key: u32, dreg: u32 },
-    MetaSet { key: u32, sreg: u32 },
-    Ct { key: u32, dreg: u32 },
-    Payload { base: u32, offset: u32, len: u32, dreg: u32 },
-    Cmp { sreg: u32, op: u32, data: Vec<u8> },
-    Bitwise { sreg: u32, dreg: u32, mask: Vec<u8>, xor: Vec<u8> },
-    Lookup { sreg: u32, dreg: Option<u32>, set: String, set_id: Option<u32> },
-    Fib { flags: u32, result: u32, dreg: u32 },
-    Nat { kind: u32, family: u32, reg_addr_min: u32, reg_proto_min: Option<u32> },
+    Meta {
+        key: u32,
+        dreg: u32,
+    },
+    MetaSet {
+        key: u32,
+        sreg: u32,
+    },
+    Ct {
+        key: u32,
+        dreg: u32,
+    },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+        dreg: u32,
+    },
+    Cmp {
+        sreg: u32,
+        op: u32,
+        data: Vec<u8>,
+    },
+    Bitwise {
+        sreg: u32,
+        dreg: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
+    Lookup {
+        sreg: u32,
+        dreg: Option<u32>,
+        set: String,
+        set_id: Option<u32>,
+    },
+    Fib {
+        flags: u32,
+        result: u32,
+        dreg: u32,
+    },
+    Nat {
+        kind: u32,
+        family: u32,
+        reg_addr_min: u32,
+        reg_proto_min: Option<u32>,
+    },
     Masq,
-    Immediate { dreg: u32, data: Vec<u8> },
-    Verdict { code: i32, chain: Option<String> },
+    Immediate {
+        dreg: u32,
+        data: Vec<u8>,
+    },
+    Verdict {
+        code: i32,
+        chain: Option<String>,
+    },
 }
 
 impl Expr {
@@ -94,7 +137,11 @@ impl Expr {
 /// register file is named by its 128-bit register when it is aligned to one
 /// (NFT_REG_1..4), else by its 32-bit register (NFT_REG32_00 + w).
 pub(crate) fn reg_at_word(w: u32) -> u32 {
-    if w.is_multiple_of(4) { k::REG_1 + w / 4 } else { 8 + w }
+    if w.is_multiple_of(4) {
+        k::REG_1 + w / 4
+    } else {
+        8 + w
+    }
 }
 
 /// A field loaded as part of a (possibly concatenated) key.
@@ -117,8 +164,16 @@ impl Field {
     fn load(self, dreg: u32) -> Expr {
         match self {
             Field::Daddr => payload_ip6(AddrField::Daddr, 16, dreg),
-            Field::L4proto => Expr::Meta { key: k::META_L4PROTO, dreg },
-            Field::Dport => Expr::Payload { base: k::PAYLOAD_TRANSPORT, offset: 2, len: 2, dreg },
+            Field::L4proto => Expr::Meta {
+                key: k::META_L4PROTO,
+                dreg,
+            },
+            Field::Dport => Expr::Payload {
+                base: k::PAYLOAD_TRANSPORT,
+                offset: 2,
+                len: 2,
+                dreg,
+            },
         }
     }
 }
@@ -138,7 +193,12 @@ fn payload_ip6(field: AddrField, len: u32, dreg: u32) -> Expr {
         AddrField::Saddr => 8,
         AddrField::Daddr => 24,
     };
-    Expr::Payload { base: k::PAYLOAD_NETWORK, offset, len, dreg }
+    Expr::Payload {
+        base: k::PAYLOAD_NETWORK,
+        offset,
+        len,
+        dreg,
+    }
 }
 
 fn cmp_op(negate: bool) -> u32 {
@@ -158,8 +218,15 @@ struct Ctx {
 impl Ctx {
     fn need_ipv6(&mut self, out: &mut Vec<Expr>) {
         if !self.ipv6 {
-            out.push(Expr::Meta { key: k::META_NFPROTO, dreg: k::REG_1 });
-            out.push(Expr::Cmp { sreg: k::REG_1, op: k::CMP_EQ, data: vec![k::NFPROTO_IPV6] });
+            out.push(Expr::Meta {
+                key: k::META_NFPROTO,
+                dreg: k::REG_1,
+            });
+            out.push(Expr::Cmp {
+                sreg: k::REG_1,
+                op: k::CMP_EQ,
+                data: vec![k::NFPROTO_IPV6],
+            });
             self.ipv6 = true;
         }
     }
@@ -167,8 +234,15 @@ impl Ctx {
     fn need_icmpv6(&mut self, out: &mut Vec<Expr>) {
         self.need_ipv6(out);
         if !self.icmpv6 {
-            out.push(Expr::Meta { key: k::META_L4PROTO, dreg: k::REG_1 });
-            out.push(Expr::Cmp { sreg: k::REG_1, op: k::CMP_EQ, data: vec![k::IPPROTO_ICMPV6] });
+            out.push(Expr::Meta {
+                key: k::META_L4PROTO,
+                dreg: k::REG_1,
+            });
+            out.push(Expr::Cmp {
+                sreg: k::REG_1,
+                op: k::CMP_EQ,
+                data: vec![k::IPPROTO_ICMPV6],
+            });
             self.icmpv6 = true;
         }
     }
@@ -180,7 +254,9 @@ impl Ctx {
 pub(crate) fn ifname_cmp_bytes(name: &str) -> Result<Vec<u8>, EncodeError> {
     if let Some(prefix) = name.strip_suffix('*') {
         if prefix.is_empty() || prefix.len() >= IFNAMSIZ {
-            return Err(EncodeError::new(format!("interface name pattern {name:?} is not usable")));
+            return Err(EncodeError::new(format!(
+                "interface name pattern {name:?} is not usable"
+            )));
         }
         return Ok(prefix.as_bytes().to_vec());
     }
@@ -189,7 +265,9 @@ pub(crate) fn ifname_cmp_bytes(name: &str) -> Result<Vec<u8>, EncodeError> {
 
 pub(crate) fn ifname_bytes(name: &str) -> Result<Vec<u8>, EncodeError> {
     if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('\0') {
-        return Err(EncodeError::new(format!("interface name {name:?} is not valid")));
+        return Err(EncodeError::new(format!(
+            "interface name {name:?} is not valid"
+        )));
     }
     let mut v = name.as_bytes().to_vec();
     v.resize(IFNAMSIZ, 0);
@@ -197,7 +275,11 @@ pub(crate) fn ifname_bytes(name: &str) -> Result<Vec<u8>, EncodeError> {
 }
 
 fn prefix_mask(len: u8) -> [u8; 16] {
-    let bits: u128 = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+    let bits: u128 = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    };
     bits.to_be_bytes()
 }
 
@@ -206,12 +288,20 @@ fn ip6_match(field: AddrField, negate: bool, net: &Ipv6Net, out: &mut Vec<Expr>)
     let addr = net.trunc().addr().octets();
     if plen == 128 {
         out.push(payload_ip6(field, 16, k::REG_1));
-        out.push(Expr::Cmp { sreg: k::REG_1, op: cmp_op(negate), data: net.addr().octets().to_vec() });
+        out.push(Expr::Cmp {
+            sreg: k::REG_1,
+            op: cmp_op(negate),
+            data: net.addr().octets().to_vec(),
+        });
     } else if plen > 0 && plen.is_multiple_of(8) {
         // nft trims a byte-aligned prefix to a shorter load.
         let n = usize::from(plen / 8);
         out.push(payload_ip6(field, u32::from(plen / 8), k::REG_1));
-        out.push(Expr::Cmp { sreg: k::REG_1, op: cmp_op(negate), data: addr[..n].to_vec() });
+        out.push(Expr::Cmp {
+            sreg: k::REG_1,
+            op: cmp_op(negate),
+            data: addr[..n].to_vec(),
+        });
     } else {
         out.push(payload_ip6(field, 16, k::REG_1));
         out.push(Expr::Bitwise {
@@ -220,20 +310,31 @@ fn ip6_match(field: AddrField, negate: bool, net: &Ipv6Net, out: &mut Vec<Expr>)
             mask: prefix_mask(plen).to_vec(),
             xor: vec![0; 16],
         });
-        out.push(Expr::Cmp { sreg: k::REG_1, op: cmp_op(negate), data: addr.to_vec() });
+        out.push(Expr::Cmp {
+            sreg: k::REG_1,
+            op: cmp_op(negate),
+            data: addr.to_vec(),
+        });
     }
 }
 
 /// `ct <key>` tested against a bitmask: load, `& mask`, `!= 0`.
 fn ct_bits(key: u32, mask: u32, out: &mut Vec<Expr>) {
-    out.push(Expr::Ct { key, dreg: k::REG_1 });
+    out.push(Expr::Ct {
+        key,
+        dreg: k::REG_1,
+    });
     out.push(Expr::Bitwise {
         sreg: k::REG_1,
         dreg: k::REG_1,
         mask: mask.to_ne_bytes().to_vec(),
         xor: vec![0; 4],
     });
-    out.push(Expr::Cmp { sreg: k::REG_1, op: k::CMP_NEQ, data: vec![0; 4] });
+    out.push(Expr::Cmp {
+        sreg: k::REG_1,
+        op: k::CMP_NEQ,
+        data: vec![0; 4],
+    });
 }
 
 /// The expressions of one rule. `set_id` gives the batch-local id of a set
@@ -254,18 +355,35 @@ pub(crate) fn rule_exprs(
     for m in &rule.matches {
         match m {
             Match::NfprotoIpv6 { negate } => {
-                out.push(Expr::Meta { key: k::META_NFPROTO, dreg: k::REG_1 });
-                out.push(Expr::Cmp { sreg: k::REG_1, op: cmp_op(*negate), data: vec![k::NFPROTO_IPV6] });
+                out.push(Expr::Meta {
+                    key: k::META_NFPROTO,
+                    dreg: k::REG_1,
+                });
+                out.push(Expr::Cmp {
+                    sreg: k::REG_1,
+                    op: cmp_op(*negate),
+                    data: vec![k::NFPROTO_IPV6],
+                });
                 if !negate {
                     ctx.ipv6 = true;
                 }
             }
             Match::IfName { dir, negate, name } => {
-                out.push(Expr::Meta { key: ifname_key(*dir), dreg: k::REG_1 });
-                out.push(Expr::Cmp { sreg: k::REG_1, op: cmp_op(*negate), data: ifname_cmp_bytes(name)? });
+                out.push(Expr::Meta {
+                    key: ifname_key(*dir),
+                    dreg: k::REG_1,
+                });
+                out.push(Expr::Cmp {
+                    sreg: k::REG_1,
+                    op: cmp_op(*negate),
+                    data: ifname_cmp_bytes(name)?,
+                });
             }
             Match::IfNameInSet { dir, set } => {
-                out.push(Expr::Meta { key: ifname_key(*dir), dreg: k::REG_1 });
+                out.push(Expr::Meta {
+                    key: ifname_key(*dir),
+                    dreg: k::REG_1,
+                });
                 out.push(lookup(set, None));
             }
             Match::CtState(states) => {
@@ -289,12 +407,25 @@ pub(crate) fn rule_exprs(
             }
             Match::Icmpv6TypeInSet { set } => {
                 ctx.need_icmpv6(&mut out);
-                out.push(Expr::Payload { base: k::PAYLOAD_TRANSPORT, offset: 0, len: 1, dreg: k::REG_1 });
+                out.push(Expr::Payload {
+                    base: k::PAYLOAD_TRANSPORT,
+                    offset: 0,
+                    len: 1,
+                    dreg: k::REG_1,
+                });
                 out.push(lookup(set, None));
             }
             Match::FibDaddrLocal => {
-                out.push(Expr::Fib { flags: k::FIB_F_DADDR, result: k::FIB_RESULT_ADDRTYPE, dreg: k::REG_1 });
-                out.push(Expr::Cmp { sreg: k::REG_1, op: k::CMP_EQ, data: k::RTN_LOCAL.to_ne_bytes().to_vec() });
+                out.push(Expr::Fib {
+                    flags: k::FIB_F_DADDR,
+                    result: k::FIB_RESULT_ADDRTYPE,
+                    dreg: k::REG_1,
+                });
+                out.push(Expr::Cmp {
+                    sreg: k::REG_1,
+                    op: k::CMP_EQ,
+                    data: k::RTN_LOCAL.to_ne_bytes().to_vec(),
+                });
             }
         }
     }
@@ -302,14 +433,20 @@ pub(crate) fn rule_exprs(
     for s in &rule.statements {
         match s {
             Statement::MarkOr(bits) => {
-                out.push(Expr::Meta { key: k::META_MARK, dreg: k::REG_1 });
+                out.push(Expr::Meta {
+                    key: k::META_MARK,
+                    dreg: k::REG_1,
+                });
                 out.push(Expr::Bitwise {
                     sreg: k::REG_1,
                     dreg: k::REG_1,
                     mask: (!bits).to_ne_bytes().to_vec(),
                     xor: bits.to_ne_bytes().to_vec(),
                 });
-                out.push(Expr::MetaSet { key: k::META_MARK, sreg: k::REG_1 });
+                out.push(Expr::MetaSet {
+                    key: k::META_MARK,
+                    sreg: k::REG_1,
+                });
             }
             Statement::DnatMap { key, map } => {
                 match key {
@@ -331,7 +468,10 @@ pub(crate) fn rule_exprs(
             }
             Statement::Masquerade => out.push(Expr::Masq),
             Statement::Snat(addr) => {
-                out.push(Expr::Immediate { dreg: k::REG_1, data: addr.octets().to_vec() });
+                out.push(Expr::Immediate {
+                    dreg: k::REG_1,
+                    data: addr.octets().to_vec(),
+                });
                 out.push(Expr::Nat {
                     kind: k::NAT_SNAT,
                     family: u32::from(k::NFPROTO_IPV6),
@@ -423,12 +563,18 @@ pub(crate) struct SetSpec {
 
 pub(crate) fn set_spec(set: &Set, id: u32) -> Result<SetSpec, EncodeError> {
     if set.key.is_empty() {
-        return Err(EncodeError::new(format!("set {} has no key type", set.name)));
+        return Err(EncodeError::new(format!(
+            "set {} has no key type",
+            set.name
+        )));
     }
     let klen = key_len(&set.key);
     let dlen = if set.is_map() { key_len(&set.data) } else { 0 };
     if klen > DATA_MAX || dlen > DATA_MAX {
-        return Err(EncodeError::new(format!("set {}: key or data longer than {DATA_MAX} bytes", set.name)));
+        return Err(EncodeError::new(format!(
+            "set {}: key or data longer than {DATA_MAX} bytes",
+            set.name
+        )));
     }
     let data = set.is_map().then(|| (concat_type(&set.data), dlen as u32));
     Ok(SetSpec {
@@ -519,7 +665,9 @@ pub(crate) fn encode_values(
     what: &str,
 ) -> Result<Vec<u8>, EncodeError> {
     if values.len() != types.len() || values.iter().zip(types).any(|(v, t)| value_type(v) != *t) {
-        return Err(EncodeError::new(format!("{what} does not match the set's type")));
+        return Err(EncodeError::new(format!(
+            "{what} does not match the set's type"
+        )));
     }
     if let [one] = values {
         return value_bytes(one);
@@ -534,11 +682,17 @@ pub(crate) fn encode_values(
 }
 
 /// Key and (for maps) data bytes of an element of `set`.
-pub(crate) fn element_bytes(set_key: &[KeyType], set_data: &[KeyType], e: &Element) -> Result<(Vec<u8>, Option<Vec<u8>>), EncodeError> {
+pub(crate) fn element_bytes(
+    set_key: &[KeyType],
+    set_data: &[KeyType],
+    e: &Element,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), EncodeError> {
     let key = encode_values(&e.key, set_key, "element key")?;
     let data = if set_data.is_empty() {
         if !e.data.is_empty() {
-            return Err(EncodeError::new("element has data but the set is not a map".to_string()));
+            return Err(EncodeError::new(
+                "element has data but the set is not a map".to_string(),
+            ));
         }
         None
     } else {
@@ -565,7 +719,10 @@ mod tests {
         let k = [KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
         assert_eq!(concat_type(&k), 0x830d);
         assert_eq!(key_len(&k), 24);
-        assert_eq!(concat_type(&[KeyType::InetProto, KeyType::InetService]), 0x30d);
+        assert_eq!(
+            concat_type(&[KeyType::InetProto, KeyType::InetService]),
+            0x30d
+        );
         assert_eq!(key_len(&[KeyType::Ipv6Addr, KeyType::InetService]), 20);
         assert_eq!(key_len(&[KeyType::IfName]), 16);
         assert_eq!(key_len(&[KeyType::Icmpv6Type]), 1);
@@ -573,11 +730,25 @@ mod tests {
 
     #[test]
     fn userdata_matches_nft() {
-        let set = |key: Vec<KeyType>, data: Vec<KeyType>| Set { name: "s".into(), key, data, elements: vec![] };
-        assert_eq!(set_userdata(&set(vec![KeyType::IfName], vec![])), [0, 4, 1, 0, 0, 0]);
+        let set = |key: Vec<KeyType>, data: Vec<KeyType>| Set {
+            name: "s".into(),
+            key,
+            data,
+            elements: vec![],
+        };
         assert_eq!(
-            set_userdata(&set(vec![KeyType::InetProto, KeyType::InetService], vec![KeyType::Ipv6Addr, KeyType::InetService])),
-            [0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0, 4, 8, 0, 4, 13, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0]
+            set_userdata(&set(vec![KeyType::IfName], vec![])),
+            [0, 4, 1, 0, 0, 0]
+        );
+        assert_eq!(
+            set_userdata(&set(
+                vec![KeyType::InetProto, KeyType::InetService],
+                vec![KeyType::Ipv6Addr, KeyType::InetService]
+            )),
+            [
+                0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0, 4, 8, 0, 4, 13,
+                0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0
+            ]
         );
         assert_eq!(
             set_userdata(&set(vec![KeyType::Ipv6Addr], vec![KeyType::Ipv6Addr])),
@@ -588,7 +759,11 @@ mod tests {
     #[test]
     fn concat_element_is_padded() {
         let e = Element {
-            key: vec![Value::Addr("2001:db8::2".parse().unwrap()), Value::Proto(L4Proto::Tcp), Value::Port(443)],
+            key: vec![
+                Value::Addr("2001:db8::2".parse().unwrap()),
+                Value::Proto(L4Proto::Tcp),
+                Value::Port(443),
+            ],
             data: vec![],
         };
         let k = [KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
@@ -602,11 +777,30 @@ mod tests {
     fn ip6_daddr_gets_nfproto_dependency_once() {
         let r = rule().ipv6().daddr("::1/128".parse().unwrap()).accept();
         let exprs = rule_exprs(&r, &|_| None).unwrap();
-        let metas = exprs.iter().filter(|e| matches!(e, Expr::Meta { key: k::META_NFPROTO, .. })).count();
+        let metas = exprs
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Expr::Meta {
+                        key: k::META_NFPROTO,
+                        ..
+                    }
+                )
+            })
+            .count();
         assert_eq!(metas, 1);
         let r = rule().daddr("fd00::/64".parse().unwrap()).accept();
         let exprs = rule_exprs(&r, &|_| None).unwrap();
-        assert_eq!(exprs[2], Expr::Payload { base: 1, offset: 24, len: 8, dreg: 1 });
+        assert_eq!(
+            exprs[2],
+            Expr::Payload {
+                base: 1,
+                offset: 24,
+                len: 8,
+                dreg: 1
+            }
+        );
     }
 
     #[test]

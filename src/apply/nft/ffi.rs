@@ -40,11 +40,30 @@ pub(crate) type ElemBytes = (Vec<u8>, Option<Vec<u8>>);
 /// The payload of one netlink message.
 #[derive(Debug)]
 pub(crate) enum Msg<'a> {
-    Table { name: &'a str, flags: Option<u32> },
-    Chain { table: &'a str, name: &'a str, hook: Option<ChainHook<'a>> },
-    Set { table: &'a str, spec: &'a SetSpec },
-    Elems { table: &'a str, set: &'a str, set_id: Option<u32>, elems: &'a [ElemBytes] },
-    Rule { table: &'a str, chain: &'a str, exprs: &'a [Expr] },
+    Table {
+        name: &'a str,
+        flags: Option<u32>,
+    },
+    Chain {
+        table: &'a str,
+        name: &'a str,
+        hook: Option<ChainHook<'a>>,
+    },
+    Set {
+        table: &'a str,
+        spec: &'a SetSpec,
+    },
+    Elems {
+        table: &'a str,
+        set: &'a str,
+        set_id: Option<u32>,
+        elems: &'a [ElemBytes],
+    },
+    Rule {
+        table: &'a str,
+        chain: &'a str,
+        exprs: &'a [Expr],
+    },
 }
 
 fn str_bound(s: &str) -> usize {
@@ -58,12 +77,16 @@ impl Msg<'_> {
         match self {
             Msg::Table { name, .. } => HDR + str_bound(name) + 16,
             Msg::Chain { table, name, hook } => {
-                HDR + str_bound(table) + str_bound(name) + hook.map_or(0, |h| str_bound(h.kind) + 48)
+                HDR + str_bound(table)
+                    + str_bound(name)
+                    + hook.map_or(0, |h| str_bound(h.kind) + 48)
             }
             Msg::Set { table, spec } => {
                 HDR + str_bound(table) + str_bound(&spec.name) + 12 * 8 + 8 + spec.userdata.len()
             }
-            Msg::Elems { table, set, elems, .. } => {
+            Msg::Elems {
+                table, set, elems, ..
+            } => {
                 HDR + str_bound(table)
                     + str_bound(set)
                     + 16
@@ -72,7 +95,11 @@ impl Msg<'_> {
                         .map(|(k, d)| ELEM_OVERHEAD + k.len() + d.as_ref().map_or(0, Vec::len))
                         .sum::<usize>()
             }
-            Msg::Rule { table, chain, exprs } => {
+            Msg::Rule {
+                table,
+                chain,
+                exprs,
+            } => {
                 HDR + str_bound(table)
                     + str_bound(chain)
                     + 8
@@ -100,7 +127,10 @@ fn cstr(s: &str) -> Result<CString, EncodeError> {
 
 fn check_data(d: &[u8]) -> Result<(), EncodeError> {
     if d.is_empty() || d.len() > DATA_MAX {
-        return Err(EncodeError::new(format!("value of {} bytes (1..={DATA_MAX} allowed)", d.len())));
+        return Err(EncodeError::new(format!(
+            "value of {} bytes (1..={DATA_MAX} allowed)",
+            d.len()
+        )));
     }
     Ok(())
 }
@@ -178,7 +208,9 @@ pub(crate) fn build(
 ) -> Result<(), EncodeError> {
     let bound = msg.size_bound();
     if bound > MSG_MAX {
-        return Err(EncodeError::new(format!("netlink message too large ({bound} bytes)")));
+        return Err(EncodeError::new(format!(
+            "netlink message too large ({bound} bytes)"
+        )));
     }
     // Everything the C side reads is kept alive in these locals until the
     // payload is serialized at the end of this function.
@@ -196,7 +228,11 @@ pub(crate) fn build(
             // (libnftnl copies it).
             unsafe {
                 sys::nftnl_table_set_str(t.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
-                sys::nftnl_table_set_u32(t.as_ptr(), sys::NFTNL_TABLE_FAMILY as u16, u32::from(FAMILY_INET));
+                sys::nftnl_table_set_u32(
+                    t.as_ptr(),
+                    sys::NFTNL_TABLE_FAMILY as u16,
+                    u32::from(FAMILY_INET),
+                );
                 if let Some(f) = flags {
                     sys::nftnl_table_set_u32(t.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, *f);
                 }
@@ -215,11 +251,23 @@ pub(crate) fn build(
             unsafe {
                 sys::nftnl_chain_set_str(c.as_ptr(), sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
                 sys::nftnl_chain_set_str(c.as_ptr(), sys::NFTNL_CHAIN_NAME as u16, name.as_ptr());
-                sys::nftnl_chain_set_u32(c.as_ptr(), sys::NFTNL_CHAIN_FAMILY as u16, u32::from(FAMILY_INET));
+                sys::nftnl_chain_set_u32(
+                    c.as_ptr(),
+                    sys::NFTNL_CHAIN_FAMILY as u16,
+                    u32::from(FAMILY_INET),
+                );
                 if let (Some(h), Some(kind)) = (hook, &kind) {
-                    sys::nftnl_chain_set_u32(c.as_ptr(), sys::NFTNL_CHAIN_HOOKNUM as u16, h.hooknum);
+                    sys::nftnl_chain_set_u32(
+                        c.as_ptr(),
+                        sys::NFTNL_CHAIN_HOOKNUM as u16,
+                        h.hooknum,
+                    );
                     sys::nftnl_chain_set_s32(c.as_ptr(), sys::NFTNL_CHAIN_PRIO as u16, h.prio);
-                    sys::nftnl_chain_set_str(c.as_ptr(), sys::NFTNL_CHAIN_TYPE as u16, kind.as_ptr());
+                    sys::nftnl_chain_set_str(
+                        c.as_ptr(),
+                        sys::NFTNL_CHAIN_TYPE as u16,
+                        kind.as_ptr(),
+                    );
                     sys::nftnl_chain_set_u32(c.as_ptr(), sys::NFTNL_CHAIN_POLICY as u16, h.policy);
                 }
                 sys::nftnl_chain_nlmsg_build_payload(nlh, c.as_ptr());
@@ -257,7 +305,12 @@ pub(crate) fn build(
                 sys::nftnl_set_nlmsg_build_payload(nlh, p);
             }
         }
-        Msg::Elems { table, set, set_id, elems } => {
+        Msg::Elems {
+            table,
+            set,
+            set_id,
+            elems,
+        } => {
             let table = cstr(table)?;
             let name = cstr(set)?;
             for (k, d) in elems.iter() {
@@ -307,7 +360,11 @@ pub(crate) fn build(
             // write inside `buf`.
             unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, s.as_ptr()) };
         }
-        Msg::Rule { table, chain, exprs } => {
+        Msg::Rule {
+            table,
+            chain,
+            exprs,
+        } => {
             let table = cstr(table)?;
             let chain = cstr(chain)?;
             // SAFETY: as for the table.
@@ -316,7 +373,11 @@ pub(crate) fn build(
             unsafe {
                 sys::nftnl_rule_set_str(r.as_ptr(), sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
                 sys::nftnl_rule_set_str(r.as_ptr(), sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
-                sys::nftnl_rule_set_u32(r.as_ptr(), sys::NFTNL_RULE_FAMILY as u16, u32::from(FAMILY_INET));
+                sys::nftnl_rule_set_u32(
+                    r.as_ptr(),
+                    sys::NFTNL_RULE_FAMILY as u16,
+                    u32::from(FAMILY_INET),
+                );
             }
             for e in exprs.iter() {
                 let e = expr(e)?;
@@ -333,7 +394,9 @@ pub(crate) fn build(
     let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     if !(20..=MSG_MAX).contains(&len) {
         // Cannot happen given the bound; refuse rather than send garbage.
-        return Err(EncodeError::new(format!("netlink message of {len} bytes exceeds its bound")));
+        return Err(EncodeError::new(format!(
+            "netlink message of {len} bytes exceeds its bound"
+        )));
     }
     out.extend_from_slice(&bytes[..len]);
     Ok(())
@@ -354,7 +417,10 @@ fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
         Expr::Immediate { .. } | Expr::Verdict { .. } => b"immediate\0",
     };
     // SAFETY: `name` is a NUL-terminated static string; null is handled.
-    let x = Owned::new(unsafe { sys::nftnl_expr_alloc(name.as_ptr().cast()) }, free_expr)?;
+    let x = Owned::new(
+        unsafe { sys::nftnl_expr_alloc(name.as_ptr().cast()) },
+        free_expr,
+    )?;
     let p = x.as_ptr();
     let u32_ = |attr: u32, v: u32| {
         // SAFETY: `p` is a live expression of the kind the attribute
@@ -387,7 +453,12 @@ fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
             u32_(sys::NFTNL_EXPR_CT_KEY, *key);
             u32_(sys::NFTNL_EXPR_CT_DREG, *dreg);
         }
-        Expr::Payload { base, offset, len, dreg } => {
+        Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg,
+        } => {
             u32_(sys::NFTNL_EXPR_PAYLOAD_DREG, *dreg);
             u32_(sys::NFTNL_EXPR_PAYLOAD_BASE, *base);
             u32_(sys::NFTNL_EXPR_PAYLOAD_OFFSET, *offset);
@@ -398,9 +469,16 @@ fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
             u32_(sys::NFTNL_EXPR_CMP_OP, *op);
             data(sys::NFTNL_EXPR_CMP_DATA, d)?;
         }
-        Expr::Bitwise { sreg, dreg, mask, xor } => {
+        Expr::Bitwise {
+            sreg,
+            dreg,
+            mask,
+            xor,
+        } => {
             if mask.len() != xor.len() {
-                return Err(EncodeError::new("bitwise mask and xor differ in length".to_string()));
+                return Err(EncodeError::new(
+                    "bitwise mask and xor differ in length".to_string(),
+                ));
             }
             u32_(sys::NFTNL_EXPR_BITWISE_SREG, *sreg);
             u32_(sys::NFTNL_EXPR_BITWISE_DREG, *dreg);
@@ -409,7 +487,12 @@ fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
             data(sys::NFTNL_EXPR_BITWISE_MASK, mask)?;
             data(sys::NFTNL_EXPR_BITWISE_XOR, xor)?;
         }
-        Expr::Lookup { sreg, dreg, set, set_id } => {
+        Expr::Lookup {
+            sreg,
+            dreg,
+            set,
+            set_id,
+        } => {
             u32_(sys::NFTNL_EXPR_LOOKUP_SREG, *sreg);
             if let Some(d) = dreg {
                 u32_(sys::NFTNL_EXPR_LOOKUP_DREG, *d);
@@ -419,12 +502,21 @@ fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
                 u32_(sys::NFTNL_EXPR_LOOKUP_SET_ID, *id);
             }
         }
-        Expr::Fib { flags, result, dreg } => {
+        Expr::Fib {
+            flags,
+            result,
+            dreg,
+        } => {
             u32_(sys::NFTNL_EXPR_FIB_FLAGS, *flags);
             u32_(sys::NFTNL_EXPR_FIB_RESULT, *result);
             u32_(sys::NFTNL_EXPR_FIB_DREG, *dreg);
         }
-        Expr::Nat { kind, family, reg_addr_min, reg_proto_min } => {
+        Expr::Nat {
+            kind,
+            family,
+            reg_addr_min,
+            reg_proto_min,
+        } => {
             u32_(sys::NFTNL_EXPR_NAT_TYPE, *kind);
             u32_(sys::NFTNL_EXPR_NAT_FAMILY, *family);
             u32_(sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, *reg_addr_min);

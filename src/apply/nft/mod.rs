@@ -42,7 +42,12 @@ pub enum NftError {
     /// (e.g. `rule 3 of chain to_docker: ip6 daddr @sealed drop`). The
     /// whole batch was aborted: nothing changed.
     #[error("{object}: {}{}{}", strerror(*.errno), .message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default(), later(*.later_errors))]
-    Kernel { object: String, errno: i32, message: Option<String>, later_errors: usize },
+    Kernel {
+        object: String,
+        errno: i32,
+        message: Option<String>,
+        later_errors: usize,
+    },
     /// The IR cannot be expressed (names, lengths, types); nothing was sent.
     #[error("cannot encode {object}: {reason}")]
     Encode { object: String, reason: String },
@@ -120,7 +125,11 @@ enum What {
     Text(String),
     /// Elements `first..` of `set`, with each element's attribute offset in
     /// the message (the kernel reports the failing one's offset).
-    Elems { set: String, first: usize, offsets: Vec<u32> },
+    Elems {
+        set: String,
+        first: usize,
+        offsets: Vec<u32>,
+    },
 }
 
 /// A batch being built: one contiguous buffer, begin … end.
@@ -164,19 +173,36 @@ impl Batch {
         let base = seq_base(expected_messages as u32 + 2);
         let mut buf = Vec::with_capacity(4096);
         batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, base);
-        Batch { begin_seq: base, buf, scratch: Scratch::new(), next_seq: base.wrapping_add(1), entries: Vec::new() }
+        Batch {
+            begin_seq: base,
+            buf,
+            scratch: Scratch::new(),
+            next_seq: base.wrapping_add(1),
+            entries: Vec::new(),
+        }
     }
 
     fn push(&mut self, ty: u16, flags: u16, msg: &Msg<'_>, what: What) -> Result<(), NftError> {
         let seq = self.next_seq;
         let start = self.buf.len();
-        ffi::build(&mut self.scratch, ty, flags | NLM_F_ACK, seq, msg, &mut self.buf).map_err(|e| {
-            NftError::Encode { object: self.describe_what(&what, None, &|_, _| None), reason: e.0 }
+        ffi::build(
+            &mut self.scratch,
+            ty,
+            flags | NLM_F_ACK,
+            seq,
+            msg,
+            &mut self.buf,
+        )
+        .map_err(|e| NftError::Encode {
+            object: self.describe_what(&what, None, &|_, _| None),
+            reason: e.0,
         })?;
         let what = match what {
-            What::Elems { set, first, .. } => {
-                What::Elems { set, first, offsets: element_offsets(&self.buf[start..]) }
-            }
+            What::Elems { set, first, .. } => What::Elems {
+                set,
+                first,
+                offsets: element_offsets(&self.buf[start..]),
+            },
             w => w,
         };
         self.entries.push((seq, what));
@@ -192,7 +218,11 @@ impl Batch {
     ) -> String {
         match what {
             What::Text(t) => t.clone(),
-            What::Elems { set, first, offsets } => {
+            What::Elems {
+                set,
+                first,
+                offsets,
+            } => {
                 let name = |i: usize| match element(set, i) {
                     Some(e) => format!("element {e} of set {set}"),
                     None => format!("element #{i} of set {set}"),
@@ -203,7 +233,9 @@ impl Batch {
                 match (hit, offsets.len()) {
                     (Some(i), _) => name(first + i),
                     (None, 1) => name(*first),
-                    (None, n) => format!("{n} elements of set {set} (starting with {})", name(*first)),
+                    (None, n) => {
+                        format!("{n} elements of set {set} (starting with {})", name(*first))
+                    }
                 }
             }
         }
@@ -252,7 +284,9 @@ thread_local! {
 /// The network namespace of the calling thread (its nsfs inode).
 fn thread_netns() -> Option<u64> {
     use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/thread-self/ns/net").ok().map(|m| m.ino())
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// Runs `f` with this thread's cached socket, opening one if there is none
@@ -277,7 +311,10 @@ fn with_conn<R>(f: impl FnOnce(&netlink::Conn) -> io::Result<R>) -> io::Result<R
 /// DELSETELEM message.
 fn element_offsets(msg: &[u8]) -> Vec<u32> {
     const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-    let rd16 = |at: usize| msg.get(at..at + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let rd16 = |at: usize| {
+        msg.get(at..at + 2)
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+    };
     let mut out = Vec::new();
     let mut at = 20;
     while let (Some(len), Some(ty)) = (rd16(at), rd16(at + 2)) {
@@ -347,8 +384,17 @@ fn push_elements(
             bytes += sz;
             end += 1;
         }
-        let msg = Msg::Elems { table, set, set_id, elems: &elems[start..end] };
-        let what = What::Elems { set: set.to_string(), first: first_index + start, offsets: vec![] };
+        let msg = Msg::Elems {
+            table,
+            set,
+            set_id,
+            elems: &elems[start..end],
+        };
+        let what = What::Elems {
+            set: set.to_string(),
+            first: first_index + start,
+            offsets: vec![],
+        };
         batch.push(ty, flags, &msg, what)?;
         start = end;
     }
@@ -361,24 +407,63 @@ pub fn replace_table(table: &Table) -> Result<(), NftError> {
     let name = table.name.as_str();
     let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
     let mut b = Batch::new(3 + table.chains.len() + 2 * table.sets.len() + rules);
-    let t = Msg::Table { name, flags: Some(0) };
-    b.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, &t, What::Text(format!("table inet {name}")))?;
-    b.push(NFT_MSG_DELTABLE, 0, &Msg::Table { name, flags: None }, What::Text(format!("delete table inet {name}")))?;
-    b.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, &t, What::Text(format!("table inet {name}")))?;
+    let t = Msg::Table {
+        name,
+        flags: Some(0),
+    };
+    b.push(
+        NFT_MSG_NEWTABLE,
+        NLM_F_CREATE,
+        &t,
+        What::Text(format!("table inet {name}")),
+    )?;
+    b.push(
+        NFT_MSG_DELTABLE,
+        0,
+        &Msg::Table { name, flags: None },
+        What::Text(format!("delete table inet {name}")),
+    )?;
+    b.push(
+        NFT_MSG_NEWTABLE,
+        NLM_F_CREATE,
+        &t,
+        What::Text(format!("table inet {name}")),
+    )?;
 
     for chain in &table.chains {
-        let hook = chain.base.map(|bc| chain_hook(bc.kind, bc.hook, bc.priority.value()));
-        let msg = Msg::Chain { table: name, name: &chain.name, hook };
-        b.push(NFT_MSG_NEWCHAIN, NLM_F_CREATE, &msg, What::Text(format!("chain {}", chain.name)))?;
+        let hook = chain
+            .base
+            .map(|bc| chain_hook(bc.kind, bc.hook, bc.priority.value()));
+        let msg = Msg::Chain {
+            table: name,
+            name: &chain.name,
+            hook,
+        };
+        b.push(
+            NFT_MSG_NEWCHAIN,
+            NLM_F_CREATE,
+            &msg,
+            What::Text(format!("chain {}", chain.name)),
+        )?;
     }
 
     let mut ids: HashMap<&str, u32> = HashMap::new();
     for (i, set) in table.sets.iter().enumerate() {
         let kind = if set.is_map() { "map" } else { "set" };
         let id = i as u32 + 1;
-        let spec = set_spec(set, id)
-            .map_err(|e| NftError::Encode { object: format!("{kind} {}", set.name), reason: e.0 })?;
-        b.push(NFT_MSG_NEWSET, NLM_F_CREATE, &Msg::Set { table: name, spec: &spec }, What::Text(format!("{kind} {}", set.name)))?;
+        let spec = set_spec(set, id).map_err(|e| NftError::Encode {
+            object: format!("{kind} {}", set.name),
+            reason: e.0,
+        })?;
+        b.push(
+            NFT_MSG_NEWSET,
+            NLM_F_CREATE,
+            &Msg::Set {
+                table: name,
+                spec: &spec,
+            },
+            What::Text(format!("{kind} {}", set.name)),
+        )?;
         ids.insert(set.name.as_str(), id);
         if set.elements.is_empty() {
             continue;
@@ -393,21 +478,48 @@ pub fn replace_table(table: &Table) -> Result<(), NftError> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let target = ElemTarget { table: name, set: &set.name, set_id: Some(id) };
-        push_elements(&mut b, (NFT_MSG_NEWSETELEM, NLM_F_CREATE), &target, elems, 0)?;
+        let target = ElemTarget {
+            table: name,
+            set: &set.name,
+            set_id: Some(id),
+        };
+        push_elements(
+            &mut b,
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
+            &target,
+            elems,
+            0,
+        )?;
     }
 
     for chain in &table.chains {
         for (i, rule) in chain.rules.iter().enumerate() {
             let object = format!("rule {} of chain {}: {rule}", i + 1, chain.name);
-            let exprs = rule_exprs(rule, &|s| ids.get(s).copied())
-                .map_err(|e| NftError::Encode { object: object.clone(), reason: e.0 })?;
-            let msg = Msg::Rule { table: name, chain: &chain.name, exprs: &exprs };
-            b.push(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, &msg, What::Text(object))?;
+            let exprs =
+                rule_exprs(rule, &|s| ids.get(s).copied()).map_err(|e| NftError::Encode {
+                    object: object.clone(),
+                    reason: e.0,
+                })?;
+            let msg = Msg::Rule {
+                table: name,
+                chain: &chain.name,
+                exprs: &exprs,
+            };
+            b.push(
+                NFT_MSG_NEWRULE,
+                NLM_F_CREATE | NLM_F_APPEND,
+                &msg,
+                What::Text(object),
+            )?;
         }
     }
 
-    b.commit(&|set, i| table.set(set).and_then(|s| s.elements.get(i)).map(|e| e.to_string()))
+    b.commit(&|set, i| {
+        table
+            .set(set)
+            .and_then(|s| s.elements.get(i))
+            .map(|e| e.to_string())
+    })
 }
 
 /// Adds and removes set/map elements of `table inet <table>` in one batch.
@@ -430,13 +542,20 @@ pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), Nft
         let mut elems = Vec::new();
         while j < changes.len() && change_parts(&changes[j]) == (add, set) {
             let e = change_element(&changes[j]);
-            let key = encode::encode_values(&e.key, &value_types(&e.key), "element key")
-                .map_err(|err| NftError::Encode { object: format!("element {e} of set {set}"), reason: err.0 })?;
+            let key = encode::encode_values(&e.key, &value_types(&e.key), "element key").map_err(
+                |err| NftError::Encode {
+                    object: format!("element {e} of set {set}"),
+                    reason: err.0,
+                },
+            )?;
             let data = if add && !e.data.is_empty() {
                 Some(
-                    encode::encode_values(&e.data, &value_types(&e.data), "element data").map_err(|err| {
-                        NftError::Encode { object: format!("element {e} of set {set}"), reason: err.0 }
-                    })?,
+                    encode::encode_values(&e.data, &value_types(&e.data), "element data").map_err(
+                        |err| NftError::Encode {
+                            object: format!("element {e} of set {set}"),
+                            reason: err.0,
+                        },
+                    )?,
                 )
             } else {
                 None
@@ -444,9 +563,22 @@ pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), Nft
             elems.push((key, data));
             j += 1;
         }
-        let (ty, flags) =
-            if add { (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL) } else { (NFT_MSG_DELSETELEM, 0) };
-        push_elements(&mut b, (ty, flags), &ElemTarget { table, set, set_id: None }, elems, i)?;
+        let (ty, flags) = if add {
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL)
+        } else {
+            (NFT_MSG_DELSETELEM, 0)
+        };
+        push_elements(
+            &mut b,
+            (ty, flags),
+            &ElemTarget {
+                table,
+                set,
+                set_id: None,
+            },
+            elems,
+            i,
+        )?;
         i = j;
     }
     b.commit(&|_, i| changes.get(i).map(|c| change_element(c).to_string()))
@@ -476,7 +608,12 @@ pub fn table_exists(name: &str) -> Result<bool, NftError> {
     const NFT_MSG_GETTABLE: u16 = 1;
     const NFTA_TABLE_NAME: u16 = 1;
     const NFPROTO_INET: u8 = 1;
-    object_exists(NFT_MSG_GETTABLE, NFPROTO_INET, &[(NFTA_TABLE_NAME, name)], &format!("table inet {name}"))
+    object_exists(
+        NFT_MSG_GETTABLE,
+        NFPROTO_INET,
+        &[(NFTA_TABLE_NAME, name)],
+        &format!("table inet {name}"),
+    )
 }
 
 /// Whether `chain ip6 TABLE CHAIN` exists: how Docker's own IPv6 firewall
@@ -487,12 +624,22 @@ pub fn ip6_chain_exists(table: &str, chain: &str) -> Result<bool, NftError> {
     const NFTA_CHAIN_NAME: u16 = 3;
     const NFPROTO_IPV6: u8 = 10;
     let attrs = [(NFTA_CHAIN_TABLE, table), (NFTA_CHAIN_NAME, chain)];
-    object_exists(NFT_MSG_GETCHAIN, NFPROTO_IPV6, &attrs, &format!("chain ip6 {table} {chain}"))
+    object_exists(
+        NFT_MSG_GETCHAIN,
+        NFPROTO_IPV6,
+        &attrs,
+        &format!("chain ip6 {table} {chain}"),
+    )
 }
 
 /// One non-dump GET request with string attributes: the kernel answers with
 /// the object and an ack, or with ENOENT.
-fn object_exists(msg_type: u16, family: u8, attrs: &[(u16, &str)], object: &str) -> Result<bool, NftError> {
+fn object_exists(
+    msg_type: u16,
+    family: u8,
+    attrs: &[(u16, &str)],
+    object: &str,
+) -> Result<bool, NftError> {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let mut msg = Vec::with_capacity(64);
     msg.extend_from_slice(&0u32.to_ne_bytes());
@@ -515,14 +662,24 @@ fn object_exists(msg_type: u16, family: u8, attrs: &[(u16, &str)], object: &str)
     match acks.first().map(|a| a.errno) {
         Some(0) => Ok(true),
         Some(ENOENT) => Ok(false),
-        Some(errno) => Err(NftError::Kernel { object: object.to_string(), errno, message: None, later_errors: 0 }),
+        Some(errno) => Err(NftError::Kernel {
+            object: object.to_string(),
+            errno,
+            message: None,
+            later_errors: 0,
+        }),
         None => Err(NftError::Protocol(format!("no answer about {object}"))),
     }
 }
 
 pub fn delete_table(name: &str) -> Result<bool, NftError> {
     let mut b = Batch::new(1);
-    b.push(NFT_MSG_DELTABLE, 0, &Msg::Table { name, flags: None }, What::Text(format!("delete table inet {name}")))?;
+    b.push(
+        NFT_MSG_DELTABLE,
+        0,
+        &Msg::Table { name, flags: None },
+        What::Text(format!("delete table inet {name}")),
+    )?;
     match b.commit(&|_, _| None) {
         Ok(()) => Ok(true),
         Err(NftError::Kernel { errno: ENOENT, .. }) => Ok(false),

@@ -40,7 +40,12 @@ pub(crate) struct Conn {
     fd: RawFd,
 }
 
-fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `fd` is an open socket owned by `Conn`; the option value is a
     // c_int that lives across the call, and its size is passed.
     let rc = unsafe {
@@ -52,12 +57,17 @@ fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc:
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 impl Conn {
     pub(crate) fn open() -> io::Result<Conn> {
-        let bus = mnl::Bus::try_from(NETLINK_NETFILTER).ok_or_else(|| io::Error::other("no netfilter bus"))?;
+        let bus = mnl::Bus::try_from(NETLINK_NETFILTER)
+            .ok_or_else(|| io::Error::other("no netfilter bus"))?;
         let sock = mnl::Socket::new(bus)?;
         // SAFETY: `as_raw_socket` is a live mnl socket owned by `sock`,
         // which outlives every use of the fd (both live in `Conn`).
@@ -66,7 +76,10 @@ impl Conn {
         // do not echo whole (possibly large) messages back.
         let _ = setsockopt_int(fd, libc::SOL_NETLINK, NETLINK_EXT_ACK, 1);
         let _ = setsockopt_int(fd, libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
-        let timeout = libc::timeval { tv_sec: 10, tv_usec: 0 };
+        let timeout = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
         // SAFETY: as in `setsockopt_int`, with a timeval value.
         let rc = unsafe {
             libc::setsockopt(
@@ -94,7 +107,8 @@ impl Conn {
             let _ = setsockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_SNDBUF, want_snd);
         }
         // Each ack is its own skb; leave generous room per ack.
-        let want_rcv = (acks.saturating_mul(2048) + 256 * 1024).min(i32::MAX as usize) as libc::c_int;
+        let want_rcv =
+            (acks.saturating_mul(2048) + 256 * 1024).min(i32::MAX as usize) as libc::c_int;
         if setsockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, want_rcv).is_err() {
             let _ = setsockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_RCVBUF, want_rcv);
         }
@@ -105,11 +119,19 @@ impl Conn {
     /// message's sequence number) is a batch-level failure and ends the wait;
     /// acks for other sequence numbers (left over from an earlier, failed
     /// exchange on this socket) are ignored.
-    pub(crate) fn transact(&self, batch: &[u8], begin: u32, expected: &[u32]) -> io::Result<Vec<Ack>> {
+    pub(crate) fn transact(
+        &self,
+        batch: &[u8],
+        begin: u32,
+        expected: &[u32],
+    ) -> io::Result<Vec<Ack>> {
         self.size_buffers(batch.len(), expected.len());
         let sent = self.sock.send(batch)?;
         if sent != batch.len() {
-            return Err(io::Error::other(format!("sent {sent} of {} bytes", batch.len())));
+            return Err(io::Error::other(format!(
+                "sent {sent} of {} bytes",
+                batch.len()
+            )));
         }
         let mut pending: std::collections::BTreeSet<u32> = expected.iter().copied().collect();
         let mut acks = Vec::with_capacity(expected.len());
@@ -149,7 +171,9 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 pub(crate) fn parse_acks(mut b: &[u8], portid: u32) -> Vec<Ack> {
     let mut out = Vec::new();
     while b.len() >= 16 {
-        let Some(len) = u32_at(b, 0).map(|l| l as usize) else { break };
+        let Some(len) = u32_at(b, 0).map(|l| l as usize) else {
+            break;
+        };
         if len < 16 || len > b.len() {
             break;
         }
@@ -159,13 +183,24 @@ pub(crate) fn parse_acks(mut b: &[u8], portid: u32) -> Vec<Ack> {
         let pid = u32_at(msg, 12).unwrap_or(0);
         if ty == NLMSG_ERROR && (pid == portid || pid == 0) {
             // struct nlmsgerr { int error; struct nlmsghdr msg; } + payload/TLVs
-            if let (Some(err), Some(orig_len), Some(seq)) = (u32_at(msg, 16), u32_at(msg, 20), u32_at(msg, 28)) {
+            if let (Some(err), Some(orig_len), Some(seq)) =
+                (u32_at(msg, 16), u32_at(msg, 20), u32_at(msg, 28))
+            {
                 let errno = -(err as i32);
-                let mut ack = Ack { seq, errno, message: None, offset: None };
+                let mut ack = Ack {
+                    seq,
+                    errno,
+                    message: None,
+                    offset: None,
+                };
                 if flags & NLM_F_ACK_TLVS != 0 {
                     // With NETLINK_CAP_ACK (or for a success) only the
                     // original header is echoed.
-                    let echoed = if errno != 0 && flags & 0x100 == 0 { orig_len as usize } else { 16 };
+                    let echoed = if errno != 0 && flags & 0x100 == 0 {
+                        orig_len as usize
+                    } else {
+                        16
+                    };
                     let mut at = 20 + echoed.next_multiple_of(4);
                     while let (Some(alen), Some(aty)) = (u16_at(msg, at), u16_at(msg, at + 2)) {
                         let alen = usize::from(alen);

@@ -25,15 +25,16 @@ const WEB_ID: &str = "72596382df44066c88d376cc6781680ddf51d8e5b10fb4e2477df15c81
 const INTERNALNET_ID: &str = "c35e4f8b31f3424b6c7a01c4095ff2e71f3f3b4b9b114959168d196d81fe410d";
 
 fn networks() -> Vec<Network> {
-    let listed: Vec<bollard::models::Network> = serde_json::from_str(NETWORKS).expect("network list parses");
-    listed
-        .into_iter()
-        .filter_map(network_from_list)
-        .collect()
+    let listed: Vec<bollard::models::Network> =
+        serde_json::from_str(NETWORKS).expect("network list parses");
+    listed.into_iter().filter_map(network_from_list).collect()
 }
 
 fn network(name: &str) -> Network {
-    networks().into_iter().find(|n| n.name == name).unwrap_or_else(|| panic!("network {name}"))
+    networks()
+        .into_iter()
+        .find(|n| n.name == name)
+        .unwrap_or_else(|| panic!("network {name}"))
 }
 
 fn internal() -> BTreeSet<String> {
@@ -51,7 +52,10 @@ fn edited(text: &str, path: &str, value: Value) -> String {
     let mut doc: Value = serde_json::from_str(text).expect("fixture parses");
     let (parent, key) = path.rsplit_once('/').expect("pointer");
     let key = key.replace("~1", "/").replace("~0", "~");
-    let object = doc.pointer_mut(parent).and_then(Value::as_object_mut).expect("parent exists");
+    let object = doc
+        .pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .expect("parent exists");
     if value.is_null() {
         object.remove(&key);
     } else {
@@ -67,7 +71,10 @@ fn net(text: &str) -> Option<Network> {
 #[test]
 fn ipv6_network_with_v4_and_v6_ipam() {
     let n = network("v6net");
-    assert_eq!(n.id, "dcb34dc023d356f2eb3d83aee2c1f0f592f989c634c85b36910d0b35d4862c3e");
+    assert_eq!(
+        n.id,
+        "dcb34dc023d356f2eb3d83aee2c1f0f592f989c634c85b36910d0b35d4862c3e"
+    );
     assert_eq!(n.driver, "bridge");
     assert!(n.enable_ipv6 && !n.internal);
     assert_eq!(n.bridge, None);
@@ -75,9 +82,15 @@ fn ipv6_network_with_v4_and_v6_ipam() {
     assert_eq!(
         n.subnets,
         vec![
-            Subnet { subnet: "203.0.113.64/28".parse().unwrap(), gateway: Some("203.0.113.65".parse().unwrap()) },
+            Subnet {
+                subnet: "203.0.113.64/28".parse().unwrap(),
+                gateway: Some("203.0.113.65".parse().unwrap())
+            },
             // Docker 20.10 reports no gateway for a user network's IPv6 subnet.
-            Subnet { subnet: "fd00:1::/64".parse().unwrap(), gateway: None },
+            Subnet {
+                subnet: "fd00:1::/64".parse().unwrap(),
+                gateway: None
+            },
         ]
     );
     assert_eq!(n.ipv6_subnets(), vec!["fd00:1::/64".parse().unwrap()]);
@@ -89,7 +102,12 @@ fn ipv6_network_with_v4_and_v6_ipam() {
 fn default_bridge_keeps_its_options() {
     let n = network("bridge");
     assert_eq!(n.bridge_name(), "docker0");
-    assert_eq!(n.options.get("com.docker.network.bridge.enable_icc").map(String::as_str), Some("true"));
+    assert_eq!(
+        n.options
+            .get("com.docker.network.bridge.enable_icc")
+            .map(String::as_str),
+        Some("true")
+    );
     assert_eq!(n.ipv6_subnets(), vec!["fd00:d0c::/64".parse().unwrap()]);
 }
 
@@ -102,7 +120,10 @@ fn ipv4_only_internal_macvlan_host_and_null_networks() {
 
     let internal = network("internalnet");
     assert!(internal.internal && internal.enable_ipv6);
-    assert_eq!(internal.ipv6_subnets(), vec!["fd00:2::/64".parse().unwrap()]);
+    assert_eq!(
+        internal.ipv6_subnets(),
+        vec!["fd00:2::/64".parse().unwrap()]
+    );
 
     // Other drivers are kept: the planner skips them with a log line.
     let mv = network("mv");
@@ -117,25 +138,48 @@ fn ipv4_only_internal_macvlan_host_and_null_networks() {
 #[test]
 fn bad_network_data_is_skipped_not_fatal() {
     // An unparsable subnet drops that IPAM entry only.
-    let n = net(&edited(NET_V6, "/IPAM/Config/1/Subnet", json!("fd00:1::/129"))).unwrap();
+    let n = net(&edited(
+        NET_V6,
+        "/IPAM/Config/1/Subnet",
+        json!("fd00:1::/129"),
+    ))
+    .unwrap();
     assert_eq!(n.subnets.len(), 1);
     assert!(n.ipv6_subnets().is_empty());
     // An unparsable gateway keeps the subnet without it.
-    let n = net(&edited(NET_V6, "/IPAM/Config/0/Gateway", json!("not-an-ip"))).unwrap();
+    let n = net(&edited(
+        NET_V6,
+        "/IPAM/Config/0/Gateway",
+        json!("not-an-ip"),
+    ))
+    .unwrap();
     assert_eq!(n.subnets[0].gateway, None);
     assert_eq!(n.subnets.len(), 2);
     // A missing subnet drops the entry.
     let n = net(&edited(NET_V6, "/IPAM/Config/1/Subnet", Value::Null)).unwrap();
     assert_eq!(n.subnets.len(), 1);
     // No IPAM at all: a network without subnets.
-    assert!(net(&edited(NET_V6, "/IPAM", Value::Null)).unwrap().subnets.is_empty());
+    assert!(
+        net(&edited(NET_V6, "/IPAM", Value::Null))
+            .unwrap()
+            .subnets
+            .is_empty()
+    );
     // Without an id, a name or a driver the network cannot be used.
     assert_eq!(net(&edited(NET_V6, "/Id", Value::Null)), None);
     assert_eq!(net(&edited(NET_V6, "/Name", json!(""))), None);
     assert_eq!(net(&edited(NET_V6, "/Driver", Value::Null)), None);
     // A missing Internal fails closed.
-    assert!(net(&edited(NET_V6, "/Internal", Value::Null)).unwrap().internal);
-    assert!(!net(&edited(NET_V6, "/EnableIPv6", Value::Null)).unwrap().enable_ipv6);
+    assert!(
+        net(&edited(NET_V6, "/Internal", Value::Null))
+            .unwrap()
+            .internal
+    );
+    assert!(
+        !net(&edited(NET_V6, "/EnableIPv6", Value::Null))
+            .unwrap()
+            .enable_ipv6
+    );
 }
 
 #[test]
@@ -143,9 +187,15 @@ fn container_on_three_networks() {
     let c = container(WEB).expect("running");
     assert_eq!(c.id, WEB_ID);
     assert_eq!(c.name, "web");
-    assert_eq!(c.labels.get("dock6.expose").map(String::as_str), Some("80/tcp"));
-    let addresses: Vec<(&str, Option<Ipv6Addr>)> =
-        c.networks.iter().map(|(n, e)| (n.as_str(), e.ipv6_address)).collect();
+    assert_eq!(
+        c.labels.get("dock6.expose").map(String::as_str),
+        Some("80/tcp")
+    );
+    let addresses: Vec<(&str, Option<Ipv6Addr>)> = c
+        .networks
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.ipv6_address))
+        .collect();
     assert_eq!(
         addresses,
         vec![
@@ -164,7 +214,10 @@ fn container_on_three_networks() {
 #[test]
 fn port_bindings_keep_dockers_shape() {
     let c = container(WEB).unwrap();
-    let b = |ip: &str, port: &str| PortBinding { host_ip: ip.into(), host_port: port.into() };
+    let b = |ip: &str, port: &str| PortBinding {
+        host_ip: ip.into(),
+        host_port: port.into(),
+    };
     let expected: BTreeMap<String, Option<Vec<PortBinding>>> = [
         // -p 8080:80: both families.
         ("80/tcp", Some(vec![b("0.0.0.0", "8080"), b("::", "8080")])),
@@ -186,28 +239,50 @@ fn default_bridge_container() {
     let c = container(PLAIN).unwrap();
     assert_eq!(c.name, "plain");
     assert_eq!(c.gateway_network.as_deref(), Some("bridge"));
-    assert_eq!(c.networks["bridge"].ipv6_address, Some("fd00:d0c::242:cb00:7102".parse().unwrap()));
+    assert_eq!(
+        c.networks["bridge"].ipv6_address,
+        Some("fd00:d0c::242:cb00:7102".parse().unwrap())
+    );
     assert!(c.ports.is_empty());
     assert!(c.labels.is_empty());
 }
 
 #[test]
 fn bad_container_data_is_skipped_not_fatal() {
-    let garbage = edited(WEB, "/NetworkSettings/Networks/v6net/GlobalIPv6Address", json!("fd00:1::zz"));
+    let garbage = edited(
+        WEB,
+        "/NetworkSettings/Networks/v6net/GlobalIPv6Address",
+        json!("fd00:1::zz"),
+    );
     let c = container(&garbage).unwrap();
     assert_eq!(c.networks["v6net"].ipv6_address, None);
     assert!(c.networks.contains_key("v6net"));
-    let v4 = edited(WEB, "/NetworkSettings/Networks/v6net/GlobalIPv6Address", json!("203.0.113.66"));
+    let v4 = edited(
+        WEB,
+        "/NetworkSettings/Networks/v6net/GlobalIPv6Address",
+        json!("203.0.113.66"),
+    );
     assert_eq!(container(&v4).unwrap().networks["v6net"].ipv6_address, None);
 
     // A binding without HostIp must not become "all addresses".
-    let no_ip = edited(WEB, "/NetworkSettings/Ports/443~1tcp", json!([{"HostPort": "8443"}]));
+    let no_ip = edited(
+        WEB,
+        "/NetworkSettings/Ports/443~1tcp",
+        json!([{"HostPort": "8443"}]),
+    );
     assert_eq!(container(&no_ip).unwrap().ports["443/tcp"], Some(vec![]));
     // Garbage in a binding is passed on: the planner notes it per binding.
-    let odd = edited(WEB, "/NetworkSettings/Ports/443~1tcp", json!([{"HostIp": "nonsense", "HostPort": "x"}]));
+    let odd = edited(
+        WEB,
+        "/NetworkSettings/Ports/443~1tcp",
+        json!([{"HostIp": "nonsense", "HostPort": "x"}]),
+    );
     assert_eq!(
         container(&odd).unwrap().ports["443/tcp"],
-        Some(vec![PortBinding { host_ip: "nonsense".into(), host_port: "x".into() }])
+        Some(vec![PortBinding {
+            host_ip: "nonsense".into(),
+            host_port: "x".into()
+        }])
     );
 
     // No networks, no ports: still a container.
@@ -215,22 +290,39 @@ fn bad_container_data_is_skipped_not_fatal() {
     let c = container(&bare).unwrap();
     assert!(c.networks.is_empty() && c.ports.is_empty() && c.gateway_network.is_none());
     // Without a name it is named by its short id.
-    assert_eq!(container(&edited(WEB, "/Name", Value::Null)).unwrap().name, "72596382df44");
+    assert_eq!(
+        container(&edited(WEB, "/Name", Value::Null)).unwrap().name,
+        "72596382df44"
+    );
     // Without an id, or not running, it is left out.
     assert_eq!(container(&edited(WEB, "/Id", Value::Null)), None);
-    assert_eq!(container(&edited(WEB, "/State/Running", json!(false))), None);
+    assert_eq!(
+        container(&edited(WEB, "/State/Running", json!(false))),
+        None
+    );
     assert_eq!(container(&edited(WEB, "/State", Value::Null)), None);
 }
 
 #[test]
 fn gateway_network_follows_libnetwork_order() {
     let web: ContainerInspectResponse = serde_json::from_str(WEB).unwrap();
-    let endpoints: BTreeMap<String, EndpointSettings> =
-        web.network_settings.unwrap().networks.unwrap().into_iter().collect();
+    let endpoints: BTreeMap<String, EndpointSettings> = web
+        .network_settings
+        .unwrap()
+        .networks
+        .unwrap()
+        .into_iter()
+        .collect();
     // Internal networks are never the gateway, whatever Docker reports for them.
-    assert_eq!(gateway_network(&endpoints, &internal()).as_deref(), Some("v6net"));
+    assert_eq!(
+        gateway_network(&endpoints, &internal()).as_deref(),
+        Some("v6net")
+    );
     // Were internalnet not internal, it would win by name (both dual-stack).
-    assert_eq!(gateway_network(&endpoints, &BTreeSet::new()).as_deref(), Some("internalnet"));
+    assert_eq!(
+        gateway_network(&endpoints, &BTreeSet::new()).as_deref(),
+        Some("internalnet")
+    );
 
     let ep = |gw: &str, gw6: &str, prio: Option<i64>| EndpointSettings {
         gateway: Some(gw.into()),
@@ -244,17 +336,33 @@ fn gateway_network_follows_libnetwork_order() {
     };
     let none = BTreeSet::new();
     // Dual-stack before IPv4-only, even when later by name.
-    let m = map(vec![("a", ep("203.0.113.1", "", None)), ("b", ep("203.0.113.65", "fd00:1::1", None))]);
+    let m = map(vec![
+        ("a", ep("203.0.113.1", "", None)),
+        ("b", ep("203.0.113.65", "fd00:1::1", None)),
+    ]);
     assert_eq!(gateway_network(&m, &none).as_deref(), Some("b"));
     // Then priority (where Docker reports it), then name.
-    let m = map(vec![("a", ep("203.0.113.1", "fd00::1", None)), ("b", ep("203.0.113.65", "fd00:1::1", Some(10)))]);
+    let m = map(vec![
+        ("a", ep("203.0.113.1", "fd00::1", None)),
+        ("b", ep("203.0.113.65", "fd00:1::1", Some(10))),
+    ]);
     assert_eq!(gateway_network(&m, &none).as_deref(), Some("b"));
-    let m = map(vec![("b", ep("203.0.113.1", "fd00::1", None)), ("a", ep("203.0.113.65", "fd00:1::1", None))]);
+    let m = map(vec![
+        ("b", ep("203.0.113.1", "fd00::1", None)),
+        ("a", ep("203.0.113.65", "fd00:1::1", None)),
+    ]);
     assert_eq!(gateway_network(&m, &none).as_deref(), Some("a"));
     // docker_gwbridge last; no gateway, host and none never.
-    let m = map(vec![("docker_gwbridge", ep("203.0.113.1", "fd00::1", None)), ("z", ep("203.0.113.65", "", None))]);
+    let m = map(vec![
+        ("docker_gwbridge", ep("203.0.113.1", "fd00::1", None)),
+        ("z", ep("203.0.113.65", "", None)),
+    ]);
     assert_eq!(gateway_network(&m, &none).as_deref(), Some("z"));
-    let m = map(vec![("host", ep("203.0.113.1", "", None)), ("none", ep("", "", None)), ("x", ep("", "fd00::1", None))]);
+    let m = map(vec![
+        ("host", ep("203.0.113.1", "", None)),
+        ("none", ep("", "", None)),
+        ("x", ep("", "fd00::1", None)),
+    ]);
     assert_eq!(gateway_network(&m, &none), None);
 }
 
@@ -293,15 +401,38 @@ fn gone_events_and_malformed_ones() {
         event_from_docker(&serde_json::from_value::<EventMessage>(text).unwrap())
     };
     let actor = json!({"ID": "abc", "Attributes": {"name": "web", "exitCode": "137"}});
-    assert_eq!(event("container", "die", actor.clone()), Some(DockerEvent::ContainerGone { id: "abc".into() }));
-    assert_eq!(event("container", "destroy", actor.clone()), Some(DockerEvent::ContainerGone { id: "abc".into() }));
-    assert_eq!(event("container", "rename", actor.clone()), Some(DockerEvent::ContainerChanged { id: "abc".into() }));
+    assert_eq!(
+        event("container", "die", actor.clone()),
+        Some(DockerEvent::ContainerGone { id: "abc".into() })
+    );
+    assert_eq!(
+        event("container", "destroy", actor.clone()),
+        Some(DockerEvent::ContainerGone { id: "abc".into() })
+    );
+    assert_eq!(
+        event("container", "rename", actor.clone()),
+        Some(DockerEvent::ContainerChanged { id: "abc".into() })
+    );
     assert_eq!(event("container", "exec_start: sh", actor.clone()), None);
-    assert_eq!(event("network", "destroy", actor.clone()), Some(DockerEvent::NetworkGone { id: "abc".into() }));
-    let disconnect = json!({"ID": "net1", "Attributes": {"container": "c1", "name": "v6net", "type": "bridge"}});
-    assert_eq!(event("network", "disconnect", disconnect), Some(DockerEvent::ContainerChanged { id: "c1".into() }));
+    assert_eq!(
+        event("network", "destroy", actor.clone()),
+        Some(DockerEvent::NetworkGone { id: "abc".into() })
+    );
+    let disconnect =
+        json!({"ID": "net1", "Attributes": {"container": "c1", "name": "v6net", "type": "bridge"}});
+    assert_eq!(
+        event("network", "disconnect", disconnect),
+        Some(DockerEvent::ContainerChanged { id: "c1".into() })
+    );
     // Malformed: no actor id, no container attribute.
     assert_eq!(event("container", "start", json!({"Attributes": {}})), None);
-    assert_eq!(event("network", "connect", json!({"ID": "net1", "Attributes": {}})), None);
+    assert_eq!(
+        event(
+            "network",
+            "connect",
+            json!({"ID": "net1", "Attributes": {}})
+        ),
+        None
+    );
     assert_eq!(event("image", "delete", actor), None);
 }
