@@ -12,6 +12,7 @@ use common::docker_lab::DockerLab;
 use dock6::snapshot::PortBinding;
 use dock6::source::docker::{
     DockerEvent, connect, docker_snapshot, event_stream, inspect_container, inspect_network,
+    internal_network_ids,
 };
 use futures::{Stream, StreamExt};
 
@@ -80,6 +81,7 @@ async fn snapshot_events_and_inspect_against_a_private_dockerd() {
     let mut events = Box::pin(event_stream(&client));
     let t = Instant::now();
     let state = docker_snapshot(&client).await.expect("snapshot");
+    let internal = internal_network_ids(&state.networks);
     let snapshot_1 = t.elapsed();
 
     let names: Vec<&str> = state.networks.iter().map(|n| n.name.as_str()).collect();
@@ -152,7 +154,7 @@ async fn snapshot_events_and_inspect_against_a_private_dockerd() {
     })
     .await;
     let event_latency = t.elapsed();
-    let second = inspect_container(&client, &second_id)
+    let second = inspect_container(&client, &second_id, &internal)
         .await
         .expect("inspect")
         .expect("second runs");
@@ -177,7 +179,7 @@ async fn snapshot_events_and_inspect_against_a_private_dockerd() {
         }
     })
     .await;
-    let second = inspect_container(&client, &second_id)
+    let second = inspect_container(&client, &second_id, &internal)
         .await
         .expect("inspect")
         .expect("second runs");
@@ -198,13 +200,13 @@ async fn snapshot_events_and_inspect_against_a_private_dockerd() {
     })
     .await;
     assert_eq!(
-        inspect_container(&client, &second_id)
+        inspect_container(&client, &second_id, &internal)
             .await
             .expect("inspect"),
         None
     );
     assert_eq!(
-        inspect_container(&client, "no-such-container")
+        inspect_container(&client, "no-such-container", &internal)
             .await
             .expect("inspect"),
         None

@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::agent::Agent;
@@ -14,6 +14,11 @@ use common::lab::sock;
 
 /// One lab at a time: these tests start dozens of containers on two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Whether `test` may run (root: see `require_root`), holding the one-lab lock.
+fn one_at_a_time(test: &str) -> Option<MutexGuard<'static, ()>> {
+    common::require_root(test).then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
 
 const HOST: &str = lab::HOST_V6;
 const UPSTREAM: &str = lab::UPSTREAM_V6;
@@ -69,10 +74,9 @@ fn reached_by_dnat(upstream: &common::netns::Netns, to: SocketAddr, agent: &Agen
 
 #[test]
 fn nat66_egress_published_ports_and_their_removal() {
-    if !common::require_root("nat66_egress_published_ports_and_their_removal") {
+    let Some(_serial) = one_at_a_time("nat66_egress_published_ports_and_their_removal") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let lab = DockerLab::up("e2enat", lab::Options::default());
     ipv6_network(&lab, "n1", "fd00:1::/64");
     let agent = Agent::start(&lab, "");
@@ -147,10 +151,10 @@ fn nat66_egress_published_ports_and_their_removal() {
 
 #[test]
 fn networks_are_isolated_and_containers_of_one_network_talk() {
-    if !common::require_root("networks_are_isolated_and_containers_of_one_network_talk") {
+    let Some(_serial) = one_at_a_time("networks_are_isolated_and_containers_of_one_network_talk")
+    else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let lab = DockerLab::up("e2eiso", lab::Options::default());
     ipv6_network(&lab, "n1", "fd00:1::/64");
     ipv6_network(&lab, "n2", "fd00:2::/64");
@@ -182,10 +186,9 @@ fn networks_are_isolated_and_containers_of_one_network_talk() {
 
 #[test]
 fn dock6_follows_docker_through_a_restart() {
-    if !common::require_root("dock6_follows_docker_through_a_restart") {
+    let Some(_serial) = one_at_a_time("dock6_follows_docker_through_a_restart") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let mut lab = DockerLab::up("e2erst", lab::Options::default());
     ipv6_network(&lab, "n1", "fd00:1::/64");
     let mut agent = Agent::start(&lab, "");
@@ -209,10 +212,9 @@ fn dock6_follows_docker_through_a_restart() {
 
 #[test]
 fn fifty_containers_started_at_once_are_all_reachable() {
-    if !common::require_root("fifty_containers_started_at_once_are_all_reachable") {
+    let Some(_serial) = one_at_a_time("fifty_containers_started_at_once_are_all_reachable") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     const N: u16 = 50;
     let lab = DockerLab::up(
         "e2e50",
@@ -287,11 +289,11 @@ fn fifty_containers_started_at_once_are_all_reachable() {
 
 #[test]
 fn docker_down_at_start_keeps_the_table_then_programs_when_docker_comes() {
-    if !common::require_root("docker_down_at_start_keeps_the_table_then_programs_when_docker_comes")
-    {
+    let Some(_serial) =
+        one_at_a_time("docker_down_at_start_keeps_the_table_then_programs_when_docker_comes")
+    else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let mut lab = DockerLab::network_only("e2edown", lab::Options::default());
     let host = lab.host_ns();
     // No table: dock6 installs the fail-closed one and waits for Docker.
@@ -335,10 +337,9 @@ fn docker_down_at_start_keeps_the_table_then_programs_when_docker_comes() {
 
 #[test]
 fn nft_flush_ruleset_is_undone_at_once() {
-    if !common::require_root("nft_flush_ruleset_is_undone_at_once") {
+    let Some(_serial) = one_at_a_time("nft_flush_ruleset_is_undone_at_once") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let lab = DockerLab::up(
         "e2eflush",
         lab::Options {
@@ -379,10 +380,9 @@ fn nft_flush_ruleset_is_undone_at_once() {
 
 #[test]
 fn with_dockers_ip6tables_on_dock6_is_its_companion() {
-    if !common::require_root("with_dockers_ip6tables_on_dock6_is_its_companion") {
+    let Some(_serial) = one_at_a_time("with_dockers_ip6tables_on_dock6_is_its_companion") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let lab = DockerLab::up(
         "e2ecomp",
         lab::Options {

@@ -12,132 +12,26 @@
 
 mod common;
 
-use std::fs::File;
-use std::future::Future;
 use std::net::Ipv6Addr;
-use std::os::fd::AsRawFd;
-use std::process::Command;
 
 use common::icmp6::{icmp6_listener, receive};
+use common::netns::Netns;
 use dock6::apply::{
     DOCK6_NEIGH_PROTOCOL, HostError, SysctlAction, apply_sysctl, list_proxy_entries, read_sysctl,
     remove_all_dock6_entries, send_unsolicited_na, sync_proxy_entries,
 };
 use dock6::plan::{ProxyEntry, SysctlSetting};
-use rtnetlink::Handle;
 
-/// A network namespace that is deleted when dropped.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("d6-host-{tag}-{}", std::process::id());
-        // A namespace left over from a crashed run with the same pid.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run("ip", &["netns", "add", &name]);
-        Netns { name }
-    }
-
-    /// `ip -n NS ARGS…`, panicking with stderr on failure; returns stdout.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// `sysctl -n KEY` inside the namespace, through `ip netns exec`.
-    fn sysctl(&self, key: &str) -> String {
-        run("ip", &["netns", "exec", &self.name, "sysctl", "-n", key])
-            .trim()
-            .to_string()
-    }
-
-    fn set_sysctl(&self, key: &str, value: &str) {
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.name,
-                "sysctl",
-                "-qw",
-                &format!("{key}={value}"),
-            ],
-        );
-    }
-
-    /// Runs `f` on a thread that has joined this namespace.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|scope| {
-            scope
-                .spawn(move || {
-                    let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-                    // SAFETY: a valid namespace fd; setns with CLONE_NEWNET
-                    // changes only the calling thread, which is ours alone.
-                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                    f()
-                })
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e))
-        })
-    }
-
-    /// Runs an async block with an rtnetlink handle opened in this namespace.
-    fn netlink<T, Fut, F>(&self, f: F) -> T
-    where
-        T: Send,
-        F: FnOnce(Handle) -> Fut + Send,
-        Fut: Future<Output = T>,
-    {
-        self.run(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async move {
-                let (connection, handle, _) = rtnetlink::new_connection().expect("netlink socket");
-                tokio::spawn(connection);
-                f(handle).await
-            })
-        })
-    }
-
-    /// `ip -6 neigh show proxy` lines, trimmed.
-    fn proxy_lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .ip(&["-6", "neigh", "show", "proxy"])
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect();
-        lines.sort();
-        lines
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `ip -6 neigh show proxy` lines, trimmed and sorted.
+fn proxy_lines(ns: &Netns) -> Vec<String> {
+    let mut lines: Vec<String> = ns
+        .exec_ok(&["ip", "-6", "neigh", "show", "proxy"])
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines
 }
 
 /// A dotted interface name that exists in no other namespace.
@@ -148,17 +42,11 @@ fn dotted_name() -> String {
 /// A namespace with veth pairs `up0`/`up1` and `<dotted>`/`p100`.
 fn namespace(tag: &str) -> Netns {
     let ns = Netns::new(tag);
-    ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
-    ns.ip(&[
-        "link",
-        "add",
-        &dotted_name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "p100",
-    ]);
+    ns.ip("link add up0 type veth peer name up1");
+    ns.ip(&format!(
+        "link add {} type veth peer name p100",
+        dotted_name()
+    ));
     ns
 }
 
@@ -194,7 +82,7 @@ fn sysctl_reads_follow_the_thread() {
     let ns = namespace("thr");
     let dotted = dotted_name();
     let key = format!("net.ipv6.conf.{}.proxy_ndp", dotted.replace('.', "/"));
-    ns.set_sysctl(&key, "1");
+    ns.sysctl(&key, "1");
     let inside = ns.run(|| read_sysctl(&dotted, "proxy_ndp"));
     assert_eq!(inside.expect("read inside the namespace"), 1);
     // The same read from this (unswitched) thread does not see the interface.
@@ -218,7 +106,7 @@ fn sysctl_on_dotted_interface() {
 
     // read agrees with sysctl(8)
     let read = ns.run(|| read_sysctl(&dotted, "proxy_ndp")).expect("read");
-    assert_eq!(read.to_string(), ns.sysctl(&proxy_key));
+    assert_eq!(read.to_string(), ns.read_sysctl(&proxy_key));
     assert_eq!(read, 0);
 
     // write when different, report old → new
@@ -231,7 +119,7 @@ fn sysctl_on_dotted_interface() {
     );
     assert_eq!(out.key, proxy_key);
     assert_eq!(out.to_string(), format!("{proxy_key}: 0 → 1"));
-    assert_eq!(ns.sysctl(&proxy_key), "1");
+    assert_eq!(ns.read_sysctl(&proxy_key), "1");
 
     // no write when already set
     let out = ns
@@ -243,15 +131,15 @@ fn sysctl_on_dotted_interface() {
     );
 
     // keep_if: accept_ra 0 stays 0
-    ns.set_sysctl(&ra_key, "0");
+    ns.sysctl(&ra_key, "0");
     let out = ns
         .run(|| apply_sysctl(&setting(&dotted, "accept_ra", 2, Some(0))))
         .expect("apply");
     assert_eq!((out.old, out.new, out.action), (0, 0, SysctlAction::Kept));
-    assert_eq!(ns.sysctl(&ra_key), "0");
+    assert_eq!(ns.read_sysctl(&ra_key), "0");
 
     // … but 1 becomes 2
-    ns.set_sysctl(&ra_key, "1");
+    ns.sysctl(&ra_key, "1");
     let out = ns
         .run(|| apply_sysctl(&setting(&dotted, "accept_ra", 2, Some(0))))
         .expect("apply");
@@ -259,7 +147,7 @@ fn sysctl_on_dotted_interface() {
         (out.old, out.new, out.action),
         (1, 2, SysctlAction::Changed)
     );
-    assert_eq!(ns.sysctl(&ra_key), "2");
+    assert_eq!(ns.read_sysctl(&ra_key), "2");
 
     // a missing interface names the key
     let err = ns
@@ -293,7 +181,7 @@ fn proxy_entries_are_tagged_and_listed() {
     assert_eq!(report.added.len(), 3);
     assert!(report.removed.is_empty() && report.foreign.is_empty());
 
-    let lines = ns.proxy_lines();
+    let lines = proxy_lines(&ns);
     let proto = format!("proto {DOCK6_NEIGH_PROTOCOL}");
     for want in [
         format!("2001:db8::5 dev up0 proxy {proto}"),
@@ -336,7 +224,7 @@ fn sync_removes_stale_and_leaves_foreign() {
         return;
     }
     let ns = namespace("ndp-sync");
-    ns.ip(&["-6", "neigh", "add", "proxy", "2001:db8::99", "dev", "up0"]);
+    ns.ip("-6 neigh add proxy 2001:db8::99 dev up0");
 
     let first = vec![entry("up0", "2001:db8::5"), entry("up0", "2001:db8::6")];
     let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &first).await.expect("sync") });
@@ -374,7 +262,7 @@ fn sync_removes_stale_and_leaves_foreign() {
 
     // the foreign entry is still there, and still not tagged as dock6's
     assert_eq!(
-        ns.proxy_lines(),
+        proxy_lines(&ns),
         vec![
             "2001:db8::6 dev up0 proxy proto 214".to_string(),
             "2001:db8::99 dev up0 proxy".to_string()
@@ -385,7 +273,7 @@ fn sync_removes_stale_and_leaves_foreign() {
     let report = ns.netlink(|h| async move { sync_proxy_entries(&h, &[]).await.expect("sync") });
     assert_eq!(report.removed.len(), 1);
     assert_eq!(
-        ns.proxy_lines(),
+        proxy_lines(&ns),
         vec!["2001:db8::99 dev up0 proxy".to_string()]
     );
 }
@@ -397,10 +285,11 @@ fn remove_all_removes_only_dock6_entries() {
     }
     let ns = namespace("ndp-clean");
     let dotted = dotted_name();
-    ns.ip(&["-6", "neigh", "add", "proxy", "2001:db8::99", "dev", "up0"]);
-    ns.ip(&[
-        "-6", "neigh", "add", "proxy", "fd00::99", "dev", &dotted, "protocol", "static",
-    ]);
+    ns.ip("-6 neigh add proxy 2001:db8::99 dev up0");
+    ns.ip(&format!(
+        "-6 neigh add proxy fd00::99 dev {} protocol static",
+        dotted
+    ));
     let desired = vec![entry("up0", "2001:db8::5"), entry(&dotted, "fd00::5")];
     let removed = ns.netlink(|h| async move {
         let report = sync_proxy_entries(&h, &desired).await.expect("sync");
@@ -411,7 +300,7 @@ fn remove_all_removes_only_dock6_entries() {
     gone.sort();
     assert_eq!(gone, vec![addr("2001:db8::5"), addr("fd00::5")]);
     assert_eq!(
-        ns.proxy_lines(),
+        proxy_lines(&ns),
         vec![
             "2001:db8::99 dev up0 proxy".to_string(),
             format!("fd00::99 dev {dotted} proxy proto static"),
@@ -429,10 +318,10 @@ fn unsolicited_neighbour_advertisement_reaches_the_link() {
         return;
     }
     let ns = namespace("na");
-    ns.set_sysctl("net.ipv6.conf.up0.accept_dad", "0");
-    ns.ip(&["link", "set", "up0", "address", "02:d6:00:00:00:01"]);
-    ns.ip(&["link", "set", "up1", "up"]);
-    ns.ip(&["link", "set", "up0", "up"]);
+    ns.sysctl("net.ipv6.conf.up0.accept_dad", "0");
+    ns.ip("link set up0 address 02:d6:00:00:00:01");
+    ns.ip("link set up1 up");
+    ns.ip("link set up0 up");
     let target = addr("2001:db8::5");
     let got = ns.netlink(|h| async move {
         let listener = icmp6_listener("up1");

@@ -6,36 +6,11 @@
 mod common;
 
 use std::net::Ipv6Addr;
-use std::path::{Path, PathBuf};
 
 use dock6::apply::nft::{ElementChange, delete_table, replace_table, update_elements};
-use dock6::config::Config;
 use dock6::nft::{Element, KeyType, L4Proto, Set, TABLE_NAME, Table, Value, rule};
 
 use common::{in_fresh_netns, netns_id, nft, require_root};
-
-fn scenarios() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("rules/ exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("snapshot.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-fn planned(dir: &Path) -> Table {
-    let config_path = dir.join("dock6.toml");
-    let config = if config_path.is_file() {
-        Config::load(Some(&config_path)).expect("config loads")
-    } else {
-        Config::default()
-    };
-    let snapshot =
-        dock6::source::load_snapshot(&dir.join("snapshot.json")).expect("snapshot loads");
-    dock6::plan::plan(&config, &snapshot).ruleset
-}
 
 const LIST: &[&str] = &["list", "table", "inet", TABLE_NAME];
 /// The same listing preceded by the kernel's bytecode as nft decodes it:
@@ -145,14 +120,8 @@ fn every_scenario_roundtrips() {
     if !require_root("every_scenario_roundtrips") {
         return;
     }
-    let dirs = scenarios();
-    assert!(!dirs.is_empty(), "no scenarios under rules/");
-    for dir in dirs {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        assert_roundtrip(&name, &planned(&dir));
+    for scenario in common::scenarios() {
+        assert_roundtrip(&scenario.name, &scenario.plan().ruleset);
     }
 }
 
@@ -486,8 +455,7 @@ fn replace_swaps_content() {
     if !require_root("replace_swaps_content") {
         return;
     }
-    let dir = scenarios().into_iter().next().expect("a scenario");
-    let full = planned(&dir);
+    let full = common::scenarios()[0].plan().ruleset;
     let bootstrap = dock6::plan::bootstrap_table();
     let expected = via_nft(&bootstrap);
     let got = in_fresh_netns(move || {

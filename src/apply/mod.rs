@@ -14,8 +14,6 @@ pub use kernel::{
     ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host,
     apply_plan, cleanup, removed_dnat_targets,
 };
-/// The former name of [`ndisc`], which now also sends router solicitations.
-pub use ndisc as na;
 pub use ndisc::{
     neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
 };

@@ -11,14 +11,6 @@ pub enum ElementChange {
     Remove { set: String, element: Element },
 }
 
-impl ElementChange {
-    pub fn set(&self) -> &str {
-        match self {
-            ElementChange::Add { set, .. } | ElementChange::Remove { set, .. } => set,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TableDiff {
     Same,

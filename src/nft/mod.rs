@@ -31,10 +31,6 @@ impl Table {
         self.sets.iter().find(|s| s.name == name)
     }
 
-    pub fn chain(&self, name: &str) -> Option<&Chain> {
-        self.chains.iter().find(|c| c.name == name)
-    }
-
     /// Number of set and map elements in the table.
     pub fn element_count(&self) -> usize {
         self.sets.iter().map(|s| s.elements.len()).sum()

@@ -3,6 +3,7 @@
 //! Docker down or restarting: log, back off (capped), reconnect with a fresh
 //! client, never exit.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -74,63 +75,57 @@ async fn session(
     // Subscribe first: events that happen while the snapshot is taken are
     // buffered by the stream and replayed afterwards (inspecting is idempotent).
     let mut events = Box::pin(docker::event_stream(&client));
-    let full = full_snapshot(&client).await?;
-    info!(
-        networks = full_counts(&full).0,
-        containers = full_counts(&full).1,
-        "Docker snapshot taken"
-    );
+    let mut internal = BTreeSet::new();
+    let full = full_snapshot(&client, &mut internal).await?;
     if tx.send(full).await.is_err() {
         return Ok(());
     }
     backoff.reset();
     loop {
-        tokio::select! {
-            event = events.next() => {
-                let update = match event {
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(event)) => inspect(&client, event).await?,
-                };
-                if tx.send(update).await.is_err() {
-                    return Ok(());
-                }
-            }
-            Some(()) = resync.recv() => {
-                let full = full_snapshot(&client).await?;
-                if tx.send(full).await.is_err() {
-                    return Ok(());
-                }
-            }
+        let update = tokio::select! {
+            event = events.next() => match event {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(event)) => inspect(&client, event, &mut internal).await?,
+            },
+            Some(()) = resync.recv() => full_snapshot(&client, &mut internal).await?,
+        };
+        if tx.send(update).await.is_err() {
+            return Ok(());
         }
     }
 }
 
-async fn full_snapshot(client: &bollard::Docker) -> Result<DockerUpdate, DockerError> {
+/// A full snapshot; also refreshes the ids of the internal networks, which
+/// container inspects need (the gateway network is never an internal one).
+async fn full_snapshot(
+    client: &bollard::Docker,
+    internal: &mut BTreeSet<String>,
+) -> Result<DockerUpdate, DockerError> {
     let state = docker::docker_snapshot(client).await?;
+    info!(
+        networks = state.networks.len(),
+        containers = state.containers.len(),
+        "Docker snapshot taken"
+    );
+    *internal = docker::internal_network_ids(&state.networks);
     Ok(DockerUpdate::Full {
         networks: state.networks,
         containers: state.containers,
     })
 }
 
-fn full_counts(update: &DockerUpdate) -> (usize, usize) {
-    match update {
-        DockerUpdate::Full {
-            networks,
-            containers,
-        } => (networks.len(), containers.len()),
-        _ => (0, 0),
-    }
-}
-
+/// Inspects what the event names; network events keep `internal` current.
 async fn inspect(
     client: &bollard::Docker,
     event: DockerEvent,
+    internal: &mut BTreeSet<String>,
 ) -> Result<DockerUpdate, DockerError> {
     Ok(match event {
         DockerEvent::ContainerChanged { id } => {
-            let container = docker::inspect_container(client, &id).await?.map(Box::new);
+            let container = docker::inspect_container(client, &id, internal)
+                .await?
+                .map(Box::new);
             DockerUpdate::Container { id, container }
         }
         DockerEvent::ContainerGone { id } => DockerUpdate::Container {
@@ -138,10 +133,20 @@ async fn inspect(
             container: None,
         },
         DockerEvent::NetworkChanged { id } => {
-            let network = docker::inspect_network(client, &id).await?.map(Box::new);
-            DockerUpdate::Network { id, network }
+            let network = docker::inspect_network(client, &id).await?;
+            internal.remove(&id);
+            if network.as_ref().is_some_and(|n| n.internal) {
+                internal.insert(id.clone());
+            }
+            DockerUpdate::Network {
+                id,
+                network: network.map(Box::new),
+            }
         }
-        DockerEvent::NetworkGone { id } => DockerUpdate::Network { id, network: None },
+        DockerEvent::NetworkGone { id } => {
+            internal.remove(&id);
+            DockerUpdate::Network { id, network: None }
+        }
     })
 }
 

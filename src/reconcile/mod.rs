@@ -8,6 +8,7 @@ mod kernel_thread;
 mod view;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -56,10 +57,11 @@ struct Loop {
     view: DockerView,
     kernel: KernelThread,
     handle: rtnetlink::Handle,
-    /// The table last applied with success; `None` forces a whole replace.
-    applied: Option<Table>,
-    /// The same, kept across forced replaces: what published mappings existed.
-    known: Option<Table>,
+    /// The table last applied with success: what element changes are
+    /// computed against, and which published mappings existed.
+    last_table: Option<Arc<Table>>,
+    /// The next pass replaces the whole table (resync, restore, after an error).
+    replace_next: bool,
     notes: Vec<Note>,
     passes: u64,
     /// systemd has been told the agent is ready.
@@ -114,8 +116,8 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         view: DockerView::default(),
         kernel: KernelThread::start()?,
         handle,
-        applied: None,
-        known: None,
+        last_table: None,
+        replace_next: true,
         notes: Vec::new(),
         passes: 0,
         ready: false,
@@ -144,13 +146,13 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             }
             _ = resync.tick() => {
                 let _ = resync_tx.try_send(());
-                state.applied = None;
+                state.replace_next = true;
                 due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
             }
             _ = sighup.recv() => {
                 state.reload_config();
                 let _ = resync_tx.try_send(());
-                state.applied = None;
+                state.replace_next = true;
                 resync = tokio::time::interval(state.config.resync_interval);
                 resync.tick().await;
                 due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
@@ -250,7 +252,7 @@ impl Loop {
     }
 
     fn force_restore(&mut self) {
-        self.applied = None;
+        self.replace_next = true;
         self.bootstrap_checked = false;
     }
 
@@ -279,7 +281,7 @@ impl Loop {
         let plan = plan::plan(&self.config, &self.view.snapshot(host));
         self.log_new_notes(&plan.notes);
         if self.check_docker_firewall().await {
-            self.applied = None;
+            self.replace_next = true;
             match self
                 .kernel
                 .call(move |k| crate::apply::apply_host(k, &plan))
@@ -293,27 +295,27 @@ impl Loop {
             }
             return;
         }
-        let previous = self.applied.clone();
-        let known = self.known.clone();
-        let ruleset = plan.ruleset.clone();
+        let last = self.last_table.clone();
+        let replace = self.replace_next;
         let result = self
             .kernel
             .call(move |k| {
-                let report = crate::apply::apply_plan(k, &plan, previous.as_ref())?;
+                let previous = if replace { None } else { last.as_deref() };
+                let report = crate::apply::apply_plan(k, &plan, previous)?;
                 // After the new table is in: no flow can be re-created with an old mapping.
-                if let Some(known) = known {
-                    let gone = crate::apply::removed_dnat_targets(&known, &plan.ruleset);
+                if let Some(last) = &last {
+                    let gone = crate::apply::removed_dnat_targets(last, &plan.ruleset);
                     if !gone.is_empty()
                         && let Err(e) = k.delete_dnat_flows(&gone)
                     {
                         warn!("conntrack entries of removed mappings not deleted: {e}");
                     }
                 }
-                Ok(report)
+                Ok((report, plan.ruleset))
             })
             .await;
         match result {
-            Ok(report) => {
+            Ok((report, ruleset)) => {
                 if report.table == TableAction::Unchanged {
                     debug!(
                         containers = self.view.container_count(),
@@ -328,12 +330,12 @@ impl Loop {
                         "reconciled"
                     );
                 }
-                self.applied = Some(ruleset.clone());
-                self.known = Some(ruleset);
+                self.last_table = Some(Arc::new(ruleset));
+                self.replace_next = false;
             }
             Err(e) => {
                 error!("{e}");
-                self.applied = None;
+                self.replace_next = true;
             }
         }
     }

@@ -84,18 +84,6 @@ pub enum DockerEvent {
     NetworkGone { id: String },
 }
 
-impl DockerEvent {
-    /// The id of the object the event is about.
-    pub fn id(&self) -> &str {
-        match self {
-            DockerEvent::ContainerChanged { id }
-            | DockerEvent::ContainerGone { id }
-            | DockerEvent::NetworkChanged { id }
-            | DockerEvent::NetworkGone { id } => id,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     #[error("connecting to Docker at {host}: {source}")]
@@ -190,15 +178,17 @@ pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError
     })
 }
 
-/// The container, if it exists and is running (`None` otherwise). Costs two
-/// requests: the container inspect, and a network list for the `Internal`
-/// flags its gateway network depends on (see [`gateway_network`]).
+/// The container, if it exists and is running (`None` otherwise). `internal`
+/// holds the ids of the internal networks (see [`internal_network_ids`]),
+/// which its gateway network depends on (see [`gateway_network`]); the caller
+/// keeps them from its snapshot and network events, so an event costs one
+/// request.
 pub async fn inspect_container(
     docker: &Docker,
     id: &str,
+    internal: &BTreeSet<String>,
 ) -> Result<Option<Container>, DockerError> {
-    let internal = internal_network_ids(&list_networks(docker).await?);
-    inspect_container_named(docker, id, None, &internal).await
+    inspect_container_named(docker, id, None, internal).await
 }
 
 async fn list_networks(docker: &Docker) -> Result<Vec<Network>, DockerError> {

@@ -30,10 +30,9 @@ impl DockerLab {
         let lab = lab::Lab::new(&name).unwrap_or_else(|e| panic!("{e:#}"));
         // The guard exists before anything is made, so a failed `up` is cleaned too.
         let mut guard = DockerLab { lab, options };
-        let options = guard.options.clone();
         guard
             .lab
-            .up_network(&options)
+            .up_network()
             .unwrap_or_else(|e| panic!("lab {name}: {e:#}"));
         guard
     }

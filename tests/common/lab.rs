@@ -1,25 +1,29 @@
-//! The standard lab: an "upstream" namespace (the internet: a /128 on lo, and
-//! the router on the uplink's link), a "host" namespace with the uplink and
-//! Docker-like bridges, and "container" namespaces on those bridges.
+//! The standard lab for `dock6 apply --once` traffic tests: the xtask lab's
+//! topology without Docker — an "upstream" namespace (the internet: a /128
+//! on lo, and the router on the uplink's link) and a "host" namespace with
+//! the uplink `eth0` — plus Docker-like bridges in the host and "container"
+//! namespaces on them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Output;
 
+use super::docker_lab::{DockerLab, lab};
 use super::netns::Netns;
 
 /// "The internet": a server address on the upstream's loopback.
-pub const INTERNET: &str = "2001:db8:ffff::1";
-pub const UPSTREAM_LINK: &str = "2001:db8:1::1";
-pub const HOST_UPLINK: &str = "2001:db8:1::10";
-pub const UPSTREAM_V4: &str = "198.51.100.1";
-pub const HOST_V4: &str = "198.51.100.10";
+pub const INTERNET: &str = lab::UPSTREAM_INTERNET_V6;
+pub const UPSTREAM_LINK: &str = lab::UPSTREAM_V6;
+pub const HOST_UPLINK: &str = lab::HOST_V6;
+pub const UPSTREAM_V4: &str = lab::UPSTREAM_V4;
+pub const HOST_V4: &str = lab::HOST_V4;
 
 pub struct Lab {
+    // Fields drop in order: the containers' namespaces, then the topology.
+    pub containers: Vec<(String, Netns)>,
     pub upstream: Netns,
     pub host: Netns,
-    pub containers: Vec<(String, Netns)>,
-    dir: PathBuf,
+    topology: DockerLab,
 }
 
 pub fn sock(addr: &str, port: u16) -> SocketAddr {
@@ -27,33 +31,17 @@ pub fn sock(addr: &str, port: u16) -> SocketAddr {
 }
 
 impl Lab {
-    /// Upstream and host joined by `eth0` on both sides: 2001:db8:1::/64 and
-    /// 198.51.100.0/24; the host's default routes point upstream.
+    /// Upstream and host joined on 2001:db8:1::/64 and 198.51.100.0/24; the
+    /// host's default routes point upstream, and it forwards IPv4.
     pub fn new(tag: &str) -> Lab {
-        let upstream = Netns::new(&format!("{tag}u"));
-        let host = Netns::new(&format!("{tag}h"));
-        host.ip(&format!(
-            "link add eth0 type veth peer name eth0 netns {}",
-            upstream.name
-        ));
-        upstream.ip(&format!("addr add {INTERNET}/128 dev lo"));
-        upstream.ip(&format!("addr add {UPSTREAM_LINK}/64 dev eth0 nodad"));
-        upstream.ip(&format!("addr add {UPSTREAM_V4}/24 dev eth0"));
-        upstream.ip("link set eth0 up");
-        host.ip(&format!("addr add {HOST_UPLINK}/64 dev eth0 nodad"));
-        host.ip(&format!("addr add {HOST_V4}/24 dev eth0"));
-        host.ip("link set eth0 up");
-        host.ip(&format!(
-            "-6 route add default via {UPSTREAM_LINK} dev eth0"
-        ));
+        let topology = DockerLab::network_only(tag, lab::Options::default());
+        let (upstream, host) = (topology.upstream_ns(), topology.host_ns());
         host.sysctl("net.ipv4.ip_forward", "1");
-        let dir = std::env::temp_dir().join(format!("dock6-lab-{}", host.name));
-        std::fs::create_dir_all(&dir).expect("lab temp dir");
         Lab {
+            containers: Vec::new(),
             upstream,
             host,
-            containers: Vec::new(),
-            dir,
+            topology,
         }
     }
 
@@ -113,7 +101,7 @@ impl Lab {
     }
 
     pub fn write(&self, file: &str, text: &str) -> PathBuf {
-        let path = self.dir.join(file);
+        let path = self.topology.lab.dir.join(file);
         std::fs::write(&path, text).expect("write lab file");
         path
     }
@@ -156,11 +144,5 @@ impl Lab {
                 "onlink_prefixes": ["2001:db8:1::/64"]
             }]
         })
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

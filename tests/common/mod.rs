@@ -42,16 +42,15 @@ impl Scenario {
     }
 
     pub fn plan(&self) -> dock6::plan::Plan {
-        let config = dock6::config::Config::load(Some(&self.config().unwrap_or_else(empty_config)))
-            .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        let config = match self.config() {
+            Some(path) => dock6::config::Config::load(Some(&path))
+                .unwrap_or_else(|e| panic!("{}: {e}", self.name)),
+            None => dock6::config::Config::default(),
+        };
         let snapshot =
             dock6::source::load_snapshot(&self.snapshot()).unwrap_or_else(|e| panic!("{e}"));
         dock6::plan::plan(&config, &snapshot)
     }
-}
-
-fn empty_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/empty.toml")
 }
 
 pub fn rules_dir() -> PathBuf {

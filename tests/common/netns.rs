@@ -81,32 +81,43 @@ impl Netns {
         self.exec_ok(&["sysctl", "-n", key]).trim().to_string()
     }
 
-    /// Runs `f` on a thread that has entered this namespace.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.spawn(f).join().expect("namespace thread panicked")
+    /// Runs `f` on a thread that has entered this namespace (it may borrow:
+    /// the thread is joined before this returns).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = self.path();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    enter(&path);
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
     }
 
+    /// A detached thread in this namespace (servers that outlive the call).
     pub fn spawn<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> JoinHandle<T> {
-        let path = format!("/run/netns/{}", self.name);
+        let path = self.path();
         std::thread::spawn(move || {
-            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            // SAFETY: the fd is a valid namespace file for the duration of the
-            // call; setns only changes this thread's network namespace.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            enter(&path);
             f()
         })
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
     }
 
     /// Runs an async block with an rtnetlink handle opened in this namespace
     /// (on a current-thread runtime in a thread that has entered it).
     pub fn netlink<T, Fut, F>(&self, f: F) -> T
     where
-        T: Send + 'static,
-        F: FnOnce(rtnetlink::Handle) -> Fut + Send + 'static,
+        T: Send,
+        F: FnOnce(rtnetlink::Handle) -> Fut + Send,
         Fut: std::future::Future<Output = T>,
     {
         self.run(move || {
@@ -199,6 +210,15 @@ impl Netns {
     pub fn udp_echo_peer(&self, port: u16) -> Server {
         Server::start(self, port, Proto::Udp)
     }
+}
+
+/// Moves the calling thread into the namespace at `path`.
+fn enter(path: &str) {
+    let file = File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+    // SAFETY: the fd is a valid namespace file for the duration of the call;
+    // setns only changes the calling thread's network namespace.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
 
 impl Drop for Netns {

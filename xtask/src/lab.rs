@@ -223,13 +223,13 @@ impl Lab {
     /// Brings the lab up. On error the partial lab stays for inspection (`dockerd.log`);
     /// `down()` removes it.
     pub fn up(&mut self, options: &Options) -> Result<()> {
-        self.up_network(options)?;
+        self.up_network()?;
         self.start_docker(options)
     }
 
     /// The namespaces and the link only: Docker not started yet (a host
     /// where dock6 starts before Docker).
-    pub fn up_network(&mut self, options: &Options) -> Result<()> {
+    pub fn up_network(&mut self) -> Result<()> {
         if !is_root() {
             bail!("the lab needs root (network namespaces, dockerd)");
         }
@@ -240,7 +240,6 @@ impl Lab {
                 self.name
             );
         }
-        ensure_tools(options)?;
         fs::create_dir_all(BASE_DIR).with_context(|| format!("create {BASE_DIR}"))?;
         fs::create_dir(&self.dir).with_context(|| format!("create {}", self.dir.display()))?;
         self.make_network()?;
@@ -254,6 +253,7 @@ impl Lab {
 
     /// Starts the lab's dockerd (again) and makes sure the image exists.
     pub fn start_docker(&mut self, options: &Options) -> Result<()> {
+        ensure_tools(options)?;
         self.start_dockerd(options)?;
         let have_image = self
             .docker()
