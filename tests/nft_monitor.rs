@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dock6::nft::TABLE_NAME;
@@ -17,32 +15,7 @@ use common::{in_fresh_netns, require_root};
 /// Runs `nft ARGS` (with optional stdin) in the calling thread's namespace;
 /// returns its pid.
 fn run_nft(args: &[&str], stdin: Option<&str>) -> u32 {
-    let mut child = Command::new("nft")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn nft");
-    let pid = child.id();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("write to nft");
-    }
-    let out = child.wait_with_output().expect("wait for nft");
-    assert!(
-        out.status.success(),
-        "nft {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pid
+    common::nft_with_pid(args, stdin).0
 }
 
 /// A current-thread runtime on the calling (namespaced) thread.

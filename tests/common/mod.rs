@@ -103,6 +103,11 @@ pub fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
 /// Runs `nft ARGS` (in the calling thread's network namespace), with
 /// optional stdin; panics with its stderr on failure.
 pub fn nft(args: &[&str], stdin: Option<&str>) -> String {
+    nft_with_pid(args, stdin).1
+}
+
+/// The same, also returning nft's pid (who committed, in notifications).
+pub fn nft_with_pid(args: &[&str], stdin: Option<&str>) -> (u32, String) {
     let mut child = Command::new("nft")
         .args(args)
         .stdin(if stdin.is_some() {
@@ -114,6 +119,7 @@ pub fn nft(args: &[&str], stdin: Option<&str>) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn nft");
+    let pid = child.id();
     if let Some(text) = stdin {
         child
             .stdin
@@ -128,7 +134,10 @@ pub fn nft(args: &[&str], stdin: Option<&str>) -> String {
         "nft {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("nft output is UTF-8")
+    (
+        pid,
+        String::from_utf8(out.stdout).expect("nft output is UTF-8"),
+    )
 }
 
 /// Inode of the calling thread's network namespace (to check isolation).
