@@ -8,12 +8,13 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
+use super::host::claimed_by_others;
 use super::ports::ContainerPlan;
 use super::{Mode, NetworkPlan};
 use crate::nft::{
     BaseChain, Chain, ChainKind, CtState, Hook, Priority, Rule, RuleBuilder, StandardPriority, rule,
 };
-use crate::snapshot::HostFacts;
+use crate::snapshot::{HostFacts, Interface};
 
 /// Source checks run before conntrack (-200) and DNAT: a forged packet is
 /// dropped before it costs a conntrack entry or is translated.
@@ -58,6 +59,7 @@ pub(super) struct Guard {
 impl Guard {
     pub fn new(
         host: &HostFacts,
+        uplink: Option<&Interface>,
         networks: &[NetworkPlan],
         ipv4_only_bridges: &[String],
         containers: &[ContainerPlan],
@@ -93,6 +95,9 @@ impl Guard {
             .flat_map(|c| c.endpoints.iter())
             .filter(|e| shared.contains(&e.network))
             .map(|e| e.address)
+            // A container claiming the router's address must not cut the
+            // host off from the real router.
+            .filter(|a| claimed_by_others(host, uplink, *a).is_none())
             .collect();
         let bridges_of = |mode: Mode| {
             networks

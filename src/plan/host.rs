@@ -126,6 +126,18 @@ fn refusal(
     if !onlink.iter().any(|p| p.contains(&address)) {
         return Some("it is outside the uplink's on-link prefixes");
     }
+    claimed_by_others(host, uplink, address)
+}
+
+/// Whether `address` belongs to someone else than a container: the host
+/// itself, the default router, or another node that answers for it on the
+/// uplink (unless dock6 already proxies it: a neighbour entry planted later
+/// does not take it away).
+pub(super) fn claimed_by_others(
+    host: &HostFacts,
+    uplink: Option<&Interface>,
+    address: Ipv6Addr,
+) -> Option<&'static str> {
     if host
         .interfaces
         .iter()

@@ -196,7 +196,13 @@ pub fn plan(config: &Config, snapshot: &Snapshot) -> Plan {
         ipv4_only_bridges,
     } = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
     let containers = ports::container_plans(snapshot, &networks, &mut notes);
-    let guard = guard::Guard::new(&snapshot.host, &networks, &ipv4_only_bridges, &containers);
+    let guard = guard::Guard::new(
+        &snapshot.host,
+        uplink_facts,
+        &networks,
+        &ipv4_only_bridges,
+        &containers,
+    );
     let ruleset = ruleset::build(
         config,
         uplink.as_deref(),
