@@ -7,6 +7,7 @@ mod kernel;
 pub mod ndisc;
 pub mod ndp;
 pub mod nft;
+pub mod routes;
 pub mod sysctl;
 
 pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
@@ -22,5 +23,9 @@ pub use ndisc::{
 pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries,
     remove_all_dock6_entries, sync_proxy_entries,
+};
+pub use routes::{
+    DOCK6_ROUTE_PROTOCOL, Dock6Route, RouteSyncReport, list_dock6_routes, remove_all_dock6_routes,
+    sync_host_routes,
 };
 pub use sysctl::{SysctlAction, SysctlOutcome, apply_sysctl, read_sysctl};

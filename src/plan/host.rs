@@ -4,7 +4,7 @@
 use std::net::Ipv6Addr;
 
 use super::ports::ContainerPlan;
-use super::{Mode, NetworkPlan, Note, ProxyEntry, SysctlSetting};
+use super::{HostRoute, Mode, NetworkPlan, Note, ProxyEntry, SysctlSetting};
 use crate::snapshot::{HostFacts, Interface};
 
 pub(super) fn sysctls(
@@ -153,4 +153,32 @@ pub(super) fn claimed_by_others(
         return Some("another node on the uplink already answers for it");
     }
     None
+}
+
+/// A route into the bridge for each proxied address on a network whose
+/// subnet covers an on-link prefix of the uplink (see [`HostRoute`]).
+pub(super) fn host_routes(
+    uplink: Option<&Interface>,
+    networks: &[NetworkPlan],
+    proxies: &[ProxyEntry],
+) -> Vec<HostRoute> {
+    let onlink = uplink.map(|u| u.onlink_prefixes.as_slice()).unwrap_or(&[]);
+    let covers_link = |n: &NetworkPlan| {
+        n.subnets
+            .iter()
+            .any(|s| onlink.iter().any(|p| s.contains(p)))
+    };
+    let mut routes: Vec<HostRoute> = proxies
+        .iter()
+        .filter_map(|e| {
+            let network = networks.iter().find(|n| n.name == e.network)?;
+            covers_link(network).then(|| HostRoute {
+                address: e.address,
+                interface: network.bridge.clone(),
+                container: e.container.clone(),
+            })
+        })
+        .collect();
+    routes.sort();
+    routes
 }

@@ -91,6 +91,7 @@ pub struct Plan {
     pub networks: Vec<NetworkPlan>,
     pub ruleset: Table,
     pub proxy_entries: Vec<ProxyEntry>,
+    pub host_routes: Vec<HostRoute>,
     pub sysctls: Vec<SysctlSetting>,
     pub notes: Vec<Note>,
 }
@@ -116,6 +117,18 @@ pub struct ProxyEntry {
     pub address: Ipv6Addr,
     pub container: String,
     pub network: String,
+}
+
+/// A `/128` route of a proxied container address into its bridge. Needed
+/// where the network's subnet covers the uplink's on-link prefix: the host
+/// then has two connected routes for the same prefix, the uplink's wins, and
+/// traffic for the container would go back out of the uplink.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostRoute {
+    pub address: Ipv6Addr,
+    /// The network's bridge.
+    pub interface: String,
+    pub container: String,
 }
 
 /// A sysctl under `net.ipv6.conf`, in the order it must be applied.
@@ -219,6 +232,7 @@ pub fn plan(config: &Config, snapshot: &Snapshot) -> Plan {
         &containers,
         &mut notes,
     );
+    let host_routes = host::host_routes(uplink_facts, &networks, &proxy_entries);
     let sysctls = host::sysctls(
         &snapshot.host,
         uplink_facts,
@@ -231,6 +245,7 @@ pub fn plan(config: &Config, snapshot: &Snapshot) -> Plan {
         networks,
         ruleset,
         proxy_entries,
+        host_routes,
         sysctls,
         notes,
     }

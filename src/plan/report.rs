@@ -58,6 +58,17 @@ impl Display for Plan {
                 p.address, p.interface, p.container, p.network
             )?;
         }
+        writeln!(f, "# host routes:")?;
+        if self.host_routes.is_empty() {
+            writeln!(f, "#   (none)")?;
+        }
+        for r in &self.host_routes {
+            writeln!(
+                f,
+                "#   {}/128 dev {} (container {})",
+                r.address, r.interface, r.container
+            )?;
+        }
         writeln!(f, "# notes:")?;
         if self.notes.is_empty() {
             writeln!(f, "#   (none)")?;
