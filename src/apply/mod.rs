@@ -2,17 +2,19 @@
 
 pub mod conntrack;
 mod error;
+#[cfg(test)]
+mod fake;
 mod kernel;
 pub mod ndisc;
 pub mod ndp;
 pub mod nft;
+mod pass;
 pub mod sysctl;
 
 pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
 pub use error::HostError;
 pub use kernel::{
-    ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host,
-    apply_plan, cleanup, removed_dnat_targets,
+    ApplyError, CleanupReport, Kernel, LinuxKernel, TableAction, cleanup, removed_dnat_targets,
 };
 pub use ndisc::{
     neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
@@ -21,4 +23,6 @@ pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries,
     remove_all_dock6_entries, sync_proxy_entries,
 };
+pub use nft::DockerFirewall;
+pub use pass::{ApplyReport, Part, Previous, SysctlPart, apply_companion, apply_plan};
 pub use sysctl::{SysctlAction, SysctlOutcome, apply_sysctl, read_sysctl};
