@@ -18,6 +18,9 @@ pub const DEFAULT_PATH: &str = "/etc/dock6/dock6.toml";
 /// The mark bit dock6 ORs into what it accepts; see README "Coexisting".
 pub const DEFAULT_ACCEPT_MARK: u32 = 0x0400_0000;
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
+/// How long host facts that vanished (default route, uplink) are replaced by
+/// the last good ones before dock6 plans without them.
+pub const DEFAULT_HOST_FACTS_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -26,6 +29,7 @@ pub struct Config {
     /// Source address for NAT66 (instead of masquerade's choice).
     pub egress_address: Option<Ipv6Addr>,
     pub resync_interval: Duration,
+    pub host_facts_grace: Duration,
     pub accept_mark: u32,
     /// Per-network mode overrides, by Docker network name.
     pub network_modes: BTreeMap<String, Mode>,
@@ -37,6 +41,7 @@ impl Default for Config {
             uplink: None,
             egress_address: None,
             resync_interval: DEFAULT_RESYNC,
+            host_facts_grace: DEFAULT_HOST_FACTS_GRACE,
             accept_mark: DEFAULT_ACCEPT_MARK,
             network_modes: BTreeMap::new(),
         }
@@ -66,6 +71,7 @@ struct RawConfig {
     uplink: Option<Spanned<String>>,
     egress_address: Option<Spanned<String>>,
     resync_interval: Option<Spanned<String>>,
+    host_facts_grace: Option<Spanned<String>>,
     accept_mark: Option<Spanned<i64>>,
     #[serde(default)]
     networks: BTreeMap<String, RawNetwork>,
@@ -122,6 +128,10 @@ impl Config {
             config.resync_interval = parse_interval(resync.get_ref())
                 .map_err(|m| invalid(Some(resync.span()), Some("resync_interval".into()), m))?;
         }
+        if let Some(grace) = raw.host_facts_grace {
+            config.host_facts_grace = parse_grace(grace.get_ref())
+                .map_err(|m| invalid(Some(grace.span()), Some("host_facts_grace".into()), m))?;
+        }
         if let Some(mark) = raw.accept_mark {
             config.accept_mark = parse_mark(*mark.get_ref())
                 .map_err(|m| invalid(Some(mark.span()), Some("accept_mark".into()), m))?;
@@ -167,6 +177,16 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"5m\": {e}"))?;
     if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
         return Err(format!("{text:?} is out of range (1s to 24h)"));
+    }
+    Ok(d)
+}
+
+/// "0s" is allowed: plan without vanished facts at once.
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"2m\": {e}"))?;
+    if d > Duration::from_secs(3600) {
+        return Err(format!("{text:?} is out of range (0s to 1h)"));
     }
     Ok(d)
 }
@@ -250,6 +270,15 @@ mod tests {
     }
 
     #[test]
+    fn host_facts_grace_defaults_to_30s_and_may_be_zero() {
+        assert_eq!(parse("").unwrap().host_facts_grace, Duration::from_secs(30));
+        let c = parse("host_facts_grace = \"0s\"").unwrap();
+        assert_eq!(c.host_facts_grace, Duration::ZERO);
+        let c = parse("host_facts_grace = \"2m\"").unwrap();
+        assert_eq!(c.host_facts_grace, Duration::from_secs(120));
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = error("uplink = \"eth0\"\n\nresync = \"5m\"\n");
         assert!(
@@ -285,6 +314,16 @@ mod tests {
                 .contains("key `resync_interval`: \"0s\" is out of range")
         );
         assert!(error("resync_interval = \"soon\"").contains("is not a duration"));
+        assert!(
+            error("uplink = \"eth0\"\nhost_facts_grace = \"2h\"").starts_with(
+                "/etc/dock6/dock6.toml:2: key `host_facts_grace`: \"2h\" is out of range"
+            )
+        );
+        assert!(
+            error("host_facts_grace = 30")
+                .starts_with("/etc/dock6/dock6.toml:1: key `host_facts_grace`: invalid type")
+        );
+        assert!(error("host_facts_grace = \"a while\"").contains("is not a duration"));
         assert!(
             error("egress_address = \"fe80::1\"")
                 .contains("key `egress_address`: fe80::1 cannot be a source")

@@ -136,11 +136,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let mut kernel = LinuxKernel::new()?;
-            let report = apply_plan(&mut kernel, &plan, None)?;
-            if !report.proxies.is_complete() {
+            let previous = dock6::apply::Previous {
+                replace: true,
+                ..Default::default()
+            };
+            let report = apply_plan(&mut kernel, &plan, previous);
+            let failures = report.failures();
+            for failure in &failures {
+                tracing::error!("{failure}");
+            }
+            if !failures.is_empty() {
                 anyhow::bail!(
-                    "{} proxy-NDP entries could not be applied (see the log)",
-                    report.proxies.errors.len()
+                    "{} parts of the plan could not be applied (see the log)",
+                    failures.len()
                 );
             }
             Ok(())

@@ -158,29 +158,46 @@ fn reports_who_changed_which_table() {
     });
 }
 
-/// dock6's own commits come from one of its threads (here: a thread of the
-/// test process other than the main one) and are recognised as such.
+/// dock6's own commits are recognised by the netlink port id of the socket
+/// that committed (the NEWGEN message's header), not by a pid: here the
+/// commit is made on a thread of its own (as dock6's kernel thread does),
+/// and a commit by `nft` right after it is not taken for dock6's.
 #[test]
-fn own_commits_are_recognised() {
-    if !require_root("own_commits_are_recognised") {
+fn own_commits_are_recognised_by_their_socket() {
+    if !require_root("own_commits_are_recognised_by_their_socket") {
         return;
     }
     in_fresh_netns(|| {
         block_on(async {
             let mut monitor = subscribe().expect("subscribe");
-            dock6::apply::nft::replace_table(&dock6::plan::bootstrap_table())
-                .expect("replace_table");
+            // A new thread shares the namespace of the thread that starts it.
+            let kernel = dock6::reconcile::KernelThread::start().expect("kernel thread");
+            kernel
+                .call(|k| {
+                    use dock6::apply::Kernel as _;
+                    k.replace_table(&dock6::plan::bootstrap_table())
+                })
+                .await
+                .expect("replace_table through dock6's kernel thread");
             let (changes, generation) = transaction(&mut monitor).await;
             assert!(
                 touched_ours(&changes).contains(&ours(NftObject::Table, NftOp::New)),
                 "{changes:?}"
             );
             assert!(generation.is_from_this_process(), "{generation:?}");
-            // The committing thread's id, not the process id.
-            // SAFETY: gettid has no preconditions and cannot fail.
-            let tid = unsafe { libc::gettid() } as u32;
-            assert_eq!(generation.pid, tid);
-            assert_ne!(generation.pid, std::process::id());
+            assert!(generation.by_dock6, "{generation:?}");
+            assert_eq!(generation.comm, "dock6-kernel", "{generation:?}");
+
+            let pid = run_nft(&["flush", "ruleset"], None);
+            let (_, generation) = transaction(&mut monitor).await;
+            assert_eq!(generation.pid, pid);
+            assert!(!generation.is_from_this_process(), "{generation:?}");
+
+            // The same socket again, from the test thread's own apply call.
+            dock6::apply::nft::replace_table(&dock6::plan::bootstrap_table())
+                .expect("replace_table");
+            let (_, generation) = transaction(&mut monitor).await;
+            assert!(generation.is_from_this_process(), "{generation:?}");
         })
     });
 }

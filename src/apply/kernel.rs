@@ -2,7 +2,7 @@
 //! (nftables over netlink, rtnetlink, /proc/sys) and, in tests, a recording
 //! fake.
 
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use super::conntrack::{ConntrackError, DnatTarget};
 use super::ndp::{ProxyNeighbour, ProxySyncReport};
@@ -10,8 +10,8 @@ use super::sysctl::SysctlOutcome;
 use super::{HostError, nft};
 use std::collections::BTreeSet;
 
-use crate::nft::{Element, ElementChange, TABLE_NAME, Table, TableDiff, Value, diff};
-use crate::plan::{Plan, ProxyEntry, SysctlSetting};
+use crate::nft::{Element, ElementChange, TABLE_NAME, Table, Value};
+use crate::plan::{ProxyEntry, SysctlSetting};
 use crate::plan::{SET_DNAT_ADDR, SET_DNAT_ANY};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,10 @@ pub enum ApplyError {
     Conntrack(#[from] ConntrackError),
     #[error("cannot start the netlink runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The thread doing the kernel calls is dead or stuck: nothing more
+    /// can be done in this process.
+    #[error("{0}")]
+    KernelThread(String),
 }
 
 pub trait Kernel {
@@ -32,9 +36,9 @@ pub trait Kernel {
     fn update_elements(&mut self, table: &str, changes: &[ElementChange])
     -> Result<(), ApplyError>;
     fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError>;
-    /// Whether Docker's own IPv6 firewall (`"ip6tables": true`, through
-    /// iptables-nft) is in the kernel: its `DOCKER` chain in `ip6 nat` or `ip6 filter`.
-    fn docker_ip6_firewall(&mut self) -> Result<bool, ApplyError>;
+    /// Whether Docker's own IPv6 firewall is in the kernel, by its
+    /// signature (see [`nft::docker_ip6_firewall`]).
+    fn docker_ip6_firewall(&mut self) -> Result<nft::DockerFirewall, ApplyError>;
     /// True if the table existed.
     fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError>;
     fn apply_sysctl(&mut self, setting: &SysctlSetting) -> Result<SysctlOutcome, ApplyError>;
@@ -86,8 +90,8 @@ impl Kernel for LinuxKernel {
         Ok(nft::table_exists(name)?)
     }
 
-    fn docker_ip6_firewall(&mut self) -> Result<bool, ApplyError> {
-        Ok(nft::ip6_chain_exists("nat", "DOCKER")? || nft::ip6_chain_exists("filter", "DOCKER")?)
+    fn docker_ip6_firewall(&mut self) -> Result<nft::DockerFirewall, ApplyError> {
+        Ok(nft::docker_ip6_firewall()?)
     }
 
     fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError> {
@@ -187,94 +191,6 @@ impl std::fmt::Display for TableAction {
 }
 
 #[derive(Debug)]
-pub struct ApplyReport {
-    pub table: TableAction,
-    pub sysctls: Vec<SysctlOutcome>,
-    pub proxies: ProxySyncReport,
-}
-
-/// Applies a whole plan. Filtering goes in first, so forwarding is never on
-/// without it; then the sysctls in the planned order (accept_ra before
-/// forwarding); then proxy-NDP entries. The first error stops it: what was
-/// already in place stays.
-///
-/// With `previous` (the table last applied with success) only the element
-/// differences are sent, unless the structure changed; without it, or when
-/// the element batch fails (someone changed the table), the whole table is
-/// replaced atomically.
-pub fn apply_plan(
-    kernel: &mut dyn Kernel,
-    plan: &Plan,
-    previous: Option<&Table>,
-) -> Result<ApplyReport, ApplyError> {
-    let table = apply_table(kernel, &plan.ruleset, previous)?;
-    let (sysctls, proxies) = apply_host(kernel, plan)?;
-    Ok(ApplyReport {
-        table,
-        sysctls,
-        proxies,
-    })
-}
-
-/// The host side of a plan alone: sysctls, then proxy-NDP entries. What a
-/// companion of Docker's own IPv6 firewall does.
-pub fn apply_host(
-    kernel: &mut dyn Kernel,
-    plan: &Plan,
-) -> Result<(Vec<SysctlOutcome>, ProxySyncReport), ApplyError> {
-    let mut sysctls = Vec::new();
-    for setting in &plan.sysctls {
-        let outcome = kernel.apply_sysctl(setting)?;
-        debug!("{outcome}");
-        if setting.name == "accept_ra" && outcome.changed() {
-            // Forwarding is about to stop the kernel from soliciting: ask now.
-            match kernel.solicit_router(&setting.scope) {
-                Ok(()) => info!("router solicitation sent on {}", setting.scope),
-                Err(e) => warn!("{e}"),
-            }
-        }
-        sysctls.push(outcome);
-    }
-    let proxies = kernel.sync_proxy_entries(&plan.proxy_entries)?;
-    for entry in &proxies.added {
-        info!(
-            "proxy-NDP entry {} on {} added",
-            entry.address, entry.interface
-        );
-    }
-    for entry in &proxies.removed {
-        info!("proxy-NDP entry {entry} removed");
-    }
-    for error in &proxies.errors {
-        warn!("{error}");
-    }
-    Ok((sysctls, proxies))
-}
-
-fn apply_table(
-    kernel: &mut dyn Kernel,
-    table: &Table,
-    previous: Option<&Table>,
-) -> Result<TableAction, ApplyError> {
-    match previous.map(|p| diff(p, table)) {
-        Some(TableDiff::Same) => return Ok(TableAction::Unchanged),
-        Some(TableDiff::Elements(changes)) => match kernel.update_elements(&table.name, &changes) {
-            Ok(()) => return Ok(TableAction::Updated(changes.len())),
-            Err(e) => warn!("element update failed ({e}); replacing the whole table"),
-        },
-        Some(TableDiff::Structure) | None => {}
-    }
-    kernel.replace_table(table)?;
-    info!(
-        chains = table.chains.len(),
-        elements = table.element_count(),
-        "table inet {} replaced",
-        table.name
-    );
-    Ok(TableAction::Replaced)
-}
-
-#[derive(Debug)]
 pub struct CleanupReport {
     pub table_existed: bool,
     pub removed_proxies: Vec<ProxyNeighbour>,
@@ -294,149 +210,11 @@ pub fn cleanup(kernel: &mut dyn Kernel) -> Result<CleanupReport, ApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::snapshot::Snapshot;
-
-    /// Records what would have been done, in order.
-    #[derive(Default)]
-    struct Recorder {
-        calls: Vec<String>,
-        fail_sysctl: bool,
-    }
-
-    impl Kernel for Recorder {
-        fn replace_table(&mut self, table: &Table) -> Result<(), ApplyError> {
-            self.calls.push(format!("replace {}", table.name));
-            Ok(())
-        }
-
-        fn update_elements(
-            &mut self,
-            table: &str,
-            changes: &[ElementChange],
-        ) -> Result<(), ApplyError> {
-            self.calls.push(format!("update {table} {}", changes.len()));
-            Ok(())
-        }
-
-        fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError> {
-            self.calls.push(format!("exists {name}"));
-            Ok(true)
-        }
-
-        fn docker_ip6_firewall(&mut self) -> Result<bool, ApplyError> {
-            Ok(false)
-        }
-
-        fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError> {
-            self.calls.push(format!("delete {name}"));
-            Ok(true)
-        }
-
-        fn apply_sysctl(&mut self, s: &SysctlSetting) -> Result<SysctlOutcome, ApplyError> {
-            self.calls.push(format!("sysctl {}={}", s.key(), s.value));
-            if self.fail_sysctl {
-                return Err(HostError::SysctlMissing {
-                    key: s.key(),
-                    path: s.proc_path(),
-                }
-                .into());
-            }
-            Ok(SysctlOutcome {
-                key: s.key(),
-                old: 0,
-                new: s.value,
-                action: super::super::SysctlAction::Changed,
-            })
-        }
-
-        fn sync_proxy_entries(
-            &mut self,
-            desired: &[ProxyEntry],
-        ) -> Result<ProxySyncReport, ApplyError> {
-            self.calls.push(format!("proxies {}", desired.len()));
-            Ok(ProxySyncReport::default())
-        }
-
-        fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError> {
-            self.calls.push("remove proxies".into());
-            Ok(Vec::new())
-        }
-
-        fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
-            self.calls.push(format!("conntrack {}", targets.len()));
-            Ok(0)
-        }
-
-        fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
-            self.calls.push(format!("solicit {interface}"));
-            Ok(())
-        }
-    }
-
-    fn all_three_modes() -> Plan {
-        let text = include_str!("../../rules/all-three-modes/snapshot.json");
-        let snapshot: Snapshot = serde_json::from_str(text).expect("bundled scenario parses");
-        crate::plan::plan(&Config::default(), &snapshot)
-    }
-
-    #[test]
-    fn filtering_goes_in_before_forwarding_and_accept_ra_before_forwarding() {
-        let mut k = Recorder::default();
-        apply_plan(&mut k, &all_three_modes(), None).unwrap();
-        assert_eq!(
-            k.calls,
-            [
-                "replace dock6",
-                "sysctl net.ipv6.conf.eth0.accept_ra=2",
-                "solicit eth0",
-                "sysctl net.ipv6.conf.all.forwarding=1",
-                "sysctl net.ipv6.conf.eth0.proxy_ndp=1",
-                "proxies 1",
-            ]
-        );
-    }
-
-    #[test]
-    fn a_failed_sysctl_stops_before_forwarding() {
-        let mut k = Recorder {
-            fail_sysctl: true,
-            ..Default::default()
-        };
-        let e = apply_plan(&mut k, &all_three_modes(), None).unwrap_err();
-        assert!(
-            e.to_string().contains("net.ipv6.conf.eth0.accept_ra"),
-            "{e}"
-        );
-        assert_eq!(
-            k.calls,
-            ["replace dock6", "sysctl net.ipv6.conf.eth0.accept_ra=2"]
-        );
-    }
-
-    #[test]
-    fn a_plan_differing_in_elements_only_sends_element_changes() {
-        let mut k = Recorder::default();
-        let plan = all_three_modes();
-        let report = apply_plan(&mut k, &plan, Some(&plan.ruleset)).unwrap();
-        assert_eq!(report.table, TableAction::Unchanged);
-        let mut previous = plan.ruleset.clone();
-        previous.sets.iter_mut().for_each(|s| s.elements.clear());
-        let report = apply_plan(&mut k, &plan, Some(&previous)).unwrap();
-        assert_eq!(
-            report.table,
-            TableAction::Updated(plan.ruleset.element_count())
-        );
-        assert!(
-            k.calls.iter().all(|c| !c.starts_with("replace")),
-            "{:?}",
-            k.calls
-        );
-    }
+    use crate::apply::fake::Recorder;
 
     #[test]
     fn removed_and_moved_mappings_are_found() {
-        let plan = all_three_modes();
+        let plan = crate::apply::pass::tests::all_three_modes();
         let mut moved = plan.ruleset.clone();
         let dnat = moved
             .sets

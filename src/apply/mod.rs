@@ -2,11 +2,14 @@
 
 pub mod conntrack;
 mod error;
+#[cfg(test)]
+mod fake;
 mod forwarding;
 mod kernel;
 pub mod ndisc;
 pub mod ndp;
 pub mod nft;
+mod pass;
 pub mod routes;
 pub mod sysctl;
 
@@ -14,8 +17,7 @@ pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
 pub use error::HostError;
 pub use forwarding::forwarding_enabled_by_dock6;
 pub use kernel::{
-    ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host,
-    apply_plan, cleanup, removed_dnat_targets,
+    ApplyError, CleanupReport, Kernel, LinuxKernel, TableAction, cleanup, removed_dnat_targets,
 };
 pub use ndisc::{
     neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
@@ -24,6 +26,8 @@ pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries,
     remove_all_dock6_entries, sync_proxy_entries,
 };
+pub use nft::DockerFirewall;
+pub use pass::{ApplyReport, Part, Previous, SysctlPart, apply_companion, apply_plan};
 pub use routes::{
     DOCK6_ROUTE_PROTOCOL, Dock6Route, RouteSyncReport, list_dock6_routes, remove_all_dock6_routes,
     sync_host_routes,

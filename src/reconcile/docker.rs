@@ -6,41 +6,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use futures::stream::{Peekable, Stream, StreamExt as _};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::retry::Backoff;
 use super::view::DockerUpdate;
 use crate::source::docker::{self, DockerError, DockerEvent};
 
-const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_CAP: Duration = Duration::from_secs(10);
-
-/// Capped exponential backoff.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: BACKOFF_START,
-        }
-    }
-}
-
-impl Backoff {
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(BACKOFF_CAP);
-        delay
-    }
-
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-}
+/// How long the first poll of the event stream may wait for an event.
+const SUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs until the receiver is gone. `resync` asks for a full snapshot.
 pub async fn watch(
@@ -74,7 +49,10 @@ async fn session(
     let client = docker::connect(docker_host).await?;
     // Subscribe first: events that happen while the snapshot is taken are
     // buffered by the stream and replayed afterwards (inspecting is idempotent).
-    let mut events = Box::pin(docker::event_stream(&client));
+    let mut events = Box::pin(docker::event_stream(&client).peekable());
+    if !subscribed(events.as_mut()).await? {
+        return Ok(());
+    }
     let mut internal = BTreeSet::new();
     let full = full_snapshot(&client, &mut internal).await?;
     if tx.send(full).await.is_err() {
@@ -86,7 +64,10 @@ async fn session(
             event = events.next() => match event {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
-                Some(Ok(event)) => inspect(&client, event, &mut internal).await?,
+                Some(Ok(event)) => match inspect(&client, event, &mut internal).await? {
+                    Some(update) => update,
+                    None => continue,
+                },
             },
             Some(()) = resync.recv() => full_snapshot(&client, &mut internal).await?,
         };
@@ -94,6 +75,31 @@ async fn session(
             return Ok(());
         }
     }
+}
+
+/// Makes sure the event subscription is open before the snapshot is taken:
+/// bollard sends the request only when the stream is first polled, so it is
+/// polled here until an event arrives or [`SUBSCRIBE_WAIT`] has passed. An
+/// event (the subscription asks for events `since` a moment ago, so a recent
+/// one comes at once) proves Docker has registered the subscription; after
+/// the wait without one, the request has been sent and answered for that
+/// long, and anything between then and now is still replayed thanks to
+/// `since`. False when the stream ended; an error is Docker's.
+async fn subscribed<S>(mut events: std::pin::Pin<&mut Peekable<S>>) -> Result<bool, DockerError>
+where
+    S: Stream<Item = Result<DockerEvent, DockerError>>,
+{
+    match tokio::time::timeout(SUBSCRIBE_WAIT, events.as_mut().peek()).await {
+        Err(_) => debug!("Docker event subscription open (no event within {SUBSCRIBE_WAIT:?})"),
+        Ok(None) => return Ok(false),
+        Ok(Some(Ok(_))) => debug!("Docker event subscription open (first event in)"),
+        Ok(Some(Err(_))) => {
+            if let Some(Err(e)) = events.next().await {
+                return Err(e);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// A full snapshot; also refreshes the ids of the internal networks, which
@@ -116,17 +122,24 @@ async fn full_snapshot(
 }
 
 /// Inspects what the event names; network events keep `internal` current.
+/// `None`: the container named could not be inspected (and was skipped).
 async fn inspect(
     client: &bollard::Docker,
     event: DockerEvent,
     internal: &mut BTreeSet<String>,
-) -> Result<DockerUpdate, DockerError> {
-    Ok(match event {
+) -> Result<Option<DockerUpdate>, DockerError> {
+    Ok(Some(match event {
         DockerEvent::ContainerChanged { id } => {
-            let container = docker::inspect_container(client, &id, internal)
-                .await?
-                .map(Box::new);
-            DockerUpdate::Container { id, container }
+            match docker::inspect_container(client, &id, internal).await {
+                Ok(container) => DockerUpdate::Container {
+                    id,
+                    container: container.map(Box::new),
+                },
+                Err(e) => {
+                    docker::skip_unless_docker_is_down(client, &id, e).await?;
+                    return Ok(None);
+                }
+            }
         }
         DockerEvent::ContainerGone { id } => DockerUpdate::Container {
             id,
@@ -147,21 +160,5 @@ async fn inspect(
             internal.remove(&id);
             DockerUpdate::Network { id, network: None }
         }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut b = Backoff::default();
-        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        assert_eq!(delays[0], BACKOFF_START);
-        assert_eq!(delays[1], BACKOFF_START * 2);
-        assert_eq!(*delays.last().unwrap(), BACKOFF_CAP);
-        b.reset();
-        assert_eq!(b.next_delay(), BACKOFF_START);
-    }
+    }))
 }

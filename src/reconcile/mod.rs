@@ -4,7 +4,10 @@
 //! kernel only the difference.
 
 mod docker;
+mod host_grace;
 mod kernel_thread;
+mod pass;
+mod retry;
 mod view;
 
 use std::path::PathBuf;
@@ -18,13 +21,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use crate::apply::{ApplyError, TableAction};
+use crate::apply::{ApplyError, DnatTarget, DockerFirewall};
 use crate::config::{Config, ConfigError};
 use crate::nft::Table;
-use crate::plan::{self, Level, Note};
+use crate::plan::Note;
 use crate::source::nftables::{self, NftChange, NftMonitor};
-pub use docker::Backoff;
-use kernel_thread::KernelThread;
+use host_grace::HostGrace;
+pub use kernel_thread::{KernelThread, KernelThreadError};
+pub use retry::Backoff;
 pub use view::{DockerUpdate, DockerView};
 
 /// How long a burst of events may go on before a pass runs.
@@ -48,6 +52,9 @@ pub enum RunError {
     Kernel(#[from] ApplyError),
     #[error(transparent)]
     Lock(#[from] crate::agent_lock::LockError),
+    /// Ends the process: systemd (`Restart=always`) starts a fresh one.
+    #[error("{0}; exiting so that a fresh dock6 takes over")]
+    KernelThread(#[source] KernelThreadError),
 }
 
 /// What the loop remembers between passes.
@@ -62,14 +69,21 @@ struct Loop {
     last_table: Option<Arc<Table>>,
     /// The next pass replaces the whole table (resync, restore, after an error).
     replace_next: bool,
+    /// Mappings whose conntrack delete failed: tried again at the next pass.
+    stale_flows: Vec<DnatTarget>,
+    /// Retries of passes that did not converge.
+    retry: Backoff,
+    /// Last good host facts standing in for ones that vanished for a moment.
+    host_grace: HostGrace,
     notes: Vec<Note>,
     passes: u64,
     /// systemd has been told the agent is ready.
     ready: bool,
     transactions: u64,
     bootstrap_checked: bool,
-    /// Docker's own IPv6 firewall was seen: dock6 runs as its companion.
-    companion: Option<bool>,
+    /// What was last seen of Docker's own IPv6 firewall (`On`: dock6 runs
+    /// as its companion).
+    firewall: Option<DockerFirewall>,
     /// dock6 turned forwarding on (it was 0), so it forwards Docker traffic
     /// only. Kept here too, so a foreign `nft flush ruleset` (which takes
     /// the record in the table with it) does not forget it.
@@ -122,12 +136,15 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         handle,
         last_table: None,
         replace_next: true,
+        stale_flows: Vec::new(),
+        retry: Backoff::default(),
+        host_grace: HostGrace::default(),
         notes: Vec::new(),
         passes: 0,
         ready: false,
         transactions: 0,
         bootstrap_checked: false,
-        companion: None,
+        firewall: None,
         forwarding_by_dock6: false,
     };
     state.forwarding_by_dock6 = state
@@ -141,6 +158,10 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     state.check_docker_firewall().await;
     let mut due: Option<Instant> = Some(Instant::now());
     loop {
+        if let Some(e) = state.kernel.dead() {
+            error!("{e}: exiting so that a fresh dock6 takes over");
+            return Err(RunError::KernelThread(e));
+        }
         let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             Some(update) = docker_rx.recv() => {
@@ -173,11 +194,11 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = tokio::time::sleep_until(deadline), if due.is_some() => {
-                due = None;
                 state.passes += 1;
                 let span = info_span!("reconcile", pass = state.passes);
-                state.pass().instrument(span).await;
+                let converged = state.pass().instrument(span).await;
                 state.notify_ready();
+                due = state.next_due(converged);
             }
         }
     }
@@ -277,155 +298,5 @@ impl Loop {
             }
             Err(e) => error!("configuration not reloaded, keeping the previous one: {e}"),
         }
-    }
-
-    async fn pass(&mut self) {
-        if !self.view.synced {
-            self.bootstrap_if_no_table().await;
-            return;
-        }
-        let mut host = match crate::source::host::host_facts(&self.handle).await {
-            Ok(host) => host,
-            Err(e) => {
-                warn!("{e}; keeping what the kernel has");
-                return;
-            }
-        };
-        host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
-        let plan = plan::plan(&self.config, &self.view.snapshot(host));
-        self.log_new_notes(&plan.notes);
-        if self.check_docker_firewall().await {
-            self.replace_next = true;
-            match self
-                .kernel
-                .call(move |k| crate::apply::apply_host(k, &plan))
-                .await
-            {
-                Ok(_) => info!(
-                    containers = self.view.container_count(),
-                    "reconciled (companion: sysctls and proxy-NDP only)"
-                ),
-                Err(e) => error!("{e}"),
-            }
-            return;
-        }
-        let last = self.last_table.clone();
-        let replace = self.replace_next;
-        let result = self
-            .kernel
-            .call(move |k| {
-                let previous = if replace { None } else { last.as_deref() };
-                let report = crate::apply::apply_plan(k, &plan, previous)?;
-                // After the new table is in: no flow can be re-created with an old mapping.
-                if let Some(last) = &last {
-                    let gone = crate::apply::removed_dnat_targets(last, &plan.ruleset);
-                    if !gone.is_empty()
-                        && let Err(e) = k.delete_dnat_flows(&gone)
-                    {
-                        warn!("conntrack entries of removed mappings not deleted: {e}");
-                    }
-                }
-                Ok((report, plan.ruleset))
-            })
-            .await;
-        match result {
-            Ok((report, ruleset)) => {
-                if report.table == TableAction::Unchanged {
-                    debug!(
-                        containers = self.view.container_count(),
-                        "reconciled: nothing to change"
-                    );
-                } else {
-                    self.transactions += 1;
-                    info!(
-                        table = %report.table,
-                        containers = self.view.container_count(),
-                        transactions = self.transactions,
-                        "reconciled"
-                    );
-                }
-                self.forwarding_by_dock6 = ruleset
-                    .chains
-                    .iter()
-                    .any(|c| c.name == plan::CHAIN_NOT_DOCKER);
-                self.last_table = Some(Arc::new(ruleset));
-                self.replace_next = false;
-            }
-            Err(e) => {
-                error!("{e}");
-                self.replace_next = true;
-            }
-        }
-    }
-
-    /// Whether Docker's own IPv6 firewall is on; says so loudly whenever
-    /// that changes. As its companion dock6 leaves NAT and filtering to
-    /// Docker (and removes its own table, which would otherwise fight it).
-    async fn check_docker_firewall(&mut self) -> bool {
-        let on = match self.kernel.call(|k| k.docker_ip6_firewall()).await {
-            Ok(on) => on,
-            Err(e) => {
-                warn!("cannot tell whether Docker's IPv6 firewall is on: {e}");
-                self.companion.unwrap_or(false)
-            }
-        };
-        if self.companion != Some(on) {
-            if on {
-                warn!(
-                    "Docker's own IPv6 firewall (\"ip6tables\": true) is on: dock6 runs as its companion, leaving NAT66, \
-                     published ports and filtering to Docker and doing sysctls and NDP proxying only; \
-                     set \"ip6tables\": false in daemon.json to let dock6 own IPv6 firewalling (recommended)"
-                );
-                match self
-                    .kernel
-                    .call(|k| k.delete_table(crate::nft::TABLE_NAME))
-                    .await
-                {
-                    Ok(true) => info!("removed table inet dock6 so as not to fight Docker's rules"),
-                    Ok(false) => {}
-                    Err(e) => error!("{e}"),
-                }
-            } else {
-                info!(
-                    "dock6 owns IPv6 firewalling for Docker bridges (table inet dock6); Docker's ip6tables is off"
-                );
-            }
-            self.companion = Some(on);
-        }
-        on
-    }
-
-    /// Before the first Docker snapshot: fail closed, but only where there is
-    /// no table at all (a table left by an earlier run stays as it is).
-    async fn bootstrap_if_no_table(&mut self) {
-        if self.bootstrap_checked || self.companion == Some(true) {
-            return;
-        }
-        self.bootstrap_checked = true;
-        let result = self
-            .kernel
-            .call(|k| match k.table_exists(crate::nft::TABLE_NAME)? {
-                true => Ok(false),
-                false => k.replace_table(&plan::bootstrap_table()).map(|()| true),
-            })
-            .await;
-        match result {
-            Ok(true) => {
-                self.transactions += 1;
-                info!("no Docker snapshot yet and no table: installed the fail-closed table");
-            }
-            Ok(false) => info!("no Docker snapshot yet: keeping the table already in the kernel"),
-            Err(e) => error!("{e}"),
-        }
-    }
-
-    fn log_new_notes(&mut self, notes: &[Note]) {
-        for note in notes.iter().filter(|n| !self.notes.contains(n)) {
-            match note.level {
-                Level::Info => info!("{}", note.text),
-                Level::Warn => warn!("{}", note.text),
-            }
-        }
-        self.notes = notes.to_vec();
     }
 }

@@ -165,10 +165,10 @@ pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError
             .names
             .and_then(|names| names.into_iter().next())
             .map(|n| n.trim_start_matches('/').to_string());
-        if let Some(container) =
-            inspect_container_named(docker, &id, name.as_deref(), &internal).await?
-        {
-            containers.push(container);
+        match inspect_container_named(docker, &id, name.as_deref(), &internal).await {
+            Ok(Some(container)) => containers.push(container),
+            Ok(None) => {}
+            Err(e) => skip_unless_docker_is_down(docker, &id, e).await?,
         }
     }
     containers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
@@ -250,6 +250,25 @@ async fn inspect_container_named(
             Ok(None)
         }
         Err(e) => Err(DockerError::request(doing)(e)),
+    }
+}
+
+/// One container's inspect failed while Docker answers: the container is
+/// left out with a warning naming it (its ports stay closed until an event
+/// or the next resync), rather than failing the whole snapshot. When Docker
+/// itself no longer answers (a ping fails), the error stands: a snapshot
+/// missing every container must never be applied.
+pub async fn skip_unless_docker_is_down(
+    docker: &Docker,
+    id: &str,
+    error: DockerError,
+) -> Result<(), DockerError> {
+    match docker.ping().await {
+        Ok(_) => {
+            warn!("{error}; container {id} skipped until its next event or the next resync");
+            Ok(())
+        }
+        Err(_) => Err(error),
     }
 }
 

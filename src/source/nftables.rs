@@ -40,17 +40,17 @@
 //! # }
 //! ```
 //!
-//! **Who committed.** `NFTA_GEN_PROC_PID` is the kernel's `task_pid_nr(current)`:
-//! the *thread* id of the committing thread (in the initial pid namespace), and
-//! `NFTA_GEN_PROC_NAME` that thread's name. dock6 commits from its
-//! `dock6-kernel` thread, so comparing with `getpid()` would be wrong;
-//! [`Generation::is_from_this_process`] checks whether that thread id is one of
-//! this process's threads (`/proc/self/task/<pid>`), which holds while dock6
-//! runs in the host's pid namespace (as its systemd unit does). An alternative
-//! that does not depend on pids: every message carries the netlink port id of
-//! the socket that sent the batch ([`Generation::portid`], and `portid` in the
-//! object variants), which the caller can compare with its own socket's
-//! (`mnl::Socket::portid`).
+//! **Who committed.** Every message of a transaction carries, in its netlink
+//! header, the port id of the socket that sent the batch
+//! ([`Generation::portid`], and `portid` in the object variants); port ids
+//! are unique within a network namespace while the socket is open. dock6
+//! registers the port id of each socket it commits through
+//! ([`crate::apply::nft::is_own_socket`]), and the monitor marks the
+//! commits made through them ([`Generation::by_dock6`]). This holds in any
+//! pid namespace: `NFTA_GEN_PROC_PID` is the committing *thread's* id in the
+//! initial pid namespace, which a dock6 inside another pid namespace (a
+//! container, `unshare --pid`, systemd `PrivatePIDs=`) cannot compare with
+//! its own view of pids.
 //!
 //! **Overrun.** If the receive buffer fills (a big `nft -f`, or a reader that
 //! fell behind), or the kernel could not allocate a notification, the socket
@@ -165,14 +165,19 @@ pub struct Generation {
     pub pid: u32,
     /// `NFTA_GEN_PROC_NAME`: that thread's name (`comm`), e.g. `nft`.
     pub comm: String,
-    /// Netlink port id of the socket that sent the batch.
+    /// Netlink port id of the socket that sent the batch (the NEWGEN
+    /// message's `nlmsg_pid`).
     pub portid: u32,
+    /// Sent through one of dock6's own nftables sockets in the monitor's
+    /// network namespace (set by [`NftMonitor::next`]; false from [`decode`]).
+    pub by_dock6: bool,
 }
 
 impl Generation {
-    /// Whether the commit came from one of this process's threads.
+    /// Whether dock6 (this process) made the commit, by the committing
+    /// socket's port id (see the module documentation).
     pub fn is_from_this_process(&self) -> bool {
-        self.pid != 0 && std::path::Path::new(&format!("/proc/self/task/{}", self.pid)).exists()
+        self.by_dock6
     }
 }
 
@@ -203,6 +208,8 @@ pub enum NftChange {
 pub struct NftMonitor {
     socket: TokioSocket,
     pending: VecDeque<NftChange>,
+    /// The network namespace the subscription is in (0 when unknown).
+    netns: u64,
 }
 
 /// Opens the socket in the calling thread's network namespace and joins
@@ -222,6 +229,7 @@ pub fn subscribe() -> Result<NftMonitor, NftMonitorError> {
     Ok(NftMonitor {
         socket,
         pending: VecDeque::new(),
+        netns: crate::apply::nft::thread_netns().unwrap_or(0),
     })
 }
 
@@ -239,7 +247,17 @@ impl NftMonitor {
             // One datagram, whatever its size (peeked first), so nothing
             // is truncated.
             match self.socket.recv_from_full().await {
-                Ok((datagram, _from)) => self.pending.extend(decode(&datagram)),
+                Ok((datagram, _from)) => {
+                    let netns = self.netns;
+                    self.pending
+                        .extend(decode(&datagram).into_iter().map(|c| match c {
+                            NftChange::Generation(g) => NftChange::Generation(Generation {
+                                by_dock6: crate::apply::nft::is_own_socket(netns, g.portid),
+                                ..g
+                            }),
+                            other => other,
+                        }))
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(NftChange::Overrun),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(NftMonitorError::Read(e)),
@@ -373,6 +391,7 @@ fn decode_generation(attrs: &[u8], portid: u32) -> Option<Generation> {
             .map(nla_string)
             .unwrap_or_default(),
         portid,
+        by_dock6: false,
     })
 }
 
@@ -454,7 +473,8 @@ mod tests {
                 id: 2,
                 pid: 0x57d6,
                 comm: "nft".into(),
-                portid: 0x57d6
+                portid: 0x57d6,
+                by_dock6: false,
             })]
         );
 

@@ -19,6 +19,7 @@
 //! frees them within each call. Callers on an async runtime should use
 //! `spawn_blocking`.
 
+mod docker_signature;
 mod encode;
 mod ffi;
 mod netlink;
@@ -34,6 +35,9 @@ use encode::{element_bytes, rule_exprs, set_spec};
 use ffi::{ChainHook, ElemBytes, Msg, Scratch};
 
 pub use crate::nft::ElementChange;
+pub use docker_signature::{
+    DOCKER_BRIDGES_TABLE, DockerFirewall, chain_jumps_to, docker_ip6_firewall,
+};
 
 /// Why an nftables operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -278,11 +282,51 @@ thread_local! {
     /// This thread's socket, with the network namespace it was opened in.
     /// Reused because closing a netfilter netlink socket costs the caller an
     /// RCU grace period (7–20 ms measured here) — more than a whole commit.
-    static CONN: std::cell::RefCell<Option<(u64, netlink::Conn)>> = const { std::cell::RefCell::new(None) };
+    static CONN: std::cell::RefCell<Option<Registered>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The (network namespace, netlink port id) of every open socket dock6
+/// commits through. The kernel stamps each commit's notifications with the
+/// committing socket's port id, so this tells dock6's own commits from
+/// others' whatever pid namespace dock6 runs in (pids are not comparable
+/// across pid namespaces; port ids are unique within a network namespace).
+static OWN_SOCKETS: std::sync::Mutex<std::collections::BTreeSet<(u64, u32)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A socket whose port id is in [`OWN_SOCKETS`] for as long as it is open.
+struct Registered {
+    netns: u64,
+    conn: netlink::Conn,
+}
+
+impl Registered {
+    fn new(netns: u64, conn: netlink::Conn) -> Registered {
+        if let Ok(mut own) = OWN_SOCKETS.lock() {
+            own.insert((netns, conn.portid()));
+        }
+        Registered { netns, conn }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut own) = OWN_SOCKETS.lock() {
+            own.remove(&(self.netns, self.conn.portid()));
+        }
+    }
+}
+
+/// Whether `portid` is one of dock6's open nftables sockets in the network
+/// namespace `netns` (an nsfs inode, as `/proc/thread-self/ns/net` has it).
+pub fn is_own_socket(netns: u64, portid: u32) -> bool {
+    OWN_SOCKETS
+        .lock()
+        .map(|own| own.contains(&(netns, portid)))
+        .unwrap_or(false)
 }
 
 /// The network namespace of the calling thread (its nsfs inode).
-fn thread_netns() -> Option<u64> {
+pub fn thread_netns() -> Option<u64> {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/proc/thread-self/ns/net")
         .ok()
@@ -292,17 +336,19 @@ fn thread_netns() -> Option<u64> {
 /// Runs `f` with this thread's cached socket, opening one if there is none
 /// or if the thread has moved to another network namespace since (a socket
 /// stays in the namespace it was created in). A socket that saw an I/O
-/// error is not kept.
+/// error is not kept. The socket is registered (see [`is_own_socket`])
+/// before anything is sent through it.
 fn with_conn<R>(f: impl FnOnce(&netlink::Conn) -> io::Result<R>) -> io::Result<R> {
-    let ns = thread_netns();
+    // Without /proc the namespace is unknown: 0 stands for it, on both sides.
+    let ns = thread_netns().unwrap_or(0);
     let cached = CONN.with(|c| c.borrow_mut().take());
-    let conn = match (ns, cached) {
-        (Some(ns), Some((cached_ns, conn))) if cached_ns == ns => conn,
-        _ => netlink::Conn::open()?,
+    let conn = match cached {
+        Some(registered) if registered.netns == ns => registered,
+        _ => Registered::new(ns, netlink::Conn::open()?),
     };
-    let result = f(&conn);
-    if let (Some(ns), Ok(_)) = (ns, &result) {
-        CONN.with(|c| *c.borrow_mut() = Some((ns, conn)));
+    let result = f(&conn.conn);
+    if result.is_ok() {
+        CONN.with(|c| *c.borrow_mut() = Some(conn));
     }
     result
 }

@@ -17,6 +17,7 @@ const NETLINK_NETFILTER: i32 = 12;
 const NETLINK_EXT_ACK: libc::c_int = 11;
 const NETLINK_CAP_ACK: libc::c_int = 10;
 const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 const NLMSGERR_ATTR_OFFS: u16 = 2;
@@ -156,6 +157,44 @@ impl Conn {
             }
         }
         Ok(acks)
+    }
+}
+
+impl Conn {
+    /// Sends one dump request (sequence number `seq`) and returns the
+    /// answer's messages, whole (header included), up to `NLMSG_DONE`; an
+    /// error the kernel answers with is `Ok(Err(errno))`.
+    pub(crate) fn dump(&self, request: &[u8], seq: u32) -> io::Result<Result<Vec<Vec<u8>>, i32>> {
+        self.sock.send(request)?;
+        let mut buf = Box::new(RecvBuf([0; 64 * 1024]));
+        let portid = self.portid();
+        let mut out = Vec::new();
+        loop {
+            let n = self.sock.recv_raw(&mut buf.0)?;
+            if n == 0 {
+                return Err(io::Error::other("netlink socket closed"));
+            }
+            let mut b = &buf.0[..n];
+            while let (Some(len), Some(ty)) = (u32_at(b, 0), u16_at(b, 4)) {
+                let len = len as usize;
+                if len < 16 || len > b.len() {
+                    break;
+                }
+                let msg = &b[..len];
+                let ours = u32_at(msg, 8) == Some(seq) && u32_at(msg, 12) == Some(portid);
+                match (ours, ty) {
+                    (true, NLMSG_DONE) => return Ok(Ok(out)),
+                    (true, NLMSG_ERROR) => match u32_at(msg, 16).map(|e| -(e as i32)) {
+                        Some(0) => return Ok(Ok(out)),
+                        Some(errno) => return Ok(Err(errno)),
+                        None => return Err(io::Error::other("short netlink error message")),
+                    },
+                    (true, _) => out.push(msg.to_vec()),
+                    (false, _) => {}
+                }
+                b = &b[len.next_multiple_of(4).min(b.len())..];
+            }
+        }
     }
 }
 

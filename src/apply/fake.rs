@@ -1,0 +1,100 @@
+//! A recording stand-in for the kernel, for unit tests: it answers every
+//! call with success, except calls whose description starts with one of
+//! `fail` (e.g. `"sysctl net.ipv6.conf.eth0.proxy_ndp"`, `"replace"`), and
+//! records each call in order.
+
+use super::conntrack::DnatTarget;
+use super::kernel::{ApplyError, Kernel};
+use super::ndp::{ProxyNeighbour, ProxySyncReport};
+use super::nft::DockerFirewall;
+use super::sysctl::{SysctlAction, SysctlOutcome};
+use super::{HostError, nft::NftError};
+use crate::nft::{ElementChange, Table};
+use crate::plan::{ProxyEntry, SysctlSetting};
+
+#[derive(Default)]
+pub struct Recorder {
+    pub calls: Vec<String>,
+    /// Prefixes of the calls that fail.
+    pub fail: Vec<String>,
+    /// What `docker_ip6_firewall` answers.
+    pub docker: Option<DockerFirewall>,
+}
+
+impl Recorder {
+    /// Records `call`; an error if it is one that must fail.
+    fn record(&mut self, call: String) -> Result<(), ApplyError> {
+        let fails = self.fail.iter().any(|f| call.starts_with(f.as_str()));
+        self.calls.push(call.clone());
+        match fails {
+            true => Err(NftError::Protocol(format!("{call}: failed on purpose")).into()),
+            false => Ok(()),
+        }
+    }
+}
+
+impl Kernel for Recorder {
+    fn replace_table(&mut self, table: &Table) -> Result<(), ApplyError> {
+        self.record(format!("replace {}", table.name))
+    }
+
+    fn update_elements(
+        &mut self,
+        table: &str,
+        changes: &[ElementChange],
+    ) -> Result<(), ApplyError> {
+        self.record(format!("update {table} {}", changes.len()))
+    }
+
+    fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError> {
+        self.record(format!("exists {name}")).map(|()| true)
+    }
+
+    fn docker_ip6_firewall(&mut self) -> Result<DockerFirewall, ApplyError> {
+        self.record("docker firewall".into())?;
+        Ok(self.docker.clone().unwrap_or(DockerFirewall::Off))
+    }
+
+    fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError> {
+        self.record(format!("delete {name}")).map(|()| true)
+    }
+
+    fn apply_sysctl(&mut self, s: &SysctlSetting) -> Result<SysctlOutcome, ApplyError> {
+        let call = format!("sysctl {}={}", s.key(), s.value);
+        if self.record(call).is_err() {
+            return Err(HostError::SysctlMissing {
+                key: s.key(),
+                path: s.proc_path(),
+            }
+            .into());
+        }
+        Ok(SysctlOutcome {
+            key: s.key(),
+            old: 0,
+            new: s.value,
+            action: SysctlAction::Changed,
+        })
+    }
+
+    fn sync_proxy_entries(
+        &mut self,
+        desired: &[ProxyEntry],
+    ) -> Result<ProxySyncReport, ApplyError> {
+        self.record(format!("proxies {}", desired.len()))?;
+        Ok(ProxySyncReport::default())
+    }
+
+    fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError> {
+        self.record("remove proxies".into())?;
+        Ok(Vec::new())
+    }
+
+    fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
+        self.record(format!("conntrack {}", targets.len()))?;
+        Ok(0)
+    }
+
+    fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
+        self.record(format!("solicit {interface}"))
+    }
+}

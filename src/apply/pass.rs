@@ -1,0 +1,273 @@
+//! One apply of a whole plan, part by part: the table, the sysctls, the
+//! proxy-NDP entries, the conntrack deletes. Each part runs and reports on
+//! its own, so one failing part (a sysctl of an interface that went away)
+//! does not keep the others from converging; the caller retries what failed.
+//!
+//! The one ordering that matters for safety is kept: forwarding is never
+//! switched on unless the table (the filtering) is in, nor before the
+//! uplink's `accept_ra` is set (forwarding would make the host drop router
+//! advertisements, and with them its default route).
+
+use tracing::{debug, info, warn};
+
+use super::conntrack::DnatTarget;
+use super::kernel::{ApplyError, Kernel, TableAction, removed_dnat_targets};
+use super::ndp::ProxySyncReport;
+use super::sysctl::SysctlOutcome;
+use crate::nft::{Table, TableDiff, diff};
+use crate::plan::{Plan, SysctlSetting};
+
+/// The outcome of one part of a pass.
+#[derive(Debug)]
+pub enum Part<T> {
+    Done(T),
+    Failed(ApplyError),
+    /// Not attempted, because a part it depends on failed (the reason).
+    Skipped(String),
+}
+
+impl<T> Part<T> {
+    fn of(result: Result<T, ApplyError>) -> Part<T> {
+        match result {
+            Ok(t) => Part::Done(t),
+            Err(e) => Part::Failed(e),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self, Part::Done(_))
+    }
+
+    /// What went wrong, if anything.
+    fn problem(&self) -> Option<String> {
+        match self {
+            Part::Done(_) => None,
+            Part::Failed(e) => Some(e.to_string()),
+            Part::Skipped(why) => Some(format!("skipped: {why}")),
+        }
+    }
+}
+
+/// One sysctl of the plan and what became of it.
+#[derive(Debug)]
+pub struct SysctlPart {
+    pub key: String,
+    pub outcome: Part<SysctlOutcome>,
+}
+
+#[derive(Debug)]
+pub struct ApplyReport {
+    /// `None` when the pass does not program the table (companion mode).
+    pub table: Option<Part<TableAction>>,
+    pub sysctls: Vec<SysctlPart>,
+    pub proxies: Part<ProxySyncReport>,
+    /// `None` when no published mapping went away.
+    pub conntrack: Option<Part<usize>>,
+    /// The mappings whose flows were to be deleted (to try again if that failed).
+    pub flow_targets: Vec<DnatTarget>,
+}
+
+impl ApplyReport {
+    /// One line per part that failed or was skipped (per-entry proxy-NDP
+    /// failures included); empty when the kernel holds the whole plan.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(p) = self.table.as_ref().and_then(Part::problem) {
+            out.push(format!("table: {p}"));
+        }
+        for s in &self.sysctls {
+            if let Some(p) = s.outcome.problem() {
+                out.push(format!("sysctl {}: {p}", s.key));
+            }
+        }
+        match &self.proxies {
+            Part::Done(r) => out.extend(r.errors.iter().map(|e| format!("proxy-NDP: {e}"))),
+            other => out.extend(other.problem().map(|p| format!("proxy-NDP entries: {p}"))),
+        }
+        if let Some(p) = self.conntrack.as_ref().and_then(Part::problem) {
+            out.push(format!("conntrack deletes: {p}"));
+        }
+        out
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.failures().is_empty()
+    }
+
+    /// What happened to the table, if it was programmed.
+    pub fn table_action(&self) -> Option<TableAction> {
+        match &self.table {
+            Some(Part::Done(action)) => Some(*action),
+            _ => None,
+        }
+    }
+}
+
+/// Applies a whole plan: the table first, then the sysctls in the planned
+/// order (accept_ra before forwarding), the proxy-NDP entries, and the
+/// conntrack entries of mappings that went away (after the new table is in,
+/// so no flow can be re-created with an old mapping).
+///
+/// Unless `previous.replace`, only the element differences to
+/// `previous.table` are sent (when the structure is the same); a failed
+/// element batch (someone changed the table) falls back to an atomic
+/// whole-table replace.
+pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Previous<'_>) -> ApplyReport {
+    let base = if previous.replace {
+        None
+    } else {
+        previous.table
+    };
+    let table = Part::of(apply_table(kernel, &plan.ruleset, base));
+    let table_in = table.is_done();
+    let (sysctls, proxies) = apply_host(kernel, plan, table_in);
+    let mut flow_targets = previous.stale_flows.to_vec();
+    if let Some(last) = previous.table {
+        flow_targets.extend(removed_dnat_targets(last, &plan.ruleset));
+    }
+    flow_targets.sort();
+    flow_targets.dedup();
+    let conntrack = match (flow_targets.is_empty(), table_in) {
+        (true, _) => None,
+        (false, true) => Some(Part::of(delete_flows(kernel, &flow_targets))),
+        (false, false) => Some(Part::Skipped("the new table is not in".into())),
+    };
+    ApplyReport {
+        table: Some(table),
+        sysctls,
+        proxies,
+        conntrack,
+        flow_targets,
+    }
+}
+
+/// What the kernel had before this apply, as far as dock6 knows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Previous<'a> {
+    /// The table last applied with success.
+    pub table: Option<&'a Table>,
+    /// Replace the whole table even if only elements differ (a resync, a
+    /// restore, or an earlier failure).
+    pub replace: bool,
+    /// Mappings whose flows are still to be deleted (an earlier delete failed).
+    pub stale_flows: &'a [DnatTarget],
+}
+
+/// What a companion of Docker's own IPv6 firewall does: sysctls and
+/// proxy-NDP entries only (Docker filters its bridges).
+pub fn apply_companion(kernel: &mut dyn Kernel, plan: &Plan) -> ApplyReport {
+    let (sysctls, proxies) = apply_host(kernel, plan, true);
+    ApplyReport {
+        table: None,
+        sysctls,
+        proxies,
+        conntrack: None,
+        flow_targets: Vec::new(),
+    }
+}
+
+fn delete_flows(kernel: &mut dyn Kernel, gone: &[DnatTarget]) -> Result<usize, ApplyError> {
+    let n = kernel.delete_dnat_flows(gone)?;
+    debug!(
+        "{n} conntrack entries of {} removed mappings deleted",
+        gone.len()
+    );
+    Ok(n)
+}
+
+/// The sysctls, then the proxy-NDP entries. `filtering_in`: the table is in
+/// (or Docker filters), so forwarding may be switched on.
+fn apply_host(
+    kernel: &mut dyn Kernel,
+    plan: &Plan,
+    filtering_in: bool,
+) -> (Vec<SysctlPart>, Part<ProxySyncReport>) {
+    let mut sysctls: Vec<SysctlPart> = Vec::new();
+    for setting in &plan.sysctls {
+        let accept_ra_failed = sysctls
+            .iter()
+            .any(|s| s.key.ends_with(".accept_ra") && !s.outcome.is_done());
+        let outcome = match blocker(setting, filtering_in, accept_ra_failed) {
+            Some(why) => Part::Skipped(why.into()),
+            None => Part::of(apply_sysctl(kernel, setting)),
+        };
+        sysctls.push(SysctlPart {
+            key: setting.key(),
+            outcome,
+        });
+    }
+    let proxies = Part::of(kernel.sync_proxy_entries(&plan.proxy_entries));
+    if let Part::Done(report) = &proxies {
+        log_proxies(report);
+    }
+    (sysctls, proxies)
+}
+
+/// Why `setting` must not be applied now, if so: forwarding waits for the
+/// filtering and for accept_ra.
+fn blocker(
+    setting: &SysctlSetting,
+    filtering_in: bool,
+    accept_ra_failed: bool,
+) -> Option<&'static str> {
+    let forwarding_on = setting.name == "forwarding" && setting.value != 0;
+    match (forwarding_on, filtering_in, accept_ra_failed) {
+        (true, false, _) => Some("the table is not in, so forwarding is not switched on"),
+        (true, true, true) => Some("accept_ra failed, so forwarding is not switched on"),
+        _ => None,
+    }
+}
+
+fn apply_sysctl(
+    kernel: &mut dyn Kernel,
+    setting: &SysctlSetting,
+) -> Result<SysctlOutcome, ApplyError> {
+    let outcome = kernel.apply_sysctl(setting)?;
+    debug!("{outcome}");
+    if setting.name == "accept_ra" && outcome.changed() {
+        // Forwarding is about to stop the kernel from soliciting: ask now.
+        match kernel.solicit_router(&setting.scope) {
+            Ok(()) => info!("router solicitation sent on {}", setting.scope),
+            Err(e) => warn!("{e}"),
+        }
+    }
+    Ok(outcome)
+}
+
+fn log_proxies(report: &ProxySyncReport) {
+    for entry in &report.added {
+        info!(
+            "proxy-NDP entry {} on {} added",
+            entry.address, entry.interface
+        );
+    }
+    for entry in &report.removed {
+        info!("proxy-NDP entry {entry} removed");
+    }
+}
+
+fn apply_table(
+    kernel: &mut dyn Kernel,
+    table: &Table,
+    previous: Option<&Table>,
+) -> Result<TableAction, ApplyError> {
+    match previous.map(|p| diff(p, table)) {
+        Some(TableDiff::Same) => return Ok(TableAction::Unchanged),
+        Some(TableDiff::Elements(changes)) => match kernel.update_elements(&table.name, &changes) {
+            Ok(()) => return Ok(TableAction::Updated(changes.len())),
+            Err(e) => warn!("element update failed ({e}); replacing the whole table"),
+        },
+        Some(TableDiff::Structure) | None => {}
+    }
+    kernel.replace_table(table)?;
+    info!(
+        chains = table.chains.len(),
+        elements = table.element_count(),
+        "table inet {} replaced",
+        table.name
+    );
+    Ok(TableAction::Replaced)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

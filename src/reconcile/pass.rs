@@ -1,0 +1,273 @@
+//! One reconcile pass: host facts, the plan, Docker's firewall, the kernel.
+//! Each returns whether the kernel now holds what was planned; the loop
+//! retries a pass that did not converge (see `retry`).
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::Loop;
+use super::host_grace::GraceEvent;
+use super::retry;
+use crate::apply::{ApplyReport, DockerFirewall, Kernel as _, Previous, TableAction};
+use crate::nft::Table;
+use crate::plan::{self, Level, Note, Plan};
+use crate::snapshot::HostFacts;
+
+impl Loop {
+    /// When the next pass is due after one that `converged` (or not): a
+    /// retry after a failure, or the end of a running host-facts grace.
+    pub(super) fn next_due(&mut self, converged: bool) -> Option<Instant> {
+        let now = Instant::now();
+        let due = retry::after_pass(converged, &mut self.retry, now, None);
+        match (due, self.host_grace.deadline(self.config.host_facts_grace)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(super) async fn pass(&mut self) -> bool {
+        if !self.view.synced {
+            return self.bootstrap_if_no_table().await;
+        }
+        let Some(mut host) = self.host_facts().await else {
+            return false;
+        };
+        host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
+        let plan = plan::plan(&self.config, &self.view.snapshot(host));
+        self.log_new_notes(&plan.notes);
+        let (companion, certain) = self.check_docker_firewall().await;
+        let converged = match companion {
+            true => self.companion_pass(plan).await,
+            false => self.table_pass(plan).await,
+        };
+        converged && certain
+    }
+
+    /// Fresh host facts, with the last good ones standing in for what
+    /// vanished for a moment; `None` when they cannot be read.
+    async fn host_facts(&mut self) -> Option<HostFacts> {
+        let fresh = match crate::source::host::host_facts(&self.handle).await {
+            Ok(host) => host,
+            Err(e) => {
+                warn!("{e}; keeping what the kernel has");
+                return None;
+            }
+        };
+        let grace = self.config.host_facts_grace;
+        let uplink = self.config.uplink.as_deref();
+        let (facts, event) = self.host_grace.facts(fresh, uplink, grace, Instant::now());
+        match event {
+            Some(GraceEvent::Started { what, grace }) => warn!(
+                "{what} vanished: planning with the last good host facts for up to {grace:?} (host_facts_grace)"
+            ),
+            Some(GraceEvent::Recovered { after }) => {
+                info!("host facts back after {after:?}: grace period over")
+            }
+            Some(GraceEvent::Expired { what, after }) => warn!(
+                "{what} still missing after {after:?}: grace period over, planning without it"
+            ),
+            None => {}
+        }
+        Some(facts)
+    }
+
+    async fn companion_pass(&mut self, plan: Plan) -> bool {
+        self.replace_next = true;
+        let result = self
+            .kernel
+            .call(move |k| Ok(crate::apply::apply_companion(k, &plan)))
+            .await;
+        match result {
+            Ok(report) => {
+                let converged = log_failures(&report);
+                info!(
+                    containers = self.view.container_count(),
+                    "reconciled (companion: sysctls and proxy-NDP only)"
+                );
+                converged
+            }
+            Err(e) => {
+                error!("{e}");
+                false
+            }
+        }
+    }
+
+    async fn table_pass(&mut self, plan: Plan) -> bool {
+        let last = self.last_table.clone();
+        let replace = self.replace_next;
+        let stale = std::mem::take(&mut self.stale_flows);
+        let result = self
+            .kernel
+            .call(move |k| {
+                let previous = Previous {
+                    table: last.as_deref(),
+                    replace,
+                    stale_flows: &stale,
+                };
+                let report = crate::apply::apply_plan(k, &plan, previous);
+                Ok((report, plan.ruleset))
+            })
+            .await;
+        match result {
+            Ok((report, ruleset)) => self.after_table_pass(report, ruleset),
+            Err(e) => {
+                error!("{e}");
+                self.replace_next = true;
+                false
+            }
+        }
+    }
+
+    fn after_table_pass(&mut self, report: ApplyReport, ruleset: Table) -> bool {
+        let converged = log_failures(&report);
+        if report.conntrack.as_ref().is_some_and(|p| !p.is_done()) {
+            self.stale_flows = report.flow_targets.clone();
+        }
+        let Some(action) = report.table_action() else {
+            self.replace_next = true;
+            return false;
+        };
+        if action == TableAction::Unchanged {
+            debug!(
+                containers = self.view.container_count(),
+                "reconciled: nothing to change"
+            );
+        } else {
+            self.transactions += 1;
+            info!(
+                table = %action,
+                containers = self.view.container_count(),
+                transactions = self.transactions,
+                "reconciled"
+            );
+        }
+        self.forwarding_by_dock6 = ruleset
+            .chains
+            .iter()
+            .any(|c| c.name == plan::CHAIN_NOT_DOCKER);
+        self.last_table = Some(Arc::new(ruleset));
+        self.replace_next = false;
+        converged
+    }
+
+    /// Whether dock6 runs as the companion of Docker's own IPv6 firewall,
+    /// and whether that is certain (false: it could not be read, the last
+    /// answer stands). Says so loudly whenever it changes; on entering
+    /// companion mode dock6 removes its own table, which would fight
+    /// Docker's NAT and filtering.
+    pub(super) async fn check_docker_firewall(&mut self) -> (bool, bool) {
+        let seen = match self.kernel.call(|k| k.docker_ip6_firewall()).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                warn!("cannot tell whether Docker's IPv6 firewall is on: {e}");
+                let on = self.firewall.as_ref().is_some_and(DockerFirewall::is_on);
+                return (on, false);
+            }
+        };
+        if self.firewall.as_ref() == Some(&seen) {
+            return (seen.is_on(), true);
+        }
+        log_firewall(&seen);
+        let certain = match seen.is_on() {
+            true => self.remove_own_table().await,
+            false => true,
+        };
+        let on = seen.is_on();
+        self.firewall = Some(seen);
+        (on, certain)
+    }
+
+    /// Deletes dock6's table for Docker's firewall, checking Docker's
+    /// signature once more right before (never leave forwarding on with
+    /// nothing filtering the bridges); false if that did not go through.
+    async fn remove_own_table(&mut self) -> bool {
+        let result = self
+            .kernel
+            .call(|k| match k.docker_ip6_firewall()? {
+                DockerFirewall::On(_) => k.delete_table(crate::nft::TABLE_NAME).map(Some),
+                _ => Ok(None),
+            })
+            .await;
+        match result {
+            Ok(Some(true)) => info!("removed table inet dock6 so as not to fight Docker's rules"),
+            Ok(Some(false)) => {}
+            Ok(None) => {
+                warn!("Docker's IPv6 firewall went away again: table inet dock6 kept");
+                return false;
+            }
+            Err(e) => {
+                error!("{e}");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Before the first Docker snapshot: fail closed, but only where there is
+    /// no table at all (a table left by an earlier run stays as it is).
+    async fn bootstrap_if_no_table(&mut self) -> bool {
+        let companion = self.firewall.as_ref().is_some_and(DockerFirewall::is_on);
+        if self.bootstrap_checked || companion {
+            return true;
+        }
+        let result = self
+            .kernel
+            .call(|k| match k.table_exists(crate::nft::TABLE_NAME)? {
+                true => Ok(false),
+                false => k.replace_table(&plan::bootstrap_table()).map(|()| true),
+            })
+            .await;
+        match result {
+            Ok(true) => {
+                self.transactions += 1;
+                info!("no Docker snapshot yet and no table: installed the fail-closed table");
+            }
+            Ok(false) => info!("no Docker snapshot yet: keeping the table already in the kernel"),
+            Err(e) => {
+                error!("{e}");
+                return false;
+            }
+        }
+        self.bootstrap_checked = true;
+        true
+    }
+
+    fn log_new_notes(&mut self, notes: &[Note]) {
+        for note in notes.iter().filter(|n| !self.notes.contains(n)) {
+            match note.level {
+                Level::Info => info!("{}", note.text),
+                Level::Warn => warn!("{}", note.text),
+            }
+        }
+        self.notes = notes.to_vec();
+    }
+}
+
+/// Logs each part that failed; true when none did.
+fn log_failures(report: &ApplyReport) -> bool {
+    let failures = report.failures();
+    for failure in &failures {
+        error!("{failure}; retrying");
+    }
+    failures.is_empty()
+}
+
+fn log_firewall(seen: &DockerFirewall) {
+    match seen {
+        DockerFirewall::On(signature) => warn!(
+            "Docker's own IPv6 firewall (\"ip6tables\": true) is on ({signature}): dock6 runs as its companion, \
+             leaving NAT66, published ports and filtering to Docker and doing sysctls and NDP proxying only; \
+             set \"ip6tables\": false in daemon.json to let dock6 own IPv6 firewalling (recommended)"
+        ),
+        DockerFirewall::LoneChain(chain) => warn!(
+            "chain {chain} exists but nothing Docker hooks jumps to it: not Docker's IPv6 firewall \
+             (a leftover or someone's own chain); dock6 keeps owning IPv6 firewalling (table inet dock6)"
+        ),
+        DockerFirewall::Off => info!(
+            "dock6 owns IPv6 firewalling for Docker bridges (table inet dock6); Docker's ip6tables is off"
+        ),
+    }
+}
