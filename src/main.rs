@@ -159,33 +159,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut kernel = LinuxKernel::new()?;
             let by_dock6 = forwarding_enabled_by_dock6()?;
             let report = cleanup(&mut kernel)?;
-            match report.table_existed {
-                true => println!("removed table inet dock6"),
-                false => println!("no table inet dock6 to remove"),
-            }
-            println!(
-                "removed {} proxy-NDP entries tagged as dock6's",
-                report.removed_proxies.len()
-            );
-            for entry in &report.removed_proxies {
-                println!("  {entry}");
-            }
-            match (by_dock6, report.table_existed) {
-                (true, _) => println!(
-                    "forwarding: dock6 turned it on (it was 0) and forwarded Docker traffic only; \
-                     it is left on and now forwards everything: `sysctl -w net.ipv6.conf.all.forwarding=0` if nothing else needs it"
-                ),
-                (false, true) => {
-                    println!("forwarding: it was already on before dock6; left as it was")
-                }
-                (false, false) => {}
-            }
+            print_cleanup(&report, by_dock6);
             println!("sysctls left as they are (turning forwarding off could cut this host off):");
             for line in sysctls_left() {
                 println!("  {line}");
             }
             Ok(())
         }
+    }
+}
+
+fn print_cleanup(report: &dock6::apply::CleanupReport, forwarding_by_dock6: bool) {
+    match report.table_existed {
+        true => println!("removed table inet dock6"),
+        false => println!("no table inet dock6 to remove"),
+    }
+    println!(
+        "removed {} proxy-NDP entries tagged as dock6's",
+        report.removed_proxies.len()
+    );
+    for entry in &report.removed_proxies {
+        println!("  {entry}");
+    }
+    println!(
+        "removed {} host routes tagged as dock6's",
+        report.removed_routes.len()
+    );
+    for route in &report.removed_routes {
+        println!("  {}/128 (ifindex {})", route.address, route.ifindex);
+    }
+    match (forwarding_by_dock6, report.table_existed) {
+        (true, _) => println!(
+            "forwarding: dock6 turned it on (it was 0) and forwarded Docker traffic only; \
+             it is left on and now forwards everything: `sysctl -w net.ipv6.conf.all.forwarding=0` if nothing else needs it"
+        ),
+        (false, true) => println!("forwarding: it was already on before dock6; left as it was"),
+        (false, false) => {}
     }
 }
 

@@ -6,12 +6,13 @@ use tracing::warn;
 
 use super::conntrack::{ConntrackError, DnatTarget};
 use super::ndp::{ProxyNeighbour, ProxySyncReport};
+use super::routes::{Dock6Route, RouteSyncReport};
 use super::sysctl::SysctlOutcome;
 use super::{HostError, nft};
 use std::collections::BTreeSet;
 
 use crate::nft::{Element, ElementChange, TABLE_NAME, Table, Value};
-use crate::plan::{ProxyEntry, SysctlSetting};
+use crate::plan::{HostRoute, ProxyEntry, SysctlSetting};
 use crate::plan::{SET_DNAT_ADDR, SET_DNAT_ANY};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,9 @@ pub trait Kernel {
     fn sync_proxy_entries(&mut self, desired: &[ProxyEntry])
     -> Result<ProxySyncReport, ApplyError>;
     fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError>;
+    /// Makes dock6's tagged `/128` routes into bridges exactly `desired`.
+    fn sync_host_routes(&mut self, desired: &[HostRoute]) -> Result<RouteSyncReport, ApplyError>;
+    fn remove_host_routes(&mut self) -> Result<Vec<Dock6Route>, ApplyError>;
     /// Deletes the conntrack entries of flows DNAT'ed to these mappings;
     /// returns how many.
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError>;
@@ -128,6 +132,18 @@ impl Kernel for LinuxKernel {
             .block_on(super::remove_all_dock6_entries(&self.handle))?)
     }
 
+    fn sync_host_routes(&mut self, desired: &[HostRoute]) -> Result<RouteSyncReport, ApplyError> {
+        Ok(self
+            .runtime
+            .block_on(super::sync_host_routes(&self.handle, desired))?)
+    }
+
+    fn remove_host_routes(&mut self) -> Result<Vec<Dock6Route>, ApplyError> {
+        Ok(self
+            .runtime
+            .block_on(super::remove_all_dock6_routes(&self.handle))?)
+    }
+
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
         Ok(super::delete_dnat_flows(targets)?)
     }
@@ -194,16 +210,20 @@ impl std::fmt::Display for TableAction {
 pub struct CleanupReport {
     pub table_existed: bool,
     pub removed_proxies: Vec<ProxyNeighbour>,
+    pub removed_routes: Vec<Dock6Route>,
 }
 
-/// Removes everything dock6 made: its table and its tagged proxy entries.
-/// Sysctls are left as they are (turning forwarding off could cut the host).
+/// Removes everything dock6 made: its table, its tagged proxy entries and
+/// host routes. Sysctls are left as they are (turning forwarding off could
+/// cut the host).
 pub fn cleanup(kernel: &mut dyn Kernel) -> Result<CleanupReport, ApplyError> {
     let table_existed = kernel.delete_table(TABLE_NAME)?;
     let removed_proxies = kernel.remove_proxy_entries()?;
+    let removed_routes = kernel.remove_host_routes()?;
     Ok(CleanupReport {
         table_existed,
         removed_proxies,
+        removed_routes,
     })
 }
 
@@ -233,6 +253,6 @@ mod tests {
     fn cleanup_removes_table_then_proxies() {
         let mut k = Recorder::default();
         cleanup(&mut k).unwrap();
-        assert_eq!(k.calls, ["delete dock6", "remove proxies"]);
+        assert_eq!(k.calls, ["delete dock6", "remove proxies", "remove routes"]);
     }
 }

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use super::conntrack::DnatTarget;
 use super::kernel::{ApplyError, Kernel, TableAction, removed_dnat_targets};
 use super::ndp::ProxySyncReport;
+use super::routes::RouteSyncReport;
 use super::sysctl::SysctlOutcome;
 use crate::nft::{Table, TableDiff, diff};
 use crate::plan::{Plan, SysctlSetting};
@@ -61,6 +62,8 @@ pub struct ApplyReport {
     pub table: Option<Part<TableAction>>,
     pub sysctls: Vec<SysctlPart>,
     pub proxies: Part<ProxySyncReport>,
+    /// `/128` routes into bridges for proxied addresses (see `HostRoute`).
+    pub routes: Part<RouteSyncReport>,
     /// `None` when no published mapping went away.
     pub conntrack: Option<Part<usize>>,
     /// The mappings whose flows were to be deleted (to try again if that failed).
@@ -83,6 +86,10 @@ impl ApplyReport {
         match &self.proxies {
             Part::Done(r) => out.extend(r.errors.iter().map(|e| format!("proxy-NDP: {e}"))),
             other => out.extend(other.problem().map(|p| format!("proxy-NDP entries: {p}"))),
+        }
+        match &self.routes {
+            Part::Done(r) => out.extend(r.errors.iter().map(|e| format!("host route: {e}"))),
+            other => out.extend(other.problem().map(|p| format!("host routes: {p}"))),
         }
         if let Some(p) = self.conntrack.as_ref().and_then(Part::problem) {
             out.push(format!("conntrack deletes: {p}"));
@@ -120,7 +127,11 @@ pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Previous<'_>) 
     };
     let table = Part::of(apply_table(kernel, &plan.ruleset, base));
     let table_in = table.is_done();
-    let (sysctls, proxies) = apply_host(kernel, plan, table_in);
+    let HostParts {
+        sysctls,
+        routes,
+        proxies,
+    } = apply_host(kernel, plan, table_in);
     let mut flow_targets = previous.stale_flows.to_vec();
     if let Some(last) = previous.table {
         flow_targets.extend(removed_dnat_targets(last, &plan.ruleset));
@@ -136,6 +147,7 @@ pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Previous<'_>) 
         table: Some(table),
         sysctls,
         proxies,
+        routes,
         conntrack,
         flow_targets,
     }
@@ -156,11 +168,16 @@ pub struct Previous<'a> {
 /// What a companion of Docker's own IPv6 firewall does: sysctls and
 /// proxy-NDP entries only (Docker filters its bridges).
 pub fn apply_companion(kernel: &mut dyn Kernel, plan: &Plan) -> ApplyReport {
-    let (sysctls, proxies) = apply_host(kernel, plan, true);
+    let HostParts {
+        sysctls,
+        routes,
+        proxies,
+    } = apply_host(kernel, plan, true);
     ApplyReport {
         table: None,
         sysctls,
         proxies,
+        routes,
         conntrack: None,
         flow_targets: Vec::new(),
     }
@@ -175,13 +192,17 @@ fn delete_flows(kernel: &mut dyn Kernel, gone: &[DnatTarget]) -> Result<usize, A
     Ok(n)
 }
 
-/// The sysctls, then the proxy-NDP entries. `filtering_in`: the table is in
-/// (or Docker filters), so forwarding may be switched on.
-fn apply_host(
-    kernel: &mut dyn Kernel,
-    plan: &Plan,
-    filtering_in: bool,
-) -> (Vec<SysctlPart>, Part<ProxySyncReport>) {
+struct HostParts {
+    sysctls: Vec<SysctlPart>,
+    routes: Part<RouteSyncReport>,
+    proxies: Part<ProxySyncReport>,
+}
+
+/// The sysctls, then the host routes (so a container is routed to before
+/// its address is answered for), then the proxy-NDP entries.
+/// `filtering_in`: the table is in (or Docker filters), so forwarding may be
+/// switched on.
+fn apply_host(kernel: &mut dyn Kernel, plan: &Plan, filtering_in: bool) -> HostParts {
     let mut sysctls: Vec<SysctlPart> = Vec::new();
     for setting in &plan.sysctls {
         let accept_ra_failed = sysctls
@@ -196,11 +217,16 @@ fn apply_host(
             outcome,
         });
     }
+    let routes = Part::of(kernel.sync_host_routes(&plan.host_routes));
     let proxies = Part::of(kernel.sync_proxy_entries(&plan.proxy_entries));
     if let Part::Done(report) = &proxies {
         log_proxies(report);
     }
-    (sysctls, proxies)
+    HostParts {
+        sysctls,
+        routes,
+        proxies,
+    }
 }
 
 /// Why `setting` must not be applied now, if so: forwarding waits for the

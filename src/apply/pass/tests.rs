@@ -61,6 +61,7 @@ fn filtering_goes_in_before_forwarding_and_accept_ra_before_forwarding() {
             "solicit eth0",
             "sysctl net.ipv6.conf.all.forwarding=1",
             "sysctl net.ipv6.conf.eth0.proxy_ndp=1",
+            "routes 0",
             "proxies 1",
         ]
     );
@@ -109,6 +110,7 @@ fn a_failed_accept_ra_skips_forwarding_only() {
             "replace dock6",
             "sysctl net.ipv6.conf.eth0.accept_ra=2",
             "sysctl net.ipv6.conf.eth0.proxy_ndp=1",
+            "routes 0",
             "proxies 1",
         ]
     );
@@ -135,6 +137,7 @@ fn a_failed_proxy_ndp_sysctl_skips_neither_proxies_nor_conntrack() {
             "solicit eth0",
             "sysctl net.ipv6.conf.all.forwarding=1",
             "sysctl net.ipv6.conf.eth0.proxy_ndp=1",
+            "routes 0",
             "proxies 1",
             "conntrack 1",
         ]
