@@ -54,7 +54,7 @@ fn nat66_network_is_closed_to_the_link_but_its_published_ports() {
     let lab = DockerLab::up("atknat", lab::Options::default());
     ipv6_network(&lab, "n1", "fd00:1::/64");
     let agent = Agent::start(&lab, "");
-    run_server(&lab, "web", "n1", &["8080:80", "5353:53/udp"]);
+    run_server(&lab, "web", "n1", &["8080:80", "5354:54/udp"]);
     let web = address_of(&lab, "web", "n1");
     let (up, host) = (lab.upstream_ns(), lab.host_ns());
     route_via_host(&lab, "fd00:1::/64");
@@ -75,14 +75,13 @@ fn nat66_network_is_closed_to_the_link_but_its_published_ports() {
         "an unpublished listener is refused at the container's own address"
     );
 
-    // UDP, counted in the container: straight to its address (from the
-    // upstream's internet address) and, the control, through the published
-    // port (from the upstream's link address).
+    // UDP, counted in the container: straight to its address (port 53) and,
+    // the control, through the published port (host 5354 to port 54).
     let arrivals = Arrivals::new(container(&lab, "web"));
-    arrivals.count("direct", &format!("ip6 saddr {INTERNET} udp dport 53"));
-    arrivals.count("published", &format!("ip6 saddr {UPSTREAM} udp dport 53"));
-    send_udp(&upstream(&lab), Some(INTERNET), &web, 53, 3);
-    send_udp(&upstream(&lab), Some(UPSTREAM), HOST, 5353, 3);
+    arrivals.count("direct", "meta nfproto ipv6 udp dport 53");
+    arrivals.count("published", "meta nfproto ipv6 udp dport 54");
+    send_udp(&upstream(&lab), None, &web, 53, 3);
+    send_udp(&upstream(&lab), None, HOST, 5354, 3);
     let published = arrivals.wait_for("published", SETTLE);
     let direct = arrivals.packets("direct");
     eprintln!("figure: UDP arrivals in the container: published {published}, direct {direct}");
@@ -220,7 +219,14 @@ fn spoofed_container_source_from_the_link_does_not_arrive() {
     let lab = DockerLab::up("atkspoof", lab::Options::default());
     ipv6_network(&lab, "n1", "fd00:1::/64");
     let agent = Agent::start(&lab, "");
-    run_server(&lab, "web", "n1", &["8080:80", "5353:53/udp"]);
+    // Two published UDP ports on the same path, so the arrivals tell them
+    // apart whatever source address (masquerade) the container sees.
+    run_server(
+        &lab,
+        "web",
+        "n1",
+        &["8080:80", "5353:53/udp", "5354:54/udp"],
+    );
     reached_by_dnat(&lab.upstream_ns(), sock(HOST, 8080), &agent);
 
     // The upstream claims an address of the container's subnet for itself.
@@ -228,10 +234,10 @@ fn spoofed_container_source_from_the_link_does_not_arrive() {
     lab.upstream_ns()
         .ip(&format!("addr add {SPOOFED}/128 dev lo nodad"));
     let arrivals = Arrivals::new(container(&lab, "web"));
-    arrivals.count("spoofed", &format!("ip6 saddr {SPOOFED} udp dport 53"));
-    arrivals.count("real", &format!("ip6 saddr {UPSTREAM} udp dport 53"));
+    arrivals.count("spoofed", "meta nfproto ipv6 udp dport 53");
+    arrivals.count("real", "meta nfproto ipv6 udp dport 54");
     send_udp(&upstream(&lab), Some(SPOOFED), HOST, 5353, 3);
-    send_udp(&upstream(&lab), Some(UPSTREAM), HOST, 5353, 3);
+    send_udp(&upstream(&lab), Some(UPSTREAM), HOST, 5354, 3);
     let real = arrivals.wait_for("real", SETTLE);
     let spoofed = arrivals.packets("spoofed");
     eprintln!("figure: UDP arrivals through the published port: real {real}, spoofed {spoofed}");
@@ -306,10 +312,11 @@ fn ndp_proxy_refuses_the_routers_and_the_hosts_addresses() {
         ],
     );
     let agent = Agent::start(&lab, "");
-    const ORDINARY: &str = "2001:db8:1::2:5";
-    run_server_with(&lab, "ordinary", "lan", &["--ip6", ORDINARY], &[]);
+    // The twins first: once the ordinary container's entry is in, dock6 has seen them.
     run_server_with(&lab, "router-twin", "lan", &["--ip6", UPSTREAM], &[]);
     run_server_with(&lab, "host-twin", "lan", &["--ip6", HOST], &[]);
+    const ORDINARY: &str = "2001:db8:1::2:5";
+    run_server_with(&lab, "ordinary", "lan", &["--ip6", ORDINARY], &[]);
     let host = lab.host_ns();
     let proxied = |address: &str| {
         host.exec_ok(&["ip", "-6", "neigh", "show", "proxy"])
@@ -325,13 +332,8 @@ fn ndp_proxy_refuses_the_routers_and_the_hosts_addresses() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    agent.wait_for_log("reconciled", PROMPTLY);
     let entries = host.exec_ok(&["ip", "-6", "neigh", "show", "proxy"]);
     eprintln!("proxy entries:\n{entries}");
-    assert!(
-        ping(&upstream(&lab), UPSTREAM, ORDINARY),
-        "control: the upstream pings the ordinary container\n{entries}"
-    );
     let log = agent.log();
     for (name, address) in [("router-twin", UPSTREAM), ("host-twin", HOST)] {
         assert!(
@@ -344,4 +346,13 @@ fn ndp_proxy_refuses_the_routers_and_the_hosts_addresses() {
             "dock6's log does not name the refused container {name}:\n{log}"
         );
     }
+    // Last, as it also needs the host to route the /64 to the bridge rather
+    // than back out of the uplink (both have the connected route).
+    let route = host.exec_ok(&[
+        "ip", "-6", "route", "get", ORDINARY, "from", UPSTREAM, "iif", "eth0",
+    ]);
+    assert!(
+        ping(&upstream(&lab), UPSTREAM, ORDINARY),
+        "control: the upstream pings the ordinary container\n{entries}the host's route: {route}"
+    );
 }
