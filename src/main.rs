@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use dock6::apply::{LinuxKernel, apply_plan, cleanup};
+use dock6::apply::{LinuxKernel, apply_plan, cleanup, forwarding_enabled_by_dock6};
 use dock6::config::Config;
 use dock6::plan;
 use dock6::reconcile::RunOptions;
@@ -116,12 +116,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             once,
         } => {
             let config = Config::load(config.as_deref())?;
-            let snapshot = load_snapshot(&snapshot)?;
+            let mut snapshot = load_snapshot(&snapshot)?;
             if !once {
                 anyhow::bail!(
                     "`dock6 apply` applies once: pass --once (`dock6 run` keeps the kernel in step with Docker)"
                 );
             }
+            // Whether forwarding is Docker-only depends on the live host,
+            // whatever the snapshot file says of it.
+            if snapshot.host.forwarding.is_none() {
+                snapshot.host.forwarding = read_forwarding();
+            }
+            snapshot.host.forwarding_enabled_by_dock6 = forwarding_enabled_by_dock6()?;
             let plan = plan::plan(&config, &snapshot);
             for note in &plan.notes {
                 match note.level {
@@ -143,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dock6::agent_lock::ensure_no_agent()
                 .context("cleanup refused: stop the agent first (it would put its rules back)")?;
             let mut kernel = LinuxKernel::new()?;
+            let by_dock6 = forwarding_enabled_by_dock6()?;
             let report = cleanup(&mut kernel)?;
             match report.table_existed {
                 true => println!("removed table inet dock6"),
@@ -155,6 +162,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for entry in &report.removed_proxies {
                 println!("  {entry}");
             }
+            match (by_dock6, report.table_existed) {
+                (true, _) => println!(
+                    "forwarding: dock6 turned it on (it was 0) and forwarded Docker traffic only; \
+                     it is left on and now forwards everything: `sysctl -w net.ipv6.conf.all.forwarding=0` if nothing else needs it"
+                ),
+                (false, true) => {
+                    println!("forwarding: it was already on before dock6; left as it was")
+                }
+                (false, false) => {}
+            }
             println!("sysctls left as they are (turning forwarding off could cut this host off):");
             for line in sysctls_left() {
                 println!("  {line}");
@@ -162,6 +179,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn read_forwarding() -> Option<u8> {
+    std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The IPv6 sysctls dock6 may have set, as they are now: forwarding, and

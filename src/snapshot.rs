@@ -24,6 +24,17 @@ pub struct HostFacts {
     /// Interface of the IPv6 default route, if there is one.
     #[serde(default)]
     pub default_route_interface: Option<String>,
+    /// Gateways of the IPv6 default routes: never proxied for a container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_routers: Vec<Ipv6Addr>,
+    /// Current `net.ipv6.conf.all.forwarding`, when known. 0 means that when
+    /// dock6 turns forwarding on, it forwards Docker traffic only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<u8>,
+    /// dock6 itself turned forwarding on (it was 0), so it stays Docker-only.
+    /// Read from dock6's own table, where the marker lives with the rules.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarding_enabled_by_dock6: bool,
     #[serde(default)]
     pub interfaces: Vec<Interface>,
 }
@@ -47,6 +58,14 @@ pub struct Interface {
     /// On-link prefixes (connected routes) of the interface.
     #[serde(default)]
     pub onlink_prefixes: Vec<Ipv6Net>,
+    /// Global addresses that other nodes on this link answer for (the
+    /// neighbour table, proxy entries aside): never proxied for a container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbours: Vec<Ipv6Addr>,
+    /// Addresses dock6 already proxies here (its tagged proxy entries): a
+    /// neighbour entry planted later for one of them does not take it away.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dock6_proxies: Vec<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 
 pub mod conntrack;
 mod error;
+mod forwarding;
 mod kernel;
 pub mod ndisc;
 pub mod ndp;
@@ -10,6 +11,7 @@ pub mod sysctl;
 
 pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
 pub use error::HostError;
+pub use forwarding::forwarding_enabled_by_dock6;
 pub use kernel::{
     ApplyError, ApplyReport, CleanupReport, Kernel, LinuxKernel, TableAction, apply_host,
     apply_plan, cleanup, removed_dnat_targets,

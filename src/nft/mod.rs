@@ -189,6 +189,7 @@ impl Priority {
 pub enum StandardPriority {
     /// A plain number (nft accepts `dstnat` only in prerouting).
     Number,
+    Raw,
     Dstnat,
     Filter,
     Srcnat,
@@ -198,6 +199,7 @@ impl StandardPriority {
     pub fn value(self) -> i32 {
         match self {
             StandardPriority::Number => 0,
+            StandardPriority::Raw => -300,
             StandardPriority::Dstnat => -100,
             StandardPriority::Filter => 0,
             StandardPriority::Srcnat => 100,
@@ -401,6 +403,13 @@ impl RuleBuilder {
             field: AddrField::Daddr,
             negate: false,
             net,
+        })
+    }
+
+    pub fn saddr_in(self, set: &str) -> Self {
+        self.matching(Match::Ip6InSet {
+            field: AddrField::Saddr,
+            set: set.to_string(),
         })
     }
 

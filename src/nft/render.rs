@@ -150,6 +150,7 @@ impl Display for Priority {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let base = match self.base {
             StandardPriority::Number => return write!(f, "{}", self.offset),
+            StandardPriority::Raw => "raw",
             StandardPriority::Dstnat => "dstnat",
             StandardPriority::Filter => "filter",
             StandardPriority::Srcnat => "srcnat",

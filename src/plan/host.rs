@@ -1,19 +1,20 @@
 //! Host-side state: sysctls (in the order they must be applied) and
 //! proxy-NDP entries.
 
-use std::collections::BTreeSet;
+use std::net::Ipv6Addr;
 
 use super::ports::ContainerPlan;
 use super::{Mode, NetworkPlan, Note, ProxyEntry, SysctlSetting};
-use crate::snapshot::Interface;
+use crate::snapshot::{HostFacts, Interface};
 
 pub(super) fn sysctls(
+    host: &HostFacts,
     uplink_facts: Option<&Interface>,
     uplink: Option<&str>,
     networks: &[NetworkPlan],
     notes: &mut Vec<Note>,
 ) -> Vec<SysctlSetting> {
-    let managed = networks.iter().any(|n| n.mode != Mode::Off);
+    let managed = networks.iter().any(|n| n.mode.forwards());
     if !managed {
         return Vec::new();
     }
@@ -37,13 +38,18 @@ pub(super) fn sysctls(
             });
         }
     }
+    let reason = if host.forwarding == Some(0) || host.forwarding_enabled_by_dock6 {
+        "route container traffic (it was 0: only Docker traffic is forwarded)"
+    } else {
+        "route container traffic"
+    };
     out.push(SysctlSetting {
         scope: "all".into(),
         name: "forwarding".into(),
         value: 1,
-        current: None,
+        current: host.forwarding,
         keep_if: None,
-        reason: "route container traffic".into(),
+        reason: reason.into(),
     });
     if let Some(uplink) = uplink
         && networks.iter().any(|n| n.mode == Mode::NdpProxy)
@@ -62,35 +68,89 @@ pub(super) fn sysctls(
 
 /// One entry per container address on a (non-internal) ndp-proxy network,
 /// on the uplink. Sealed containers get one too: their own outbound replies
-/// need the upstream router to find them.
+/// need the upstream router to find them. An address dock6 cannot own — not
+/// inside both its network's subnet and an on-link prefix, the host's own,
+/// the default router's, or one another node on the link answers for — gets
+/// no entry (and so no unsolicited NA that would override the real owner),
+/// with a note naming the container.
 pub(super) fn proxy_entries(
+    host: &HostFacts,
     uplink: Option<&str>,
     networks: &[NetworkPlan],
     containers: &[ContainerPlan],
+    notes: &mut Vec<Note>,
 ) -> Vec<ProxyEntry> {
     let Some(uplink) = uplink else {
         return Vec::new();
     };
-    let proxied: BTreeSet<&str> = networks
-        .iter()
-        .filter(|n| n.mode == Mode::NdpProxy && !n.internal)
-        .map(|n| n.name.as_str())
-        .collect();
-    let mut entries: Vec<ProxyEntry> = containers
-        .iter()
-        .flat_map(|c| {
-            c.endpoints
+    let uplink_facts = host.interface(uplink);
+    let mut entries: Vec<ProxyEntry> = Vec::new();
+    for c in containers {
+        for e in &c.endpoints {
+            let Some(network) = networks
                 .iter()
-                .filter(|e| proxied.contains(e.network.as_str()))
-                .map(|e| ProxyEntry {
+                .find(|n| n.name == e.network && n.mode == Mode::NdpProxy && !n.internal)
+            else {
+                continue;
+            };
+            match refusal(host, uplink_facts, network, e.address) {
+                Some(why) => notes.push(Note::warn(format!(
+                    "container {:?} (network {}): no proxy-NDP entry for {}: {why}",
+                    c.name, network.name, e.address
+                ))),
+                None => entries.push(ProxyEntry {
                     interface: uplink.to_string(),
                     address: e.address,
                     container: c.name.clone(),
                     network: e.network.clone(),
-                })
-        })
-        .collect();
+                }),
+            }
+        }
+    }
     entries.sort();
     entries.dedup_by(|a, b| a.address == b.address);
     entries
+}
+
+/// Why dock6 must not answer neighbour solicitations for `address`, if so.
+fn refusal(
+    host: &HostFacts,
+    uplink: Option<&Interface>,
+    network: &NetworkPlan,
+    address: Ipv6Addr,
+) -> Option<&'static str> {
+    let onlink = uplink.map(|u| u.onlink_prefixes.as_slice()).unwrap_or(&[]);
+    if !network.subnets.iter().any(|s| s.contains(&address)) {
+        return Some("it is outside the network's subnets");
+    }
+    if !onlink.iter().any(|p| p.contains(&address)) {
+        return Some("it is outside the uplink's on-link prefixes");
+    }
+    claimed_by_others(host, uplink, address)
+}
+
+/// Whether `address` belongs to someone else than a container: the host
+/// itself, the default router, or another node that answers for it on the
+/// uplink (unless dock6 already proxies it: a neighbour entry planted later
+/// does not take it away).
+pub(super) fn claimed_by_others(
+    host: &HostFacts,
+    uplink: Option<&Interface>,
+    address: Ipv6Addr,
+) -> Option<&'static str> {
+    if host
+        .interfaces
+        .iter()
+        .any(|i| i.addresses.iter().any(|a| a.addr() == address))
+    {
+        return Some("it is one of the host's own addresses");
+    }
+    if host.default_routers.contains(&address) {
+        return Some("it is the default router's address");
+    }
+    let owned = uplink.is_some_and(|u| u.dock6_proxies.contains(&address));
+    if !owned && uplink.is_some_and(|u| u.neighbours.contains(&address)) {
+        return Some("another node on the uplink already answers for it");
+    }
+    None
 }

@@ -4,6 +4,7 @@
 //! function of its inputs, which is what makes golden files possible.
 
 mod bootstrap;
+mod guard;
 mod host;
 mod labels;
 mod mode;
@@ -22,6 +23,7 @@ use crate::nft::Table;
 use crate::snapshot::Snapshot;
 
 pub use bootstrap::bootstrap_table;
+pub use guard::CHAIN_NOT_DOCKER;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
 pub use ruleset::{
@@ -37,6 +39,7 @@ pub enum Mode {
     NdpProxy,
     Routed,
     Off,
+    Unfiltered,
 }
 
 impl Mode {
@@ -46,6 +49,7 @@ impl Mode {
             Mode::NdpProxy => "ndp-proxy",
             Mode::Routed => "routed",
             Mode::Off => "off",
+            Mode::Unfiltered => "unfiltered",
         }
     }
 
@@ -55,6 +59,7 @@ impl Mode {
             "ndp-proxy" => Some(Mode::NdpProxy),
             "routed" => Some(Mode::Routed),
             "off" => Some(Mode::Off),
+            "unfiltered" => Some(Mode::Unfiltered),
             _ => None,
         }
     }
@@ -63,6 +68,18 @@ impl Mode {
     /// is published or exposed).
     pub fn addresses_reachable(self) -> bool {
         matches!(self, Mode::NdpProxy | Mode::Routed)
+    }
+
+    /// Whether dock6 filters and NATs the network (its bridge is in
+    /// `@bridges`). `off` networks are closed; `unfiltered` ones are left to
+    /// the operator's own rules.
+    pub fn filtered(self) -> bool {
+        matches!(self, Mode::Nat66 | Mode::NdpProxy | Mode::Routed)
+    }
+
+    /// Whether the network needs IPv6 forwarding.
+    pub fn forwards(self) -> bool {
+        self != Mode::Off
     }
 }
 
@@ -174,17 +191,40 @@ pub fn plan(config: &Config, snapshot: &Snapshot) -> Plan {
         ));
     }
     let uplink_facts = uplink.as_deref().and_then(|u| snapshot.host.interface(u));
-    let networks = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
+    let networks::Networks {
+        plans: networks,
+        ipv4_only_bridges,
+    } = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
     let containers = ports::container_plans(snapshot, &networks, &mut notes);
+    let guard = guard::Guard::new(
+        &snapshot.host,
+        uplink_facts,
+        &networks,
+        &ipv4_only_bridges,
+        &containers,
+    );
     let ruleset = ruleset::build(
         config,
         uplink.as_deref(),
         &networks,
         &containers,
+        &guard,
         &mut notes,
     );
-    let proxy_entries = host::proxy_entries(uplink.as_deref(), &networks, &containers);
-    let sysctls = host::sysctls(uplink_facts, uplink.as_deref(), &networks, &mut notes);
+    let proxy_entries = host::proxy_entries(
+        &snapshot.host,
+        uplink.as_deref(),
+        &networks,
+        &containers,
+        &mut notes,
+    );
+    let sysctls = host::sysctls(
+        &snapshot.host,
+        uplink_facts,
+        uplink.as_deref(),
+        &networks,
+        &mut notes,
+    );
     Plan {
         uplink,
         networks,

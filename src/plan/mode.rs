@@ -43,17 +43,29 @@ pub(super) fn choose_mode(
         }
         return (*mode, ModeSource::Config);
     }
+    let onlink = uplink.map(|u| u.onlink_prefixes.as_slice()).unwrap_or(&[]);
     if let Some(label) = network.labels.get(MODE_LABEL) {
         match Mode::parse(label) {
+            Some(Mode::NdpProxy) if !inside_onlink(subnets, onlink) => notes.push(Note::warn(format!(
+                "network {:?}: label {MODE_LABEL}=ndp-proxy refused: its subnet is not inside an on-link prefix of the uplink; choosing automatically",
+                network.name
+            ))),
             Some(mode) => return (mode, ModeSource::Label),
             None => notes.push(Note::warn(format!(
-                "network {:?}: label {MODE_LABEL}={label:?} is not one of nat66, ndp-proxy, routed, off; choosing automatically",
+                "network {:?}: label {MODE_LABEL}={label:?} is not one of nat66, ndp-proxy, routed, off, unfiltered; choosing automatically",
                 network.name
             ))),
         }
     }
-    let onlink = uplink.map(|u| u.onlink_prefixes.as_slice()).unwrap_or(&[]);
     (automatic_mode(subnets, onlink), ModeSource::Automatic)
+}
+
+/// Whether the network's first IPv6 subnet lies inside an on-link prefix:
+/// only then can the upstream router reach its containers by proxied NDP.
+fn inside_onlink(subnets: &[Ipv6Net], onlink: &[Ipv6Net]) -> bool {
+    subnets
+        .first()
+        .is_some_and(|s| onlink.iter().any(|p| p.contains(s)))
 }
 
 /// ULA → nat66; inside an on-link prefix of the uplink → ndp-proxy; any
@@ -66,7 +78,7 @@ pub fn automatic_mode(subnets: &[Ipv6Net], onlink: &[Ipv6Net]) -> Mode {
         Mode::Nat66
     } else if is_link_local(subnet) {
         Mode::Off
-    } else if onlink.iter().any(|p| p.contains(subnet)) {
+    } else if inside_onlink(subnets, onlink) {
         Mode::NdpProxy
     } else {
         Mode::Routed

@@ -10,32 +10,34 @@ use crate::snapshot::{Interface, Network, Snapshot};
 const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 
-/// Every IPv6 bridge network, sorted by name, with its mode (including `off`
-/// ones, which the ruleset then leaves alone). Anything else is skipped with
-/// a note.
+/// What the snapshot says of Docker's bridges.
+pub(super) struct Networks {
+    /// Every IPv6 bridge network, sorted by name, with its mode (`off` ones
+    /// included: the ruleset keeps them closed).
+    pub plans: Vec<NetworkPlan>,
+    /// Bridges of Docker bridge networks without IPv6: dock6 gives them
+    /// nothing and keeps inbound IPv6 forwarding to them closed.
+    pub ipv4_only_bridges: Vec<String>,
+}
+
+/// Sorts Docker's networks into IPv6 bridge networks with a mode and
+/// IPv4-only bridges. Other drivers are skipped with a note.
 pub(super) fn managed_networks(
     config: &Config,
     snapshot: &Snapshot,
     uplink: Option<&Interface>,
     notes: &mut Vec<Note>,
-) -> Vec<NetworkPlan> {
+) -> Networks {
     let mut networks: Vec<&Network> = snapshot.networks.iter().collect();
     networks.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let mut seen_bridges = BTreeSet::new();
     let mut plans = Vec::new();
+    let mut ipv4_only_bridges = Vec::new();
     for network in networks {
         if network.driver != "bridge" {
             notes.push(Note::info(format!(
                 "skipped network {:?}: driver {:?} (only bridge networks are managed)",
                 network.name, network.driver
-            )));
-            continue;
-        }
-        let subnets = network.ipv6_subnets();
-        if subnets.is_empty() {
-            notes.push(Note::info(format!(
-                "skipped network {:?}: no IPv6 subnet",
-                network.name
             )));
             continue;
         }
@@ -47,10 +49,25 @@ pub(super) fn managed_networks(
             )));
             continue;
         }
+        let subnets = network.ipv6_subnets();
+        if subnets.is_empty() {
+            notes.push(Note::info(format!(
+                "network {:?}: no IPv6 subnet; inbound IPv6 forwarding to {bridge} stays closed",
+                network.name
+            )));
+            ipv4_only_bridges.push(bridge);
+            continue;
+        }
         let (mode, mode_source) = choose_mode(config, network, &subnets, uplink, notes);
         if mode == Mode::Routed && subnets.iter().any(is_6to4) {
             notes.push(Note::warn(format!(
                 "network {:?}: subnet in 6to4 space (2002::/16) is unlikely to be routable",
+                network.name
+            )));
+        }
+        if mode == Mode::Unfiltered {
+            notes.push(Note::warn(format!(
+                "network {:?}: mode unfiltered: dock6 neither filters nor NATs it; the operator's own rules must",
                 network.name
             )));
         }
@@ -74,7 +91,10 @@ pub(super) fn managed_networks(
             )));
         }
     }
-    plans
+    Networks {
+        plans,
+        ipv4_only_bridges,
+    }
 }
 
 /// A Docker boolean option; a value Docker would not accept falls back to

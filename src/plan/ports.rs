@@ -143,7 +143,7 @@ fn managed_endpoints(container: &Container, networks: &[NetworkPlan]) -> Vec<End
         .filter_map(|(name, ep)| {
             let network = networks
                 .iter()
-                .find(|n| &n.name == name && n.mode != Mode::Off)?;
+                .find(|n| &n.name == name && n.mode.filtered())?;
             Some(Endpoint {
                 network: name.clone(),
                 address: ep.ipv6_address?,

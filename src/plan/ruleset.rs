@@ -7,6 +7,7 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
+use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS, SET_UNFILTERED, SET_UNMANAGED};
 use super::ports::{ContainerPlan, Listen};
 use super::{Mode, NetworkPlan, Note};
 use crate::config::Config;
@@ -60,23 +61,63 @@ pub(super) fn build(
     uplink: Option<&str>,
     networks: &[NetworkPlan],
     containers: &[ContainerPlan],
+    guard: &Guard,
     notes: &mut Vec<Note>,
 ) -> Table {
-    let managed: Vec<&NetworkPlan> = networks.iter().filter(|n| n.mode != Mode::Off).collect();
+    let managed: Vec<&NetworkPlan> = networks.iter().filter(|n| n.mode.filtered()).collect();
+    let mut sets = sets(&managed, containers, notes);
+    sets.extend(guard_sets(guard));
+    let mut chains = vec![
+        guard::antispoof_chain(guard),
+        forward_chain(guard),
+        to_docker_chain(&managed),
+        from_docker_chain(&managed),
+        guard::to_unmanaged_chain(),
+    ];
+    if guard.docker_only {
+        chains.push(guard::not_docker_chain());
+    }
+    chains.extend([
+        mark_accept_chain(config.accept_mark),
+        nat_entry_chain(CHAIN_PREROUTING, Hook::Prerouting, PRIORITY_DSTNAT),
+        nat_entry_chain(CHAIN_OUTPUT, Hook::Output, PRIORITY_OUTPUT_DNAT),
+        published_chain(),
+        postrouting_chain(config, uplink, &managed, guard),
+    ]);
     Table {
         name: TABLE_NAME.to_string(),
-        sets: sets(&managed, containers, notes),
-        chains: vec![
-            forward_chain(),
-            to_docker_chain(&managed),
-            from_docker_chain(&managed),
-            mark_accept_chain(config.accept_mark),
-            nat_entry_chain(CHAIN_PREROUTING, Hook::Prerouting, PRIORITY_DSTNAT),
-            nat_entry_chain(CHAIN_OUTPUT, Hook::Output, PRIORITY_OUTPUT_DNAT),
-            published_chain(),
-            postrouting_chain(config, uplink, &managed),
-        ],
+        sets,
+        chains,
     }
+}
+
+fn guard_sets(guard: &Guard) -> Vec<Set> {
+    let names =
+        |bridges: &[String]| sorted(bridges.iter().map(|b| key(vec![Value::IfName(b.clone())])));
+    vec![
+        set(
+            SET_UNMANAGED,
+            &[KeyType::IfName],
+            &[],
+            names(&guard.unmanaged),
+        ),
+        set(
+            SET_UNFILTERED,
+            &[KeyType::IfName],
+            &[],
+            names(&guard.unfiltered),
+        ),
+        set(
+            SET_ONLINK_ENDPOINTS,
+            &[KeyType::Ipv6Addr],
+            &[],
+            guard
+                .onlink_endpoints
+                .iter()
+                .map(|a| key(vec![Value::Addr(*a)]))
+                .collect(),
+        ),
+    ]
 }
 
 fn sets(managed: &[&NetworkPlan], containers: &[ContainerPlan], notes: &mut Vec<Note>) -> Vec<Set> {
@@ -224,15 +265,17 @@ fn chain(name: &str, base: Option<BaseChain>, rules: Vec<Rule>) -> Chain {
     }
 }
 
-fn forward_chain() -> Chain {
+fn forward_chain(guard: &Guard) -> Chain {
+    let mut rules = vec![
+        rule().not_ipv6().comment("IPv4 is never touched").ret(),
+        rule().oif_in(SET_BRIDGES).jump(CHAIN_TO_DOCKER),
+        rule().iif_in(SET_BRIDGES).jump(CHAIN_FROM_DOCKER),
+    ];
+    rules.extend(guard::forward_tail(guard));
     chain(
         CHAIN_FORWARD,
         base(ChainKind::Filter, Hook::Forward, PRIORITY_FILTER),
-        vec![
-            rule().not_ipv6().comment("IPv4 is never touched").ret(),
-            rule().oif_in(SET_BRIDGES).jump(CHAIN_TO_DOCKER),
-            rule().iif_in(SET_BRIDGES).jump(CHAIN_FROM_DOCKER),
-        ],
+        rules,
     )
 }
 
@@ -316,6 +359,7 @@ fn from_docker_chain(managed: &[&NetworkPlan]) -> Chain {
                 .drop(),
         );
     }
+    rules.extend(guard::isolation_from_managed());
     rules.push(rule().goto(CHAIN_MARK_ACCEPT));
     chain(CHAIN_FROM_DOCKER, None, rules)
 }
@@ -374,14 +418,26 @@ fn published_chain() -> Chain {
     )
 }
 
-fn postrouting_chain(config: &Config, uplink: Option<&str>, managed: &[&NetworkPlan]) -> Chain {
+fn postrouting_chain(
+    config: &Config,
+    uplink: Option<&str>,
+    managed: &[&NetworkPlan],
+    guard: &Guard,
+) -> Chain {
     let mut rules = Vec::new();
     for n in managed.iter().filter(|n| !n.internal) {
         for subnet in &n.subnets {
+            // No `iifname` in postrouting (the kernel has no input device
+            // there): the antispoof chain has already dropped packets from
+            // outside with a source in this subnet; where the subnet covers a
+            // link prefix and so also holds other nodes' addresses, only
+            // containers' own addresses are taken for hairpin.
+            let mut hairpin = rule().oifname(&n.bridge).saddr(*subnet);
+            if guard.link_covering.contains(&n.name) {
+                hairpin = hairpin.saddr_in(SET_ONLINK_ENDPOINTS);
+            }
             rules.push(
-                rule()
-                    .oifname(&n.bridge)
-                    .saddr(*subnet)
+                hairpin
                     .ct_status_dnat()
                     .statement(Statement::Masquerade)
                     .comment(format!("network {}: hairpin to a published port", n.name))

@@ -11,7 +11,9 @@ fn host() -> HostFacts {
             accept_ra: Some(1),
             addresses: vec!["2001:db8:1::10/64".parse().unwrap()],
             onlink_prefixes: vec!["2001:db8:1::/64".parse().unwrap()],
+            ..Default::default()
         }],
+        ..Default::default()
     }
 }
 
@@ -135,7 +137,7 @@ fn mode_precedence_is_config_then_label_then_automatic() {
 }
 
 #[test]
-fn off_networks_are_left_alone() {
+fn off_networks_get_nothing_and_stay_closed() {
     let mut config = Config::default();
     config.network_modes.insert("app".into(), Mode::Off);
     config.network_modes.insert("pub".into(), Mode::Off);
@@ -148,12 +150,19 @@ fn off_networks_are_left_alone() {
         )]),
     );
     assert!(p.ruleset.set(SET_BRIDGES).unwrap().elements.is_empty());
+    let unmanaged = &p.ruleset.set("unmanaged").unwrap().elements;
+    assert_eq!(
+        unmanaged.len(),
+        2,
+        "both bridges are guarded: {unmanaged:?}"
+    );
     assert_eq!(
         p.ruleset.element_count(),
-        5,
-        "only the constant ICMPv6 types remain"
+        5 + 2,
+        "only the constant ICMPv6 types and the guarded bridges remain"
     );
     assert!(p.sysctls.is_empty());
+    assert!(p.proxy_entries.is_empty());
 }
 
 #[test]
@@ -199,5 +208,92 @@ fn every_rule_is_ipv6_only() {
                 chain.name
             );
         }
+    }
+}
+
+#[test]
+fn unfiltered_networks_are_forwarded_but_neither_filtered_nor_natted() {
+    let mut config = Config::default();
+    config.network_modes.insert("pub".into(), Mode::Unfiltered);
+    let p = plan(
+        &config,
+        &snapshot(vec![container(
+            "c",
+            &[("pub", "2001:db8:2::2")],
+            Some(("80/tcp", "8080")),
+        )]),
+    );
+    let elements = |set: &str| p.ruleset.set(set).unwrap().elements.len();
+    assert_eq!(elements("unfiltered"), 1);
+    assert_eq!(elements(SET_BRIDGES), 1, "only app is filtered by dock6");
+    assert_eq!(elements(SET_DNAT_ANY), 0, "no NAT of any kind");
+    assert_eq!(elements(SET_OPEN_PORTS), 0);
+    assert!(p.sysctls.iter().any(|s| s.name == "forwarding"));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.level == Level::Warn && n.text.contains("unfiltered")),
+        "said as a warning: {:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn forwarding_dock6_turns_on_is_for_docker_only() {
+    let has_guard = |snap: &Snapshot| {
+        let p = plan(&Config::default(), snap);
+        p.ruleset.chains.iter().any(|c| c.name == CHAIN_NOT_DOCKER)
+    };
+    let mut snap = snapshot(vec![]);
+    assert!(!has_guard(&snap), "unknown: other traffic is left alone");
+    snap.host.forwarding = Some(1);
+    assert!(!has_guard(&snap), "already on: other traffic is left alone");
+    snap.host.forwarding_enabled_by_dock6 = true;
+    assert!(has_guard(&snap), "on because dock6 turned it on");
+    snap.host.forwarding = Some(0);
+    snap.host.forwarding_enabled_by_dock6 = false;
+    assert!(has_guard(&snap), "dock6 is about to turn it on");
+}
+
+#[test]
+fn sources_of_a_subnet_covering_the_link_are_checked_per_container() {
+    let mut snap = snapshot(vec![container("c", &[("lan", "2001:db8:1::abcd")], None)]);
+    let mut lan = network("c", "lan", "2001:db8:1::/64");
+    lan.labels.insert("dock6.mode".into(), "ndp-proxy".into());
+    snap.networks.push(lan);
+    let ruleset = plan(&Config::default(), &snap).ruleset;
+    let text = ruleset.to_string();
+    assert!(
+        !text.contains("ip6 saddr 2001:db8:1::/64 drop"),
+        "the router's and the host's own sources are in that subnet:\n{text}"
+    );
+    assert!(text.contains("ip6 saddr fd00:1::/64 drop"), "{text}");
+    assert_eq!(ruleset.set("onlink_endpoints").unwrap().elements.len(), 1);
+}
+
+#[test]
+fn no_proxy_entry_for_an_address_dock6_cannot_own() {
+    let mut snap = snapshot(vec![
+        container("ok", &[("lan", "2001:db8:1::abcd")], None),
+        container("router", &[("lan", "2001:db8:1::1")], None),
+        container("host", &[("lan", "2001:db8:1::10")], None),
+    ]);
+    snap.host.default_routers = vec!["2001:db8:1::1".parse().unwrap()];
+    let mut lan = network("c", "lan", "2001:db8:1::/64");
+    lan.labels.insert("dock6.mode".into(), "ndp-proxy".into());
+    snap.networks.push(lan);
+    let p = plan(&Config::default(), &snap);
+    let proxied: Vec<String> = p
+        .proxy_entries
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(proxied, ["2001:db8:1::abcd"]);
+    for name in ["\"router\"", "\"host\""] {
+        assert!(
+            p.notes.iter().any(|n| n.text.contains(name)),
+            "{name} named in a note: {:?}",
+            p.notes
+        );
     }
 }

@@ -70,6 +70,10 @@ struct Loop {
     bootstrap_checked: bool,
     /// Docker's own IPv6 firewall was seen: dock6 runs as its companion.
     companion: Option<bool>,
+    /// dock6 turned forwarding on (it was 0), so it forwards Docker traffic
+    /// only. Kept here too, so a foreign `nft flush ruleset` (which takes
+    /// the record in the table with it) does not forget it.
+    forwarding_by_dock6: bool,
 }
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
@@ -124,7 +128,16 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         transactions: 0,
         bootstrap_checked: false,
         companion: None,
+        forwarding_by_dock6: false,
     };
+    state.forwarding_by_dock6 = state
+        .kernel
+        .call(|_| crate::apply::forwarding_enabled_by_dock6())
+        .await
+        .unwrap_or_else(|e| {
+            warn!("cannot read whether dock6 turned forwarding on: {e}");
+            false
+        });
     state.check_docker_firewall().await;
     let mut due: Option<Instant> = Some(Instant::now());
     loop {
@@ -271,13 +284,14 @@ impl Loop {
             self.bootstrap_if_no_table().await;
             return;
         }
-        let host = match crate::source::host::host_facts(&self.handle).await {
+        let mut host = match crate::source::host::host_facts(&self.handle).await {
             Ok(host) => host,
             Err(e) => {
                 warn!("{e}; keeping what the kernel has");
                 return;
             }
         };
+        host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
         let plan = plan::plan(&self.config, &self.view.snapshot(host));
         self.log_new_notes(&plan.notes);
         if self.check_docker_firewall().await {
@@ -330,6 +344,10 @@ impl Loop {
                         "reconciled"
                     );
                 }
+                self.forwarding_by_dock6 = ruleset
+                    .chains
+                    .iter()
+                    .any(|c| c.name == plan::CHAIN_NOT_DOCKER);
                 self.last_table = Some(Arc::new(ruleset));
                 self.replace_next = false;
             }

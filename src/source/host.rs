@@ -1,13 +1,18 @@
-//! Host facts over rtnetlink: the IPv6 default route's interface, and each
-//! interface's global addresses, on-link prefixes and `accept_ra`.
+//! Host facts over rtnetlink: the IPv6 default route's interface and
+//! gateways, each interface's global addresses, on-link prefixes, neighbours
+//! and `accept_ra`, and `all.forwarding`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 
 use futures::TryStreamExt as _;
 use ipnet::Ipv6Net;
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
@@ -18,7 +23,7 @@ use crate::snapshot::{HostFacts, Interface};
 pub struct HostFactsError {
     what: &'static str,
     #[source]
-    source: rtnetlink::Error,
+    source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// One IPv6 address as netlink reports it.
@@ -42,16 +47,32 @@ pub struct RouteFact {
 
 const RT_TABLE_MAIN: u8 = 254;
 
-/// Dumps links, addresses and routes, then assembles the facts.
+/// A neighbour-cache entry for an address another node answers for, or a
+/// proxy entry dock6 made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourFact {
+    pub ifindex: u32,
+    pub address: Ipv6Addr,
+    /// A proxy entry tagged as dock6's, rather than another node.
+    pub dock6_proxy: bool,
+}
+
+/// Dumps links, addresses, routes and neighbours, then assembles the facts.
 pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
     let links = link_names(handle).await?;
     let addresses = addresses(handle).await?;
     let routes = routes(handle).await?;
-    Ok(assemble(&links, &addresses, &routes, read_accept_ra))
+    let mut neighbours = neighbours(handle).await?;
+    neighbours.extend(dock6_proxies(handle).await?);
+    let mut facts = assemble(&links, &addresses, &routes, &neighbours, |i| {
+        read_conf(i, "accept_ra")
+    });
+    facts.forwarding = read_conf("all", "forwarding");
+    Ok(facts)
 }
 
-fn read_accept_ra(interface: &str) -> Option<u8> {
-    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{interface}/accept_ra"))
+fn read_conf(scope: &str, name: &str) -> Option<u8> {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{scope}/{name}"))
         .ok()
         .and_then(|v| v.trim().parse().ok())
 }
@@ -62,12 +83,23 @@ pub fn assemble(
     links: &BTreeMap<u32, String>,
     addresses: &[AddressFact],
     routes: &[RouteFact],
+    neighbours: &[NeighbourFact],
     accept_ra: impl Fn(&str) -> Option<u8>,
 ) -> HostFacts {
-    let default_route_interface = routes
-        .iter()
-        .filter(|r| r.unicast && r.destination.prefix_len() == 0)
-        .find_map(|r| r.oif.and_then(|i| links.get(&i)).cloned());
+    let defaults = || {
+        routes
+            .iter()
+            .filter(|r| r.unicast && r.destination.prefix_len() == 0)
+    };
+    let default_route_interface =
+        defaults().find_map(|r| r.oif.and_then(|i| links.get(&i)).cloned());
+    let neighbours_of = |index: u32, dock6: bool| -> Vec<Ipv6Addr> {
+        neighbours
+            .iter()
+            .filter(|n| n.ifindex == index && n.dock6_proxy == dock6)
+            .map(|n| n.address)
+            .collect()
+    };
     let interfaces = links
         .iter()
         .filter(|(_, name)| name.as_str() != "lo")
@@ -91,10 +123,15 @@ pub fn assemble(
                 })
                 .map(|r| r.destination)
                 .collect(),
+            neighbours: neighbours_of(*index, false),
+            dock6_proxies: neighbours_of(*index, true),
         })
         .collect();
     HostFacts {
         default_route_interface,
+        default_routers: defaults().filter_map(|r| r.gateway).collect(),
+        forwarding: None,
+        forwarding_enabled_by_dock6: false,
         interfaces,
     }
 }
@@ -104,9 +141,9 @@ fn is_link_local(a: &Ipv6Addr) -> bool {
 }
 
 async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostFactsError> {
-    let err = |source| HostFactsError {
+    let err = |source: rtnetlink::Error| HostFactsError {
         what: "links",
-        source,
+        source: source.into(),
     };
     let mut stream = handle.link().get().execute();
     let mut names = BTreeMap::new();
@@ -122,9 +159,9 @@ async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostFactsE
 }
 
 async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> {
-    let err = |source| HostFactsError {
+    let err = |source: rtnetlink::Error| HostFactsError {
         what: "addresses",
-        source,
+        source: source.into(),
     };
     let mut stream = handle.address().get().execute();
     let mut out = Vec::new();
@@ -147,10 +184,74 @@ async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> 
     Ok(out)
 }
 
+/// Global addresses in the neighbour cache that a node has answered for
+/// (a link-layer address and a state other than incomplete or failed).
+async fn neighbours(handle: &Handle) -> Result<Vec<NeighbourFact>, HostFactsError> {
+    let err = |source: rtnetlink::Error| HostFactsError {
+        what: "neighbours",
+        source: source.into(),
+    };
+    let mut stream = handle
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Inet6)
+        .execute();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.try_next().await.map_err(err)? {
+        let answered = matches!(
+            msg.header.state,
+            NeighbourState::Reachable
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+                | NeighbourState::Probe
+                | NeighbourState::Permanent
+        );
+        let has_lladdr = msg
+            .attributes
+            .iter()
+            .any(|a| matches!(a, NeighbourAttribute::LinkLayerAddress(l) if !l.is_empty()));
+        let address = msg.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => Some(*a),
+            _ => None,
+        });
+        if let Some(address) = address.filter(|a| !a.is_unicast_link_local())
+            && answered
+            && has_lladdr
+            && !msg.header.flags.contains(NeighbourFlags::Proxy)
+        {
+            out.push(NeighbourFact {
+                ifindex: msg.header.ifindex,
+                address,
+                dock6_proxy: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// dock6's own proxy entries (one read of the proxy table).
+async fn dock6_proxies(handle: &Handle) -> Result<Vec<NeighbourFact>, HostFactsError> {
+    let entries = crate::apply::list_proxy_entries(handle)
+        .await
+        .map_err(|e| HostFactsError {
+            what: "proxy-NDP entries",
+            source: e.into(),
+        })?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.is_dock6())
+        .map(|e| NeighbourFact {
+            ifindex: e.ifindex,
+            address: e.address,
+            dock6_proxy: true,
+        })
+        .collect())
+}
+
 async fn routes(handle: &Handle) -> Result<Vec<RouteFact>, HostFactsError> {
-    let err = |source| HostFactsError {
+    let err = |source: rtnetlink::Error| HostFactsError {
         what: "routes",
-        source,
+        source: source.into(),
     };
     let mut stream = handle
         .route()
@@ -239,7 +340,7 @@ mod tests {
             route("2001:db8:9::/48", Some("2001:db8:1::1"), 2),
             route("fd00:d0c::/64", None, 3),
         ];
-        let facts = assemble(&links, &addresses, &routes, |name| {
+        let facts = assemble(&links, &addresses, &routes, &[], |name| {
             (name == "eth0.100").then_some(1)
         });
         assert_eq!(facts.default_route_interface.as_deref(), Some("eth0.100"));
@@ -260,7 +361,13 @@ mod tests {
     #[test]
     fn no_default_route_means_no_uplink() {
         let links = BTreeMap::from([(2, "eth0".to_string())]);
-        let facts = assemble(&links, &[], &[route("2001:db8:1::/64", None, 2)], |_| None);
+        let facts = assemble(
+            &links,
+            &[],
+            &[route("2001:db8:1::/64", None, 2)],
+            &[],
+            |_| None,
+        );
         assert_eq!(facts.default_route_interface, None);
     }
 }

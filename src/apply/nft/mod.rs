@@ -616,6 +616,21 @@ pub fn table_exists(name: &str) -> Result<bool, NftError> {
     )
 }
 
+/// Whether `chain inet TABLE CHAIN` exists.
+pub fn inet_chain_exists(table: &str, chain: &str) -> Result<bool, NftError> {
+    const NFT_MSG_GETCHAIN: u16 = 4;
+    const NFTA_CHAIN_TABLE: u16 = 1;
+    const NFTA_CHAIN_NAME: u16 = 3;
+    const NFPROTO_INET: u8 = 1;
+    let attrs = [(NFTA_CHAIN_TABLE, table), (NFTA_CHAIN_NAME, chain)];
+    object_exists(
+        NFT_MSG_GETCHAIN,
+        NFPROTO_INET,
+        &attrs,
+        &format!("chain inet {table} {chain}"),
+    )
+}
+
 /// Whether `chain ip6 TABLE CHAIN` exists: how Docker's own IPv6 firewall
 /// (iptables-nft) is recognised.
 pub fn ip6_chain_exists(table: &str, chain: &str) -> Result<bool, NftError> {

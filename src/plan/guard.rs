@@ -1,0 +1,275 @@
+//! What keeps dock6 closed where it does not manage, and honest where it
+//! does: every Docker bridge guarded (also those the plan does not manage or
+//! has not seen yet), sources checked before any NAT, and forwarding that
+//! dock6 itself turned on limited to Docker traffic.
+
+use std::collections::BTreeSet;
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+
+use super::host::claimed_by_others;
+use super::ports::ContainerPlan;
+use super::{Mode, NetworkPlan};
+use crate::nft::{
+    BaseChain, Chain, ChainKind, CtState, Hook, Priority, Rule, RuleBuilder, StandardPriority, rule,
+};
+use crate::snapshot::{HostFacts, Interface};
+
+/// Source checks run before conntrack (-200) and DNAT: a forged packet is
+/// dropped before it costs a conntrack entry or is translated.
+pub const PRIORITY_ANTISPOOF: Priority = Priority {
+    base: StandardPriority::Raw,
+    offset: 10,
+};
+
+pub const SET_UNMANAGED: &str = "unmanaged";
+pub const SET_UNFILTERED: &str = "unfiltered";
+pub const SET_ONLINK_ENDPOINTS: &str = "onlink_endpoints";
+
+pub const CHAIN_ANTISPOOF: &str = "antispoof";
+pub const CHAIN_TO_UNMANAGED: &str = "to_unmanaged";
+/// Its presence in the kernel is also the record that dock6 turned
+/// forwarding on (it was 0): that outlives a restart of dock6.
+pub const CHAIN_NOT_DOCKER: &str = "not_docker";
+
+/// Bridges Docker may create without dock6 having seen them yet: the names
+/// Docker gives the default bridge and user networks.
+const DOCKER_BRIDGE_PATTERNS: [&str; 2] = ["docker0", "br-*"];
+
+/// What the guards are built from, besides the managed networks.
+pub(super) struct Guard {
+    /// Bridges of Docker networks dock6 does not manage (`off`, IPv4-only).
+    pub unmanaged: Vec<String>,
+    /// Bridges of `unfiltered` networks.
+    pub unfiltered: Vec<String>,
+    /// Every Docker IPv6 network (any mode), for the source checks.
+    pub ipv6_networks: Vec<(String, String, Vec<Ipv6Net>)>,
+    /// Subnets whose sources never arrive from outside.
+    pub foreign_subnets: Vec<(String, Ipv6Net)>,
+    /// Container addresses on subnets that cover a link prefix of the host,
+    /// where the subnet as a whole also holds other nodes' addresses.
+    pub onlink_endpoints: BTreeSet<Ipv6Addr>,
+    /// Networks with such a subnet.
+    pub link_covering: BTreeSet<String>,
+    /// dock6 turns (or turned) forwarding on: it forwards Docker traffic only.
+    pub docker_only: bool,
+}
+
+impl Guard {
+    pub fn new(
+        host: &HostFacts,
+        uplink: Option<&Interface>,
+        networks: &[NetworkPlan],
+        ipv4_only_bridges: &[String],
+        containers: &[ContainerPlan],
+    ) -> Guard {
+        let known: BTreeSet<&str> = networks
+            .iter()
+            .map(|n| n.bridge.as_str())
+            .chain(ipv4_only_bridges.iter().map(String::as_str))
+            .collect();
+        let links: Vec<Ipv6Net> = host
+            .interfaces
+            .iter()
+            .filter(|i| !known.contains(i.name.as_str()) && !is_docker_bridge_name(&i.name))
+            .flat_map(|i| i.onlink_prefixes.iter().copied())
+            .collect();
+        // A subnet that covers a whole link prefix also holds other nodes'
+        // addresses (the router's, the host's): only containers' own
+        // addresses can be checked there.
+        let shares_link = |s: &Ipv6Net| links.iter().any(|p| s.contains(p));
+        let mut foreign_subnets = Vec::new();
+        let mut shared = BTreeSet::new();
+        for n in networks {
+            for s in &n.subnets {
+                if shares_link(s) {
+                    shared.insert(n.name.clone());
+                } else {
+                    foreign_subnets.push((n.name.clone(), *s));
+                }
+            }
+        }
+        let onlink_endpoints = containers
+            .iter()
+            .flat_map(|c| c.endpoints.iter())
+            .filter(|e| shared.contains(&e.network))
+            .map(|e| e.address)
+            // A container claiming the router's address must not cut the
+            // host off from the real router.
+            .filter(|a| claimed_by_others(host, uplink, *a).is_none())
+            .collect();
+        let bridges_of = |mode: Mode| {
+            networks
+                .iter()
+                .filter(move |n| n.mode == mode)
+                .map(|n| n.bridge.clone())
+        };
+        Guard {
+            unmanaged: bridges_of(Mode::Off)
+                .chain(ipv4_only_bridges.iter().cloned())
+                .collect(),
+            unfiltered: bridges_of(Mode::Unfiltered).collect(),
+            ipv6_networks: networks
+                .iter()
+                .map(|n| (n.name.clone(), n.bridge.clone(), n.subnets.clone()))
+                .collect(),
+            foreign_subnets,
+            onlink_endpoints,
+            link_covering: shared,
+            docker_only: host.forwarding == Some(0) || host.forwarding_enabled_by_dock6,
+        }
+    }
+}
+
+fn is_docker_bridge_name(name: &str) -> bool {
+    name == "docker0" || name.starts_with("br-")
+}
+
+/// After the jumps for managed bridges: unfiltered bridges are the
+/// operator's, any other Docker bridge is closed from outside, and when
+/// dock6 turned forwarding on, nothing but Docker traffic is forwarded.
+pub(super) fn forward_tail(guard: &Guard) -> Vec<Rule> {
+    let mut rules = vec![
+        rule()
+            .oif_in(SET_UNFILTERED)
+            .comment("mode unfiltered: the operator's own rules decide")
+            .accept(),
+        rule()
+            .oif_in(SET_UNMANAGED)
+            .comment("Docker bridges dock6 does not manage")
+            .jump(CHAIN_TO_UNMANAGED),
+    ];
+    for pattern in DOCKER_BRIDGE_PATTERNS {
+        rules.push(
+            rule()
+                .oifname(pattern)
+                .comment(format!("a Docker bridge not seen yet ({pattern})"))
+                .jump(CHAIN_TO_UNMANAGED),
+        );
+    }
+    if guard.docker_only {
+        rules.push(rule().iif_in(SET_UNFILTERED).accept());
+        rules.extend(from_unmanaged_bridges(RuleBuilder::accept));
+        rules.push(rule().goto(CHAIN_NOT_DOCKER));
+    }
+    rules
+}
+
+/// `iifname @unmanaged`, `iifname "docker0"`, `iifname "br-*"`: traffic
+/// that comes from a Docker bridge dock6 does not manage.
+fn from_unmanaged_bridges(verdict: fn(RuleBuilder) -> Rule) -> Vec<Rule> {
+    std::iter::once(rule().iif_in(SET_UNMANAGED))
+        .chain(DOCKER_BRIDGE_PATTERNS.iter().map(|p| rule().iifname(p)))
+        .map(verdict)
+        .collect()
+}
+
+/// Into a Docker bridge dock6 does not manage: replies and traffic between
+/// such bridges (Docker's own business) pass; nothing new from outside.
+pub(super) fn to_unmanaged_chain() -> Chain {
+    let mut rules = vec![
+        rule()
+            .ct_state(&[CtState::Established, CtState::Related])
+            .accept(),
+    ];
+    rules.extend(from_unmanaged_bridges(RuleBuilder::accept));
+    rules.push(rule().iif_in(SET_UNFILTERED).accept());
+    rules.push(
+        rule()
+            .comment("not managed by dock6: nothing new from outside")
+            .drop(),
+    );
+    Chain {
+        name: CHAIN_TO_UNMANAGED.to_string(),
+        base: None,
+        rules,
+    }
+}
+
+/// In `from_docker`, before egress is accepted: a managed network reaches no
+/// other Docker bridge (networks are isolated from each other).
+pub(super) fn isolation_from_managed() -> Vec<Rule> {
+    let mut rules = vec![
+        rule()
+            .oif_in(SET_UNMANAGED)
+            .comment("networks are isolated from each other")
+            .drop(),
+        rule().oif_in(SET_UNFILTERED).drop(),
+    ];
+    rules.extend(
+        DOCKER_BRIDGE_PATTERNS
+            .iter()
+            .map(|p| rule().oifname(p).drop()),
+    );
+    rules
+}
+
+pub(super) fn not_docker_chain() -> Chain {
+    Chain {
+        name: CHAIN_NOT_DOCKER.to_string(),
+        base: None,
+        rules: vec![
+            rule()
+                .comment(
+                    "forwarding was off until dock6 turned it on: only Docker traffic is forwarded",
+                )
+                .drop(),
+        ],
+    }
+}
+
+/// Source checks before DNAT: a packet from a bridge carries an address of
+/// that network; a packet from anywhere else carries none of a Docker
+/// network's. Link-local and unspecified sources (neighbour discovery, DAD)
+/// are never forwarded and pass; so does the host's own traffic to itself.
+pub(super) fn antispoof_chain(guard: &Guard) -> Chain {
+    let unspecified = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 128).expect("/128 is a valid prefix");
+    let link_local = Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10)
+        .expect("/10 is a valid prefix");
+    let mut rules = vec![
+        rule().not_ipv6().comment("IPv4 is never touched").ret(),
+        rule().saddr(unspecified).ret(),
+        rule().saddr(link_local).ret(),
+        rule()
+            .iifname("lo")
+            .comment("the host's own traffic to itself")
+            .ret(),
+    ];
+    for (name, bridge, subnets) in &guard.ipv6_networks {
+        for s in subnets {
+            rules.push(rule().iifname(bridge).saddr(*s).ret());
+        }
+        rules.push(
+            rule()
+                .iifname(bridge)
+                .comment(format!("network {name}: no source outside its subnets"))
+                .drop(),
+        );
+    }
+    for (name, subnet) in &guard.foreign_subnets {
+        rules.push(
+            rule()
+                .saddr(*subnet)
+                .comment(format!(
+                    "network {name}: its sources never arrive from outside"
+                ))
+                .drop(),
+        );
+    }
+    rules.push(
+        rule()
+            .saddr_in(SET_ONLINK_ENDPOINTS)
+            .comment("containers' own addresses never arrive from outside")
+            .drop(),
+    );
+    Chain {
+        name: CHAIN_ANTISPOOF.to_string(),
+        base: Some(BaseChain {
+            kind: ChainKind::Filter,
+            hook: Hook::Prerouting,
+            priority: PRIORITY_ANTISPOOF,
+        }),
+        rules,
+    }
+}

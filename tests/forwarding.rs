@@ -1,0 +1,121 @@
+//! Forwarding that dock6 turns on is for Docker only: with
+//! `all.forwarding` at 0 before dock6, traffic between two non-Docker
+//! interfaces of the host stays unforwarded while containers are reached;
+//! with forwarding already on, such traffic is left as it was.
+
+mod common;
+
+use common::lab::{HOST_UPLINK, Lab, UPSTREAM_LINK, sock};
+use common::netns::Netns;
+use serde_json::json;
+
+const PUB: &str = "2001:db8:2::2";
+/// A machine on a second, non-Docker link of the host.
+const LAN_PEER: &str = "2001:db8:9::2";
+
+/// The lab with a routed Docker-like network (`pub`, port 80 exposed) and a
+/// plain LAN namespace behind the host's `lan0`, both routed from upstream.
+fn lab_with_lan(tag: &str) -> (Lab, Netns) {
+    let mut lab = Lab::new(tag);
+    lab.bridge("br-pub", "2001:db8:2::1/64", None, Some("2001:db8:2::/64"));
+    lab.container("pub", "br-pub", &format!("{PUB}/64"), "2001:db8:2::1", None);
+    let lan = Netns::new(&format!("{tag}lan"));
+    lab.host.ip(&format!(
+        "link add lan0 type veth peer name eth0 netns {}",
+        lan.name
+    ));
+    lab.host.ip("addr add 2001:db8:9::1/64 dev lan0 nodad");
+    lab.host.ip("link set lan0 up");
+    lan.ip(&format!("addr add {LAN_PEER}/64 dev eth0 nodad"));
+    lan.ip("link set eth0 up");
+    lan.ip("-6 route add default via 2001:db8:9::1 dev eth0");
+    lab.upstream
+        .ip(&format!("-6 route add 2001:db8:9::/64 via {HOST_UPLINK}"));
+    (lab, lan)
+}
+
+fn snapshot(lab: &Lab) -> serde_json::Value {
+    json!({
+        "host": lab.host_facts(),
+        "networks": [{"id": format!("{:0>64}", "pub"), "name": "pub", "bridge": "br-pub",
+                      "enable_ipv6": true, "subnets": [{"subnet": "2001:db8:2::/64"}]}],
+        "containers": [{"id": "p", "name": "pub", "labels": {"dock6.expose": "80/tcp"},
+                        "networks": {"pub": {"ipv6_address": PUB}}}]
+    })
+}
+
+fn not_docker_chain(lab: &Lab) -> bool {
+    lab.host
+        .exec(&["nft", "list", "chain", "inet", "dock6", "not_docker"])
+        .status
+        .success()
+}
+
+#[test]
+fn forwarding_dock6_turns_on_forwards_docker_traffic_only() {
+    if !common::require_root("forwarding_dock6_turns_on_forwards_docker_traffic_only") {
+        return;
+    }
+    let (lab, lan) = lab_with_lan("fwd0");
+    assert_eq!(lab.host.read_sysctl("net.ipv6.conf.all.forwarding"), "0");
+    let (_c, _l) = (lab.c("pub").tcp_echo_peer(80), lan.tcp_echo_peer(80));
+    assert_eq!(
+        lab.host
+            .tcp(sock(LAN_PEER, 80))
+            .expect("control: LAN peer up"),
+        "2001:db8:9::1"
+    );
+    lab.apply(&snapshot(&lab), "");
+    assert_eq!(lab.host.read_sysctl("net.ipv6.conf.all.forwarding"), "1");
+    assert!(not_docker_chain(&lab), "the record that dock6 turned it on");
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(PUB, 80))
+            .expect("a container is forwarded to"),
+        UPSTREAM_LINK
+    );
+    assert!(
+        lab.upstream.tcp(sock(LAN_PEER, 80)).is_err(),
+        "non-Docker traffic is not forwarded"
+    );
+    // A second run sees forwarding at 1, but the table remembers.
+    lab.apply(&snapshot(&lab), "");
+    assert!(not_docker_chain(&lab), "still Docker-only after a re-run");
+    assert!(lab.upstream.tcp(sock(LAN_PEER, 80)).is_err());
+    let out = lab.dock6(&["cleanup"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("dock6 turned it on (it was 0)"),
+        "cleanup says who turned forwarding on: {said}"
+    );
+}
+
+#[test]
+fn forwarding_already_on_is_left_as_it_was() {
+    if !common::require_root("forwarding_already_on_is_left_as_it_was") {
+        return;
+    }
+    let (lab, lan) = lab_with_lan("fwd1");
+    lab.host.sysctl("net.ipv6.conf.all.forwarding", "1");
+    let (_c, _l) = (lab.c("pub").tcp_echo_peer(80), lan.tcp_echo_peer(80));
+    lab.apply(&snapshot(&lab), "");
+    assert!(!not_docker_chain(&lab));
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(LAN_PEER, 80))
+            .expect("other traffic still forwarded"),
+        UPSTREAM_LINK
+    );
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(PUB, 80))
+            .expect("and the container reached"),
+        UPSTREAM_LINK
+    );
+    let out = lab.dock6(&["cleanup"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("it was already on before dock6"),
+        "cleanup says forwarding was on before: {said}"
+    );
+}
