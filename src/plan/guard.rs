@@ -117,7 +117,10 @@ impl Guard {
             foreign_subnets,
             onlink_endpoints,
             link_covering: shared,
-            docker_only: host.forwarding == Some(0) || host.forwarding_enabled_by_dock6,
+            // Only when dock6 is about to turn it on (or did): the chain is
+            // also the record of that, which must not lie.
+            docker_only: host.forwarding_enabled_by_dock6
+                || (host.forwarding == Some(0) && networks.iter().any(|n| n.mode.forwards())),
         }
     }
 }

@@ -12,6 +12,7 @@ mod networks;
 mod ports;
 mod report;
 mod ruleset;
+mod sets;
 
 use std::net::Ipv6Addr;
 

@@ -253,6 +253,11 @@ fn forwarding_dock6_turns_on_is_for_docker_only() {
     snap.host.forwarding = Some(0);
     snap.host.forwarding_enabled_by_dock6 = false;
     assert!(has_guard(&snap), "dock6 is about to turn it on");
+    snap.networks.clear();
+    assert!(
+        !has_guard(&snap),
+        "nothing to forward: dock6 leaves it at 0"
+    );
 }
 
 #[test]
