@@ -351,7 +351,7 @@ fn ndp_proxy_refuses_the_routers_and_the_hosts_addresses() {
     // From the upstream's internet address: the link's own addresses are
     // on-link inside the container's network, so its replies to them stay on the bridge.
     let route = host.exec_ok(&[
-        "ip", "-6", "route", "get", ORDINARY, "from", UPSTREAM, "iif", "eth0",
+        "ip", "-6", "route", "get", ORDINARY, "from", INTERNET, "iif", "eth0",
     ]);
     assert!(
         ping(&upstream(&lab), INTERNET, ORDINARY),
