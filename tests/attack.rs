@@ -346,6 +346,12 @@ fn ndp_proxy_refuses_the_routers_and_the_hosts_addresses() {
             "dock6's log does not name the refused container {name}:\n{log}"
         );
     }
+    // The twins take nothing from the nodes they copy: the router's own
+    // address still reaches the host (no source check covers it).
+    assert!(
+        ping(&upstream(&lab), UPSTREAM, HOST),
+        "the upstream router's own address no longer reaches the host"
+    );
     // Last, as it also needs the host to route the container's address to the
     // bridge rather than back out of the uplink (both have the connected /64).
     // From the upstream's internet address: the link's own addresses are
