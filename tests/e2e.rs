@@ -4,72 +4,21 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
+use common::web::{
+    HOST, INTERNET, PROMPTLY, address_of, ipv6_network, one_at_a_time, reached_by_dnat, refused,
+    run_server, run_server_with,
+};
 
-/// One lab at a time: these tests start dozens of containers on two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Whether `test` may run (root: see `require_root`), holding the one-lab lock.
-fn one_at_a_time(test: &str) -> Option<MutexGuard<'static, ()>> {
-    common::require_root(test).then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-const HOST: &str = lab::HOST_V6;
-const UPSTREAM: &str = lab::UPSTREAM_V6;
-const INTERNET: &str = lab::UPSTREAM_INTERNET_V6;
-const PROMPTLY: Duration = Duration::from_secs(20);
-
-/// A busybox httpd whose `/cgi-bin/ip` answers with the client's address.
-const WHO_AM_I_SERVER: &str = "mkdir -p /www/cgi-bin && \
-    printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho \"$REMOTE_ADDR\"\\n' > /www/cgi-bin/ip && \
-    chmod +x /www/cgi-bin/ip && httpd -p 9000 -h /www && exec httpd -f -p 80 -h /www";
-
-fn run_server(lab: &DockerLab, name: &str, network: &str, publish: &[&str]) -> String {
-    let mut args = vec!["run", "-d", "--name", name, "--network", network];
-    for p in publish {
-        args.extend(["-p", p]);
-    }
-    args.extend([lab::IMAGE, "sh", "-c", WHO_AM_I_SERVER]);
-    lab.docker(&args)
-}
-
-fn address_of(lab: &DockerLab, container: &str, network: &str) -> String {
-    lab.docker(&[
-        "inspect",
-        "-f",
-        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").GlobalIPv6Address}}}}"),
-        container,
-    ])
-}
-
-fn ipv6_network(lab: &DockerLab, name: &str, subnet: &str) {
-    lab.docker(&["network", "create", "--ipv6", "--subnet", subnet, name]);
-}
-
-/// Waits until `to` answers the upstream *with the upstream's own address*:
-/// DNAT by dock6, not Docker's userland proxy (which answers from the
-/// bridge's address as soon as `docker run` returns).
-fn reached_by_dnat(upstream: &common::netns::Netns, to: SocketAddr, agent: &Agent) -> Duration {
-    let started = Instant::now();
-    let mut last = String::new();
-    while started.elapsed() < PROMPTLY {
-        match upstream.http_get(to, "/cgi-bin/ip") {
-            Ok(body) if body.contains(UPSTREAM) => return started.elapsed(),
-            Ok(body) => last = body,
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!(
-        "{to} not DNAT'ed to the container within {PROMPTLY:?} (last answer: {last})\n{}",
-        agent.log()
-    );
+/// Whether `nft list map inet dock6 dnat_any` in the host holds `tcp . PORT :`.
+fn dnat_any_maps(lab: &DockerLab, port: u16) -> bool {
+    lab.host_ns()
+        .exec_ok(&["nft", "list", "map", "inet", "dock6", "dnat_any"])
+        .contains(&format!("tcp . {port} :"))
 }
 
 #[test]
@@ -105,14 +54,21 @@ fn nat66_egress_published_ports_and_their_removal() {
     run_server(&lab, "web", "n1", &["8080:80"]);
     let web = address_of(&lab, "web", "n1");
     reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
-    // Unpublished: refused from the upstream, while it answers from the host (the control).
-    assert!(
-        upstream.http_get(sock(HOST, 9000), "/cgi-bin/ip").is_err(),
-        "unpublished port refused"
-    );
+    // Unpublished: port 9000 listens in the container (the control: it answers
+    // from the host) and is refused from the upstream, on the host's address and
+    // on the container's own, routed to the host by the upstream.
+    upstream.ip("-6 route add fd00:1::/64 via 2001:db8:1::10");
     assert!(
         host.http_get(sock(&web, 9000), "/cgi-bin/ip").is_ok(),
         "control: port 9000 is up"
+    );
+    assert!(
+        refused(&upstream, sock(HOST, 9000)),
+        "unpublished port refused on the host's address"
+    );
+    assert!(
+        refused(&upstream, sock(&web, 9000)),
+        "unpublished port refused at the container's address"
     );
     // Hairpin from the host itself.
     assert!(
@@ -129,12 +85,27 @@ fn nat66_egress_published_ports_and_their_removal() {
     for i in 0..runs {
         lab.docker(&["rm", "-f", "web"]);
         let closed = Instant::now() + PROMPTLY;
-        while upstream.http_get(sock(HOST, 8080), "/cgi-bin/ip").is_ok() {
+        while upstream.http_get(sock(HOST, 8080), "/cgi-bin/ip").is_ok()
+            || dnat_any_maps(&lab, 8080)
+        {
             assert!(
                 Instant::now() < closed,
-                "port 8080 still open after docker rm -f"
+                "port 8080 still open (or still in dnat_any) after docker rm -f\n{}",
+                agent.log()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if i == 0 {
+            // A stale mapping would forward 8080 to whatever listens at the old
+            // address next: an unpublished container there must stay unreachable.
+            run_server_with(&lab, "ghost", "n1", &["--ip6", &web], &[]);
+            host.http_get_within(sock(&web, 80), "/cgi-bin/ip", PROMPTLY)
+                .expect("control: the unpublished container answers at the old address");
+            assert!(
+                refused(&upstream, sock(HOST, 8080)),
+                "the old host port does not lead to the new container"
+            );
+            lab.docker(&["rm", "-f", "ghost"]);
         }
         let port = format!("{}:80", 8081 + i);
         run_server(&lab, "web", "n1", &[&port, "8080:80"]);
@@ -196,15 +167,18 @@ fn dock6_follows_docker_through_a_restart() {
     let upstream = lab.upstream_ns();
     reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
 
+    // Only log lines written after each step count: the first snapshot's lines are there already.
+    let stopped = agent.mark();
     lab.lab.stop_docker().expect("stop dockerd");
-    agent.wait_for_log("reconnecting to Docker", PROMPTLY);
+    agent.wait_for_log_since(stopped, "reconnecting to Docker", PROMPTLY);
     assert!(
         agent.is_running(),
         "dock6 keeps running while Docker is down"
     );
     let options = lab.options.clone();
+    let restarted = agent.mark();
     lab.lab.start_docker(&options).expect("start dockerd again");
-    agent.wait_for_log("Docker snapshot taken", PROMPTLY);
+    agent.wait_for_log_since(restarted, "Docker snapshot taken", PROMPTLY);
     run_server(&lab, "after", "n1", &["8081:80"]);
     reached_by_dnat(&upstream, sock(HOST, 8081), &agent);
     assert!(agent.stop(), "dock6 stops cleanly on SIGTERM");

@@ -44,8 +44,18 @@ impl Agent {
 
     /// Waits until the log holds `needle` (or panics after `timeout`, showing the log).
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        self.wait_for_log_since(0, needle, timeout);
+    }
+
+    /// Where the log ends now: what is written after this is new.
+    pub fn mark(&self) -> usize {
+        self.log().len()
+    }
+
+    /// Waits until the log written after `mark` holds `needle` (or panics after `timeout`).
+    pub fn wait_for_log_since(&self, mark: usize, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
+        while !self.log().get(mark..).unwrap_or_default().contains(needle) {
             if Instant::now() > deadline {
                 panic!(
                     "dock6 did not log {needle:?} within {timeout:?}; its log:\n{}",

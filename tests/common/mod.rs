@@ -152,3 +152,5 @@ pub mod docker_lab;
 pub mod icmp6;
 pub mod lab;
 pub mod netns;
+pub mod probe;
+pub mod web;
