@@ -21,8 +21,8 @@ impl Agent {
         Agent::start_wrapped(lab, config, &[])
     }
 
-    /// The same, run by `wrapper` (e.g. `unshare --pid --fork`), which must
-    /// end up running dock6 as its only child (or exec it).
+    /// The same, run by `wrapper` (e.g. `unshare --pid --fork`), which
+    /// either execs dock6 or, with `--fork`, runs it as its only child.
     pub fn start_wrapped(lab: &DockerLab, config: &str, wrapper: &[&str]) -> Agent {
         let config_path = lab.lab.dir.join("dock6.toml");
         std::fs::write(&config_path, config).expect("write dock6.toml");
@@ -46,9 +46,9 @@ impl Agent {
             .stderr(file)
             .spawn()
             .expect("start dock6 run");
-        let pid = match wrapper.is_empty() {
-            true => child.id(),
-            false => only_child(child.id()),
+        let pid = match wrapper.contains(&"--fork") {
+            true => only_child(child.id()),
+            false => child.id(),
         };
         Agent { child, log, pid }
     }
