@@ -79,8 +79,10 @@ impl ApplyReport {
             out.push(format!("table: {p}"));
         }
         for s in &self.sysctls {
-            if let Some(p) = s.outcome.problem() {
-                out.push(format!("sysctl {}: {p}", s.key));
+            match &s.outcome {
+                // The error names the sysctl already.
+                Part::Failed(e) => out.push(e.to_string()),
+                other => out.extend(other.problem().map(|p| format!("sysctl {}: {p}", s.key))),
             }
         }
         match &self.proxies {

@@ -55,7 +55,7 @@ impl HostGrace {
         let since = *self.degraded_since.get_or_insert(now);
         let after = now.saturating_duration_since(since);
         if after < grace {
-            let event = started.then(|| GraceEvent::Started { what, grace });
+            let event = started.then_some(GraceEvent::Started { what, grace });
             return (stand_in(last, fresh, uplink), event);
         }
         self.degraded_since = None;

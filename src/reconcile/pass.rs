@@ -21,6 +21,9 @@ impl Loop {
     pub(super) fn next_due(&mut self, converged: bool) -> Option<Instant> {
         let now = Instant::now();
         let due = retry::after_pass(converged, &mut self.retry, now, None);
+        if let Some(at) = due {
+            warn!("the pass did not converge: retrying in {:?}", at - now);
+        }
         match (due, self.host_grace.deadline(self.config.host_facts_grace)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -250,7 +253,7 @@ impl Loop {
 fn log_failures(report: &ApplyReport) -> bool {
     let failures = report.failures();
     for failure in &failures {
-        error!("{failure}; retrying");
+        error!("{failure}");
     }
     failures.is_empty()
 }

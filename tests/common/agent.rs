@@ -11,17 +11,32 @@ use super::docker_lab::DockerLab;
 pub struct Agent {
     child: Child,
     pub log: PathBuf,
+    /// The dock6 process itself (not the same as `child` under a wrapper).
+    pid: u32,
 }
 
 impl Agent {
     /// Starts `dock6 run` against the lab's dockerd, with `config` as its config file.
     pub fn start(lab: &DockerLab, config: &str) -> Agent {
+        Agent::start_wrapped(lab, config, &[])
+    }
+
+    /// The same, run by `wrapper` (e.g. `unshare --pid --fork`), which
+    /// either execs dock6 or, with `--fork`, runs it as its only child.
+    pub fn start_wrapped(lab: &DockerLab, config: &str, wrapper: &[&str]) -> Agent {
         let config_path = lab.lab.dir.join("dock6.toml");
         std::fs::write(&config_path, config).expect("write dock6.toml");
         let log = lab.lab.dir.join("dock6.log");
         let file = File::create(&log).expect("create dock6.log");
-        let child = lab
-            .in_host(env!("CARGO_BIN_EXE_dock6"))
+        let (program, prefix) = match wrapper.split_first() {
+            Some((program, args)) => (*program, args.to_vec()),
+            None => (env!("CARGO_BIN_EXE_dock6"), vec![]),
+        };
+        let mut command = lab.in_host(program);
+        if !wrapper.is_empty() {
+            command.args(prefix).arg(env!("CARGO_BIN_EXE_dock6"));
+        }
+        let child = command
             .args(["run", "--docker-host", &lab.host(), "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
@@ -31,7 +46,16 @@ impl Agent {
             .stderr(file)
             .spawn()
             .expect("start dock6 run");
-        Agent { child, log }
+        let pid = match wrapper.contains(&"--fork") {
+            true => only_child(child.id()),
+            false => child.id(),
+        };
+        Agent { child, log, pid }
+    }
+
+    /// The dock6 process's pid (in this test's pid namespace).
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     pub fn log(&self) -> String {
@@ -83,7 +107,7 @@ impl Agent {
 
     /// The agent's resident set size, from /proc (KiB).
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
         status.lines().find_map(|l| {
             l.strip_prefix("VmRSS:")?
                 .trim()
@@ -96,8 +120,9 @@ impl Agent {
 
     /// SIGTERM, then wait; returns whether it exited with success.
     pub fn stop(&mut self) -> bool {
-        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // SAFETY: kill(2) on the pid of dock6, our child (or its only child
+        // under a wrapper), which has not been reaped.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match self.child.try_wait() {
@@ -120,5 +145,23 @@ impl Drop for Agent {
         if self.is_running() {
             self.stop();
         }
+    }
+}
+
+/// The one child of process `pid`, waited for (a wrapper forks it).
+fn only_child(pid: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(child) = children
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.parse().ok())
+        {
+            return child;
+        }
+        assert!(Instant::now() < deadline, "process {pid} started no child");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

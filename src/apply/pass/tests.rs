@@ -96,7 +96,10 @@ fn a_failed_table_is_never_followed_by_forwarding_but_the_rest_runs() {
         failures[0].starts_with("table: nftables: replace dock6"),
         "{failures:?}"
     );
-    assert!(failures[1].contains("all.forwarding: skipped: the table is not in"));
+    assert!(
+        failures[1].contains("all.forwarding: skipped: the table is not in"),
+        "{failures:?}"
+    );
     assert!(failures[2].starts_with("conntrack deletes: skipped"));
 }
 

@@ -1,0 +1,86 @@
+//! A pass that fails is retried on its own, with backoff, until it
+//! converges: no event is needed. `dock6 run` against the xtask lab's
+//! dockerd, in a mount namespace where the uplink's `accept_ra` sysctl is
+//! made unwritable for a while (a read-only bind mount over its /proc file);
+//! then the mount goes away — nothing the network sees — and dock6 gets
+//! there by itself. Needs root.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::agent::Agent;
+use common::docker_lab::{DockerLab, lab};
+
+const PROMPTLY: Duration = Duration::from_secs(20);
+const ACCEPT_RA: &str = "/proc/sys/net/ipv6/conf/eth0/accept_ra";
+
+#[test]
+fn a_failed_sysctl_is_retried_until_it_converges_without_an_event() {
+    if !common::require_root("a_failed_sysctl_is_retried_until_it_converges_without_an_event") {
+        return;
+    }
+    let lab = DockerLab::up("e2eretry", lab::Options::default());
+    let host = lab.host_ns();
+    let original_ra = host.read_sysctl("net.ipv6.conf.eth0.accept_ra");
+    let fake = lab.lab.dir.join("accept_ra");
+    std::fs::write(&fake, "1\n").expect("write the stand-in sysctl file");
+    // A private mount namespace for dock6 alone: the host's /proc is not touched.
+    let script = format!(
+        "mount --bind {fake} {ACCEPT_RA} && mount -o remount,bind,ro {ACCEPT_RA} && exec \"$0\" \"$@\"",
+        fake = fake.display()
+    );
+    let agent = Agent::start_wrapped(&lab, "", &["unshare", "--mount", "sh", "-c", &script]);
+    agent.wait_for_log("eth0.accept_ra", PROMPTLY);
+    agent.wait_for_log("retrying", PROMPTLY);
+    assert_eq!(
+        host.read_sysctl("net.ipv6.conf.eth0.accept_ra"),
+        original_ra,
+        "control: dock6 could not write accept_ra"
+    );
+    assert!(
+        !agent.log().contains("net.ipv6.conf.all.forwarding: 0 → 1"),
+        "forwarding waits for accept_ra:\n{}",
+        agent.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let failures = agent.log().matches("retrying").count();
+    assert!(failures >= 2, "retried without an event:\n{}", agent.log());
+
+    // Both namespaces: what /proc/sys/net shows depends on the network namespace.
+    let mnt = format!("--mount=/proc/{}/ns/mnt", agent.pid());
+    let net = format!("--net=/proc/{}/ns/net", agent.pid());
+    let out = std::process::Command::new("nsenter")
+        .args([mnt.as_str(), net.as_str(), "umount", ACCEPT_RA])
+        .output()
+        .expect("nsenter umount");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fixed = Instant::now();
+    while host.read_sysctl("net.ipv6.conf.eth0.accept_ra") != "2"
+        || host.read_sysctl("net.ipv6.conf.all.forwarding") != "1"
+    {
+        assert!(
+            fixed.elapsed() < PROMPTLY,
+            "did not converge after the sysctl came back:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "figure: converged {:?} after the sysctl came back",
+        fixed.elapsed()
+    );
+    // Converged: no more retries.
+    let retries = agent.log().matches("retrying").count();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        agent.log().matches("retrying").count(),
+        retries,
+        "{}",
+        agent.log()
+    );
+}
