@@ -44,7 +44,7 @@ pub(super) struct Guard {
     /// Bridges of `unfiltered` networks.
     pub unfiltered: Vec<String>,
     /// Every Docker IPv6 network (any mode), for the source checks.
-    pub ipv6_networks: Vec<(String, String, Vec<Ipv6Net>)>,
+    pub ipv6_networks: Vec<NetworkPlan>,
     /// Subnets whose sources never arrive from outside.
     pub foreign_subnets: Vec<(String, Ipv6Net)>,
     /// Container addresses on subnets that cover a link prefix of the host,
@@ -64,36 +64,19 @@ impl Guard {
         ipv4_only_bridges: &[String],
         containers: &[ContainerPlan],
     ) -> Guard {
-        let known: BTreeSet<&str> = networks
-            .iter()
-            .map(|n| n.bridge.as_str())
-            .chain(ipv4_only_bridges.iter().map(String::as_str))
-            .collect();
-        let links: Vec<Ipv6Net> = host
-            .interfaces
-            .iter()
-            .filter(|i| !known.contains(i.name.as_str()) && !is_docker_bridge_name(&i.name))
-            .flat_map(|i| i.onlink_prefixes.iter().copied())
-            .collect();
+        let links = link_prefixes(host, networks, ipv4_only_bridges);
         // A subnet that covers a whole link prefix also holds other nodes'
         // addresses (the router's, the host's): only containers' own
         // addresses can be checked there.
-        let shares_link = |s: &Ipv6Net| links.iter().any(|p| s.contains(p));
-        let mut foreign_subnets = Vec::new();
-        let mut shared = BTreeSet::new();
-        for n in networks {
-            for s in &n.subnets {
-                if shares_link(s) {
-                    shared.insert(n.name.clone());
-                } else {
-                    foreign_subnets.push((n.name.clone(), *s));
-                }
-            }
-        }
+        let (covering, foreign): (Vec<_>, Vec<_>) = networks
+            .iter()
+            .flat_map(|n| n.subnets.iter().map(move |s| (n.name.clone(), *s)))
+            .partition(|(_, s)| links.iter().any(|p| s.contains(p)));
+        let link_covering: BTreeSet<String> = covering.into_iter().map(|(n, _)| n).collect();
         let onlink_endpoints = containers
             .iter()
             .flat_map(|c| c.endpoints.iter())
-            .filter(|e| shared.contains(&e.network))
+            .filter(|e| link_covering.contains(&e.network))
             .map(|e| e.address)
             // A container claiming the router's address must not cut the
             // host off from the real router.
@@ -110,19 +93,34 @@ impl Guard {
                 .chain(ipv4_only_bridges.iter().cloned())
                 .collect(),
             unfiltered: bridges_of(Mode::Unfiltered).collect(),
-            ipv6_networks: networks
-                .iter()
-                .map(|n| (n.name.clone(), n.bridge.clone(), n.subnets.clone()))
-                .collect(),
-            foreign_subnets,
+            ipv6_networks: networks.to_vec(),
+            foreign_subnets: foreign,
             onlink_endpoints,
-            link_covering: shared,
+            link_covering,
             // Only when dock6 is about to turn it on (or did): the chain is
             // also the record of that, which must not lie.
             docker_only: host.forwarding_enabled_by_dock6
                 || (host.forwarding == Some(0) && networks.iter().any(|n| n.mode.forwards())),
         }
     }
+}
+
+/// On-link prefixes of the host's interfaces that are not Docker bridges.
+fn link_prefixes(
+    host: &HostFacts,
+    networks: &[NetworkPlan],
+    ipv4_only_bridges: &[String],
+) -> Vec<Ipv6Net> {
+    let docker_bridge = |name: &str| {
+        is_docker_bridge_name(name)
+            || networks.iter().any(|n| n.bridge == name)
+            || ipv4_only_bridges.iter().any(|b| b == name)
+    };
+    host.interfaces
+        .iter()
+        .filter(|i| !docker_bridge(&i.name))
+        .flat_map(|i| i.onlink_prefixes.iter().copied())
+        .collect()
 }
 
 fn is_docker_bridge_name(name: &str) -> bool {
@@ -239,14 +237,14 @@ pub(super) fn antispoof_chain(guard: &Guard) -> Chain {
             .comment("the host's own traffic to itself")
             .ret(),
     ];
-    for (name, bridge, subnets) in &guard.ipv6_networks {
-        for s in subnets {
-            rules.push(rule().iifname(bridge).saddr(*s).ret());
+    for n in &guard.ipv6_networks {
+        for s in &n.subnets {
+            rules.push(rule().iifname(&n.bridge).saddr(*s).ret());
         }
         rules.push(
             rule()
-                .iifname(bridge)
-                .comment(format!("network {name}: no source outside its subnets"))
+                .iifname(&n.bridge)
+                .comment(format!("network {}: no source outside its subnets", n.name))
                 .drop(),
         );
     }
