@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/all-three-modes");
     let snapshot = dock6::source::load_snapshot(&dir.join("snapshot.json"))?;
-    let table = dock6::plan::plan(&dock6::config::Config::default(), &snapshot).ruleset;
+    let table = dock6::plan::plan(&dock6::plan::Policy::default(), &snapshot).ruleset;
     let ours = median(|| replace_table(&table).map_err(Into::into))?;
     let theirs = median(|| nft_f(&table.replace_script()))?;
     println!(

@@ -12,38 +12,29 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plan::Mode;
+use crate::plan::{Mode, Policy};
 
 pub const DEFAULT_PATH: &str = "/etc/dock6/dock6.toml";
-/// The mark bit dock6 ORs into what it accepts; see README "Coexisting".
-pub const DEFAULT_ACCEPT_MARK: u32 = 0x0400_0000;
+pub use crate::plan::DEFAULT_ACCEPT_MARK;
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
 /// How long host facts that vanished (default route, uplink) are replaced by
 /// the last good ones before dock6 plans without them.
 pub const DEFAULT_HOST_FACTS_GRACE: Duration = Duration::from_secs(30);
 
+/// The planner's policy, and the reconcile loop's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Interface facing the upstream router; default: the IPv6 default route's.
-    pub uplink: Option<String>,
-    /// Source address for NAT66 (instead of masquerade's choice).
-    pub egress_address: Option<Ipv6Addr>,
+    pub policy: Policy,
     pub resync_interval: Duration,
     pub host_facts_grace: Duration,
-    pub accept_mark: u32,
-    /// Per-network mode overrides, by Docker network name.
-    pub network_modes: BTreeMap<String, Mode>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            uplink: None,
-            egress_address: None,
+            policy: Policy::default(),
             resync_interval: DEFAULT_RESYNC,
             host_facts_grace: DEFAULT_HOST_FACTS_GRACE,
-            accept_mark: DEFAULT_ACCEPT_MARK,
-            network_modes: BTreeMap::new(),
         }
     }
 }
@@ -117,12 +108,12 @@ impl Config {
         if let Some(uplink) = raw.uplink {
             check_ifname(uplink.get_ref())
                 .map_err(|m| invalid(Some(uplink.span()), Some("uplink".into()), m))?;
-            config.uplink = Some(uplink.into_inner());
+            config.policy.uplink = Some(uplink.into_inner());
         }
         if let Some(egress) = raw.egress_address {
             let addr = parse_egress(egress.get_ref())
                 .map_err(|m| invalid(Some(egress.span()), Some("egress_address".into()), m))?;
-            config.egress_address = Some(addr);
+            config.policy.egress_address = Some(addr);
         }
         if let Some(resync) = raw.resync_interval {
             config.resync_interval = parse_interval(resync.get_ref())
@@ -133,11 +124,14 @@ impl Config {
                 .map_err(|m| invalid(Some(grace.span()), Some("host_facts_grace".into()), m))?;
         }
         if let Some(mark) = raw.accept_mark {
-            config.accept_mark = parse_mark(*mark.get_ref())
+            config.policy.accept_mark = parse_mark(*mark.get_ref())
                 .map_err(|m| invalid(Some(mark.span()), Some("accept_mark".into()), m))?;
         }
         for (name, net) in raw.networks {
-            config.network_modes.insert(name, net.mode.into_inner());
+            config
+                .policy
+                .network_modes
+                .insert(name, net.mode.into_inner());
         }
         Ok(config)
     }
@@ -262,11 +256,14 @@ mod tests {
             "uplink = \"eth0.100\"\negress_address = \"2001:db8::10\"\nresync_interval = \"30s\"\naccept_mark = 0x100\n[networks.web]\nmode = \"ndp-proxy\"\n",
         )
         .unwrap();
-        assert_eq!(c.uplink.as_deref(), Some("eth0.100"));
-        assert_eq!(c.egress_address, Some("2001:db8::10".parse().unwrap()));
+        assert_eq!(c.policy.uplink.as_deref(), Some("eth0.100"));
+        assert_eq!(
+            c.policy.egress_address,
+            Some("2001:db8::10".parse().unwrap())
+        );
         assert_eq!(c.resync_interval, Duration::from_secs(30));
-        assert_eq!(c.accept_mark, 0x100);
-        assert_eq!(c.network_modes.get("web"), Some(&Mode::NdpProxy));
+        assert_eq!(c.policy.accept_mark, 0x100);
+        assert_eq!(c.policy.network_modes.get("web"), Some(&Mode::NdpProxy));
     }
 
     #[test]

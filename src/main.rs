@@ -88,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let snapshot = load_snapshot(&snapshot.context("--snapshot is required")?)?;
-            print!("{}", plan::plan(&config, &snapshot));
+            print!("{}", plan::plan(&config.policy, &snapshot));
             Ok(())
         }
         Command::Run {
@@ -128,7 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 snapshot.host.forwarding = read_forwarding();
             }
             snapshot.host.forwarding_enabled_by_dock6 = forwarding_enabled_by_dock6()?;
-            let plan = plan::plan(&config, &snapshot);
+            let plan = plan::plan(&config.policy, &snapshot);
             for note in &plan.notes {
                 match note.level {
                     plan::Level::Info => tracing::info!("{}", note.text),

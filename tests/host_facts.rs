@@ -8,8 +8,7 @@ mod common;
 use std::net::Ipv6Addr;
 
 use common::netns::Netns;
-use dock6::config::Config;
-use dock6::plan::{ProxyEntry, plan};
+use dock6::plan::{Policy, ProxyEntry, plan};
 use dock6::snapshot::{Container, Endpoint, Network, Snapshot, Subnet};
 
 const ROUTER: &str = "2001:db8:1::1";
@@ -114,7 +113,7 @@ fn no_proxy_entry_for_the_router_the_host_or_another_node() {
     assert_eq!(facts.default_routers, [addr(ROUTER)]);
     assert_eq!(facts.forwarding, Some(0), "a fresh namespace");
 
-    let p = plan(&Config::default(), &snapshot(facts));
+    let p = plan(&Policy::default(), &snapshot(facts));
     let mut proxied: Vec<Ipv6Addr> = p.proxy_entries.iter().map(|e| e.address).collect();
     proxied.sort();
     assert_eq!(

@@ -9,6 +9,7 @@ mod host;
 mod labels;
 mod mode;
 mod networks;
+mod policy;
 mod ports;
 mod report;
 mod ruleset;
@@ -17,9 +18,7 @@ mod sets;
 use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
-use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::nft::Table;
 use crate::snapshot::Snapshot;
 
@@ -27,62 +26,11 @@ pub use bootstrap::bootstrap_table;
 pub use guard::CHAIN_NOT_DOCKER;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
+pub use policy::{DEFAULT_ACCEPT_MARK, Mode, Policy};
 pub use ruleset::{
     CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,
     PRIORITY_SRCNAT, SET_BRIDGES, SET_DNAT_ADDR, SET_DNAT_ANY, SET_OPEN_PORTS, SET_SEALED,
 };
-
-/// How dock6 handles one Docker IPv6 network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    Nat66,
-    NdpProxy,
-    Routed,
-    Off,
-    Unfiltered,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Nat66 => "nat66",
-            Mode::NdpProxy => "ndp-proxy",
-            Mode::Routed => "routed",
-            Mode::Off => "off",
-            Mode::Unfiltered => "unfiltered",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Mode> {
-        match text.trim() {
-            "nat66" => Some(Mode::Nat66),
-            "ndp-proxy" => Some(Mode::NdpProxy),
-            "routed" => Some(Mode::Routed),
-            "off" => Some(Mode::Off),
-            "unfiltered" => Some(Mode::Unfiltered),
-            _ => None,
-        }
-    }
-
-    /// Whether containers' own addresses are reachable from outside (on what
-    /// is published or exposed).
-    pub fn addresses_reachable(self) -> bool {
-        matches!(self, Mode::NdpProxy | Mode::Routed)
-    }
-
-    /// Whether dock6 filters and NATs the network (its bridge is in
-    /// `@bridges`). `off` networks are closed; `unfiltered` ones are left to
-    /// the operator's own rules.
-    pub fn filtered(self) -> bool {
-        matches!(self, Mode::Nat66 | Mode::NdpProxy | Mode::Routed)
-    }
-
-    /// Whether the network needs IPv6 forwarding.
-    pub fn forwards(self) -> bool {
-        self != Mode::Off
-    }
-}
 
 /// The whole desired state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +141,7 @@ impl Note {
 }
 
 /// Plans the whole desired state.
-pub fn plan(config: &Config, snapshot: &Snapshot) -> Plan {
+pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
     let mut notes = Vec::new();
     let uplink = config
         .uplink

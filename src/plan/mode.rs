@@ -3,8 +3,7 @@
 
 use ipnet::Ipv6Net;
 
-use super::{Mode, Note};
-use crate::config::Config;
+use super::{Mode, Note, Policy};
 use crate::snapshot::{Interface, Network};
 
 pub const MODE_LABEL: &str = "dock6.mode";
@@ -27,7 +26,7 @@ impl ModeSource {
 }
 
 pub(super) fn choose_mode(
-    config: &Config,
+    config: &Policy,
     network: &Network,
     subnets: &[Ipv6Net],
     uplink: Option<&Interface>,

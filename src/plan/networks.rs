@@ -3,8 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::mode::{choose_mode, is_6to4};
-use super::{Mode, NetworkPlan, Note};
-use crate::config::Config;
+use super::{Mode, NetworkPlan, Note, Policy};
 use crate::snapshot::{Interface, Network, Snapshot};
 
 const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
@@ -23,7 +22,7 @@ pub(super) struct Networks {
 /// Sorts Docker's networks into IPv6 bridge networks with a mode and
 /// IPv4-only bridges. Other drivers are skipped with a note.
 pub(super) fn managed_networks(
-    config: &Config,
+    config: &Policy,
     snapshot: &Snapshot,
     uplink: Option<&Interface>,
     notes: &mut Vec<Note>,

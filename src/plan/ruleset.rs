@@ -9,8 +9,7 @@ use ipnet::Ipv6Net;
 use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS};
 use super::ports::ContainerPlan;
 use super::sets::{guard_sets, sets};
-use super::{Mode, NetworkPlan, Note};
-use crate::config::Config;
+use super::{Mode, NetworkPlan, Note, Policy};
 use crate::nft::{
     BaseChain, Chain, ChainKind, CtState, DnatKey, Hook, Priority, Rule, StandardPriority,
     Statement, TABLE_NAME, Table, rule,
@@ -57,7 +56,7 @@ pub const CHAIN_POSTROUTING: &str = "postrouting";
 const ESTABLISHED: [CtState; 2] = [CtState::Established, CtState::Related];
 
 pub(super) fn build(
-    config: &Config,
+    config: &Policy,
     uplink: Option<&str>,
     networks: &[NetworkPlan],
     containers: &[ContainerPlan],
@@ -261,7 +260,7 @@ fn published_chain() -> Chain {
 }
 
 fn postrouting_chain(
-    config: &Config,
+    config: &Policy,
     uplink: Option<&str>,
     managed: &[&NetworkPlan],
     guard: &Guard,

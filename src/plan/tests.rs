@@ -68,7 +68,7 @@ fn snapshot(containers: Vec<Container>) -> Snapshot {
 
 #[test]
 fn one_more_container_adds_elements_never_rules() {
-    let config = Config::default();
+    let config = Policy::default();
     let before = plan(
         &config,
         &snapshot(vec![container(
@@ -98,7 +98,7 @@ fn dnat_targets_the_gateway_network_else_the_first_by_name() {
         &[("app", "fd00:1::2"), ("pub", "2001:db8:2::2")],
         Some(("80/tcp", "8080")),
     );
-    let p = plan(&Config::default(), &snapshot(vec![with_gw.clone()]));
+    let p = plan(&Policy::default(), &snapshot(vec![with_gw.clone()]));
     let data = &p.ruleset.set(SET_DNAT_ANY).unwrap().elements[0].data;
     assert_eq!(
         data[0],
@@ -106,7 +106,7 @@ fn dnat_targets_the_gateway_network_else_the_first_by_name() {
         "first by name is app"
     );
     with_gw.gateway_network = Some("pub".into());
-    let p = plan(&Config::default(), &snapshot(vec![with_gw]));
+    let p = plan(&Policy::default(), &snapshot(vec![with_gw]));
     let data = &p.ruleset.set(SET_DNAT_ANY).unwrap().elements[0].data;
     assert_eq!(
         data[0],
@@ -120,13 +120,13 @@ fn mode_precedence_is_config_then_label_then_automatic() {
     snap.networks[1]
         .labels
         .insert("dock6.mode".into(), "nat66".into());
-    let p = plan(&Config::default(), &snap);
+    let p = plan(&Policy::default(), &snap);
     let pub_net = p.networks.iter().find(|n| n.name == "pub").unwrap();
     assert_eq!(
         (pub_net.mode, pub_net.mode_source),
         (Mode::Nat66, ModeSource::Label)
     );
-    let mut config = Config::default();
+    let mut config = Policy::default();
     config.network_modes.insert("pub".into(), Mode::Routed);
     let p = plan(&config, &snap);
     let pub_net = p.networks.iter().find(|n| n.name == "pub").unwrap();
@@ -138,7 +138,7 @@ fn mode_precedence_is_config_then_label_then_automatic() {
 
 #[test]
 fn off_networks_get_nothing_and_stay_closed() {
-    let mut config = Config::default();
+    let mut config = Policy::default();
     config.network_modes.insert("app".into(), Mode::Off);
     config.network_modes.insert("pub".into(), Mode::Off);
     let p = plan(
@@ -167,7 +167,7 @@ fn off_networks_get_nothing_and_stay_closed() {
 
 #[test]
 fn accept_ra_is_raised_before_forwarding_and_never_from_zero() {
-    let p = plan(&Config::default(), &snapshot(vec![]));
+    let p = plan(&Policy::default(), &snapshot(vec![]));
     let keys: Vec<String> = p.sysctls.iter().map(|s| s.key()).collect();
     assert_eq!(
         keys,
@@ -178,7 +178,7 @@ fn accept_ra_is_raised_before_forwarding_and_never_from_zero() {
     );
     let mut snap = snapshot(vec![]);
     snap.host.interfaces[0].accept_ra = Some(0);
-    let p = plan(&Config::default(), &snap);
+    let p = plan(&Policy::default(), &snap);
     assert!(p.sysctls.iter().all(|s| s.name != "accept_ra"));
 }
 
@@ -188,7 +188,7 @@ fn every_rule_is_ipv6_only() {
     // IPv6 match (or an interface match followed by an ip6 one); the other
     // chains are reached only from those.
     use crate::nft::Match;
-    let p = plan(&Config::default(), &snapshot(vec![]));
+    let p = plan(&Policy::default(), &snapshot(vec![]));
     for chain in p.ruleset.chains.iter().filter(|c| c.base.is_some()) {
         if chain
             .rules
@@ -213,7 +213,7 @@ fn every_rule_is_ipv6_only() {
 
 #[test]
 fn unfiltered_networks_are_forwarded_but_neither_filtered_nor_natted() {
-    let mut config = Config::default();
+    let mut config = Policy::default();
     config.network_modes.insert("pub".into(), Mode::Unfiltered);
     let p = plan(
         &config,
@@ -241,7 +241,7 @@ fn unfiltered_networks_are_forwarded_but_neither_filtered_nor_natted() {
 #[test]
 fn forwarding_dock6_turns_on_is_for_docker_only() {
     let has_guard = |snap: &Snapshot| {
-        let p = plan(&Config::default(), snap);
+        let p = plan(&Policy::default(), snap);
         p.ruleset.chains.iter().any(|c| c.name == CHAIN_NOT_DOCKER)
     };
     let mut snap = snapshot(vec![]);
@@ -266,7 +266,7 @@ fn sources_of_a_subnet_covering_the_link_are_checked_per_container() {
     let mut lan = network("c", "lan", "2001:db8:1::/64");
     lan.labels.insert("dock6.mode".into(), "ndp-proxy".into());
     snap.networks.push(lan);
-    let ruleset = plan(&Config::default(), &snap).ruleset;
+    let ruleset = plan(&Policy::default(), &snap).ruleset;
     let text = ruleset.to_string();
     assert!(
         !text.contains("ip6 saddr 2001:db8:1::/64 drop"),
@@ -287,7 +287,7 @@ fn no_proxy_entry_for_an_address_dock6_cannot_own() {
     let mut lan = network("c", "lan", "2001:db8:1::/64");
     lan.labels.insert("dock6.mode".into(), "ndp-proxy".into());
     snap.networks.push(lan);
-    let p = plan(&Config::default(), &snap);
+    let p = plan(&Policy::default(), &snap);
     let proxied: Vec<String> = p
         .proxy_entries
         .iter()

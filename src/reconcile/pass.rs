@@ -38,7 +38,7 @@ impl Loop {
             return false;
         };
         host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
-        let plan = plan::plan(&self.config, &self.view.snapshot(host));
+        let plan = plan::plan(&self.config.policy, &self.view.snapshot(host));
         self.log_new_notes(&plan.notes);
         let (companion, certain) = self.check_docker_firewall().await;
         let converged = match companion {
@@ -59,7 +59,7 @@ impl Loop {
             }
         };
         let grace = self.config.host_facts_grace;
-        let uplink = self.config.uplink.as_deref();
+        let uplink = self.config.policy.uplink.as_deref();
         let (facts, event) = self.host_grace.facts(fresh, uplink, grace, Instant::now());
         match event {
             Some(GraceEvent::Started { what, grace }) => warn!(

@@ -49,7 +49,7 @@ impl Scenario {
         };
         let snapshot =
             dock6::source::load_snapshot(&self.snapshot()).unwrap_or_else(|e| panic!("{e}"));
-        dock6::plan::plan(&config, &snapshot)
+        dock6::plan::plan(&config.policy, &snapshot)
     }
 }
 

@@ -1,6 +1,5 @@
 use super::*;
 use crate::apply::fake::Recorder;
-use crate::config::Config;
 use crate::nft::Value;
 use crate::plan::SET_DNAT_ANY;
 use crate::snapshot::Snapshot;
@@ -8,7 +7,7 @@ use crate::snapshot::Snapshot;
 pub(crate) fn all_three_modes() -> Plan {
     let text = include_str!("../../../rules/all-three-modes/snapshot.json");
     let snapshot: Snapshot = serde_json::from_str(text).expect("bundled scenario parses");
-    crate::plan::plan(&Config::default(), &snapshot)
+    crate::plan::plan(&crate::plan::Policy::default(), &snapshot)
 }
 
 /// The plan with one published mapping (host port 8080) gone.

@@ -1,0 +1,86 @@
+//! What the operator decides for the planner: the planner's whole input
+//! besides the Docker snapshot and host facts. The config file holds it (with
+//! the loop's own settings), so the planner never depends on the config.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// The mark bit dock6 ORs into what it accepts, so a user's `policy drop`
+/// forward chain can let Docker traffic through with one line.
+pub const DEFAULT_ACCEPT_MARK: u32 = 0x0400_0000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Interface facing the upstream router; default: the IPv6 default route's.
+    pub uplink: Option<String>,
+    /// Source address for NAT66 (instead of masquerade's choice).
+    pub egress_address: Option<Ipv6Addr>,
+    pub accept_mark: u32,
+    /// Per-network mode overrides, by Docker network name.
+    pub network_modes: BTreeMap<String, Mode>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            uplink: None,
+            egress_address: None,
+            accept_mark: DEFAULT_ACCEPT_MARK,
+            network_modes: BTreeMap::new(),
+        }
+    }
+}
+
+/// How dock6 handles one Docker IPv6 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Nat66,
+    NdpProxy,
+    Routed,
+    Off,
+    Unfiltered,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Nat66 => "nat66",
+            Mode::NdpProxy => "ndp-proxy",
+            Mode::Routed => "routed",
+            Mode::Off => "off",
+            Mode::Unfiltered => "unfiltered",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text.trim() {
+            "nat66" => Some(Mode::Nat66),
+            "ndp-proxy" => Some(Mode::NdpProxy),
+            "routed" => Some(Mode::Routed),
+            "off" => Some(Mode::Off),
+            "unfiltered" => Some(Mode::Unfiltered),
+            _ => None,
+        }
+    }
+
+    /// Whether containers' own addresses are reachable from outside (on what
+    /// is published or exposed).
+    pub fn addresses_reachable(self) -> bool {
+        matches!(self, Mode::NdpProxy | Mode::Routed)
+    }
+
+    /// Whether dock6 filters and NATs the network (its bridge is in
+    /// `@bridges`). `off` networks are closed; `unfiltered` ones are left to
+    /// the operator's own rules.
+    pub fn filtered(self) -> bool {
+        matches!(self, Mode::Nat66 | Mode::NdpProxy | Mode::Routed)
+    }
+
+    /// Whether the network needs IPv6 forwarding.
+    pub fn forwards(self) -> bool {
+        self != Mode::Off
+    }
+}
