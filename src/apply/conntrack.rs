@@ -32,8 +32,6 @@ use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 use tracing::{debug, info, warn};
 
-use crate::nft::L4Proto;
-
 /// `CTA_ID`: the entry's 32-bit id (big-endian). Sent back with a delete, it
 /// makes the kernel delete only that very entry, not a newer one that reuses
 /// the tuple (the kernel answers ENOENT instead).
@@ -46,15 +44,7 @@ const CTA_ZONE: u16 = 18;
 /// 32 KiB (and sizes them to the reader's buffer up to that).
 const RECV_BUFFER: usize = 64 * 1024;
 
-/// One published-port mapping, as the DNAT map held it: packets of `proto`
-/// to the host's `host_port` went to `[target]:target_port`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DnatTarget {
-    pub proto: L4Proto,
-    pub host_port: u16,
-    pub target: Ipv6Addr,
-    pub target_port: u16,
-}
+pub use crate::plan::DnatTarget;
 
 impl fmt::Display for DnatTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -542,6 +532,7 @@ impl Ctnetlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nft::L4Proto;
 
     fn v6(s: &str) -> Ipv6Addr {
         s.parse().expect("address")

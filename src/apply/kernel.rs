@@ -9,11 +9,9 @@ use super::ndp::{ProxyNeighbour, ProxySyncReport};
 use super::routes::{Dock6Route, RouteSyncReport};
 use super::sysctl::SysctlOutcome;
 use super::{HostError, nft};
-use std::collections::BTreeSet;
 
-use crate::nft::{Element, ElementChange, TABLE_NAME, Table, Value};
+use crate::nft::{ElementChange, TABLE_NAME, Table};
 use crate::plan::{HostRoute, ProxyEntry, SysctlSetting};
-use crate::plan::{SET_DNAT_ADDR, SET_DNAT_ANY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -155,38 +153,6 @@ impl Kernel for LinuxKernel {
     }
 }
 
-/// The published-port mappings of `old` that `new` no longer has (or maps
-/// elsewhere): their flows must not stick to a container that is gone.
-pub fn removed_dnat_targets(old: &Table, new: &Table) -> Vec<DnatTarget> {
-    let targets = |table: &Table| -> BTreeSet<DnatTarget> {
-        [SET_DNAT_ANY, SET_DNAT_ADDR]
-            .iter()
-            .filter_map(|name| table.set(name))
-            .flat_map(|set| set.elements.iter())
-            .filter_map(dnat_target)
-            .collect()
-    };
-    targets(old).difference(&targets(new)).copied().collect()
-}
-
-/// `[addr .] proto . port : target . target_port` → a DnatTarget.
-fn dnat_target(element: &Element) -> Option<DnatTarget> {
-    let (proto, host_port) = match element.key.as_slice() {
-        [Value::Proto(p), Value::Port(port)]
-        | [Value::Addr(_), Value::Proto(p), Value::Port(port)] => (*p, *port),
-        _ => return None,
-    };
-    match element.data.as_slice() {
-        [Value::Addr(target), Value::Port(target_port)] => Some(DnatTarget {
-            proto,
-            host_port,
-            target: *target,
-            target_port: *target_port,
-        }),
-        _ => None,
-    }
-}
-
 /// What happened to the table in one apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableAction {
@@ -231,23 +197,6 @@ pub fn cleanup(kernel: &mut dyn Kernel) -> Result<CleanupReport, ApplyError> {
 mod tests {
     use super::*;
     use crate::apply::fake::Recorder;
-
-    #[test]
-    fn removed_and_moved_mappings_are_found() {
-        let plan = crate::apply::pass::tests::all_three_modes();
-        let mut moved = plan.ruleset.clone();
-        let dnat = moved
-            .sets
-            .iter_mut()
-            .find(|s| s.name == SET_DNAT_ANY)
-            .unwrap();
-        dnat.elements.retain(|e| e.key[1] != Value::Port(5353));
-        dnat.elements[0].data[0] = Value::Addr("fd00:1::99".parse().unwrap());
-        let removed = removed_dnat_targets(&plan.ruleset, &moved);
-        let ports: Vec<u16> = removed.iter().map(|t| t.host_port).collect();
-        assert_eq!(ports, [8080, 5353], "{removed:?}");
-        assert!(removed_dnat_targets(&plan.ruleset, &plan.ruleset).is_empty());
-    }
 
     #[test]
     fn cleanup_removes_table_then_proxies() {

@@ -16,9 +16,7 @@ pub mod sysctl;
 pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
 pub use error::HostError;
 pub use forwarding::forwarding_enabled_by_dock6;
-pub use kernel::{
-    ApplyError, CleanupReport, Kernel, LinuxKernel, TableAction, cleanup, removed_dnat_targets,
-};
+pub use kernel::{ApplyError, CleanupReport, Kernel, LinuxKernel, TableAction, cleanup};
 pub use ndisc::{
     neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
 };

@@ -11,11 +11,12 @@
 use tracing::{debug, info, warn};
 
 use super::conntrack::DnatTarget;
-use super::kernel::{ApplyError, Kernel, TableAction, removed_dnat_targets};
+use super::kernel::{ApplyError, Kernel, TableAction};
 use super::ndp::ProxySyncReport;
 use super::routes::RouteSyncReport;
 use super::sysctl::SysctlOutcome;
 use crate::nft::{Table, TableDiff, diff};
+use crate::plan::removed_dnat_targets;
 use crate::plan::{Plan, SysctlSetting};
 
 /// The outcome of one part of a pass.

@@ -29,7 +29,11 @@ pub use mode::ModeSource;
 pub use policy::{DEFAULT_ACCEPT_MARK, Mode, Policy};
 pub use ruleset::{
     CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,
-    PRIORITY_SRCNAT, SET_BRIDGES, SET_DNAT_ADDR, SET_DNAT_ANY, SET_OPEN_PORTS, SET_SEALED,
+    PRIORITY_SRCNAT,
+};
+pub use sets::{
+    DnatTarget, MAP_DNAT_ADDR, MAP_DNAT_ANY, SET_BRIDGES, SET_OPEN_PORTS, SET_SEALED,
+    removed_dnat_targets,
 };
 
 /// The whole desired state.

@@ -8,7 +8,10 @@ use ipnet::Ipv6Net;
 
 use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS};
 use super::ports::ContainerPlan;
-use super::sets::{guard_sets, sets};
+use super::sets::{
+    MAP_DNAT_ADDR, MAP_DNAT_ANY, SET_BRIDGES, SET_ICMPV6_INBOUND, SET_OPEN_PORTS, SET_SEALED,
+    guard_sets, sets,
+};
 use super::{Mode, NetworkPlan, Note, Policy};
 use crate::nft::{
     BaseChain, Chain, ChainKind, CtState, DnatKey, Hook, Priority, Rule, StandardPriority,
@@ -36,13 +39,6 @@ pub const PRIORITY_SRCNAT: Priority = Priority {
     base: StandardPriority::Srcnat,
     offset: -5,
 };
-
-pub const SET_BRIDGES: &str = "bridges";
-pub const SET_SEALED: &str = "sealed";
-pub const SET_OPEN_PORTS: &str = "open_ports";
-pub const SET_ICMPV6_INBOUND: &str = "icmpv6_inbound";
-pub const SET_DNAT_ANY: &str = "dnat_any";
-pub const SET_DNAT_ADDR: &str = "dnat_addr";
 
 pub const CHAIN_FORWARD: &str = "forward";
 pub const CHAIN_TO_DOCKER: &str = "to_docker";
@@ -245,14 +241,14 @@ fn published_chain() -> Chain {
             rule()
                 .statement(Statement::DnatMap {
                     key: DnatKey::AddrProtoPort,
-                    map: SET_DNAT_ADDR.into(),
+                    map: MAP_DNAT_ADDR.into(),
                 })
                 .done(),
             rule()
                 .fib_daddr_local()
                 .statement(Statement::DnatMap {
                     key: DnatKey::ProtoPort,
-                    map: SET_DNAT_ANY.into(),
+                    map: MAP_DNAT_ANY.into(),
                 })
                 .done(),
         ],

@@ -6,11 +6,64 @@ use std::net::Ipv6Addr;
 
 use super::guard::{Guard, SET_ONLINK_ENDPOINTS, SET_UNFILTERED, SET_UNMANAGED};
 use super::ports::{ContainerPlan, Listen};
-use super::ruleset::{
-    SET_BRIDGES, SET_DNAT_ADDR, SET_DNAT_ANY, SET_ICMPV6_INBOUND, SET_OPEN_PORTS, SET_SEALED,
-};
 use super::{NetworkPlan, Note};
-use crate::nft::{Element, Icmpv6Type, KeyType, Set, Value};
+use crate::nft::{Element, Icmpv6Type, KeyType, L4Proto, Set, Table, Value};
+
+pub const SET_BRIDGES: &str = "bridges";
+pub const SET_SEALED: &str = "sealed";
+pub const SET_OPEN_PORTS: &str = "open_ports";
+pub const SET_ICMPV6_INBOUND: &str = "icmpv6_inbound";
+/// `proto . host port : container address . container port`, bindings on `::`.
+pub const MAP_DNAT_ANY: &str = "dnat_any";
+/// The same keyed by a specific host address first.
+pub const MAP_DNAT_ADDR: &str = "dnat_addr";
+
+/// One published-port mapping, as the DNAT maps hold it: packets of `proto`
+/// to the host's `host_port` go to `[target]:target_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DnatTarget {
+    pub proto: L4Proto,
+    pub host_port: u16,
+    pub target: Ipv6Addr,
+    pub target_port: u16,
+}
+
+/// The published-port mappings of `old` that `new` no longer has (or maps
+/// elsewhere): their flows must not stick to a container that is gone.
+/// Here, where the maps are made, so that nothing else decodes their names.
+pub fn removed_dnat_targets(old: &Table, new: &Table) -> Vec<DnatTarget> {
+    dnat_targets(old)
+        .difference(&dnat_targets(new))
+        .copied()
+        .collect()
+}
+
+fn dnat_targets(table: &Table) -> BTreeSet<DnatTarget> {
+    [MAP_DNAT_ANY, MAP_DNAT_ADDR]
+        .iter()
+        .filter_map(|name| table.set(name))
+        .flat_map(|set| set.elements.iter())
+        .filter_map(dnat_target)
+        .collect()
+}
+
+/// `[addr .] proto . port : target . target_port` → a DnatTarget.
+fn dnat_target(element: &Element) -> Option<DnatTarget> {
+    let (proto, host_port) = match element.key.as_slice() {
+        [Value::Proto(p), Value::Port(port)]
+        | [Value::Addr(_), Value::Proto(p), Value::Port(port)] => (*p, *port),
+        _ => return None,
+    };
+    match element.data.as_slice() {
+        [Value::Addr(target), Value::Port(target_port)] => Some(DnatTarget {
+            proto,
+            host_port,
+            target: *target,
+            target_port: *target_port,
+        }),
+        _ => None,
+    }
+}
 
 pub(super) fn guard_sets(guard: &Guard) -> Vec<Set> {
     let names =
@@ -89,13 +142,13 @@ pub(super) fn sets(
                 .collect(),
         ),
         set(
-            SET_DNAT_ANY,
+            MAP_DNAT_ANY,
             &[KeyType::InetProto, KeyType::InetService],
             &[KeyType::Ipv6Addr, KeyType::InetService],
             dnat_any,
         ),
         set(
-            SET_DNAT_ADDR,
+            MAP_DNAT_ADDR,
             &[KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
             &[KeyType::Ipv6Addr, KeyType::InetService],
             dnat_addr,

@@ -99,7 +99,7 @@ fn dnat_targets_the_gateway_network_else_the_first_by_name() {
         Some(("80/tcp", "8080")),
     );
     let p = plan(&Policy::default(), &snapshot(vec![with_gw.clone()]));
-    let data = &p.ruleset.set(SET_DNAT_ANY).unwrap().elements[0].data;
+    let data = &p.ruleset.set(MAP_DNAT_ANY).unwrap().elements[0].data;
     assert_eq!(
         data[0],
         crate::nft::Value::Addr("fd00:1::2".parse().unwrap()),
@@ -107,7 +107,7 @@ fn dnat_targets_the_gateway_network_else_the_first_by_name() {
     );
     with_gw.gateway_network = Some("pub".into());
     let p = plan(&Policy::default(), &snapshot(vec![with_gw]));
-    let data = &p.ruleset.set(SET_DNAT_ANY).unwrap().elements[0].data;
+    let data = &p.ruleset.set(MAP_DNAT_ANY).unwrap().elements[0].data;
     assert_eq!(
         data[0],
         crate::nft::Value::Addr("2001:db8:2::2".parse().unwrap())
@@ -226,7 +226,7 @@ fn unfiltered_networks_are_forwarded_but_neither_filtered_nor_natted() {
     let elements = |set: &str| p.ruleset.set(set).unwrap().elements.len();
     assert_eq!(elements("unfiltered"), 1);
     assert_eq!(elements(SET_BRIDGES), 1, "only app is filtered by dock6");
-    assert_eq!(elements(SET_DNAT_ANY), 0, "no NAT of any kind");
+    assert_eq!(elements(MAP_DNAT_ANY), 0, "no NAT of any kind");
     assert_eq!(elements(SET_OPEN_PORTS), 0);
     assert!(p.sysctls.iter().any(|s| s.name == "forwarding"));
     assert!(
@@ -301,4 +301,29 @@ fn no_proxy_entry_for_an_address_dock6_cannot_own() {
             p.notes
         );
     }
+}
+
+#[test]
+fn removed_and_moved_mappings_are_found() {
+    let p = plan(
+        &Policy::default(),
+        &snapshot(vec![
+            container("a", &[("app", "fd00:1::2")], Some(("80/tcp", "8080"))),
+            container("b", &[("app", "fd00:1::3")], Some(("53/udp", "5353"))),
+        ]),
+    );
+    let mut moved = p.ruleset.clone();
+    let dnat = moved
+        .sets
+        .iter_mut()
+        .find(|s| s.name == MAP_DNAT_ANY)
+        .unwrap();
+    dnat.elements
+        .retain(|e| e.key[1] != crate::nft::Value::Port(5353));
+    dnat.elements[0].data[0] = crate::nft::Value::Addr("fd00:1::99".parse().unwrap());
+    let removed = removed_dnat_targets(&p.ruleset, &moved);
+    let mut ports: Vec<u16> = removed.iter().map(|t| t.host_port).collect();
+    ports.sort();
+    assert_eq!(ports, [5353, 8080], "{removed:?}");
+    assert!(removed_dnat_targets(&p.ruleset, &p.ruleset).is_empty());
 }

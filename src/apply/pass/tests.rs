@@ -1,7 +1,7 @@
 use super::*;
 use crate::apply::fake::Recorder;
 use crate::nft::Value;
-use crate::plan::SET_DNAT_ANY;
+use crate::plan::MAP_DNAT_ANY;
 use crate::snapshot::Snapshot;
 
 pub(crate) fn all_three_modes() -> Plan {
@@ -17,7 +17,7 @@ fn without_port_8080(plan: &Plan) -> Plan {
         .ruleset
         .sets
         .iter_mut()
-        .find(|s| s.name == SET_DNAT_ANY)
+        .find(|s| s.name == MAP_DNAT_ANY)
     {
         set.elements
             .retain(|e| e.key.get(1) != Some(&Value::Port(8080)));
