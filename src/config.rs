@@ -153,11 +153,10 @@ fn parse_egress(text: &str) -> Result<Ipv6Addr, String> {
     let addr: Ipv6Addr = text
         .parse()
         .map_err(|_| format!("{text:?} is not an IPv6 address"))?;
-    let segment0 = addr.segments()[0];
     if addr.is_unspecified()
         || addr.is_loopback()
         || addr.is_multicast()
-        || segment0 & 0xffc0 == 0xfe80
+        || addr.is_unicast_link_local()
     {
         return Err(format!(
             "{addr} cannot be a source address for NAT66 (unspecified, loopback, multicast or link-local)"

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use dock6::apply::{LinuxKernel, apply_plan, cleanup, forwarding_enabled_by_dock6};
+use dock6::apply::{
+    LinuxKernel, apply_plan, cleanup, forwarding_enabled_by_dock6, read_sysctl,
+    sysctls_left_by_dock6,
+};
 use dock6::config::Config;
 use dock6::plan;
 use dock6::reconcile::RunOptions;
@@ -125,7 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // Whether forwarding is Docker-only depends on the live host,
             // whatever the snapshot file says of it.
             if snapshot.host.forwarding.is_none() {
-                snapshot.host.forwarding = read_forwarding();
+                snapshot.host.forwarding = read_sysctl("all", "forwarding").ok();
             }
             snapshot.host.forwarding_enabled_by_dock6 = forwarding_enabled_by_dock6()?;
             let plan = plan::plan(&config.policy, &snapshot);
@@ -161,7 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = cleanup(&mut kernel)?;
             print_cleanup(&report, by_dock6);
             println!("sysctls left as they are (turning forwarding off could cut this host off):");
-            for line in sysctls_left() {
+            for line in sysctls_left_by_dock6() {
                 println!("  {line}");
             }
             Ok(())
@@ -196,43 +199,4 @@ fn print_cleanup(report: &dock6::apply::CleanupReport, forwarding_by_dock6: bool
         (false, true) => println!("forwarding: it was already on before dock6; left as it was"),
         (false, false) => {}
     }
-}
-
-fn read_forwarding() -> Option<u8> {
-    std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// The IPv6 sysctls dock6 may have set, as they are now: forwarding, and
-/// every interface with accept_ra 2 or proxy_ndp 1.
-fn sysctls_left() -> Vec<String> {
-    let read = |path: &str| {
-        std::fs::read_to_string(path)
-            .ok()
-            .map(|v| v.trim().to_string())
-    };
-    let mut lines = Vec::new();
-    if let Some(v) = read("/proc/sys/net/ipv6/conf/all/forwarding") {
-        lines.push(format!("net.ipv6.conf.all.forwarding = {v}"));
-    }
-    let mut interfaces: Vec<String> = std::fs::read_dir("/proc/sys/net/ipv6/conf")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    interfaces.sort();
-    for name in interfaces.iter().filter(|n| *n != "all" && *n != "default") {
-        for (key, value) in [("accept_ra", "2"), ("proxy_ndp", "1")] {
-            if read(&format!("/proc/sys/net/ipv6/conf/{name}/{key}")).as_deref() == Some(value) {
-                lines.push(format!(
-                    "net.ipv6.conf.{}.{key} = {value}",
-                    name.replace('.', "/")
-                ));
-            }
-        }
-    }
-    lines
 }

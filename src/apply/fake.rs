@@ -65,7 +65,7 @@ impl Kernel for Recorder {
         if self.record(call).is_err() {
             return Err(HostError::SysctlMissing {
                 key: s.key(),
-                path: s.proc_path(),
+                path: format!("/proc/sys/net/ipv6/conf/{}/{}", s.scope, s.name),
             }
             .into());
         }

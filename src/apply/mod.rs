@@ -21,7 +21,7 @@ pub use ndisc::{
     neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
 };
 pub use ndp::{
-    DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, list_proxy_entries,
+    DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, link_names, list_proxy_entries,
     remove_all_dock6_entries, sync_proxy_entries,
 };
 pub use nft::DockerFirewall;
@@ -30,4 +30,4 @@ pub use routes::{
     DOCK6_ROUTE_PROTOCOL, Dock6Route, RouteSyncReport, list_dock6_routes, remove_all_dock6_routes,
     sync_host_routes,
 };
-pub use sysctl::{SysctlAction, SysctlOutcome, apply_sysctl, read_sysctl};
+pub use sysctl::{SysctlAction, SysctlOutcome, apply_sysctl, read_sysctl, sysctls_left_by_dock6};

@@ -107,7 +107,7 @@ fn netlink(what: String) -> impl FnOnce(rtnetlink::Error) -> HostError {
 }
 
 /// Interface index → name, from one link dump.
-pub(super) async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostError> {
+pub async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostError> {
     let mut links = handle.link().get().execute();
     let mut names = BTreeMap::new();
     while let Some(link) = links

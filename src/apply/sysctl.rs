@@ -58,10 +58,7 @@ impl std::fmt::Display for SysctlOutcome {
     }
 }
 
-/// The key as sysctl(8) writes it: dots in interface names become `/`.
-fn key(scope: &str, name: &str) -> String {
-    format!("net.ipv6.conf.{}.{}", scope.replace('.', "/"), name)
-}
+use crate::plan::sysctl_key as key;
 
 /// Validates one path component and builds the /proc path. Interface names
 /// never contain `/` or NUL and are never `.` or `..`; refusing them keeps a
@@ -163,6 +160,32 @@ pub fn apply_sysctl(s: &SysctlSetting) -> Result<SysctlOutcome, HostError> {
         new,
         action: SysctlAction::Changed,
     })
+}
+
+/// The IPv6 sysctls dock6 may have set, as they are now (what cleanup
+/// leaves and says): `all.forwarding`, and every interface with `accept_ra`
+/// 2 or `proxy_ndp` 1.
+pub fn sysctls_left_by_dock6() -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Ok(v) = read_sysctl("all", "forwarding") {
+        lines.push(format!("{} = {v}", key("all", "forwarding")));
+    }
+    let mut interfaces: Vec<String> = fs::read_dir(CONF_DIR)
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    interfaces.sort();
+    for name in interfaces.iter().filter(|n| *n != "all" && *n != "default") {
+        for (conf, value) in [("accept_ra", 2), ("proxy_ndp", 1)] {
+            if read_sysctl(name, conf).ok() == Some(value) {
+                lines.push(format!("{} = {value}", key(name, conf)));
+            }
+        }
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -95,7 +95,8 @@ mod libc_ipproto {
     pub const UDP: u8 = 17;
 }
 
-/// The ICMPv6 types a container may receive from outside (DESIGN.md).
+/// The ICMPv6 types a container may receive from outside: the errors that
+/// path MTU discovery and diagnostics need (types 1–4) and echo requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Icmpv6Type {
     DestinationUnreachable,

@@ -9,6 +9,7 @@ use std::net::Ipv6Addr;
 use ipnet::Ipv6Net;
 
 use super::host::claimed_by_others;
+use super::mode::link_local_prefix;
 use super::ports::ContainerPlan;
 use super::{Mode, NetworkPlan};
 use crate::nft::{
@@ -226,8 +227,7 @@ pub(super) fn not_docker_chain() -> Chain {
 /// are never forwarded and pass; so does the host's own traffic to itself.
 pub(super) fn antispoof_chain(guard: &Guard) -> Chain {
     let unspecified = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 128).expect("/128 is a valid prefix");
-    let link_local = Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10)
-        .expect("/10 is a valid prefix");
+    let link_local = link_local_prefix();
     let mut rules = vec![
         rule().not_ipv6().comment("IPv4 is never touched").ret(),
         rule().saddr(unspecified).ret(),

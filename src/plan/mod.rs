@@ -99,19 +99,15 @@ pub struct SysctlSetting {
 }
 
 impl SysctlSetting {
-    /// The key as sysctl(8) writes it: dots in interface names become `/`.
     pub fn key(&self) -> String {
-        format!(
-            "net.ipv6.conf.{}.{}",
-            self.scope.replace('.', "/"),
-            self.name
-        )
+        sysctl_key(&self.scope, &self.name)
     }
+}
 
-    /// The file under /proc that holds it (interface names kept as they are).
-    pub fn proc_path(&self) -> String {
-        format!("/proc/sys/net/ipv6/conf/{}/{}", self.scope, self.name)
-    }
+/// `net.ipv6.conf.<scope>.<name>` as sysctl(8) writes it: dots in interface
+/// names become `/` (`net.ipv6.conf.eth0/100.accept_ra` for `eth0.100`).
+pub fn sysctl_key(scope: &str, name: &str) -> String {
+    format!("net.ipv6.conf.{}.{name}", scope.replace('.', "/"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

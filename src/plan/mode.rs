@@ -1,6 +1,8 @@
 //! Which mode a network gets. Precedence: config file > `dock6.mode` label >
 //! automatic.
 
+use std::net::Ipv6Addr;
+
 use ipnet::Ipv6Net;
 
 use super::{Mode, Note, Policy};
@@ -89,7 +91,12 @@ pub fn is_ula(net: &Ipv6Net) -> bool {
 }
 
 pub fn is_link_local(net: &Ipv6Net) -> bool {
-    net.addr().segments()[0] & 0xffc0 == 0xfe80
+    net.addr().is_unicast_link_local()
+}
+
+/// fe80::/10, as a prefix to match on.
+pub fn link_local_prefix() -> Ipv6Net {
+    Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10).expect("/10 is a valid prefix")
 }
 
 /// 6to4 (2002::/16): routable only through relays that mostly no longer exist.

@@ -230,7 +230,7 @@ fn classify(binding: &PortBinding) -> Result<Option<(Listen, u16)>, String> {
             Ok(IpAddr::V6(a)) if a.is_loopback() => {
                 return Err("[::1] cannot be NATed in IPv6".into());
             }
-            Ok(IpAddr::V6(a)) if a.segments()[0] & 0xffc0 == 0xfe80 => {
+            Ok(IpAddr::V6(a)) if a.is_unicast_link_local() => {
                 return Err("link-local destinations are never DNAT'ed".into());
             }
             Ok(IpAddr::V6(a)) if a.to_ipv4_mapped().is_some() => return Ok(None),

@@ -7,6 +7,7 @@ use std::net::Ipv6Addr;
 use ipnet::Ipv6Net;
 
 use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS};
+use super::mode::link_local_prefix;
 use super::ports::ContainerPlan;
 use super::sets::{
     MAP_DNAT_ADDR, MAP_DNAT_ANY, SET_BRIDGES, SET_ICMPV6_INBOUND, SET_OPEN_PORTS, SET_SEALED,
@@ -224,8 +225,7 @@ fn nat_entry_chain(name: &str, hook: Hook, priority: Priority) -> Chain {
 
 fn published_chain() -> Chain {
     let loopback = Ipv6Net::new(Ipv6Addr::LOCALHOST, 128).expect("/128 is a valid prefix");
-    let link_local = Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10)
-        .expect("/10 is a valid prefix");
+    let link_local = link_local_prefix();
     chain(
         CHAIN_PUBLISHED,
         None,

@@ -9,13 +9,13 @@ use futures::TryStreamExt as _;
 use ipnet::Ipv6Net;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
-use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
+use crate::apply::{link_names, read_sysctl};
 use crate::snapshot::{HostFacts, Interface};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,22 +59,19 @@ pub struct NeighbourFact {
 
 /// Dumps links, addresses, routes and neighbours, then assembles the facts.
 pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
-    let links = link_names(handle).await?;
+    let links = link_names(handle).await.map_err(|e| HostFactsError {
+        what: "links",
+        source: e.into(),
+    })?;
     let addresses = addresses(handle).await?;
     let routes = routes(handle).await?;
     let mut neighbours = neighbours(handle).await?;
     neighbours.extend(dock6_proxies(handle).await?);
     let mut facts = assemble(&links, &addresses, &routes, &neighbours, |i| {
-        read_conf(i, "accept_ra")
+        read_sysctl(i, "accept_ra").ok()
     });
-    facts.forwarding = read_conf("all", "forwarding");
+    facts.forwarding = read_sysctl("all", "forwarding").ok();
     Ok(facts)
-}
-
-fn read_conf(scope: &str, name: &str) -> Option<u8> {
-    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{scope}/{name}"))
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The pure part: which interface carries the default route, and what each
@@ -108,7 +105,9 @@ pub fn assemble(
             accept_ra: accept_ra(name),
             addresses: addresses
                 .iter()
-                .filter(|a| a.ifindex == *index && !a.unusable && !is_link_local(&a.address))
+                .filter(|a| {
+                    a.ifindex == *index && !a.unusable && !a.address.is_unicast_link_local()
+                })
                 .filter_map(|a| Ipv6Net::new(a.address, a.prefix_len).ok())
                 .collect(),
             onlink_prefixes: routes
@@ -119,7 +118,7 @@ pub fn assemble(
                         && r.gateway.is_none()
                         && r.destination.prefix_len() > 0
                         && r.destination.prefix_len() < 128
-                        && !is_link_local(&r.destination.addr())
+                        && !r.destination.addr().is_unicast_link_local()
                 })
                 .map(|r| r.destination)
                 .collect(),
@@ -134,28 +133,6 @@ pub fn assemble(
         forwarding_enabled_by_dock6: false,
         interfaces,
     }
-}
-
-fn is_link_local(a: &Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
-}
-
-async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostFactsError> {
-    let err = |source: rtnetlink::Error| HostFactsError {
-        what: "links",
-        source: source.into(),
-    };
-    let mut stream = handle.link().get().execute();
-    let mut names = BTreeMap::new();
-    while let Some(link) = stream.try_next().await.map_err(err)? {
-        if let Some(name) = link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(n) => Some(n.clone()),
-            _ => None,
-        }) {
-            names.insert(link.header.index, name);
-        }
-    }
-    Ok(names)
 }
 
 async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> {
