@@ -65,22 +65,10 @@ fn container_plan(
     networks: &[NetworkPlan],
     notes: &mut Vec<Note>,
 ) -> ContainerPlan {
-    let endpoints = managed_endpoints(container, networks);
-    let mut malformed = false;
-    let expose = match container.labels.get(EXPOSE_LABEL) {
-        None => Expose::Default,
-        Some(value) => parse_expose(value).unwrap_or_else(|why| {
-            notes.push(Note::warn(format!(
-                "container {:?}: label {EXPOSE_LABEL}={value:?} is malformed ({why}); failing closed: nothing inbound on IPv6",
-                container.name
-            )));
-            malformed = true;
-            Expose::Sealed
-        }),
-    };
+    let (expose, malformed) = expose_label(container, notes);
     let mut plan = ContainerPlan {
         name: container.name.clone(),
-        endpoints,
+        endpoints: managed_endpoints(container, networks),
         sealed: expose == Expose::Sealed,
         published: Vec::new(),
         open: BTreeSet::new(),
@@ -98,42 +86,76 @@ fn container_plan(
         }
         return plan;
     }
-    match dnat_target(container, &plan.endpoints) {
-        Some(target) => {
-            plan.published = bindings
-                .iter()
-                .map(|b| Published {
-                    listen: b.listen,
-                    proto: b.proto,
-                    host_port: b.host_port,
-                    target,
-                    container_port: b.container_port,
-                })
-                .collect();
+    plan.published = published(container, &plan.endpoints, &bindings, notes);
+    plan.open = open_at_own_addresses(&plan.endpoints, &bindings, &expose);
+    plan
+}
+
+/// The `dock6.expose` label; a malformed value fails closed (as `false`,
+/// with a warning). The flag says it was malformed.
+fn expose_label(container: &Container, notes: &mut Vec<Note>) -> (Expose, bool) {
+    let Some(value) = container.labels.get(EXPOSE_LABEL) else {
+        return (Expose::Default, false);
+    };
+    match parse_expose(value) {
+        Ok(expose) => (expose, false),
+        Err(why) => {
+            notes.push(Note::warn(format!(
+                "container {:?}: label {EXPOSE_LABEL}={value:?} is malformed ({why}); failing closed: nothing inbound on IPv6",
+                container.name
+            )));
+            (Expose::Sealed, true)
         }
-        None if !bindings.is_empty() => notes.push(Note::info(format!(
-            "container {:?}: published ports not DNAT'ed on IPv6: no IPv6 address on a non-internal managed network",
-            container.name
-        ))),
-        None => {}
     }
-    let mut open_ports: BTreeSet<(L4Proto, u16)> = bindings
+}
+
+/// The bindings DNAT'ed to the container's target address, if it has one.
+fn published(
+    container: &Container,
+    endpoints: &[Endpoint],
+    bindings: &[Binding],
+    notes: &mut Vec<Note>,
+) -> Vec<Published> {
+    let Some(target) = dnat_target(container, endpoints) else {
+        if !bindings.is_empty() {
+            notes.push(Note::info(format!(
+                "container {:?}: published ports not DNAT'ed on IPv6: no IPv6 address on a non-internal managed network",
+                container.name
+            )));
+        }
+        return Vec::new();
+    };
+    bindings
+        .iter()
+        .map(|b| Published {
+            listen: b.listen,
+            proto: b.proto,
+            host_port: b.host_port,
+            target,
+            container_port: b.container_port,
+        })
+        .collect()
+}
+
+/// Published container ports and `dock6.expose`d ones, open at the
+/// container's own addresses where those are reachable (routed/ndp-proxy).
+fn open_at_own_addresses(
+    endpoints: &[Endpoint],
+    bindings: &[Binding],
+    expose: &Expose,
+) -> BTreeSet<(Ipv6Addr, L4Proto, u16)> {
+    let mut ports: BTreeSet<(L4Proto, u16)> = bindings
         .iter()
         .map(|b| (b.proto, b.container_port))
         .collect();
-    if let Expose::Ports(ports) = &expose {
-        open_ports.extend(ports.iter().copied());
+    if let Expose::Ports(extra) = expose {
+        ports.extend(extra.iter().copied());
     }
-    for ep in plan
-        .endpoints
+    endpoints
         .iter()
         .filter(|e| e.mode.addresses_reachable() && !e.internal)
-    {
-        for (proto, port) in &open_ports {
-            plan.open.insert((ep.address, *proto, *port));
-        }
-    }
-    plan
+        .flat_map(|e| ports.iter().map(|(proto, port)| (e.address, *proto, *port)))
+        .collect()
 }
 
 fn managed_endpoints(container: &Container, networks: &[NetworkPlan]) -> Vec<Endpoint> {

@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{Level, Plan, SysctlSetting};
+use super::{Level, NetworkPlan, Note, Plan, SysctlSetting};
 use crate::nft::render_net;
 
 impl Display for Plan {
@@ -16,73 +16,78 @@ impl Display for Plan {
             self.uplink.as_deref().unwrap_or("(none)")
         )?;
         writeln!(f, "#")?;
-        writeln!(f, "# networks:")?;
-        if self.networks.is_empty() {
-            writeln!(f, "#   (none)")?;
-        }
-        for n in &self.networks {
-            let subnets: Vec<String> = n.subnets.iter().map(render_net).collect();
-            let mut flags = vec![format!("icc={}", on_off(n.icc))];
-            if n.mode == super::Mode::Nat66 {
-                flags.push(format!("masquerade={}", on_off(n.masquerade)));
-            }
-            if n.internal {
-                flags.push("internal".into());
-            }
-            writeln!(
-                f,
-                "#   {} ({}) {}: {} ({}), {}",
-                n.name,
-                n.bridge,
-                subnets.join(" "),
-                n.mode.name(),
-                n.mode_source.name(),
-                flags.join(" ")
-            )?;
-        }
-        writeln!(f, "# sysctls, in order:")?;
-        if self.sysctls.is_empty() {
-            writeln!(f, "#   (none)")?;
-        }
-        for s in &self.sysctls {
-            writeln!(f, "#   {}", sysctl_line(s))?;
-        }
-        writeln!(f, "# proxy-ndp entries:")?;
-        if self.proxy_entries.is_empty() {
-            writeln!(f, "#   (none)")?;
-        }
-        for p in &self.proxy_entries {
-            writeln!(
-                f,
-                "#   {} on {} (container {}, network {})",
-                p.address, p.interface, p.container, p.network
-            )?;
-        }
-        writeln!(f, "# host routes:")?;
-        if self.host_routes.is_empty() {
-            writeln!(f, "#   (none)")?;
-        }
-        for r in &self.host_routes {
-            writeln!(
-                f,
-                "#   {}/128 dev {} (container {})",
-                r.address, r.interface, r.container
-            )?;
-        }
-        writeln!(f, "# notes:")?;
-        if self.notes.is_empty() {
-            writeln!(f, "#   (none)")?;
-        }
-        for n in &self.notes {
-            let level = match n.level {
-                Level::Info => "info",
-                Level::Warn => "warn",
-            };
-            writeln!(f, "#   {level}: {}", n.text)?;
-        }
+        section(f, "networks:", self.networks.iter().map(network_line))?;
+        section(
+            f,
+            "sysctls, in order:",
+            self.sysctls.iter().map(sysctl_line),
+        )?;
+        section(
+            f,
+            "proxy-ndp entries:",
+            self.proxy_entries.iter().map(|p| {
+                format!(
+                    "{} on {} (container {}, network {})",
+                    p.address, p.interface, p.container, p.network
+                )
+            }),
+        )?;
+        section(
+            f,
+            "host routes:",
+            self.host_routes.iter().map(|r| {
+                format!(
+                    "{}/128 dev {} (container {})",
+                    r.address, r.interface, r.container
+                )
+            }),
+        )?;
+        section(f, "notes:", self.notes.iter().map(note_line))?;
         writeln!(f)?;
         f.write_str(&self.ruleset.replace_script())
     }
+}
+
+/// `# title` and one `#   line` per item, or `#   (none)`.
+fn section(f: &mut Formatter<'_>, title: &str, lines: impl Iterator<Item = String>) -> fmt::Result {
+    writeln!(f, "# {title}")?;
+    let mut any = false;
+    for line in lines {
+        any = true;
+        writeln!(f, "#   {line}")?;
+    }
+    if !any {
+        writeln!(f, "#   (none)")?;
+    }
+    Ok(())
+}
+
+fn network_line(n: &NetworkPlan) -> String {
+    let subnets: Vec<String> = n.subnets.iter().map(render_net).collect();
+    let mut flags = vec![format!("icc={}", on_off(n.icc))];
+    if n.mode == super::Mode::Nat66 {
+        flags.push(format!("masquerade={}", on_off(n.masquerade)));
+    }
+    if n.internal {
+        flags.push("internal".into());
+    }
+    format!(
+        "{} ({}) {}: {} ({}), {}",
+        n.name,
+        n.bridge,
+        subnets.join(" "),
+        n.mode.name(),
+        n.mode_source.name(),
+        flags.join(" ")
+    )
+}
+
+fn note_line(n: &Note) -> String {
+    let level = match n.level {
+        Level::Info => "info",
+        Level::Warn => "warn",
+    };
+    format!("{level}: {}", n.text)
 }
 
 fn on_off(b: bool) -> &'static str {
