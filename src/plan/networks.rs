@@ -30,58 +30,26 @@ pub(super) fn managed_networks(
     let mut networks: Vec<&Network> = snapshot.networks.iter().collect();
     networks.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let mut seen_bridges = BTreeSet::new();
-    let mut plans = Vec::new();
-    let mut ipv4_only_bridges = Vec::new();
+    let mut out = Networks {
+        plans: Vec::new(),
+        ipv4_only_bridges: Vec::new(),
+    };
     for network in networks {
-        if network.driver != "bridge" {
-            notes.push(Note::info(format!(
-                "skipped network {:?}: driver {:?} (only bridge networks are managed)",
-                network.name, network.driver
-            )));
+        let Some(bridge) = own_bridge(network, &mut seen_bridges, notes) else {
             continue;
-        }
-        let bridge = network.bridge_name();
-        if !seen_bridges.insert(bridge.clone()) {
-            notes.push(Note::warn(format!(
-                "skipped network {:?}: bridge {bridge:?} already belongs to another network",
-                network.name
-            )));
-            continue;
-        }
+        };
         let subnets = network.ipv6_subnets();
         if subnets.is_empty() {
             notes.push(Note::info(format!(
                 "network {:?}: no IPv6 subnet; inbound IPv6 forwarding to {bridge} stays closed",
                 network.name
             )));
-            ipv4_only_bridges.push(bridge);
+            out.ipv4_only_bridges.push(bridge);
             continue;
         }
-        let (mode, mode_source) = choose_mode(config, network, &subnets, uplink, notes);
-        if mode == Mode::Routed && subnets.iter().any(is_6to4) {
-            notes.push(Note::warn(format!(
-                "network {:?}: subnet in 6to4 space (2002::/16) is unlikely to be routable",
-                network.name
-            )));
-        }
-        if mode == Mode::Unfiltered {
-            notes.push(Note::warn(format!(
-                "network {:?}: mode unfiltered: dock6 neither filters nor NATs it; the operator's own rules must",
-                network.name
-            )));
-        }
-        let icc = bool_option(network, OPT_ICC, true, false, notes);
-        let masquerade = bool_option(network, OPT_MASQUERADE, true, true, notes);
-        plans.push(NetworkPlan {
-            name: network.name.clone(),
-            bridge,
-            subnets,
-            mode,
-            mode_source,
-            icc,
-            masquerade,
-            internal: network.internal,
-        });
+        out.plans.push(network_plan(
+            config, network, bridge, subnets, uplink, notes,
+        ));
     }
     for name in config.network_modes.keys() {
         if !snapshot.networks.iter().any(|n| &n.name == name) {
@@ -90,9 +58,64 @@ pub(super) fn managed_networks(
             )));
         }
     }
-    Networks {
-        plans,
-        ipv4_only_bridges,
+    out
+}
+
+/// The network's Linux bridge, unless it is not a bridge network or its
+/// bridge is already another network's (stale data): skipped with a note.
+fn own_bridge(
+    network: &Network,
+    seen: &mut BTreeSet<String>,
+    notes: &mut Vec<Note>,
+) -> Option<String> {
+    if network.driver != "bridge" {
+        notes.push(Note::info(format!(
+            "skipped network {:?}: driver {:?} (only bridge networks are managed)",
+            network.name, network.driver
+        )));
+        return None;
+    }
+    let bridge = network.bridge_name();
+    if !seen.insert(bridge.clone()) {
+        notes.push(Note::warn(format!(
+            "skipped network {:?}: bridge {bridge:?} already belongs to another network",
+            network.name
+        )));
+        return None;
+    }
+    Some(bridge)
+}
+
+fn network_plan(
+    config: &Policy,
+    network: &Network,
+    bridge: String,
+    subnets: Vec<ipnet::Ipv6Net>,
+    uplink: Option<&Interface>,
+    notes: &mut Vec<Note>,
+) -> NetworkPlan {
+    let (mode, mode_source) = choose_mode(config, network, &subnets, uplink, notes);
+    if mode == Mode::Routed && subnets.iter().any(is_6to4) {
+        notes.push(Note::warn(format!(
+            "network {:?}: subnet in 6to4 space (2002::/16) is unlikely to be routable",
+            network.name
+        )));
+    }
+    if mode == Mode::Unfiltered {
+        notes.push(Note::warn(format!(
+            "network {:?}: mode unfiltered: dock6 neither filters nor NATs it; the operator's own rules must",
+            network.name
+        )));
+    }
+    NetworkPlan {
+        name: network.name.clone(),
+        bridge,
+        subnets,
+        mode,
+        mode_source,
+        icc: bool_option(network, OPT_ICC, true, false, notes),
+        masquerade: bool_option(network, OPT_MASQUERADE, true, true, notes),
+        internal: network.internal,
     }
 }
 
