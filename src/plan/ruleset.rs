@@ -127,21 +127,7 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
             .comment("published ports, before any isolation")
             .goto(CHAIN_MARK_ACCEPT),
     ];
-    for n in managed {
-        let same_bridge = rule().iifname(&n.bridge).oifname(&n.bridge);
-        rules.push(if n.icc {
-            same_bridge
-                .comment(format!(
-                    "network {}: inter-container traffic allowed",
-                    n.name
-                ))
-                .goto(CHAIN_MARK_ACCEPT)
-        } else {
-            same_bridge
-                .comment(format!("network {}: enable_icc=false", n.name))
-                .drop()
-        });
-    }
+    rules.extend(managed.iter().map(|n| icc_rule(n)));
     for n in managed.iter().filter(|n| n.internal) {
         rules.push(
             rule()
@@ -156,17 +142,41 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
             .comment("networks are isolated from each other")
             .drop(),
     );
-    rules.push(
+    rules.extend(inbound_rules(managed));
+    chain(CHAIN_TO_DOCKER, None, rules)
+}
+
+/// Traffic between containers of one network (through br_netfilter):
+/// `com.docker.network.bridge.enable_icc` decides.
+fn icc_rule(n: &NetworkPlan) -> Rule {
+    let same_bridge = rule().iifname(&n.bridge).oifname(&n.bridge);
+    if n.icc {
+        same_bridge
+            .comment(format!(
+                "network {}: inter-container traffic allowed",
+                n.name
+            ))
+            .goto(CHAIN_MARK_ACCEPT)
+    } else {
+        same_bridge
+            .comment(format!("network {}: enable_icc=false", n.name))
+            .drop()
+    }
+}
+
+/// From outside: sealed containers get nothing, open ports and (where
+/// containers' own addresses are reachable) essential ICMPv6 are accepted,
+/// nothing else.
+fn inbound_rules(managed: &[&NetworkPlan]) -> Vec<Rule> {
+    let mut rules = vec![
         rule()
             .daddr_in(SET_SEALED)
             .comment("dock6.expose=false")
             .drop(),
-    );
-    rules.push(
         rule()
             .daddr_proto_port_in(SET_OPEN_PORTS)
             .goto(CHAIN_MARK_ACCEPT),
-    );
+    ];
     for n in managed
         .iter()
         .filter(|n| n.mode.addresses_reachable() && !n.internal)
@@ -180,7 +190,7 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
         );
     }
     rules.push(rule().comment("nothing else reaches a container").drop());
-    chain(CHAIN_TO_DOCKER, None, rules)
+    rules
 }
 
 /// Traffic out of a Docker bridge to anything that is not a managed bridge.
