@@ -13,7 +13,8 @@ use super::mode::link_local_prefix;
 use super::ports::ContainerPlan;
 use super::{Mode, NetworkPlan};
 use crate::nft::{
-    BaseChain, Chain, ChainKind, CtState, Hook, Priority, Rule, RuleBuilder, StandardPriority, rule,
+    BaseChain, Chain, ChainKind, CtState, Direction, Hook, Priority, Rule, RuleBuilder,
+    StandardPriority, rule,
 };
 use crate::snapshot::{HostFacts, Interface};
 
@@ -189,21 +190,25 @@ pub(super) fn to_unmanaged_chain() -> Chain {
     }
 }
 
-/// In `from_docker`, before egress is accepted: a managed network reaches no
-/// other Docker bridge (networks are isolated from each other).
-pub(super) fn isolation_from_managed() -> Vec<Rule> {
+/// Between a managed network and any other Docker bridge (networks are
+/// isolated from each other): in `from_docker` by the output bridge
+/// (`Direction::Out`), in `to_docker` by the input bridge (`Direction::In`).
+pub(super) fn isolation_from_other_bridges(dir: Direction) -> Vec<Rule> {
+    let by_set = |set: &str| match dir {
+        Direction::In => rule().iif_in(set),
+        Direction::Out => rule().oif_in(set),
+    };
+    let by_name = |name: &str| match dir {
+        Direction::In => rule().iifname(name),
+        Direction::Out => rule().oifname(name),
+    };
     let mut rules = vec![
-        rule()
-            .oif_in(SET_UNMANAGED)
-            .comment("networks are isolated from each other")
+        by_set(SET_UNMANAGED)
+            .comment("isolated from the Docker bridges dock6 does not manage")
             .drop(),
-        rule().oif_in(SET_UNFILTERED).drop(),
+        by_set(SET_UNFILTERED).drop(),
     ];
-    rules.extend(
-        DOCKER_BRIDGE_PATTERNS
-            .iter()
-            .map(|p| rule().oifname(p).drop()),
-    );
+    rules.extend(DOCKER_BRIDGE_PATTERNS.iter().map(|p| by_name(p).drop()));
     rules
 }
 

@@ -15,8 +15,8 @@ use super::sets::{
 };
 use super::{Mode, NetworkPlan, Note, Policy};
 use crate::nft::{
-    BaseChain, Chain, ChainKind, CtState, DnatKey, Hook, Priority, Rule, StandardPriority,
-    Statement, TABLE_NAME, Table, rule,
+    BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Priority, Rule,
+    StandardPriority, Statement, TABLE_NAME, Table, rule,
 };
 
 /// Forward filtering runs just before the standard `filter` priority, so
@@ -142,6 +142,7 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
             .comment("networks are isolated from each other")
             .drop(),
     );
+    rules.extend(guard::isolation_from_other_bridges(Direction::In));
     rules.extend(inbound_rules(managed));
     chain(CHAIN_TO_DOCKER, None, rules)
 }
@@ -207,7 +208,7 @@ fn from_docker_chain(managed: &[&NetworkPlan]) -> Chain {
                 .drop(),
         );
     }
-    rules.extend(guard::isolation_from_managed());
+    rules.extend(guard::isolation_from_other_bridges(Direction::Out));
     rules.push(rule().goto(CHAIN_MARK_ACCEPT));
     chain(CHAIN_FROM_DOCKER, None, rules)
 }
