@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::lab::{self, Lab};
+use dock6_lab::{self as lab, Lab};
 
 const NAME: &str = "dock6-demo";
 const NETWORK: &str = "demo";

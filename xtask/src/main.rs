@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result, bail};
+use dock6_lab::{dpkg_installed, is_root};
 
 /// Debian packages the build and the tests need: the C libraries behind
 /// nftnl/mnl, `nft` for golden checks, iproute2 for namespaces, the
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
             );
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
-                "  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see xtask/src/lab.rs)"
+                "  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see lab/src/lib.rs)"
             );
             return ExitCode::from(2);
         }
@@ -88,24 +89,16 @@ fn run(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-fn is_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        .unwrap_or(false)
-}
-
 fn install_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
-        .filter(|p| !is_installed(p))
+        .filter(|p| !dpkg_installed(p))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    if !lab::is_root() {
+    if !is_root() {
         bail!(
             "missing Debian packages {missing:?}; run as root or `sudo apt-get install {}`",
             missing.join(" ")
@@ -126,7 +119,7 @@ fn install_packages(packages: &[&str]) -> Result<()> {
 fn test(extra: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
     // The Docker tests' lab: docker.io only where no Docker is installed, busybox-static.
-    lab::ensure_tools(&lab::Options::default())?;
+    dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(extra);
@@ -151,7 +144,7 @@ fn bench() -> Result<()> {
 
 fn demo() -> Result<()> {
     install_packages(PACKAGES)?;
-    lab::ensure_tools(&lab::Options::default())?;
+    dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "--bin", "dock6"]);
     run(cmd)?;
