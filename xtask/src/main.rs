@@ -1,4 +1,11 @@
-//! Developer tasks: `cargo xtask test | bless | demo | deps`.
+//! Developer tasks, `cargo xtask COMMAND`:
+//!
+//! - `test [CARGO TEST ARGS]`: every test of the workspace (kernel tests need root);
+//! - `bless`: rewrite the golden files under `rules/` from the current planner;
+//! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
+//! - `bench`: encoder timings (`examples/nft_bench`, root);
+//! - `deps`: only install the Debian packages;
+//! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`).
 //!
 //! Each command installs what it needs (Debian packages via apt-get) first,
 //! so a fresh machine needs nothing by hand.
