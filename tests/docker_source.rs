@@ -1,7 +1,8 @@
-//! `dock6::source::docker` against a real dockerd: the xtask lab's private
-//! one, in network namespaces of its own with its own config file, data and
-//! exec roots and socket (DESIGN.md, "The demo never touches the user's
-//! system"). Everything is removed by a drop guard, also when the test fails.
+//! `dock6::source::docker` against a real dockerd: the lab's private one, in
+//! network namespaces of its own with its own config file, data and exec
+//! roots and socket, so the test never reads or changes the system's Docker
+//! or the host's network. Everything is removed by a drop guard, also when
+//! the test fails.
 
 mod common;
 

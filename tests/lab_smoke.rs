@@ -1,4 +1,4 @@
-//! The Docker lab itself (xtask/src/lab.rs): a private dockerd in namespaces
+//! The Docker lab itself (the `dock6-lab` crate, lab/): a private dockerd in namespaces
 //! of its own runs a container on an IPv6 network, and the container's
 //! address answers over TCP from the host namespace. The lab is removed when
 //! the test ends, pass or fail.

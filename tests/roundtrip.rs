@@ -10,110 +10,8 @@ use std::net::Ipv6Addr;
 use dock6::apply::nft::{ElementChange, delete_table, replace_table, update_elements};
 use dock6::nft::{Element, KeyType, L4Proto, Set, TABLE_NAME, Table, Value, rule};
 
-use common::{in_fresh_netns, netns_id, nft, require_root};
-
-const LIST: &[&str] = &["list", "table", "inet", TABLE_NAME];
-/// The same listing preceded by the kernel's bytecode as nft decodes it:
-/// catches differences the text form does not show.
-const LIST_BYTECODE: &[&str] = &["--debug=netlink", "list", "table", "inet", TABLE_NAME];
-
-/// The kernel dumps hash-set elements in an order that depends on a random
-/// per-set seed; `nft list` sorts them, the bytecode dump does not: sort
-/// each run of element lines.
-fn normalize(listing: String) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut run: Vec<&str> = Vec::new();
-    for line in listing.lines() {
-        if line.starts_with("\telement ") {
-            run.push(line);
-            continue;
-        }
-        run.sort_unstable();
-        out.extend(run.drain(..).map(String::from));
-        out.push(line.to_string());
-    }
-    run.sort_unstable();
-    out.extend(run.drain(..).map(String::from));
-    out.join("\n")
-}
-
-/// `nft list table inet dock6`, and the kernel's bytecode for it.
-#[derive(Debug, PartialEq, Eq)]
-struct Listing {
-    text: String,
-    bytecode: String,
-}
-
-fn listing() -> Listing {
-    Listing {
-        text: nft(LIST, None),
-        bytecode: normalize(nft(LIST_BYTECODE, None)),
-    }
-}
-
-/// Applies `table` with the encoder (twice: idempotence) in a fresh
-/// namespace; returns the listing after the first and second apply.
-fn via_netlink(table: &Table) -> (Listing, Listing) {
-    let table = table.clone();
-    in_fresh_netns(move || {
-        // A child spawned from this thread must share its namespace.
-        let ns = std::fs::read_link("/proc/thread-self/ns/net").expect("ns link");
-        let seen = std::process::Command::new("readlink")
-            .arg("/proc/self/ns/net")
-            .output()
-            .expect("readlink");
-        assert_eq!(
-            String::from_utf8_lossy(&seen.stdout).trim(),
-            ns.to_string_lossy(),
-            "child in the thread's netns ({})",
-            netns_id()
-        );
-        assert_eq!(
-            nft(&["list", "ruleset"], None),
-            "",
-            "fresh namespace is empty"
-        );
-
-        replace_table(&table).unwrap_or_else(|e| panic!("replace_table: {e}"));
-        let first = listing();
-        replace_table(&table).unwrap_or_else(|e| panic!("replace_table again: {e}"));
-        (first, listing())
-    })
-}
-
-fn via_nft(table: &Table) -> Listing {
-    let script = table.replace_script();
-    in_fresh_netns(move || {
-        nft(&["-f", "-"], Some(&script));
-        listing()
-    })
-}
-
-fn assert_roundtrip(name: &str, table: &Table) {
-    let expected = via_nft(table);
-    assert!(
-        expected
-            .text
-            .starts_with(&format!("table inet {TABLE_NAME} {{")),
-        "{name}: nft -f loaded nothing"
-    );
-    let (first, second) = via_netlink(table);
-    pretty_assertions::assert_eq!(
-        expected.text,
-        first.text,
-        "{name}: nft list, netlink vs nft -f"
-    );
-    pretty_assertions::assert_eq!(
-        expected.bytecode,
-        first.bytecode,
-        "{name}: bytecode, netlink vs nft -f"
-    );
-    pretty_assertions::assert_eq!(first, second, "{name}: second replace_table");
-    eprintln!(
-        "{name}: identical ({} lines listed)",
-        first.text.lines().count()
-    );
-}
+use common::roundtrip::{assert_roundtrip, count_elements, listing, port_element, via_nft};
+use common::{in_fresh_netns, nft, require_root};
 
 #[test]
 fn every_scenario_roundtrips() {
@@ -133,13 +31,18 @@ fn bootstrap_table_roundtrips() {
     assert_roundtrip("bootstrap", &dock6::plan::bootstrap_table());
 }
 
-/// A table exercising IR shapes the scenarios may not: prefixes that are not
-/// byte-aligned, negations, SNAT, single-type maps.
+/// IR shapes the scenarios may not have: prefixes that are not byte-aligned,
+/// negations, SNAT, single-type maps.
 #[test]
 fn extra_shapes_roundtrip() {
     if !require_root("extra_shapes_roundtrip") {
         return;
     }
+    assert_roundtrip("extra-shapes", &extra_shapes_table());
+}
+
+/// The table of `extra_shapes_roundtrip`.
+fn extra_shapes_table() -> Table {
     use dock6::nft::{
         BaseChain, Chain, ChainKind, CtState, Hook, Priority, StandardPriority, Statement,
     };
@@ -249,7 +152,7 @@ fn extra_shapes_roundtrip() {
             .saddr(net("2001:db8::5/128"))
             .accept(),
     );
-    assert_roundtrip("extra-shapes", &table);
+    table
 }
 
 trait MasqueradeRule {
@@ -259,13 +162,6 @@ impl MasqueradeRule for dock6::nft::RuleBuilder {
     fn masquerade_rule(self) -> dock6::nft::Rule {
         self.statement(dock6::nft::Statement::Masquerade).done()
     }
-}
-
-fn count_elements(listing: &str) -> usize {
-    listing
-        .lines()
-        .filter(|l| l.contains(" . tcp . ") || l.contains(" . udp . "))
-        .count()
 }
 
 #[test]
@@ -280,17 +176,6 @@ fn ten_thousand_elements_commit() {
         nft(&["list", "set", "inet", TABLE_NAME, "open_ports"], None)
     });
     assert_eq!(count_elements(&listing), 10_000);
-}
-
-fn port_element(addr: &str, proto: L4Proto, port: u16) -> Element {
-    Element {
-        key: vec![
-            Value::Addr(addr.parse().expect("addr")),
-            Value::Proto(proto),
-            Value::Port(port),
-        ],
-        data: vec![],
-    }
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! The xtask lab (a private dockerd in namespaces of its own) for tests: up
-//! on creation, down on drop — also when the test fails.
+//! The Docker lab (the `dock6-lab` crate: a private dockerd in namespaces of
+//! its own, also behind `cargo xtask lab`) for tests: up on creation, down on
+//! drop — also when the test fails.
 
-#[path = "../../xtask/src/lab.rs"]
-pub mod lab;
+pub use dock6_lab as lab;
 
 use std::process::Command;
 

@@ -153,4 +153,5 @@ pub mod icmp6;
 pub mod lab;
 pub mod netns;
 pub mod probe;
+pub mod roundtrip;
 pub mod web;

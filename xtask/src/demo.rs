@@ -5,14 +5,14 @@
 //! published port working from the upstream, and tears everything down.
 //! The system's own Docker and network are never touched.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::lab::{self, Lab};
+use dock6_lab::{self as lab, Lab};
 
 const NAME: &str = "dock6-demo";
 const NETWORK: &str = "demo";
@@ -34,36 +34,62 @@ fn step(text: &str) {
     eprintln!("\n== {text}");
 }
 
+/// The demo's steps, each printed as it starts; the lab is torn down by the caller.
 fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
     step(
         "lab: upstream namespace (the internet, 2001:db8:ffff::1) and host namespace with a private dockerd",
     );
     lab.up(&lab::Options::default())?;
+    let mut internet = start_internet(lab)?;
+    let (mut agent, log) = start_agent(lab, dock6)?;
+    start_web_container(lab)?;
+    show_egress(lab)?;
+    show_published_port(lab)?;
 
+    step("table inet dock6, map dnat_any (in the host namespace)");
+    let map = lab::output(
+        lab.in_host("nft")
+            .args(["list", "map", "inet", "dock6", "dnat_any"]),
+    )?;
+    eprintln!("{}", map.trim_end());
+
+    step("dock6's log");
+    eprintln!("{}", std::fs::read_to_string(&log)?.trim_end());
+    agent.stop();
+    internet.stop();
+    eprintln!("\nOK: a container with working IPv6 egress and an IPv6 published port.");
+    Ok(())
+}
+
+/// A who-am-I web server on the upstream's "internet" address.
+fn start_internet(lab: &Lab) -> Result<Guard> {
     step("the internet: a web server on 2001:db8:ffff::1 that answers with the client's address");
     let www = lab.dir.join("www");
     std::fs::create_dir_all(www.join("cgi-bin"))?;
     std::fs::write(www.join("cgi-bin/ip"), CGI)?;
     lab::output(Command::new("chmod").arg("+x").arg(www.join("cgi-bin/ip")))?;
-    let mut internet = Guard(
-        lab.in_upstream("busybox")
-            .args([
-                "httpd",
-                "-f",
-                "-p",
-                &format!("[{}]:80", lab::UPSTREAM_INTERNET_V6),
-                "-h",
-            ])
-            .arg(&www)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("start the upstream web server")?,
-    );
+    let child = lab
+        .in_upstream("busybox")
+        .args([
+            "httpd",
+            "-f",
+            "-p",
+            &format!("[{}]:80", lab::UPSTREAM_INTERNET_V6),
+            "-h",
+        ])
+        .arg(&www)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("start the upstream web server")?;
+    Ok(Guard(child))
+}
 
+/// `dock6 run` in the host namespace, once it has reconciled; also the path of its log.
+fn start_agent(lab: &Lab, dock6: &Path) -> Result<(Guard, PathBuf)> {
     step("dock6 run, in the host namespace, against the lab's dockerd");
     let log = lab.dir.join("dock6.log");
     let log_file = std::fs::File::create(&log)?;
-    let mut agent = Guard(
+    let agent = Guard(
         lab.in_host(&dock6.display().to_string())
             .args(["run", "--docker-host", &lab.docker_host()])
             .env("NO_COLOR", "1")
@@ -77,7 +103,11 @@ fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
         || Ok(std::fs::read_to_string(&log)?.contains("reconciled")),
         "dock6's first reconcile",
     )?;
+    Ok((agent, log))
+}
 
+/// The ULA network and the container `web` on it, port 80 published as 8080.
+fn start_web_container(lab: &Lab) -> Result<()> {
     step(&format!(
         "docker network create --ipv6 --subnet {SUBNET} {NETWORK}; docker run -p 8080:80 (busybox httpd)"
     ));
@@ -113,7 +143,11 @@ fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
         "container web has {} (ULA: dock6 chose nat66)",
         address.trim()
     );
+    Ok(())
+}
 
+/// A container's request to the internet arrives from the host's address (NAT66).
+fn show_egress(lab: &Lab) -> Result<()> {
     step("IPv6 egress: the container asks the internet who it is");
     let egress = lab::output(lab.docker().args([
         "run",
@@ -133,7 +167,12 @@ fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
     if seen.trim_matches(['[', ']']) != lab::HOST_V6 {
         bail!("egress seen as {seen:?}, expected the host's address");
     }
+    Ok(())
+}
 
+/// The upstream reaches the published port on the host's address, and the container sees the
+/// upstream's own address.
+fn show_published_port(lab: &Lab) -> Result<()> {
     step(&format!(
         "published port: the upstream fetches http://[{}]:8080/cgi-bin/ip",
         lab::HOST_V6
@@ -155,19 +194,6 @@ fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
     eprintln!(
         "the container sees {seen}: the client's real address (DNAT by dock6, not Docker's userland proxy)"
     );
-
-    step("table inet dock6, map dnat_any (in the host namespace)");
-    let map = lab::output(
-        lab.in_host("nft")
-            .args(["list", "map", "inet", "dock6", "dnat_any"]),
-    )?;
-    eprintln!("{}", map.trim_end());
-
-    step("dock6's log");
-    eprintln!("{}", std::fs::read_to_string(&log)?.trim_end());
-    agent.stop();
-    internet.stop();
-    eprintln!("\nOK: a container with working IPv6 egress and an IPv6 published port.");
     Ok(())
 }
 

@@ -1,4 +1,11 @@
-//! Developer tasks: `cargo xtask test | bless | demo | deps`.
+//! Developer tasks, `cargo xtask COMMAND`:
+//!
+//! - `test [CARGO TEST ARGS]`: every test of the workspace (kernel tests need root);
+//! - `bless`: rewrite the golden files under `rules/` from the current planner;
+//! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
+//! - `bench`: encoder timings (`examples/nft_bench`, root);
+//! - `deps`: only install the Debian packages;
+//! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`).
 //!
 //! Each command installs what it needs (Debian packages via apt-get) first,
 //! so a fresh machine needs nothing by hand.
@@ -10,6 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result, bail};
+use dock6_lab::{dpkg_installed, is_root};
 
 /// Debian packages the build and the tests need: the C libraries behind
 /// nftnl/mnl, `nft` for golden checks, iproute2 for namespaces, the
@@ -50,7 +58,7 @@ fn main() -> ExitCode {
             );
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
-                "  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see xtask/src/lab.rs)"
+                "  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see lab/src/lib.rs)"
             );
             return ExitCode::from(2);
         }
@@ -88,24 +96,16 @@ fn run(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-fn is_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        .unwrap_or(false)
-}
-
 fn install_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
-        .filter(|p| !is_installed(p))
+        .filter(|p| !dpkg_installed(p))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    if !lab::is_root() {
+    if !is_root() {
         bail!(
             "missing Debian packages {missing:?}; run as root or `sudo apt-get install {}`",
             missing.join(" ")
@@ -126,7 +126,7 @@ fn install_packages(packages: &[&str]) -> Result<()> {
 fn test(extra: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
     // The Docker tests' lab: docker.io only where no Docker is installed, busybox-static.
-    lab::ensure_tools(&lab::Options::default())?;
+    dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(extra);
@@ -151,7 +151,7 @@ fn bench() -> Result<()> {
 
 fn demo() -> Result<()> {
     install_packages(PACKAGES)?;
-    lab::ensure_tools(&lab::Options::default())?;
+    dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "--bin", "dock6"]);
     run(cmd)?;
