@@ -8,10 +8,13 @@
 //! connected to v4only and internalnet; container `plain` on the default bridge.
 //! Bad-data cases edit those documents.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
 
-use bollard::models::{ContainerInspectResponse, EventMessage, NetworkInspect};
+use bollard::models::{ContainerInspectResponse, EndpointSettings, EventMessage, NetworkInspect};
 use serde_json::{Value, json};
+
+use crate::snapshot::{PortBinding, Subnet};
 
 use super::*;
 

@@ -1,0 +1,281 @@
+//! Bollard's models as dock6's snapshot types: pure functions, tested
+//! against Docker's JSON without a daemon. What does not make sense is
+//! skipped with a warning naming the object and the field.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv6Addr};
+
+use bollard::models::{ContainerInspectResponse, EndpointSettings, Ipam, NetworkInspect};
+use ipnet::IpNet;
+use tracing::{debug, warn};
+
+use super::short_id;
+use crate::snapshot::{Container, Endpoint, Network, PortBinding, Subnet};
+
+/// The fields dock6 reads, from either of bollard's two network types
+/// (list entry and inspect answer), which have them under the same names.
+macro_rules! network_fields {
+    ($n:expr) => {
+        NetworkFields {
+            id: $n.id,
+            name: $n.name,
+            driver: $n.driver,
+            enable_ipv6: $n.enable_ipv6,
+            internal: $n.internal,
+            ipam: $n.ipam,
+            options: $n.options,
+            labels: $n.labels,
+        }
+    };
+}
+
+/// A network list entry as a snapshot network (see [`network_from_docker`]).
+pub fn network_from_list(n: bollard::models::Network) -> Option<Network> {
+    network_from_docker(network_fields!(n))
+}
+
+/// The ids of the internal networks, as [`container_from_docker`] wants them.
+pub fn internal_network_ids(networks: &[Network]) -> BTreeSet<String> {
+    networks
+        .iter()
+        .filter(|n| n.internal)
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+/// The network fields dock6 reads; Docker's list and inspect answers (two
+/// bollard types) both carry them.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFields {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub driver: Option<String>,
+    pub enable_ipv6: Option<bool>,
+    pub internal: Option<bool>,
+    pub ipam: Option<Ipam>,
+    pub options: Option<HashMap<String, String>>,
+    pub labels: Option<HashMap<String, String>>,
+}
+
+/// A network inspect answer as a snapshot network (see [`network_from_docker`]).
+pub fn network_from_inspect(n: NetworkInspect) -> Option<Network> {
+    network_from_docker(network_fields!(n))
+}
+
+/// Docker's view of a network as a snapshot network. `None` (with a
+/// warning) without an id, a name or a driver. A missing `Internal` counts as
+/// internal (no egress, nothing published: fails closed); a missing
+/// `EnableIPv6` as false. IPAM entries whose subnet does not parse are
+/// skipped, as are gateways that do not parse (the subnet is kept).
+/// `bridge` stays `None`: the planner derives it as Docker does.
+pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
+    let Some(id) = n.id.filter(|s| !s.is_empty()) else {
+        warn!(network = ?n.name, "Docker network without Id; skipped");
+        return None;
+    };
+    let Some(name) = n.name.filter(|s| !s.is_empty()) else {
+        warn!("Docker network {}: no Name; skipped", short_id(&id));
+        return None;
+    };
+    let Some(driver) = n.driver.filter(|s| !s.is_empty()) else {
+        warn!(
+            "Docker network {name} ({}): no Driver; skipped",
+            short_id(&id)
+        );
+        return None;
+    };
+    let internal = n.internal.unwrap_or_else(|| {
+        warn!("Docker network {name}: no Internal field; treated as internal");
+        true
+    });
+    let mut subnets = Vec::new();
+    for (i, config) in n
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let subnet_text = config.subnet.unwrap_or_default();
+        let subnet = match subnet_text.trim().parse::<IpNet>() {
+            Ok(subnet) => subnet,
+            Err(_) => {
+                warn!(
+                    "Docker network {name}: IPAM.Config[{i}].Subnet {subnet_text:?} is not a subnet; entry skipped"
+                );
+                continue;
+            }
+        };
+        let gateway = match config
+            .gateway
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+        {
+            None => None,
+            // Docker ≤ 1.x style "fd00::1/64" is tolerated.
+            Some(g) => match g.split('/').next().unwrap_or(g).parse::<IpAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    warn!(
+                        "Docker network {name}: IPAM.Config[{i}].Gateway {g:?} is not an address; ignored"
+                    );
+                    None
+                }
+            },
+        };
+        subnets.push(Subnet { subnet, gateway });
+    }
+    Some(Network {
+        id,
+        name,
+        driver,
+        bridge: None,
+        enable_ipv6: n.enable_ipv6.unwrap_or(false),
+        internal,
+        subnets,
+        options: sorted(n.options),
+        labels: sorted(n.labels),
+    })
+}
+
+/// A container inspect answer as a snapshot container; `None` when it is not
+/// running or has no id. Endpoints keep every network the container is on
+/// (an empty or unparsable `GlobalIPv6Address` becomes `None`, the latter
+/// with a warning); port bindings keep Docker's shape, except bindings
+/// without `HostIp` or `HostPort`, which are dropped with a warning (an absent
+/// host IP must not read as "all addresses"). `internal_networks` holds the
+/// ids of internal networks (see [`internal_network_ids`]), which the
+/// gateway-network rule needs and a container inspect does not carry.
+pub fn container_from_docker(
+    c: ContainerInspectResponse,
+    internal_networks: &BTreeSet<String>,
+) -> Option<Container> {
+    let Some(id) = c.id.filter(|s| !s.is_empty()) else {
+        warn!(name = ?c.name, "Docker container without Id; skipped");
+        return None;
+    };
+    let name = match c
+        .name
+        .as_deref()
+        .map(|n| n.trim_start_matches('/'))
+        .filter(|n| !n.is_empty())
+    {
+        Some(n) => n.to_string(),
+        None => {
+            warn!("Docker container {}: no Name; using its id", short_id(&id));
+            short_id(&id).to_string()
+        }
+    };
+    let running = c.state.as_ref().and_then(|s| s.running);
+    if running != Some(true) {
+        debug!(
+            "container {name} ({}): not running; left out",
+            short_id(&id)
+        );
+        return None;
+    }
+    let labels = sorted(c.config.and_then(|config| config.labels));
+    let settings = c.network_settings.unwrap_or_default();
+    let docker_endpoints: BTreeMap<String, EndpointSettings> =
+        settings.networks.unwrap_or_default().into_iter().collect();
+    let mut networks = BTreeMap::new();
+    for (network, endpoint) in &docker_endpoints {
+        let ipv6_address = match endpoint.global_ipv6_address.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => match text.parse::<Ipv6Addr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    warn!(
+                        "container {name}: NetworkSettings.Networks.{network}.GlobalIPv6Address {text:?} is not an IPv6 address; ignored"
+                    );
+                    None
+                }
+            },
+        };
+        networks.insert(network.clone(), Endpoint { ipv6_address });
+    }
+    let gateway_network = gateway_network(&docker_endpoints, internal_networks);
+    let mut ports = BTreeMap::new();
+    for (key, bindings) in settings.ports.unwrap_or_default() {
+        let bindings = bindings.map(|bindings| {
+            bindings
+                .into_iter()
+                .filter_map(|b| match (b.host_ip, b.host_port) {
+                    (Some(host_ip), Some(host_port)) => Some(PortBinding { host_ip, host_port }),
+                    (ip, port) => {
+                        warn!(
+                            "container {name}: NetworkSettings.Ports.{key}: binding without HostIp or HostPort (HostIp {ip:?}, HostPort {port:?}); skipped"
+                        );
+                        None
+                    }
+                })
+                .collect()
+        });
+        ports.insert(key, bindings);
+    }
+    Some(Container {
+        id,
+        name,
+        labels,
+        networks,
+        gateway_network,
+        ports,
+    })
+}
+
+/// The network that gives the container its default gateway, computed as
+/// libnetwork does it (Docker 20.10, `libnetwork/sandbox.go`): the sandbox
+/// keeps its endpoints in a heap ordered by `epHeap.Less`, and
+/// `getGatewayEndpoint` takes the first endpoint, in that order, whose
+/// network is not `null`/`host` and that has a gateway (`ep.Gateway()`, the
+/// IPv4 gateway; the IPv6 default route comes from the same endpoint).
+/// `Less` orders:
+/// 1. endpoints in `docker_gwbridge` (swarm) last,
+/// 2. endpoints in internal networks last,
+/// 3. endpoints with both an IPv4 and an IPv6 gateway before those without,
+/// 4. higher endpoint priority first,
+/// 5. then by network name.
+///
+/// From inspect data: an endpoint's network is internal when its
+/// `NetworkID` is in `internal_networks` (a container inspect does not say;
+/// Docker 20.10 even reports `Gateway` and `IPv6Gateway` for endpoints on
+/// internal networks, although the container gets no route through them,
+/// measured); internal endpoints are never chosen (libnetwork sorts them last
+/// and gives them no gateway). "Has a gateway" is a non-empty `Gateway`; rule
+/// 3 reads `Gateway` and `IPv6Gateway`; the priority is `GwPriority` where
+/// Docker reports it (API ≥ 1.48), else 0 — Docker 20.10 offers no way to set
+/// it. The heap is only partially sorted, so this is exact when the heap's
+/// minimum has a gateway, which holds unless no endpoint has one. Newer
+/// Docker (28+) chooses the IPv4 and IPv6 gateway endpoints separately; this
+/// rule then names the IPv4 one, an approximation. `None` when no endpoint
+/// qualifies.
+pub fn gateway_network(
+    endpoints: &BTreeMap<String, EndpointSettings>,
+    internal_networks: &BTreeSet<String>,
+) -> Option<String> {
+    let has = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
+    let internal = |e: &EndpointSettings| {
+        e.network_id
+            .as_ref()
+            .is_some_and(|id| internal_networks.contains(id))
+    };
+    endpoints
+        .iter()
+        .filter(|(network, e)| {
+            !matches!(network.as_str(), "host" | "none") && !internal(e) && has(&e.gateway)
+        })
+        .min_by_key(|(network, e)| {
+            (
+                network.as_str() == "docker_gwbridge",
+                !has(&e.ipv6_gateway),
+                std::cmp::Reverse(e.gw_priority.unwrap_or(0)),
+                network.as_str(),
+            )
+        })
+        .map(|(network, _)| network.clone())
+}
+
+fn sorted(map: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    map.unwrap_or_default().into_iter().collect()
+}

@@ -1,0 +1,270 @@
+//! Docker as a source: a client (`connect`), the full snapshot of networks and
+//! running containers (`docker_snapshot`), single-object refreshes
+//! (`inspect_container`, `inspect_network`) and an event stream of hints
+//! (`event_stream`) telling the caller which object to refresh.
+//!
+//! The conversions from bollard's models to dock6's snapshot types are pure
+//! functions (`network_from_docker`, `container_from_docker`), tested against
+//! Docker 20.10 JSON without a daemon. Whatever Docker reports that does not
+//! make sense (a missing id, an unparsable subnet or address) is skipped with
+//! a `warn!` naming the object and the field; it never fails the snapshot.
+//!
+//! Usage, in this order so no change falls between the two:
+//! ```no_run
+//! # async fn f() -> Result<(), dock6::source::docker::DockerError> {
+//! use dock6::source::docker;
+//! //! let client = docker::connect(None).await?;
+//! let mut events = Box::pin(docker::event_stream(&client));
+//! let state = docker::docker_snapshot(&client).await?;
+//! while let Some(event) = events.next().await {
+//!     // inspect only what `event?` names and update `state`
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeSet;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
+};
+use tracing::{debug, warn};
+
+use crate::snapshot::{Container, Network};
+
+/// Where Docker listens when neither `--docker-host` nor `DOCKER_HOST` says.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Seconds a request may wait for Docker's response headers. The event
+/// stream is not limited by it (its headers come at once; the body is open-ended).
+const REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// Docker's networks and running containers. Host facts come from netlink.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DockerState {
+    /// Every network Docker reports, whatever the driver (the planner skips
+    /// non-bridge ones with a log line). Sorted by name.
+    pub networks: Vec<Network>,
+    /// Running containers. Sorted by name.
+    pub containers: Vec<Container>,
+}
+
+/// A hint that one object changed. Each variant names the single object to
+/// look at again: `ContainerChanged` → [`inspect_container`] (which answers
+/// `None` when the container is no longer running: drop it),
+/// `NetworkChanged` → [`inspect_network`]; the `…Gone` variants need no
+/// inspect: drop the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerEvent {
+    /// Started, renamed, or connected to / disconnected from a network
+    /// (Docker reports those as network events; they are mapped here to the
+    /// container, whose endpoints changed).
+    ContainerChanged { id: String },
+    /// Died or destroyed: no longer running.
+    ContainerGone { id: String },
+    /// Created.
+    NetworkChanged { id: String },
+    /// Destroyed.
+    NetworkGone { id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("connecting to Docker at {host}: {source}")]
+    Connect {
+        host: String,
+        #[source]
+        source: BollardError,
+    },
+    /// `doing` says what was being done: "inspecting container web (0123456789ab)".
+    #[error("{doing}: {source}")]
+    Request {
+        doing: String,
+        #[source]
+        source: BollardError,
+    },
+}
+
+impl DockerError {
+    fn request(doing: impl Into<String>) -> impl FnOnce(BollardError) -> DockerError {
+        let doing = doing.into();
+        move |source| DockerError::Request { doing, source }
+    }
+}
+
+/// A fresh client for `docker_host` (`--docker-host`), else `DOCKER_HOST`,
+/// else [`DEFAULT_DOCKER_HOST`], speaking the daemon's API version
+/// (`negotiate_version`: Docker 20.10 speaks 1.41 and rejects newer ones).
+/// Accepts `unix://PATH`, a bare absolute socket path, `tcp://` and `http://`.
+/// Each call builds a new client: after a daemon upgrade the version may differ.
+pub async fn connect(docker_host: Option<&str>) -> Result<Docker, DockerError> {
+    let env = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+    let host = docker_host
+        .map(str::to_string)
+        .or(env)
+        .unwrap_or_else(|| DEFAULT_DOCKER_HOST.into());
+    let connect_error = |source| DockerError::Connect {
+        host: host.clone(),
+        source,
+    };
+    let client = if let Some(path) = host
+        .strip_prefix("unix://")
+        .or(host.starts_with('/').then_some(host.as_str()))
+    {
+        Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+    } else if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(&host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+    } else {
+        Err(BollardError::UnsupportedURISchemeError { uri: host.clone() })
+    }
+    .map_err(connect_error)?;
+    let client = client.negotiate_version().await.map_err(connect_error)?;
+    debug!(host = %host, api = %client.client_version(), "connected to Docker");
+    Ok(client)
+}
+
+/// All networks and all running containers.
+///
+/// Networks come from one list call: Docker's network list carries the same
+/// fields as an inspect (IPAM, EnableIPv6, Internal, Options, Labels) except
+/// the endpoints, which dock6 reads from the containers; one call is also a
+/// consistent view. Containers are listed, then each is inspected; one that
+/// disappears in between is left out (its destroy event follows).
+pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError> {
+    let mut networks = list_networks(docker).await?;
+    networks.sort_by(|a, b| a.name.cmp(&b.name));
+    let internal = internal_network_ids(&networks);
+
+    let summaries = docker
+        .list_containers(None::<ListContainersOptions>)
+        .await
+        .map_err(DockerError::request("listing running containers"))?;
+    let mut containers = Vec::with_capacity(summaries.len());
+    for summary in summaries {
+        let Some(id) = summary.id.filter(|id| !id.is_empty()) else {
+            warn!("container list: an entry without Id; skipped");
+            continue;
+        };
+        let name = summary
+            .names
+            .and_then(|names| names.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string());
+        match inspect_container_named(docker, &id, name.as_deref(), &internal).await {
+            Ok(Some(container)) => containers.push(container),
+            Ok(None) => {}
+            Err(e) => skip_unless_docker_is_down(docker, &id, e).await?,
+        }
+    }
+    containers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    Ok(DockerState {
+        networks,
+        containers,
+    })
+}
+
+/// The container, if it exists and is running (`None` otherwise). `internal`
+/// holds the ids of the internal networks (see [`internal_network_ids`]),
+/// which its gateway network depends on (see [`gateway_network`]); the caller
+/// keeps them from its snapshot and network events, so an event costs one
+/// request.
+pub async fn inspect_container(
+    docker: &Docker,
+    id: &str,
+    internal: &BTreeSet<String>,
+) -> Result<Option<Container>, DockerError> {
+    inspect_container_named(docker, id, None, internal).await
+}
+
+async fn list_networks(docker: &Docker) -> Result<Vec<Network>, DockerError> {
+    let listed = docker
+        .list_networks(None::<ListNetworksOptions>)
+        .await
+        .map_err(DockerError::request("listing networks"))?;
+    Ok(listed.into_iter().filter_map(network_from_list).collect())
+}
+
+async fn inspect_container_named(
+    docker: &Docker,
+    id: &str,
+    name: Option<&str>,
+    internal: &BTreeSet<String>,
+) -> Result<Option<Container>, DockerError> {
+    let doing = match name {
+        Some(name) => format!("inspecting container {name} ({})", short_id(id)),
+        None => format!("inspecting container {}", short_id(id)),
+    };
+    match docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(response) => Ok(container_from_docker(response, internal)),
+        Err(e) if is_not_found(&e) => {
+            debug!("{doing}: gone");
+            Ok(None)
+        }
+        Err(e) => Err(DockerError::request(doing)(e)),
+    }
+}
+
+/// One container's inspect failed while Docker answers: the container is
+/// left out with a warning naming it (its ports stay closed until an event
+/// or the next resync), rather than failing the whole snapshot. When Docker
+/// itself no longer answers (a ping fails), the error stands: a snapshot
+/// missing every container must never be applied.
+pub async fn skip_unless_docker_is_down(
+    docker: &Docker,
+    id: &str,
+    error: DockerError,
+) -> Result<(), DockerError> {
+    match docker.ping().await {
+        Ok(_) => {
+            warn!("{error}; container {id} skipped until its next event or the next resync");
+            Ok(())
+        }
+        Err(_) => Err(error),
+    }
+}
+
+/// The network, if it exists (`None` otherwise).
+pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network>, DockerError> {
+    let doing = format!("inspecting network {}", short_id(id));
+    match docker
+        .inspect_network(id, None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(n) => Ok(network_from_inspect(n)),
+        Err(e) if is_not_found(&e) => {
+            debug!("{doing}: gone");
+            Ok(None)
+        }
+        Err(e) => Err(DockerError::request(doing)(e)),
+    }
+}
+
+/// The first 12 characters of an id, as Docker shows it.
+pub(super) fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn is_not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+mod convert;
+mod events;
+
+pub use convert::{
+    NetworkFields, container_from_docker, gateway_network, internal_network_ids,
+    network_from_docker, network_from_inspect, network_from_list,
+};
+pub use events::{event_from_docker, event_stream};
+
+#[cfg(test)]
+mod tests;
