@@ -88,9 +88,24 @@ pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
         warn!("Docker network {name}: no Internal field; treated as internal");
         true
     });
+    Some(Network {
+        id,
+        enable_ipv6: n.enable_ipv6.unwrap_or(false),
+        internal,
+        subnets: ipam_subnets(&name, n.ipam),
+        name,
+        driver,
+        bridge: None,
+        options: sorted(n.options),
+        labels: sorted(n.labels),
+    })
+}
+
+/// IPAM entries as subnets; an entry whose subnet does not parse is
+/// skipped, a gateway that does not parse is dropped (the subnet is kept).
+fn ipam_subnets(name: &str, ipam: Option<Ipam>) -> Vec<Subnet> {
     let mut subnets = Vec::new();
-    for (i, config) in n
-        .ipam
+    for (i, config) in ipam
         .and_then(|ipam| ipam.config)
         .unwrap_or_default()
         .into_iter()
@@ -126,17 +141,7 @@ pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
         };
         subnets.push(Subnet { subnet, gateway });
     }
-    Some(Network {
-        id,
-        name,
-        driver,
-        bridge: None,
-        enable_ipv6: n.enable_ipv6.unwrap_or(false),
-        internal,
-        subnets,
-        options: sorted(n.options),
-        labels: sorted(n.labels),
-    })
+    subnets
 }
 
 /// A container inspect answer as a snapshot container; `None` when it is not
@@ -179,8 +184,24 @@ pub fn container_from_docker(
     let settings = c.network_settings.unwrap_or_default();
     let docker_endpoints: BTreeMap<String, EndpointSettings> =
         settings.networks.unwrap_or_default().into_iter().collect();
+    Some(Container {
+        networks: endpoints(&name, &docker_endpoints),
+        gateway_network: gateway_network(&docker_endpoints, internal_networks),
+        ports: port_bindings(&name, settings.ports.unwrap_or_default()),
+        id,
+        name,
+        labels,
+    })
+}
+
+/// Every network the container is on, with its IPv6 address when it has a
+/// valid one (an unparsable `GlobalIPv6Address` is warned about).
+fn endpoints(
+    name: &str,
+    docker_endpoints: &BTreeMap<String, EndpointSettings>,
+) -> BTreeMap<String, Endpoint> {
     let mut networks = BTreeMap::new();
-    for (network, endpoint) in &docker_endpoints {
+    for (network, endpoint) in docker_endpoints {
         let ipv6_address = match endpoint.global_ipv6_address.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => match text.parse::<Ipv6Addr>() {
@@ -195,9 +216,18 @@ pub fn container_from_docker(
         };
         networks.insert(network.clone(), Endpoint { ipv6_address });
     }
-    let gateway_network = gateway_network(&docker_endpoints, internal_networks);
+    networks
+}
+
+/// Docker's `NetworkSettings.Ports` in its own shape, but for bindings
+/// without `HostIp` or `HostPort` (an absent host IP must not read as "all
+/// addresses"): dropped with a warning.
+fn port_bindings(
+    name: &str,
+    docker_ports: HashMap<String, Option<Vec<bollard::models::PortBinding>>>,
+) -> BTreeMap<String, Option<Vec<PortBinding>>> {
     let mut ports = BTreeMap::new();
-    for (key, bindings) in settings.ports.unwrap_or_default() {
+    for (key, bindings) in docker_ports {
         let bindings = bindings.map(|bindings| {
             bindings
                 .into_iter()
@@ -214,14 +244,7 @@ pub fn container_from_docker(
         });
         ports.insert(key, bindings);
     }
-    Some(Container {
-        id,
-        name,
-        labels,
-        networks,
-        gateway_network,
-        ports,
-    })
+    ports
 }
 
 /// The network that gives the container its default gateway, computed as
