@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -84,92 +84,105 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             snapshot,
             config,
             bootstrap,
-        } => {
-            let config = Config::load(config.as_deref())?;
-            if bootstrap {
-                print!("{}", plan::bootstrap_table().replace_script());
-                return Ok(());
-            }
-            let snapshot = load_snapshot(&snapshot.context("--snapshot is required")?)?;
-            print!("{}", plan::plan(&config.policy, &snapshot));
-            Ok(())
-        }
+        } => render(snapshot, config, bootstrap),
         Command::Run {
             config,
             docker_host,
-        } => {
-            // Before the runtime's threads exist: capabilities are per thread.
-            if dock6::privileges::drop_to_network_admin()? {
-                tracing::info!("capabilities dropped to CAP_NET_ADMIN and CAP_NET_RAW");
-            }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(dock6::reconcile::run(RunOptions {
-                config_path: config,
-                docker_host,
-            }))?;
-            Ok(())
-        }
+        } => agent(RunOptions {
+            config_path: config,
+            docker_host,
+        }),
         Command::Apply {
             snapshot,
             config,
             once,
         } => {
-            let config = Config::load(config.as_deref())?;
-            let mut snapshot = load_snapshot(&snapshot)?;
             if !once {
                 anyhow::bail!(
                     "`dock6 apply` applies once: pass --once (`dock6 run` keeps the kernel in step with Docker)"
                 );
             }
-            // Whether forwarding is Docker-only depends on the live host,
-            // whatever the snapshot file says of it.
-            if snapshot.host.forwarding.is_none() {
-                snapshot.host.forwarding = read_sysctl("all", "forwarding").ok();
-            }
-            snapshot.host.forwarding_enabled_by_dock6 = forwarding_enabled_by_dock6()?;
-            let plan = plan::plan(&config.policy, &snapshot);
-            for note in &plan.notes {
-                match note.level {
-                    plan::Level::Info => tracing::info!("{}", note.text),
-                    plan::Level::Warn => tracing::warn!("{}", note.text),
-                }
-            }
-            let mut kernel = LinuxKernel::new()?;
-            let previous = dock6::apply::Previous {
-                replace: true,
-                ..Default::default()
-            };
-            let report = apply_plan(&mut kernel, &plan, previous);
-            let failures = report.failures();
-            for failure in &failures {
-                tracing::error!("{failure}");
-            }
-            if !failures.is_empty() {
-                anyhow::bail!(
-                    "{} parts of the plan could not be applied (see the log)",
-                    failures.len()
-                );
-            }
-            Ok(())
+            apply_once(&snapshot, config)
         }
-        Command::Cleanup => {
-            dock6::agent_lock::ensure_no_agent()
-                .context("cleanup refused: stop the agent first (it would put its rules back)")?;
-            let mut kernel = LinuxKernel::new()?;
-            let by_dock6 = forwarding_enabled_by_dock6()?;
-            let report = cleanup(&mut kernel)?;
-            print_cleanup(&report, by_dock6);
-            println!("sysctls left as they are (turning forwarding off could cut this host off):");
-            for line in sysctls_left_by_dock6() {
-                println!("  {line}");
-            }
-            Ok(())
+        Command::Cleanup => remove_everything(),
+    }
+}
+
+fn render(
+    snapshot: Option<PathBuf>,
+    config: Option<PathBuf>,
+    bootstrap: bool,
+) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    if bootstrap {
+        print!("{}", plan::bootstrap_table().replace_script());
+        return Ok(());
+    }
+    let snapshot = load_snapshot(&snapshot.context("--snapshot is required")?)?;
+    print!("{}", plan::plan(&config.policy, &snapshot));
+    Ok(())
+}
+
+fn agent(options: RunOptions) -> anyhow::Result<()> {
+    // Before the runtime's threads exist: capabilities are per thread.
+    if dock6::privileges::drop_to_network_admin()? {
+        tracing::info!("capabilities dropped to CAP_NET_ADMIN and CAP_NET_RAW");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(dock6::reconcile::run(options))?;
+    Ok(())
+}
+
+fn apply_once(snapshot: &Path, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    let mut snapshot = load_snapshot(snapshot)?;
+    // Whether forwarding is Docker-only depends on the live host, whatever
+    // the snapshot file says of it.
+    if snapshot.host.forwarding.is_none() {
+        snapshot.host.forwarding = read_sysctl("all", "forwarding").ok();
+    }
+    snapshot.host.forwarding_enabled_by_dock6 = forwarding_enabled_by_dock6()?;
+    let plan = plan::plan(&config.policy, &snapshot);
+    for note in &plan.notes {
+        match note.level {
+            plan::Level::Info => tracing::info!("{}", note.text),
+            plan::Level::Warn => tracing::warn!("{}", note.text),
         }
     }
+    let mut kernel = LinuxKernel::new()?;
+    let previous = dock6::apply::Previous {
+        replace: true,
+        ..Default::default()
+    };
+    let failures = apply_plan(&mut kernel, &plan, previous).failures();
+    for failure in &failures {
+        tracing::error!("{failure}");
+    }
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "{} parts of the plan could not be applied (see the log)",
+            failures.len()
+        );
+    }
+    Ok(())
+}
+
+fn remove_everything() -> anyhow::Result<()> {
+    dock6::agent_lock::ensure_no_agent()
+        .context("cleanup refused: stop the agent first (it would put its rules back)")?;
+    let mut kernel = LinuxKernel::new()?;
+    let by_dock6 = forwarding_enabled_by_dock6()?;
+    let report = cleanup(&mut kernel)?;
+    print_cleanup(&report, by_dock6);
+    println!("sysctls left as they are (turning forwarding off could cut this host off):");
+    for line in sysctls_left_by_dock6() {
+        println!("  {line}");
+    }
+    Ok(())
 }
 
 fn print_cleanup(report: &dock6::apply::CleanupReport, forwarding_by_dock6: bool) {
