@@ -238,6 +238,20 @@ pub async fn sync_proxy_entries(
         .collect();
 
     let mut report = ProxySyncReport::default();
+    let wanted = add_missing(handle, desired, &indices, &present, &mut report).await;
+    remove_unwanted(handle, &current, &wanted, &mut report).await;
+    Ok(report)
+}
+
+/// Adds the desired entries that are missing (tagged as dock6's); returns
+/// the (ifindex, address) pairs wanted, for [`remove_unwanted`].
+async fn add_missing(
+    handle: &Handle,
+    desired: &[ProxyEntry],
+    indices: &HashMap<&str, u32>,
+    present: &HashMap<(u32, Ipv6Addr), &ProxyNeighbour>,
+    report: &mut ProxySyncReport,
+) -> BTreeSet<(u32, Ipv6Addr)> {
     let mut wanted = BTreeSet::new();
     for entry in desired {
         let Some(&ifindex) = indices.get(entry.interface.as_str()) else {
@@ -275,7 +289,16 @@ pub async fn sync_proxy_entries(
             },
         }
     }
+    wanted
+}
 
+/// Deletes dock6-tagged entries no longer wanted; never another's.
+async fn remove_unwanted(
+    handle: &Handle,
+    current: &[ProxyNeighbour],
+    wanted: &BTreeSet<(u32, Ipv6Addr)>,
+    report: &mut ProxySyncReport,
+) {
     for entry in current
         .iter()
         .filter(|e| e.is_dock6() && !wanted.contains(&(e.ifindex, e.address)))
@@ -291,7 +314,6 @@ pub async fn sync_proxy_entries(
             }
         }
     }
-    Ok(report)
 }
 
 /// Deletes every proxy-NDP entry that carries dock6's tag (cleanup), and
