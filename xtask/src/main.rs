@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 "
             );
             eprintln!(
-                "  test   install what is needed, then run every test (kernel tests need root)"
+                "  test   install what is needed, check fmt and clippy, then run every test (kernel tests need root)"
             );
             eprintln!("  bless  rewrite the golden files under rules/ from the current planner");
             eprintln!(
@@ -127,6 +127,20 @@ fn test(extra: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
     // The Docker tests' lab: docker.io only where no Docker is installed, busybox-static.
     dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
+    // The habits that keep the tree readable fail the run like a test does.
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(extra);
