@@ -127,6 +127,7 @@ fn test(extra: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
     // The Docker tests' lab: docker.io only where no Docker is installed, busybox-static.
     dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
+    ensure_components(&["rustfmt", "clippy"])?;
     // The habits that keep the tree readable fail the run like a test does.
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -145,6 +146,28 @@ fn test(extra: &[String]) -> Result<()> {
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(extra);
     run(cmd)
+}
+
+/// rustup components the test command runs (`cargo fmt`, `cargo clippy`),
+/// added when the toolchain lacks them.
+fn ensure_components(components: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|c| {
+            let sub = if *c == "rustfmt" { "fmt" } else { c };
+            !cargo()
+                .args([sub, "--version"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut add = Command::new("rustup");
+    add.args(["component", "add"]).args(&missing);
+    run(add)
 }
 
 fn bless() -> Result<()> {
