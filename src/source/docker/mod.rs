@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use bollard::Docker;
@@ -36,8 +37,9 @@ use crate::snapshot::{Container, Network};
 /// Where Docker listens when neither `--docker-host` nor `DOCKER_HOST` says.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
-/// Seconds a request may wait for Docker's response headers. The event
-/// stream is not limited by it (its headers come at once; the body is open-ended).
+/// Seconds a request may wait for Docker's response headers (bollard's
+/// limit; the whole answer is bounded by `transport`). The event stream's
+/// headers come at once; its body is open-ended.
 const REQUEST_TIMEOUT_SECS: u64 = 30;
 
 /// Docker's networks and running containers. Host facts come from netlink.
@@ -71,14 +73,14 @@ pub enum DockerEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("connecting to Docker at {host}: {source}")]
+    #[error("connecting to Docker at {host}: {}", describe(source))]
     Connect {
         host: String,
         #[source]
         source: BollardError,
     },
     /// `doing` says what was being done: "inspecting container web (0123456789ab)".
-    #[error("{doing}: {source}")]
+    #[error("{doing}: {}", describe(source))]
     Request {
         doing: String,
         #[source]
@@ -108,16 +110,25 @@ pub async fn connect(docker_host: Option<&str>) -> Result<Docker, DockerError> {
         host: host.clone(),
         source,
     };
-    let client = if let Some(path) = host
+    let endpoint = if let Some(path) = host
         .strip_prefix("unix://")
         .or(host.starts_with('/').then_some(host.as_str()))
     {
-        Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-    } else if host.starts_with("tcp://") || host.starts_with("http://") {
-        Docker::connect_with_http(&host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        transport::Endpoint::Unix(path.into())
+    } else if let Some(authority) = host.strip_prefix("tcp://").or(host.strip_prefix("http://")) {
+        transport::Endpoint::Tcp(authority.trim_end_matches('/').to_string())
     } else {
-        Err(BollardError::UnsupportedURISchemeError { uri: host.clone() })
-    }
+        return Err(connect_error(BollardError::UnsupportedURISchemeError {
+            uri: host.clone(),
+        }));
+    };
+    // dock6's own transport bounds each answer's size and time (see `transport`).
+    let client = Docker::connect_with_custom_transport(
+        move |request| transport::send(endpoint.clone(), request),
+        Some("http://docker"),
+        REQUEST_TIMEOUT_SECS,
+        bollard::API_DEFAULT_VERSION,
+    )
     .map_err(connect_error)?;
     let client = client.negotiate_version().await.map_err(connect_error)?;
     debug!(host = %host, api = %client.client_version(), "connected to Docker");
@@ -219,7 +230,10 @@ pub async fn skip_unless_docker_is_down(
 ) -> Result<(), DockerError> {
     match docker.ping().await {
         Ok(_) => {
-            warn!("{error}; container {id} skipped until its next event or the next resync");
+            warn!(
+                "{error}; container {} skipped until its next event or the next resync",
+                clip(id)
+            );
             Ok(())
         }
         Err(_) => Err(error),
@@ -242,6 +256,38 @@ pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network
     }
 }
 
+/// How many characters of a value from outside (Docker's texts, names,
+/// labels) a log line or note shows: enough to recognise it, while a huge
+/// value cannot flood the log.
+pub const CLIP_CHARS: usize = 100;
+
+/// `text` cut to [`CLIP_CHARS`] characters, saying how long it was when cut.
+pub fn clip(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(CLIP_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len())),
+    }
+}
+
+/// A bollard error with its causes (the cause is where the reason is, e.g.
+/// "error reading a body from connection: Docker's answer is larger than
+/// 32 MiB"), each cut by [`clip`]: Docker's own texts (a 500's message, JSON
+/// it sent) are repeated in them.
+fn describe(error: &BollardError) -> String {
+    let mut text = clip(&error.to_string()).into_owned();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        let part = e.to_string();
+        // Some errors repeat their cause in their own text.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&clip(&part));
+        }
+        cause = e.source();
+    }
+    text
+}
+
 /// The first 12 characters of an id, as Docker shows it.
 pub(super) fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
@@ -259,12 +305,14 @@ fn is_not_found(e: &BollardError) -> bool {
 
 mod convert;
 mod events;
+mod transport;
 
 pub use convert::{
     NetworkFields, container_from_docker, gateway_network, internal_network_ids,
     network_from_docker, network_from_inspect, network_from_list,
 };
 pub use events::{event_from_docker, event_stream};
+pub use transport::{ANSWER_TIMEOUT, MAX_ANSWER_BYTES};
 
 #[cfg(test)]
 mod tests;
