@@ -194,7 +194,7 @@ fn own_commits_are_recognised_by_their_socket() {
             assert!(!generation.is_from_this_process(), "{generation:?}");
 
             // The same socket again, from the test thread's own apply call.
-            dock6::apply::nft::replace_table(&dock6::plan::bootstrap_table())
+            dock6::apply::nftables::replace_table(&dock6::plan::bootstrap_table())
                 .expect("replace_table");
             let (_, generation) = transaction(&mut monitor).await;
             assert!(generation.is_from_this_process(), "{generation:?}");

@@ -45,7 +45,7 @@
 //! ([`Generation::portid`], and `portid` in the object variants); port ids
 //! are unique within a network namespace while the socket is open. dock6
 //! registers the port id of each socket it commits through
-//! ([`crate::apply::nft::is_own_socket`]), and the monitor marks the
+//! ([`crate::apply::nftables::is_own_socket`]), and the monitor marks the
 //! commits made through them ([`Generation::by_dock6`]). This holds in any
 //! pid namespace: `NFTA_GEN_PROC_PID` is the committing *thread's* id in the
 //! initial pid namespace, which a dock6 inside another pid namespace (a
@@ -229,7 +229,7 @@ pub fn subscribe() -> Result<NftMonitor, NftMonitorError> {
     Ok(NftMonitor {
         socket,
         pending: VecDeque::new(),
-        netns: crate::apply::nft::thread_netns().unwrap_or(0),
+        netns: crate::apply::nftables::thread_netns().unwrap_or(0),
     })
 }
 
@@ -252,7 +252,7 @@ impl NftMonitor {
                     self.pending
                         .extend(decode(&datagram).into_iter().map(|c| match c {
                             NftChange::Generation(g) => NftChange::Generation(Generation {
-                                by_dock6: crate::apply::nft::is_own_socket(netns, g.portid),
+                                by_dock6: crate::apply::nftables::is_own_socket(netns, g.portid),
                                 ..g
                             }),
                             other => other,

@@ -647,8 +647,6 @@ fn value_types(values: &[crate::nft::Value]) -> Vec<crate::nft::KeyType> {
     values.iter().map(encode::value_type).collect()
 }
 
-/// Deletes `table inet <name>`: `Ok(true)` if it existed, `Ok(false)` if
-/// there was none.
 /// Whether `table inet NAME` exists (one NFT_MSG_GETTABLE request).
 pub fn table_exists(name: &str) -> Result<bool, NftError> {
     const NFT_MSG_GETTABLE: u16 = 1;
@@ -733,6 +731,8 @@ fn object_exists(
     }
 }
 
+/// Deletes `table inet <name>`: `Ok(true)` if it existed, `Ok(false)` if
+/// there was none.
 pub fn delete_table(name: &str) -> Result<bool, NftError> {
     let mut b = Batch::new(1);
     b.push(
