@@ -1,14 +1,14 @@
-//! nftables change notifications (`dock6::source::nftables`), against the
+//! nftables change notifications (`dock6::apply::nftables::changes`), against the
 //! kernel in fresh network namespaces. Needs root.
 
 mod common;
 
 use std::time::Duration;
 
-use dock6::nft::TABLE_NAME;
-use dock6::source::nftables::{
+use dock6::apply::nftables::changes::{
     Generation, NftChange, NftEvent, NftMonitor, NftObject, NftOp, subscribe,
 };
+use dock6::nft::TABLE_NAME;
 
 use common::{in_fresh_netns, require_root};
 
@@ -250,6 +250,6 @@ fn overrun_is_reported_and_the_subscription_survives() {
 fn subscribe_outside_a_runtime_is_an_error() {
     assert!(matches!(
         subscribe(),
-        Err(dock6::source::nftables::NftMonitorError::NoRuntime)
+        Err(dock6::apply::nftables::changes::NftMonitorError::NoRuntime)
     ));
 }

@@ -8,6 +8,7 @@ mod forwarding;
 mod kernel;
 pub mod ndisc;
 pub mod ndp;
+pub(crate) mod nfnetlink;
 pub mod nftables;
 mod pass;
 pub mod routes;
