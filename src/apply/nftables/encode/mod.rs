@@ -11,6 +11,8 @@ mod rule;
 mod set;
 
 pub(crate) use rule::rule_exprs;
+
+use super::EncodeError;
 pub(crate) use set::{SetSpec, element_bytes, encode_values, set_spec, value_type};
 
 /// Longest value a register or a set key may hold (NFT_DATA_VALUE_MAXLEN).
@@ -142,6 +144,32 @@ pub(crate) fn reg_at_word(w: u32) -> u32 {
     }
 }
 
+/// Bytes of an interface name compared by `iifname`/`oifname`: the full
+/// IFNAMSIZ buffer (NUL padded) for an exact name, only the prefix for a
+/// `name*` wildcard.
+pub(crate) fn ifname_cmp_bytes(name: &str) -> Result<Vec<u8>, EncodeError> {
+    if let Some(prefix) = name.strip_suffix('*') {
+        if prefix.is_empty() || prefix.len() >= IFNAMSIZ {
+            return Err(EncodeError::new(format!(
+                "interface name pattern {name:?} is not usable"
+            )));
+        }
+        return Ok(prefix.as_bytes().to_vec());
+    }
+    ifname_bytes(name)
+}
+
+pub(crate) fn ifname_bytes(name: &str) -> Result<Vec<u8>, EncodeError> {
+    if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('\0') {
+        return Err(EncodeError::new(format!(
+            "interface name {name:?} is not valid"
+        )));
+    }
+    let mut v = name.as_bytes().to_vec();
+    v.resize(IFNAMSIZ, 0);
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +180,12 @@ mod tests {
         assert_eq!(reg_at_word(1), 9);
         assert_eq!(reg_at_word(4), 2);
         assert_eq!(reg_at_word(5), 13);
+    }
+
+    #[test]
+    fn wildcard_ifname_compares_prefix_only() {
+        assert_eq!(ifname_cmp_bytes("br-*").unwrap(), b"br-");
+        assert_eq!(ifname_cmp_bytes("eth0").unwrap().len(), 16);
+        assert!(ifname_cmp_bytes("a-very-long-interface").is_err());
     }
 }

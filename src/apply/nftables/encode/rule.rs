@@ -5,7 +5,7 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
-use super::{Expr, IFNAMSIZ, k, reg_at_word};
+use super::{Expr, ifname_cmp_bytes, k, reg_at_word};
 use crate::apply::nftables::EncodeError;
 use crate::nft::{AddrField, CtState, Direction, DnatKey, Match, Rule, Statement, Verdict};
 
@@ -351,32 +351,6 @@ fn cmp_op(negate: bool) -> u32 {
     if negate { k::CMP_NEQ } else { k::CMP_EQ }
 }
 
-/// Bytes of an interface name compared by `iifname`/`oifname`: the full
-/// IFNAMSIZ buffer (NUL padded) for an exact name, only the prefix for a
-/// `name*` wildcard.
-pub(crate) fn ifname_cmp_bytes(name: &str) -> Result<Vec<u8>, EncodeError> {
-    if let Some(prefix) = name.strip_suffix('*') {
-        if prefix.is_empty() || prefix.len() >= IFNAMSIZ {
-            return Err(EncodeError::new(format!(
-                "interface name pattern {name:?} is not usable"
-            )));
-        }
-        return Ok(prefix.as_bytes().to_vec());
-    }
-    ifname_bytes(name)
-}
-
-pub(crate) fn ifname_bytes(name: &str) -> Result<Vec<u8>, EncodeError> {
-    if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('\0') {
-        return Err(EncodeError::new(format!(
-            "interface name {name:?} is not valid"
-        )));
-    }
-    let mut v = name.as_bytes().to_vec();
-    v.resize(IFNAMSIZ, 0);
-    Ok(v)
-}
-
 fn prefix_mask(len: u8) -> [u8; 16] {
     let bits: u128 = if len == 0 {
         0
@@ -427,12 +401,5 @@ mod tests {
                 dreg: 1
             }
         );
-    }
-
-    #[test]
-    fn wildcard_ifname_compares_prefix_only() {
-        assert_eq!(ifname_cmp_bytes("br-*").unwrap(), b"br-");
-        assert_eq!(ifname_cmp_bytes("eth0").unwrap().len(), 16);
-        assert!(ifname_cmp_bytes("a-very-long-interface").is_err());
     }
 }

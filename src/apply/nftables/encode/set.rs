@@ -1,8 +1,7 @@
 //! Sets and maps: nft's key types and lengths, set userdata, and element
 //! values in kernel byte layout.
 
-use super::rule::ifname_bytes;
-use super::{DATA_MAX, IFNAMSIZ, k};
+use super::{DATA_MAX, IFNAMSIZ, ifname_bytes, k};
 use crate::apply::nftables::EncodeError;
 use crate::nft::{Element, KeyType, Set, Value};
 
