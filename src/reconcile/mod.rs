@@ -21,11 +21,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
+use crate::apply::nftables::changes::{self, NftChange, NftMonitor};
 use crate::apply::{ApplyError, DnatTarget, DockerFirewall};
 use crate::config::{Config, ConfigError};
 use crate::nft::Table;
 use crate::plan::Note;
-use crate::source::nftables::{self, NftChange, NftMonitor};
 use host_grace::HostGrace;
 pub use kernel_thread::{KernelThread, KernelThreadError};
 pub use retry::Backoff;
@@ -111,7 +111,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     tokio::spawn(connection);
 
     // Before the first apply, so that no change in between is missed.
-    let mut nft_changes = match nftables::subscribe() {
+    let mut nft_changes = match changes::subscribe() {
         Ok(monitor) => Some(monitor),
         Err(e) => {
             warn!(
@@ -214,7 +214,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
 /// dropped after a read error, which would otherwise repeat at once).
 async fn next_nft_change(
     monitor: &mut Option<NftMonitor>,
-) -> Result<NftChange, nftables::NftMonitorError> {
+) -> Result<NftChange, changes::NftMonitorError> {
     match monitor {
         Some(m) => {
             let change = m.next().await;
@@ -234,7 +234,7 @@ impl Loop {
     /// whole-table replace.
     fn nft_change(
         &mut self,
-        change: Result<NftChange, nftables::NftMonitorError>,
+        change: Result<NftChange, changes::NftMonitorError>,
         ours_touched: &mut bool,
     ) -> bool {
         match change {
