@@ -63,10 +63,10 @@ impl Guard {
         host: &HostFacts,
         uplink: Option<&Interface>,
         networks: &[NetworkPlan],
-        ipv4_only_bridges: &[String],
+        closed_bridges: &[String],
         containers: &[ContainerPlan],
     ) -> Guard {
-        let links = link_prefixes(host, networks, ipv4_only_bridges);
+        let links = link_prefixes(host, networks, closed_bridges);
         // A subnet that covers a whole link prefix also holds other nodes'
         // addresses (the router's, the host's): only containers' own
         // addresses can be checked there.
@@ -92,7 +92,7 @@ impl Guard {
         };
         Guard {
             unmanaged: bridges_of(Mode::Off)
-                .chain(ipv4_only_bridges.iter().cloned())
+                .chain(closed_bridges.iter().cloned())
                 .collect(),
             unfiltered: bridges_of(Mode::Unfiltered).collect(),
             ipv6_networks: networks.to_vec(),
@@ -111,12 +111,12 @@ impl Guard {
 fn link_prefixes(
     host: &HostFacts,
     networks: &[NetworkPlan],
-    ipv4_only_bridges: &[String],
+    closed_bridges: &[String],
 ) -> Vec<Ipv6Net> {
     let docker_bridge = |name: &str| {
         is_docker_bridge_name(name)
             || networks.iter().any(|n| n.bridge == name)
-            || ipv4_only_bridges.iter().any(|b| b == name)
+            || closed_bridges.iter().any(|b| b == name)
     };
     host.interfaces
         .iter()
@@ -153,18 +153,19 @@ pub(super) fn forward_tail(guard: &Guard) -> Vec<Rule> {
     }
     if guard.docker_only {
         rules.push(rule().iif_in(SET_UNFILTERED).accept());
-        rules.extend(from_unmanaged_bridges(RuleBuilder::accept));
+        rules.extend(accept_from_unmanaged_bridges());
         rules.push(rule().goto(CHAIN_NOT_DOCKER));
     }
     rules
 }
 
-/// `iifname @unmanaged`, `iifname "docker0"`, `iifname "br-*"`: traffic
-/// that comes from a Docker bridge dock6 does not manage.
-fn from_unmanaged_bridges(verdict: fn(RuleBuilder) -> Rule) -> Vec<Rule> {
+/// `iifname @unmanaged accept`, `iifname "docker0" accept`, `iifname
+/// "br-*" accept`: traffic that comes from a Docker bridge dock6 does not
+/// manage.
+fn accept_from_unmanaged_bridges() -> Vec<Rule> {
     std::iter::once(rule().iif_in(SET_UNMANAGED))
         .chain(DOCKER_BRIDGE_PATTERNS.iter().map(|p| rule().iifname(p)))
-        .map(verdict)
+        .map(RuleBuilder::accept)
         .collect()
 }
 
@@ -176,7 +177,7 @@ pub(super) fn to_unmanaged_chain() -> Chain {
             .ct_state(&[CtState::Established, CtState::Related])
             .accept(),
     ];
-    rules.extend(from_unmanaged_bridges(RuleBuilder::accept));
+    rules.extend(accept_from_unmanaged_bridges());
     rules.push(rule().iif_in(SET_UNFILTERED).accept());
     rules.push(
         rule()
