@@ -207,11 +207,7 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
     let (phase, containers, generation) = {
         let mut state = state.lock().expect("state");
         *state.hits.entry(endpoint.clone()).or_default() += 1;
-        (
-            state.phase.clone(),
-            state.containers.clone(),
-            state.generation,
-        )
+        (state.phase, state.containers.clone(), state.generation)
     };
     let mut out = stream;
     match (endpoint.as_str(), &phase) {

@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use super::short_id;
 use crate::snapshot::{Container, Endpoint, Network, PortBinding, Subnet};
+use crate::text::{clip, quoted};
 
 /// The fields dock6 reads, from either of bollard's two network types
 /// (list entry and inspect answer), which have them under the same names.
@@ -70,22 +71,29 @@ pub fn network_from_inspect(n: NetworkInspect) -> Option<Network> {
 /// `bridge` stays `None`: the planner derives it as Docker does.
 pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
     let Some(id) = n.id.filter(|s| !s.is_empty()) else {
-        warn!(network = ?n.name, "Docker network without Id; skipped");
+        warn!(
+            "Docker network {} without Id; skipped",
+            quoted(n.name.as_deref().unwrap_or(""))
+        );
         return None;
     };
     let Some(name) = n.name.filter(|s| !s.is_empty()) else {
-        warn!("Docker network {}: no Name; skipped", short_id(&id));
+        warn!("Docker network {}: no Name; skipped", clip(short_id(&id)));
         return None;
     };
     let Some(driver) = n.driver.filter(|s| !s.is_empty()) else {
         warn!(
-            "Docker network {name} ({}): no Driver; skipped",
-            short_id(&id)
+            "Docker network {} ({}): no Driver; skipped",
+            clip(&name),
+            clip(short_id(&id))
         );
         return None;
     };
     let internal = n.internal.unwrap_or_else(|| {
-        warn!("Docker network {name}: no Internal field; treated as internal");
+        warn!(
+            "Docker network {}: no Internal field; treated as internal",
+            clip(&name)
+        );
         true
     });
     Some(Network {
@@ -116,7 +124,9 @@ fn ipam_subnets(name: &str, ipam: Option<Ipam>) -> Vec<Subnet> {
             Ok(subnet) => subnet,
             Err(_) => {
                 warn!(
-                    "Docker network {name}: IPAM.Config[{i}].Subnet {subnet_text:?} is not a subnet; entry skipped"
+                    "Docker network {}: IPAM.Config[{i}].Subnet {} is not a subnet; entry skipped",
+                    clip(name),
+                    quoted(&subnet_text)
                 );
                 continue;
             }
@@ -133,7 +143,9 @@ fn ipam_subnets(name: &str, ipam: Option<Ipam>) -> Vec<Subnet> {
                 Ok(a) => Some(a),
                 Err(_) => {
                     warn!(
-                        "Docker network {name}: IPAM.Config[{i}].Gateway {g:?} is not an address; ignored"
+                        "Docker network {}: IPAM.Config[{i}].Gateway {} is not an address; ignored",
+                        clip(name),
+                        quoted(g)
                     );
                     None
                 }
@@ -157,7 +169,10 @@ pub fn container_from_docker(
     internal_networks: &BTreeSet<String>,
 ) -> Option<Container> {
     let Some(id) = c.id.filter(|s| !s.is_empty()) else {
-        warn!(name = ?c.name, "Docker container without Id; skipped");
+        warn!(
+            "Docker container {} without Id; skipped",
+            quoted(c.name.as_deref().unwrap_or(""))
+        );
         return None;
     };
     let name = match c
@@ -168,7 +183,10 @@ pub fn container_from_docker(
     {
         Some(n) => n.to_string(),
         None => {
-            warn!("Docker container {}: no Name; using its id", short_id(&id));
+            warn!(
+                "Docker container {}: no Name; using its id",
+                clip(short_id(&id))
+            );
             short_id(&id).to_string()
         }
     };
@@ -208,7 +226,10 @@ fn endpoints(
                 Ok(a) => Some(a),
                 Err(_) => {
                     warn!(
-                        "container {name}: NetworkSettings.Networks.{network}.GlobalIPv6Address {text:?} is not an IPv6 address; ignored"
+                        "container {}: NetworkSettings.Networks.{}.GlobalIPv6Address {} is not an IPv6 address; ignored",
+                        clip(name),
+                        clip(network),
+                        quoted(text)
                     );
                     None
                 }
@@ -235,7 +256,11 @@ fn port_bindings(
                     (Some(host_ip), Some(host_port)) => Some(PortBinding { host_ip, host_port }),
                     (ip, port) => {
                         warn!(
-                            "container {name}: NetworkSettings.Ports.{key}: binding without HostIp or HostPort (HostIp {ip:?}, HostPort {port:?}); skipped"
+                            "container {}: NetworkSettings.Ports.{}: binding without HostIp or HostPort (HostIp {:?}, HostPort {:?}); skipped",
+                            clip(name),
+                            clip(&key),
+                            ip.as_deref().map(clip),
+                            port.as_deref().map(clip)
                         );
                         None
                     }

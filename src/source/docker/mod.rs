@@ -22,7 +22,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use bollard::Docker;
@@ -33,6 +32,7 @@ use bollard::query_parameters::{
 use tracing::{debug, warn};
 
 use crate::snapshot::{Container, Network};
+use crate::text::clip;
 
 /// Where Docker listens when neither `--docker-host` nor `DOCKER_HOST` says.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -202,8 +202,12 @@ async fn inspect_container_named(
     internal: &BTreeSet<String>,
 ) -> Result<Option<Container>, DockerError> {
     let doing = match name {
-        Some(name) => format!("inspecting container {name} ({})", short_id(id)),
-        None => format!("inspecting container {}", short_id(id)),
+        Some(name) => format!(
+            "inspecting container {} ({})",
+            clip(name),
+            clip(short_id(id))
+        ),
+        None => format!("inspecting container {}", clip(short_id(id))),
     };
     match docker
         .inspect_container(id, None::<InspectContainerOptions>)
@@ -242,7 +246,7 @@ pub async fn skip_unless_docker_is_down(
 
 /// The network, if it exists (`None` otherwise).
 pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network>, DockerError> {
-    let doing = format!("inspecting network {}", short_id(id));
+    let doing = format!("inspecting network {}", clip(short_id(id)));
     match docker
         .inspect_network(id, None::<InspectNetworkOptions>)
         .await
@@ -253,19 +257,6 @@ pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network
             Ok(None)
         }
         Err(e) => Err(DockerError::request(doing)(e)),
-    }
-}
-
-/// How many characters of a value from outside (Docker's texts, names,
-/// labels) a log line or note shows: enough to recognise it, while a huge
-/// value cannot flood the log.
-pub const CLIP_CHARS: usize = 100;
-
-/// `text` cut to [`CLIP_CHARS`] characters, saying how long it was when cut.
-pub fn clip(text: &str) -> Cow<'_, str> {
-    match text.char_indices().nth(CLIP_CHARS) {
-        None => Cow::Borrowed(text),
-        Some((end, _)) => Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len())),
     }
 }
 

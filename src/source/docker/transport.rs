@@ -51,11 +51,11 @@ impl Endpoint {
 
 /// Sends `request` to `endpoint` over a new connection and returns the
 /// answer, whose body is read under the limits above.
-pub fn send(
+pub async fn send(
     endpoint: Endpoint,
     mut request: BollardRequest,
-) -> impl Future<Output = Result<hyper::Response<hyper::body::Incoming>, BollardError>> + Send {
-    async move {
+) -> Result<hyper::Response<hyper::body::Incoming>, BollardError> {
+    {
         let open_ended = request.uri().path().ends_with("/events");
         // On its own connection a request names its path only (origin form);
         // Docker (Go's net/http) wants a Host header on HTTP/1.1.
