@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use bollard::models::{ContainerInspectResponse, EndpointSettings, Ipam, NetworkInspect};
 use ipnet::IpNet;
-use tracing::{debug, warn};
+use tracing::debug;
+
+use super::data_warnings::data_warn;
 
 use super::short_id;
 use crate::snapshot::{Container, Endpoint, Network, PortBinding, Subnet};
@@ -71,18 +73,18 @@ pub fn network_from_inspect(n: NetworkInspect) -> Option<Network> {
 /// `bridge` stays `None`: the planner derives it as Docker does.
 pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
     let Some(id) = n.id.filter(|s| !s.is_empty()) else {
-        warn!(
+        data_warn!(
             "Docker network {} without Id; skipped",
             quoted(n.name.as_deref().unwrap_or(""))
         );
         return None;
     };
     let Some(name) = n.name.filter(|s| !s.is_empty()) else {
-        warn!("Docker network {}: no Name; skipped", clip(short_id(&id)));
+        data_warn!("Docker network {}: no Name; skipped", clip(short_id(&id)));
         return None;
     };
     let Some(driver) = n.driver.filter(|s| !s.is_empty()) else {
-        warn!(
+        data_warn!(
             "Docker network {} ({}): no Driver; skipped",
             clip(&name),
             clip(short_id(&id))
@@ -90,7 +92,7 @@ pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
         return None;
     };
     let internal = n.internal.unwrap_or_else(|| {
-        warn!(
+        data_warn!(
             "Docker network {}: no Internal field; treated as internal",
             clip(&name)
         );
@@ -123,7 +125,7 @@ fn ipam_subnets(name: &str, ipam: Option<Ipam>) -> Vec<Subnet> {
         let subnet = match subnet_text.trim().parse::<IpNet>() {
             Ok(subnet) => subnet,
             Err(_) => {
-                warn!(
+                data_warn!(
                     "Docker network {}: IPAM.Config[{i}].Subnet {} is not a subnet; entry skipped",
                     clip(name),
                     quoted(&subnet_text)
@@ -142,7 +144,7 @@ fn ipam_subnets(name: &str, ipam: Option<Ipam>) -> Vec<Subnet> {
             Some(g) => match g.split('/').next().unwrap_or(g).parse::<IpAddr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
-                    warn!(
+                    data_warn!(
                         "Docker network {}: IPAM.Config[{i}].Gateway {} is not an address; ignored",
                         clip(name),
                         quoted(g)
@@ -169,7 +171,7 @@ pub fn container_from_docker(
     internal_networks: &BTreeSet<String>,
 ) -> Option<Container> {
     let Some(id) = c.id.filter(|s| !s.is_empty()) else {
-        warn!(
+        data_warn!(
             "Docker container {} without Id; skipped",
             quoted(c.name.as_deref().unwrap_or(""))
         );
@@ -183,7 +185,7 @@ pub fn container_from_docker(
     {
         Some(n) => n.to_string(),
         None => {
-            warn!(
+            data_warn!(
                 "Docker container {}: no Name; using its id",
                 clip(short_id(&id))
             );
@@ -225,7 +227,7 @@ fn endpoints(
             Some(text) => match text.parse::<Ipv6Addr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
-                    warn!(
+                    data_warn!(
                         "container {}: NetworkSettings.Networks.{}.GlobalIPv6Address {} is not an IPv6 address; ignored",
                         clip(name),
                         clip(network),
@@ -255,7 +257,7 @@ fn port_bindings(
                 .filter_map(|b| match (b.host_ip, b.host_port) {
                     (Some(host_ip), Some(host_port)) => Some(PortBinding { host_ip, host_port }),
                     (ip, port) => {
-                        warn!(
+                        data_warn!(
                             "container {}: NetworkSettings.Ports.{}: binding without HostIp or HostPort (HostIp {:?}, HostPort {:?}); skipped",
                             clip(name),
                             clip(&key),

@@ -143,6 +143,7 @@ pub async fn connect(docker_host: Option<&str>) -> Result<Docker, DockerError> {
 /// consistent view. Containers are listed, then each is inspected; one that
 /// disappears in between is left out (its destroy event follows).
 pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError> {
+    data_warnings::next_snapshot();
     let mut networks = list_networks(docker).await?;
     networks.sort_by(|a, b| a.name.cmp(&b.name));
     let internal = internal_network_ids(&networks);
@@ -295,6 +296,7 @@ fn is_not_found(e: &BollardError) -> bool {
 }
 
 mod convert;
+mod data_warnings;
 mod events;
 mod transport;
 
