@@ -78,13 +78,20 @@ pub(super) fn managed_networks(
 const MIN_PREFIX_LEN: u8 = 48;
 
 /// Why a network's IPv6 subnets cannot be taken as they are, if so: one
-/// shorter than /48, or one overlapping a network already planned (Docker
+/// shorter than /48, one in a range no container network can hold, or one
+/// overlapping a network already planned (Docker
 /// refuses overlapping pools, so this is stale or odd data).
 fn refused_subnets(subnets: &[Ipv6Net], planned: &[NetworkPlan]) -> Option<String> {
     if let Some(s) = subnets.iter().find(|s| s.prefix_len() < MIN_PREFIX_LEN) {
         return Some(format!(
             "its IPv6 subnet {s} is shorter than /{MIN_PREFIX_LEN}"
         ));
+    }
+    if let Some((s, why)) = subnets
+        .iter()
+        .find_map(|s| special_range(s).map(|w| (s, w)))
+    {
+        return Some(format!("its IPv6 subnet {s} {why}"));
     }
     let overlaps = |a: &Ipv6Net, b: &Ipv6Net| a.contains(&b.network()) || b.contains(&a.network());
     for s in subnets {
@@ -98,6 +105,19 @@ fn refused_subnets(subnets: &[Ipv6Net], planned: &[NetworkPlan]) -> Option<Strin
         }
     }
     None
+}
+
+/// Ranges no container network can hold: their addresses are not a
+/// container's to be reached at (or proxied, or DNAT'ed to).
+fn special_range(s: &Ipv6Net) -> Option<&'static str> {
+    let first = s.addr().segments()[0];
+    if first & 0xff00 == 0 {
+        Some("is in ::/8 (unspecified, loopback, IPv4-mapped or -compatible addresses)")
+    } else if first & 0xff00 == 0xff00 {
+        Some("is multicast")
+    } else {
+        None
+    }
 }
 
 /// The network's Linux bridge, unless it is not a bridge network or its

@@ -213,6 +213,10 @@ fn managed_endpoints(
 fn odd_address(address: Ipv6Addr, network: &NetworkPlan) -> Option<&'static str> {
     if address.is_unspecified() {
         Some("is unspecified")
+    } else if address.is_loopback() {
+        Some("is loopback")
+    } else if address.to_ipv4_mapped().is_some() {
+        Some("is IPv4-mapped")
     } else if address.is_multicast() {
         Some("is multicast")
     } else if address.is_unicast_link_local() {

@@ -365,3 +365,25 @@ fn odd_docker_data_adds_no_element_target_or_proxy_entry() {
         p.notes
     );
 }
+
+#[test]
+fn loopback_and_ipv4_mapped_networks_and_addresses_get_nothing() {
+    let mut snap = snapshot(vec![
+        container("lo", &[("lo", "::1")], Some(("80/tcp", "8080"))),
+        container(
+            "mapped",
+            &[("pub", "::ffff:192.0.2.5")],
+            Some(("80/tcp", "8081")),
+        ),
+    ]);
+    snap.networks.push(network("c", "lo", "::1/128"));
+    let p = plan(&Policy::default(), &snap);
+    assert_eq!(p.ruleset.set(MAP_DNAT_ANY).unwrap().elements.len(), 0);
+    assert_eq!(p.ruleset.set(SET_OPEN_PORTS).unwrap().elements.len(), 0);
+    assert!(p.networks.iter().all(|n| n.name != "lo"), "::1/128 refused");
+    assert!(
+        p.notes.iter().any(|n| n.text.contains("IPv4-mapped")),
+        "{:?}",
+        p.notes
+    );
+}
