@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dock6::apply::nft::{ElementChange, replace_table, update_elements};
+use dock6::apply::nftables::{ElementChange, replace_table, update_elements};
 use dock6::nft::TABLE_NAME;
 
 const RUNS: usize = 7;

@@ -57,7 +57,7 @@ pub enum ConfigError {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table of dock6 settings")]
 struct RawConfig {
     uplink: Option<Spanned<String>>,
     egress_address: Option<Spanned<String>>,
@@ -69,7 +69,10 @@ struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [networks.NAME] table, like `mode = \"routed\"`"
+)]
 struct RawNetwork {
     mode: Spanned<Mode>,
 }
@@ -301,6 +304,15 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn errors_speak_the_configs_words_not_rust_types() {
+        let e = error("networks.web = \"routed\"\n");
+        assert!(e.contains("expected a [networks.NAME] table"), "{e}");
+        assert!(!e.contains("Raw"), "{e}");
+        let e = error("networks = 5\n");
+        assert!(!e.contains("Raw"), "{e}");
     }
 
     #[test]

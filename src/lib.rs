@@ -12,3 +12,4 @@ pub mod privileges;
 pub mod reconcile;
 pub mod snapshot;
 pub mod source;
+pub mod text;

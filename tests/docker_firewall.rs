@@ -1,11 +1,11 @@
 //! Docker's own IPv6 firewall is recognised by its signature, not by a
-//! chain name anyone can create (`dock6::apply::nft::docker_ip6_firewall`),
+//! chain name anyone can create (`dock6::apply::nftables::docker_ip6_firewall`),
 //! against the kernel in fresh network namespaces. Needs root.
 
 mod common;
 
 use dock6::apply::DockerFirewall;
-use dock6::apply::nft::docker_ip6_firewall;
+use dock6::apply::nftables::docker_ip6_firewall;
 
 use common::{in_fresh_netns, nft, require_root};
 

@@ -1,14 +1,14 @@
-//! nftables change notifications (`dock6::source::nftables`), against the
+//! nftables change notifications (`dock6::apply::nftables::changes`), against the
 //! kernel in fresh network namespaces. Needs root.
 
 mod common;
 
 use std::time::Duration;
 
-use dock6::nft::TABLE_NAME;
-use dock6::source::nftables::{
+use dock6::apply::nftables::changes::{
     Generation, NftChange, NftEvent, NftMonitor, NftObject, NftOp, subscribe,
 };
+use dock6::nft::TABLE_NAME;
 
 use common::{in_fresh_netns, require_root};
 
@@ -194,7 +194,7 @@ fn own_commits_are_recognised_by_their_socket() {
             assert!(!generation.is_from_this_process(), "{generation:?}");
 
             // The same socket again, from the test thread's own apply call.
-            dock6::apply::nft::replace_table(&dock6::plan::bootstrap_table())
+            dock6::apply::nftables::replace_table(&dock6::plan::bootstrap_table())
                 .expect("replace_table");
             let (_, generation) = transaction(&mut monitor).await;
             assert!(generation.is_from_this_process(), "{generation:?}");
@@ -250,6 +250,6 @@ fn overrun_is_reported_and_the_subscription_survives() {
 fn subscribe_outside_a_runtime_is_an_error() {
     assert!(matches!(
         subscribe(),
-        Err(dock6::source::nftables::NftMonitorError::NoRuntime)
+        Err(dock6::apply::nftables::changes::NftMonitorError::NoRuntime)
     ));
 }

@@ -1,4 +1,4 @@
-//! The IR applied over netlink (`dock6::apply::nft`) and the same IR's text
+//! The IR applied over netlink (`dock6::apply::nftables`) and the same IR's text
 //! loaded with `nft -f` give the identical `nft list table inet dock6`, for
 //! every scenario under `rules/` and for the bootstrap table. Needs root;
 //! every kernel change happens in fresh per-thread network namespaces.
@@ -7,7 +7,7 @@ mod common;
 
 use std::net::Ipv6Addr;
 
-use dock6::apply::nft::{ElementChange, delete_table, replace_table, update_elements};
+use dock6::apply::nftables::{ElementChange, delete_table, replace_table, update_elements};
 use dock6::nft::{Element, KeyType, L4Proto, Set, TABLE_NAME, Table, Value, rule};
 
 use common::roundtrip::{assert_roundtrip, count_elements, listing, port_element, via_nft};
@@ -281,16 +281,20 @@ fn table_and_docker_chain_existence_are_seen() {
         return;
     }
     in_fresh_netns(|| {
-        assert!(!dock6::apply::nft::table_exists(TABLE_NAME).expect("query absent table"));
-        assert!(!dock6::apply::nft::ip6_chain_exists("nat", "DOCKER").expect("query absent chain"));
+        assert!(!dock6::apply::nftables::table_exists(TABLE_NAME).expect("query absent table"));
+        assert!(
+            !dock6::apply::nftables::ip6_chain_exists("nat", "DOCKER").expect("query absent chain")
+        );
         replace_table(&dock6::plan::bootstrap_table()).expect("replace_table");
         nft(
             &["-f", "-"],
             Some("table ip6 nat {\n\tchain DOCKER {\n\t}\n}\n"),
         );
-        assert!(dock6::apply::nft::table_exists(TABLE_NAME).expect("query table"));
-        assert!(dock6::apply::nft::ip6_chain_exists("nat", "DOCKER").expect("query chain"));
-        assert!(!dock6::apply::nft::ip6_chain_exists("nat", "OTHER").expect("query other chain"));
+        assert!(dock6::apply::nftables::table_exists(TABLE_NAME).expect("query table"));
+        assert!(dock6::apply::nftables::ip6_chain_exists("nat", "DOCKER").expect("query chain"));
+        assert!(
+            !dock6::apply::nftables::ip6_chain_exists("nat", "OTHER").expect("query other chain")
+        );
     });
 }
 

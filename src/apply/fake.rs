@@ -6,10 +6,10 @@
 use super::conntrack::DnatTarget;
 use super::kernel::{ApplyError, Kernel};
 use super::ndp::{ProxyNeighbour, ProxySyncReport};
-use super::nft::DockerFirewall;
+use super::nftables::DockerFirewall;
 use super::routes::{Dock6Route, RouteSyncReport};
 use super::sysctl::{SysctlAction, SysctlOutcome};
-use super::{HostError, nft::NftError};
+use super::{HostError, nftables::NftError};
 use crate::nft::{ElementChange, Table};
 use crate::plan::{HostRoute, ProxyEntry, SysctlSetting};
 

@@ -13,5 +13,8 @@ use crate::plan::CHAIN_NOT_DOCKER;
 
 /// Whether the live table says dock6 turned forwarding on. No table: no.
 pub fn forwarding_enabled_by_dock6() -> Result<bool, ApplyError> {
-    Ok(super::nft::inet_chain_exists(TABLE_NAME, CHAIN_NOT_DOCKER)?)
+    Ok(super::nftables::inet_chain_exists(
+        TABLE_NAME,
+        CHAIN_NOT_DOCKER,
+    )?)
 }

@@ -8,7 +8,7 @@ use super::conntrack::{ConntrackError, DnatTarget};
 use super::ndp::{ProxyNeighbour, ProxySyncReport};
 use super::routes::{Dock6Route, RouteSyncReport};
 use super::sysctl::SysctlOutcome;
-use super::{HostError, nft};
+use super::{HostError, nftables};
 
 use crate::nft::{ElementChange, TABLE_NAME, Table};
 use crate::plan::{HostRoute, ProxyEntry, SysctlSetting};
@@ -16,7 +16,7 @@ use crate::plan::{HostRoute, ProxyEntry, SysctlSetting};
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error(transparent)]
-    Nft(#[from] nft::NftError),
+    Nft(#[from] nftables::NftError),
     #[error(transparent)]
     Host(#[from] HostError),
     #[error(transparent)]
@@ -36,8 +36,8 @@ pub trait Kernel {
     -> Result<(), ApplyError>;
     fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError>;
     /// Whether Docker's own IPv6 firewall is in the kernel, by its
-    /// signature (see [`nft::docker_ip6_firewall`]).
-    fn docker_ip6_firewall(&mut self) -> Result<nft::DockerFirewall, ApplyError>;
+    /// signature (see [`nftables::docker_ip6_firewall`]).
+    fn docker_ip6_firewall(&mut self) -> Result<nftables::DockerFirewall, ApplyError>;
     /// True if the table existed.
     fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError>;
     fn apply_sysctl(&mut self, setting: &SysctlSetting) -> Result<SysctlOutcome, ApplyError>;
@@ -77,7 +77,7 @@ impl LinuxKernel {
 
 impl Kernel for LinuxKernel {
     fn replace_table(&mut self, table: &Table) -> Result<(), ApplyError> {
-        Ok(nft::replace_table(table)?)
+        Ok(nftables::replace_table(table)?)
     }
 
     fn update_elements(
@@ -85,19 +85,19 @@ impl Kernel for LinuxKernel {
         table: &str,
         changes: &[ElementChange],
     ) -> Result<(), ApplyError> {
-        Ok(nft::update_elements(table, changes)?)
+        Ok(nftables::update_elements(table, changes)?)
     }
 
     fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError> {
-        Ok(nft::table_exists(name)?)
+        Ok(nftables::table_exists(name)?)
     }
 
-    fn docker_ip6_firewall(&mut self) -> Result<nft::DockerFirewall, ApplyError> {
-        Ok(nft::docker_ip6_firewall()?)
+    fn docker_ip6_firewall(&mut self) -> Result<nftables::DockerFirewall, ApplyError> {
+        Ok(nftables::docker_ip6_firewall()?)
     }
 
     fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError> {
-        Ok(nft::delete_table(name)?)
+        Ok(nftables::delete_table(name)?)
     }
 
     fn apply_sysctl(&mut self, setting: &SysctlSetting) -> Result<SysctlOutcome, ApplyError> {

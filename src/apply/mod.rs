@@ -8,7 +8,8 @@ mod forwarding;
 mod kernel;
 pub mod ndisc;
 pub mod ndp;
-pub mod nft;
+pub(crate) mod nfnetlink;
+pub mod nftables;
 mod pass;
 pub mod routes;
 pub mod sysctl;
@@ -24,7 +25,7 @@ pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, link_names, list_proxy_entries,
     remove_all_dock6_entries, sync_proxy_entries,
 };
-pub use nft::DockerFirewall;
+pub use nftables::DockerFirewall;
 pub use pass::{ApplyReport, Part, Previous, SysctlPart, apply_companion, apply_plan};
 pub use routes::{
     DOCK6_ROUTE_PROTOCOL, Dock6Route, RouteSyncReport, list_dock6_routes, remove_all_dock6_routes,

@@ -63,10 +63,10 @@ impl Guard {
         host: &HostFacts,
         uplink: Option<&Interface>,
         networks: &[NetworkPlan],
-        ipv4_only_bridges: &[String],
+        closed_bridges: &[String],
         containers: &[ContainerPlan],
     ) -> Guard {
-        let links = link_prefixes(host, networks, ipv4_only_bridges);
+        let links = link_prefixes(host, networks, closed_bridges);
         // A subnet that covers a whole link prefix also holds other nodes'
         // addresses (the router's, the host's): only containers' own
         // addresses can be checked there.
@@ -92,7 +92,7 @@ impl Guard {
         };
         Guard {
             unmanaged: bridges_of(Mode::Off)
-                .chain(ipv4_only_bridges.iter().cloned())
+                .chain(closed_bridges.iter().cloned())
                 .collect(),
             unfiltered: bridges_of(Mode::Unfiltered).collect(),
             ipv6_networks: networks.to_vec(),
@@ -111,12 +111,12 @@ impl Guard {
 fn link_prefixes(
     host: &HostFacts,
     networks: &[NetworkPlan],
-    ipv4_only_bridges: &[String],
+    closed_bridges: &[String],
 ) -> Vec<Ipv6Net> {
     let docker_bridge = |name: &str| {
         is_docker_bridge_name(name)
             || networks.iter().any(|n| n.bridge == name)
-            || ipv4_only_bridges.iter().any(|b| b == name)
+            || closed_bridges.iter().any(|b| b == name)
     };
     host.interfaces
         .iter()

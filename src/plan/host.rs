@@ -6,6 +6,7 @@ use std::net::Ipv6Addr;
 use super::ports::ContainerPlan;
 use super::{HostRoute, Mode, NetworkPlan, Note, ProxyEntry, SysctlSetting};
 use crate::snapshot::{HostFacts, Interface};
+use crate::text::quoted;
 
 pub(super) fn sysctls(
     host: &HostFacts,
@@ -95,8 +96,10 @@ pub(super) fn proxy_entries(
             };
             match refusal(host, uplink_facts, network, e.address) {
                 Some(why) => notes.push(Note::warn(format!(
-                    "container {:?} (network {}): no proxy-NDP entry for {}: {why}",
-                    c.name, network.name, e.address
+                    "container {} (network {}): no proxy-NDP entry for {}: {why}",
+                    quoted(&c.name),
+                    network.name,
+                    e.address
                 ))),
                 None => entries.push(ProxyEntry {
                     interface: uplink.to_string(),

@@ -1,6 +1,7 @@
 //! The `dock6.expose` container label.
 
 use crate::nft::L4Proto;
+use crate::text::quoted;
 
 pub const EXPOSE_LABEL: &str = "dock6.expose";
 
@@ -30,11 +31,23 @@ pub fn parse_expose(value: &str) -> Result<Expose, String> {
         let proto = match proto.trim() {
             "tcp" => L4Proto::Tcp,
             "udp" => L4Proto::Udp,
-            other => return Err(format!("{item:?}: protocol {other:?} is not tcp or udp")),
+            other => {
+                return Err(format!(
+                    "{}: protocol {} is not tcp or udp",
+                    quoted(item),
+                    quoted(other)
+                ));
+            }
         };
         let port: u16 = match port.trim().parse() {
             Ok(p) if p > 0 => p,
-            _ => return Err(format!("{item:?}: {port:?} is not a port number (1-65535)")),
+            _ => {
+                return Err(format!(
+                    "{}: {} is not a port number (1-65535)",
+                    quoted(item),
+                    quoted(port)
+                ));
+            }
         };
         if !ports.contains(&(proto, port)) {
             ports.push((proto, port));

@@ -157,14 +157,14 @@ pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
     let uplink_facts = uplink.as_deref().and_then(|u| snapshot.host.interface(u));
     let networks::Networks {
         plans: networks,
-        ipv4_only_bridges,
+        closed_bridges,
     } = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
     let containers = ports::container_plans(snapshot, &networks, &mut notes);
     let guard = guard::Guard::new(
         &snapshot.host,
         uplink_facts,
         &networks,
-        &ipv4_only_bridges,
+        &closed_bridges,
         &containers,
     );
     let ruleset = ruleset::build(

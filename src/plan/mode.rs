@@ -7,6 +7,7 @@ use ipnet::Ipv6Net;
 
 use super::{Mode, Note, Policy};
 use crate::snapshot::{Interface, Network};
+use crate::text::quoted;
 
 pub const MODE_LABEL: &str = "dock6.mode";
 
@@ -37,9 +38,10 @@ pub(super) fn choose_mode(
     if let Some(mode) = config.network_modes.get(&network.name) {
         if let Some(label) = network.labels.get(MODE_LABEL) {
             notes.push(Note::info(format!(
-                "network {:?}: config mode {} overrides label {MODE_LABEL}={label:?}",
-                network.name,
-                mode.name()
+                "network {}: config mode {} overrides label {MODE_LABEL}={}",
+                quoted(&network.name),
+                mode.name(),
+                quoted(label)
             )));
         }
         return (*mode, ModeSource::Config);
@@ -48,13 +50,14 @@ pub(super) fn choose_mode(
     if let Some(label) = network.labels.get(MODE_LABEL) {
         match Mode::parse(label) {
             Some(Mode::NdpProxy) if !inside_onlink(subnets, onlink) => notes.push(Note::warn(format!(
-                "network {:?}: label {MODE_LABEL}=ndp-proxy refused: its subnet is not inside an on-link prefix of the uplink; choosing automatically",
-                network.name
+                "network {}: label {MODE_LABEL}=ndp-proxy refused: its subnet is not inside an on-link prefix of the uplink; choosing automatically",
+                quoted(&network.name)
             ))),
             Some(mode) => return (mode, ModeSource::Label),
             None => notes.push(Note::warn(format!(
-                "network {:?}: label {MODE_LABEL}={label:?} is not one of nat66, ndp-proxy, routed, off, unfiltered; choosing automatically",
-                network.name
+                "network {}: label {MODE_LABEL}={} is not one of nat66, ndp-proxy, routed, off, unfiltered; choosing automatically",
+                quoted(&network.name),
+                quoted(label)
             ))),
         }
     }

@@ -3,8 +3,11 @@
 use std::collections::BTreeSet;
 
 use super::mode::{choose_mode, is_6to4};
+use ipnet::Ipv6Net;
+
 use super::{Mode, NetworkPlan, Note, Policy};
 use crate::snapshot::{Interface, Network, Snapshot};
+use crate::text::quoted;
 
 const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
 const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
@@ -14,9 +17,10 @@ pub(super) struct Networks {
     /// Every IPv6 bridge network, sorted by name, with its mode (`off` ones
     /// included: the ruleset keeps them closed).
     pub plans: Vec<NetworkPlan>,
-    /// Bridges of Docker bridge networks without IPv6: dock6 gives them
-    /// nothing and keeps inbound IPv6 forwarding to them closed.
-    pub ipv4_only_bridges: Vec<String>,
+    /// Bridges of Docker bridge networks without IPv6, or whose IPv6
+    /// subnets dock6 refuses: it gives them nothing and keeps inbound IPv6
+    /// forwarding to them closed.
+    pub closed_bridges: Vec<String>,
 }
 
 /// Sorts Docker's networks into IPv6 bridge networks with a mode and
@@ -32,7 +36,7 @@ pub(super) fn managed_networks(
     let mut seen_bridges = BTreeSet::new();
     let mut out = Networks {
         plans: Vec::new(),
-        ipv4_only_bridges: Vec::new(),
+        closed_bridges: Vec::new(),
     };
     for network in networks {
         let Some(bridge) = own_bridge(network, &mut seen_bridges, notes) else {
@@ -41,10 +45,18 @@ pub(super) fn managed_networks(
         let subnets = network.ipv6_subnets();
         if subnets.is_empty() {
             notes.push(Note::info(format!(
-                "network {:?}: no IPv6 subnet; inbound IPv6 forwarding to {bridge} stays closed",
-                network.name
+                "network {}: no IPv6 subnet; inbound IPv6 forwarding to {bridge} stays closed",
+                quoted(&network.name)
             )));
-            out.ipv4_only_bridges.push(bridge);
+            out.closed_bridges.push(bridge);
+            continue;
+        }
+        if let Some(why) = refused_subnets(&subnets, &out.plans) {
+            notes.push(Note::warn(format!(
+                "network {}: {why}; refused: nothing is planned for it and inbound IPv6 forwarding to {bridge} stays closed",
+                quoted(&network.name)
+            )));
+            out.closed_bridges.push(bridge);
             continue;
         }
         out.plans.push(network_plan(
@@ -61,6 +73,33 @@ pub(super) fn managed_networks(
     out
 }
 
+/// Shortest IPv6 subnet dock6 plans for: anything shorter (`::/0` from
+/// odd data) would open or source-check far more than one Docker network.
+const MIN_PREFIX_LEN: u8 = 48;
+
+/// Why a network's IPv6 subnets cannot be taken as they are, if so: one
+/// shorter than /48, or one overlapping a network already planned (Docker
+/// refuses overlapping pools, so this is stale or odd data).
+fn refused_subnets(subnets: &[Ipv6Net], planned: &[NetworkPlan]) -> Option<String> {
+    if let Some(s) = subnets.iter().find(|s| s.prefix_len() < MIN_PREFIX_LEN) {
+        return Some(format!(
+            "its IPv6 subnet {s} is shorter than /{MIN_PREFIX_LEN}"
+        ));
+    }
+    let overlaps = |a: &Ipv6Net, b: &Ipv6Net| a.contains(&b.network()) || b.contains(&a.network());
+    for s in subnets {
+        for other in planned {
+            if let Some(o) = other.subnets.iter().find(|o| overlaps(s, o)) {
+                return Some(format!(
+                    "its IPv6 subnet {s} overlaps network {}'s {o}",
+                    quoted(&other.name)
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The network's Linux bridge, unless it is not a bridge network or its
 /// bridge is already another network's (stale data): skipped with a note.
 fn own_bridge(
@@ -70,16 +109,18 @@ fn own_bridge(
 ) -> Option<String> {
     if network.driver != "bridge" {
         notes.push(Note::info(format!(
-            "skipped network {:?}: driver {:?} (only bridge networks are managed)",
-            network.name, network.driver
+            "skipped network {}: driver {} (only bridge networks are managed)",
+            quoted(&network.name),
+            quoted(&network.driver)
         )));
         return None;
     }
     let bridge = network.bridge_name();
     if !seen.insert(bridge.clone()) {
         notes.push(Note::warn(format!(
-            "skipped network {:?}: bridge {bridge:?} already belongs to another network",
-            network.name
+            "skipped network {}: bridge {} already belongs to another network",
+            quoted(&network.name),
+            quoted(&bridge)
         )));
         return None;
     }
@@ -90,21 +131,21 @@ fn network_plan(
     config: &Policy,
     network: &Network,
     bridge: String,
-    subnets: Vec<ipnet::Ipv6Net>,
+    subnets: Vec<Ipv6Net>,
     uplink: Option<&Interface>,
     notes: &mut Vec<Note>,
 ) -> NetworkPlan {
     let (mode, mode_source) = choose_mode(config, network, &subnets, uplink, notes);
     if mode == Mode::Routed && subnets.iter().any(is_6to4) {
         notes.push(Note::warn(format!(
-            "network {:?}: subnet in 6to4 space (2002::/16) is unlikely to be routable",
-            network.name
+            "network {}: subnet in 6to4 space (2002::/16) is unlikely to be routable",
+            quoted(&network.name)
         )));
     }
     if mode == Mode::Unfiltered {
         notes.push(Note::warn(format!(
-            "network {:?}: mode unfiltered: dock6 neither filters nor NATs it; the operator's own rules must",
-            network.name
+            "network {}: mode unfiltered: dock6 neither filters nor NATs it; the operator's own rules must",
+            quoted(&network.name)
         )));
     }
     NetworkPlan {
@@ -130,8 +171,9 @@ fn bool_option(
 ) -> bool {
     network.bool_option(key, default).unwrap_or_else(|bad| {
         notes.push(Note::warn(format!(
-            "network {:?}: option {key}={bad:?} is not true/false; using {on_error}",
-            network.name
+            "network {}: option {key}={} is not true/false; using {on_error}",
+            quoted(&network.name),
+            quoted(&bad)
         )));
         on_error
     })

@@ -8,6 +8,7 @@ use super::labels::{EXPOSE_LABEL, Expose, parse_expose};
 use super::{Mode, NetworkPlan, Note};
 use crate::nft::L4Proto;
 use crate::snapshot::{Container, PortBinding, Snapshot};
+use crate::text::{clip, quoted};
 
 /// A container's address on a network dock6 manages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,18 @@ pub(super) fn container_plans(
 ) -> Vec<ContainerPlan> {
     let mut containers: Vec<&Container> = snapshot.containers.iter().collect();
     containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let mut seen_ids = BTreeSet::new();
+    containers.retain(|c| {
+        let first = seen_ids.insert(c.id.as_str());
+        if !first {
+            notes.push(Note::warn(format!(
+                "container {}: id {} is already another container's (stale data); skipped",
+                quoted(&c.name),
+                quoted(&c.id)
+            )));
+        }
+        first
+    });
     containers
         .into_iter()
         .map(|c| container_plan(c, networks, notes))
@@ -68,7 +81,7 @@ fn container_plan(
     let (expose, malformed) = expose_label(container, notes);
     let mut plan = ContainerPlan {
         name: container.name.clone(),
-        endpoints: managed_endpoints(container, networks),
+        endpoints: managed_endpoints(container, networks, notes),
         sealed: expose == Expose::Sealed,
         published: Vec::new(),
         open: BTreeSet::new(),
@@ -80,8 +93,8 @@ fn container_plan(
     if plan.sealed {
         if !bindings.is_empty() && !malformed {
             notes.push(Note::info(format!(
-                "container {:?}: {EXPOSE_LABEL}=false, its published ports are not reachable on IPv6",
-                container.name
+                "container {}: {EXPOSE_LABEL}=false, its published ports are not reachable on IPv6",
+                quoted(&container.name)
             )));
         }
         return plan;
@@ -101,8 +114,9 @@ fn expose_label(container: &Container, notes: &mut Vec<Note>) -> (Expose, bool) 
         Ok(expose) => (expose, false),
         Err(why) => {
             notes.push(Note::warn(format!(
-                "container {:?}: label {EXPOSE_LABEL}={value:?} is malformed ({why}); failing closed: nothing inbound on IPv6",
-                container.name
+                "container {}: label {EXPOSE_LABEL}={} is malformed ({why}); failing closed: nothing inbound on IPv6",
+                quoted(&container.name),
+                quoted(value)
             )));
             (Expose::Sealed, true)
         }
@@ -119,8 +133,8 @@ fn published(
     let Some(target) = dnat_target(container, endpoints) else {
         if !bindings.is_empty() {
             notes.push(Note::info(format!(
-                "container {:?}: published ports not DNAT'ed on IPv6: no IPv6 address on a non-internal managed network",
-                container.name
+                "container {}: published ports not DNAT'ed on IPv6: no IPv6 address on a non-internal managed network",
+                quoted(&container.name)
             )));
         }
         return Vec::new();
@@ -158,22 +172,56 @@ fn open_at_own_addresses(
         .collect()
 }
 
-fn managed_endpoints(container: &Container, networks: &[NetworkPlan]) -> Vec<Endpoint> {
-    container
-        .networks
-        .iter()
-        .filter_map(|(name, ep)| {
-            let network = networks
-                .iter()
-                .find(|n| &n.name == name && n.mode.filtered())?;
-            Some(Endpoint {
-                network: name.clone(),
-                address: ep.ipv6_address?,
-                mode: network.mode,
-                internal: network.internal,
-            })
-        })
-        .collect()
+/// The container's addresses on networks dock6 filters. An address that
+/// cannot be the container's on that network (outside its subnets,
+/// link-local, multicast, unspecified) is left out with a warning: it must
+/// never become a set element, a DNAT target or a proxy entry.
+fn managed_endpoints(
+    container: &Container,
+    networks: &[NetworkPlan],
+    notes: &mut Vec<Note>,
+) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for (name, ep) in &container.networks {
+        let Some(network) = networks
+            .iter()
+            .find(|n| &n.name == name && n.mode.filtered())
+        else {
+            continue;
+        };
+        let Some(address) = ep.ipv6_address else {
+            continue;
+        };
+        if let Some(why) = odd_address(address, network) {
+            notes.push(Note::warn(format!(
+                "container {} (network {}): address {address} {why}; left out",
+                quoted(&container.name),
+                quoted(name)
+            )));
+            continue;
+        }
+        out.push(Endpoint {
+            network: name.clone(),
+            address,
+            mode: network.mode,
+            internal: network.internal,
+        });
+    }
+    out
+}
+
+fn odd_address(address: Ipv6Addr, network: &NetworkPlan) -> Option<&'static str> {
+    if address.is_unspecified() {
+        Some("is unspecified")
+    } else if address.is_multicast() {
+        Some("is multicast")
+    } else if address.is_unicast_link_local() {
+        Some("is link-local")
+    } else if !network.subnets.iter().any(|s| s.contains(&address)) {
+        Some("is outside the network's subnets")
+    } else {
+        None
+    }
 }
 
 /// The container's address on the network giving its default gateway, else
@@ -204,8 +252,9 @@ fn ipv6_bindings(container: &Container, notes: &mut Vec<Note>) -> Vec<Binding> {
         let Some(bindings) = bindings else { continue };
         let Some((container_port, proto)) = parse_port_key(key) else {
             notes.push(Note::warn(format!(
-                "container {:?}: port {key:?} not understood (expected like 80/tcp); skipped",
-                container.name
+                "container {}: port {} not understood (expected like 80/tcp); skipped",
+                quoted(&container.name),
+                quoted(key)
             )));
             continue;
         };
@@ -221,8 +270,11 @@ fn ipv6_bindings(container: &Container, notes: &mut Vec<Note>) -> Vec<Binding> {
                 }
                 Ok(None) => {}
                 Err(why) => notes.push(Note::info(format!(
-                    "container {:?}: binding [{}]:{}->{key} skipped: {why}",
-                    container.name, binding.host_ip, binding.host_port
+                    "container {}: binding [{}]:{}->{} skipped: {why}",
+                    quoted(&container.name),
+                    clip(&binding.host_ip),
+                    clip(&binding.host_port),
+                    clip(key)
                 ))),
             }
         }
@@ -257,14 +309,14 @@ fn classify(binding: &PortBinding) -> Result<Option<(Listen, u16)>, String> {
             }
             Ok(IpAddr::V6(a)) if a.to_ipv4_mapped().is_some() => return Ok(None),
             Ok(IpAddr::V6(a)) => Listen::Addr(a),
-            Err(_) => return Err(format!("host IP {text:?} is not an address")),
+            Err(_) => return Err(format!("host IP {} is not an address", quoted(text))),
         },
     };
     match binding.host_port.trim().parse::<u16>() {
         Ok(p) if p > 0 => Ok(Some((listen, p))),
         _ => Err(format!(
-            "host port {:?} is not a port number",
-            binding.host_port
+            "host port {} is not a port number",
+            quoted(&binding.host_port)
         )),
     }
 }

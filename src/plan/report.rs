@@ -5,7 +5,6 @@
 use std::fmt::{self, Display, Formatter};
 
 use super::{Level, NetworkPlan, Note, Plan, SysctlSetting};
-use crate::nft::render_net;
 
 impl Display for Plan {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -63,7 +62,8 @@ fn section(f: &mut Formatter<'_>, title: &str, lines: impl Iterator<Item = Strin
 }
 
 fn network_line(n: &NetworkPlan) -> String {
-    let subnets: Vec<String> = n.subnets.iter().map(render_net).collect();
+    // With their length, even /128: this is the operator's view of Docker's data.
+    let subnets: Vec<String> = n.subnets.iter().map(|s| s.to_string()).collect();
     let mut flags = vec![format!("icc={}", on_off(n.icc))];
     if n.mode == super::Mode::Nat66 {
         flags.push(format!("masquerade={}", on_off(n.masquerade)));

@@ -8,6 +8,7 @@ use super::guard::{Guard, SET_ONLINK_ENDPOINTS, SET_UNFILTERED, SET_UNMANAGED};
 use super::ports::{ContainerPlan, Listen};
 use super::{NetworkPlan, Note};
 use crate::nft::{Element, Icmpv6Type, KeyType, L4Proto, Set, Table, Value};
+use crate::text::quoted;
 
 pub const SET_BRIDGES: &str = "bridges";
 pub const SET_SEALED: &str = "sealed";
@@ -207,10 +208,11 @@ fn dnat_elements(
             let data = vec![Value::Addr(p.target), Value::Port(p.container_port)];
             match map.get(&key) {
                 Some((existing, owner)) if *existing != data => notes.push(Note::warn(format!(
-                    "container {:?}: host port {}/{} is already published by {owner:?}; skipped",
-                    c.name,
+                    "container {}: host port {}/{} is already published by {}; skipped",
+                    quoted(&c.name),
                     p.host_port,
-                    p.proto.name()
+                    p.proto.name(),
+                    quoted(owner)
                 ))),
                 Some(_) => {}
                 None => {

@@ -327,3 +327,41 @@ fn removed_and_moved_mappings_are_found() {
     assert_eq!(ports, [5353, 8080], "{removed:?}");
     assert!(removed_dnat_targets(&p.ruleset, &p.ruleset).is_empty());
 }
+
+#[test]
+fn odd_docker_data_adds_no_element_target_or_proxy_entry() {
+    let mut snap = snapshot(vec![
+        container(
+            "everywhere",
+            &[("all", "2001:db8:9::2")],
+            Some(("80/tcp", "8080")),
+        ),
+        container("stray", &[("app", "fd00:9::2")], Some(("80/tcp", "8081"))),
+        container("ll", &[("pub", "fe80::2")], Some(("80/tcp", "8082"))),
+    ]);
+    let mut all = network("c", "all", "::/0");
+    all.labels.insert("dock6.mode".into(), "ndp-proxy".into());
+    snap.networks.push(all);
+    let p = plan(&Policy::default(), &snap);
+    assert_eq!(p.ruleset.set(MAP_DNAT_ANY).unwrap().elements.len(), 0);
+    assert_eq!(p.ruleset.set(SET_OPEN_PORTS).unwrap().elements.len(), 0);
+    assert!(p.proxy_entries.is_empty());
+    assert!(
+        !p.ruleset.to_string().contains("::/0"),
+        "a refused subnet reaches no rule"
+    );
+    assert!(
+        p.networks.iter().all(|n| n.name != "all"),
+        "the ::/0 network is refused"
+    );
+    let warned = |who: &str| {
+        p.notes
+            .iter()
+            .any(|n| n.level == Level::Warn && n.text.contains(who))
+    };
+    assert!(
+        warned("\"all\"") && warned("\"stray\"") && warned("\"ll\""),
+        "{:?}",
+        p.notes
+    );
+}

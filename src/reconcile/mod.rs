@@ -1,10 +1,12 @@
 //! The reconcile loop: one `select!` over Docker updates, host (netlink)
-//! events, the resync timer, SIGHUP and shutdown. Bursts are coalesced by a
+//! events, nftables change notifications, the resync timer, SIGHUP and
+//! shutdown (what it waits on is opened in `inputs`). Bursts are coalesced by a
 //! short debounce; each pass plans the whole desired state and sends the
 //! kernel only the difference.
 
 mod docker;
 mod host_grace;
+mod inputs;
 mod kernel_thread;
 mod pass;
 mod retry;
@@ -15,18 +17,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use rtnetlink::MulticastGroup;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
+use crate::apply::nftables::changes::{self, NftChange};
 use crate::apply::{ApplyError, DnatTarget, DockerFirewall};
 use crate::config::{Config, ConfigError};
 use crate::nft::Table;
 use crate::plan::Note;
-use crate::source::nftables::{self, NftChange, NftMonitor};
 use host_grace::HostGrace;
+use inputs::{Inputs, next_nft_change};
 pub use kernel_thread::{KernelThread, KernelThreadError};
 pub use retry::Backoff;
 pub use view::{DockerUpdate, DockerView};
@@ -93,115 +93,9 @@ struct Loop {
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let config = Config::load(options.config_path.as_deref())?;
     let _lock = crate::agent_lock::acquire()?;
-    let (docker_tx, mut docker_rx) = mpsc::channel(1024);
-    let (resync_tx, resync_rx) = mpsc::channel(1);
-    tokio::spawn(docker::watch(
-        options.docker_host.clone(),
-        docker_tx,
-        resync_rx,
-    ));
-
-    let groups = [
-        MulticastGroup::Link,
-        MulticastGroup::Ipv6Ifaddr,
-        MulticastGroup::Ipv6Route,
-    ];
-    let (connection, handle, mut netlink_events) =
-        rtnetlink::new_multicast_connection(&groups).map_err(RunError::Netlink)?;
-    tokio::spawn(connection);
-
-    // Before the first apply, so that no change in between is missed.
-    let mut nft_changes = match nftables::subscribe() {
-        Ok(monitor) => Some(monitor),
-        Err(e) => {
-            warn!(
-                "no nftables change notifications ({e}); a changed table is restored at the next resync only"
-            );
-            None
-        }
-    };
-    let mut ours_touched = false;
-
-    let mut sighup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
-    let mut resync = tokio::time::interval(config.resync_interval);
-    resync.tick().await;
-
-    let mut state = Loop {
-        config_path: options.config_path,
-        config,
-        view: DockerView::default(),
-        kernel: KernelThread::start()?,
-        handle,
-        last_table: None,
-        replace_next: true,
-        stale_flows: Vec::new(),
-        retry: Backoff::default(),
-        host_grace: HostGrace::default(),
-        notes: Vec::new(),
-        passes: 0,
-        ready: false,
-        transactions: 0,
-        bootstrap_checked: false,
-        firewall: None,
-        forwarding_by_dock6: false,
-    };
-    state.forwarding_by_dock6 = state
-        .kernel
-        .call(|_| crate::apply::forwarding_enabled_by_dock6())
-        .await
-        .unwrap_or_else(|e| {
-            warn!("cannot read whether dock6 turned forwarding on: {e}");
-            false
-        });
-    state.check_docker_firewall().await;
-    let mut due: Option<Instant> = Some(Instant::now());
-    loop {
-        if let Some(e) = state.kernel.dead() {
-            error!("{e}: exiting so that a fresh dock6 takes over");
-            return Err(RunError::KernelThread(e));
-        }
-        let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
-            Some(update) = docker_rx.recv() => {
-                if state.view.apply(update) {
-                    due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
-                }
-            }
-            Some(_) = netlink_events.next() => {
-                due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
-            }
-            change = next_nft_change(&mut nft_changes) => {
-                if state.nft_change(change, &mut ours_touched) {
-                    // Restore at once: someone else's commit changed or deleted the table.
-                    due = Some(Instant::now());
-                }
-            }
-            _ = resync.tick() => {
-                let _ = resync_tx.try_send(());
-                state.replace_next = true;
-                due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
-            }
-            _ = sighup.recv() => {
-                state.reload_config();
-                let _ = resync_tx.try_send(());
-                state.replace_next = true;
-                resync = tokio::time::interval(state.config.resync_interval);
-                resync.tick().await;
-                due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
-            }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = tokio::time::sleep_until(deadline), if due.is_some() => {
-                state.passes += 1;
-                let span = info_span!("reconcile", pass = state.passes);
-                let converged = state.pass().instrument(span).await;
-                state.notify_ready();
-                due = state.next_due(converged);
-            }
-        }
-    }
+    let (mut inputs, handle) = Inputs::open(&options, &config)?;
+    let mut state = Loop::start(options.config_path, config, handle).await?;
+    state.serve(&mut inputs).await?;
     info!(
         passes = state.passes,
         transactions = state.transactions,
@@ -210,20 +104,92 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The next nftables change, or never when there is no subscription (it is
-/// dropped after a read error, which would otherwise repeat at once).
-async fn next_nft_change(
-    monitor: &mut Option<NftMonitor>,
-) -> Result<NftChange, nftables::NftMonitorError> {
-    match monitor {
-        Some(m) => {
-            let change = m.next().await;
-            if change.is_err() {
-                *monitor = None;
+impl Loop {
+    async fn start(
+        config_path: Option<PathBuf>,
+        config: Config,
+        handle: rtnetlink::Handle,
+    ) -> Result<Loop, RunError> {
+        let mut state = Loop {
+            config_path,
+            config,
+            view: DockerView::default(),
+            kernel: KernelThread::start()?,
+            handle,
+            last_table: None,
+            replace_next: true,
+            stale_flows: Vec::new(),
+            retry: Backoff::default(),
+            host_grace: HostGrace::default(),
+            notes: Vec::new(),
+            passes: 0,
+            ready: false,
+            transactions: 0,
+            bootstrap_checked: false,
+            firewall: None,
+            forwarding_by_dock6: false,
+        };
+        state.forwarding_by_dock6 = state
+            .kernel
+            .call(|_| crate::apply::forwarding_enabled_by_dock6())
+            .await
+            .unwrap_or_else(|e| {
+                warn!("cannot read whether dock6 turned forwarding on: {e}");
+                false
+            });
+        state.check_docker_firewall().await;
+        Ok(state)
+    }
+
+    /// The one `select!`: until SIGTERM/SIGINT, or a dead kernel thread.
+    async fn serve(&mut self, inputs: &mut Inputs) -> Result<(), RunError> {
+        let mut due: Option<Instant> = Some(Instant::now());
+        let mut ours_touched = false;
+        loop {
+            if let Some(e) = self.kernel.dead() {
+                error!("{e}: exiting so that a fresh dock6 takes over");
+                return Err(RunError::KernelThread(e));
             }
-            change
+            let soon = || Instant::now() + DEBOUNCE;
+            let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some(update) = inputs.docker.recv() => {
+                    if self.view.apply(update) {
+                        due.get_or_insert_with(soon);
+                    }
+                }
+                Some(_) = inputs.netlink.next() => {
+                    due.get_or_insert_with(soon);
+                }
+                change = next_nft_change(&mut inputs.nft_changes) => {
+                    if self.nft_change(change, &mut ours_touched) {
+                        // Restore at once: someone else's commit changed or deleted the table.
+                        due = Some(Instant::now());
+                    }
+                }
+                _ = inputs.resync.tick() => {
+                    inputs.ask_docker_for_snapshot();
+                    self.replace_next = true;
+                    due.get_or_insert_with(soon);
+                }
+                _ = inputs.sighup.recv() => {
+                    self.reload_config();
+                    inputs.ask_docker_for_snapshot();
+                    inputs.restart_resync(self.config.resync_interval);
+                    self.replace_next = true;
+                    due.get_or_insert_with(soon);
+                }
+                _ = inputs.sigterm.recv() => return Ok(()),
+                _ = inputs.sigint.recv() => return Ok(()),
+                _ = tokio::time::sleep_until(deadline), if due.is_some() => {
+                    self.passes += 1;
+                    let span = info_span!("reconcile", pass = self.passes);
+                    let converged = self.pass().instrument(span).await;
+                    self.notify_ready();
+                    due = self.next_due(converged);
+                }
+            }
         }
-        None => std::future::pending().await,
     }
 }
 
@@ -234,7 +200,7 @@ impl Loop {
     /// whole-table replace.
     fn nft_change(
         &mut self,
-        change: Result<NftChange, nftables::NftMonitorError>,
+        change: Result<NftChange, changes::NftMonitorError>,
         ours_touched: &mut bool,
     ) -> bool {
         match change {

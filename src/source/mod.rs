@@ -1,10 +1,8 @@
 //! Where snapshots come from: a JSON file (`--snapshot FILE`), the host over
-//! rtnetlink (`host`), and Docker (`docker`); nftables change notifications
-//! (`nftables`).
+//! rtnetlink (`host`), and Docker (`docker`).
 
 pub mod docker;
 pub mod host;
-pub mod nftables;
 
 use std::path::{Path, PathBuf};
 

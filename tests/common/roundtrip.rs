@@ -1,8 +1,8 @@
-//! Loading a table both ways, over netlink (`dock6::apply::nft`) and with
+//! Loading a table both ways, over netlink (`dock6::apply::nftables`) and with
 //! `nft -f` of its text, each in a fresh namespace, and comparing the
 //! kernel's listings: the helpers of `tests/roundtrip.rs`.
 
-use dock6::apply::nft::replace_table;
+use dock6::apply::nftables::replace_table;
 use dock6::nft::{Element, L4Proto, TABLE_NAME, Table, Value};
 
 use super::{in_fresh_netns, netns_id, nft};

@@ -13,14 +13,13 @@
 //! firewall: taking it for one would make dock6 delete its own table while
 //! nothing filters the bridges.
 
-use super::{NLM_F_REQUEST, NftError, SEQ, with_conn};
-use std::sync::atomic::Ordering;
-
-const NFPROTO_IPV6: u8 = 10;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_GETRULE: u16 = 7;
-const NLM_F_DUMP: u16 = 0x300;
-const ENOENT: i32 = 2;
+use super::query::{ip6_chain_exists, ip6_table_exists};
+use super::{NFT_MSG_GETRULE, NftError};
+use crate::apply::nfnetlink::codec::{
+    self, ENOENT, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV6, NLM_F_DUMP, NLM_F_REQUEST, attr, attrs, be32,
+    cstr,
+};
+use crate::apply::nfnetlink::{next_seq, with_conn};
 
 // Attribute numbers of the rule messages (linux/netfilter/nf_tables.h).
 const NFTA_RULE_TABLE: u16 = 1;
@@ -66,19 +65,14 @@ impl DockerFirewall {
 
 /// Looks for Docker's signature in the calling thread's network namespace.
 pub fn docker_ip6_firewall() -> Result<DockerFirewall, NftError> {
-    if super::object_exists(
-        1, // NFT_MSG_GETTABLE
-        NFPROTO_IPV6,
-        &[(1, DOCKER_BRIDGES_TABLE)], // NFTA_TABLE_NAME
-        &format!("table ip6 {DOCKER_BRIDGES_TABLE}"),
-    )? {
+    if ip6_table_exists(DOCKER_BRIDGES_TABLE)? {
         return Ok(DockerFirewall::On(format!(
             "table ip6 {DOCKER_BRIDGES_TABLE}"
         )));
     }
     let mut lone = None;
     for (table, chains) in HOOKED {
-        if !super::ip6_chain_exists(table, "DOCKER")? {
+        if !ip6_chain_exists(table, "DOCKER")? {
             continue;
         }
         for chain in chains {
@@ -96,12 +90,18 @@ pub fn docker_ip6_firewall() -> Result<DockerFirewall, NftError> {
 /// Whether a rule of `chain ip6 TABLE CHAIN` jumps (or goes) to `target`;
 /// false when the chain does not exist.
 pub fn chain_jumps_to(table: &str, chain: &str, target: &str) -> Result<bool, NftError> {
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let request = dump_rules_request(table, chain, seq);
-    match with_conn(|conn| conn.dump(&request, seq))? {
-        Ok(rules) => Ok(rules
-            .iter()
-            .any(|rule| verdict_chains(rule).iter().any(|c| c == target))),
+    let seq = next_seq(1);
+    let ty = u16::from(NFNL_SUBSYS_NFTABLES) << 8 | u16::from(NFT_MSG_GETRULE);
+    let names = [(NFTA_RULE_TABLE, table), (NFTA_RULE_CHAIN, chain)];
+    let request = codec::request(ty, NLM_F_REQUEST | NLM_F_DUMP, seq, NFPROTO_IPV6, &names);
+    let mut jumps = false;
+    let dumped = with_conn(|conn| {
+        conn.dump(&request, seq, |rule| {
+            jumps |= verdict_chains(rule.bytes()).iter().any(|c| c == target);
+        })
+    })?;
+    match dumped {
+        Ok(()) => Ok(jumps),
         Err(ENOENT) => Ok(false),
         Err(errno) => Err(NftError::Kernel {
             object: format!("rules of chain ip6 {table} {chain}"),
@@ -112,36 +112,16 @@ pub fn chain_jumps_to(table: &str, chain: &str, target: &str) -> Result<bool, Nf
     }
 }
 
-fn dump_rules_request(table: &str, chain: &str, seq: u32) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(64);
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE).to_ne_bytes());
-    msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    msg.extend_from_slice(&seq.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&[NFPROTO_IPV6, 0, 0, 0]);
-    for (kind, value) in [(NFTA_RULE_TABLE, table), (NFTA_RULE_CHAIN, chain)] {
-        msg.extend_from_slice(&((4 + value.len() + 1) as u16).to_ne_bytes());
-        msg.extend_from_slice(&kind.to_ne_bytes());
-        msg.extend_from_slice(value.as_bytes());
-        msg.push(0);
-        msg.resize(msg.len().next_multiple_of(4), 0);
-    }
-    let len = msg.len() as u32;
-    msg[..4].copy_from_slice(&len.to_ne_bytes());
-    msg
-}
-
 /// The chains that one rule message (netlink header included) jumps or
 /// goes to through immediate verdicts.
 pub fn verdict_chains(rule: &[u8]) -> Vec<String> {
-    let attrs = rule.get(20..).unwrap_or(&[]);
-    let Some(exprs) = attr(attrs, NFTA_RULE_EXPRESSIONS) else {
+    let rule_attrs = rule.get(20..).unwrap_or(&[]);
+    let Some(exprs) = attr(rule_attrs, NFTA_RULE_EXPRESSIONS) else {
         return Vec::new();
     };
-    attrs_of(exprs)
-        .filter(|(ty, _)| *ty == NFTA_LIST_ELEM)
-        .filter_map(|(_, expr)| immediate_verdict_chain(expr))
+    attrs(exprs)
+        .filter(|a| a.kind == NFTA_LIST_ELEM)
+        .filter_map(|a| immediate_verdict_chain(a.payload))
         .collect()
 }
 
@@ -159,30 +139,6 @@ fn immediate_verdict_chain(expr: &[u8]) -> Option<String> {
         return None;
     }
     attr(verdict, NFTA_VERDICT_CHAIN).map(cstr)
-}
-
-/// The (type, payload) of each attribute in `b`, stopping at a malformed one.
-fn attrs_of(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = usize::from(u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?));
-        let ty = u16::from_ne_bytes(b.get(2..4)?.try_into().ok()?) & 0x3fff;
-        let payload = b.get(4..len)?;
-        b = b.get(len.next_multiple_of(4)..).unwrap_or(&[]);
-        Some((ty, payload))
-    })
-}
-
-fn attr(b: &[u8], want: u16) -> Option<&[u8]> {
-    attrs_of(b).find(|(ty, _)| *ty == want).map(|(_, p)| p)
-}
-
-fn be32(b: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 #[cfg(test)]

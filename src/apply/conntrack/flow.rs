@@ -1,0 +1,351 @@
+//! Conntrack entries on the wire (ctnetlink, `linux/netfilter/nfnetlink_conntrack.h`):
+//! the few attributes of a dumped entry that matching needs, and the dump
+//! and delete requests.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+
+use super::MatchKey;
+use crate::apply::nfnetlink::codec::{
+    Message, MsgWriter, NFNL_SUBSYS_CTNETLINK, NFPROTO_IPV6, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    attr, be16, be32,
+};
+
+pub const IPCTNL_MSG_CT_NEW: u8 = 0;
+const IPCTNL_MSG_CT_GET: u8 = 1;
+const IPCTNL_MSG_CT_DELETE: u8 = 2;
+
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_STATUS: u16 = 3;
+/// `CTA_ID`: the entry's 32-bit id (big-endian). Sent back with a delete, it
+/// makes the kernel delete only that very entry, not a newer one that reuses
+/// the tuple (the kernel answers ENOENT instead).
+const CTA_ID: u16 = 12;
+/// `CTA_ZONE`: the entry's zone (big-endian u16), present in a dump only when
+/// it is not the default zone; a delete must name it to find the entry.
+const CTA_ZONE: u16 = 18;
+
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
+
+/// `IPS_DST_NAT`: the entry was destination-NAT'ed.
+const IPS_DST_NAT: u32 = 1 << 5;
+
+const fn ctnetlink(msg: u8) -> u16 {
+    (NFNL_SUBSYS_CTNETLINK as u16) << 8 | msg as u16
+}
+
+/// One direction of an IPv6 TCP/UDP conntrack entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtTuple {
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: u8,
+    src_port: u16,
+    dst_port: u16,
+}
+
+impl fmt::Display for CtTuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "proto {} [{}]:{} → [{}]:{}",
+            self.proto, self.src, self.src_port, self.dst, self.dst_port
+        )
+    }
+}
+
+/// As much of a dumped entry as matching and deleting need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtFlow {
+    orig: CtTuple,
+    reply: CtTuple,
+    dst_nat: bool,
+    id: Option<u32>,
+    zone: Option<u16>,
+}
+
+impl fmt::Display for CtFlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (reply from [{}]:{})",
+            self.orig, self.reply.src, self.reply.src_port
+        )
+    }
+}
+
+impl CtFlow {
+    /// The key this flow is deleted under, if it was DNAT'ed at all.
+    pub fn match_key(&self) -> Option<MatchKey> {
+        self.dst_nat.then_some(MatchKey {
+            proto: self.orig.proto,
+            host_port: self.orig.dst_port,
+            target: self.reply.src,
+            target_port: self.reply.src_port,
+        })
+    }
+
+    /// Reads an entry from a dump message (`IPCTNL_MSG_CT_NEW`). `None` for
+    /// anything that is not an IPv6 entry with ports on both tuples.
+    pub fn from_message(msg: &Message<'_>) -> Option<CtFlow> {
+        let (mut orig, mut reply, mut dst_nat, mut id, mut zone) = (None, None, false, None, None);
+        for a in msg.attrs() {
+            match a.kind {
+                CTA_TUPLE_ORIG => orig = tuple_from(a.payload),
+                CTA_TUPLE_REPLY => reply = tuple_from(a.payload),
+                CTA_STATUS => dst_nat = be32(a.payload).is_some_and(|s| s & IPS_DST_NAT != 0),
+                CTA_ID => id = be32(a.payload),
+                CTA_ZONE => zone = be16(a.payload),
+                _ => {}
+            }
+        }
+        Some(CtFlow {
+            orig: orig?,
+            reply: reply?,
+            dst_nat,
+            id,
+            zone,
+        })
+    }
+}
+
+/// `CTA_TUPLE_IP` and `CTA_TUPLE_PROTO` of one tuple nest.
+fn tuple_from(tuple: &[u8]) -> Option<CtTuple> {
+    let ip = attr(tuple, CTA_TUPLE_IP)?;
+    let proto = attr(tuple, CTA_TUPLE_PROTO)?;
+    let v6 = |kind| -> Option<Ipv6Addr> {
+        let octets: [u8; 16] = attr(ip, kind)?.try_into().ok()?;
+        Some(Ipv6Addr::from(octets))
+    };
+    Some(CtTuple {
+        src: v6(CTA_IP_V6_SRC)?,
+        dst: v6(CTA_IP_V6_DST)?,
+        proto: *attr(proto, CTA_PROTO_NUM)?.first()?,
+        src_port: be16(attr(proto, CTA_PROTO_SRC_PORT)?)?,
+        dst_port: be16(attr(proto, CTA_PROTO_DST_PORT)?)?,
+    })
+}
+
+/// `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`: the whole IPv6 table.
+pub fn dump_request(seq: u32) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(20);
+    let ty = ctnetlink(IPCTNL_MSG_CT_GET);
+    MsgWriter::begin(
+        &mut buf,
+        ty,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        NFPROTO_IPV6,
+        0,
+    )
+    .finish();
+    buf
+}
+
+/// `IPCTNL_MSG_CT_DELETE` for one entry: its original tuple, plus its zone
+/// and id when the dump gave them.
+pub fn delete_request(flow: &CtFlow, seq: u32) -> Vec<u8> {
+    let o = &flow.orig;
+    let mut buf = Vec::with_capacity(128);
+    let ty = ctnetlink(IPCTNL_MSG_CT_DELETE);
+    let mut w = MsgWriter::begin(
+        &mut buf,
+        ty,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        NFPROTO_IPV6,
+        0,
+    );
+    w.nest(CTA_TUPLE_ORIG, |w| {
+        w.nest(CTA_TUPLE_IP, |w| {
+            w.put(CTA_IP_V6_SRC, &o.src.octets())
+                .put(CTA_IP_V6_DST, &o.dst.octets());
+        })
+        .nest(CTA_TUPLE_PROTO, |w| {
+            w.put(CTA_PROTO_NUM, &[o.proto])
+                .put(CTA_PROTO_SRC_PORT, &o.src_port.to_be_bytes())
+                .put(CTA_PROTO_DST_PORT, &o.dst_port.to_be_bytes());
+        });
+    });
+    if let Some(zone) = flow.zone {
+        w.put(CTA_ZONE, &zone.to_be_bytes());
+    }
+    if let Some(id) = flow.id {
+        w.put(CTA_ID, &id.to_be_bytes());
+    }
+    w.finish();
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::conntrack::DnatTarget;
+    use crate::apply::nfnetlink::codec::messages;
+    use crate::nft::L4Proto;
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().expect("address")
+    }
+
+    fn flow() -> CtFlow {
+        CtFlow {
+            orig: CtTuple {
+                src: v6("2001:db8:1::1"),
+                dst: v6("2001:db8:1::10"),
+                proto: 17,
+                src_port: 40000,
+                dst_port: 5353,
+            },
+            reply: CtTuple {
+                src: v6("fd00:1::2"),
+                dst: v6("2001:db8:1::1"),
+                proto: 17,
+                src_port: 53,
+                dst_port: 40000,
+            },
+            dst_nat: true,
+            id: Some(0xdead_beef),
+            zone: None,
+        }
+    }
+
+    /// An attribute written out by hand, independently of the codec.
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend(((4 + value.len()) as u16).to_ne_bytes());
+        v.extend(kind.to_ne_bytes());
+        v.extend(value);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    const NESTED: u16 = 0x8000;
+
+    fn tuple(t: &CtTuple) -> Vec<u8> {
+        let ip = [nla(3, &t.src.octets()), nla(4, &t.dst.octets())].concat();
+        let proto = [
+            nla(1, &[t.proto]),
+            nla(2, &t.src_port.to_be_bytes()),
+            nla(3, &t.dst_port.to_be_bytes()),
+        ]
+        .concat();
+        [nla(1 | NESTED, &ip), nla(2 | NESTED, &proto)].concat()
+    }
+
+    /// nlmsghdr + nfgenmsg (AF_INET6) + `attrs`, by hand.
+    fn message(ty: u16, flags: u16, seq: u32, attrs: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend(((20 + attrs.len()) as u32).to_ne_bytes());
+        m.extend(ty.to_ne_bytes());
+        m.extend(flags.to_ne_bytes());
+        m.extend(seq.to_ne_bytes());
+        m.extend(0u32.to_ne_bytes()); // port id
+        m.extend([10, 0, 0, 0]); // nfgenmsg: AF_INET6, version 0, res_id 0
+        m.extend(attrs);
+        m
+    }
+
+    /// The bytes `conntrack -D -f ipv6 -p udp -s 2001:db8:1::1
+    /// -d 2001:db8:1::10 --sport 40000 --dport 5353` would send for the
+    /// tuple, written out by hand from the kernel's uapi headers.
+    #[test]
+    fn delete_request_has_the_kernel_layout() {
+        let f = flow();
+        let attrs = [
+            nla(1 | NESTED, &tuple(&f.orig)), // CTA_TUPLE_ORIG
+            nla(CTA_ID, &0xdead_beefu32.to_be_bytes()),
+        ]
+        .concat();
+        // CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE, sequence number 7
+        let expected = message((1u16 << 8) | 2, NLM_F_REQUEST | NLM_F_ACK, 7, &attrs);
+        assert_eq!(
+            expected.len(),
+            16 + 4 + (4 + (4 + 20 + 20) + (4 + 8 + 8 + 8)) + 8
+        );
+        assert_eq!(delete_request(&f, 7), expected);
+    }
+
+    #[test]
+    fn dump_request_is_a_get_with_the_dump_flags() {
+        let buf = dump_request(3);
+        assert_eq!(buf.len(), 20);
+        assert_eq!(&buf[0..4], &20u32.to_ne_bytes());
+        assert_eq!(&buf[4..6], &(1u16 << 8 | 1).to_ne_bytes()); // IPCTNL_MSG_CT_GET
+        assert_eq!(&buf[6..8], &(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        assert_eq!(buf[16], 10, "AF_INET6");
+    }
+
+    /// A dump entry as the kernel sends it (IPCTNL_MSG_CT_NEW, with status,
+    /// zone, id and a timeout) parses back into the flow.
+    #[test]
+    fn dump_entries_parse_into_flows() {
+        let f = CtFlow {
+            zone: Some(5),
+            ..flow()
+        };
+        let status: u32 = IPS_DST_NAT | 1 << 3 | 1 << 1; // DST_NAT | CONFIRMED | SEEN_REPLY
+        let attrs = [
+            nla(1 | NESTED, &tuple(&f.orig)),
+            nla(2 | NESTED, &tuple(&f.reply)),
+            nla(CTA_STATUS, &status.to_be_bytes()),
+            nla(CTA_ZONE, &5u16.to_be_bytes()),
+            nla(CTA_ID, &0xdead_beefu32.to_be_bytes()),
+            nla(7, &30u32.to_be_bytes()), // CTA_TIMEOUT
+        ]
+        .concat();
+        let entry = message(1 << 8, 2 /* NLM_F_MULTI */, 9, &attrs);
+        let msg = messages(&entry)
+            .next()
+            .and_then(Result::ok)
+            .expect("one message");
+        let parsed = CtFlow::from_message(&msg).expect("a flow");
+        assert_eq!(parsed, f);
+        assert_eq!(
+            parsed.match_key(),
+            Some(MatchKey {
+                proto: 17,
+                host_port: 5353,
+                target: v6("fd00:1::2"),
+                target_port: 53
+            })
+        );
+        // No reply tuple: not a flow.
+        let half = message(1 << 8, 2, 9, &nla(1 | NESTED, &tuple(&f.orig)));
+        let msg = messages(&half)
+            .next()
+            .and_then(Result::ok)
+            .expect("one message");
+        assert_eq!(CtFlow::from_message(&msg), None);
+    }
+
+    #[test]
+    fn only_dnat_flows_have_a_match_key() {
+        let direct = CtFlow {
+            dst_nat: false,
+            ..flow()
+        };
+        assert_eq!(direct.match_key(), None);
+        let target = DnatTarget {
+            proto: L4Proto::Udp,
+            host_port: 5353,
+            target: v6("fd00:1::2"),
+            target_port: 53,
+        };
+        assert_eq!(flow().match_key(), Some(MatchKey::from(&target)));
+        let tcp = DnatTarget {
+            proto: L4Proto::Tcp,
+            ..target
+        };
+        assert_ne!(flow().match_key(), Some(MatchKey::from(&tcp)));
+    }
+}

@@ -1,0 +1,81 @@
+//! Set and map element changes, in one batch.
+
+use super::batch::{Batch, ElemTarget, push_elements};
+use super::encode;
+use super::ffi::ElemBytes;
+use super::{EncodeError, NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NftError};
+use crate::apply::nfnetlink::codec::{NLM_F_CREATE, NLM_F_EXCL};
+use crate::nft::{Element, ElementChange, KeyType, Value};
+
+/// Adds and removes set/map elements of `table inet <table>` in one batch.
+///
+/// The set's types are read from the kernel side's point of view: the key
+/// (and data) layout follows the element's values. Adds use
+/// `NLM_F_CREATE | NLM_F_EXCL`: adding an element that is already present
+/// fails with EEXIST, and removing an absent one with ENOENT; either aborts
+/// the whole batch (nothing changes) and the error names the element.
+pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), NftError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut b = Batch::new(changes.len());
+    // Consecutive changes of the same kind on the same set share messages.
+    let mut i = 0;
+    while i < changes.len() {
+        let (add, set) = change_parts(&changes[i]);
+        let run = changes[i..]
+            .iter()
+            .take_while(|c| change_parts(c) == (add, set))
+            .count();
+        let elems = changes[i..i + run]
+            .iter()
+            .map(|c| change_bytes(add, set, change_element(c)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (ty, flags) = if add {
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL)
+        } else {
+            (NFT_MSG_DELSETELEM, 0)
+        };
+        let target = ElemTarget {
+            table,
+            set,
+            set_id: None,
+        };
+        push_elements(&mut b, (ty, flags), &target, elems, i)?;
+        i += run;
+    }
+    b.commit(&|_, i| changes.get(i).map(|c| change_element(c).to_string()))
+}
+
+/// The key (and, for an add to a map, the data) of one changed element.
+fn change_bytes(add: bool, set: &str, e: &Element) -> Result<ElemBytes, NftError> {
+    let named = |err: EncodeError| NftError::Encode {
+        object: format!("element {e} of set {set}"),
+        reason: err.to_string(),
+    };
+    let key = encode::encode_values(&e.key, &value_types(&e.key), "element key").map_err(named)?;
+    let data = if add && !e.data.is_empty() {
+        let data = encode::encode_values(&e.data, &value_types(&e.data), "element data");
+        Some(data.map_err(named)?)
+    } else {
+        None
+    };
+    Ok((key, data))
+}
+
+fn change_parts(c: &ElementChange) -> (bool, &str) {
+    match c {
+        ElementChange::Add { set, .. } => (true, set.as_str()),
+        ElementChange::Remove { set, .. } => (false, set.as_str()),
+    }
+}
+
+fn change_element(c: &ElementChange) -> &Element {
+    match c {
+        ElementChange::Add { element, .. } | ElementChange::Remove { element, .. } => element,
+    }
+}
+
+fn value_types(values: &[Value]) -> Vec<KeyType> {
+    values.iter().map(encode::value_type).collect()
+}

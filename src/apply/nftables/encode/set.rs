@@ -1,0 +1,268 @@
+//! Sets and maps: nft's key types and lengths, set userdata, and element
+//! values in kernel byte layout.
+
+use super::{DATA_MAX, IFNAMSIZ, ifname_bytes, k};
+use crate::apply::nftables::EncodeError;
+use crate::nft::{Element, KeyType, Set, Value};
+
+/// nft's datatype ids (`enum datatypes` in nft's datatype.h).
+fn type_id(t: KeyType) -> u32 {
+    match t {
+        KeyType::Ipv6Addr => 8,
+        KeyType::InetProto => 12,
+        KeyType::InetService => 13,
+        KeyType::Icmpv6Type => 29,
+        KeyType::IfName => 41,
+    }
+}
+
+/// Natural length in bytes of one value of the type.
+fn type_len(t: KeyType) -> usize {
+    match t {
+        KeyType::Ipv6Addr => 16,
+        KeyType::InetProto => 1,
+        KeyType::InetService => 2,
+        KeyType::Icmpv6Type => 1,
+        KeyType::IfName => IFNAMSIZ,
+    }
+}
+
+/// nft's `enum byteorder` for the type: INVALID 0, HOST 1, BIG 2.
+fn type_byteorder(t: KeyType) -> u32 {
+    match t {
+        KeyType::Ipv6Addr | KeyType::InetService | KeyType::Icmpv6Type => 2,
+        KeyType::IfName => 1,
+        KeyType::InetProto => 0,
+    }
+}
+
+/// Concatenated type id: `(t1 << 6 | t2) << 6 | t3 ...`.
+pub(crate) fn concat_type(types: &[KeyType]) -> u32 {
+    types.iter().fold(0, |acc, t| (acc << 6) | type_id(*t))
+}
+
+/// Length of a (possibly concatenated) key: a single value has its natural
+/// length, each part of a concatenation is padded to 4 bytes.
+pub(crate) fn key_len(types: &[KeyType]) -> usize {
+    match types {
+        [one] => type_len(*one),
+        _ => types.iter().map(|t| type_len(*t).next_multiple_of(4)).sum(),
+    }
+}
+
+/// Kernel-side shape of a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetSpec {
+    pub name: String,
+    pub flags: u32,
+    pub key_type: u32,
+    pub key_len: u32,
+    pub data: Option<(u32, u32)>,
+    pub id: u32,
+    pub userdata: Vec<u8>,
+}
+
+pub(crate) fn set_spec(set: &Set, id: u32) -> Result<SetSpec, EncodeError> {
+    if set.key.is_empty() {
+        return Err(EncodeError::new(format!(
+            "set {} has no key type",
+            set.name
+        )));
+    }
+    let klen = key_len(&set.key);
+    let dlen = if set.is_map() { key_len(&set.data) } else { 0 };
+    if klen > DATA_MAX || dlen > DATA_MAX {
+        return Err(EncodeError::new(format!(
+            "set {}: key or data longer than {DATA_MAX} bytes",
+            set.name
+        )));
+    }
+    let data = set.is_map().then(|| (concat_type(&set.data), dlen as u32));
+    Ok(SetSpec {
+        name: set.name.clone(),
+        flags: if set.is_map() { k::NFT_SET_MAP } else { 0 },
+        key_type: concat_type(&set.key),
+        key_len: klen as u32,
+        data,
+        id,
+        userdata: set_userdata(set),
+    })
+}
+
+// libnftnl's udata TLVs (`enum udata_set_type` / `enum udata_set_typeof`).
+const UDATA_SET_KEYBYTEORDER: u8 = 0;
+const UDATA_SET_DATABYTEORDER: u8 = 1;
+const UDATA_SET_KEY_TYPEOF: u8 = 3;
+const UDATA_SET_DATA_TYPEOF: u8 = 4;
+const UDATA_SET_DATA_INTERVAL: u8 = 6;
+const UDATA_TYPEOF_EXPR: u8 = 0;
+const UDATA_TYPEOF_DATA: u8 = 1;
+/// nft's `EXPR_CONCAT`.
+const EXPR_CONCAT: u32 = 13;
+
+fn udata_u32(buf: &mut Vec<u8>, ty: u8, v: u32) {
+    buf.extend_from_slice(&[ty, 4]);
+    buf.extend_from_slice(&v.to_ne_bytes());
+}
+
+/// nft records a concatenation as a "typeof" nest with the expression type
+/// and an empty data nest.
+fn udata_concat_typeof(buf: &mut Vec<u8>, ty: u8) {
+    buf.extend_from_slice(&[ty, 8]);
+    udata_u32(buf, UDATA_TYPEOF_EXPR, EXPR_CONCAT);
+    buf.extend_from_slice(&[UDATA_TYPEOF_DATA, 0]);
+}
+
+fn byteorder(types: &[KeyType]) -> u32 {
+    match types {
+        [one] => type_byteorder(*one),
+        _ => 0,
+    }
+}
+
+/// The NFTNL_SET_USERDATA nft writes (and reads back to print values).
+pub(crate) fn set_userdata(set: &Set) -> Vec<u8> {
+    let mut buf = Vec::new();
+    udata_u32(&mut buf, UDATA_SET_KEYBYTEORDER, byteorder(&set.key));
+    if set.is_map() {
+        udata_u32(&mut buf, UDATA_SET_DATABYTEORDER, byteorder(&set.data));
+    }
+    if set.key.len() > 1 {
+        udata_concat_typeof(&mut buf, UDATA_SET_KEY_TYPEOF);
+    }
+    if set.is_map() {
+        if set.data.len() > 1 {
+            udata_concat_typeof(&mut buf, UDATA_SET_DATA_TYPEOF);
+        }
+        udata_u32(&mut buf, UDATA_SET_DATA_INTERVAL, 0);
+    }
+    buf
+}
+
+pub(crate) fn value_type(v: &Value) -> KeyType {
+    match v {
+        Value::Addr(_) => KeyType::Ipv6Addr,
+        Value::Proto(_) => KeyType::InetProto,
+        Value::Port(_) => KeyType::InetService,
+        Value::IfName(_) => KeyType::IfName,
+        Value::Icmpv6(_) => KeyType::Icmpv6Type,
+    }
+}
+
+fn value_bytes(v: &Value) -> Result<Vec<u8>, EncodeError> {
+    Ok(match v {
+        Value::Addr(a) => a.octets().to_vec(),
+        Value::Proto(p) => vec![p.number()],
+        Value::Port(p) => p.to_be_bytes().to_vec(),
+        Value::IfName(n) => ifname_bytes(n)?,
+        Value::Icmpv6(t) => vec![t.number()],
+    })
+}
+
+/// A key or data value of an element, checked against the set's types.
+pub(crate) fn encode_values(
+    values: &[Value],
+    types: &[KeyType],
+    what: &str,
+) -> Result<Vec<u8>, EncodeError> {
+    if values.len() != types.len() || values.iter().zip(types).any(|(v, t)| value_type(v) != *t) {
+        return Err(EncodeError::new(format!(
+            "{what} does not match the set's type"
+        )));
+    }
+    if let [one] = values {
+        return value_bytes(one);
+    }
+    let mut out = Vec::with_capacity(key_len(types));
+    for v in values {
+        let mut b = value_bytes(v)?;
+        b.resize(b.len().next_multiple_of(4), 0);
+        out.extend_from_slice(&b);
+    }
+    Ok(out)
+}
+
+/// Key and (for maps) data bytes of an element of `set`.
+pub(crate) fn element_bytes(
+    set_key: &[KeyType],
+    set_data: &[KeyType],
+    e: &Element,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), EncodeError> {
+    let key = encode_values(&e.key, set_key, "element key")?;
+    let data = if set_data.is_empty() {
+        if !e.data.is_empty() {
+            return Err(EncodeError::new(
+                "element has data but the set is not a map".to_string(),
+            ));
+        }
+        None
+    } else {
+        Some(encode_values(&e.data, set_data, "element data")?)
+    };
+    Ok((key, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::L4Proto;
+
+    #[test]
+    fn concat_types_and_lengths() {
+        let k = [KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
+        assert_eq!(concat_type(&k), 0x830d);
+        assert_eq!(key_len(&k), 24);
+        assert_eq!(
+            concat_type(&[KeyType::InetProto, KeyType::InetService]),
+            0x30d
+        );
+        assert_eq!(key_len(&[KeyType::Ipv6Addr, KeyType::InetService]), 20);
+        assert_eq!(key_len(&[KeyType::IfName]), 16);
+        assert_eq!(key_len(&[KeyType::Icmpv6Type]), 1);
+    }
+
+    #[test]
+    fn userdata_matches_nft() {
+        let set = |key: Vec<KeyType>, data: Vec<KeyType>| Set {
+            name: "s".into(),
+            key,
+            data,
+            elements: vec![],
+        };
+        assert_eq!(
+            set_userdata(&set(vec![KeyType::IfName], vec![])),
+            [0, 4, 1, 0, 0, 0]
+        );
+        assert_eq!(
+            set_userdata(&set(
+                vec![KeyType::InetProto, KeyType::InetService],
+                vec![KeyType::Ipv6Addr, KeyType::InetService]
+            )),
+            [
+                0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0, 4, 8, 0, 4, 13,
+                0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0
+            ]
+        );
+        assert_eq!(
+            set_userdata(&set(vec![KeyType::Ipv6Addr], vec![KeyType::Ipv6Addr])),
+            [0, 4, 2, 0, 0, 0, 1, 4, 2, 0, 0, 0, 6, 4, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn concat_element_is_padded() {
+        let e = Element {
+            key: vec![
+                Value::Addr("2001:db8::2".parse().unwrap()),
+                Value::Proto(L4Proto::Tcp),
+                Value::Port(443),
+            ],
+            data: vec![],
+        };
+        let k = [KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
+        let (key, data) = element_bytes(&k, &[], &e).unwrap();
+        assert_eq!(key.len(), 24);
+        assert_eq!(&key[16..], &[6, 0, 0, 0, 1, 187, 0, 0]);
+        assert!(data.is_none());
+    }
+}
