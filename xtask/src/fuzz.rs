@@ -128,9 +128,14 @@ fn start(target: &str, seconds: u64, log: &Path) -> Result<Child> {
             "--",
             &format!("-max_total_time={seconds}"),
             "-print_final_stats=1",
-        ])
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
+        ]);
+    // JSON keys are long for byte mutations to stumble on: a dictionary of
+    // them, where the target has one.
+    let dict = fuzz_dir().join("dicts").join(format!("{target}.dict"));
+    if dict.is_file() {
+        cmd.arg(format!("-dict={}", dict.display()));
+    }
+    cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
     cmd.spawn()
         .with_context(|| format!("cannot start cargo fuzz run {target}"))
 }
