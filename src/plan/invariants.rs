@@ -28,13 +28,66 @@ use crate::snapshot::{Container, Snapshot};
 ///   network's subnets and an on-link prefix of the uplink;
 /// - every DNAT target (the data of `dnat_any` and `dnat_addr`) lies inside
 ///   a subnet of a non-internal network dock6 filters (nat66, ndp-proxy,
-///   routed), at a port some container there publishes.
+///   routed), at a port some container there publishes;
+/// - none of these addresses is one no container can hold: unspecified,
+///   loopback, multicast, link-local or IPv4-mapped.
 pub fn check_invariants(snapshot: &Snapshot, plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     check_open_ports(snapshot, plan, &mut out);
     check_proxy_entries(snapshot, plan, &mut out);
     check_dnat_targets(snapshot, plan, &mut out);
+    check_address_kinds(plan, &mut out);
     out
+}
+
+/// Why no container can hold `addr`, if so: the kernel would DNAT to,
+/// open, or answer neighbour solicitations for an address that is the
+/// host's own (loopback), a group, link-scoped or IPv4's.
+fn not_a_container_address(addr: Ipv6Addr) -> Option<&'static str> {
+    if addr.is_unspecified() {
+        Some("unspecified")
+    } else if addr.is_loopback() {
+        Some("loopback")
+    } else if addr.is_multicast() {
+        Some("multicast")
+    } else if addr.is_unicast_link_local() {
+        Some("link-local")
+    } else if addr.to_ipv4_mapped().is_some() {
+        Some("IPv4-mapped")
+    } else {
+        None
+    }
+}
+
+fn check_address_kinds(plan: &Plan, out: &mut Vec<String>) {
+    let mut addresses: Vec<(&str, Ipv6Addr)> = plan
+        .proxy_entries
+        .iter()
+        .map(|e| ("proxy entry", e.address))
+        .collect();
+    if let Some(set) = plan.ruleset.set(SET_OPEN_PORTS) {
+        for e in &set.elements {
+            if let Some(Value::Addr(a)) = e.key.first() {
+                addresses.push((SET_OPEN_PORTS, *a));
+            }
+        }
+    }
+    for name in [MAP_DNAT_ANY, MAP_DNAT_ADDR] {
+        if let Some(map) = plan.ruleset.set(name) {
+            for e in &map.elements {
+                if let Some(Value::Addr(a)) = e.data.first() {
+                    addresses.push((name, *a));
+                }
+            }
+        }
+    }
+    for (what, addr) in addresses {
+        if let Some(kind) = not_a_container_address(addr) {
+            out.push(format!(
+                "{what}: {addr} is {kind}, not a container's address"
+            ));
+        }
+    }
 }
 
 fn check_open_ports(snapshot: &Snapshot, plan: &Plan, out: &mut Vec<String>) {
@@ -260,6 +313,52 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 10, "only {checked} golden scenarios found");
+    }
+
+    /// Found while reviewing the fuzz targets: a network whose subnet is
+    /// `::1/128` or `::ffff:0:0/96` is planned as `routed`, and its
+    /// containers' `::1` and `::ffff:192.0.2.5` become open ports and DNAT
+    /// targets. The planner's refusal of odd container addresses (link-local,
+    /// multicast, unspecified) does not cover loopback or IPv4-mapped ones.
+    #[test]
+    #[ignore = "planner: refuse loopback and IPv4-mapped subnets/addresses (reported to the planner engineer)"]
+    fn loopback_and_ipv4_mapped_networks_get_nothing() {
+        let s = snapshot(
+            r#"{
+              "host": {"default_route_interface": "eth0",
+                       "interfaces": [{"name": "eth0", "onlink_prefixes": ["2001:db8:1::/64"]}]},
+              "networks": [
+                {"id": "1", "name": "lo", "enable_ipv6": true, "subnets": [{"subnet": "::1/128"}]},
+                {"id": "2", "name": "mapped", "enable_ipv6": true, "subnets": [{"subnet": "::ffff:0.0.0.0/96"}]}
+              ],
+              "containers": [
+                {"id": "a", "name": "a", "networks": {"lo": {"ipv6_address": "::1"}},
+                 "ports": {"80/tcp": [{"HostIp": "::", "HostPort": "8080"}]}},
+                {"id": "b", "name": "b", "networks": {"mapped": {"ipv6_address": "::ffff:192.0.2.5"}},
+                 "ports": {"80/tcp": [{"HostIp": "::", "HostPort": "8081"}]}}
+              ]
+            }"#,
+        );
+        let p = plan(&Policy::default(), &s);
+        assert_eq!(check_invariants(&s, &p), Vec::<String>::new());
+    }
+
+    #[test]
+    fn addresses_no_container_can_hold_are_reported() {
+        let s = snapshot(THREE_MODES);
+        let mut p = plan(&Policy::default(), &s);
+        p.proxy_entries.push(ProxyEntry {
+            interface: "eth0".into(),
+            address: "::ffff:192.0.2.1".parse().unwrap(),
+            container: "b".into(),
+            network: "proxied".into(),
+        });
+        let v = check_invariants(&s, &p);
+        assert!(
+            v.iter()
+                .any(|l| l.contains("::ffff:192.0.2.1 is IPv4-mapped")),
+            "{v:?}"
+        );
     }
 
     fn open_ports_mut(p: &mut Plan) -> &mut Vec<Element> {
