@@ -153,18 +153,19 @@ pub(super) fn forward_tail(guard: &Guard) -> Vec<Rule> {
     }
     if guard.docker_only {
         rules.push(rule().iif_in(SET_UNFILTERED).accept());
-        rules.extend(from_unmanaged_bridges(RuleBuilder::accept));
+        rules.extend(accept_from_unmanaged_bridges());
         rules.push(rule().goto(CHAIN_NOT_DOCKER));
     }
     rules
 }
 
-/// `iifname @unmanaged`, `iifname "docker0"`, `iifname "br-*"`: traffic
-/// that comes from a Docker bridge dock6 does not manage.
-fn from_unmanaged_bridges(verdict: fn(RuleBuilder) -> Rule) -> Vec<Rule> {
+/// `iifname @unmanaged accept`, `iifname "docker0" accept`, `iifname
+/// "br-*" accept`: traffic that comes from a Docker bridge dock6 does not
+/// manage.
+fn accept_from_unmanaged_bridges() -> Vec<Rule> {
     std::iter::once(rule().iif_in(SET_UNMANAGED))
         .chain(DOCKER_BRIDGE_PATTERNS.iter().map(|p| rule().iifname(p)))
-        .map(verdict)
+        .map(RuleBuilder::accept)
         .collect()
 }
 
@@ -176,7 +177,7 @@ pub(super) fn to_unmanaged_chain() -> Chain {
             .ct_state(&[CtState::Established, CtState::Related])
             .accept(),
     ];
-    rules.extend(from_unmanaged_bridges(RuleBuilder::accept));
+    rules.extend(accept_from_unmanaged_bridges());
     rules.push(rule().iif_in(SET_UNFILTERED).accept());
     rules.push(
         rule()

@@ -60,7 +60,12 @@ pub struct NetworkPlan {
     pub mode_source: ModeSource,
     pub icc: bool,
     pub masquerade: bool,
+    /// `--internal`, or Docker's `gateway_mode_ipv6=isolated`: no egress,
+    /// nothing from outside, never a DNAT target, no proxy entries.
     pub internal: bool,
+    /// Docker's `gateway_mode_ipv6=nat-unprotected`: every port open at the
+    /// containers' own addresses (sealed containers aside), as Docker does.
+    pub unprotected: bool,
 }
 
 /// A kernel proxy-NDP entry: answer neighbour solicitations for `address` on

@@ -1,5 +1,5 @@
 //! Which mode a network gets. Precedence: config file > `dock6.mode` label >
-//! automatic.
+//! Docker's own `gateway_mode_ipv6` (Docker ≥ 27) > automatic.
 
 use std::net::Ipv6Addr;
 
@@ -10,11 +10,41 @@ use crate::snapshot::{Interface, Network};
 use crate::text::quoted;
 
 pub const MODE_LABEL: &str = "dock6.mode";
+/// Docker ≥ 27's per-network choice of how IPv6 reaches the containers.
+pub const GATEWAY_MODE_OPTION: &str = "com.docker.network.bridge.gateway_mode_ipv6";
+
+/// What Docker's `gateway_mode_ipv6` asks for, as Docker documents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayMode {
+    /// `nat`: NAT66 (even on a global subnet), no direct access.
+    Nat,
+    /// `nat-unprotected`: NAT66, and every port open at the containers' own
+    /// addresses (Docker drops no direct access).
+    NatUnprotected,
+    /// `routed`: no NAT; published container ports open at their addresses.
+    Routed,
+    /// `isolated`: no way in or out (as `--internal`).
+    Isolated,
+}
+
+impl GatewayMode {
+    pub fn of(network: &Network) -> Option<GatewayMode> {
+        match network.options.get(GATEWAY_MODE_OPTION)?.trim() {
+            "nat" => Some(GatewayMode::Nat),
+            "nat-unprotected" => Some(GatewayMode::NatUnprotected),
+            "routed" => Some(GatewayMode::Routed),
+            "isolated" => Some(GatewayMode::Isolated),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModeSource {
     Config,
     Label,
+    /// Docker's `gateway_mode_ipv6` option.
+    Docker,
     Automatic,
 }
 
@@ -23,6 +53,7 @@ impl ModeSource {
         match self {
             ModeSource::Config => "config",
             ModeSource::Label => "label",
+            ModeSource::Docker => "gateway_mode_ipv6",
             ModeSource::Automatic => "automatic",
         }
     }
@@ -61,7 +92,23 @@ pub(super) fn choose_mode(
             ))),
         }
     }
-    (automatic_mode(subnets, onlink), ModeSource::Automatic)
+    let automatic = (automatic_mode(subnets, onlink), ModeSource::Automatic);
+    match GatewayMode::of(network) {
+        Some(GatewayMode::Nat | GatewayMode::NatUnprotected) => (Mode::Nat66, ModeSource::Docker),
+        Some(GatewayMode::Routed) => (Mode::Routed, ModeSource::Docker),
+        // Closed whatever the mode (see `NetworkPlan::internal`).
+        Some(GatewayMode::Isolated) => automatic,
+        None => {
+            if let Some(value) = network.options.get(GATEWAY_MODE_OPTION) {
+                notes.push(Note::warn(format!(
+                    "network {}: option {GATEWAY_MODE_OPTION}={} is not nat, nat-unprotected, routed or isolated; choosing automatically",
+                    quoted(&network.name),
+                    quoted(value)
+                )));
+            }
+            automatic
+        }
+    }
 }
 
 /// Whether the network's first IPv6 subnet lies inside an on-link prefix:

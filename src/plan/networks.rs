@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::mode::{choose_mode, is_6to4};
+use super::mode::{GatewayMode, ModeSource, choose_mode, is_6to4};
 use ipnet::Ipv6Net;
 
 use super::{Mode, NetworkPlan, Note, Policy};
@@ -156,7 +156,10 @@ fn network_plan(
         mode_source,
         icc: bool_option(network, OPT_ICC, true, false, notes),
         masquerade: bool_option(network, OPT_MASQUERADE, true, true, notes),
-        internal: network.internal,
+        internal: network.internal || GatewayMode::of(network) == Some(GatewayMode::Isolated),
+        unprotected: mode == Mode::Nat66
+            && mode_source == ModeSource::Docker
+            && GatewayMode::of(network) == Some(GatewayMode::NatUnprotected),
     }
 }
 

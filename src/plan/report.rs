@@ -71,6 +71,9 @@ fn network_line(n: &NetworkPlan) -> String {
     if n.internal {
         flags.push("internal".into());
     }
+    if n.unprotected {
+        flags.push("unprotected".into());
+    }
     format!(
         "{} ({}) {}: {} ({}), {}",
         n.name,

@@ -190,6 +190,17 @@ fn inbound_rules(managed: &[&NetworkPlan]) -> Vec<Rule> {
                 .goto(CHAIN_MARK_ACCEPT),
         );
     }
+    for n in managed.iter().filter(|n| n.unprotected && !n.internal) {
+        rules.push(
+            rule()
+                .oifname(&n.bridge)
+                .comment(format!(
+                    "network {}: gateway_mode_ipv6=nat-unprotected, every port open",
+                    n.name
+                ))
+                .goto(CHAIN_MARK_ACCEPT),
+        );
+    }
     rules.push(rule().comment("nothing else reaches a container").drop());
     rules
 }

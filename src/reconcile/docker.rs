@@ -17,6 +17,12 @@ use crate::source::docker::{self, DockerError, DockerEvent};
 /// How long the first poll of the event stream may wait for an event.
 const SUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
 
+/// How long a session must follow events without trouble (or handle an
+/// event) before Docker counts as back: a Docker that answers the snapshot
+/// and then breaks the event stream every time is still failing, and is
+/// neither announced as recovered nor retried without backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
 /// Runs until the receiver is gone. `resync` asks for a full snapshot.
 pub async fn watch(
     docker_host: Option<String>,
@@ -24,19 +30,75 @@ pub async fn watch(
     mut resync: mpsc::Receiver<()>,
 ) {
     let mut backoff = Backoff::default();
+    let mut trouble = Trouble::default();
     loop {
-        let result = session(docker_host.as_deref(), &tx, &mut resync, &mut backoff).await;
+        let result = session(
+            docker_host.as_deref(),
+            &tx,
+            &mut resync,
+            &mut backoff,
+            &mut trouble,
+        )
+        .await;
         if tx.is_closed() {
             return;
         }
-        match result {
-            Ok(()) => warn!("Docker event stream ended"),
-            Err(e) => warn!("Docker: {e}"),
-        }
+        let what = match result {
+            Ok(()) => "Docker event stream ended".to_string(),
+            Err(e) => format!("Docker: {e}"),
+        };
+        let first = trouble.failed(what);
         let _ = tx.send(DockerUpdate::Lost).await;
         let delay = backoff.next_delay();
-        info!("reconnecting to Docker in {delay:?}; the kernel keeps its rules meanwhile");
+        match first {
+            true => {
+                info!("reconnecting to Docker in {delay:?}; the kernel keeps its rules meanwhile")
+            }
+            false => debug!("reconnecting to Docker in {delay:?}"),
+        }
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// The same Docker problem, retried with backoff, is logged at warn once;
+/// its repeats go to debug, and their count is logged when the problem
+/// changes or Docker is back.
+#[derive(Debug, Default)]
+struct Trouble {
+    /// The last failure's text, and how often it came since it was logged.
+    last: Option<(String, u64)>,
+}
+
+impl Trouble {
+    /// Logs a failure; true when it is new (logged at warn).
+    fn failed(&mut self, what: String) -> bool {
+        match &mut self.last {
+            Some((last, repeats)) if *last == what => {
+                *repeats += 1;
+                debug!("{what} (again: {} times)", *repeats + 1);
+                false
+            }
+            _ => {
+                if let Some((_, repeats)) = self.last.take()
+                    && repeats > 0
+                {
+                    info!("the previous Docker problem came {} times", repeats + 1);
+                }
+                warn!("{what}");
+                self.last = Some((what, 0));
+                true
+            }
+        }
+    }
+
+    /// Docker answers and its events flow: logs the end of the trouble, if any.
+    fn healthy(&mut self) {
+        if let Some((_, repeats)) = self.last.take() {
+            info!(
+                "Docker answers again (the last problem came {} times)",
+                repeats + 1
+            );
+        }
     }
 }
 
@@ -45,6 +107,7 @@ async fn session(
     tx: &mpsc::Sender<DockerUpdate>,
     resync: &mut mpsc::Receiver<()>,
     backoff: &mut Backoff,
+    trouble: &mut Trouble,
 ) -> Result<(), DockerError> {
     let client = docker::connect(docker_host).await?;
     // Subscribe first: events that happen while the snapshot is taken are
@@ -58,22 +121,41 @@ async fn session(
     if tx.send(full).await.is_err() {
         return Ok(());
     }
-    backoff.reset();
+    // Not yet back: see HEALTHY_AFTER.
+    let healthy_timer = tokio::time::sleep(HEALTHY_AFTER);
+    tokio::pin!(healthy_timer);
+    let mut healthy = false;
     loop {
         let update = tokio::select! {
             event = events.next() => match event {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(event)) => match inspect(&client, event, &mut internal).await? {
-                    Some(update) => update,
+                    Some(update) => {
+                        now_healthy(&mut healthy, backoff, trouble);
+                        update
+                    }
                     None => continue,
                 },
             },
             Some(()) = resync.recv() => full_snapshot(&client, &mut internal).await?,
+            () = &mut healthy_timer, if !healthy => {
+                now_healthy(&mut healthy, backoff, trouble);
+                continue;
+            }
         };
         if tx.send(update).await.is_err() {
             return Ok(());
         }
+    }
+}
+
+/// The first time a session proves healthy: the backoff starts over and
+/// the end of any trouble is logged.
+fn now_healthy(healthy: &mut bool, backoff: &mut Backoff, trouble: &mut Trouble) {
+    if !std::mem::replace(healthy, true) {
+        backoff.reset();
+        trouble.healthy();
     }
 }
 

@@ -2,11 +2,12 @@
 //! a file; stopped with SIGTERM by its pid on drop.
 
 use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::docker_lab::DockerLab;
+use super::netns::Netns;
 
 pub struct Agent {
     child: Child,
@@ -50,6 +51,29 @@ impl Agent {
             true => only_child(child.id()),
             false => child.id(),
         };
+        Agent { child, log, pid }
+    }
+
+    /// `dock6 run --docker-host DOCKER_HOST` in namespace `ns` (`ip netns
+    /// exec` execs it: the child is dock6 itself), with `config` written to
+    /// `dir/dock6.toml` and its log in `dir/dock6.log`.
+    pub fn start_in(ns: &Netns, docker_host: &str, dir: &Path, config: &str) -> Agent {
+        let config_path = dir.join("dock6.toml");
+        std::fs::write(&config_path, config).expect("write dock6.toml");
+        let log = dir.join("dock6.log");
+        let file = File::create(&log).expect("create dock6.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_dock6")])
+            .args(["run", "--docker-host", docker_host, "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log file"))
+            .stderr(file)
+            .spawn()
+            .expect("start dock6 run");
+        let pid = child.id();
         Agent { child, log, pid }
     }
 

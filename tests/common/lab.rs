@@ -100,6 +100,11 @@ impl Lab {
             .1
     }
 
+    /// The lab's own directory (removed with the lab).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.topology.lab.dir
+    }
+
     pub fn write(&self, file: &str, text: &str) -> PathBuf {
         let path = self.topology.lab.dir.join(file);
         std::fs::write(&path, text).expect("write lab file");

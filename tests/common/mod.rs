@@ -149,6 +149,7 @@ pub fn netns_id() -> u64 {
 }
 pub mod agent;
 pub mod docker_lab;
+pub mod fake_docker;
 pub mod icmp6;
 pub mod lab;
 pub mod netns;

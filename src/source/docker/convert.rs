@@ -7,10 +7,13 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use bollard::models::{ContainerInspectResponse, EndpointSettings, Ipam, NetworkInspect};
 use ipnet::IpNet;
-use tracing::{debug, warn};
+use tracing::debug;
+
+use super::data_warnings::data_warn;
 
 use super::short_id;
 use crate::snapshot::{Container, Endpoint, Network, PortBinding, Subnet};
+use crate::text::{clip, quoted};
 
 /// The fields dock6 reads, from either of bollard's two network types
 /// (list entry and inspect answer), which have them under the same names.
@@ -70,22 +73,29 @@ pub fn network_from_inspect(n: NetworkInspect) -> Option<Network> {
 /// `bridge` stays `None`: the planner derives it as Docker does.
 pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
     let Some(id) = n.id.filter(|s| !s.is_empty()) else {
-        warn!(network = ?n.name, "Docker network without Id; skipped");
+        data_warn!(
+            "Docker network {} without Id; skipped",
+            quoted(n.name.as_deref().unwrap_or(""))
+        );
         return None;
     };
     let Some(name) = n.name.filter(|s| !s.is_empty()) else {
-        warn!("Docker network {}: no Name; skipped", short_id(&id));
+        data_warn!("Docker network {}: no Name; skipped", clip(short_id(&id)));
         return None;
     };
     let Some(driver) = n.driver.filter(|s| !s.is_empty()) else {
-        warn!(
-            "Docker network {name} ({}): no Driver; skipped",
-            short_id(&id)
+        data_warn!(
+            "Docker network {} ({}): no Driver; skipped",
+            clip(&name),
+            clip(short_id(&id))
         );
         return None;
     };
     let internal = n.internal.unwrap_or_else(|| {
-        warn!("Docker network {name}: no Internal field; treated as internal");
+        data_warn!(
+            "Docker network {}: no Internal field; treated as internal",
+            clip(&name)
+        );
         true
     });
     Some(Network {
@@ -115,8 +125,10 @@ fn ipam_subnets(name: &str, ipam: Option<Ipam>) -> Vec<Subnet> {
         let subnet = match subnet_text.trim().parse::<IpNet>() {
             Ok(subnet) => subnet,
             Err(_) => {
-                warn!(
-                    "Docker network {name}: IPAM.Config[{i}].Subnet {subnet_text:?} is not a subnet; entry skipped"
+                data_warn!(
+                    "Docker network {}: IPAM.Config[{i}].Subnet {} is not a subnet; entry skipped",
+                    clip(name),
+                    quoted(&subnet_text)
                 );
                 continue;
             }
@@ -132,8 +144,10 @@ fn ipam_subnets(name: &str, ipam: Option<Ipam>) -> Vec<Subnet> {
             Some(g) => match g.split('/').next().unwrap_or(g).parse::<IpAddr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
-                    warn!(
-                        "Docker network {name}: IPAM.Config[{i}].Gateway {g:?} is not an address; ignored"
+                    data_warn!(
+                        "Docker network {}: IPAM.Config[{i}].Gateway {} is not an address; ignored",
+                        clip(name),
+                        quoted(g)
                     );
                     None
                 }
@@ -157,7 +171,10 @@ pub fn container_from_docker(
     internal_networks: &BTreeSet<String>,
 ) -> Option<Container> {
     let Some(id) = c.id.filter(|s| !s.is_empty()) else {
-        warn!(name = ?c.name, "Docker container without Id; skipped");
+        data_warn!(
+            "Docker container {} without Id; skipped",
+            quoted(c.name.as_deref().unwrap_or(""))
+        );
         return None;
     };
     let name = match c
@@ -168,7 +185,10 @@ pub fn container_from_docker(
     {
         Some(n) => n.to_string(),
         None => {
-            warn!("Docker container {}: no Name; using its id", short_id(&id));
+            data_warn!(
+                "Docker container {}: no Name; using its id",
+                clip(short_id(&id))
+            );
             short_id(&id).to_string()
         }
     };
@@ -207,8 +227,11 @@ fn endpoints(
             Some(text) => match text.parse::<Ipv6Addr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
-                    warn!(
-                        "container {name}: NetworkSettings.Networks.{network}.GlobalIPv6Address {text:?} is not an IPv6 address; ignored"
+                    data_warn!(
+                        "container {}: NetworkSettings.Networks.{}.GlobalIPv6Address {} is not an IPv6 address; ignored",
+                        clip(name),
+                        clip(network),
+                        quoted(text)
                     );
                     None
                 }
@@ -234,8 +257,12 @@ fn port_bindings(
                 .filter_map(|b| match (b.host_ip, b.host_port) {
                     (Some(host_ip), Some(host_port)) => Some(PortBinding { host_ip, host_port }),
                     (ip, port) => {
-                        warn!(
-                            "container {name}: NetworkSettings.Ports.{key}: binding without HostIp or HostPort (HostIp {ip:?}, HostPort {port:?}); skipped"
+                        data_warn!(
+                            "container {}: NetworkSettings.Ports.{}: binding without HostIp or HostPort (HostIp {:?}, HostPort {:?}); skipped",
+                            clip(name),
+                            clip(&key),
+                            ip.as_deref().map(clip),
+                            port.as_deref().map(clip)
                         );
                         None
                     }

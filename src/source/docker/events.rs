@@ -84,8 +84,9 @@ pub fn event_from_docker(message: &EventMessage) -> Option<DockerEvent> {
     };
     let missing = |what: &str| {
         warn!(
-            "Docker event {:?} {action:?} without {what}; ignored",
-            message.typ
+            "Docker event {:?} {} without {what}; ignored",
+            message.typ,
+            crate::text::quoted(action)
         );
         None
     };

@@ -32,12 +32,14 @@ use bollard::query_parameters::{
 use tracing::{debug, warn};
 
 use crate::snapshot::{Container, Network};
+use crate::text::clip;
 
 /// Where Docker listens when neither `--docker-host` nor `DOCKER_HOST` says.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
-/// Seconds a request may wait for Docker's response headers. The event
-/// stream is not limited by it (its headers come at once; the body is open-ended).
+/// Seconds a request may wait for Docker's response headers (bollard's
+/// limit; the whole answer is bounded by `transport`). The event stream's
+/// headers come at once; its body is open-ended.
 const REQUEST_TIMEOUT_SECS: u64 = 30;
 
 /// Docker's networks and running containers. Host facts come from netlink.
@@ -71,14 +73,14 @@ pub enum DockerEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("connecting to Docker at {host}: {source}")]
+    #[error("connecting to Docker at {host}: {}", describe(source))]
     Connect {
         host: String,
         #[source]
         source: BollardError,
     },
     /// `doing` says what was being done: "inspecting container web (0123456789ab)".
-    #[error("{doing}: {source}")]
+    #[error("{doing}: {}", describe(source))]
     Request {
         doing: String,
         #[source]
@@ -108,16 +110,25 @@ pub async fn connect(docker_host: Option<&str>) -> Result<Docker, DockerError> {
         host: host.clone(),
         source,
     };
-    let client = if let Some(path) = host
+    let endpoint = if let Some(path) = host
         .strip_prefix("unix://")
         .or(host.starts_with('/').then_some(host.as_str()))
     {
-        Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-    } else if host.starts_with("tcp://") || host.starts_with("http://") {
-        Docker::connect_with_http(&host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        transport::Endpoint::Unix(path.into())
+    } else if let Some(authority) = host.strip_prefix("tcp://").or(host.strip_prefix("http://")) {
+        transport::Endpoint::Tcp(authority.trim_end_matches('/').to_string())
     } else {
-        Err(BollardError::UnsupportedURISchemeError { uri: host.clone() })
-    }
+        return Err(connect_error(BollardError::UnsupportedURISchemeError {
+            uri: host.clone(),
+        }));
+    };
+    // dock6's own transport bounds each answer's size and time (see `transport`).
+    let client = Docker::connect_with_custom_transport(
+        move |request| transport::send(endpoint.clone(), request),
+        Some("http://docker"),
+        REQUEST_TIMEOUT_SECS,
+        bollard::API_DEFAULT_VERSION,
+    )
     .map_err(connect_error)?;
     let client = client.negotiate_version().await.map_err(connect_error)?;
     debug!(host = %host, api = %client.client_version(), "connected to Docker");
@@ -132,6 +143,7 @@ pub async fn connect(docker_host: Option<&str>) -> Result<Docker, DockerError> {
 /// consistent view. Containers are listed, then each is inspected; one that
 /// disappears in between is left out (its destroy event follows).
 pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError> {
+    data_warnings::next_snapshot();
     let mut networks = list_networks(docker).await?;
     networks.sort_by(|a, b| a.name.cmp(&b.name));
     let internal = internal_network_ids(&networks);
@@ -191,8 +203,12 @@ async fn inspect_container_named(
     internal: &BTreeSet<String>,
 ) -> Result<Option<Container>, DockerError> {
     let doing = match name {
-        Some(name) => format!("inspecting container {name} ({})", short_id(id)),
-        None => format!("inspecting container {}", short_id(id)),
+        Some(name) => format!(
+            "inspecting container {} ({})",
+            clip(name),
+            clip(short_id(id))
+        ),
+        None => format!("inspecting container {}", clip(short_id(id))),
     };
     match docker
         .inspect_container(id, None::<InspectContainerOptions>)
@@ -219,7 +235,10 @@ pub async fn skip_unless_docker_is_down(
 ) -> Result<(), DockerError> {
     match docker.ping().await {
         Ok(_) => {
-            warn!("{error}; container {id} skipped until its next event or the next resync");
+            warn!(
+                "{error}; container {} skipped until its next event or the next resync",
+                clip(id)
+            );
             Ok(())
         }
         Err(_) => Err(error),
@@ -228,7 +247,7 @@ pub async fn skip_unless_docker_is_down(
 
 /// The network, if it exists (`None` otherwise).
 pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network>, DockerError> {
-    let doing = format!("inspecting network {}", short_id(id));
+    let doing = format!("inspecting network {}", clip(short_id(id)));
     match docker
         .inspect_network(id, None::<InspectNetworkOptions>)
         .await
@@ -240,6 +259,25 @@ pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network
         }
         Err(e) => Err(DockerError::request(doing)(e)),
     }
+}
+
+/// A bollard error with its causes (the cause is where the reason is, e.g.
+/// "error reading a body from connection: Docker's answer is larger than
+/// 32 MiB"), each cut by [`clip`]: Docker's own texts (a 500's message, JSON
+/// it sent) are repeated in them.
+fn describe(error: &BollardError) -> String {
+    let mut text = clip(&error.to_string()).into_owned();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        let part = e.to_string();
+        // Some errors repeat their cause in their own text.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&clip(&part));
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// The first 12 characters of an id, as Docker shows it.
@@ -258,13 +296,16 @@ fn is_not_found(e: &BollardError) -> bool {
 }
 
 mod convert;
+mod data_warnings;
 mod events;
+mod transport;
 
 pub use convert::{
     NetworkFields, container_from_docker, gateway_network, internal_network_ids,
     network_from_docker, network_from_inspect, network_from_list,
 };
 pub use events::{event_from_docker, event_stream};
+pub use transport::{ANSWER_TIMEOUT, MAX_ANSWER_BYTES};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,412 @@
+//! A fake Docker Engine API on a unix socket, for testing how dock6 copes
+//! with a Docker that misbehaves. Hand-written HTTP/1.1 on std threads: one
+//! thread accepts, one thread per connection answers one request and closes
+//! (`Connection: close`), so every answer is exactly what the script says.
+//!
+//! It serves what bollard asks for — `/_ping`, `/version` (API 1.41),
+//! `/networks`, `/networks/ID`, `/containers/json`, `/containers/ID/json`
+//! and `/events` (chunked, held open) — from a [`Phase`] the test switches;
+//! each switch ends the open event streams, as a restarting dockerd would, so
+//! the client reconnects and meets the new phase at once.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The one network: a bridge with an IPv6 ULA subnet.
+pub const NETWORK_ID: &str = "d0c6000000000000000000000000000000000000000000000000000000000001";
+pub const NETWORK_NAME: &str = "v6net";
+/// The bridge Docker would make for it: `br-` and the id's first 12 characters.
+pub const BRIDGE: &str = "br-d0c600000000";
+pub const SUBNET: &str = "fd00:1::/64";
+pub const GATEWAY: &str = "fd00:1::1";
+
+/// A huge answer: far more than any real Docker answer dock6 asks for.
+pub const HUGE_BYTES: usize = 48 << 20;
+
+/// A running container on [`NETWORK_NAME`] publishing one TCP port on `::`.
+#[derive(Debug, Clone)]
+pub struct Ctr {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub container_port: u16,
+    pub host_port: u16,
+}
+
+impl Ctr {
+    pub fn new(n: u8, host_port: u16) -> Ctr {
+        Ctr {
+            id: format!("{n:02x}").repeat(32),
+            name: format!("web{n}"),
+            // Past the gateway (::1).
+            address: format!("fd00:1::{:x}", u16::from(n) + 0x10),
+            container_port: 80,
+            host_port,
+        }
+    }
+}
+
+/// What the fake Docker answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Good answers: the network and the containers; events held open.
+    Good,
+    /// `/networks` answers 200 with a body that is not JSON.
+    MalformedJson,
+    /// `/containers/json` answers 500 with Docker's error shape.
+    ServerError,
+    /// `/containers/json` promises more bytes (Content-Length) than it sends, then closes.
+    Truncated,
+    /// Good answers, but every event stream sends half an object after a
+    /// second and then closes without ending the chunked body.
+    EventsCut,
+    /// `/networks` answers [`HUGE_BYTES`] of valid JSON.
+    Huge,
+}
+
+/// The message of [`Phase::ServerError`]'s 500s.
+pub const SERVER_ERROR_MESSAGE: &str = "fake dockerd: something broke";
+
+struct State {
+    phase: Phase,
+    containers: Vec<Ctr>,
+    /// Bumped by each switch: open event streams end when it changes.
+    generation: u64,
+    /// Requests seen per endpoint (the path without version and query, ids as `ID`).
+    hits: HashMap<String, usize>,
+}
+
+pub struct FakeDocker {
+    pub socket: PathBuf,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeDocker {
+    /// Listens on `dir/docker.sock`, answering good answers with `containers`.
+    pub fn start(dir: &Path, containers: Vec<Ctr>) -> FakeDocker {
+        let socket = dir.join("docker.sock");
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).expect("bind the fake Docker socket");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let state = Arc::new(Mutex::new(State {
+            phase: Phase::Good,
+            containers,
+            generation: 0,
+            hits: HashMap::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, flag) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (s, flag) = (s.clone(), flag.clone());
+                        std::thread::spawn(move || serve(stream, &s, &flag));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FakeDocker {
+            socket,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `unix://…`, for `--docker-host`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The containers answered from now on (in every phase, wherever the
+    /// phase does not break the answer); event streams open now end.
+    pub fn set_containers(&self, containers: Vec<Ctr>) {
+        let mut state = self.state.lock().expect("state");
+        state.containers = containers;
+        state.generation += 1;
+    }
+
+    /// Switches what is answered; event streams open now end.
+    pub fn set(&self, phase: Phase) {
+        let mut state = self.state.lock().expect("state");
+        state.phase = phase;
+        state.generation += 1;
+    }
+
+    /// Requests seen so far for `endpoint` (e.g. `/networks`, `/events`).
+    pub fn hits(&self, endpoint: &str) -> usize {
+        let state = self.state.lock().expect("state");
+        state.hits.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Waits until `endpoint` has had `count` requests (or panics after `timeout`).
+    pub fn wait_for_hits(&self, endpoint: &str, count: usize, timeout: Duration, log: &str) {
+        let deadline = Instant::now() + timeout;
+        while self.hits(endpoint) < count {
+            assert!(
+                Instant::now() < deadline,
+                "{endpoint} had {} requests, not {count}, within {timeout:?}; dock6's log:\n{log}",
+                self.hits(endpoint)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FakeDocker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Reads one request and answers it; errors (the client went away) end the connection.
+fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line == "\r\n" || line == "\n" => break,
+            Ok(_) => {
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    content_length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+    }
+    let mut body = vec![0; content_length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let endpoint = endpoint(target);
+    let (phase, containers, generation) = {
+        let mut state = state.lock().expect("state");
+        *state.hits.entry(endpoint.clone()).or_default() += 1;
+        (state.phase, state.containers.clone(), state.generation)
+    };
+    let mut out = stream;
+    match (endpoint.as_str(), &phase) {
+        ("/_ping", _) => respond(&mut out, 200, "text/plain", b"OK"),
+        ("/version", _) => respond_json(&mut out, 200, &version()),
+        ("/events", Phase::EventsCut) => {
+            events_head(&mut out);
+            std::thread::sleep(Duration::from_secs(1));
+            let half = br#"{"Type":"container","Action":"start","Actor":{"ID":"0101"#;
+            let _ = write!(out, "{:x}\r\n", half.len());
+            let _ = out.write_all(half);
+            let _ = out.write_all(b"\r\n");
+            let _ = out.flush();
+            // Closed here without the last chunk: the object never ends.
+        }
+        ("/events", _) => {
+            events_head(&mut out);
+            let current = || state.lock().expect("state").generation;
+            while current() == generation && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = out.write_all(b"0\r\n\r\n");
+        }
+        ("/networks", Phase::MalformedJson) => respond(
+            &mut out,
+            200,
+            "application/json",
+            br#"[{"Name": "v6net", "Id": "d0c6", "IPAM": {"Config": [{"Subnet": "#,
+        ),
+        ("/networks", Phase::Huge) => huge_networks(&mut out),
+        ("/containers/json", Phase::ServerError) => {
+            respond_json(&mut out, 500, &json!({ "message": SERVER_ERROR_MESSAGE }))
+        }
+        ("/containers/json", Phase::Truncated) => {
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n"
+            );
+            let _ = out.write_all(br#"[{"Id": "0101010101010101", "Names": ["/web1"], "#);
+            // Closed here, 4,950 bytes short.
+        }
+        ("/networks", _) => respond_json(&mut out, 200, &json!([network()])),
+        ("/networks/ID", _) => respond_json(&mut out, 200, &network()),
+        ("/containers/json", _) => {
+            let list: Vec<Value> = containers
+                .iter()
+                .map(|c| json!({ "Id": c.id, "Names": [format!("/{}", c.name)], "State": "running" }))
+                .collect();
+            respond_json(&mut out, 200, &Value::Array(list));
+        }
+        ("/containers/ID/json", _) => {
+            let id = target
+                .split('?')
+                .next()
+                .and_then(|p| p.rsplit('/').nth(1))
+                .unwrap_or("");
+            match containers.iter().find(|c| c.id == id) {
+                Some(c) => respond_json(&mut out, 200, &inspect(c)),
+                None => respond_json(
+                    &mut out,
+                    404,
+                    &json!({ "message": format!("No such container: {id}") }),
+                ),
+            }
+        }
+        _ => respond_json(
+            &mut out,
+            404,
+            &json!({ "message": format!("page not found: {target}") }),
+        ),
+    }
+    let _ = out.flush();
+}
+
+/// `/v1.41/containers/ABC/json?all=false` → `/containers/ID/json`.
+fn endpoint(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or("/");
+    let path = match path.strip_prefix("/v") {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+            rest.find('/').map_or("/", |i| &rest[i..])
+        }
+        _ => path,
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["", "containers", "json"] => "/containers/json".into(),
+        ["", "containers", _, "json"] => "/containers/ID/json".into(),
+        ["", "networks", _] => "/networks/ID".into(),
+        _ => path.to_string(),
+    }
+}
+
+fn respond(out: &mut UnixStream, status: u16, content_type: &str, body: &[u8]) {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Internal Server Error",
+    };
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nApi-Version: 1.41\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = out.write_all(body);
+}
+
+fn respond_json(out: &mut UnixStream, status: u16, body: &Value) {
+    respond(out, status, "application/json", body.to_string().as_bytes());
+}
+
+fn events_head(out: &mut UnixStream) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nApi-Version: 1.41\r\nConnection: close\r\n\r\n"
+    );
+    let _ = out.flush();
+}
+
+/// The network list, valid JSON, with one label value of [`HUGE_BYTES`].
+fn huge_networks(out: &mut UnixStream) {
+    let mut network = network();
+    network["Labels"] = json!({ "note": "HUGE" });
+    let text = json!([network]).to_string();
+    let (head, tail) = text.split_once("HUGE").expect("placeholder");
+    let filler = HUGE_BYTES - head.len() - tail.len();
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {HUGE_BYTES}\r\nConnection: close\r\n\r\n"
+    );
+    let _ = out.write_all(head.as_bytes());
+    let block = vec![b'x'; 1 << 20];
+    let mut left = filler;
+    while left > 0 {
+        let n = left.min(block.len());
+        if out.write_all(&block[..n]).is_err() {
+            return; // The client gave up: what dock6 should do.
+        }
+        left -= n;
+    }
+    let _ = out.write_all(tail.as_bytes());
+}
+
+fn version() -> Value {
+    json!({
+        "Version": "20.10.24",
+        "ApiVersion": "1.41",
+        "MinAPIVersion": "1.12",
+        "Os": "linux",
+        "Arch": "amd64",
+    })
+}
+
+fn network() -> Value {
+    json!({
+        "Name": NETWORK_NAME,
+        "Id": NETWORK_ID,
+        "Created": "2024-01-01T00:00:00Z",
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv6": true,
+        "IPAM": {
+            "Driver": "default",
+            "Options": {},
+            "Config": [
+                { "Subnet": "203.0.113.64/28", "Gateway": "203.0.113.65" },
+                { "Subnet": SUBNET, "Gateway": GATEWAY }
+            ]
+        },
+        "Internal": false,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": { "Network": "" },
+        "ConfigOnly": false,
+        "Containers": {},
+        "Options": {},
+        "Labels": {}
+    })
+}
+
+fn inspect(c: &Ctr) -> Value {
+    let port = format!("{}/tcp", c.container_port);
+    json!({
+        "Id": c.id,
+        "Name": format!("/{}", c.name),
+        "State": { "Status": "running", "Running": true, "Pid": 4242 },
+        "Config": { "Labels": {} },
+        "NetworkSettings": {
+            "Ports": { port: [{ "HostIp": "::", "HostPort": c.host_port.to_string() }] },
+            "Networks": {
+                NETWORK_NAME: {
+                    "NetworkID": NETWORK_ID,
+                    "Gateway": "203.0.113.65",
+                    "IPAddress": "203.0.113.66",
+                    "IPPrefixLen": 28,
+                    "IPv6Gateway": GATEWAY,
+                    "GlobalIPv6Address": c.address,
+                    "GlobalIPv6PrefixLen": 64
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,171 @@
+//! `dock6 run` against a Docker that misbehaves: a fake Engine API on a unix
+//! socket (`tests/common/fake_docker.rs`) answering with malformed JSON,
+//! HTTP 500s, huge and truncated bodies, and an event stream that stops in
+//! the middle of an object. For each: dock6 keeps running, the kernel keeps
+//! the table it has (nothing is planned from a failed snapshot), the problem
+//! is logged once however often dock6 retries, and dock6 comes back when
+//! Docker answers well again. The agent runs in a lab namespace of its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::agent::Agent;
+use common::fake_docker::{self, Ctr, FakeDocker, Phase};
+use common::lab::Lab;
+
+/// Generous: nothing here is timed, only waited for.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What dock6 logs when Docker answers well again after failures.
+const BACK: &str = "Docker answers again";
+
+fn table(lab: &Lab) -> String {
+    lab.host.exec_ok(&["nft", "list", "table", "inet", "dock6"])
+}
+
+fn dnat_any(lab: &Lab) -> String {
+    lab.host
+        .exec_ok(&["nft", "list", "map", "inet", "dock6", "dnat_any"])
+}
+
+/// Waits until `dnat_any` maps host port `port` (or panics, showing the log).
+fn wait_for_port(lab: &Lab, agent: &Agent, port: u16) {
+    let deadline = Instant::now() + WAIT;
+    let want = format!("tcp . {port} :");
+    while !lab
+        .host
+        .exec(&["nft", "list", "map", "inet", "dock6", "dnat_any"])
+        .stdout
+        .windows(want.len())
+        .any(|w| w == want.as_bytes())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "dnat_any never mapped {port}; dock6's log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lines of `log` holding `needle`.
+fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(needle)).collect()
+}
+
+struct Misbehaviour {
+    phase: Phase,
+    /// The endpoint that misbehaves (its requests prove dock6 retried).
+    endpoint: &'static str,
+    /// What dock6's log line about it must hold.
+    needle: &'static str,
+}
+
+#[test]
+fn a_misbehaving_docker_is_survived_logged_once_and_recovered_from() {
+    const TEST: &str = "misbehaving_docker";
+    if !common::require_root(TEST) {
+        return;
+    }
+    let lab = Lab::new("mdock");
+    lab.bridge(
+        fake_docker::BRIDGE,
+        &format!("{}/64", fake_docker::GATEWAY),
+        None,
+        None,
+    );
+    let web1 = Ctr::new(1, 8080);
+    let fake = FakeDocker::start(lab.dir(), vec![web1.clone()]);
+    let mut agent = Agent::start_in(&lab.host, &fake.host(), lab.dir(), "");
+
+    // Good answers first: the published port is programmed.
+    wait_for_port(&lab, &agent, 8080);
+    let programmed = table(&lab);
+    eprintln!("programmed:\n{}", dnat_any(&lab));
+
+    let misbehaviours = [
+        Misbehaviour {
+            phase: Phase::MalformedJson,
+            endpoint: "/networks",
+            needle: "listing networks",
+        },
+        Misbehaviour {
+            phase: Phase::ServerError,
+            endpoint: "/containers/json",
+            needle: fake_docker::SERVER_ERROR_MESSAGE,
+        },
+        Misbehaviour {
+            phase: Phase::Huge,
+            endpoint: "/networks",
+            needle: "listing networks",
+        },
+        Misbehaviour {
+            phase: Phase::Truncated,
+            endpoint: "/containers/json",
+            needle: "listing running containers",
+        },
+        Misbehaviour {
+            phase: Phase::EventsCut,
+            endpoint: "/events",
+            needle: "reading Docker events",
+        },
+    ];
+    for m in &misbehaviours {
+        let what = format!("{:?}", m.phase);
+        let mark = agent.mark();
+        let before = fake.hits(m.endpoint);
+        fake.set(m.phase);
+        agent.wait_for_log_since(mark, m.needle, WAIT);
+        // Three more attempts after the first: the problem has repeated.
+        fake.wait_for_hits(m.endpoint, before + 4, WAIT, &agent.log());
+        std::thread::sleep(Duration::from_millis(500));
+
+        assert!(agent.is_running(), "{what}: dock6 exited:\n{}", agent.log());
+        assert_eq!(
+            table(&lab),
+            programmed,
+            "{what}: the table in the kernel changed; dock6's log:\n{}",
+            agent.log()
+        );
+        let log = agent.log();
+        let new = &log[mark..];
+        let mentions = lines_with(new, m.needle);
+        assert_eq!(
+            mentions.len(),
+            1,
+            "{what}: {} requests to {}, and the log should mention {:?} once, not per retry:\n{new}",
+            fake.hits(m.endpoint) - before,
+            m.endpoint,
+            m.needle
+        );
+        for line in new.lines() {
+            assert!(
+                line.len() < 1000,
+                "{what}: a log line of {} bytes: {}…",
+                line.len(),
+                line.chars().take(200).collect::<String>()
+            );
+        }
+        eprintln!(
+            "{what}: {} requests to {}; logged:\n{new}",
+            fake.hits(m.endpoint) - before,
+            m.endpoint
+        );
+
+        // Good answers again: dock6 is back, with nothing to change.
+        let mark = agent.mark();
+        fake.set(Phase::Good);
+        agent.wait_for_log_since(mark, BACK, WAIT);
+        assert_eq!(table(&lab), programmed, "{what}: after recovery");
+    }
+
+    // A second container, published: dock6 converges to it.
+    let web2 = Ctr::new(2, 8081);
+    fake.set_containers(vec![web1, web2]);
+    wait_for_port(&lab, &agent, 8081);
+    let map = dnat_any(&lab);
+    assert!(map.contains("tcp . 8080 :"), "web1 kept:\n{map}");
+    assert!(agent.is_running());
+    assert!(agent.stop(), "dock6 stops cleanly:\n{}", agent.log());
+}
