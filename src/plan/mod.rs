@@ -6,6 +6,7 @@
 mod bootstrap;
 mod guard;
 mod host;
+mod invariants;
 mod labels;
 mod mode;
 mod networks;
@@ -24,6 +25,7 @@ use crate::snapshot::Snapshot;
 
 pub use bootstrap::bootstrap_table;
 pub use guard::CHAIN_NOT_DOCKER;
+pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
 pub use policy::{DEFAULT_ACCEPT_MARK, Mode, Policy};

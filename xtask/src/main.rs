@@ -5,12 +5,14 @@
 //! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
 //! - `bench`: encoder timings (`examples/nft_bench`, root);
 //! - `deps`: only install the Debian packages;
-//! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`).
+//! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
+//! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI).
 //!
 //! Each command installs what it needs (Debian packages via apt-get) first,
 //! so a fresh machine needs nothing by hand.
 
 mod demo;
+mod fuzz;
 mod lab;
 
 use std::path::PathBuf;
@@ -41,9 +43,10 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("deps") => install_packages(PACKAGES),
         Some("lab") => lab::cli(&args[1..]),
+        Some("fuzz") => fuzz::cli(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bless|demo|bench|deps|lab>
+                "usage: cargo xtask <test|bless|demo|bench|deps|lab|fuzz>
 "
             );
             eprintln!(
@@ -59,6 +62,9 @@ fn main() -> ExitCode {
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
                 "  lab    up|down|status [NAME]: a private dockerd in namespaces of its own (see lab/src/lib.rs)"
+            );
+            eprintln!(
+                "  fuzz   [SECONDS] [--parallel N]: run every fuzz target for SECONDS (default 60; nightly, cargo-fuzz; not part of test)"
             );
             return ExitCode::from(2);
         }
