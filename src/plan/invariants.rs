@@ -316,12 +316,10 @@ mod tests {
     }
 
     /// Found while reviewing the fuzz targets: a network whose subnet is
-    /// `::1/128` or `::ffff:0:0/96` is planned as `routed`, and its
-    /// containers' `::1` and `::ffff:192.0.2.5` become open ports and DNAT
-    /// targets. The planner's refusal of odd container addresses (link-local,
-    /// multicast, unspecified) does not cover loopback or IPv4-mapped ones.
+    /// `::1/128` or `::ffff:0:0/96` was planned as `routed`, and its
+    /// containers' `::1` and `::ffff:192.0.2.5` became open ports and DNAT
+    /// targets. The planner now refuses such subnets and addresses.
     #[test]
-    #[ignore = "planner: refuse loopback and IPv4-mapped subnets/addresses (reported to the planner engineer)"]
     fn loopback_and_ipv4_mapped_networks_get_nothing() {
         let s = snapshot(
             r#"{
