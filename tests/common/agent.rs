@@ -16,6 +16,31 @@ pub struct Agent {
     pid: u32,
 }
 
+/// `command` (which ends in the dock6 binary) + `run --docker-host H
+/// --config dir/dock6.toml`, logging to `dir/dock6.log`.
+fn run_dock6(
+    mut command: Command,
+    docker_host: &str,
+    dir: &Path,
+    config: &str,
+) -> (Child, PathBuf) {
+    let config_path = dir.join("dock6.toml");
+    std::fs::write(&config_path, config).expect("write dock6.toml");
+    let log = dir.join("dock6.log");
+    let file = File::create(&log).expect("create dock6.log");
+    let child = command
+        .args(["run", "--docker-host", docker_host, "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone log file"))
+        .stderr(file)
+        .spawn()
+        .expect("start dock6 run");
+    (child, log)
+}
+
 impl Agent {
     /// Starts `dock6 run` against the lab's dockerd, with `config` as its config file.
     pub fn start(lab: &DockerLab, config: &str) -> Agent {
@@ -25,10 +50,6 @@ impl Agent {
     /// The same, run by `wrapper` (e.g. `unshare --pid --fork`), which
     /// either execs dock6 or, with `--fork`, runs it as its only child.
     pub fn start_wrapped(lab: &DockerLab, config: &str, wrapper: &[&str]) -> Agent {
-        let config_path = lab.lab.dir.join("dock6.toml");
-        std::fs::write(&config_path, config).expect("write dock6.toml");
-        let log = lab.lab.dir.join("dock6.log");
-        let file = File::create(&log).expect("create dock6.log");
         let (program, prefix) = match wrapper.split_first() {
             Some((program, args)) => (*program, args.to_vec()),
             None => (env!("CARGO_BIN_EXE_dock6"), vec![]),
@@ -37,16 +58,7 @@ impl Agent {
         if !wrapper.is_empty() {
             command.args(prefix).arg(env!("CARGO_BIN_EXE_dock6"));
         }
-        let child = command
-            .args(["run", "--docker-host", &lab.host(), "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone log file"))
-            .stderr(file)
-            .spawn()
-            .expect("start dock6 run");
+        let (child, log) = run_dock6(command, &lab.host(), &lab.lab.dir, config);
         let pid = match wrapper.contains(&"--fork") {
             true => only_child(child.id()),
             false => child.id(),
@@ -58,21 +70,9 @@ impl Agent {
     /// exec` execs it: the child is dock6 itself), with `config` written to
     /// `dir/dock6.toml` and its log in `dir/dock6.log`.
     pub fn start_in(ns: &Netns, docker_host: &str, dir: &Path, config: &str) -> Agent {
-        let config_path = dir.join("dock6.toml");
-        std::fs::write(&config_path, config).expect("write dock6.toml");
-        let log = dir.join("dock6.log");
-        let file = File::create(&log).expect("create dock6.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_dock6")])
-            .args(["run", "--docker-host", docker_host, "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone log file"))
-            .stderr(file)
-            .spawn()
-            .expect("start dock6 run");
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_dock6")]);
+        let (child, log) = run_dock6(command, docker_host, dir, config);
         let pid = child.id();
         Agent { child, log, pid }
     }
