@@ -23,7 +23,7 @@ pub use ndisc::{
 };
 pub use ndp::{
     DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, link_names, list_proxy_entries,
-    remove_all_dock6_entries, sync_proxy_entries,
+    list_with_names, remove_all_dock6_entries, sync_proxy_entries,
 };
 pub use nftables::DockerFirewall;
 pub use pass::{ApplyReport, Part, Previous, SysctlPart, apply_companion, apply_plan};

@@ -132,7 +132,8 @@ pub async fn list_proxy_entries(handle: &Handle) -> Result<Vec<ProxyNeighbour>, 
     list_with_names(handle, &names).await
 }
 
-async fn list_with_names(
+/// The same, with the interface names of a link dump already taken.
+pub async fn list_with_names(
     handle: &Handle,
     names: &BTreeMap<u32, String>,
 ) -> Result<Vec<ProxyNeighbour>, HostError> {

@@ -66,7 +66,7 @@ pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
     let addresses = addresses(handle).await?;
     let routes = routes(handle).await?;
     let mut neighbours = neighbours(handle).await?;
-    neighbours.extend(dock6_proxies(handle).await?);
+    neighbours.extend(dock6_proxies(handle, &links).await?);
     let mut facts = assemble(&links, &addresses, &routes, &neighbours, |i| {
         read_sysctl(i, "accept_ra").ok()
     });
@@ -207,8 +207,12 @@ async fn neighbours(handle: &Handle) -> Result<Vec<NeighbourFact>, HostFactsErro
 }
 
 /// dock6's own proxy entries (one read of the proxy table).
-async fn dock6_proxies(handle: &Handle) -> Result<Vec<NeighbourFact>, HostFactsError> {
-    let entries = crate::apply::list_proxy_entries(handle)
+async fn dock6_proxies(
+    handle: &Handle,
+    links: &BTreeMap<u32, String>,
+) -> Result<Vec<NeighbourFact>, HostFactsError> {
+    // The links are already dumped: no second link dump per pass.
+    let entries = crate::apply::list_with_names(handle, links)
         .await
         .map_err(|e| HostFactsError {
             what: "proxy-NDP entries",
