@@ -119,6 +119,10 @@ impl RuleBuilder {
         self.matching(Match::FibDaddrLocal)
     }
 
+    pub fn ct_original_daddr_not(self, net: Ipv6Net) -> Self {
+        self.matching(Match::CtOriginalDaddr { negate: true, net })
+    }
+
     pub fn statement(mut self, s: Statement) -> Self {
         self.statements.push(s);
         self

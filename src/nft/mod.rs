@@ -294,6 +294,9 @@ pub enum Match {
     Icmpv6TypeInSet { set: String },
     /// `fib daddr type local`
     FibDaddrLocal,
+    /// `ct original ip6 daddr [!=] NET`: where the connection was first
+    /// addressed, before any DNAT.
+    CtOriginalDaddr { negate: bool, net: Ipv6Net },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +319,15 @@ pub enum Statement {
     Masquerade,
     /// `snat ip6 to <addr>`
     Snat(Ipv6Addr),
+    /// `snat ip6 to ip6 saddr map @<map>`: the new source by the old one.
+    SnatBySaddrMap {
+        map: String,
+    },
+    /// `snat ip6 prefix to <net>`: stateless 1:1 prefix translation of the
+    /// source (the kernel's netmap range).
+    SnatPrefix(Ipv6Net),
+    /// `dnat ip6 prefix to <net>`: the same for the destination.
+    DnatPrefix(Ipv6Net),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -223,6 +223,14 @@ impl Display for Match {
             }
             Match::Icmpv6TypeInSet { set } => write!(f, "icmpv6 type @{set}"),
             Match::FibDaddrLocal => f.write_str("fib daddr type local"),
+            Match::CtOriginalDaddr { negate, net } => {
+                write!(
+                    f,
+                    "ct original ip6 daddr {}{}",
+                    op(*negate),
+                    render_net(net)
+                )
+            }
         }
     }
 }
@@ -240,6 +248,9 @@ impl Display for Statement {
             }
             Statement::Masquerade => f.write_str("masquerade"),
             Statement::Snat(addr) => write!(f, "snat ip6 to {addr}"),
+            Statement::SnatBySaddrMap { map } => write!(f, "snat ip6 to ip6 saddr map @{map}"),
+            Statement::SnatPrefix(net) => write!(f, "snat ip6 prefix to {}", net.trunc()),
+            Statement::DnatPrefix(net) => write!(f, "dnat ip6 prefix to {}", net.trunc()),
         }
     }
 }

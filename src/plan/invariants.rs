@@ -186,9 +186,11 @@ fn check_proxy_entries(snapshot: &Snapshot, plan: &Plan, out: &mut Vec<String>) 
                 entry.address, entry.interface, plan.uplink
             ));
         }
-        if !planned(plan, &entry.network).any(|n| inside(&n.subnets, entry.address)) {
+        if !planned(plan, &entry.network)
+            .any(|n| inside(&n.subnets, entry.address) || inside(n.nptv6.as_slice(), entry.address))
+        {
             out.push(format!(
-                "proxy entry {} (container {:?}) is outside the subnets of its network {:?}",
+                "proxy entry {} (container {:?}) is outside the subnets (and nptv6 prefix) of its network {:?}",
                 entry.address, entry.container, entry.network
             ));
         }

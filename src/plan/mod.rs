@@ -10,6 +10,7 @@ mod invariants;
 mod labels;
 mod mode;
 mod networks;
+mod nptv6;
 mod policy;
 mod ports;
 mod report;
@@ -66,6 +67,9 @@ pub struct NetworkPlan {
     /// Docker's `gateway_mode_ipv6=nat-unprotected`: every port open at the
     /// containers' own addresses (sealed containers aside), as Docker does.
     pub unprotected: bool,
+    /// Mode `nptv6`: the global prefix the network's (only) subnet is mapped
+    /// onto, as long as the subnet.
+    pub nptv6: Option<Ipv6Net>,
 }
 
 /// A kernel proxy-NDP entry: answer neighbour solicitations for `address` on

@@ -74,6 +74,9 @@ fn network_line(n: &NetworkPlan) -> String {
     if n.unprotected {
         flags.push("unprotected".into());
     }
+    if let Some(prefix) = n.nptv6 {
+        flags.push(format!("mapped to {prefix}"));
+    }
     format!(
         "{} ({}) {}: {} ({}), {}",
         n.name,

@@ -77,7 +77,7 @@ pub(super) fn build(
         mark_accept_chain(config.accept_mark),
         nat_entry_chain(CHAIN_PREROUTING, Hook::Prerouting, PRIORITY_DSTNAT),
         nat_entry_chain(CHAIN_OUTPUT, Hook::Output, PRIORITY_OUTPUT_DNAT),
-        published_chain(),
+        published_chain(&managed),
         postrouting_chain(config, uplink, &managed, guard),
     ]);
     Table {
@@ -122,10 +122,7 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
     let mut rules = vec![
         rule().ct_state(&ESTABLISHED).goto(CHAIN_MARK_ACCEPT),
         rule().ct_state(&[CtState::Invalid]).drop(),
-        rule()
-            .ct_status_dnat()
-            .comment("published ports, before any isolation")
-            .goto(CHAIN_MARK_ACCEPT),
+        published_accept(managed),
     ];
     rules.extend(managed.iter().map(|n| icc_rule(n)));
     for n in managed.iter().filter(|n| n.internal) {
@@ -145,6 +142,33 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
     rules.extend(guard::isolation_from_other_bridges(Direction::In));
     rules.extend(inbound_rules(managed));
     chain(CHAIN_TO_DOCKER, None, rules)
+}
+
+/// DNAT'ed traffic is a published port, accepted before any isolation;
+/// but not what an `nptv6` network's prefix DNAT brought in (first
+/// addressed to its mapped prefix): that is filtered like routed traffic.
+fn published_accept(managed: &[&NetworkPlan]) -> Rule {
+    let prefixes: Vec<Ipv6Net> = mapped(managed).map(|(_, _, p)| p).collect();
+    let comment = if prefixes.is_empty() {
+        "published ports, before any isolation"
+    } else {
+        "published ports, before any isolation (not what an nptv6 prefix brought in)"
+    };
+    prefixes
+        .into_iter()
+        .fold(rule().ct_status_dnat(), |r, p| r.ct_original_daddr_not(p))
+        .comment(comment)
+        .goto(CHAIN_MARK_ACCEPT)
+}
+
+/// The non-internal `nptv6` networks with their subnet and mapped prefix.
+fn mapped<'a>(
+    managed: &'a [&'a NetworkPlan],
+) -> impl Iterator<Item = (&'a NetworkPlan, Ipv6Net, Ipv6Net)> + 'a {
+    managed
+        .iter()
+        .filter(|n| !n.internal)
+        .filter_map(|n| Some((*n, *n.subnets.first()?, n.nptv6?)))
 }
 
 /// Traffic between containers of one network (through br_netfilter):
@@ -169,7 +193,19 @@ fn icc_rule(n: &NetworkPlan) -> Rule {
 /// containers' own addresses are reachable) essential ICMPv6 are accepted,
 /// nothing else.
 fn inbound_rules(managed: &[&NetworkPlan]) -> Vec<Rule> {
-    let mut rules = vec![
+    let mut rules: Vec<Rule> = mapped(managed)
+        .map(|(n, _, prefix)| {
+            rule()
+                .oifname(&n.bridge)
+                .ct_original_daddr_not(prefix)
+                .comment(format!(
+                    "network {}: nptv6, reachable at its mapped prefix only",
+                    n.name
+                ))
+                .drop()
+        })
+        .collect();
+    rules.extend([
         rule()
             .daddr_in(SET_SEALED)
             .comment("dock6.expose=false")
@@ -177,7 +213,7 @@ fn inbound_rules(managed: &[&NetworkPlan]) -> Vec<Rule> {
         rule()
             .daddr_proto_port_in(SET_OPEN_PORTS)
             .goto(CHAIN_MARK_ACCEPT),
-    ];
+    ]);
     for n in managed
         .iter()
         .filter(|n| n.mode.addresses_reachable() && !n.internal)
@@ -245,36 +281,47 @@ fn nat_entry_chain(name: &str, hook: Hook, priority: Priority) -> Chain {
     )
 }
 
-fn published_chain() -> Chain {
+/// Published ports, then the `nptv6` networks' mapped prefixes (for the
+/// host's own traffic too: `output` jumps here as well).
+fn published_chain(managed: &[&NetworkPlan]) -> Chain {
     let loopback = Ipv6Net::new(Ipv6Addr::LOCALHOST, 128).expect("/128 is a valid prefix");
     let link_local = link_local_prefix();
-    chain(
-        CHAIN_PUBLISHED,
-        None,
-        vec![
+    let mut rules = vec![
+        rule()
+            .daddr(loopback)
+            .comment("[::1] cannot be NATed")
+            .ret(),
+        rule()
+            .daddr(link_local)
+            .comment("link-local destinations are never DNAT'ed")
+            .ret(),
+        rule()
+            .statement(Statement::DnatMap {
+                key: DnatKey::AddrProtoPort,
+                map: MAP_DNAT_ADDR.into(),
+            })
+            .done(),
+        rule()
+            .fib_daddr_local()
+            .statement(Statement::DnatMap {
+                key: DnatKey::ProtoPort,
+                map: MAP_DNAT_ANY.into(),
+            })
+            .done(),
+    ];
+    for (n, subnet, prefix) in mapped(managed) {
+        rules.push(
             rule()
-                .daddr(loopback)
-                .comment("[::1] cannot be NATed")
-                .ret(),
-            rule()
-                .daddr(link_local)
-                .comment("link-local destinations are never DNAT'ed")
-                .ret(),
-            rule()
-                .statement(Statement::DnatMap {
-                    key: DnatKey::AddrProtoPort,
-                    map: MAP_DNAT_ADDR.into(),
-                })
+                .daddr(prefix)
+                .statement(Statement::DnatPrefix(subnet))
+                .comment(format!(
+                    "network {}: nptv6, mapped prefix → its subnet",
+                    n.name
+                ))
                 .done(),
-            rule()
-                .fib_daddr_local()
-                .statement(Statement::DnatMap {
-                    key: DnatKey::ProtoPort,
-                    map: MAP_DNAT_ANY.into(),
-                })
-                .done(),
-        ],
-    )
+        );
+    }
+    chain(CHAIN_PUBLISHED, None, rules)
 }
 
 fn postrouting_chain(
@@ -305,6 +352,19 @@ fn postrouting_chain(
         }
     }
     if let Some(uplink) = uplink {
+        for (n, subnet, prefix) in mapped(managed) {
+            rules.push(
+                rule()
+                    .oifname(uplink)
+                    .saddr(subnet)
+                    .statement(Statement::SnatPrefix(prefix))
+                    .comment(format!(
+                        "network {}: nptv6, its subnet → mapped prefix",
+                        n.name
+                    ))
+                    .done(),
+            );
+        }
         for n in managed
             .iter()
             .filter(|n| n.mode == Mode::Nat66 && n.masquerade && !n.internal)

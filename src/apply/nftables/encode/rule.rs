@@ -57,6 +57,7 @@ impl RuleExprs<'_> {
             Match::DaddrProtoPortInSet { set } => self.daddr_proto_port_in(set),
             Match::Icmpv6TypeInSet { set } => self.icmpv6_type_in(set),
             Match::FibDaddrLocal => self.fib_daddr_local(),
+            Match::CtOriginalDaddr { negate, net } => self.ct_original_daddr(*negate, net),
         }
         Ok(())
     }
@@ -67,6 +68,9 @@ impl RuleExprs<'_> {
             Statement::DnatMap { key, map } => self.dnat_map(*key, map),
             Statement::Masquerade => self.out.push(Expr::Masq),
             Statement::Snat(addr) => self.snat(addr),
+            Statement::SnatBySaddrMap { map } => self.snat_by_saddr_map(map),
+            Statement::SnatPrefix(net) => self.nat_prefix(k::NAT_SNAT, net),
+            Statement::DnatPrefix(net) => self.nat_prefix(k::NAT_DNAT, net),
         }
     }
 
@@ -105,6 +109,7 @@ impl RuleExprs<'_> {
         self.out.push(Expr::Ct {
             key,
             dreg: k::REG_1,
+            dir: None,
         });
         self.out.push(Expr::Bitwise {
             sreg: k::REG_1,
@@ -113,6 +118,31 @@ impl RuleExprs<'_> {
             xor: vec![0; 4],
         });
         self.cmp(k::CMP_NEQ, vec![0; 4]);
+    }
+
+    /// `ct original ip6 daddr [!=] NET`: the ct expression names its family,
+    /// so nft adds no `meta nfproto` dependency; it loads the whole address
+    /// and compares only the prefix's bytes (masking a prefix that is not
+    /// byte-aligned).
+    fn ct_original_daddr(&mut self, negate: bool, net: &Ipv6Net) {
+        self.out.push(Expr::Ct {
+            key: k::CT_DST_IP6,
+            dreg: k::REG_1,
+            dir: Some(k::CT_DIR_ORIGINAL),
+        });
+        let plen = net.prefix_len();
+        let addr = net.trunc().addr().octets();
+        if plen > 0 && plen.is_multiple_of(8) {
+            self.cmp(cmp_op(negate), addr[..usize::from(plen / 8)].to_vec());
+        } else {
+            self.out.push(Expr::Bitwise {
+                sreg: k::REG_1,
+                dreg: k::REG_1,
+                mask: prefix_mask(plen).to_vec(),
+                xor: vec![0; 16],
+            });
+            self.cmp(cmp_op(negate), addr.to_vec());
+        }
     }
 
     /// `ip6 saddr|daddr [!=] NET`: nft trims a byte-aligned prefix to a
@@ -210,7 +240,9 @@ impl RuleExprs<'_> {
             kind: k::NAT_DNAT,
             family: u32::from(k::NFPROTO_IPV6),
             reg_addr_min: k::REG_1,
+            reg_addr_max: None,
             reg_proto_min: Some(reg_at_word(4)),
+            flags: None,
         });
     }
 
@@ -224,7 +256,46 @@ impl RuleExprs<'_> {
             kind: k::NAT_SNAT,
             family: u32::from(k::NFPROTO_IPV6),
             reg_addr_min: k::REG_1,
+            reg_addr_max: None,
             reg_proto_min: None,
+            flags: None,
+        });
+    }
+
+    /// `snat ip6 to ip6 saddr map @MAP`
+    fn snat_by_saddr_map(&mut self, map: &str) {
+        self.need_ipv6();
+        self.out.push(payload_ip6(AddrField::Saddr, 16, k::REG_1));
+        self.lookup(map, Some(k::REG_1));
+        self.out.push(Expr::Nat {
+            kind: k::NAT_SNAT,
+            family: u32::from(k::NFPROTO_IPV6),
+            reg_addr_min: k::REG_1,
+            reg_addr_max: None,
+            reg_proto_min: None,
+            flags: None,
+        });
+    }
+
+    /// `snat|dnat ip6 prefix to NET`: the range from the prefix's first to
+    /// its last address, in NFT_REG_1 and NFT_REG_2, translated 1:1
+    /// (NF_NAT_RANGE_NETMAP): the host bits are kept.
+    fn nat_prefix(&mut self, kind: u32, net: &Ipv6Net) {
+        self.out.push(Expr::Immediate {
+            dreg: k::REG_1,
+            data: net.network().octets().to_vec(),
+        });
+        self.out.push(Expr::Immediate {
+            dreg: k::REG_1 + 1,
+            data: net.broadcast().octets().to_vec(),
+        });
+        self.out.push(Expr::Nat {
+            kind,
+            family: u32::from(k::NFPROTO_IPV6),
+            reg_addr_min: k::REG_1,
+            reg_addr_max: Some(k::REG_1 + 1),
+            reg_proto_min: None,
+            flags: Some(k::NAT_RANGE_NETMAP),
         });
     }
 
