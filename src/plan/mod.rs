@@ -4,6 +4,7 @@
 //! function of its inputs, which is what makes golden files possible.
 
 mod bootstrap;
+mod egress;
 mod guard;
 mod host;
 mod invariants;
@@ -25,6 +26,7 @@ use crate::nft::Table;
 use crate::snapshot::Snapshot;
 
 pub use bootstrap::bootstrap_table;
+pub use egress::EGRESS_LABEL;
 pub use guard::CHAIN_NOT_DOCKER;
 pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
@@ -35,8 +37,8 @@ pub use ruleset::{
     PRIORITY_SRCNAT,
 };
 pub use sets::{
-    DnatTarget, MAP_DNAT_ADDR, MAP_DNAT_ANY, SET_BRIDGES, SET_OPEN_PORTS, SET_SEALED,
-    removed_dnat_targets,
+    DnatTarget, MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_BRIDGES, SET_OPEN_PORTS,
+    SET_SEALED, removed_dnat_targets,
 };
 
 /// The whole desired state.
@@ -169,6 +171,7 @@ pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
         closed_bridges,
     } = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
     let containers = ports::container_plans(snapshot, &networks, &mut notes);
+    let egress = egress::egress_addresses(uplink_facts, &networks, &containers, &mut notes);
     let guard = guard::Guard::new(
         &snapshot.host,
         uplink_facts,
@@ -181,6 +184,7 @@ pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
         uplink.as_deref(),
         &networks,
         &containers,
+        &egress,
         &guard,
         &mut notes,
     );

@@ -2,18 +2,21 @@
 //! the networks; containers only add set and map elements, so one more
 //! container costs O(1) kernel work.
 
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
+
+use super::egress::{EGRESS_LABEL, natted_out};
 
 use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS};
 use super::mode::link_local_prefix;
 use super::ports::ContainerPlan;
 use super::sets::{
-    MAP_DNAT_ADDR, MAP_DNAT_ANY, SET_BRIDGES, SET_ICMPV6_INBOUND, SET_OPEN_PORTS, SET_SEALED,
-    guard_sets, sets,
+    MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_BRIDGES, SET_ICMPV6_INBOUND,
+    SET_OPEN_PORTS, SET_SEALED, egress_map, guard_sets, sets,
 };
-use super::{Mode, NetworkPlan, Note, Policy};
+use super::{NetworkPlan, Note, Policy};
 use crate::nft::{
     BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Priority, Rule,
     StandardPriority, Statement, TABLE_NAME, Table, rule,
@@ -57,12 +60,19 @@ pub(super) fn build(
     uplink: Option<&str>,
     networks: &[NetworkPlan],
     containers: &[ContainerPlan],
+    egress: &BTreeMap<Ipv6Addr, Ipv6Addr>,
     guard: &Guard,
     notes: &mut Vec<Note>,
 ) -> Table {
     let managed: Vec<&NetworkPlan> = networks.iter().filter(|n| n.mode.filtered()).collect();
     let mut sets = sets(&managed, containers, notes);
     sets.extend(guard_sets(guard));
+    // Present whenever nat66 egress is NATed, so that a labelled container
+    // adds map elements, never a rule or a table replace.
+    let per_container_egress = uplink.is_some() && managed.iter().any(|n| natted_out(n));
+    if per_container_egress {
+        sets.push(egress_map(egress));
+    }
     let mut chains = vec![
         guard::antispoof_chain(guard),
         forward_chain(guard),
@@ -78,7 +88,7 @@ pub(super) fn build(
         nat_entry_chain(CHAIN_PREROUTING, Hook::Prerouting, PRIORITY_DSTNAT),
         nat_entry_chain(CHAIN_OUTPUT, Hook::Output, PRIORITY_OUTPUT_DNAT),
         published_chain(&managed),
-        postrouting_chain(config, uplink, &managed, guard),
+        postrouting_chain(config, uplink, &managed, guard, per_container_egress),
     ]);
     Table {
         name: TABLE_NAME.to_string(),
@@ -329,6 +339,7 @@ fn postrouting_chain(
     uplink: Option<&str>,
     managed: &[&NetworkPlan],
     guard: &Guard,
+    per_container_egress: bool,
 ) -> Chain {
     let mut rules = Vec::new();
     for n in managed.iter().filter(|n| !n.internal) {
@@ -365,10 +376,20 @@ fn postrouting_chain(
                     .done(),
             );
         }
-        for n in managed
-            .iter()
-            .filter(|n| n.mode == Mode::Nat66 && n.masquerade && !n.internal)
-        {
+        if per_container_egress {
+            rules.push(
+                rule()
+                    .oifname(uplink)
+                    .statement(Statement::SnatBySaddrMap {
+                        map: MAP_EGRESS_ADDRESSES.into(),
+                    })
+                    .comment(format!(
+                        "{EGRESS_LABEL}: a container's own source (containers not in the map fall through)"
+                    ))
+                    .done(),
+            );
+        }
+        for n in managed.iter().filter(|n| natted_out(n)) {
             for subnet in &n.subnets {
                 let nat = match config.egress_address {
                     Some(addr) => Statement::Snat(addr),

@@ -18,6 +18,8 @@ pub const SET_ICMPV6_INBOUND: &str = "icmpv6_inbound";
 pub const MAP_DNAT_ANY: &str = "dnat_any";
 /// The same keyed by a specific host address first.
 pub const MAP_DNAT_ADDR: &str = "dnat_addr";
+/// `container address : egress address` (label `dock6.egress-address`).
+pub const MAP_EGRESS_ADDRESSES: &str = "egress_addresses";
 
 /// One published-port mapping, as the DNAT maps hold it: packets of `proto`
 /// to the host's `host_port` go to `[target]:target_port`.
@@ -155,6 +157,22 @@ pub(super) fn sets(
             dnat_addr,
         ),
     ]
+}
+
+/// The map of per-container egress addresses.
+pub(super) fn egress_map(egress: &BTreeMap<Ipv6Addr, Ipv6Addr>) -> Set {
+    set(
+        MAP_EGRESS_ADDRESSES,
+        &[KeyType::Ipv6Addr],
+        &[KeyType::Ipv6Addr],
+        egress
+            .iter()
+            .map(|(c, e)| Element {
+                key: vec![Value::Addr(*c)],
+                data: vec![Value::Addr(*e)],
+            })
+            .collect(),
+    )
 }
 
 fn set(name: &str, key: &[KeyType], data: &[KeyType], elements: Vec<Element>) -> Set {
