@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plan::{Mode, Policy};
+use crate::plan::{Mode, NaSource, Policy};
 
 pub const DEFAULT_PATH: &str = "/etc/dock6/dock6.toml";
 pub use crate::plan::DEFAULT_ACCEPT_MARK;
@@ -64,6 +64,7 @@ struct RawConfig {
     resync_interval: Option<Spanned<String>>,
     host_facts_grace: Option<Spanned<String>>,
     accept_mark: Option<Spanned<i64>>,
+    na_source: Option<Spanned<String>>,
     #[serde(default)]
     networks: BTreeMap<String, RawNetwork>,
 }
@@ -131,6 +132,15 @@ impl Config {
         if let Some(mark) = raw.accept_mark {
             config.policy.accept_mark = parse_mark(*mark.get_ref())
                 .map_err(|m| invalid(Some(mark.span()), Some("accept_mark".into()), m))?;
+        }
+        if let Some(source) = raw.na_source {
+            config.policy.na_source = NaSource::parse(source.get_ref()).ok_or_else(|| {
+                invalid(
+                    Some(source.span()),
+                    Some("na_source".into()),
+                    format!("{:?} is not \"link-local\" or \"target\"", source.get_ref()),
+                )
+            })?;
         }
         for (name, net) in raw.networks {
             if let Some(prefix) = net.prefix {
@@ -393,6 +403,18 @@ mod tests {
         assert!(e.contains("has host bits set"), "{e}");
         let e = error("[networks.web]\nmode = \"nptv6\"\nprefix = \"nope\"\n");
         assert!(e.contains("is not an IPv6 prefix"), "{e}");
+    }
+
+    #[test]
+    fn na_source_parses() {
+        assert_eq!(parse("").unwrap().policy.na_source, NaSource::LinkLocal);
+        let c = parse("na_source = \"target\"\n").unwrap();
+        assert_eq!(c.policy.na_source, NaSource::Target);
+        let e = error("uplink = \"eth0\"\nna_source = \"global\"\n");
+        assert!(
+            e.starts_with("/etc/dock6/dock6.toml:2: key `na_source`: \"global\" is not"),
+            "{e}"
+        );
     }
 
     #[test]

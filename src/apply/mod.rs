@@ -8,6 +8,7 @@ mod forwarding;
 mod kernel;
 pub mod ndisc;
 pub mod ndp;
+pub mod ndp_responder;
 pub(crate) mod nfnetlink;
 pub mod nftables;
 mod pass;

@@ -221,7 +221,7 @@ fn apply_host(kernel: &mut dyn Kernel, plan: &Plan, filtering_in: bool) -> HostP
         });
     }
     let routes = Part::of(kernel.sync_host_routes(&plan.host_routes));
-    let proxies = Part::of(kernel.sync_proxy_entries(&plan.proxy_entries));
+    let proxies = Part::of(kernel.sync_proxy_entries(&plan.proxy_entries, plan.na_source));
     if let Part::Done(report) = &proxies {
         log_proxies(report);
     }

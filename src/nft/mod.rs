@@ -108,6 +108,7 @@ pub enum Icmpv6Type {
     TimeExceeded,
     ParameterProblem,
     EchoRequest,
+    NeighborAdvert,
 }
 
 impl Icmpv6Type {
@@ -126,6 +127,7 @@ impl Icmpv6Type {
             Icmpv6Type::TimeExceeded => 3,
             Icmpv6Type::ParameterProblem => 4,
             Icmpv6Type::EchoRequest => 128,
+            Icmpv6Type::NeighborAdvert => 136,
         }
     }
 
@@ -136,6 +138,7 @@ impl Icmpv6Type {
             Icmpv6Type::TimeExceeded => "time-exceeded",
             Icmpv6Type::ParameterProblem => "parameter-problem",
             Icmpv6Type::EchoRequest => "echo-request",
+            Icmpv6Type::NeighborAdvert => "nd-neighbor-advert",
         }
     }
 }
@@ -292,6 +295,12 @@ pub enum Match {
     DaddrProtoPortInSet { set: String },
     /// `icmpv6 type @icmpv6_inbound`
     Icmpv6TypeInSet { set: String },
+    /// `icmpv6 type nd-neighbor-advert`
+    Icmpv6TypeIs(Icmpv6Type),
+    /// `@th,64,16 != 0xfe80`: the target of a neighbour solicitation or
+    /// advertisement (ICMPv6 bytes 8–23) is not link-local (nft 1.0.6 has
+    /// no name for the field).
+    NdTargetNotLinkLocal,
     /// `fib daddr type local`
     FibDaddrLocal,
     /// `ct original ip6 daddr [!=] NET`: where the connection was first

@@ -222,6 +222,8 @@ impl Display for Match {
                 write!(f, "ip6 daddr . meta l4proto . th dport @{set}")
             }
             Match::Icmpv6TypeInSet { set } => write!(f, "icmpv6 type @{set}"),
+            Match::Icmpv6TypeIs(t) => write!(f, "icmpv6 type {}", t.name()),
+            Match::NdTargetNotLinkLocal => f.write_str("@th,64,16 != 0xfe80"),
             Match::FibDaddrLocal => f.write_str("fib daddr type local"),
             Match::CtOriginalDaddr { negate, net } => {
                 write!(

@@ -31,7 +31,7 @@ pub use guard::CHAIN_NOT_DOCKER;
 pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
-pub use policy::{DEFAULT_ACCEPT_MARK, Mode, Policy};
+pub use policy::{DEFAULT_ACCEPT_MARK, Mode, NaSource, Policy};
 pub use ruleset::{
     CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,
     PRIORITY_SRCNAT,
@@ -48,6 +48,9 @@ pub struct Plan {
     pub networks: Vec<NetworkPlan>,
     pub ruleset: Table,
     pub proxy_entries: Vec<ProxyEntry>,
+    /// Who answers neighbour solicitations for the proxied addresses, and
+    /// from which source (`Target`: dock6 itself, from each address).
+    pub na_source: NaSource,
     pub host_routes: Vec<HostRoute>,
     pub sysctls: Vec<SysctlSetting>,
     pub notes: Vec<Note>,
@@ -203,11 +206,17 @@ pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
         &networks,
         &mut notes,
     );
+    if config.na_source == NaSource::Target && !proxy_entries.is_empty() {
+        notes.push(Note::info(
+            "na_source = target: dock6 answers neighbour solicitations for proxied addresses itself, from each address (while `dock6 run` runs)",
+        ));
+    }
     Plan {
         uplink,
         networks,
         ruleset,
         proxy_entries,
+        na_source: config.na_source,
         host_routes,
         sysctls,
         notes,

@@ -24,6 +24,38 @@ pub struct Policy {
     /// The global prefix an `nptv6` network is mapped onto, by Docker
     /// network name (else the network's `dock6.nptv6-prefix` label).
     pub network_prefixes: BTreeMap<String, Ipv6Net>,
+    /// The source of the neighbour advertisements for proxied addresses.
+    pub na_source: NaSource,
+}
+
+/// Where neighbour advertisements for proxied container addresses come
+/// from. Some hosting providers drop advertisements from a link-local
+/// source for a global target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NaSource {
+    /// The kernel's proxy answers, from the uplink's link-local address.
+    #[default]
+    LinkLocal,
+    /// dock6 answers itself, from the target (the container's) address; the
+    /// kernel's own answers for proxied targets are dropped.
+    Target,
+}
+
+impl NaSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            NaSource::LinkLocal => "link-local",
+            NaSource::Target => "target",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NaSource> {
+        match text.trim() {
+            "link-local" => Some(NaSource::LinkLocal),
+            "target" => Some(NaSource::Target),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -34,6 +66,7 @@ impl Default for Policy {
             accept_mark: DEFAULT_ACCEPT_MARK,
             network_modes: BTreeMap::new(),
             network_prefixes: BTreeMap::new(),
+            na_source: NaSource::LinkLocal,
         }
     }
 }

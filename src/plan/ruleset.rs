@@ -16,9 +16,9 @@ use super::sets::{
     MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_BRIDGES, SET_ICMPV6_INBOUND,
     SET_OPEN_PORTS, SET_SEALED, egress_map, guard_sets, sets,
 };
-use super::{NetworkPlan, Note, Policy};
+use super::{NaSource, NetworkPlan, Note, Policy};
 use crate::nft::{
-    BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Priority, Rule,
+    BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Icmpv6Type, Priority, Rule,
     StandardPriority, Statement, TABLE_NAME, Table, rule,
 };
 
@@ -52,6 +52,9 @@ pub const CHAIN_PREROUTING: &str = "prerouting";
 pub const CHAIN_OUTPUT: &str = "output";
 pub const CHAIN_PUBLISHED: &str = "published";
 pub const CHAIN_POSTROUTING: &str = "postrouting";
+/// With `na_source = "target"`: drops the kernel's own answers for proxied
+/// addresses (dock6 answers those itself).
+pub const CHAIN_ND_ANSWERS: &str = "nd_answers";
 
 const ESTABLISHED: [CtState; 2] = [CtState::Established, CtState::Related];
 
@@ -90,6 +93,9 @@ pub(super) fn build(
         published_chain(&managed),
         postrouting_chain(config, uplink, &managed, guard, per_container_egress),
     ]);
+    if let (NaSource::Target, Some(uplink)) = (config.na_source, uplink) {
+        chains.push(nd_answers_chain(uplink));
+    }
     Table {
         name: TABLE_NAME.to_string(),
         sets,
@@ -268,6 +274,31 @@ fn from_docker_chain(managed: &[&NetworkPlan]) -> Chain {
     rules.extend(guard::isolation_from_other_bridges(Direction::Out));
     rules.push(rule().goto(CHAIN_MARK_ACCEPT));
     chain(CHAIN_FROM_DOCKER, None, rules)
+}
+
+/// The kernel's proxy answers a solicitation for a proxied (global)
+/// address from the uplink's link-local address; some providers drop those.
+/// With `na_source = "target"` dock6 answers from the target itself, and
+/// the kernel's answer is dropped on its way out: a neighbour advertisement
+/// from a link-local source for a target that is not link-local is never
+/// the host's own (for its own addresses the kernel answers from the
+/// target).
+fn nd_answers_chain(uplink: &str) -> Chain {
+    chain(
+        CHAIN_ND_ANSWERS,
+        base(ChainKind::Filter, Hook::Output, PRIORITY_FILTER),
+        vec![
+            rule()
+                .oifname(uplink)
+                .icmpv6_type(Icmpv6Type::NeighborAdvert)
+                .saddr(link_local_prefix())
+                .nd_target_not_link_local()
+                .comment(
+                    "na_source = target: dock6 answers for proxied addresses, from each address",
+                )
+                .drop(),
+        ],
+    )
 }
 
 fn mark_accept_chain(mark: u32) -> Chain {

@@ -72,12 +72,31 @@ pub enum Phase {
     Huge,
 }
 
+/// The one network's IPv6 subnet (with its length) and gateway.
+#[derive(Debug, Clone)]
+struct Ipv6Config {
+    subnet: String,
+    gateway: String,
+}
+
+impl Ipv6Config {
+    fn prefix_len(&self) -> u8 {
+        self.subnet
+            .rsplit_once('/')
+            .and_then(|(_, l)| l.parse().ok())
+            .unwrap_or(64)
+    }
+}
+
 /// The message of [`Phase::ServerError`]'s 500s.
 pub const SERVER_ERROR_MESSAGE: &str = "fake dockerd: something broke";
 
 struct State {
     phase: Phase,
     containers: Vec<Ctr>,
+    /// The network's IPv6 subnet and gateway.
+    ipv6: Ipv6Config,
+
     /// Bumped by each switch: open event streams end when it changes.
     generation: u64,
     /// Requests seen per endpoint (the path without version and query, ids as `ID`).
@@ -94,6 +113,11 @@ pub struct FakeDocker {
 impl FakeDocker {
     /// Listens on `dir/docker.sock`, answering good answers with `containers`.
     pub fn start(dir: &Path, containers: Vec<Ctr>) -> FakeDocker {
+        FakeDocker::start_on(dir, SUBNET, GATEWAY, containers)
+    }
+
+    /// The same, with the network on IPv6 `subnet` (CIDR) and `gateway`.
+    pub fn start_on(dir: &Path, subnet: &str, gateway: &str, containers: Vec<Ctr>) -> FakeDocker {
         let socket = dir.join("docker.sock");
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).expect("bind the fake Docker socket");
@@ -101,6 +125,10 @@ impl FakeDocker {
         let state = Arc::new(Mutex::new(State {
             phase: Phase::Good,
             containers,
+            ipv6: Ipv6Config {
+                subnet: subnet.to_string(),
+                gateway: gateway.to_string(),
+            },
             generation: 0,
             hits: HashMap::new(),
         }));
@@ -204,10 +232,15 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let endpoint = endpoint(target);
-    let (phase, containers, generation) = {
+    let (phase, containers, generation, ipv6) = {
         let mut state = state.lock().expect("state");
         *state.hits.entry(endpoint.clone()).or_default() += 1;
-        (state.phase, state.containers.clone(), state.generation)
+        (
+            state.phase,
+            state.containers.clone(),
+            state.generation,
+            state.ipv6.clone(),
+        )
     };
     let mut out = stream;
     match (endpoint.as_str(), &phase) {
@@ -237,7 +270,7 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             "application/json",
             br#"[{"Name": "v6net", "Id": "d0c6", "IPAM": {"Config": [{"Subnet": "#,
         ),
-        ("/networks", Phase::Huge) => huge_networks(&mut out),
+        ("/networks", Phase::Huge) => huge_networks(&mut out, &ipv6),
         ("/containers/json", Phase::ServerError) => {
             respond_json(&mut out, 500, &json!({ "message": SERVER_ERROR_MESSAGE }))
         }
@@ -249,8 +282,8 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             let _ = out.write_all(br#"[{"Id": "0101010101010101", "Names": ["/web1"], "#);
             // Closed here, 4,950 bytes short.
         }
-        ("/networks", _) => respond_json(&mut out, 200, &json!([network()])),
-        ("/networks/ID", _) => respond_json(&mut out, 200, &network()),
+        ("/networks", _) => respond_json(&mut out, 200, &json!([network(&ipv6)])),
+        ("/networks/ID", _) => respond_json(&mut out, 200, &network(&ipv6)),
         ("/containers/json", _) => {
             let list: Vec<Value> = containers
                 .iter()
@@ -265,7 +298,7 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
                 .and_then(|p| p.rsplit('/').nth(1))
                 .unwrap_or("");
             match containers.iter().find(|c| c.id == id) {
-                Some(c) => respond_json(&mut out, 200, &inspect(c)),
+                Some(c) => respond_json(&mut out, 200, &inspect(c, &ipv6)),
                 None => respond_json(
                     &mut out,
                     404,
@@ -327,8 +360,8 @@ fn events_head(out: &mut UnixStream) {
 }
 
 /// The network list, valid JSON, with one label value of [`HUGE_BYTES`].
-fn huge_networks(out: &mut UnixStream) {
-    let mut network = network();
+fn huge_networks(out: &mut UnixStream, ipv6: &Ipv6Config) {
+    let mut network = network(ipv6);
     network["Labels"] = json!({ "note": "HUGE" });
     let text = json!([network]).to_string();
     let (head, tail) = text.split_once("HUGE").expect("placeholder");
@@ -360,7 +393,7 @@ fn version() -> Value {
     })
 }
 
-fn network() -> Value {
+fn network(ipv6: &Ipv6Config) -> Value {
     json!({
         "Name": NETWORK_NAME,
         "Id": NETWORK_ID,
@@ -373,7 +406,7 @@ fn network() -> Value {
             "Options": {},
             "Config": [
                 { "Subnet": "203.0.113.64/28", "Gateway": "203.0.113.65" },
-                { "Subnet": SUBNET, "Gateway": GATEWAY }
+                { "Subnet": ipv6.subnet, "Gateway": ipv6.gateway }
             ]
         },
         "Internal": false,
@@ -387,7 +420,7 @@ fn network() -> Value {
     })
 }
 
-fn inspect(c: &Ctr) -> Value {
+fn inspect(c: &Ctr, ipv6: &Ipv6Config) -> Value {
     let port = format!("{}/tcp", c.container_port);
     json!({
         "Id": c.id,
@@ -402,9 +435,9 @@ fn inspect(c: &Ctr) -> Value {
                     "Gateway": "203.0.113.65",
                     "IPAddress": "203.0.113.66",
                     "IPPrefixLen": 28,
-                    "IPv6Gateway": GATEWAY,
+                    "IPv6Gateway": ipv6.gateway,
                     "GlobalIPv6Address": c.address,
-                    "GlobalIPv6PrefixLen": 64
+                    "GlobalIPv6PrefixLen": ipv6.prefix_len()
                 }
             }
         }

@@ -56,6 +56,8 @@ impl RuleExprs<'_> {
             Match::Ip6InSet { field, set } => self.ip6_addr_in(*field, set),
             Match::DaddrProtoPortInSet { set } => self.daddr_proto_port_in(set),
             Match::Icmpv6TypeInSet { set } => self.icmpv6_type_in(set),
+            Match::Icmpv6TypeIs(t) => self.icmpv6_type_is(t.number()),
+            Match::NdTargetNotLinkLocal => self.nd_target_not_link_local(),
             Match::FibDaddrLocal => self.fib_daddr_local(),
             Match::CtOriginalDaddr { negate, net } => self.ct_original_daddr(*negate, net),
         }
@@ -195,6 +197,29 @@ impl RuleExprs<'_> {
             dreg: k::REG_1,
         });
         self.lookup(set, None);
+    }
+
+    /// `icmpv6 type TYPE`
+    fn icmpv6_type_is(&mut self, number: u8) {
+        self.need_icmpv6();
+        self.out.push(Expr::Payload {
+            base: k::PAYLOAD_TRANSPORT,
+            offset: 0,
+            len: 1,
+            dreg: k::REG_1,
+        });
+        self.cmp(k::CMP_EQ, vec![number]);
+    }
+
+    /// `@th,64,16 != 0xfe80`: the first 16 bits of the ND target.
+    fn nd_target_not_link_local(&mut self) {
+        self.out.push(Expr::Payload {
+            base: k::PAYLOAD_TRANSPORT,
+            offset: 8,
+            len: 2,
+            dreg: k::REG_1,
+        });
+        self.cmp(k::CMP_NEQ, vec![0xfe, 0x80]);
     }
 
     /// `fib daddr type local`
