@@ -95,10 +95,7 @@ fn beside_dockers_ip6tables_a_routed_network_in_the_link_prefix_is_reachable_thr
         "control: port 9000 answers on the host"
     );
     assert!(
-        !host
-            .exec(&["nft", "list", "table", "inet", "dock6"])
-            .status
-            .success(),
+        !host.has_dock6_table(),
         "as the companion, dock6 has no table of its own"
     );
     assert_eq!(host.read_sysctl("net.ipv6.conf.eth0.accept_ra"), "2");

@@ -49,6 +49,14 @@ fn container(text: &str) -> Option<Container> {
     container_from_docker(response, &internal())
 }
 
+/// The container's IPv6 address per network, in network-name order.
+fn ipv6_addresses(c: &Container) -> Vec<(&str, Option<Ipv6Addr>)> {
+    c.networks
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.ipv6_address))
+        .collect()
+}
+
 /// A fixture with one edit: `path` is a JSON pointer, `value` its new value
 /// (`Value::Null` removes the field).
 fn edited(text: &str, path: &str, value: Value) -> String {
@@ -194,11 +202,7 @@ fn container_on_three_networks() {
         c.labels.get("dock6.expose").map(String::as_str),
         Some("80/tcp")
     );
-    let addresses: Vec<(&str, Option<Ipv6Addr>)> = c
-        .networks
-        .iter()
-        .map(|(n, e)| (n.as_str(), e.ipv6_address))
-        .collect();
+    let addresses = ipv6_addresses(&c);
     assert_eq!(
         addresses,
         vec![
@@ -484,11 +488,7 @@ fn docker28_networks_allocated_subnets_and_gatewayless_routed_ones() {
 #[test]
 fn docker28_container_on_two_networks() {
     let c = container(WEB28).expect("running");
-    let addresses: Vec<(&str, Option<Ipv6Addr>)> = c
-        .networks
-        .iter()
-        .map(|(n, e)| (n.as_str(), e.ipv6_address))
-        .collect();
+    let addresses = ipv6_addresses(&c);
     assert_eq!(
         addresses,
         vec![
