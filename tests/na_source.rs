@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::agent::Agent;
 use common::fake_docker::{self, Ctr, FakeDocker};
@@ -59,16 +59,8 @@ fn counted(lab: &Lab, comment: &str) -> u64 {
         .unwrap_or_else(|| panic!("no packet count in {line}"))
 }
 
-fn wait_until(what: &str, agent: &Agent, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {WAIT:?}; dock6's log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, agent: &Agent, done: impl FnMut() -> bool) {
+    agent.wait_until(what, WAIT, done);
 }
 
 /// The upstream resolves and reaches the container (a TCP answer from it).

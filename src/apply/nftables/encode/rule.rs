@@ -133,17 +133,11 @@ impl RuleExprs<'_> {
             dir: Some(k::CT_DIR_ORIGINAL),
         });
         let plen = net.prefix_len();
-        let addr = net.trunc().addr().octets();
         if plen > 0 && plen.is_multiple_of(8) {
+            let addr = net.trunc().addr().octets();
             self.cmp(cmp_op(negate), addr[..usize::from(plen / 8)].to_vec());
         } else {
-            self.out.push(Expr::Bitwise {
-                sreg: k::REG_1,
-                dreg: k::REG_1,
-                mask: prefix_mask(plen).to_vec(),
-                xor: vec![0; 16],
-            });
-            self.cmp(cmp_op(negate), addr.to_vec());
+            self.masked_cmp(negate, net);
         }
     }
 
@@ -163,14 +157,20 @@ impl RuleExprs<'_> {
             self.cmp(cmp_op(negate), addr[..n].to_vec());
         } else {
             self.out.push(payload_ip6(field, 16, k::REG_1));
-            self.out.push(Expr::Bitwise {
-                sreg: k::REG_1,
-                dreg: k::REG_1,
-                mask: prefix_mask(plen).to_vec(),
-                xor: vec![0; 16],
-            });
-            self.cmp(cmp_op(negate), addr.to_vec());
+            self.masked_cmp(negate, net);
         }
+    }
+
+    /// The whole address in NFT_REG_1 masked to `net`'s length and compared
+    /// with its network address (a prefix that is not byte-aligned).
+    fn masked_cmp(&mut self, negate: bool, net: &Ipv6Net) {
+        self.out.push(Expr::Bitwise {
+            sreg: k::REG_1,
+            dreg: k::REG_1,
+            mask: prefix_mask(net.prefix_len()).to_vec(),
+            xor: vec![0; 16],
+        });
+        self.cmp(cmp_op(negate), net.trunc().addr().octets().to_vec());
     }
 
     /// `ip6 saddr|daddr @SET`
@@ -190,36 +190,31 @@ impl RuleExprs<'_> {
     /// `icmpv6 type @SET`
     fn icmpv6_type_in(&mut self, set: &str) {
         self.need_icmpv6();
-        self.out.push(Expr::Payload {
-            base: k::PAYLOAD_TRANSPORT,
-            offset: 0,
-            len: 1,
-            dreg: k::REG_1,
-        });
+        self.transport(0, 1);
         self.lookup(set, None);
     }
 
     /// `icmpv6 type TYPE`
     fn icmpv6_type_is(&mut self, number: u8) {
         self.need_icmpv6();
-        self.out.push(Expr::Payload {
-            base: k::PAYLOAD_TRANSPORT,
-            offset: 0,
-            len: 1,
-            dreg: k::REG_1,
-        });
+        self.transport(0, 1);
         self.cmp(k::CMP_EQ, vec![number]);
     }
 
     /// `@th,64,16 != 0xfe80`: the first 16 bits of the ND target.
     fn nd_target_not_link_local(&mut self) {
+        self.transport(8, 2);
+        self.cmp(k::CMP_NEQ, vec![0xfe, 0x80]);
+    }
+
+    /// `len` bytes at `offset` of the transport header into NFT_REG_1.
+    fn transport(&mut self, offset: u32, len: u32) {
         self.out.push(Expr::Payload {
             base: k::PAYLOAD_TRANSPORT,
-            offset: 8,
-            len: 2,
+            offset,
+            len,
             dreg: k::REG_1,
         });
-        self.cmp(k::CMP_NEQ, vec![0xfe, 0x80]);
     }
 
     /// `fib daddr type local`
@@ -277,6 +272,11 @@ impl RuleExprs<'_> {
             dreg: k::REG_1,
             data: addr.octets().to_vec(),
         });
+        self.snat_to_reg_1();
+    }
+
+    /// `snat` to the address in NFT_REG_1.
+    fn snat_to_reg_1(&mut self) {
         self.out.push(Expr::Nat {
             kind: k::NAT_SNAT,
             family: u32::from(k::NFPROTO_IPV6),
@@ -292,14 +292,7 @@ impl RuleExprs<'_> {
         self.need_ipv6();
         self.out.push(payload_ip6(AddrField::Saddr, 16, k::REG_1));
         self.lookup(map, Some(k::REG_1));
-        self.out.push(Expr::Nat {
-            kind: k::NAT_SNAT,
-            family: u32::from(k::NFPROTO_IPV6),
-            reg_addr_min: k::REG_1,
-            reg_addr_max: None,
-            reg_proto_min: None,
-            flags: None,
-        });
+        self.snat_to_reg_1();
     }
 
     /// `snat|dnat ip6 prefix to NET`: the range from the prefix's first to
