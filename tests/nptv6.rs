@@ -4,7 +4,9 @@
 //! address (a proxy-NDP entry answers for it), reaches its published
 //! container port there but not an unpublished one, and sees its egress
 //! come from that address; the container's own ULA address, routed by the
-//! upstream via the host, gets nothing.
+//! upstream via the host, gets nothing. A second network, mapped by its
+//! `dock6.nptv6-prefix` label onto a prefix the upstream routes to the host,
+//! is reached and seen at its mapped address too (no proxy entry needed).
 
 mod common;
 
@@ -15,6 +17,10 @@ const SUBNET: &str = "fd00:6::/80";
 const CONTAINER: &str = "fd00:6::2";
 const PREFIX: &str = "2001:db8:1:0:6::/80";
 const MAPPED: &str = "2001:db8:1:0:6::2";
+const ROUTED_SUBNET: &str = "fd00:5::/64";
+const ROUTED_CONTAINER: &str = "fd00:5::2";
+const ROUTED_PREFIX: &str = "2001:db8:5::/64";
+const ROUTED_MAPPED: &str = "2001:db8:5::2";
 
 #[test]
 fn nptv6_container_is_seen_and_reached_at_its_mapped_address() {
@@ -26,18 +32,32 @@ fn nptv6_container_is_seen_and_reached_at_its_mapped_address() {
     // on the link may: that path must stay closed.
     lab.bridge("br-npt", "fd00:6::1/80", None, Some(SUBNET));
     lab.container("m", "br-npt", &format!("{CONTAINER}/80"), "fd00:6::1", None);
+    lab.bridge("br-npr", "fd00:5::1/64", None, Some(ROUTED_PREFIX));
+    lab.container(
+        "r",
+        "br-npr",
+        &format!("{ROUTED_CONTAINER}/64"),
+        "fd00:5::1",
+        None,
+    );
     let snapshot = json!({
         "host": lab.host_facts(),
         "networks": [{"id": format!("{:0>64}", "6"), "name": "mapped", "bridge": "br-npt",
-                      "enable_ipv6": true, "subnets": [{"subnet": SUBNET}]}],
+                      "enable_ipv6": true, "subnets": [{"subnet": SUBNET}]},
+                     {"id": format!("{:0>64}", "5"), "name": "routedmap", "bridge": "br-npr",
+                      "enable_ipv6": true, "subnets": [{"subnet": ROUTED_SUBNET}],
+                      "labels": {"dock6.nptv6-prefix": ROUTED_PREFIX}}],
         "containers": [{"id": "m", "name": "m", "networks": {"mapped": {"ipv6_address": CONTAINER}},
                         "ports": {"80/tcp": [{"HostIp": "::", "HostPort": "8080"}],
-                                  "9000/tcp": null}}]
+                                  "9000/tcp": null}},
+                       {"id": "r", "name": "r", "labels": {"dock6.expose": "80/tcp"},
+                        "networks": {"routedmap": {"ipv6_address": ROUTED_CONTAINER}}}]
     });
     let config = format!("[networks.mapped]\nmode = \"nptv6\"\nprefix = \"{PREFIX}\"\n");
     let _servers = (
         lab.c("m").tcp_echo_peer(80),
         lab.c("m").tcp_echo_peer(9000),
+        lab.c("r").tcp_echo_peer(80),
         lab.upstream.tcp_echo_peer(7000),
     );
     assert!(
@@ -78,5 +98,23 @@ fn nptv6_container_is_seen_and_reached_at_its_mapped_address() {
     assert!(
         proxies.contains(MAPPED) && !proxies.contains(CONTAINER),
         "the proxy entry is for the mapped address: {proxies}"
+    );
+
+    // The routed prefix, chosen by the network's label.
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(ROUTED_MAPPED, 80))
+            .expect("the exposed port at the routed mapped address"),
+        UPSTREAM_LINK
+    );
+    assert_eq!(
+        lab.c("r")
+            .tcp(sock(INTERNET, 7000))
+            .expect("egress through the routed prefix translation"),
+        ROUTED_MAPPED
+    );
+    assert!(
+        !proxies.contains(ROUTED_MAPPED),
+        "a routed mapped prefix needs no proxy entry: {proxies}"
     );
 }
