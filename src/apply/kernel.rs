@@ -218,6 +218,8 @@ async fn answer_ourselves(
     }
     let responder = match responder {
         Some(r) => r,
+        // Nothing to answer for: no socket, no thread.
+        None if answered.is_empty() => return Ok(Vec::new()),
         None => responder.insert(Responder::start().map_err(HostError::Responder)?),
     };
     Ok(responder
