@@ -11,6 +11,7 @@ use dock6::apply::{
 use dock6::config::Config;
 use dock6::plan;
 use dock6::reconcile::RunOptions;
+use dock6::source::live::live_snapshot as live_snapshot_of;
 use dock6::source::load_snapshot;
 
 /// dock6 gives Docker containers real IPv6: forwarding sysctls, NAT66, NDP
@@ -26,15 +27,27 @@ struct Cli {
 enum Command {
     /// Print the plan (ruleset, proxy-NDP entries, sysctls) for a snapshot; touches nothing.
     Render {
-        /// Snapshot JSON (schema in README.md).
-        #[arg(long, required_unless_present = "bootstrap")]
+        /// Snapshot JSON (schema in README.md); with --diff the default is the live view.
+        #[arg(long, required_unless_present_any = ["bootstrap", "diff"])]
         snapshot: Option<PathBuf>,
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Print the fail-closed table installed before the first Docker snapshot instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "diff")]
         bootstrap: bool,
+        /// Compare the plan with the table in the kernel: `+`/`-` lines, exit 1 when they differ.
+        #[arg(long)]
+        diff: bool,
+        /// Docker endpoint for the live view of --diff (default: $DOCKER_HOST, else the default socket).
+        #[arg(long, requires = "diff", conflicts_with = "snapshot")]
+        docker_host: Option<String>,
+    },
+    /// Print the live Docker view and host facts as the snapshot JSON `render --snapshot` reads.
+    Snapshot {
+        /// Docker endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
+        #[arg(long)]
+        docker_host: Option<String>,
     },
     /// Plan a snapshot and program the kernel: the table, the sysctls, the proxy-NDP entries.
     Apply {
@@ -44,8 +57,9 @@ enum Command {
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Apply once and exit (required: `dock6 run` is the agent that keeps applying).
-        #[arg(long)]
+        /// Accepted for older scripts: `apply` always applies once and exits
+        /// (`dock6 run` is the agent that keeps applying).
+        #[arg(long, hide = true)]
         once: bool,
     },
     /// Run the agent: watch Docker and the host, keep the kernel in step.
@@ -70,7 +84,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("dock6: {e:#}");
             ExitCode::FAILURE
@@ -78,33 +92,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |()| ExitCode::SUCCESS;
     match cli.command {
+        Command::Render {
+            diff: true,
+            snapshot,
+            config,
+            docker_host,
+            ..
+        } => render_diff(snapshot, config, docker_host),
         Command::Render {
             snapshot,
             config,
             bootstrap,
-        } => render(snapshot, config, bootstrap),
+            ..
+        } => render(snapshot, config, bootstrap).map(done),
+        Command::Snapshot { docker_host } => print_live_snapshot(docker_host).map(done),
         Command::Run {
             config,
             docker_host,
         } => agent(RunOptions {
             config_path: config,
             docker_host,
-        }),
+        })
+        .map(done),
         Command::Apply {
             snapshot,
             config,
-            once,
-        } => {
-            if !once {
-                anyhow::bail!(
-                    "`dock6 apply` applies once: pass --once (`dock6 run` keeps the kernel in step with Docker)"
-                );
-            }
-            apply_once(&snapshot, config)
-        }
-        Command::Cleanup => remove_everything(),
+            once: _,
+        } => apply_once(&snapshot, config).map(done),
+        Command::Cleanup => remove_everything().map(done),
     }
 }
 
@@ -121,6 +139,51 @@ fn render(
     let snapshot = load_snapshot(&snapshot.context("--snapshot is required")?)?;
     print!("{}", plan::plan(&config.policy, &snapshot));
     Ok(())
+}
+
+/// A runtime for the one-shot commands that talk to Docker.
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn live_snapshot(docker_host: Option<String>) -> anyhow::Result<dock6::snapshot::Snapshot> {
+    let snapshot = small_runtime()?.block_on(live_snapshot_of(docker_host.as_deref()))?;
+    Ok(snapshot)
+}
+
+fn print_live_snapshot(docker_host: Option<String>) -> anyhow::Result<()> {
+    let snapshot = live_snapshot(docker_host)?;
+    println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    Ok(())
+}
+
+/// Exit 0 when the kernel's table is what the plan says, 1 when not.
+fn render_diff(
+    snapshot: Option<PathBuf>,
+    config: Option<PathBuf>,
+    docker_host: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let snapshot = match snapshot {
+        Some(path) => load_snapshot(&path)?,
+        None => live_snapshot(docker_host)?,
+    };
+    let plan = plan::plan(&config.policy, &snapshot);
+    let kernel = dock6::apply::listing::kernel_listing()?;
+    let planned = dock6::apply::listing::planned_listing(&plan.ruleset)?;
+    match dock6::nft::listing_diff(&kernel, &planned) {
+        None => {
+            println!("table inet dock6 in the kernel is what the plan says: nothing to change");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(diff) => {
+            print!("{diff}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn agent(options: RunOptions) -> anyhow::Result<()> {

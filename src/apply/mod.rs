@@ -6,6 +6,7 @@ mod error;
 mod fake;
 mod forwarding;
 mod kernel;
+pub mod listing;
 pub mod ndisc;
 pub mod ndp;
 pub(crate) mod nfnetlink;

@@ -1,0 +1,100 @@
+//! dock6 as an operator uses it on a real Docker host (the lab's dockerd):
+//! `snapshot`, `render --diff`, `apply` without `--once`. One lab for the
+//! whole binary: each step builds on the one before, as an operator would.
+
+mod common;
+
+use std::process::Output;
+
+use common::docker_lab::{DockerLab, lab};
+use common::web::{address_of, ipv6_network, one_at_a_time, run_server};
+
+/// `dock6 ARGS` in the lab's host namespace.
+fn dock6(lab: &DockerLab, args: &[&str]) -> Output {
+    lab.in_host(env!("CARGO_BIN_EXE_dock6"))
+        .args(args)
+        .output()
+        .expect("run dock6")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `render --diff` against the lab's Docker: (exit code, stdout).
+fn render_diff(lab: &DockerLab) -> (i32, String) {
+    let out = dock6(lab, &["render", "--diff", "--docker-host", &lab.host()]);
+    let (stdout, stderr) = text(&out);
+    let code = out.status.code().unwrap_or(-1);
+    assert!(code == 0 || code == 1, "render --diff failed: {stderr}");
+    (code, stdout)
+}
+
+#[test]
+fn snapshot_render_diff_and_apply_on_a_live_host() {
+    let Some(_serial) = one_at_a_time("snapshot_render_diff_and_apply_on_a_live_host") else {
+        return;
+    };
+    let lab = DockerLab::up("ops", lab::Options::default());
+    ipv6_network(&lab, "web", "fd00:61::/64");
+    run_server(&lab, "web1", "web", &["8080:80"]);
+    let web1 = address_of(&lab, "web1", "web");
+
+    // `snapshot`: the live view as the JSON `render --snapshot` reads.
+    let out = dock6(&lab, &["snapshot", "--docker-host", &lab.host()]);
+    let (json, stderr) = text(&out);
+    assert!(out.status.success(), "dock6 snapshot: {stderr}");
+    let snapshot: serde_json::Value = serde_json::from_str(&json).expect("snapshot is JSON");
+    assert_eq!(snapshot["host"]["default_route_interface"], "eth0");
+    assert!(
+        snapshot["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "web"),
+        "{json}"
+    );
+    assert_eq!(
+        snapshot["containers"][0]["networks"]["web"]["ipv6_address"], web1,
+        "{json}"
+    );
+    let file = lab.lab.dir.join("live.json");
+    std::fs::write(&file, &json).unwrap();
+    let rendered = dock6(&lab, &["render", "--snapshot", file.to_str().unwrap()]);
+    assert!(rendered.status.success(), "{}", text(&rendered).1);
+    assert!(
+        text(&rendered)
+            .0
+            .contains(&format!("tcp . 8080 : {web1} . 80"))
+    );
+
+    // `render --diff` with no table in the kernel: everything is to be added.
+    let (code, diff) = render_diff(&lab);
+    assert_eq!(code, 1, "{diff}");
+    assert!(diff.contains("+table inet dock6 {"), "{diff}");
+    assert!(!diff.lines().any(|l| l.starts_with("-t")), "{diff}");
+
+    // `apply` without `--once`, then nothing is left to change.
+    let applied = dock6(&lab, &["apply", "--snapshot", file.to_str().unwrap()]);
+    assert!(applied.status.success(), "{}", text(&applied).1);
+    let (code, diff) = render_diff(&lab);
+    assert_eq!(code, 0, "{diff}");
+    assert!(diff.contains("nothing to change"), "{diff}");
+
+    // A new container: the diff names exactly its elements.
+    run_server(&lab, "web2", "web", &["8081:80"]);
+    let web2 = address_of(&lab, "web2", "web");
+    let (code, diff) = render_diff(&lab);
+    assert_eq!(code, 1, "{diff}");
+    let added: Vec<&str> = diff.lines().filter(|l| l.starts_with("+\t")).collect();
+    assert!(
+        !added.is_empty() && added.iter().all(|l| l.contains(&web2)),
+        "{diff}"
+    );
+    assert!(!diff.lines().any(|l| l.starts_with("-\t")), "{diff}");
+    let once = dock6(&lab, &["cleanup"]);
+    assert!(once.status.success(), "{}", text(&once).1);
+}
