@@ -12,4 +12,5 @@ pub mod privileges;
 pub mod reconcile;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod text;

@@ -70,6 +70,22 @@ enum Command {
         /// Docker endpoint, e.g. unix:///run/docker.sock (default: $DOCKER_HOST, else the default socket).
         #[arg(long)]
         docker_host: Option<String>,
+        /// Where to serve `dock6 status` (default: config `status_socket`, else /run/dock6/dock6.sock).
+        #[arg(long)]
+        status_socket: Option<PathBuf>,
+    },
+    /// Ask the running agent what it did: Docker, mode, networks, containers, last pass, problems.
+    /// Exit 3 when no agent answers.
+    Status {
+        /// Print the agent's JSON as it is (stable; documented in README.md).
+        #[arg(long)]
+        json: bool,
+        /// The agent's socket (default: config `status_socket`, else /run/dock6/dock6.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Config file naming `status_socket` (default: /etc/dock6/dock6.toml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Remove everything dock6 made: its table and its proxy-NDP entries (sysctls are left as they are).
     Cleanup,
@@ -112,11 +128,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             config,
             docker_host,
+            status_socket,
         } => agent(RunOptions {
             config_path: config,
             docker_host,
+            status_socket,
         })
         .map(done),
+        Command::Status {
+            json,
+            socket,
+            config,
+        } => show_status(json, socket, config),
         Command::Apply {
             snapshot,
             config,
@@ -183,6 +206,34 @@ fn render_diff(
             print!("{diff}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// What `dock6 status` exits with when no agent answers.
+const NO_AGENT: u8 = 3;
+
+fn show_status(
+    json: bool,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let socket = match socket {
+        Some(path) => path,
+        None => Config::load(config.as_deref())?.status_socket,
+    };
+    match dock6::status::query(&socket) {
+        Ok((raw, status)) => {
+            match json {
+                true => println!("{}", raw.trim_end()),
+                false => print!("{status}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ dock6::status::StatusQueryError::NoAgent { .. }) => {
+            eprintln!("dock6: {e}: no agent is running (start it with `systemctl start dock6`)");
+            Ok(ExitCode::from(NO_AGENT))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

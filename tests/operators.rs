@@ -4,10 +4,13 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::Output;
+use std::time::{Duration, Instant};
 
+use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
-use common::web::{address_of, ipv6_network, one_at_a_time, run_server};
+use common::web::{PROMPTLY, address_of, ipv6_network, one_at_a_time, run_server};
 
 /// `dock6 ARGS` in the lab's host namespace.
 fn dock6(lab: &DockerLab, args: &[&str]) -> Output {
@@ -95,6 +98,86 @@ fn snapshot_render_diff_and_apply_on_a_live_host() {
         "{diff}"
     );
     assert!(!diff.lines().any(|l| l.starts_with("-\t")), "{diff}");
-    let once = dock6(&lab, &["cleanup"]);
-    assert!(once.status.success(), "{}", text(&once).1);
+    let cleaned = dock6(&lab, &["cleanup"]);
+    assert!(cleaned.status.success(), "{}", text(&cleaned).1);
+
+    status_of_a_running_agent(&lab, &web1);
+}
+
+/// `dock6 status` while `dock6 run` runs, and after it stopped.
+fn status_of_a_running_agent(lab: &DockerLab, web1: &str) {
+    let socket = lab.lab.dir.join("status.sock");
+    let config = format!("status_socket = \"{}\"\n", socket.display());
+    let mut agent = Agent::start(lab, &config);
+    agent.wait_for_log("reconciled", PROMPTLY);
+    let status = |args: &[&str]| {
+        let mut all = vec!["status", "--socket", socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        dock6(lab, &all)
+    };
+
+    let out = status(&[]);
+    let (human, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("dock6 status:\n{human}");
+    for line in [
+        "docker:    connected since ",
+        "mode:      owner (Docker's ip6tables is off)",
+        "uplink:    eth0",
+        ", converged (table: ",
+        "nat66 (automatic), icc on",
+        &format!("web {web1}"),
+        "published: tcp *:8080 -> 80",
+    ] {
+        assert!(human.contains(line), "{line:?} not in:\n{human}");
+    }
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the status socket is root's only");
+
+    // A foreign commit is undone and counted.
+    lab.host_ns().exec_ok(&["nft", "flush", "ruleset"]);
+    agent.wait_for_log("restoring it", PROMPTLY);
+    let deadline = Instant::now() + PROMPTLY;
+    let json = loop {
+        let out = status(&["--json"]);
+        assert!(out.status.success(), "{}", text(&out).1);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+        if json["counters"]["tamper_restores"] == 1 || Instant::now() > deadline {
+            break json;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(json["format"], 1);
+    assert_eq!(json["counters"]["tamper_restores"], 1, "{json:#}");
+    assert_eq!(json["docker"]["state"], "connected");
+    assert_eq!(json["mode"], "owner");
+    let web = json["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "web");
+    assert_eq!(web.expect("network web")["mode"], "nat66", "{json:#}");
+    let c = json["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "web1");
+    assert_eq!(
+        c.expect("container web1")["addresses"]["web"],
+        web1,
+        "{json:#}"
+    );
+    assert!(
+        json["counters"]["transactions"].as_u64().unwrap() >= 2,
+        "{json:#}"
+    );
+
+    assert!(agent.stop());
+    let out = status(&[]);
+    assert_eq!(out.status.code(), Some(3), "no agent: exit 3");
+    assert!(
+        text(&out).1.contains("no agent is running"),
+        "{}",
+        text(&out).1
+    );
 }

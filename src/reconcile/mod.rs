@@ -10,6 +10,8 @@ mod inputs;
 mod kernel_thread;
 mod pass;
 mod retry;
+mod status;
+mod status_server;
 mod view;
 
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     pub docker_host: Option<String>,
+    /// Overrides the config's `status_socket`.
+    pub status_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,8 @@ struct Loop {
     /// Last good host facts standing in for ones that vanished for a moment.
     host_grace: HostGrace,
     notes: Vec<Note>,
+    /// What `dock6 status` and the metrics show.
+    shown: status::Shown,
     passes: u64,
     /// systemd has been told the agent is ready.
     ready: bool,
@@ -94,7 +100,15 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let config = Config::load(options.config_path.as_deref())?;
     let _lock = crate::agent_lock::acquire()?;
     let (mut inputs, handle) = Inputs::open(&options, &config)?;
+    let socket_path = options
+        .status_socket
+        .clone()
+        .unwrap_or_else(|| config.status_socket.clone());
     let mut state = Loop::start(options.config_path, config, handle).await?;
+    // Without its socket the agent still does its job; `dock6 status` then says no agent answers.
+    let _socket = status_server::serve(&socket_path, state.shown.board.clone())
+        .map_err(|e| error!("{e}: dock6 status is not served"))
+        .ok();
     state.serve(&mut inputs).await?;
     info!(
         passes = state.passes,
@@ -122,6 +136,7 @@ impl Loop {
             retry: Backoff::default(),
             host_grace: HostGrace::default(),
             notes: Vec::new(),
+            shown: status::Shown::new(),
             passes: 0,
             ready: false,
             transactions: 0,
@@ -154,6 +169,7 @@ impl Loop {
             let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(update) = inputs.docker.recv() => {
+                    self.shown.docker_update(&update);
                     if self.view.apply(update) {
                         due.get_or_insert_with(soon);
                     }
@@ -184,7 +200,10 @@ impl Loop {
                 _ = tokio::time::sleep_until(deadline), if due.is_some() => {
                     self.passes += 1;
                     let span = info_span!("reconcile", pass = self.passes);
+                    let started = Instant::now();
                     let converged = self.pass().instrument(span).await;
+                    self.shown.pass_done(self.passes, started.elapsed(), converged, self.view.synced);
+                    self.shown.publish(self.transactions);
                     self.notify_ready();
                     due = self.next_due(converged);
                 }
@@ -216,6 +235,7 @@ impl Loop {
                         "table inet dock6 was changed by {} (pid {}): restoring it",
                         generation.comm, generation.pid
                     );
+                    self.shown.status.counters.tamper_restores += 1;
                     self.force_restore();
                 }
                 foreign

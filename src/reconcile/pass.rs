@@ -38,7 +38,9 @@ impl Loop {
             return false;
         };
         host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
-        let plan = plan::plan(&self.config.policy, &self.view.snapshot(host));
+        let snapshot = self.view.snapshot(host);
+        let plan = plan::plan(&self.config.policy, &snapshot);
+        self.shown.plan(&plan, &snapshot.containers);
         self.log_new_notes(&plan.notes);
         let (companion, certain) = self.check_docker_firewall().await;
         let converged = match companion {
@@ -55,6 +57,7 @@ impl Loop {
             Ok(host) => host,
             Err(e) => {
                 warn!("{e}; keeping what the kernel has");
+                self.shown.pass_errors.push(e.to_string());
                 return None;
             }
         };
@@ -84,7 +87,8 @@ impl Loop {
             .await;
         match result {
             Ok(report) => {
-                let converged = log_failures(&report);
+                let converged = self.log_failures(&report);
+                self.shown.table = "removed (companion)".into();
                 info!(
                     containers = self.view.container_count(),
                     "reconciled (companion: sysctls and proxy-NDP only)"
@@ -93,6 +97,7 @@ impl Loop {
             }
             Err(e) => {
                 error!("{e}");
+                self.shown.pass_errors.push(e.to_string());
                 false
             }
         }
@@ -118,6 +123,7 @@ impl Loop {
             Ok((report, ruleset)) => self.after_table_pass(report, ruleset),
             Err(e) => {
                 error!("{e}");
+                self.shown.pass_errors.push(e.to_string());
                 self.replace_next = true;
                 false
             }
@@ -125,7 +131,8 @@ impl Loop {
     }
 
     fn after_table_pass(&mut self, report: ApplyReport, ruleset: Table) -> bool {
-        let converged = log_failures(&report);
+        let converged = self.log_failures(&report);
+        self.shown.table_action(report.table_action());
         if report.conntrack.as_ref().is_some_and(|p| !p.is_done()) {
             self.stale_flows = report.flow_targets.clone();
         }
@@ -174,6 +181,7 @@ impl Loop {
             return (seen.is_on(), true);
         }
         log_firewall(&seen);
+        self.shown.firewall(&seen);
         let certain = match seen.is_on() {
             true => self.remove_own_table().await,
             false => true,
@@ -238,6 +246,17 @@ impl Loop {
         true
     }
 
+    /// Logs each part that failed (and keeps it for `status`); true when none did.
+    fn log_failures(&mut self, report: &ApplyReport) -> bool {
+        let failures = report.failures();
+        for failure in &failures {
+            error!("{failure}");
+        }
+        let none = failures.is_empty();
+        self.shown.pass_errors.extend(failures);
+        none
+    }
+
     fn log_new_notes(&mut self, notes: &[Note]) {
         for note in notes.iter().filter(|n| !self.notes.contains(n)) {
             match note.level {
@@ -247,15 +266,6 @@ impl Loop {
         }
         self.notes = notes.to_vec();
     }
-}
-
-/// Logs each part that failed; true when none did.
-fn log_failures(report: &ApplyReport) -> bool {
-    let failures = report.failures();
-    for failure in &failures {
-        error!("{failure}");
-    }
-    failures.is_empty()
 }
 
 fn log_firewall(seen: &DockerFirewall) {
