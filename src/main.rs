@@ -73,6 +73,10 @@ enum Command {
         /// Where to serve `dock6 status` (default: config `status_socket`, else /run/dock6/dock6.sock).
         #[arg(long)]
         status_socket: Option<PathBuf>,
+        /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9586 (default: config
+        /// `metrics_address`, else off). Loopback only unless the config allows remote.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Ask the running agent what it did: Docker, mode, networks, containers, last pass, problems.
     /// Exit 3 when no agent answers.
@@ -129,10 +133,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             docker_host,
             status_socket,
+            metrics,
         } => agent(RunOptions {
             config_path: config,
             docker_host,
             status_socket,
+            metrics_address: metrics,
         })
         .map(done),
         Command::Status {

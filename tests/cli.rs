@@ -88,3 +88,19 @@ fn help_lists_the_operator_commands() {
         assert!(out.contains(&format!("  {command} ")), "{command}: {out}");
     }
 }
+
+#[test]
+fn metrics_on_a_remote_address_are_refused_unless_the_config_allows() {
+    let (ok, _, err) = dock6(&[
+        "run",
+        "--config",
+        &format!("{}/tests/data/empty.toml", env!("CARGO_MANIFEST_DIR")),
+        "--metrics",
+        "0.0.0.0:9586",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--metrics: 0.0.0.0:9586 is not a loopback address"),
+        "{err}"
+    );
+}

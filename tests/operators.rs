@@ -107,7 +107,10 @@ fn snapshot_render_diff_and_apply_on_a_live_host() {
 /// `dock6 status` while `dock6 run` runs, and after it stopped.
 fn status_of_a_running_agent(lab: &DockerLab, web1: &str) {
     let socket = lab.lab.dir.join("status.sock");
-    let config = format!("status_socket = \"{}\"\n", socket.display());
+    let config = format!(
+        "status_socket = \"{}\"\nmetrics_address = \"127.0.0.1:9586\"\n",
+        socket.display()
+    );
     let mut agent = Agent::start(lab, &config);
     agent.wait_for_log("reconciled", PROMPTLY);
     let status = |args: &[&str]| {
@@ -170,6 +173,35 @@ fn status_of_a_running_agent(lab: &DockerLab, web1: &str) {
     assert!(
         json["counters"]["transactions"].as_u64().unwrap() >= 2,
         "{json:#}"
+    );
+
+    // The same counters as Prometheus metrics.
+    let metrics = lab
+        .host_ns()
+        .http_get(common::lab::sock("127.0.0.1", 9586), "/metrics")
+        .expect("GET /metrics");
+    eprintln!("GET /metrics:\n{metrics}");
+    for line in [
+        "dock6_tamper_restores_total 1\n",
+        "dock6_containers 2\n",
+        "dock6_published_ports 2\n",
+        "dock6_proxy_entries 0\n",
+        "dock6_docker_up 1\n",
+        "dock6_build_info{version=\"",
+        "dock6_pass_duration_seconds_count ",
+    ] {
+        assert!(metrics.contains(line), "{line:?} not in:\n{metrics}");
+    }
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in:\n{metrics}"))
+    };
+    assert!(value("dock6_passes_total{result=\"converged\"}") >= 2);
+    assert_eq!(
+        value("dock6_kernel_transactions_total"),
+        json["counters"]["transactions"].as_u64().unwrap()
     );
 
     assert!(agent.stop());

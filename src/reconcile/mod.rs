@@ -8,6 +8,7 @@ mod docker;
 mod host_grace;
 mod inputs;
 mod kernel_thread;
+mod metrics;
 mod pass;
 mod retry;
 mod status;
@@ -42,6 +43,9 @@ pub struct RunOptions {
     pub docker_host: Option<String>,
     /// Overrides the config's `status_socket`.
     pub status_socket: Option<PathBuf>,
+    /// Overrides the config's `metrics_address` (loopback only unless the
+    /// config has `metrics_allow_remote = true`).
+    pub metrics_address: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,10 @@ pub enum RunError {
     Kernel(#[from] ApplyError),
     #[error(transparent)]
     Lock(#[from] crate::agent_lock::LockError),
+    #[error("--metrics: {0}")]
+    MetricsFlag(String),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     /// Ends the process: systemd (`Restart=always`) starts a fresh one.
     #[error("{0}; exiting so that a fresh dock6 takes over")]
     KernelThread(#[source] KernelThreadError),
@@ -98,6 +106,13 @@ struct Loop {
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let config = Config::load(options.config_path.as_deref())?;
+    let metrics_address = match &options.metrics_address {
+        Some(text) => Some(
+            crate::config::parse_metrics_address(text, config.metrics_allow_remote)
+                .map_err(RunError::MetricsFlag)?,
+        ),
+        None => config.metrics_address,
+    };
     let _lock = crate::agent_lock::acquire()?;
     let (mut inputs, handle) = Inputs::open(&options, &config)?;
     let socket_path = options
@@ -109,6 +124,9 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let _socket = status_server::serve(&socket_path, state.shown.board.clone())
         .map_err(|e| error!("{e}: dock6 status is not served"))
         .ok();
+    if let Some(address) = metrics_address {
+        metrics::serve(address, state.shown.metrics.clone()).await?;
+    }
     state.serve(&mut inputs).await?;
     info!(
         passes = state.passes,
@@ -235,7 +253,7 @@ impl Loop {
                         "table inet dock6 was changed by {} (pid {}): restoring it",
                         generation.comm, generation.pid
                     );
-                    self.shown.status.counters.tamper_restores += 1;
+                    self.shown.tamper_restore();
                     self.force_restore();
                 }
                 foreign

@@ -57,7 +57,7 @@ impl Loop {
             Ok(host) => host,
             Err(e) => {
                 warn!("{e}; keeping what the kernel has");
-                self.shown.pass_errors.push(e.to_string());
+                self.shown.error("host_facts", e.to_string());
                 return None;
             }
         };
@@ -88,7 +88,7 @@ impl Loop {
         match result {
             Ok(report) => {
                 let converged = self.log_failures(&report);
-                self.shown.table = "removed (companion)".into();
+                self.shown.table_action_companion();
                 info!(
                     containers = self.view.container_count(),
                     "reconciled (companion: sysctls and proxy-NDP only)"
@@ -97,7 +97,7 @@ impl Loop {
             }
             Err(e) => {
                 error!("{e}");
-                self.shown.pass_errors.push(e.to_string());
+                self.shown.error("kernel", e.to_string());
                 false
             }
         }
@@ -123,7 +123,7 @@ impl Loop {
             Ok((report, ruleset)) => self.after_table_pass(report, ruleset),
             Err(e) => {
                 error!("{e}");
-                self.shown.pass_errors.push(e.to_string());
+                self.shown.error("kernel", e.to_string());
                 self.replace_next = true;
                 false
             }
@@ -248,12 +248,12 @@ impl Loop {
 
     /// Logs each part that failed (and keeps it for `status`); true when none did.
     fn log_failures(&mut self, report: &ApplyReport) -> bool {
-        let failures = report.failures();
-        for failure in &failures {
-            error!("{failure}");
-        }
+        let failures = report.failures_by_kind();
         let none = failures.is_empty();
-        self.shown.pass_errors.extend(failures);
+        for (kind, failure) in failures {
+            error!("{failure}");
+            self.shown.error(kind, failure);
+        }
         none
     }
 

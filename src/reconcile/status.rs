@@ -3,8 +3,10 @@
 //! worth showing. Filled from what the loop already has, never planned anew;
 //! published to the status socket's board after every pass.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::metrics::Metrics;
 use super::status_server::Board;
 use super::view::DockerUpdate;
 use crate::apply::{DockerFirewall, TableAction};
@@ -14,11 +16,14 @@ use crate::status::{self, DockerStatus, PassStatus, Problem, Status, rfc3339};
 
 pub(super) struct Shown {
     pub board: Board,
-    pub status: Status,
+    pub metrics: Arc<Metrics>,
+    status: Status,
     docker_ever_connected: bool,
     /// What the current pass could not do (filled as it goes).
-    pub pass_errors: Vec<String>,
-    pub table: String,
+    pass_errors: Vec<String>,
+    /// Transactions already counted in the metrics.
+    transactions_counted: u64,
+    table: String,
     /// The last plan's warnings.
     warnings: Vec<Problem>,
 }
@@ -40,7 +45,9 @@ impl Shown {
         };
         Shown {
             board: Default::default(),
+            metrics: Arc::new(Metrics::new()),
             status,
+            transactions_counted: 0,
             docker_ever_connected: false,
             pass_errors: Vec::new(),
             table: "none".into(),
@@ -56,11 +63,19 @@ impl Shown {
             DockerUpdate::Lost => ("unreachable", false),
             _ => return false,
         };
-        if state == "connected" {
-            self.docker_ever_connected = true;
+        match state {
+            "connected" => {
+                self.docker_ever_connected = true;
+                self.metrics.docker_up.set(1);
+            }
+            _ => {
+                self.metrics.docker_up.set(0);
+                self.metrics.error("docker");
+            }
         }
         if reconnect {
             self.status.counters.docker_reconnects += 1;
+            self.metrics.docker_reconnects.inc();
         }
         if self.status.docker.state != state {
             self.status.docker = DockerStatus {
@@ -98,6 +113,32 @@ impl Shown {
         self.status.containers = status::containers(containers, &plan.ruleset);
         self.status.proxy_entries = status::proxy_entries(plan);
         self.warnings = status::plan_warnings(plan);
+        let published = self
+            .status
+            .containers
+            .iter()
+            .map(|c| c.published.len())
+            .sum::<usize>();
+        self.metrics.containers.set(containers.len() as i64);
+        self.metrics.published_ports.set(published as i64);
+        self.metrics
+            .proxy_entries
+            .set(plan.proxy_entries.len() as i64);
+    }
+
+    /// Something the current pass could not do, of `kind` (as the metrics count errors).
+    pub fn error(&mut self, kind: &str, text: String) {
+        self.metrics.error(kind);
+        self.pass_errors.push(text);
+    }
+
+    pub fn tamper_restore(&mut self) {
+        self.status.counters.tamper_restores += 1;
+        self.metrics.tamper_restores.inc();
+    }
+
+    pub fn table_action_companion(&mut self) {
+        self.table = "removed (companion)".into();
     }
 
     pub fn table_action(&mut self, action: Option<TableAction>) {
@@ -107,16 +148,18 @@ impl Shown {
         };
         if let Some(TableAction::Updated(n)) = action {
             self.status.counters.element_changes += n as u64;
+            self.metrics.element_changes.inc_by(n as u64);
         }
     }
 
     /// The end of pass `number`: its result and the problems still standing.
     pub fn pass_done(&mut self, number: u64, took: Duration, converged: bool, synced: bool) {
-        let result = match (synced, converged) {
-            (false, true) => "waiting for Docker",
-            (_, true) => "converged",
-            (_, false) => "failed",
+        let (result, label) = match (synced, converged) {
+            (false, true) => ("waiting for Docker", "waiting_for_docker"),
+            (_, true) => ("converged", "converged"),
+            (_, false) => ("failed", "failed"),
         };
+        self.metrics.pass(label, took);
         self.status.counters.passes = number;
         if !converged {
             self.status.counters.failed_passes += 1;
@@ -155,7 +198,11 @@ impl Shown {
         self.status.problems = problems;
     }
 
-    pub fn publish(&self, transactions: u64) {
+    pub fn publish(&mut self, transactions: u64) {
+        self.metrics
+            .transactions
+            .inc_by(transactions.saturating_sub(self.transactions_counted));
+        self.transactions_counted = transactions;
         let mut status = self.status.clone();
         status.counters.transactions = transactions;
         *self.board.write().unwrap_or_else(|e| e.into_inner()) = status;
