@@ -190,9 +190,9 @@ async fn accept(listener: TcpListener, metrics: Arc<Metrics>) {
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                Ok(Err(e)) => debug!("metrics: connection: {e}"),
-                Ok(Ok(())) | Err(_) => {}
+            // A timeout just drops the connection.
+            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                debug!("metrics: connection: {e}");
             }
         });
     }
