@@ -29,7 +29,7 @@ use crate::config::{Config, ConfigError};
 use crate::nft::Table;
 use crate::plan::Note;
 use host_grace::HostGrace;
-use inputs::{Inputs, next_nft_change};
+use inputs::{Inputs, next_nft_change, next_watchdog_tick};
 pub use kernel_thread::{KernelThread, KernelThreadError};
 pub use retry::Backoff;
 pub use view::{DockerUpdate, DockerView};
@@ -93,6 +93,9 @@ struct Loop {
     passes: u64,
     /// systemd has been told the agent is ready.
     ready: bool,
+    /// The last pass converged (true before the first): the watchdog is
+    /// pinged only then. Docker being away does not fail a pass.
+    last_pass_converged: bool,
     transactions: u64,
     bootstrap_checked: bool,
     /// What was last seen of Docker's own IPv6 firewall (`On`: dock6 runs
@@ -157,6 +160,7 @@ impl Loop {
             shown: status::Shown::new(),
             passes: 0,
             ready: false,
+            last_pass_converged: true,
             transactions: 0,
             bootstrap_checked: false,
             firewall: None,
@@ -213,6 +217,7 @@ impl Loop {
                     self.replace_next = true;
                     due.get_or_insert_with(soon);
                 }
+                _ = next_watchdog_tick(&mut inputs.watchdog) => self.ping_watchdog(),
                 _ = inputs.sigterm.recv() => return Ok(()),
                 _ = inputs.sigint.recv() => return Ok(()),
                 _ = tokio::time::sleep_until(deadline), if due.is_some() => {
@@ -222,6 +227,7 @@ impl Loop {
                     let converged = self.pass().instrument(span).await;
                     self.shown.pass_done(self.passes, started.elapsed(), converged, self.view.synced);
                     self.shown.publish(self.transactions);
+                    self.last_pass_converged = converged;
                     self.notify_ready();
                     due = self.next_due(converged);
                 }
@@ -286,6 +292,18 @@ impl Loop {
         self.ready = true;
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             warn!("cannot notify systemd: {e}");
+        }
+    }
+
+    /// `WATCHDOG=1` while passes converge: a loop that is stuck, or whose
+    /// passes keep failing for `WatchdogSec=`, is restarted by systemd.
+    fn ping_watchdog(&self) {
+        if !self.last_pass_converged {
+            debug!("watchdog not pinged: the last pass did not converge");
+            return;
+        }
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+            warn!("cannot ping systemd's watchdog: {e}");
         }
     }
 
