@@ -23,7 +23,7 @@ use dock6_lab::{dpkg_installed, is_root};
 
 /// Debian packages the build and the tests need: the C libraries behind
 /// nftnl/mnl, `nft` for golden checks, iproute2 for namespaces, the
-/// `conntrack` CLI to check conntrack deletes from outside.
+/// `conntrack` CLI to check conntrack deletes from outside, systemd-analyze.
 const PACKAGES: &[&str] = &[
     "pkg-config",
     "libnftnl-dev",
@@ -32,6 +32,8 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
     "conntrack",
+    // systemd-analyze, to verify the shipped unit (tests/dist.rs).
+    "systemd",
 ];
 
 fn main() -> ExitCode {
