@@ -2,7 +2,6 @@
 //! has what the daemon relies on; the commented config parses, and its
 //! commented values are the defaults.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -6,7 +6,8 @@
 //! - `bench`: encoder timings (`examples/nft_bench`, root);
 //! - `deps`: only install the Debian packages;
 //! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
-//! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI).
+//! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI);
+//! - `deb [--out DIR]`, `install [--root DIR] [--prefix PREFIX]`, `image [--tag TAG]`: the packages.
 //!
 //! Each command installs what it needs (Debian packages via apt-get) first,
 //! so a fresh machine needs nothing by hand.
@@ -14,6 +15,7 @@
 mod demo;
 mod fuzz;
 mod lab;
+mod packages;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -34,6 +36,9 @@ const PACKAGES: &[&str] = &[
     "conntrack",
     // systemd-analyze, to verify the shipped unit (tests/dist.rs).
     "systemd",
+    // The .deb (dpkg-deb is in dpkg), a stripped binary, a clean Debian root to install it into.
+    "binutils",
+    "debootstrap",
 ];
 
 fn main() -> ExitCode {
@@ -46,9 +51,12 @@ fn main() -> ExitCode {
         Some("deps") => install_packages(PACKAGES),
         Some("lab") => lab::cli(&args[1..]),
         Some("fuzz") => fuzz::cli(&args[1..]),
+        Some("deb") => packages::deb(&args[1..]),
+        Some("install") => packages::install(&args[1..]),
+        Some("image") => packages::image(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bless|demo|bench|deps|lab|fuzz>
+                "usage: cargo xtask <test|bless|demo|bench|deps|lab|fuzz|deb|install|image>
 "
             );
             eprintln!(
@@ -67,6 +75,15 @@ fn main() -> ExitCode {
             );
             eprintln!(
                 "  fuzz   [SECONDS] [--parallel N]: run every fuzz target for SECONDS (default 60; nightly, cargo-fuzz; not part of test)"
+            );
+            eprintln!(
+                "  deb    [--out DIR]: the .deb from the release binary (default target/deb)"
+            );
+            eprintln!(
+                "  install [--root DIR] [--prefix PREFIX]: binary, unit, config and man page onto this host (/usr/local)"
+            );
+            eprintln!(
+                "  image  [--tag TAG]: the container image, imported into the Docker `docker` reaches"
             );
             return ExitCode::from(2);
         }
