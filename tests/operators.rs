@@ -1,6 +1,8 @@
 //! dock6 as an operator uses it on a real Docker host (the lab's dockerd):
-//! `snapshot`, `render --diff`, `apply` without `--once`. One lab for the
-//! whole binary: each step builds on the one before, as an operator would.
+//! `snapshot`, `render --diff`, `apply` without `--once`; `dock6 run` with
+//! `status` and metrics; the container image run by Docker. One lab for
+//! the whole binary: each step builds on the one before, as an operator's
+//! would.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
-use common::web::{PROMPTLY, address_of, ipv6_network, one_at_a_time, run_server};
+use common::web::{HOST, INTERNET, PROMPTLY, address_of, ipv6_network, one_at_a_time, run_server};
 
 /// `dock6 ARGS` in the lab's host namespace.
 fn dock6(lab: &DockerLab, args: &[&str]) -> Output {
@@ -37,8 +39,8 @@ fn render_diff(lab: &DockerLab) -> (i32, String) {
 }
 
 #[test]
-fn snapshot_render_diff_and_apply_on_a_live_host() {
-    let Some(_serial) = one_at_a_time("snapshot_render_diff_and_apply_on_a_live_host") else {
+fn an_operator_on_a_live_docker_host() {
+    let Some(_serial) = one_at_a_time("an_operator_on_a_live_docker_host") else {
         return;
     };
     let lab = DockerLab::up("ops", lab::Options::default());
@@ -102,6 +104,7 @@ fn snapshot_render_diff_and_apply_on_a_live_host() {
     assert!(cleaned.status.success(), "{}", text(&cleaned).1);
 
     status_of_a_running_agent(&lab, &web1);
+    the_image_runs_against_the_labs_docker(&lab);
 }
 
 /// `dock6 status` while `dock6 run` runs, and after it stopped.
@@ -212,4 +215,88 @@ fn status_of_a_running_agent(lab: &DockerLab, web1: &str) {
         "{}",
         text(&out).1
     );
+}
+
+/// `docker logs NAME` (stdout and stderr).
+fn docker_logs(lab: &DockerLab, name: &str) -> String {
+    let out = lab
+        .lab
+        .docker()
+        .args(["logs", name])
+        .output()
+        .expect("docker logs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A container `nc`s the upstream's echo peer: what it saw as the source.
+fn egress(lab: &DockerLab) -> Result<String, String> {
+    let out = lab
+        .lab
+        .docker()
+        .args(["run", "--rm", "--network", "web", lab::IMAGE])
+        .args(["nc", "-w", "3", INTERNET, "7000"])
+        .output()
+        .expect("docker run");
+    let seen = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match out.status.success() && !seen.is_empty() {
+        true => Ok(seen),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// The container image (`cargo xtask image` makes the same) run by the
+/// lab's dockerd as the README says, gives a container IPv6 egress.
+fn the_image_runs_against_the_labs_docker(lab: &DockerLab) {
+    let cleaned = dock6(lab, &["cleanup"]);
+    assert!(cleaned.status.success(), "{}", text(&cleaned).1);
+    let _peer = lab.upstream_ns().tcp_echo_peer(7000);
+    // The control: without dock6, the ULA container has no way out.
+    assert!(egress(lab).is_err(), "no egress without dock6");
+
+    let tarball = lab.lab.dir.join("dock6-image.tar");
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_dock6"));
+    dock6_pack::image::image_tarball(binary, &lab.lab.dir, &tarball)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    dock6_pack::image::import(lab.lab.docker(), &tarball, "dock6:test")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let socket = format!("{}:/var/run/docker.sock", lab.lab.socket().display());
+    lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dock6",
+        "--network",
+        "host",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "NET_RAW",
+        "--security-opt",
+        "systempaths=unconfined",
+        "-v",
+        &socket,
+        "dock6:test",
+    ]);
+    let deadline = Instant::now() + PROMPTLY;
+    while !docker_logs(lab, "dock6").contains("reconciled") {
+        assert!(
+            Instant::now() < deadline,
+            "dock6 in its container did not reconcile:\n{}",
+            docker_logs(lab, "dock6")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        egress(lab).unwrap_or_else(|e| panic!("{e}\n{}", docker_logs(lab, "dock6"))),
+        HOST,
+        "a ULA container reaches the upstream as the host, NAT66 by dock6 in its container"
+    );
+    let status = lab.docker(&["exec", "dock6", "/usr/sbin/dock6", "status"]);
+    assert!(status.contains("docker:    connected"), "{status}");
+    assert!(status.contains("mode:      owner"), "{status}");
+    lab.docker(&["rm", "-f", "dock6"]);
 }
