@@ -5,6 +5,7 @@
 
 pub mod agent_lock;
 pub mod apply;
+pub mod check;
 pub mod config;
 pub mod nft;
 pub mod plan;

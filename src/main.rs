@@ -26,6 +26,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Preflight the host as it is: Docker, daemon.json, the uplink, other firewalls, the kernel.
+    /// Each finding says what was seen, why it matters and the fix. Exit 1 with errors.
+    Check {
+        /// Print the findings as JSON (stable; documented in README.md).
+        #[arg(long)]
+        json: bool,
+        /// Config file (default: /etc/dock6/dock6.toml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Docker endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
+        #[arg(long)]
+        docker_host: Option<String>,
+        /// Docker's daemon.json (default: /etc/docker/daemon.json).
+        #[arg(long)]
+        daemon_json: Option<PathBuf>,
+    },
     /// Print the plan (ruleset, proxy-NDP entries, sysctls) for a snapshot; touches nothing.
     Render {
         /// Snapshot JSON (schema in README.md); with --diff the default is the live view.
@@ -120,6 +136,19 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let done = |()| ExitCode::SUCCESS;
     match cli.command {
+        Command::Check {
+            json,
+            config,
+            docker_host,
+            daemon_json,
+        } => check(
+            json,
+            config,
+            dock6::check::CheckOptions {
+                docker_host,
+                daemon_json,
+            },
+        ),
         Command::Render {
             diff: true,
             snapshot,
@@ -218,6 +247,25 @@ fn render_diff(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Exit 0 without errors, 1 with.
+fn check(
+    json: bool,
+    config: Option<PathBuf>,
+    options: dock6::check::CheckOptions,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let facts = small_runtime()?.block_on(dock6::check::gather(config, &options));
+    let report = dock6::check::Report::new(dock6::check::findings(&facts));
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{report}"),
+    }
+    Ok(match report.errors {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
 }
 
 /// What `dock6 status` exits with when no agent answers.

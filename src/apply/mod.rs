@@ -12,6 +12,7 @@ pub mod ndp;
 pub(crate) mod nfnetlink;
 pub mod nftables;
 mod pass;
+pub mod probe;
 pub mod routes;
 pub mod sysctl;
 

@@ -82,6 +82,8 @@ struct State {
     generation: u64,
     /// Requests seen per endpoint (the path without version and query, ids as `ID`).
     hits: HashMap<String, usize>,
+    /// What `/networks` lists instead of the one network, when set.
+    networks: Option<Vec<Value>>,
 }
 
 pub struct FakeDocker {
@@ -103,6 +105,7 @@ impl FakeDocker {
             containers,
             generation: 0,
             hits: HashMap::new(),
+            networks: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, flag) = (state.clone(), stop.clone());
@@ -149,6 +152,11 @@ impl FakeDocker {
     pub fn hits(&self, endpoint: &str) -> usize {
         let state = self.state.lock().expect("state");
         state.hits.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// `/networks` lists these (see [`network_json`]) from now on.
+    pub fn set_networks(&self, networks: Vec<Value>) {
+        self.state.lock().expect("state").networks = Some(networks);
     }
 
     /// Waits until `endpoint` has had `count` requests (or panics after `timeout`).
@@ -204,15 +212,22 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let endpoint = endpoint(target);
-    let (phase, containers, generation) = {
+    let (phase, containers, generation, networks) = {
         let mut state = state.lock().expect("state");
         *state.hits.entry(endpoint.clone()).or_default() += 1;
-        (state.phase, state.containers.clone(), state.generation)
+        let networks = state.networks.clone();
+        (
+            state.phase,
+            state.containers.clone(),
+            state.generation,
+            networks,
+        )
     };
     let mut out = stream;
     match (endpoint.as_str(), &phase) {
         ("/_ping", _) => respond(&mut out, 200, "text/plain", b"OK"),
         ("/version", _) => respond_json(&mut out, 200, &version()),
+        ("/info", _) => respond_json(&mut out, 200, &json!({ "ServerVersion": "20.10.24" })),
         ("/events", Phase::EventsCut) => {
             events_head(&mut out);
             std::thread::sleep(Duration::from_secs(1));
@@ -249,7 +264,10 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             let _ = out.write_all(br#"[{"Id": "0101010101010101", "Names": ["/web1"], "#);
             // Closed here, 4,950 bytes short.
         }
-        ("/networks", _) => respond_json(&mut out, 200, &json!([network()])),
+        ("/networks", _) => {
+            let list = networks.unwrap_or_else(|| vec![network()]);
+            respond_json(&mut out, 200, &Value::Array(list))
+        }
         ("/networks/ID", _) => respond_json(&mut out, 200, &network()),
         ("/containers/json", _) => {
             let list: Vec<Value> = containers
@@ -361,9 +379,20 @@ fn version() -> Value {
 }
 
 fn network() -> Value {
+    network_json(NETWORK_ID, NETWORK_NAME, &[SUBNET])
+}
+
+/// A bridge network as Docker lists it, IPv6 enabled, with these subnets
+/// (none: the IPv4 one only).
+pub fn network_json(id: &str, name: &str, ipv6_subnets: &[&str]) -> Value {
+    let mut config = vec![json!({ "Subnet": "203.0.113.64/28", "Gateway": "203.0.113.65" })];
+    config.extend(ipv6_subnets.iter().map(|s| match *s == SUBNET {
+        true => json!({ "Subnet": s, "Gateway": GATEWAY }),
+        false => json!({ "Subnet": s }),
+    }));
     json!({
-        "Name": NETWORK_NAME,
-        "Id": NETWORK_ID,
+        "Name": name,
+        "Id": id,
         "Created": "2024-01-01T00:00:00Z",
         "Scope": "local",
         "Driver": "bridge",
@@ -371,10 +400,7 @@ fn network() -> Value {
         "IPAM": {
             "Driver": "default",
             "Options": {},
-            "Config": [
-                { "Subnet": "203.0.113.64/28", "Gateway": "203.0.113.65" },
-                { "Subnet": SUBNET, "Gateway": GATEWAY }
-            ]
+            "Config": config
         },
         "Internal": false,
         "Attachable": false,
