@@ -169,17 +169,38 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     assert_eq!(code, 1);
     present(&report, "docker-unreachable", "error");
 
-    // daemon.json: "ipv6": true without fixed-cidr-v6 on Docker 20.10, and a broken file.
+    // daemon.json: "ipv6": true without fixed-cidr-v6 is an error before Docker 27 only;
+    // without "ip6tables": false, Docker 27+ turns its IPv6 firewall on; a broken file.
+    let docker28 = lab::Options::default().docker == lab::Docker::V28;
     let bad = dir.join("bad-daemon.json");
     std::fs::write(&bad, r#"{"ipv6": true, "ip6tables": false}"#).unwrap();
     let (code, report) = c.run(&docker.host(), bad.to_str().unwrap());
-    assert_eq!(code, 1);
-    let f = present(&report, "ipv6-without-fixed-cidr-v6", "error");
-    assert!(f["fix"].as_str().unwrap().contains("fixed-cidr-v6"));
+    match docker28 {
+        false => {
+            assert_eq!(code, 1);
+            let f = present(&report, "ipv6-without-fixed-cidr-v6", "error");
+            assert!(f["fix"].as_str().unwrap().contains("fixed-cidr-v6"));
+        }
+        true => absent(&report, "ipv6-without-fixed-cidr-v6"),
+    }
+    std::fs::write(&bad, r#"{"ipv6": true}"#).unwrap();
+    let (_, report) = c.run(&docker.host(), bad.to_str().unwrap());
+    match docker28 {
+        true => {
+            let f = present(&report, "docker-ip6tables", "warning");
+            assert!(f["seen"].as_str().unwrap().contains("by default"), "{f:#}");
+            // /info's FirewallBackend (API 1.49+).
+            let f = present(&report, "docker-firewall-backend", "info");
+            assert!(f["seen"].as_str().unwrap().contains("iptables"), "{f:#}");
+        }
+        false => absent(&report, "docker-ip6tables"),
+    }
     std::fs::write(&bad, r#"{"ipv6": true,"#).unwrap();
     let (_, report) = c.run(&docker.host(), bad.to_str().unwrap());
     present(&report, "daemon-json-unreadable", "warning");
-    absent(&c.now(), "ipv6-without-fixed-cidr-v6");
+    let report = c.now();
+    absent(&report, "ipv6-without-fixed-cidr-v6");
+    absent(&report, "docker-ip6tables");
 
     // A 6to4 subnet.
     docker.docker(&[
@@ -217,7 +238,9 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
 
     // A forward chain with policy drop: the mark line is the fix; with it, no warning.
     c.host("nft add table inet mine");
-    c.host("nft add chain inet mine myforward { type filter hook forward priority 0 ; policy drop ; }");
+    c.host(
+        "nft add chain inet mine myforward { type filter hook forward priority 0 ; policy drop ; }",
+    );
     let f = present(&c.now(), "forward-policy-drop", "warning");
     assert!(
         f["fix"]

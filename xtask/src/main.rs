@@ -184,10 +184,12 @@ fn test(extra: &[String]) -> Result<()> {
 /// (tests/modern_docker.rs) ask for it and ran above.
 const DOCKER_MATRIX: &[&str] = &[
     "attack",
+    "check",
     "converge",
     "docker_source",
     "e2e",
     "lab_smoke",
+    "operators",
     "pid_namespace",
 ];
 
