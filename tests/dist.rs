@@ -2,6 +2,8 @@
 //! has what the daemon relies on; the commented config parses, and its
 //! commented values are the defaults.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,22 +13,6 @@ fn dist(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("dist")
         .join(file)
-}
-
-/// Whether `program` is on PATH; under CI a missing tool is a failure.
-fn require_tool(test: &str, program: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: cannot run: {program} is missing (cargo xtask test installs it)");
-    }
-    eprintln!("SKIPPED {test}: {program} is missing (cargo xtask test installs it)");
-    false
 }
 
 /// `systemd-analyze verify` of `unit` with its ExecStart pointing at
@@ -53,7 +39,7 @@ pub fn verify_unit(unit: &str, binary: &Path, dir: &Path) -> Result<(), String> 
 #[test]
 fn the_unit_verifies_and_has_what_the_daemon_relies_on() {
     let test = "the_unit_verifies_and_has_what_the_daemon_relies_on";
-    if !require_tool(test, "systemd-analyze") {
+    if !common::require_tools(test, &["systemd-analyze"]) {
         return;
     }
     let unit = std::fs::read_to_string(dist("dock6.service")).expect("dist/dock6.service");

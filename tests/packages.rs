@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use dock6_pack::Sources;
 use dock6_pack::debian_root::{CACHE_DIR, fresh_root, in_root, run_in_root};
@@ -21,25 +20,6 @@ fn sources() -> Sources {
         repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         version: env!("CARGO_PKG_VERSION").into(),
     }
-}
-
-/// Whether every program is there; under CI a missing one is a failure.
-fn require_tools(test: &str, programs: &[&str]) -> bool {
-    for program in programs {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if found {
-            continue;
-        }
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: cannot run: {program} is missing (cargo xtask test installs it)");
-        }
-        eprintln!("SKIPPED {test}: {program} is missing (cargo xtask test installs it)");
-        return false;
-    }
-    true
 }
 
 /// `argv` in the root: (success, stdout + stderr).
@@ -76,7 +56,7 @@ impl Drop for Scratch {
 fn the_deb_installs_into_a_clean_debian_root_and_xtask_install_after_it() {
     let test = "the_deb_installs_into_a_clean_debian_root_and_xtask_install_after_it";
     if !common::require_root(test)
-        || !require_tools(test, &["debootstrap", "dpkg-deb", "strip", "unshare"])
+        || !common::require_tools(test, &["debootstrap", "dpkg-deb", "strip", "unshare"])
     {
         return;
     }

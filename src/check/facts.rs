@@ -128,11 +128,9 @@ fn read_daemon_json(path: &Path) -> DaemonJson {
 }
 
 async fn host_facts() -> Result<HostFacts, String> {
-    let (connection, handle, _) = rtnetlink::new_connection().map_err(|e| e.to_string())?;
-    let connection = tokio::spawn(connection);
-    let facts = crate::source::host::host_facts(&handle).await;
-    connection.abort();
-    facts.map_err(|e| e.to_string())
+    crate::source::live::host_facts_now()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A table with what dock6 uses: a NAT66 network with a published port

@@ -291,8 +291,8 @@ fn forward_policy_drop(facts: &Facts) -> Vec<Finding> {
                     c.chain
                 ),
                 false => format!(
-                    "nft insert rule {name} meta mark \\& {mark:#010x} == {mark:#010x} accept \
-                     (in nftables.conf: meta mark & {mark:#010x} == {mark:#010x} accept)"
+                    "nft insert rule {name} 'meta mark & {mark:#010x} == {mark:#010x} accept' \
+                     (and the same line in that chain in /etc/nftables.conf)"
                 ),
             };
             Finding::new(

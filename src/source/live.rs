@@ -2,7 +2,7 @@
 //! plans from: one full Docker snapshot and the host facts of this network
 //! namespace, in the snapshot JSON that `render --snapshot` reads.
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{HostFacts, Snapshot};
 use crate::source::docker::{self, DockerError};
 use crate::source::host::{self, HostFactsError};
 
@@ -18,17 +18,22 @@ pub enum LiveError {
     Table(#[source] crate::apply::ApplyError),
 }
 
+/// This namespace's host facts, over a netlink connection of their own.
+pub async fn host_facts_now() -> Result<HostFacts, LiveError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(LiveError::Netlink)?;
+    let connection = tokio::spawn(connection);
+    let facts = host::host_facts(&handle).await;
+    connection.abort();
+    Ok(facts?)
+}
+
 /// Docker's networks and running containers and the host's facts, read
 /// now. `docker_host` as for `dock6 run` (else `DOCKER_HOST`, else the
 /// default socket).
 pub async fn live_snapshot(docker_host: Option<&str>) -> Result<Snapshot, LiveError> {
     let client = docker::connect(docker_host).await?;
     let state = docker::docker_snapshot(&client).await?;
-    let (connection, handle, _) = rtnetlink::new_connection().map_err(LiveError::Netlink)?;
-    let connection = tokio::spawn(connection);
-    let facts = host::host_facts(&handle).await;
-    connection.abort();
-    let mut host = facts?;
+    let mut host = host_facts_now().await?;
     // Read from dock6's own table, as the agent does at start.
     host.forwarding_enabled_by_dock6 =
         crate::apply::forwarding_enabled_by_dock6().map_err(LiveError::Table)?;

@@ -104,6 +104,13 @@ fn root_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR`, else the workspace's target/.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root_dir().join("target"))
+}
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root_dir());
@@ -301,8 +308,5 @@ fn demo(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "--bin", "dock6"]);
     run(cmd)?;
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root_dir().join("target"));
-    demo::demo(&target.join("debug/dock6"), &options)
+    demo::demo(&target_dir().join("debug/dock6"), &options)
 }

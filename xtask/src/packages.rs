@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 use dock6_pack::Sources;
 
-use crate::{PACKAGES, cargo, install_packages, root_dir, run};
+use crate::{PACKAGES, cargo, install_packages, root_dir, run, target_dir};
 
 /// The release binary, built now.
 fn release_sources() -> Result<Sources> {
@@ -15,11 +15,8 @@ fn release_sources() -> Result<Sources> {
     let mut build = cargo();
     build.args(["build", "--release", "--bin", "dock6"]);
     run(build)?;
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root_dir().join("target"));
     Ok(Sources {
-        binary: target.join("release/dock6"),
+        binary: target_dir().join("release/dock6"),
         repo: root_dir(),
         version: dock6_version()?,
     })

@@ -3,6 +3,10 @@
 //! lets dock6's accept mark through: what `dock6 check` warns about, since
 //! an nftables accept is final only within its own base chain.
 
+use super::docker_signature::{
+    NFTA_DATA_VERDICT, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_IMMEDIATE_DATA, NFTA_LIST_ELEM,
+    NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFTA_VERDICT_CODE,
+};
 use super::{NFT_MSG_GETCHAIN, NFT_MSG_GETRULE, NftError};
 use crate::apply::nfnetlink::codec::{
     self, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFPROTO_IPV6, NFPROTO_UNSPEC, NLM_F_DUMP,
@@ -20,17 +24,8 @@ const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NF_INET_FORWARD: u32 = 2;
 const NF_DROP: u32 = 0;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_META_KEY: u16 = 2;
 const NFT_META_MARK: u32 = 3;
-const NFTA_IMMEDIATE_DATA: u16 = 2;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
 const NF_ACCEPT: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
