@@ -25,8 +25,17 @@ impl Display for Report {
         };
         writeln!(
             f,
-            "\n{} errors, {} warnings: {verdict}",
-            self.errors, self.warnings
+            "\n{}, {}: {verdict}",
+            count(self.errors, "error"),
+            count(self.warnings, "warning")
         )
+    }
+}
+
+/// `1 error`, `2 errors`.
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        _ => format!("{n} {what}s"),
     }
 }
