@@ -104,3 +104,59 @@ fn metrics_on_a_remote_address_are_refused_unless_the_config_allows() {
         "{err}"
     );
 }
+
+/// `dock6 ARGS` as an unprivileged user (nobody, via setpriv when this test runs as root).
+fn dock6_unprivileged(args: &[&str]) -> (Option<i32>, String, String) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut command = match root {
+        true => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_dock6"));
+            c
+        }
+        false => Command::new(env!("CARGO_BIN_EXE_dock6")),
+    };
+    let out = command.args(args).output().expect("run dock6");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn without_root_check_says_what_it_could_not_see_and_status_is_refused() {
+    let (code, out, _) = dock6_unprivileged(&[
+        "check",
+        "--docker-host",
+        "unix:///nonexistent/dock6-docker.sock",
+        "--daemon-json",
+        "/nonexistent/daemon.json",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("error   nftables-unreadable: "), "{out}");
+    // The kernel is not blamed for what a lack of root prevents.
+    assert!(out.contains("warning kernel-unprobed: "), "{out}");
+    assert!(!out.contains("kernel-nftables"), "{out}");
+
+    // A root-only socket: refused with the reason, not taken for "no agent" (exit 3).
+    let dir = std::env::temp_dir().join(format!("dock6-cli-sock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("dock6.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = dock6_unprivileged(&["status", "--socket", socket.to_str().unwrap()]);
+    drop(listener);
+    std::fs::remove_dir_all(&dir).ok();
+    // SAFETY: as above.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("permission denied: dock6 status needs root"),
+            "{err}"
+        );
+    }
+}

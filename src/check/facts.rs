@@ -59,8 +59,9 @@ pub struct Facts {
     pub firewalld: bool,
     /// `chain ip6 filter ufw6-before-forward` (ufw, through ip6tables-nft).
     pub ufw: bool,
-    /// Whether the kernel takes a table like dock6's (NAT, masquerade, maps).
-    pub kernel_table: Result<(), String>,
+    /// Whether the kernel takes a table like dock6's (NAT, masquerade, maps);
+    /// `None` when the probe could not run (no throwaway namespace: not root).
+    pub kernel_table: Option<Result<(), String>>,
     /// `/proc/sys/net/ipv6/conf/all/proxy_ndp` exists.
     pub proxy_ndp: bool,
 }
@@ -92,7 +93,7 @@ pub async fn gather(config: Config, options: &CheckOptions) -> Facts {
         firewalld: crate::apply::nftables::table_exists("firewalld").unwrap_or(false),
         ufw: crate::apply::nftables::ip6_chain_exists("filter", "ufw6-before-forward")
             .unwrap_or(false),
-        kernel_table: crate::apply::probe::kernel_takes(&probe_table()).map_err(|e| e.to_string()),
+        kernel_table: probe_kernel(),
         proxy_ndp: Path::new("/proc/sys/net/ipv6/conf/all/proxy_ndp").exists(),
     }
 }
@@ -131,6 +132,15 @@ async fn host_facts() -> Result<HostFacts, String> {
     crate::source::live::host_facts_now()
         .await
         .map_err(|e| e.to_string())
+}
+
+fn probe_kernel() -> Option<Result<(), String>> {
+    use crate::apply::probe::{ProbeError, kernel_takes};
+    match kernel_takes(&probe_table()) {
+        Ok(()) => Some(Ok(())),
+        Err(ProbeError::Namespace(_)) => None,
+        Err(e) => Some(Err(e.to_string())),
+    }
 }
 
 /// A table with what dock6 uses: a NAT66 network with a published port

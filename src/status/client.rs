@@ -22,6 +22,11 @@ pub enum StatusQueryError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket is root's (mode 0600).
+    #[error(
+        "{path}: permission denied: dock6 status needs root, as the agent's socket is root's only"
+    )]
+    Denied { path: PathBuf },
     #[error("reading the agent's answer at {path}: {source}")]
     Read {
         path: PathBuf,
@@ -38,9 +43,14 @@ pub enum StatusQueryError {
 
 /// The raw JSON the agent at `path` serves, and it parsed.
 pub fn query(path: &Path) -> Result<(String, Status), StatusQueryError> {
-    let stream = UnixStream::connect(path).map_err(|source| StatusQueryError::NoAgent {
-        path: path.to_path_buf(),
-        source,
+    let stream = UnixStream::connect(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::PermissionDenied => StatusQueryError::Denied {
+            path: path.to_path_buf(),
+        },
+        _ => StatusQueryError::NoAgent {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
     let read_error = |source| StatusQueryError::Read {
         path: path.to_path_buf(),
