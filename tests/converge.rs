@@ -8,7 +8,8 @@
 //! The same run shows systemd's watchdog (`NOTIFY_SOCKET`, `WATCHDOG_USEC`
 //! as systemd sets them, a datagram socket of the test's own): `WATCHDOG=1`
 //! is not sent while passes fail, is sent again once they converge, and
-//! goes on while Docker is merely away.
+//! goes on while Docker is merely away; `dock6 status` says Docker is
+//! unreachable then, and counts the reconnect once it is back.
 
 mod common;
 
@@ -36,6 +37,8 @@ fn a_failed_sysctl_is_retried_until_it_converges_without_an_event() {
         "mount --bind {fake} {ACCEPT_RA} && mount -o remount,bind,ro {ACCEPT_RA} && exec \"$0\" \"$@\"",
         fake = fake.display()
     );
+    let status_socket = lab.lab.dir.join("status.sock");
+    let config = format!("status_socket = \"{}\"\n", status_socket.display());
     let notify_path = lab.lab.dir.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
     notify
@@ -46,8 +49,12 @@ fn a_failed_sysctl_is_retried_until_it_converges_without_an_event() {
         // Pinged every 250 ms while healthy.
         ("WATCHDOG_USEC", "500000"),
     ];
-    let mut agent =
-        Agent::start_wrapped_env(&lab, "", &["unshare", "--mount", "sh", "-c", &script], &env);
+    let mut agent = Agent::start_wrapped_env(
+        &lab,
+        &config,
+        &["unshare", "--mount", "sh", "-c", &script],
+        &env,
+    );
     agent.wait_for_log("eth0.accept_ra", PROMPTLY);
     agent.wait_for_log("retrying", PROMPTLY);
     let early = queued(&notify);
@@ -126,6 +133,49 @@ fn a_failed_sysctl_is_retried_until_it_converges_without_an_event() {
         "pinged while Docker is away: {away:?}"
     );
     assert!(agent.is_running());
+    let away = status(&lab, &status_socket);
+    assert_eq!(away["docker"]["state"], "unreachable", "{away:#}");
+    assert!(
+        away["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Docker unreachable since")),
+        "{away:#}"
+    );
+
+    // Docker back: status counts the reconnect.
+    let options = lab.options.clone();
+    lab.lab.start_docker(&options).expect("start dockerd again");
+    let deadline = Instant::now() + PROMPTLY;
+    let back = loop {
+        let now = status(&lab, &status_socket);
+        if now["docker"]["state"] == "connected" || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(back["docker"]["state"], "connected", "{back:#}");
+    assert_eq!(back["counters"]["docker_reconnects"], 1, "{back:#}");
+}
+
+/// `dock6 status --json` of the agent at `socket`.
+fn status(lab: &DockerLab, socket: &std::path::Path) -> serde_json::Value {
+    let out = lab
+        .in_host(env!("CARGO_BIN_EXE_dock6"))
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .expect("dock6 status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
 /// The datagrams that arrive on `socket` within `window`.

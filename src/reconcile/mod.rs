@@ -191,7 +191,9 @@ impl Loop {
             let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(update) = inputs.docker.recv() => {
-                    self.shown.docker_update(&update);
+                    if self.shown.docker_update(&update) {
+                        self.shown.publish(self.transactions);
+                    }
                     if self.view.apply(update) {
                         due.get_or_insert_with(soon);
                     }

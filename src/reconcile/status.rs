@@ -21,6 +21,8 @@ pub(super) struct Shown {
     docker_ever_connected: bool,
     /// What the current pass could not do (filled as it goes).
     pass_errors: Vec<String>,
+    /// What the last pass could not do.
+    last_errors: Vec<String>,
     /// Transactions already counted in the metrics.
     transactions_counted: u64,
     table: String,
@@ -50,13 +52,14 @@ impl Shown {
             transactions_counted: 0,
             docker_ever_connected: false,
             pass_errors: Vec::new(),
+            last_errors: Vec::new(),
             table: "none".into(),
             warnings: Vec::new(),
         }
     }
 
-    /// Docker's connection state from the watcher's updates; true when this
-    /// one is a reconnect.
+    /// Docker's connection state from the watcher's updates; true when it
+    /// changed (the loop publishes it then, without waiting for a pass).
     pub fn docker_update(&mut self, update: &DockerUpdate) -> bool {
         let (state, reconnect) = match update {
             DockerUpdate::Full { .. } => ("connected", self.status.docker.state == "unreachable"),
@@ -77,13 +80,14 @@ impl Shown {
             self.status.counters.docker_reconnects += 1;
             self.metrics.docker_reconnects.inc();
         }
-        if self.status.docker.state != state {
-            self.status.docker = DockerStatus {
-                state: state.into(),
-                since: Some(rfc3339(SystemTime::now())),
-            };
+        if self.status.docker.state == state {
+            return false;
         }
-        reconnect
+        self.status.docker = DockerStatus {
+            state: state.into(),
+            since: Some(rfc3339(SystemTime::now())),
+        };
+        true
     }
 
     pub fn firewall(&mut self, seen: &DockerFirewall) {
@@ -171,6 +175,12 @@ impl Shown {
             result: result.into(),
             table: std::mem::replace(&mut self.table, "none".into()),
         });
+        self.last_errors = std::mem::take(&mut self.pass_errors);
+    }
+
+    /// Problems still standing: the plan's warnings, Docker not answering,
+    /// what the last pass could not apply.
+    fn problems(&self) -> Vec<Problem> {
         let mut problems = self.warnings.clone();
         let docker = match (
             self.docker_ever_connected,
@@ -187,15 +197,11 @@ impl Shown {
             level: "warning".into(),
             text,
         }));
-        problems.extend(
-            std::mem::take(&mut self.pass_errors)
-                .into_iter()
-                .map(|text| Problem {
-                    level: "error".into(),
-                    text,
-                }),
-        );
-        self.status.problems = problems;
+        problems.extend(self.last_errors.iter().map(|text| Problem {
+            level: "error".into(),
+            text: text.clone(),
+        }));
+        problems
     }
 
     pub fn publish(&mut self, transactions: u64) {
@@ -205,6 +211,7 @@ impl Shown {
         self.transactions_counted = transactions;
         let mut status = self.status.clone();
         status.counters.transactions = transactions;
+        status.problems = self.problems();
         *self.board.write().unwrap_or_else(|e| e.into_inner()) = status;
     }
 }
