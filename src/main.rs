@@ -236,7 +236,21 @@ fn render_diff(
     };
     let plan = plan::plan(&config.policy, &snapshot);
     let kernel = dock6::apply::listing::kernel_listing()?;
-    let planned = dock6::apply::listing::planned_listing(&plan.ruleset)?;
+    // As a companion of Docker's own IPv6 firewall, dock6 keeps no table at all.
+    let companion = dock6::apply::nftables::docker_ip6_firewall()?;
+    let planned = match companion.is_on() {
+        true => {
+            eprintln!(
+                "dock6: Docker's own IPv6 firewall is on ({}): as its companion dock6 keeps no table",
+                match &companion {
+                    dock6::apply::DockerFirewall::On(signature) => signature.as_str(),
+                    _ => "",
+                }
+            );
+            String::new()
+        }
+        false => dock6::apply::listing::planned_listing(&plan.ruleset)?,
+    };
     match dock6::nft::listing_diff(&kernel, &planned) {
         None => {
             println!("table inet dock6 in the kernel is what the plan says: nothing to change");
