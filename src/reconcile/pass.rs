@@ -88,7 +88,7 @@ impl Loop {
         match result {
             Ok(report) => {
                 let converged = self.log_failures(&report);
-                self.shown.table_action_companion();
+                self.shown.table_note("removed (companion)");
                 info!(
                     containers = self.view.container_count(),
                     "reconciled (companion: sysctls and proxy-NDP only)"
@@ -234,9 +234,13 @@ impl Loop {
         match result {
             Ok(true) => {
                 self.transactions += 1;
+                self.shown.table_note("fail-closed table installed");
                 info!("no Docker snapshot yet and no table: installed the fail-closed table");
             }
-            Ok(false) => info!("no Docker snapshot yet: keeping the table already in the kernel"),
+            Ok(false) => {
+                self.shown.table_note("kept from an earlier run");
+                info!("no Docker snapshot yet: keeping the table already in the kernel")
+            }
             Err(e) => {
                 error!("{e}");
                 return false;

@@ -141,8 +141,9 @@ impl Shown {
         self.metrics.tamper_restores.inc();
     }
 
-    pub fn table_action_companion(&mut self) {
-        self.table = "removed (companion)".into();
+    /// What the pass did to the table, where it was no plan's apply.
+    pub fn table_note(&mut self, note: &str) {
+        self.table = note.into();
     }
 
     pub fn table_action(&mut self, action: Option<TableAction>) {

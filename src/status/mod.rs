@@ -106,7 +106,8 @@ pub struct PassStatus {
     /// (no snapshot yet: the fail-closed or the earlier table stays).
     pub result: String,
     /// What the table got: `replaced`, `N element changes`, `unchanged`,
-    /// `removed (companion)`, or `none`.
+    /// `removed (companion)`, `fail-closed table installed`, `kept from an
+    /// earlier run`, or `none`.
     pub table: String,
 }
 

@@ -36,9 +36,11 @@ const PACKAGES: &[&str] = &[
     "conntrack",
     // systemd-analyze, to verify the shipped unit (tests/dist.rs).
     "systemd",
-    // The .deb (dpkg-deb is in dpkg), a stripped binary, a clean Debian root to install it into.
+    // The .deb (dpkg-deb is in dpkg), a stripped binary, a clean Debian root to install it
+    // into, and systemd-nspawn to boot that root and start the unit under systemd.
     "binutils",
     "debootstrap",
+    "systemd-container",
 ];
 
 fn main() -> ExitCode {
