@@ -37,8 +37,7 @@ fn a_failed_sysctl_is_retried_until_it_converges_without_an_event() {
         "mount --bind {fake} {ACCEPT_RA} && mount -o remount,bind,ro {ACCEPT_RA} && exec \"$0\" \"$@\"",
         fake = fake.display()
     );
-    let status_socket = lab.lab.dir.join("status.sock");
-    let config = format!("status_socket = \"{}\"\n", status_socket.display());
+    let status_socket = common::agent::status_socket(&lab.lab.dir);
     let notify_path = lab.lab.dir.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
     notify
@@ -51,7 +50,7 @@ fn a_failed_sysctl_is_retried_until_it_converges_without_an_event() {
     ];
     let mut agent = Agent::start_wrapped_env(
         &lab,
-        &config,
+        "",
         &["unshare", "--mount", "sh", "-c", &script],
         &env,
     );

@@ -109,12 +109,9 @@ fn an_operator_on_a_live_docker_host() {
 
 /// `dock6 status` while `dock6 run` runs, and after it stopped.
 fn status_of_a_running_agent(lab: &DockerLab, web1: &str) {
-    let socket = lab.lab.dir.join("status.sock");
-    let config = format!(
-        "status_socket = \"{}\"\nmetrics_address = \"127.0.0.1:9586\"\n",
-        socket.display()
-    );
-    let mut agent = Agent::start(lab, &config);
+    let socket = common::agent::status_socket(&lab.lab.dir);
+    let config = "metrics_address = \"127.0.0.1:9586\"\n";
+    let mut agent = Agent::start(lab, config);
     agent.wait_for_log("reconciled", PROMPTLY);
     let status = |args: &[&str]| {
         let mut all = vec!["status", "--socket", socket.to_str().unwrap()];

@@ -32,6 +32,9 @@ fn run_dock6(
     let child = command
         .args(["run", "--docker-host", docker_host, "--config"])
         .arg(&config_path)
+        // Never the machine's /run/dock6/dock6.sock: a socket of the test's own.
+        .arg("--status-socket")
+        .arg(status_socket(dir))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .envs(env.iter().copied())
@@ -41,6 +44,11 @@ fn run_dock6(
         .spawn()
         .expect("start dock6 run");
     (child, log)
+}
+
+/// Where an agent started in `dir` serves `dock6 status`.
+pub fn status_socket(dir: &Path) -> PathBuf {
+    dir.join("status.sock")
 }
 
 impl Agent {
