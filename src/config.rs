@@ -4,7 +4,7 @@
 //! anything is programmed.
 
 use std::collections::BTreeMap;
-use std::net::Ipv6Addr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +27,12 @@ pub struct Config {
     pub policy: Policy,
     pub resync_interval: Duration,
     pub host_facts_grace: Duration,
+    /// Where the agent serves `dock6 status` (mode 0600).
+    pub status_socket: PathBuf,
+    /// Where the agent serves Prometheus metrics (`http://ADDR/metrics`);
+    /// off when `None`. Loopback only unless `metrics_allow_remote`.
+    pub metrics_address: Option<SocketAddr>,
+    pub metrics_allow_remote: bool,
 }
 
 impl Default for Config {
@@ -35,6 +41,9 @@ impl Default for Config {
             policy: Policy::default(),
             resync_interval: DEFAULT_RESYNC,
             host_facts_grace: DEFAULT_HOST_FACTS_GRACE,
+            status_socket: PathBuf::from(crate::status::DEFAULT_SOCKET),
+            metrics_address: None,
+            metrics_allow_remote: false,
         }
     }
 }
@@ -65,6 +74,9 @@ struct RawConfig {
     host_facts_grace: Option<Spanned<String>>,
     accept_mark: Option<Spanned<i64>>,
     na_source: Option<Spanned<String>>,
+    status_socket: Option<Spanned<String>>,
+    metrics_address: Option<Spanned<String>>,
+    metrics_allow_remote: Option<Spanned<bool>>,
     #[serde(default)]
     networks: BTreeMap<String, RawNetwork>,
 }
@@ -141,6 +153,18 @@ impl Config {
                     format!("{:?} is not \"link-local\" or \"target\"", source.get_ref()),
                 )
             })?;
+        }
+        if let Some(socket) = raw.status_socket {
+            config.status_socket = parse_socket_path(socket.get_ref())
+                .map_err(|m| invalid(Some(socket.span()), Some("status_socket".into()), m))?;
+        }
+        if let Some(allow) = raw.metrics_allow_remote {
+            config.metrics_allow_remote = allow.into_inner();
+        }
+        if let Some(address) = raw.metrics_address {
+            let parsed = parse_metrics_address(address.get_ref(), config.metrics_allow_remote)
+                .map_err(|m| invalid(Some(address.span()), Some("metrics_address".into()), m))?;
+            config.metrics_address = Some(parsed);
         }
         for (name, net) in raw.networks {
             if let Some(prefix) = net.prefix {
@@ -233,6 +257,29 @@ fn parse_mark(value: i64) -> Result<u32, String> {
             "{value:#x} is not a single mark bit (a power of two below 2^32, e.g. 0x04000000)"
         )),
     }
+}
+
+fn parse_socket_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if !path.is_absolute() || path.file_name().is_none() {
+        return Err(format!("{text:?} is not an absolute path to a socket file"));
+    }
+    Ok(path)
+}
+
+/// `ADDR:PORT`; an address other than loopback needs `allow_remote`: the
+/// metrics name containers and addresses, and the endpoint has no auth.
+pub fn parse_metrics_address(text: &str, allow_remote: bool) -> Result<SocketAddr, String> {
+    let address: SocketAddr = text.parse().map_err(|_| {
+        format!("{text:?} is not ADDRESS:PORT like \"127.0.0.1:9586\" or \"[::1]:9586\"")
+    })?;
+    if !address.ip().is_loopback() && !allow_remote {
+        return Err(format!(
+            "{address} is not a loopback address: metrics are served without authentication; \
+             set metrics_allow_remote = true to serve them there"
+        ));
+    }
+    Ok(address)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -414,6 +461,31 @@ mod tests {
         assert!(
             e.starts_with("/etc/dock6/dock6.toml:2: key `na_source`: \"global\" is not"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn status_socket_and_metrics_address() {
+        let c = parse("status_socket = \"/tmp/x/dock6.sock\"\nmetrics_address = \"[::1]:9586\"\n")
+            .unwrap();
+        assert_eq!(c.status_socket, Path::new("/tmp/x/dock6.sock"));
+        assert_eq!(c.metrics_address, Some("[::1]:9586".parse().unwrap()));
+        assert!(
+            error("status_socket = \"dock6.sock\"")
+                .contains("key `status_socket`: \"dock6.sock\" is not an absolute path")
+        );
+        assert!(
+            error("uplink = \"eth0\"\nmetrics_address = \"0.0.0.0:9586\"").starts_with(
+                "/etc/dock6/dock6.toml:2: key `metrics_address`: 0.0.0.0:9586 is not a loopback address"
+            )
+        );
+        assert!(error("metrics_address = \"localhost\"").contains("is not ADDRESS:PORT"));
+        let remote =
+            parse("metrics_address = \"[2001:db8::1]:9586\"\nmetrics_allow_remote = true\n")
+                .unwrap();
+        assert_eq!(
+            remote.metrics_address,
+            Some("[2001:db8::1]:9586".parse().unwrap())
         );
     }
 

@@ -5,6 +5,7 @@
 
 pub mod agent_lock;
 pub mod apply;
+pub mod check;
 pub mod config;
 pub mod nft;
 pub mod plan;
@@ -12,4 +13,5 @@ pub mod privileges;
 pub mod reconcile;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod text;

@@ -1,3 +1,4 @@
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use dock6::apply::{
 use dock6::config::Config;
 use dock6::plan;
 use dock6::reconcile::RunOptions;
+use dock6::source::live::live_snapshot as live_snapshot_of;
 use dock6::source::load_snapshot;
 
 /// dock6 gives Docker containers real IPv6: forwarding sysctls, NAT66, NDP
@@ -24,17 +26,45 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Preflight the host as it is: Docker, daemon.json, the uplink, other firewalls, the kernel.
+    /// Each finding says what was seen, why it matters and the fix. Exit 1 with errors.
+    Check {
+        /// Print the findings as JSON (stable; documented in README.md).
+        #[arg(long)]
+        json: bool,
+        /// Config file (default: /etc/dock6/dock6.toml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Docker endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
+        #[arg(long)]
+        docker_host: Option<String>,
+        /// Docker's daemon.json (default: /etc/docker/daemon.json).
+        #[arg(long)]
+        daemon_json: Option<PathBuf>,
+    },
     /// Print the plan (ruleset, proxy-NDP entries, sysctls) for a snapshot; touches nothing.
     Render {
-        /// Snapshot JSON (schema in README.md).
-        #[arg(long, required_unless_present = "bootstrap")]
+        /// Snapshot JSON (schema in README.md); with --diff the default is the live view.
+        #[arg(long, required_unless_present_any = ["bootstrap", "diff"])]
         snapshot: Option<PathBuf>,
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Print the fail-closed table installed before the first Docker snapshot instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "diff")]
         bootstrap: bool,
+        /// Compare the plan with the table in the kernel: `+`/`-` lines, exit 1 when they differ.
+        #[arg(long)]
+        diff: bool,
+        /// Docker endpoint for the live view of --diff (default: $DOCKER_HOST, else the default socket).
+        #[arg(long, requires = "diff", conflicts_with = "snapshot")]
+        docker_host: Option<String>,
+    },
+    /// Print the live Docker view and host facts as the snapshot JSON `render --snapshot` reads.
+    Snapshot {
+        /// Docker endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
+        #[arg(long)]
+        docker_host: Option<String>,
     },
     /// Plan a snapshot and program the kernel: the table, the sysctls, the proxy-NDP entries.
     Apply {
@@ -44,8 +74,9 @@ enum Command {
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Apply once and exit (required: `dock6 run` is the agent that keeps applying).
-        #[arg(long)]
+        /// Accepted for older scripts: `apply` always applies once and exits
+        /// (`dock6 run` is the agent that keeps applying).
+        #[arg(long, hide = true)]
         once: bool,
     },
     /// Run the agent: watch Docker and the host, keep the kernel in step.
@@ -56,21 +87,45 @@ enum Command {
         /// Docker endpoint, e.g. unix:///run/docker.sock (default: $DOCKER_HOST, else the default socket).
         #[arg(long)]
         docker_host: Option<String>,
+        /// Where to serve `dock6 status` (default: config `status_socket`, else /run/dock6/dock6.sock).
+        #[arg(long)]
+        status_socket: Option<PathBuf>,
+        /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9586 (default: config
+        /// `metrics_address`, else off). Loopback only unless the config allows remote.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+    },
+    /// Ask the running agent what it did: Docker, mode, networks, containers, last pass, problems.
+    /// Exit 3 when no agent answers.
+    Status {
+        /// Print the agent's JSON as it is (stable; documented in README.md).
+        #[arg(long)]
+        json: bool,
+        /// The agent's socket (default: config `status_socket`, else /run/dock6/dock6.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Config file naming `status_socket` (default: /etc/dock6/dock6.toml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Remove everything dock6 made: its table and its proxy-NDP entries (sysctls are left as they are).
     Cleanup,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    // Under systemd stderr goes to the journal, which stamps each line itself.
+    match std::env::var_os("JOURNAL_STREAM").is_some() {
+        true => logs.without_time().init(),
+        false => logs.init(),
+    }
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("dock6: {e:#}");
             ExitCode::FAILURE
@@ -78,33 +133,59 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |()| ExitCode::SUCCESS;
     match cli.command {
+        Command::Check {
+            json,
+            config,
+            docker_host,
+            daemon_json,
+        } => check(
+            json,
+            config,
+            dock6::check::CheckOptions {
+                docker_host,
+                daemon_json,
+            },
+        ),
+        Command::Render {
+            diff: true,
+            snapshot,
+            config,
+            docker_host,
+            ..
+        } => render_diff(snapshot, config, docker_host),
         Command::Render {
             snapshot,
             config,
             bootstrap,
-        } => render(snapshot, config, bootstrap),
+            ..
+        } => render(snapshot, config, bootstrap).map(done),
+        Command::Snapshot { docker_host } => print_live_snapshot(docker_host).map(done),
         Command::Run {
             config,
             docker_host,
+            status_socket,
+            metrics,
         } => agent(RunOptions {
             config_path: config,
             docker_host,
-        }),
+            status_socket,
+            metrics_address: metrics,
+        })
+        .map(done),
+        Command::Status {
+            json,
+            socket,
+            config,
+        } => show_status(json, socket, config),
         Command::Apply {
             snapshot,
             config,
-            once,
-        } => {
-            if !once {
-                anyhow::bail!(
-                    "`dock6 apply` applies once: pass --once (`dock6 run` keeps the kernel in step with Docker)"
-                );
-            }
-            apply_once(&snapshot, config)
-        }
-        Command::Cleanup => remove_everything(),
+            once: _,
+        } => apply_once(&snapshot, config).map(done),
+        Command::Cleanup => remove_everything().map(done),
     }
 }
 
@@ -121,6 +202,112 @@ fn render(
     let snapshot = load_snapshot(&snapshot.context("--snapshot is required")?)?;
     print!("{}", plan::plan(&config.policy, &snapshot));
     Ok(())
+}
+
+/// A runtime for the one-shot commands that talk to Docker.
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn live_snapshot(docker_host: Option<String>) -> anyhow::Result<dock6::snapshot::Snapshot> {
+    let snapshot = small_runtime()?.block_on(live_snapshot_of(docker_host.as_deref()))?;
+    Ok(snapshot)
+}
+
+fn print_live_snapshot(docker_host: Option<String>) -> anyhow::Result<()> {
+    let snapshot = live_snapshot(docker_host)?;
+    println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    Ok(())
+}
+
+/// Exit 0 when the kernel's table is what the plan says, 1 when not.
+fn render_diff(
+    snapshot: Option<PathBuf>,
+    config: Option<PathBuf>,
+    docker_host: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let snapshot = match snapshot {
+        Some(path) => load_snapshot(&path)?,
+        None => live_snapshot(docker_host)?,
+    };
+    let plan = plan::plan(&config.policy, &snapshot);
+    let kernel = dock6::apply::listing::kernel_listing()?;
+    // As a companion of Docker's own IPv6 firewall, dock6 keeps no table at all.
+    let companion = dock6::apply::nftables::docker_ip6_firewall()?;
+    let planned = match companion.is_on() {
+        true => {
+            eprintln!(
+                "dock6: Docker's own IPv6 firewall is on ({}): as its companion dock6 keeps no table",
+                match &companion {
+                    dock6::apply::DockerFirewall::On(signature) => signature.as_str(),
+                    _ => "",
+                }
+            );
+            String::new()
+        }
+        false => dock6::apply::listing::planned_listing(&plan.ruleset)?,
+    };
+    match dock6::nft::listing_diff(&kernel, &planned) {
+        None => {
+            println!("table inet dock6 in the kernel is what the plan says: nothing to change");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(diff) => {
+            print!("{diff}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Exit 0 without errors, 1 with.
+fn check(
+    json: bool,
+    config: Option<PathBuf>,
+    options: dock6::check::CheckOptions,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let facts = small_runtime()?.block_on(dock6::check::gather(config, &options));
+    let report = dock6::check::Report::new(dock6::check::findings(&facts));
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{report}"),
+    }
+    Ok(match report.errors {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// What `dock6 status` exits with when no agent answers.
+const NO_AGENT: u8 = 3;
+
+fn show_status(
+    json: bool,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let socket = match socket {
+        Some(path) => path,
+        None => Config::load(config.as_deref())?.status_socket,
+    };
+    match dock6::status::query(&socket) {
+        Ok((raw, status)) => {
+            match json {
+                true => println!("{}", raw.trim_end()),
+                false => print!("{status}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ dock6::status::StatusQueryError::NoAgent { .. }) => {
+            eprintln!("dock6: {e}: no agent is running (start it with `systemctl start dock6`)");
+            Ok(ExitCode::from(NO_AGENT))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn agent(options: RunOptions) -> anyhow::Result<()> {

@@ -38,12 +38,17 @@ fn cleanup_and_a_second_agent_refuse_while_an_agent_runs() {
     notify
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
+    // Never the machine's /run/dock6/dock6.sock.
+    let status_socket =
+        std::env::temp_dir().join(format!("dock6-lock-status-{}.sock", std::process::id()));
     let run_args = [
         "run",
         "--docker-host",
         "unix:///nonexistent/docker.sock",
         "--config",
         &empty_config(),
+        "--status-socket",
+        status_socket.to_str().expect("utf-8 temp dir"),
     ];
     let mut agent = dock6_in(&ns, &run_args)
         .env("NOTIFY_SOCKET", &notify_path)

@@ -6,12 +6,14 @@ mod error;
 mod fake;
 mod forwarding;
 mod kernel;
+pub mod listing;
 pub mod ndisc;
 pub mod ndp;
 pub mod ndp_responder;
 pub(crate) mod nfnetlink;
 pub mod nftables;
 mod pass;
+pub mod probe;
 pub mod routes;
 pub mod sysctl;
 

@@ -75,27 +75,56 @@ impl ApplyReport {
     /// One line per part that failed or was skipped (per-entry proxy-NDP
     /// failures included); empty when the kernel holds the whole plan.
     pub fn failures(&self) -> Vec<String> {
+        self.failures_by_kind()
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect()
+    }
+
+    /// The same, each with the kind of part (`table`, `sysctl`,
+    /// `proxy_ndp`, `host_route`, `conntrack`), as the metrics count them.
+    pub fn failures_by_kind(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(p) = self.table.as_ref().and_then(Part::problem) {
-            out.push(format!("table: {p}"));
+            out.push(("table", format!("table: {p}")));
         }
         for s in &self.sysctls {
             match &s.outcome {
                 // The error names the sysctl already.
-                Part::Failed(e) => out.push(e.to_string()),
-                other => out.extend(other.problem().map(|p| format!("sysctl {}: {p}", s.key))),
+                Part::Failed(e) => out.push(("sysctl", e.to_string())),
+                other => out.extend(
+                    other
+                        .problem()
+                        .map(|p| ("sysctl", format!("sysctl {}: {p}", s.key))),
+                ),
             }
         }
         match &self.proxies {
-            Part::Done(r) => out.extend(r.errors.iter().map(|e| format!("proxy-NDP: {e}"))),
-            other => out.extend(other.problem().map(|p| format!("proxy-NDP entries: {p}"))),
+            Part::Done(r) => out.extend(
+                r.errors
+                    .iter()
+                    .map(|e| ("proxy_ndp", format!("proxy-NDP: {e}"))),
+            ),
+            other => out.extend(
+                other
+                    .problem()
+                    .map(|p| ("proxy_ndp", format!("proxy-NDP entries: {p}"))),
+            ),
         }
         match &self.routes {
-            Part::Done(r) => out.extend(r.errors.iter().map(|e| format!("host route: {e}"))),
-            other => out.extend(other.problem().map(|p| format!("host routes: {p}"))),
+            Part::Done(r) => out.extend(
+                r.errors
+                    .iter()
+                    .map(|e| ("host_route", format!("host route: {e}"))),
+            ),
+            other => out.extend(
+                other
+                    .problem()
+                    .map(|p| ("host_route", format!("host routes: {p}"))),
+            ),
         }
         if let Some(p) = self.conntrack.as_ref().and_then(Part::problem) {
-            out.push(format!("conntrack deletes: {p}"));
+            out.push(("conntrack", format!("conntrack deletes: {p}")));
         }
         out
     }

@@ -7,12 +7,14 @@
 
 mod builder;
 mod diff;
+mod listing_diff;
 mod render;
 #[doc(hidden)]
 pub mod samples;
 
 pub use builder::{RuleBuilder, rule};
 pub use diff::{ElementChange, TableDiff, diff};
+pub use listing_diff::listing_diff;
 
 pub use render::render_net;
 

@@ -32,6 +32,8 @@ pub(super) struct Inputs {
     pub sighup: Signal,
     pub sigterm: Signal,
     pub sigint: Signal,
+    /// Ticks at half systemd's `WatchdogSec=` when the unit has a watchdog.
+    pub watchdog: Option<Interval>,
 }
 
 impl Inputs {
@@ -74,6 +76,10 @@ impl Inputs {
             sighup: signal(SignalKind::hangup()).map_err(RunError::Signal)?,
             sigterm: signal(SignalKind::terminate()).map_err(RunError::Signal)?,
             sigint: signal(SignalKind::interrupt()).map_err(RunError::Signal)?,
+            watchdog: sd_notify::watchdog_enabled().map(|period| {
+                let half = (period / 2).max(Duration::from_millis(10));
+                tokio::time::interval(half)
+            }),
         };
         Ok((inputs, handle))
     }
@@ -106,6 +112,16 @@ pub(super) async fn next_nft_change(
                 *monitor = None;
             }
             change
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next watchdog tick, or never without a watchdog.
+pub(super) async fn next_watchdog_tick(watchdog: &mut Option<Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
         }
         None => std::future::pending().await,
     }

@@ -8,8 +8,11 @@ mod docker;
 mod host_grace;
 mod inputs;
 mod kernel_thread;
+mod metrics;
 mod pass;
 mod retry;
+mod status;
+mod status_server;
 mod view;
 
 use std::path::PathBuf;
@@ -26,7 +29,7 @@ use crate::config::{Config, ConfigError};
 use crate::nft::Table;
 use crate::plan::Note;
 use host_grace::HostGrace;
-use inputs::{Inputs, next_nft_change};
+use inputs::{Inputs, next_nft_change, next_watchdog_tick};
 pub use kernel_thread::{KernelThread, KernelThreadError};
 pub use retry::Backoff;
 pub use view::{DockerUpdate, DockerView};
@@ -38,6 +41,11 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     pub docker_host: Option<String>,
+    /// Overrides the config's `status_socket`.
+    pub status_socket: Option<PathBuf>,
+    /// Overrides the config's `metrics_address` (loopback only unless the
+    /// config has `metrics_allow_remote = true`).
+    pub metrics_address: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +60,10 @@ pub enum RunError {
     Kernel(#[from] ApplyError),
     #[error(transparent)]
     Lock(#[from] crate::agent_lock::LockError),
+    #[error("--metrics: {0}")]
+    MetricsFlag(String),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     /// Ends the process: systemd (`Restart=always`) starts a fresh one.
     #[error("{0}; exiting so that a fresh dock6 takes over")]
     KernelThread(#[source] KernelThreadError),
@@ -76,9 +88,14 @@ struct Loop {
     /// Last good host facts standing in for ones that vanished for a moment.
     host_grace: HostGrace,
     notes: Vec<Note>,
+    /// What `dock6 status` and the metrics show.
+    shown: status::Shown,
     passes: u64,
     /// systemd has been told the agent is ready.
     ready: bool,
+    /// The last pass converged (true before the first): the watchdog is
+    /// pinged only then. Docker being away does not fail a pass.
+    last_pass_converged: bool,
     transactions: u64,
     bootstrap_checked: bool,
     /// What was last seen of Docker's own IPv6 firewall (`On`: dock6 runs
@@ -92,9 +109,27 @@ struct Loop {
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let config = Config::load(options.config_path.as_deref())?;
+    let metrics_address = match &options.metrics_address {
+        Some(text) => Some(
+            crate::config::parse_metrics_address(text, config.metrics_allow_remote)
+                .map_err(RunError::MetricsFlag)?,
+        ),
+        None => config.metrics_address,
+    };
     let _lock = crate::agent_lock::acquire()?;
     let (mut inputs, handle) = Inputs::open(&options, &config)?;
+    let socket_path = options
+        .status_socket
+        .clone()
+        .unwrap_or_else(|| config.status_socket.clone());
     let mut state = Loop::start(options.config_path, config, handle).await?;
+    // Without its socket the agent still does its job; `dock6 status` then says no agent answers.
+    let _socket = status_server::serve(&socket_path, state.shown.board.clone())
+        .map_err(|e| error!("{e}: dock6 status is not served"))
+        .ok();
+    if let Some(address) = metrics_address {
+        metrics::serve(address, state.shown.metrics.clone()).await?;
+    }
     state.serve(&mut inputs).await?;
     info!(
         passes = state.passes,
@@ -122,8 +157,10 @@ impl Loop {
             retry: Backoff::default(),
             host_grace: HostGrace::default(),
             notes: Vec::new(),
+            shown: status::Shown::new(),
             passes: 0,
             ready: false,
+            last_pass_converged: true,
             transactions: 0,
             bootstrap_checked: false,
             firewall: None,
@@ -154,6 +191,9 @@ impl Loop {
             let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(update) = inputs.docker.recv() => {
+                    if self.shown.docker_update(&update) {
+                        self.shown.publish(self.transactions);
+                    }
                     if self.view.apply(update) {
                         due.get_or_insert_with(soon);
                     }
@@ -179,12 +219,17 @@ impl Loop {
                     self.replace_next = true;
                     due.get_or_insert_with(soon);
                 }
+                _ = next_watchdog_tick(&mut inputs.watchdog) => self.ping_watchdog(),
                 _ = inputs.sigterm.recv() => return Ok(()),
                 _ = inputs.sigint.recv() => return Ok(()),
                 _ = tokio::time::sleep_until(deadline), if due.is_some() => {
                     self.passes += 1;
                     let span = info_span!("reconcile", pass = self.passes);
+                    let started = Instant::now();
                     let converged = self.pass().instrument(span).await;
+                    self.shown.pass_done(self.passes, started.elapsed(), converged, self.view.synced);
+                    self.shown.publish(self.transactions);
+                    self.last_pass_converged = converged;
                     self.notify_ready();
                     due = self.next_due(converged);
                 }
@@ -216,6 +261,7 @@ impl Loop {
                         "table inet dock6 was changed by {} (pid {}): restoring it",
                         generation.comm, generation.pid
                     );
+                    self.shown.tamper_restore();
                     self.force_restore();
                 }
                 foreign
@@ -248,6 +294,18 @@ impl Loop {
         self.ready = true;
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             warn!("cannot notify systemd: {e}");
+        }
+    }
+
+    /// `WATCHDOG=1` while passes converge: a loop that is stuck, or whose
+    /// passes keep failing for `WatchdogSec=`, is restarted by systemd.
+    fn ping_watchdog(&self) {
+        if !self.last_pass_converged {
+            debug!("watchdog not pinged: the last pass did not converge");
+            return;
+        }
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+            warn!("cannot ping systemd's watchdog: {e}");
         }
     }
 

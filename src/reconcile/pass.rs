@@ -38,7 +38,9 @@ impl Loop {
             return false;
         };
         host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
-        let plan = plan::plan(&self.config.policy, &self.view.snapshot(host));
+        let snapshot = self.view.snapshot(host);
+        let plan = plan::plan(&self.config.policy, &snapshot);
+        self.shown.plan(&plan, &snapshot.containers);
         self.log_new_notes(&plan.notes);
         let (companion, certain) = self.check_docker_firewall().await;
         let converged = match companion {
@@ -55,6 +57,7 @@ impl Loop {
             Ok(host) => host,
             Err(e) => {
                 warn!("{e}; keeping what the kernel has");
+                self.shown.error("host_facts", e.to_string());
                 return None;
             }
         };
@@ -84,7 +87,8 @@ impl Loop {
             .await;
         match result {
             Ok(report) => {
-                let converged = log_failures(&report);
+                let converged = self.log_failures(&report);
+                self.shown.table_note("removed (companion)");
                 info!(
                     containers = self.view.container_count(),
                     "reconciled (companion: sysctls and proxy-NDP only)"
@@ -93,6 +97,7 @@ impl Loop {
             }
             Err(e) => {
                 error!("{e}");
+                self.shown.error("kernel", e.to_string());
                 false
             }
         }
@@ -118,6 +123,7 @@ impl Loop {
             Ok((report, ruleset)) => self.after_table_pass(report, ruleset),
             Err(e) => {
                 error!("{e}");
+                self.shown.error("kernel", e.to_string());
                 self.replace_next = true;
                 false
             }
@@ -125,7 +131,8 @@ impl Loop {
     }
 
     fn after_table_pass(&mut self, report: ApplyReport, ruleset: Table) -> bool {
-        let converged = log_failures(&report);
+        let converged = self.log_failures(&report);
+        self.shown.table_action(report.table_action());
         if report.conntrack.as_ref().is_some_and(|p| !p.is_done()) {
             self.stale_flows = report.flow_targets.clone();
         }
@@ -174,6 +181,7 @@ impl Loop {
             return (seen.is_on(), true);
         }
         log_firewall(&seen);
+        self.shown.firewall(&seen);
         let certain = match seen.is_on() {
             true => self.remove_own_table().await,
             false => true,
@@ -226,9 +234,13 @@ impl Loop {
         match result {
             Ok(true) => {
                 self.transactions += 1;
+                self.shown.table_note("fail-closed table installed");
                 info!("no Docker snapshot yet and no table: installed the fail-closed table");
             }
-            Ok(false) => info!("no Docker snapshot yet: keeping the table already in the kernel"),
+            Ok(false) => {
+                self.shown.table_note("kept from an earlier run");
+                info!("no Docker snapshot yet: keeping the table already in the kernel")
+            }
             Err(e) => {
                 error!("{e}");
                 return false;
@@ -236,6 +248,17 @@ impl Loop {
         }
         self.bootstrap_checked = true;
         true
+    }
+
+    /// Logs each part that failed (and keeps it for `status`); true when none did.
+    fn log_failures(&mut self, report: &ApplyReport) -> bool {
+        let failures = report.failures_by_kind();
+        let none = failures.is_empty();
+        for (kind, failure) in failures {
+            error!("{failure}");
+            self.shown.error(kind, failure);
+        }
+        none
     }
 
     fn log_new_notes(&mut self, notes: &[Note]) {
@@ -247,15 +270,6 @@ impl Loop {
         }
         self.notes = notes.to_vec();
     }
-}
-
-/// Logs each part that failed; true when none did.
-fn log_failures(report: &ApplyReport) -> bool {
-    let failures = report.failures();
-    for failure in &failures {
-        error!("{failure}");
-    }
-    failures.is_empty()
 }
 
 fn log_firewall(seen: &DockerFirewall) {

@@ -3,6 +3,7 @@
 
 pub mod docker;
 pub mod host;
+pub mod live;
 
 use std::path::{Path, PathBuf};
 

@@ -23,6 +23,7 @@ fn run_dock6(
     docker_host: &str,
     dir: &Path,
     config: &str,
+    env: &[(&str, &str)],
 ) -> (Child, PathBuf) {
     let config_path = dir.join("dock6.toml");
     std::fs::write(&config_path, config).expect("write dock6.toml");
@@ -31,14 +32,23 @@ fn run_dock6(
     let child = command
         .args(["run", "--docker-host", docker_host, "--config"])
         .arg(&config_path)
+        // Never the machine's /run/dock6/dock6.sock: a socket of the test's own.
+        .arg("--status-socket")
+        .arg(status_socket(dir))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("clone log file"))
         .stderr(file)
         .spawn()
         .expect("start dock6 run");
     (child, log)
+}
+
+/// Where an agent started in `dir` serves `dock6 status`.
+pub fn status_socket(dir: &Path) -> PathBuf {
+    dir.join("status.sock")
 }
 
 impl Agent {
@@ -50,6 +60,16 @@ impl Agent {
     /// The same, run by `wrapper` (e.g. `unshare --pid --fork`), which
     /// either execs dock6 or, with `--fork`, runs it as its only child.
     pub fn start_wrapped(lab: &DockerLab, config: &str, wrapper: &[&str]) -> Agent {
+        Agent::start_wrapped_env(lab, config, wrapper, &[])
+    }
+
+    /// The same with more environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub fn start_wrapped_env(
+        lab: &DockerLab,
+        config: &str,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let (program, prefix) = match wrapper.split_first() {
             Some((program, args)) => (*program, args.to_vec()),
             None => (env!("CARGO_BIN_EXE_dock6"), vec![]),
@@ -58,7 +78,7 @@ impl Agent {
         if !wrapper.is_empty() {
             command.args(prefix).arg(env!("CARGO_BIN_EXE_dock6"));
         }
-        let (child, log) = run_dock6(command, &lab.host(), &lab.lab.dir, config);
+        let (child, log) = run_dock6(command, &lab.host(), &lab.lab.dir, config, env);
         let pid = match wrapper.contains(&"--fork") {
             true => only_child(child.id()),
             false => child.id(),
@@ -72,7 +92,7 @@ impl Agent {
     pub fn start_in(ns: &Netns, docker_host: &str, dir: &Path, config: &str) -> Agent {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_dock6")]);
-        let (child, log) = run_dock6(command, docker_host, dir, config);
+        let (child, log) = run_dock6(command, docker_host, dir, config, &[]);
         let pid = child.id();
         Agent { child, log, pid }
     }

@@ -101,6 +101,8 @@ struct State {
     generation: u64,
     /// Requests seen per endpoint (the path without version and query, ids as `ID`).
     hits: HashMap<String, usize>,
+    /// What `/networks` lists instead of the one network, when set.
+    networks: Option<Vec<Value>>,
 }
 
 pub struct FakeDocker {
@@ -131,6 +133,7 @@ impl FakeDocker {
             },
             generation: 0,
             hits: HashMap::new(),
+            networks: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, flag) = (state.clone(), stop.clone());
@@ -177,6 +180,11 @@ impl FakeDocker {
     pub fn hits(&self, endpoint: &str) -> usize {
         let state = self.state.lock().expect("state");
         state.hits.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// `/networks` lists these (see [`network_json`]) from now on.
+    pub fn set_networks(&self, networks: Vec<Value>) {
+        self.state.lock().expect("state").networks = Some(networks);
     }
 
     /// Waits until `endpoint` has had `count` requests (or panics after `timeout`).
@@ -232,20 +240,23 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let endpoint = endpoint(target);
-    let (phase, containers, generation, ipv6) = {
+    let (phase, containers, generation, ipv6, networks) = {
         let mut state = state.lock().expect("state");
         *state.hits.entry(endpoint.clone()).or_default() += 1;
+        let networks = state.networks.clone();
         (
             state.phase,
             state.containers.clone(),
             state.generation,
             state.ipv6.clone(),
+            networks,
         )
     };
     let mut out = stream;
     match (endpoint.as_str(), &phase) {
         ("/_ping", _) => respond(&mut out, 200, "text/plain", b"OK"),
         ("/version", _) => respond_json(&mut out, 200, &version()),
+        ("/info", _) => respond_json(&mut out, 200, &json!({ "ServerVersion": "20.10.24" })),
         ("/events", Phase::EventsCut) => {
             events_head(&mut out);
             std::thread::sleep(Duration::from_secs(1));
@@ -282,7 +293,10 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             let _ = out.write_all(br#"[{"Id": "0101010101010101", "Names": ["/web1"], "#);
             // Closed here, 4,950 bytes short.
         }
-        ("/networks", _) => respond_json(&mut out, 200, &json!([network(&ipv6)])),
+        ("/networks", _) => {
+            let list = networks.unwrap_or_else(|| vec![network(&ipv6)]);
+            respond_json(&mut out, 200, &Value::Array(list))
+        }
         ("/networks/ID", _) => respond_json(&mut out, 200, &network(&ipv6)),
         ("/containers/json", _) => {
             let list: Vec<Value> = containers
@@ -393,10 +407,34 @@ fn version() -> Value {
     })
 }
 
+/// The fake's own network, on the IPv6 subnet it was started with.
 fn network(ipv6: &Ipv6Config) -> Value {
+    network_with_gateways(
+        NETWORK_ID,
+        NETWORK_NAME,
+        &[(ipv6.subnet.as_str(), Some(ipv6.gateway.as_str()))],
+    )
+}
+
+/// A bridge network as Docker lists it, IPv6 enabled, with these subnets
+/// (none: the IPv4 one only); the default subnet has its gateway.
+pub fn network_json(id: &str, name: &str, ipv6_subnets: &[&str]) -> Value {
+    let subnets: Vec<(&str, Option<&str>)> = ipv6_subnets
+        .iter()
+        .map(|s| (*s, (*s == SUBNET).then_some(GATEWAY)))
+        .collect();
+    network_with_gateways(id, name, &subnets)
+}
+
+fn network_with_gateways(id: &str, name: &str, ipv6: &[(&str, Option<&str>)]) -> Value {
+    let mut config = vec![json!({ "Subnet": "203.0.113.64/28", "Gateway": "203.0.113.65" })];
+    config.extend(ipv6.iter().map(|(subnet, gateway)| match gateway {
+        Some(gateway) => json!({ "Subnet": subnet, "Gateway": gateway }),
+        None => json!({ "Subnet": subnet }),
+    }));
     json!({
-        "Name": NETWORK_NAME,
-        "Id": NETWORK_ID,
+        "Name": name,
+        "Id": id,
         "Created": "2024-01-01T00:00:00Z",
         "Scope": "local",
         "Driver": "bridge",
@@ -404,10 +442,7 @@ fn network(ipv6: &Ipv6Config) -> Value {
         "IPAM": {
             "Driver": "default",
             "Options": {},
-            "Config": [
-                { "Subnet": "203.0.113.64/28", "Gateway": "203.0.113.65" },
-                { "Subnet": ipv6.subnet, "Gateway": ipv6.gateway }
-            ]
+            "Config": config
         },
         "Internal": false,
         "Attachable": false,

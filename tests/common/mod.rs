@@ -20,6 +20,26 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// Whether every program is on PATH. Elsewhere a missing one skips the
+/// test with a printed reason; under CI (`CI=true`) it is a failure.
+pub fn require_tools(test: &str, programs: &[&str]) -> bool {
+    for program in programs {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            continue;
+        }
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: cannot run: {program} is missing (cargo xtask test installs it)");
+        }
+        eprintln!("SKIPPED {test}: {program} is missing (cargo xtask test installs it)");
+        return false;
+    }
+    true
+}
+
 /// A golden scenario: `rules/NAME/snapshot.json` with an optional
 /// `rules/NAME/dock6.toml`; its expected plan is `rules/NAME/plan.nft`.
 pub struct Scenario {

@@ -41,10 +41,12 @@ fn run_demo(lab: &mut Lab, dock6: &Path, options: &lab::Options) -> Result<()> {
     );
     lab.up(options)?;
     let mut internet = start_internet(lab)?;
+    show_check(lab, dock6)?;
     let (mut agent, log) = start_agent(lab, dock6)?;
     start_web_container(lab)?;
     show_egress(lab)?;
     show_published_port(lab)?;
+    show_status_and_metrics(lab, dock6)?;
 
     step("table inet dock6, map dnat_any (in the host namespace)");
     let map = lab::output(
@@ -58,6 +60,55 @@ fn run_demo(lab: &mut Lab, dock6: &Path, options: &lab::Options) -> Result<()> {
     agent.stop();
     internet.stop();
     eprintln!("\nOK: a container with working IPv6 egress and an IPv6 published port.");
+    Ok(())
+}
+
+/// Where the demo's agent serves its status and metrics.
+const METRICS: &str = "127.0.0.1:9586";
+
+fn status_socket(lab: &Lab) -> PathBuf {
+    lab.dir.join("dock6.sock")
+}
+
+/// `dock6 check` in the host namespace, before the agent runs (its exit 1,
+/// errors, is shown rather than fatal: the demo is about what it says).
+fn show_check(lab: &Lab, dock6: &Path) -> Result<()> {
+    step("dock6 check, before starting the agent (the lab's daemon.json, its dockerd)");
+    let out = lab
+        .in_host(&dock6.display().to_string())
+        .args([
+            "check",
+            "--docker-host",
+            &lab.docker_host(),
+            "--daemon-json",
+        ])
+        .arg(lab.dir.join("daemon.json"))
+        .output()
+        .context("run dock6 check")?;
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim_end());
+    Ok(())
+}
+
+/// `dock6 status` from the running agent, and its metrics without the histogram buckets.
+fn show_status_and_metrics(lab: &Lab, dock6: &Path) -> Result<()> {
+    step("dock6 status");
+    let status = lab::output(
+        Command::new(dock6)
+            .args(["status", "--socket"])
+            .arg(status_socket(lab)),
+    )?;
+    eprintln!("{}", status.trim_end());
+    step(&format!(
+        "GET http://{METRICS}/metrics (histogram buckets left out)"
+    ));
+    let metrics = lab::output(lab.in_host("busybox").args([
+        "wget",
+        "-qO-",
+        &format!("http://{METRICS}/metrics"),
+    ]))?;
+    for line in metrics.lines().filter(|l| !l.contains("_bucket{")) {
+        eprintln!("{line}");
+    }
     Ok(())
 }
 
@@ -91,7 +142,14 @@ fn start_agent(lab: &Lab, dock6: &Path) -> Result<(Guard, PathBuf)> {
     let log_file = std::fs::File::create(&log)?;
     let agent = Guard(
         lab.in_host(&dock6.display().to_string())
-            .args(["run", "--docker-host", &lab.docker_host()])
+            .args([
+                "run",
+                "--docker-host",
+                &lab.docker_host(),
+                "--status-socket",
+            ])
+            .arg(status_socket(lab))
+            .args(["--metrics", METRICS])
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)

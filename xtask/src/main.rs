@@ -6,7 +6,8 @@
 //! - `bench`: encoder timings (`examples/nft_bench`, root);
 //! - `deps`: only install the Debian packages;
 //! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
-//! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI).
+//! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI);
+//! - `deb [--out DIR]`, `install [--root DIR] [--prefix PREFIX]`, `image [--tag TAG]`: the packages.
 //!
 //! Each command installs what it needs (Debian packages via apt-get) first,
 //! so a fresh machine needs nothing by hand.
@@ -14,6 +15,7 @@
 mod demo;
 mod fuzz;
 mod lab;
+mod packages;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -23,7 +25,7 @@ use dock6_lab::{dpkg_installed, is_root};
 
 /// Debian packages the build and the tests need: the C libraries behind
 /// nftnl/mnl, `nft` for golden checks, iproute2 for namespaces, the
-/// `conntrack` CLI to check conntrack deletes from outside.
+/// `conntrack` CLI to check conntrack deletes from outside, systemd-analyze.
 const PACKAGES: &[&str] = &[
     "pkg-config",
     "libnftnl-dev",
@@ -32,6 +34,13 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
     "conntrack",
+    // systemd-analyze, to verify the shipped unit (tests/dist.rs).
+    "systemd",
+    // The .deb (dpkg-deb is in dpkg), a stripped binary, a clean Debian root to install it
+    // into, and systemd-nspawn to boot that root and start the unit under systemd.
+    "binutils",
+    "debootstrap",
+    "systemd-container",
 ];
 
 fn main() -> ExitCode {
@@ -44,9 +53,12 @@ fn main() -> ExitCode {
         Some("deps") => install_packages(PACKAGES),
         Some("lab") => lab::cli(&args[1..]),
         Some("fuzz") => fuzz::cli(&args[1..]),
+        Some("deb") => packages::deb(&args[1..]),
+        Some("install") => packages::install(&args[1..]),
+        Some("image") => packages::image(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bless|demo|bench|deps|lab|fuzz>
+                "usage: cargo xtask <test|bless|demo|bench|deps|lab|fuzz|deb|install|image>
 "
             );
             eprintln!(
@@ -66,6 +78,15 @@ fn main() -> ExitCode {
             eprintln!(
                 "  fuzz   [SECONDS] [--parallel N]: run every fuzz target for SECONDS (default 60; nightly, cargo-fuzz; not part of test)"
             );
+            eprintln!(
+                "  deb    [--out DIR]: the .deb from the release binary (default target/deb)"
+            );
+            eprintln!(
+                "  install [--root DIR] [--prefix PREFIX]: binary, unit, config and man page onto this host (/usr/local)"
+            );
+            eprintln!(
+                "  image  [--tag TAG]: the container image, imported into the Docker `docker` reaches"
+            );
             return ExitCode::from(2);
         }
     };
@@ -83,6 +104,13 @@ fn root_dir() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, else the workspace's target/.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root_dir().join("target"))
 }
 
 fn cargo() -> Command {
@@ -165,10 +193,12 @@ fn test(extra: &[String]) -> Result<()> {
 /// (tests/modern_docker.rs) ask for it and ran above.
 const DOCKER_MATRIX: &[&str] = &[
     "attack",
+    "check",
     "converge",
     "docker_source",
     "e2e",
     "lab_smoke",
+    "operators",
     "pid_namespace",
 ];
 
@@ -280,8 +310,5 @@ fn demo(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "--bin", "dock6"]);
     run(cmd)?;
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root_dir().join("target"));
-    demo::demo(&target.join("debug/dock6"), &options)
+    demo::demo(&target_dir().join("debug/dock6"), &options)
 }

@@ -28,6 +28,7 @@ mod docker_signature;
 mod elements;
 mod encode;
 mod ffi;
+mod forward_chains;
 mod query;
 mod table;
 
@@ -39,6 +40,7 @@ pub use docker_signature::{
     DOCKER_BRIDGES_TABLE, DockerFirewall, chain_jumps_to, docker_ip6_firewall,
 };
 pub use elements::update_elements;
+pub use forward_chains::{ForwardChain, forward_chains};
 pub use query::{inet_chain_exists, ip6_chain_exists, table_exists};
 pub use table::{delete_table, replace_table};
 

@@ -1,0 +1,161 @@
+//! What `dock6 check` looks at, read once: Docker (version, /info's
+//! firewall backend, networks and containers), daemon.json, the host's
+//! facts, the forward-hook chains of other tables, Docker's IPv6 firewall
+//! signature, firewalld's and ufw's traces in nftables, and whether the
+//! kernel takes dock6's table. Every read that fails is kept as its error:
+//! a finding says so, the others still run.
+
+use std::path::{Path, PathBuf};
+
+use crate::apply::DockerFirewall;
+use crate::apply::nftables::ForwardChain;
+use crate::config::Config;
+use crate::snapshot::{Container, HostFacts, Network};
+
+/// Where Docker's daemon.json is unless `--daemon-json` says.
+pub const DEFAULT_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    pub docker_host: Option<String>,
+    pub daemon_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DockerFacts {
+    pub version: String,
+    pub api_version: String,
+    /// `/info` `FirewallBackend.Driver` (API ≥ 1.49: `iptables`, `nftables`, `…+firewalld`).
+    pub firewall_backend: Option<String>,
+    pub networks: Vec<Network>,
+    pub containers: Vec<Container>,
+}
+
+impl DockerFacts {
+    /// The major version (`28` of `28.5.2`, `20` of `20.10.24+dfsg1`).
+    pub fn major(&self) -> Option<u32> {
+        self.version.split('.').next()?.parse().ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum DaemonJson {
+    Missing(PathBuf),
+    Unreadable(PathBuf, String),
+    Parsed(PathBuf, serde_json::Value),
+}
+
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub config: Config,
+    /// The Docker endpoint as the user would write it.
+    pub docker_host: String,
+    pub docker: Result<DockerFacts, String>,
+    pub daemon_json: DaemonJson,
+    pub host: Result<HostFacts, String>,
+    pub forward_chains: Result<Vec<ForwardChain>, String>,
+    pub docker_firewall: Result<DockerFirewall, String>,
+    /// `table inet firewalld` (firewalld's nftables backend).
+    pub firewalld: bool,
+    /// `chain ip6 filter ufw6-before-forward` (ufw, through ip6tables-nft).
+    pub ufw: bool,
+    /// Whether the kernel takes a table like dock6's (NAT, masquerade, maps);
+    /// `None` when the probe could not run (no throwaway namespace: not root).
+    pub kernel_table: Option<Result<(), String>>,
+    /// `/proc/sys/net/ipv6/conf/all/proxy_ndp` exists.
+    pub proxy_ndp: bool,
+}
+
+/// Reads everything, in this network namespace.
+pub async fn gather(config: Config, options: &CheckOptions) -> Facts {
+    let docker_host = options
+        .docker_host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| crate::source::docker::DEFAULT_DOCKER_HOST.into());
+    let docker = docker_facts(&docker_host).await;
+    let daemon_json = read_daemon_json(
+        options
+            .daemon_json
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_DAEMON_JSON)),
+    );
+    let host = host_facts().await;
+    let nft = |e: crate::apply::nftables::NftError| e.to_string();
+    Facts {
+        config,
+        docker_host,
+        docker,
+        daemon_json,
+        host,
+        forward_chains: crate::apply::nftables::forward_chains().map_err(nft),
+        docker_firewall: crate::apply::nftables::docker_ip6_firewall().map_err(nft),
+        firewalld: crate::apply::nftables::table_exists("firewalld").unwrap_or(false),
+        ufw: crate::apply::nftables::ip6_chain_exists("filter", "ufw6-before-forward")
+            .unwrap_or(false),
+        kernel_table: probe_kernel(),
+        proxy_ndp: Path::new("/proc/sys/net/ipv6/conf/all/proxy_ndp").exists(),
+    }
+}
+
+async fn docker_facts(host: &str) -> Result<DockerFacts, String> {
+    use crate::source::docker;
+    let client = docker::connect(Some(host))
+        .await
+        .map_err(|e| e.to_string())?;
+    let version = client.version().await.map_err(|e| e.to_string())?;
+    let info = client.info().await.map_err(|e| e.to_string())?;
+    let state = docker::docker_snapshot(&client)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(DockerFacts {
+        version: version.version.unwrap_or_default(),
+        api_version: version.api_version.unwrap_or_default(),
+        firewall_backend: info.firewall_backend.and_then(|f| f.driver),
+        networks: state.networks,
+        containers: state.containers,
+    })
+}
+
+fn read_daemon_json(path: &Path) -> DaemonJson {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DaemonJson::Missing(path.into()),
+        Err(e) => DaemonJson::Unreadable(path.into(), e.to_string()),
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(value) => DaemonJson::Parsed(path.into(), value),
+            Err(e) => DaemonJson::Unreadable(path.into(), e.to_string()),
+        },
+    }
+}
+
+async fn host_facts() -> Result<HostFacts, String> {
+    crate::source::live::host_facts_now()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn probe_kernel() -> Option<Result<(), String>> {
+    use crate::apply::probe::{ProbeError, kernel_takes};
+    match kernel_takes(&probe_table()) {
+        Ok(()) => Some(Ok(())),
+        Err(ProbeError::Namespace(_)) => None,
+        Err(e) => Some(Err(e.to_string())),
+    }
+}
+
+/// A table with what dock6 uses: a NAT66 network with a published port
+/// (masquerade, DNAT maps, concatenated sets), planned by the planner.
+fn probe_table() -> crate::nft::Table {
+    let snapshot: crate::snapshot::Snapshot =
+        serde_json::from_str(PROBE_SNAPSHOT).unwrap_or_default();
+    crate::plan::plan(&crate::plan::Policy::default(), &snapshot).ruleset
+}
+
+const PROBE_SNAPSHOT: &str = r#"{
+  "host": {"default_route_interface": "eth0", "interfaces": [{"name": "eth0",
+    "addresses": ["2001:db8:1::10/64"], "onlink_prefixes": ["2001:db8:1::/64"]}]},
+  "networks": [{"id": "probe", "name": "probe", "bridge": "br-probe", "enable_ipv6": true,
+    "subnets": [{"subnet": "fd00:d6::/64", "gateway": "fd00:d6::1"}]}],
+  "containers": [{"id": "c", "name": "c", "networks": {"probe": {"ipv6_address": "fd00:d6::2"}},
+    "ports": {"80/tcp": [{"HostIp": "::", "HostPort": "8080"}]}}]
+}"#;

@@ -1,0 +1,218 @@
+//! What the loop shows of itself (`dock6 status`, the metrics): Docker's
+//! connection state, counters, the last pass, and the parts of the last plan
+//! worth showing. Filled from what the loop already has, never planned anew;
+//! published to the status socket's board after every pass.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::metrics::Metrics;
+use super::status_server::Board;
+use super::view::DockerUpdate;
+use crate::apply::{DockerFirewall, TableAction};
+use crate::plan::Plan;
+use crate::snapshot::Container;
+use crate::status::{self, DockerStatus, PassStatus, Problem, Status, rfc3339};
+
+pub(super) struct Shown {
+    pub board: Board,
+    pub metrics: Arc<Metrics>,
+    status: Status,
+    docker_ever_connected: bool,
+    /// What the current pass could not do (filled as it goes).
+    pass_errors: Vec<String>,
+    /// What the last pass could not do.
+    last_errors: Vec<String>,
+    /// Transactions already counted in the metrics.
+    transactions_counted: u64,
+    table: String,
+    /// The last plan's warnings.
+    warnings: Vec<Problem>,
+}
+
+impl Shown {
+    pub fn new() -> Shown {
+        let status = Status {
+            format: status::FORMAT,
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            started: rfc3339(SystemTime::now()),
+            docker: DockerStatus {
+                state: "connecting".into(),
+                since: None,
+            },
+            mode: "unknown".into(),
+            mode_reason: "not read yet".into(),
+            ..Default::default()
+        };
+        Shown {
+            board: Default::default(),
+            metrics: Arc::new(Metrics::new()),
+            status,
+            transactions_counted: 0,
+            docker_ever_connected: false,
+            pass_errors: Vec::new(),
+            last_errors: Vec::new(),
+            table: "none".into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Docker's connection state from the watcher's updates; true when it
+    /// changed (the loop publishes it then, without waiting for a pass).
+    pub fn docker_update(&mut self, update: &DockerUpdate) -> bool {
+        let (state, reconnect) = match update {
+            DockerUpdate::Full { .. } => ("connected", self.status.docker.state == "unreachable"),
+            DockerUpdate::Lost => ("unreachable", false),
+            _ => return false,
+        };
+        match state {
+            "connected" => {
+                self.docker_ever_connected = true;
+                self.metrics.docker_up.set(1);
+            }
+            _ => {
+                self.metrics.docker_up.set(0);
+                self.metrics.error("docker");
+            }
+        }
+        if reconnect {
+            self.status.counters.docker_reconnects += 1;
+            self.metrics.docker_reconnects.inc();
+        }
+        if self.status.docker.state == state {
+            return false;
+        }
+        self.status.docker = DockerStatus {
+            state: state.into(),
+            since: Some(rfc3339(SystemTime::now())),
+        };
+        true
+    }
+
+    pub fn firewall(&mut self, seen: &DockerFirewall) {
+        let (mode, reason) = match seen {
+            DockerFirewall::On(signature) => (
+                "companion",
+                format!(
+                    "Docker's own IPv6 firewall is on ({signature}): NAT66, published ports and \
+                     filtering are Docker's; dock6 does sysctls and NDP proxying"
+                ),
+            ),
+            DockerFirewall::LoneChain(chain) => (
+                "owner",
+                format!("chain {chain} is not Docker's firewall (nothing jumps to it)"),
+            ),
+            DockerFirewall::Off => ("owner", "Docker's ip6tables is off".to_string()),
+        };
+        self.status.mode = mode.into();
+        self.status.mode_reason = reason;
+    }
+
+    /// What a pass planned: networks, containers with their ports, proxy
+    /// entries, the plan's warnings.
+    pub fn plan(&mut self, plan: &Plan, containers: &[Container]) {
+        self.status.uplink = plan.uplink.clone();
+        self.status.networks = status::networks(plan);
+        self.status.containers = status::containers(containers, &plan.ruleset);
+        self.status.proxy_entries = status::proxy_entries(plan);
+        self.warnings = status::plan_warnings(plan);
+        let published = self
+            .status
+            .containers
+            .iter()
+            .map(|c| c.published.len())
+            .sum::<usize>();
+        self.metrics.containers.set(containers.len() as i64);
+        self.metrics.published_ports.set(published as i64);
+        self.metrics
+            .proxy_entries
+            .set(plan.proxy_entries.len() as i64);
+    }
+
+    /// Something the current pass could not do, of `kind` (as the metrics count errors).
+    pub fn error(&mut self, kind: &str, text: String) {
+        self.metrics.error(kind);
+        self.pass_errors.push(text);
+    }
+
+    pub fn tamper_restore(&mut self) {
+        self.status.counters.tamper_restores += 1;
+        self.metrics.tamper_restores.inc();
+    }
+
+    /// What the pass did to the table, where it was no plan's apply.
+    pub fn table_note(&mut self, note: &str) {
+        self.table = note.into();
+    }
+
+    pub fn table_action(&mut self, action: Option<TableAction>) {
+        self.table = match action {
+            Some(a) => a.to_string(),
+            None => "not applied".into(),
+        };
+        if let Some(TableAction::Updated(n)) = action {
+            self.status.counters.element_changes += n as u64;
+            self.metrics.element_changes.inc_by(n as u64);
+        }
+    }
+
+    /// The end of pass `number`: its result and the problems still standing.
+    pub fn pass_done(&mut self, number: u64, took: Duration, converged: bool, synced: bool) {
+        let (result, label) = match (synced, converged) {
+            (false, true) => ("waiting for Docker", "waiting_for_docker"),
+            (_, true) => ("converged", "converged"),
+            (_, false) => ("failed", "failed"),
+        };
+        self.metrics.pass(label, took);
+        self.status.counters.passes = number;
+        if !converged {
+            self.status.counters.failed_passes += 1;
+        }
+        self.status.last_pass = Some(PassStatus {
+            number,
+            at: rfc3339(SystemTime::now()),
+            duration_ms: took.as_secs_f64() * 1000.0,
+            result: result.into(),
+            table: std::mem::replace(&mut self.table, "none".into()),
+        });
+        self.last_errors = std::mem::take(&mut self.pass_errors);
+    }
+
+    /// Problems still standing: the plan's warnings, Docker not answering,
+    /// what the last pass could not apply.
+    fn problems(&self) -> Vec<Problem> {
+        let mut problems = self.warnings.clone();
+        let docker = match (
+            self.docker_ever_connected,
+            self.status.docker.state.as_str(),
+        ) {
+            (false, _) => Some("no answer from Docker yet: nothing is planned from it".to_string()),
+            (true, "unreachable") => Some(format!(
+                "Docker unreachable since {}: the kernel keeps the last plan",
+                self.status.docker.since.as_deref().unwrap_or("?")
+            )),
+            _ => None,
+        };
+        problems.extend(docker.map(|text| Problem {
+            level: "warning".into(),
+            text,
+        }));
+        problems.extend(self.last_errors.iter().map(|text| Problem {
+            level: "error".into(),
+            text: text.clone(),
+        }));
+        problems
+    }
+
+    pub fn publish(&mut self, transactions: u64) {
+        self.metrics
+            .transactions
+            .inc_by(transactions.saturating_sub(self.transactions_counted));
+        self.transactions_counted = transactions;
+        let mut status = self.status.clone();
+        status.counters.transactions = transactions;
+        status.problems = self.problems();
+        *self.board.write().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+}

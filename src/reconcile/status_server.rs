@@ -1,0 +1,104 @@
+//! The agent's status socket (`status_socket`, default
+//! `/run/dock6/dock6.sock`, mode 0600): each connection gets the status the
+//! loop last published, as JSON, and is closed. The loop publishes after
+//! every pass; answering never waits for a pass.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::UnixListener;
+use tracing::{debug, info};
+
+use crate::status::Status;
+
+/// What the loop writes and the socket reads.
+pub(super) type Board = Arc<RwLock<Status>>;
+
+/// A client that does not read its answer within this is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusSocketError {
+    #[error("status socket {path}: another dock6 answers there")]
+    Taken { path: PathBuf },
+    #[error("status socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Removes the socket file when the agent stops, so `dock6 status` says
+/// plainly that no agent runs.
+pub(super) struct StatusSocket {
+    path: PathBuf,
+}
+
+impl Drop for StatusSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `path` (its directory made 0700 if missing; a stale socket no one
+/// answers on replaced) and serves `board` on it from a task.
+pub(super) fn serve(path: &Path, board: Board) -> Result<StatusSocket, StatusSocketError> {
+    let io_error = |source| StatusSocketError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(StatusSocketError::Taken {
+                path: path.to_path_buf(),
+            });
+        }
+        std::fs::remove_file(path).map_err(io_error)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io_error)?;
+    // Root only: the status names every container and address.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
+    info!("status served on {}", path.display());
+    tokio::spawn(accept(listener, board));
+    Ok(StatusSocket {
+        path: path.to_path_buf(),
+    })
+}
+
+async fn accept(listener: UnixListener, board: Board) {
+    loop {
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                debug!("status socket: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let json = {
+            let status = board.read().unwrap_or_else(|e| e.into_inner());
+            serde_json::to_vec_pretty(&*status).unwrap_or_default()
+        };
+        tokio::spawn(async move {
+            let write = async {
+                stream.write_all(&json).await?;
+                stream.shutdown().await
+            };
+            if let Ok(Err(e)) = tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                debug!("status socket: answering: {e}");
+            }
+        });
+    }
+}
