@@ -1,8 +1,10 @@
 //! The reconcile loop: one `select!` over Docker updates, host (netlink)
 //! events, nftables change notifications, the resync timer, SIGHUP and
-//! shutdown (what it waits on is opened in `inputs`). Bursts are coalesced by a
-//! short debounce; each pass plans the whole desired state and sends the
-//! kernel only the difference.
+//! shutdown (what it waits on is opened in `inputs`). The first change after
+//! a quiet spell is applied at once; changes that arrive while a pass runs
+//! wait in their channels and are all taken into the next pass, so a burst
+//! costs about one pass per pass duration. Each pass plans the whole
+//! desired state and sends the kernel only the difference.
 
 mod docker;
 mod host_grace;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
@@ -30,9 +33,6 @@ use inputs::{Inputs, next_nft_change};
 pub use kernel_thread::{KernelThread, KernelThreadError};
 pub use retry::Backoff;
 pub use view::{DockerUpdate, DockerView};
-
-/// How long a burst of events may go on before a pass runs.
-const DEBOUNCE: Duration = Duration::from_millis(150);
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -69,6 +69,8 @@ struct Loop {
     last_table: Option<Arc<Table>>,
     /// The next pass replaces the whole table (resync, restore, after an error).
     replace_next: bool,
+    /// The next pass is due at once (a restore found by a pass).
+    restore_now: bool,
     /// Mappings whose conntrack delete failed: tried again at the next pass.
     stale_flows: Vec<DnatTarget>,
     /// Retries of passes that did not converge.
@@ -91,9 +93,39 @@ struct Loop {
 }
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
+    let (docker_tx, docker_rx) = mpsc::channel(1024);
+    let (resync_tx, resync_rx) = mpsc::channel(1);
     let config = Config::load(options.config_path.as_deref())?;
     let _lock = crate::agent_lock::acquire()?;
-    let (mut inputs, handle) = Inputs::open(&options, &config)?;
+    tokio::spawn(docker::watch(
+        options.docker_host.clone(),
+        docker_tx,
+        resync_rx,
+    ));
+    serve(options, config, docker_rx, resync_tx).await
+}
+
+/// The agent with Docker's view fed by the caller instead of the Docker
+/// watcher (benchmarks, embedding): `updates` are the watcher's
+/// [`DockerUpdate`]s; a full snapshot is asked for on `resync_requests`
+/// (at SIGHUP and at each resync). Everything else is as in [`run`].
+pub async fn run_fed(
+    options: RunOptions,
+    updates: mpsc::Receiver<DockerUpdate>,
+    resync_requests: mpsc::Sender<()>,
+) -> Result<(), RunError> {
+    let config = Config::load(options.config_path.as_deref())?;
+    let _lock = crate::agent_lock::acquire()?;
+    serve(options, config, updates, resync_requests).await
+}
+
+async fn serve(
+    options: RunOptions,
+    config: Config,
+    updates: mpsc::Receiver<DockerUpdate>,
+    resync_requests: mpsc::Sender<()>,
+) -> Result<(), RunError> {
+    let (mut inputs, handle) = Inputs::open(&config, updates, resync_requests)?;
     let mut state = Loop::start(options.config_path, config, handle).await?;
     state.serve(&mut inputs).await?;
     info!(
@@ -118,6 +150,7 @@ impl Loop {
             handle,
             last_table: None,
             replace_next: true,
+            restore_now: false,
             stale_flows: Vec::new(),
             retry: Backoff::default(),
             host_grace: HostGrace::default(),
@@ -150,7 +183,9 @@ impl Loop {
                 error!("{e}: exiting so that a fresh dock6 takes over");
                 return Err(RunError::KernelThread(e));
             }
-            let soon = || Instant::now() + DEBOUNCE;
+            // No debounce: a change is due now. What queues up meanwhile
+            // is drained into the pass (`take_pending`).
+            let soon = Instant::now;
             let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(update) = inputs.docker.recv() => {
@@ -182,11 +217,15 @@ impl Loop {
                 _ = inputs.sigterm.recv() => return Ok(()),
                 _ = inputs.sigint.recv() => return Ok(()),
                 _ = tokio::time::sleep_until(deadline), if due.is_some() => {
+                    self.take_pending(inputs);
                     self.passes += 1;
                     let span = info_span!("reconcile", pass = self.passes);
-                    let converged = self.pass().instrument(span).await;
+                    let converged = self.pass(inputs.nft_changes.as_ref()).instrument(span).await;
                     self.notify_ready();
                     due = self.next_due(converged);
+                    if std::mem::take(&mut self.restore_now) {
+                        due = Some(Instant::now());
+                    }
                 }
             }
         }
@@ -194,6 +233,18 @@ impl Loop {
 }
 
 impl Loop {
+    /// Takes every Docker update and host notification already waiting, so
+    /// that one pass covers them all (a burst costs few transactions).
+    /// nftables notifications are left to the `select!`: they must be read
+    /// in order, and a foreign commit seen after this pass is restored by
+    /// the next.
+    fn take_pending(&mut self, inputs: &mut Inputs) {
+        while let Ok(update) = inputs.docker.try_recv() {
+            self.view.apply(update);
+        }
+        while inputs.netlink.try_recv().is_ok() {}
+    }
+
     /// Handles one nftables notification; true when the table must be
     /// restored now. A commit touching `table inet dock6` that dock6 did not
     /// make (`nft flush ruleset`, a reload of nftables.conf) calls for a

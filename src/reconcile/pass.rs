@@ -10,6 +10,7 @@ use tracing::{debug, error, info, warn};
 use super::Loop;
 use super::host_grace::GraceEvent;
 use super::retry;
+use crate::apply::nftables::{self, changes::NftMonitor};
 use crate::apply::{ApplyReport, DockerFirewall, Kernel as _, Previous, TableAction};
 use crate::nft::Table;
 use crate::plan::{self, Level, Note, Plan};
@@ -30,7 +31,8 @@ impl Loop {
         }
     }
 
-    pub(super) async fn pass(&mut self) -> bool {
+    /// One pass; `monitor` is muted while a whole-table replace commits.
+    pub(super) async fn pass(&mut self, monitor: Option<&NftMonitor>) -> bool {
         if !self.view.synced {
             return self.bootstrap_if_no_table().await;
         }
@@ -43,7 +45,7 @@ impl Loop {
         let (companion, certain) = self.check_docker_firewall().await;
         let converged = match companion {
             true => self.companion_pass(plan).await,
-            false => self.table_pass(plan).await,
+            false => self.table_pass(plan, monitor).await,
         };
         converged && certain
     }
@@ -98,9 +100,17 @@ impl Loop {
         }
     }
 
-    async fn table_pass(&mut self, plan: Plan) -> bool {
+    async fn table_pass(&mut self, plan: Plan, monitor: Option<&NftMonitor>) -> bool {
         let last = self.last_table.clone();
         let replace = self.replace_next;
+        let replacing = replace
+            || last
+                .as_deref()
+                .is_none_or(|l| !crate::nft::same_shape(l, &plan.ruleset));
+        let muted = match (replacing, monitor) {
+            (true, Some(m)) => m.mute().map_err(|e| warn!("{e}")).is_ok(),
+            _ => false,
+        };
         let stale = std::mem::take(&mut self.stale_flows);
         let result = self
             .kernel
@@ -111,15 +121,43 @@ impl Loop {
                     stale_flows: &stale,
                 };
                 let report = crate::apply::apply_plan(k, &plan, previous);
-                Ok((report, plan.ruleset))
+                let generation = muted.then(nftables::generation).and_then(Result::ok);
+                Ok((report, plan.ruleset, generation))
             })
             .await;
+        if let (true, Some(m)) = (muted, monitor) {
+            let after = result.as_ref().ok().and_then(|(_, _, g)| *g);
+            self.unmute(m, after).await;
+        }
         match result {
-            Ok((report, ruleset)) => self.after_table_pass(report, ruleset),
+            Ok((report, ruleset, _)) => self.after_table_pass(report, ruleset),
             Err(e) => {
                 error!("{e}");
                 self.replace_next = true;
                 false
+            }
+        }
+    }
+
+    /// Unmutes the change monitor after a whole-table replace. Commits made
+    /// by others before dock6's own were replaced with the table; one made
+    /// between the generation read right after the pass (`after`) and now
+    /// went unseen, so the table is replaced again at once, to be sure.
+    async fn unmute(&mut self, monitor: &NftMonitor, after: Option<u32>) {
+        if let Err(e) = monitor.unmute() {
+            error!("{e}; a changed table is restored at the next resync only");
+        }
+        let now = self.kernel.call(|_| Ok(nftables::generation()?)).await;
+        match (after, now) {
+            (Some(after), Ok(now)) if after == now => {}
+            (after, now) => {
+                warn!(
+                    "an nftables commit may have gone unseen while dock6 replaced its table \
+                     (generation {after:?} → {:?}): replacing it again",
+                    now.ok()
+                );
+                self.force_restore();
+                self.restore_now = true;
             }
         }
     }

@@ -3,7 +3,7 @@
 //! - `test [CARGO TEST ARGS]`: every test of the workspace (kernel tests need root);
 //! - `bless`: rewrite the golden files under `rules/` from the current planner;
 //! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
-//! - `bench`: encoder timings (`examples/nft_bench`, root);
+//! - `bench [--no-docker]`: dock6 at scale, one table (`examples/bench`, root);
 //! - `deps`: only install the Debian packages;
 //! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
 //! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI).
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bless") => bless(),
         Some("demo") => demo(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("deps") => install_packages(PACKAGES),
         Some("lab") => lab::cli(&args[1..]),
         Some("fuzz") => fuzz::cli(&args[1..]),
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
                 "  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces"
             );
             eprintln!(
-                "  bench  print encoder timings (1, 1,000, 10,000 elements; needs root, runs in a throwaway namespace)"
+                "  bench  [--no-docker]: dock6 at scale, one table (release build; root; namespaces of its own; < 15 min)"
             );
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
@@ -185,11 +185,31 @@ fn bless() -> Result<()> {
     Ok(())
 }
 
-fn bench() -> Result<()> {
+/// `cargo xtask bench [--no-docker]`: the release build of dock6 and of
+/// `examples/bench`, then the bench (root; see examples/bench/main.rs).
+fn bench(args: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "--example", "nft_bench"]);
+    dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--quiet",
+        "--bin",
+        "dock6",
+        "--example",
+        "bench",
+    ]);
+    run(build)?;
+    let mut cmd = Command::new(target_dir().join("release/examples/bench"));
+    cmd.args(args);
     run(cmd)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root_dir().join("target"))
 }
 
 fn demo() -> Result<()> {
@@ -198,8 +218,5 @@ fn demo() -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "--bin", "dock6"]);
     run(cmd)?;
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root_dir().join("target"));
-    demo::demo(&target.join("debug/dock6"))
+    demo::demo(&target_dir().join("debug/dock6"))
 }
