@@ -57,12 +57,23 @@ pub enum RunError {
     KernelThread(#[source] KernelThreadError),
 }
 
+/// A conntrack delete's outcome: the mappings again when it failed.
+type FlowsDone = Result<(), Vec<DnatTarget>>;
+
 /// What the loop remembers between passes.
 struct Loop {
     config_path: Option<PathBuf>,
     config: Config,
     view: DockerView,
     kernel: KernelThread,
+    /// Conntrack deletes run here, so a pass need not wait for them.
+    conntrack: Arc<KernelThread>,
+    /// Mappings whose flows are to be deleted, for `pass::delete_flows_worker`.
+    flows_todo: mpsc::UnboundedSender<Vec<DnatTarget>>,
+    /// How each conntrack delete went, back from the worker (taken by `serve`).
+    flows_done: Option<mpsc::UnboundedReceiver<FlowsDone>>,
+    /// Retries of failed conntrack deletes.
+    flow_retry: Backoff,
     handle: rtnetlink::Handle,
     /// The table last applied with success: what element changes are
     /// computed against, and which published mappings existed.
@@ -142,11 +153,19 @@ impl Loop {
         config: Config,
         handle: rtnetlink::Handle,
     ) -> Result<Loop, RunError> {
+        let conntrack = Arc::new(KernelThread::start()?);
+        let (flows_todo, todo) = mpsc::unbounded_channel();
+        let (done, flows_done) = mpsc::unbounded_channel();
+        tokio::spawn(pass::delete_flows_worker(Arc::clone(&conntrack), todo, done));
         let mut state = Loop {
             config_path,
             config,
             view: DockerView::default(),
             kernel: KernelThread::start()?,
+            conntrack: Arc::clone(&conntrack),
+            flows_todo,
+            flows_done: Some(flows_done),
+            flow_retry: Backoff::default(),
             handle,
             last_table: None,
             replace_next: true,
@@ -178,8 +197,9 @@ impl Loop {
     async fn serve(&mut self, inputs: &mut Inputs) -> Result<(), RunError> {
         let mut due: Option<Instant> = Some(Instant::now());
         let mut ours_touched = false;
+        let mut flows_done = self.flows_done.take();
         loop {
-            if let Some(e) = self.kernel.dead() {
+            if let Some(e) = self.kernel.dead().or_else(|| self.conntrack.dead()) {
                 error!("{e}: exiting so that a fresh dock6 takes over");
                 return Err(RunError::KernelThread(e));
             }
@@ -214,6 +234,15 @@ impl Loop {
                     self.replace_next = true;
                     due.get_or_insert_with(soon);
                 }
+                Some(done) = recv_some(&mut flows_done) => match done {
+                    Ok(()) => self.flow_retry.reset(),
+                    Err(failed) => {
+                        // Tried again with a pass, after a growing delay.
+                        self.stale_flows.extend(failed);
+                        let retry = Instant::now() + self.flow_retry.next_delay();
+                        due = Some(due.map_or(retry, |d| d.min(retry)));
+                    }
+                },
                 _ = inputs.sigterm.recv() => return Ok(()),
                 _ = inputs.sigint.recv() => return Ok(()),
                 _ = tokio::time::sleep_until(deadline), if due.is_some() => {
@@ -229,6 +258,14 @@ impl Loop {
                 }
             }
         }
+    }
+}
+
+/// The next message of `rx`, or never when there is none.
+async fn recv_some<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

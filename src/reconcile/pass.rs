@@ -4,14 +4,16 @@
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::Loop;
+use super::{FlowsDone, KernelThread, Loop};
 use super::host_grace::GraceEvent;
 use super::retry;
 use crate::apply::nftables::{self, changes::NftMonitor};
-use crate::apply::{ApplyReport, DockerFirewall, Kernel as _, Previous, TableAction};
+use crate::apply::{ApplyReport, DnatTarget, DockerFirewall, Kernel as _, Previous, TableAction};
 use crate::nft::Table;
 use crate::plan::{self, Level, Note, Plan};
 use crate::snapshot::HostFacts;
@@ -40,7 +42,7 @@ impl Loop {
             return false;
         };
         host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
-        let plan = plan::plan(&self.config.policy, &self.view.snapshot(host));
+        let plan = plan::plan(&self.config.policy, self.view.snapshot(host));
         self.log_new_notes(&plan.notes);
         let (companion, certain) = self.check_docker_firewall().await;
         let converged = match companion {
@@ -119,6 +121,7 @@ impl Loop {
                     table: last.as_deref(),
                     replace,
                     stale_flows: &stale,
+                    defer_flows: true,
                 };
                 let report = crate::apply::apply_plan(k, &plan, previous);
                 let generation = muted.then(nftables::generation).and_then(Result::ok);
@@ -136,6 +139,15 @@ impl Loop {
                 self.replace_next = true;
                 false
             }
+        }
+    }
+
+    /// Deletes the conntrack entries of removed mappings on the conntrack
+    /// thread (see [`delete_flows_worker`]), after the table that no longer
+    /// DNATs to them is in, without holding up the next pass.
+    fn delete_flows_later(&mut self, targets: Vec<DnatTarget>) {
+        if self.flows_todo.send(targets).is_err() {
+            error!("the conntrack worker is gone: flows of removed mappings are not deleted");
         }
     }
 
@@ -164,8 +176,12 @@ impl Loop {
 
     fn after_table_pass(&mut self, report: ApplyReport, ruleset: Table) -> bool {
         let converged = log_failures(&report);
-        if report.conntrack.as_ref().is_some_and(|p| !p.is_done()) {
-            self.stale_flows = report.flow_targets.clone();
+        match &report.conntrack {
+            // Skipped: the table is not in; tried again with the next pass.
+            Some(part) if !part.is_done() => self.stale_flows = report.flow_targets.clone(),
+            Some(_) => {}
+            None if report.flow_targets.is_empty() => {}
+            None => self.delete_flows_later(report.flow_targets.clone()),
         }
         let Some(action) = report.table_action() else {
             self.replace_next = true;
@@ -310,5 +326,50 @@ fn log_firewall(seen: &DockerFirewall) {
         DockerFirewall::Off => info!(
             "dock6 owns IPv6 firewalling for Docker bridges (table inet dock6); Docker's ip6tables is off"
         ),
+    }
+}
+
+/// At most this many mappings per conntrack call: each is one walk of the
+/// kernel's conntrack hash table (milliseconds with 100,000 entries), and a
+/// call must end well within the kernel thread's timeout.
+const FLOW_TARGETS_PER_CALL: usize = 64;
+
+/// Runs the deferred conntrack deletes on `thread`, one batch at a time:
+/// what queues up while a batch runs goes into the next (duplicates once),
+/// so a burst of removals never piles up calls. Each outcome goes back to
+/// the loop on `done` (the mappings again, when a delete failed).
+pub(super) async fn delete_flows_worker(
+    thread: Arc<KernelThread>,
+    mut todo: mpsc::UnboundedReceiver<Vec<DnatTarget>>,
+    done: mpsc::UnboundedSender<FlowsDone>,
+) {
+    while let Some(mut targets) = todo.recv().await {
+        while let Ok(more) = todo.try_recv() {
+            targets.extend(more);
+        }
+        targets.sort();
+        targets.dedup();
+        for chunk in targets.chunks(FLOW_TARGETS_PER_CALL) {
+            let wanted = chunk.to_vec();
+            let result = match thread.call(move |k| k.delete_dnat_flows(&wanted)).await {
+                Ok(deleted) => {
+                    debug!(
+                        "{deleted} conntrack entries of {} removed mapping(s) deleted",
+                        chunk.len()
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    warn!(
+                        "{e}: the conntrack entries of {} removed mapping(s) are tried again",
+                        chunk.len()
+                    );
+                    Err(chunk.to_vec())
+                }
+            };
+            if done.send(result).is_err() {
+                return;
+            }
+        }
     }
 }
