@@ -84,6 +84,87 @@ fn dockers_nftables_backend_is_dockers_firewall() {
     assert_eq!(seen("table ip docker-bridges {\n}\n"), DockerFirewall::Off);
 }
 
+/// Docker 29's nftables backend as moby documents a new daemon's table
+/// (integration/network/bridge/nftablesdoc, "new-daemon"), written for IPv6 with the lab's
+/// default bridge: Docker 29 has no Debian package, so this shape is what dock6 is held to.
+/// (nft 1.0.6 takes `dstnat` only at prerouting: the output chain's -100 is the same value.)
+const DOCKER29_IP6_TABLE: &str = r#"table ip6 docker-bridges {
+	map filter-forward-in-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump filter-forward-in__docker0 }
+	}
+	map filter-forward-out-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump filter-forward-out__docker0 }
+	}
+	map nat-postrouting-in-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump nat-postrouting-in__docker0 }
+	}
+	map nat-postrouting-out-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump nat-postrouting-out__docker0 }
+	}
+	chain filter-FORWARD {
+		type filter hook forward priority filter; policy accept;
+		oifname vmap @filter-forward-in-jumps
+		iifname vmap @filter-forward-out-jumps
+	}
+	chain nat-OUTPUT {
+		type nat hook output priority -100; policy accept;
+		ip6 daddr != ::1 fib daddr type local counter jump nat-prerouting-and-output
+	}
+	chain nat-POSTROUTING {
+		type nat hook postrouting priority srcnat; policy accept;
+		iifname vmap @nat-postrouting-out-jumps
+		oifname vmap @nat-postrouting-in-jumps
+	}
+	chain nat-PREROUTING {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local counter jump nat-prerouting-and-output
+	}
+	chain nat-prerouting-and-output {
+	}
+	chain raw-PREROUTING {
+		type filter hook prerouting priority raw; policy accept;
+	}
+	chain filter-forward-in__docker0 {
+		ct state established,related counter accept
+		iifname "docker0" counter accept comment "ICC"
+		counter drop comment "UNPUBLISHED PORT DROP"
+	}
+	chain filter-forward-out__docker0 {
+		ct state established,related counter accept
+		counter accept comment "OUTGOING"
+	}
+	chain nat-postrouting-in__docker0 {
+	}
+	chain nat-postrouting-out__docker0 {
+		oifname != "docker0" ip6 saddr fd00:d0c::/64 counter masquerade comment "MASQUERADE"
+	}
+}
+"#;
+
+#[test]
+fn docker29s_documented_nftables_rules_are_dockers_firewall() {
+    if !require_root("docker29s_documented_nftables_rules_are_dockers_firewall") {
+        return;
+    }
+    assert_eq!(
+        seen(DOCKER29_IP6_TABLE),
+        DockerFirewall::On("table ip6 docker-bridges".into())
+    );
+    // Control: Docker 29 with `ip6tables: false` keeps only its IPv4 table.
+    let ipv4_only: &'static str = Box::leak(
+        DOCKER29_IP6_TABLE
+            .replacen("table ip6", "table ip", 1)
+            .replace("ip6 saddr fd00:d0c::/64", "ip saddr 203.0.113.0/26")
+            .replace("ip6 daddr != ::1", "ip daddr != 127.0.0.0/8")
+            .into_boxed_str(),
+    );
+    assert_eq!(seen(ipv4_only), DockerFirewall::Off);
+}
+
 /// The real thing, where iptables-nft is installed: Docker's own rules.
 #[test]
 fn iptables_nft_rules_as_docker_writes_them_are_recognised() {

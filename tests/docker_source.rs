@@ -74,8 +74,9 @@ async fn snapshot_events_and_inspect_against_a_private_dockerd() {
     let client = connect(Some(&dockerd.host())).await.expect("connect");
     assert_eq!(
         client.client_version().to_string(),
-        "1.41",
-        "Debian's Docker 20.10 speaks API 1.41"
+        dockerd.options.docker.api_version(),
+        "the version negotiated with {:?}",
+        dockerd.options.docker
     );
 
     // Subscribe first, then snapshot.

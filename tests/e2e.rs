@@ -330,11 +330,7 @@ fn nft_flush_ruleset_is_undone_at_once() {
     let host = lab.host_ns();
     host.exec_ok(&["nft", "flush", "ruleset"]);
     let flushed = Instant::now();
-    while !host
-        .exec(&["nft", "list", "table", "inet", "dock6"])
-        .status
-        .success()
-    {
+    while !host.has_dock6_table() {
         assert!(
             flushed.elapsed() < PROMPTLY,
             "table not restored after nft flush ruleset\n{}",
@@ -376,10 +372,7 @@ fn with_dockers_ip6tables_on_dock6_is_its_companion() {
     agent.wait_for_log("runs as its companion", PROMPTLY);
     agent.wait_for_log("reconciled (companion", PROMPTLY);
     assert!(
-        !host
-            .exec(&["nft", "list", "table", "inet", "dock6"])
-            .status
-            .success(),
+        !host.has_dock6_table(),
         "dock6 does not fight Docker's rules"
     );
     assert_eq!(

@@ -264,26 +264,14 @@ fn cleanup_leaves_no_table_and_no_dock6_proxy_entry() {
         "dev",
         "eth0",
     ]);
-    assert!(
-        lab.host
-            .exec(&["nft", "list", "table", "inet", "dock6"])
-            .status
-            .success(),
-        "control: table present"
-    );
+    assert!(lab.host.has_dock6_table(), "control: table present");
     let out = lab.dock6(&["cleanup"]);
     assert!(
         out.status.success(),
         "cleanup failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        !lab.host
-            .exec(&["nft", "list", "table", "inet", "dock6"])
-            .status
-            .success(),
-        "table gone"
-    );
+    assert!(!lab.host.has_dock6_table(), "table gone");
     let proxies = lab.host.exec_ok(&["ip", "-6", "neigh", "show", "proxy"]);
     assert!(
         !proxies.contains(NDP),

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use dock6_lab::{HOST_V6, IMAGE, Lab, Options};
+use dock6_lab::{Docker, HOST_V6, IMAGE, Lab, Options};
 
 use crate::report::{Row, median, ms};
 
@@ -42,22 +42,24 @@ impl Setup {
         }
     }
 
-    fn options(self) -> Options {
+    fn options(self, docker: Docker) -> Options {
         Options {
             userland_proxy: self == Setup::Floor,
             iptables: true,
             ip6tables: self == Setup::DockerIp6tables,
+            docker,
+            daemon_extra: Vec::new(),
         }
     }
 }
 
-pub fn rows(logs: &Path) -> anyhow::Result<Vec<Row>> {
-    dock6_lab::ensure_tools(&Options::default())?;
-    let version = docker_version();
+pub fn rows(engine: Docker, logs: &Path) -> anyhow::Result<Vec<Row>> {
+    dock6_lab::ensure_tools(&Setup::Floor.options(engine))?;
+    let version = docker_version(engine)?;
     let mut figures = Vec::new();
     for setup in [Setup::Dock6, Setup::DockerIp6tables, Setup::Floor] {
         eprintln!("bench: Docker {version}: {}", setup.describe());
-        figures.push((setup, measure(setup, logs)?));
+        figures.push((setup, measure(setup, engine, logs)?));
     }
     let floor = figures
         .iter()
@@ -92,18 +94,19 @@ pub fn rows(logs: &Path) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn docker_version() -> String {
-    Command::new("dockerd")
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(2)
-                .map(|v| v.trim_end_matches(',').to_string())
-        })
-        .unwrap_or_else(|| "?".into())
+/// The engine's version as dockerd reports it (`Docker version 28.5.2, build …`).
+fn docker_version(engine: Docker) -> anyhow::Result<String> {
+    let dockerd = match engine {
+        Docker::Installed => PathBuf::from("dockerd"),
+        Docker::V28 => dock6_lab::ensure_bundle()?.join("dockerd"),
+    };
+    let out = Command::new(&dockerd).arg("--version").output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    Ok(text
+        .split_whitespace()
+        .nth(2)
+        .map(|v| v.trim_end_matches(',').to_string())
+        .unwrap_or_else(|| engine.label().to_string()))
 }
 
 /// Takes the lab down when dropped, whatever happened.
@@ -129,10 +132,10 @@ impl Drop for Dock6 {
     }
 }
 
-fn measure(setup: Setup, logs: &Path) -> anyhow::Result<Duration> {
+fn measure(setup: Setup, engine: Docker, logs: &Path) -> anyhow::Result<Duration> {
     let name = format!("d6bench-{}", std::process::id());
     let mut lab = LabGuard(Lab::new(&name)?);
-    lab.0.up(&setup.options())?;
+    lab.0.up(&setup.options(engine))?;
     let lab = &lab.0;
     let _dock6 = match setup {
         Setup::Dock6 => Some(start_dock6(lab, &logs.join("dock6-docker.log"))?),

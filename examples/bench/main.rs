@@ -7,7 +7,8 @@
 //! - conntrack deletes beside 0 and 100,000 unrelated entries;
 //! - a real dockerd (the `dock6-lab` crate): `docker run -p` → reachable,
 //!   dock6 against Docker's own ip6tables and the userland-proxy floor
-//!   (`--no-docker` leaves it out).
+//!   (`--docker 20|28` picks the lab's Docker, 28 by default; `--no-docker`
+//!   leaves this part out).
 //!
 //! Needs root. It re-runs itself under `unshare -n`, so every kernel change
 //! happens in a throw-away network namespace (the Docker lab makes its own):
@@ -38,11 +39,16 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let docker = match args.first().map(String::as_str) {
-        None => true,
-        Some("--no-docker") => false,
-        Some(other) => bail!("usage: bench [--no-docker] (unknown argument {other:?})"),
-    };
+    let usage = "usage: bench [--no-docker] [--docker 20|28]";
+    let (mut with_docker, mut engine) = (true, dock6_lab::Docker::V28);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--no-docker" => with_docker = false,
+            "--docker" => engine = dock6_lab::Docker::parse(rest.next().context(usage)?)?,
+            other => bail!("{usage} (unknown argument {other:?})"),
+        }
+    }
     if std::env::var_os(IN_NETNS).is_none() {
         let status = Command::new("unshare")
             .arg("-n")
@@ -66,14 +72,11 @@ fn main() -> anyhow::Result<()> {
     rows.extend(kernel::rows(&logs.join("agent.log"))?);
     eprintln!("bench: conntrack");
     rows.extend(conntrack::rows(&logs.join("conntrack.txt"))?);
-    if docker {
-        rows.extend(docker::rows(&logs)?);
+    if with_docker {
+        rows.extend(docker::rows(engine, &logs)?);
     }
-    let command = match docker {
-        true => "cargo xtask bench",
-        false => "cargo xtask bench --no-docker",
-    };
-    report::print(&machine(), command, &rows);
+    let command = format!("cargo xtask bench {}", args.join(" "));
+    report::print(&machine(), command.trim_end(), &rows);
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! its socket, stopping it by its pidfile, and refusing to start where a system containerd runs.
 
 use std::fs;
+use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,17 +11,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::docker28::ensure_bundle;
 use crate::sys::{SIGKILL, SIGTERM, cmdline, is_alive, signal, tail, wait_gone};
-use crate::{FIXED_CIDR_V6, Lab, Options};
+use crate::{Docker, FIXED_CIDR_V6, Lab, Options};
 
-/// Directories outside the lab that Docker 20.10 / containerd 1.6 create whatever their roots:
-/// dockerd's legacy plugin discovery directory and containerd's shim socket directory. `up`
-/// records which did not exist before (`LAB/outside`); `down` removes those again when empty.
+/// Directories outside the lab that Docker creates whatever its roots: dockerd's legacy plugin
+/// discovery directory and containerd's shim socket directory (20.10 / containerd 1.6 and
+/// 28 / containerd 2.1), and containerd 2's `opt` plugin directory. `up` records which did not
+/// exist before (`LAB/outside`); `down` removes those again when empty.
 pub(crate) const OUTSIDE_DIRS: &[&str] = &[
     "/run/docker",
     "/run/docker/plugins",
     "/run/containerd",
     "/run/containerd/s",
+    "/opt/containerd",
+    "/opt/containerd/bin",
+    "/opt/containerd/lib",
 ];
 
 /// The system containerd's socket, which dockerd would adopt.
@@ -59,28 +65,56 @@ impl Lab {
         is_alive(pid) && cmdline(pid).contains(&self.dir.display().to_string())
     }
 
+    /// `LAB/bin` → the bundle's programs, and the compose plugin in the lab's client config
+    /// directory, when the lab runs a bundled Docker; nothing for the installed one.
+    pub(crate) fn link_bundle(&self, docker: Docker) -> Result<()> {
+        if docker == Docker::Installed || self.bin_dir().exists() {
+            return Ok(());
+        }
+        let bin = ensure_bundle()?;
+        symlink(&bin, self.bin_dir())?;
+        let plugins = self.dir.join("client/cli-plugins");
+        fs::create_dir_all(&plugins)?;
+        symlink(bin.join("docker-compose"), plugins.join("docker-compose"))?;
+        Ok(())
+    }
+
     fn daemon_json(&self, options: &Options) -> String {
+        let version_keys = match options.docker {
+            // ip6tables is experimental in 20.10; without deprecated-key-path it writes
+            // /etc/docker/key.json (a daemon.json key, not a flag).
+            Docker::Installed => format!(
+                r#"  "experimental": {ip6tables},
+  "deprecated-key-path": "{key}","#,
+                ip6tables = options.ip6tables,
+                key = self.dir.join("key.json").display(),
+            ),
+            // 28 has neither key; ip6tables is on by default from 27, so it is always written out.
+            Docker::V28 => String::new(),
+        };
+        let extra: String = options
+            .daemon_extra
+            .iter()
+            .map(|member| format!("  {member},\n"))
+            .collect();
         format!(
             r#"{{
   "ipv6": true,
   "fixed-cidr-v6": "{FIXED_CIDR_V6}",
   "ip6tables": {ip6tables},
-  "experimental": {ip6tables},
-  "iptables": {iptables},
+{version_keys}
+{extra}  "iptables": {iptables},
   "userland-proxy": {proxy},
   "bip": "203.0.113.1/26",
   "default-address-pools": [{{"base": "203.0.113.64/26", "size": 28}}],
   "cgroup-parent": "{cgroup}",
-  "shutdown-timeout": 2,
-  "deprecated-key-path": "{key}"
+  "shutdown-timeout": 2
 }}
 "#,
             iptables = options.iptables,
             ip6tables = options.ip6tables,
             proxy = options.userland_proxy,
             cgroup = self.cgroup_parent(),
-            // Docker 20.10 otherwise creates /etc/docker/key.json (a daemon.json key, not a flag).
-            key = self.dir.join("key.json").display(),
         )
     }
 
@@ -112,7 +146,18 @@ impl Lab {
     /// `dockerd.log`.
     fn dockerd_command(&self, config: &Path) -> Result<Command> {
         let log = fs::File::create(self.log_file())?;
-        let mut cmd = self.in_host("dockerd");
+        let bundled = self.bin_dir();
+        let mut cmd = if bundled.exists() {
+            // The bundle first on PATH: dockerd finds containerd, docker-proxy and docker-init
+            // there, containerd the shim, the shim runc.
+            let path =
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+            let mut cmd = self.in_host(&bundled.join("dockerd").display().to_string());
+            cmd.env("PATH", format!("{}:{path}", bundled.display()));
+            cmd
+        } else {
+            self.in_host("dockerd")
+        };
         cmd.arg("--config-file")
             .arg(config)
             .arg("--data-root")

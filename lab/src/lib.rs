@@ -61,6 +61,7 @@
 //! start/stop, socket wait, containerd refusal), [`image`] (the busybox import), [`tools`] (apt
 //! installs), [`teardown`] (`down`), [`sys`] (processes, signals, mounts: plain /proc and libc).
 
+mod docker28;
 mod dockerd;
 mod image;
 mod status;
@@ -75,6 +76,7 @@ use std::process::{Child, Command};
 
 use anyhow::{Context as _, Result, bail};
 
+pub use docker28::{CACHE_DIR as DOCKER28_CACHE_DIR, bundle_versions, ensure_bundle};
 pub use dockerd::SYSTEM_CONTAINERD;
 pub use sys::{is_root, output};
 pub use tools::{dpkg_installed, ensure_tools};
@@ -115,6 +117,11 @@ pub struct Options {
     /// Docker's own IPv6 firewall (`ip6tables`; experimental in 20.10, so `experimental` goes
     /// with it). Off by default: dock6 owns IPv6. On, dock6 runs as Docker's companion.
     pub ip6tables: bool,
+    /// Which Docker the lab runs: [`Docker::from_env`] by default, so the same tests run against
+    /// each version (`DOCK6_LAB_DOCKER=28 cargo test …`).
+    pub docker: Docker,
+    /// More daemon.json members, as JSON text (`"key": value`), for a test of one setting.
+    pub daemon_extra: Vec<String>,
 }
 
 impl Default for Options {
@@ -123,6 +130,56 @@ impl Default for Options {
             userland_proxy: true,
             iptables: true,
             ip6tables: false,
+            docker: Docker::from_env().unwrap_or_else(|e| panic!("{e:#}")),
+            daemon_extra: Vec::new(),
+        }
+    }
+}
+
+/// The Docker engines the lab can run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Docker {
+    /// The installed one: Debian bookworm's `docker.io` 20.10 (installed when no dockerd is).
+    #[default]
+    Installed,
+    /// Debian sid's 28.5, unpacked into a cache and never installed (see `docker28.rs`).
+    V28,
+}
+
+/// The environment variable that picks the lab's Docker: `20` (or unset) or `28`.
+pub const DOCKER_ENV: &str = "DOCK6_LAB_DOCKER";
+
+impl Docker {
+    /// The Docker named by [`DOCKER_ENV`]; an unknown value is an error, never a silent default,
+    /// so a test matrix cannot run the same version twice without noticing.
+    pub fn from_env() -> Result<Docker> {
+        match std::env::var(DOCKER_ENV) {
+            Err(_) => Ok(Docker::Installed),
+            Ok(v) => Docker::parse(&v),
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Docker> {
+        match value.trim() {
+            "" | "20" | "20.10" | "installed" => Ok(Docker::Installed),
+            "28" => Ok(Docker::V28),
+            other => bail!("{DOCKER_ENV}={other:?}: use 20 (the installed Docker) or 28"),
+        }
+    }
+
+    /// The API version the engine speaks (Debian's 20.10: 1.41; sid's 28.5: 1.51).
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Docker::Installed => "1.41",
+            Docker::V28 => "1.51",
+        }
+    }
+
+    /// The short name tests print and the matrix is keyed by.
+    pub fn label(self) -> &'static str {
+        match self {
+            Docker::Installed => "20",
+            Docker::V28 => "28",
         }
     }
 }
@@ -181,9 +238,20 @@ impl Lab {
         self.dir.join("dockerd.log")
     }
 
-    /// `docker -H unix://LAB/docker.sock`, with a client config directory of its own.
+    /// `LAB/bin`: a link to the Docker bundle's programs when the lab runs one (Docker 28).
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+
+    /// `docker -H unix://LAB/docker.sock`, with a client config directory of its own; the
+    /// bundle's client when the lab runs a bundled Docker, so client and server match.
     pub fn docker(&self) -> Command {
-        let mut cmd = Command::new("docker");
+        let bundled = self.bin_dir().join("docker");
+        let mut cmd = if bundled.exists() {
+            Command::new(bundled)
+        } else {
+            Command::new("docker")
+        };
         cmd.env_remove("DOCKER_CONTEXT")
             .env_remove("DOCKER_TLS_VERIFY")
             .env("DOCKER_CONFIG", self.dir.join("client"))
@@ -204,14 +272,19 @@ impl Lab {
 
     /// `KEY=VALUE` pairs describing the lab (what `LAB/env` holds).
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("DOCKER_HOST", self.docker_host()),
             ("DOCK6_LAB", self.name.clone()),
             ("DOCK6_LAB_DIR", self.dir.display().to_string()),
             ("DOCK6_LAB_HOST_NS", self.host_ns.clone()),
             ("DOCK6_LAB_UPSTREAM_NS", self.upstream_ns.clone()),
             ("DOCK6_LAB_UPLINK", HOST_UPLINK.to_string()),
-        ]
+        ];
+        if self.bin_dir().exists() {
+            // For `eval` in a shell: the bundle's client first, the rest of the PATH as it is.
+            env.push(("PATH", format!("{}:$PATH", self.bin_dir().display())));
+        }
+        env
     }
 
     /// Brings the lab up. On error the partial lab stays for inspection (`dockerd.log`);
@@ -240,6 +313,11 @@ impl Lab {
         fs::create_dir_all(BASE_DIR).with_context(|| format!("create {BASE_DIR}"))?;
         fs::create_dir(&self.dir).with_context(|| format!("create {}", self.dir.display()))?;
         self.make_network()?;
+        self.write_env()
+    }
+
+    /// `LAB/env`: the `export` lines of [`Lab::env`].
+    fn write_env(&self) -> Result<()> {
         let mut env = String::new();
         for (key, value) in self.env() {
             env.push_str(&format!("export {key}={value}\n"));
@@ -251,6 +329,8 @@ impl Lab {
     /// Starts the lab's dockerd (again) and makes sure the image exists.
     pub fn start_docker(&mut self, options: &Options) -> Result<()> {
         ensure_tools(options)?;
+        self.link_bundle(options.docker)?;
+        self.write_env()?;
         self.start_dockerd(options)?;
         self.ensure_image()
     }

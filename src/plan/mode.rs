@@ -95,6 +95,12 @@ pub(super) fn choose_mode(
     let automatic = (automatic_mode(subnets, onlink), ModeSource::Automatic);
     match GatewayMode::of(network) {
         Some(GatewayMode::Nat | GatewayMode::NatUnprotected) => (Mode::Nat66, ModeSource::Docker),
+        // No NAT, reachable at the containers' own addresses. Inside an on-link prefix the
+        // upstream router asks for those addresses by neighbour solicitation, which only a
+        // proxy entry answers: Docker routes them but cannot make them reachable there.
+        Some(GatewayMode::Routed) if inside_onlink(subnets, onlink) => {
+            (Mode::NdpProxy, ModeSource::Docker)
+        }
         Some(GatewayMode::Routed) => (Mode::Routed, ModeSource::Docker),
         // Closed whatever the mode (see `NetworkPlan::internal`).
         Some(GatewayMode::Isolated) => automatic,

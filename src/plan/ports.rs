@@ -131,7 +131,7 @@ fn published(
     notes: &mut Vec<Note>,
 ) -> Vec<Published> {
     let Some(target) = dnat_target(container, endpoints) else {
-        if !bindings.is_empty() {
+        if bindings.iter().any(|b| b.host_port.is_some()) {
             notes.push(Note::info(format!(
                 "container {}: published ports not DNAT'ed on IPv6: no IPv6 address on a non-internal managed network",
                 quoted(&container.name)
@@ -141,12 +141,14 @@ fn published(
     };
     bindings
         .iter()
-        .map(|b| Published {
-            listen: b.listen,
-            proto: b.proto,
-            host_port: b.host_port,
-            target,
-            container_port: b.container_port,
+        .filter_map(|b| {
+            Some(Published {
+                listen: b.listen,
+                proto: b.proto,
+                host_port: b.host_port?,
+                target,
+                container_port: b.container_port,
+            })
         })
         .collect()
 }
@@ -244,7 +246,9 @@ fn dnat_target(container: &Container, endpoints: &[Endpoint]) -> Option<Ipv6Addr
 struct Binding {
     listen: Listen,
     proto: L4Proto,
-    host_port: u16,
+    /// `None`: Docker published no host port (see [`classify`]); the container port is only
+    /// open at the container's own addresses.
+    host_port: Option<u16>,
     container_port: u16,
 }
 
@@ -297,7 +301,10 @@ fn parse_port_key(key: &str) -> Option<(u16, L4Proto)> {
 }
 
 /// `Ok(None)` for an IPv4 binding, `Err` for an IPv6 one that cannot work.
-fn classify(binding: &PortBinding) -> Result<Option<(Listen, u16)>, String> {
+/// An empty host port is how Docker ≥ 28 reports `-p` on a container whose
+/// IPv6 gateway network is in `gateway_mode_ipv6=routed`: no port on the
+/// host, the container port open at the container's own address.
+fn classify(binding: &PortBinding) -> Result<Option<(Listen, Option<u16>)>, String> {
     let listen = match binding.host_ip.trim() {
         "" | "::" => Listen::Any,
         text => match text
@@ -316,8 +323,12 @@ fn classify(binding: &PortBinding) -> Result<Option<(Listen, u16)>, String> {
             Err(_) => return Err(format!("host IP {} is not an address", quoted(text))),
         },
     };
-    match binding.host_port.trim().parse::<u16>() {
-        Ok(p) if p > 0 => Ok(Some((listen, p))),
+    let host_port = binding.host_port.trim();
+    if host_port.is_empty() {
+        return Ok(Some((listen, None)));
+    }
+    match host_port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(Some((listen, Some(p)))),
         _ => Err(format!(
             "host port {} is not a port number",
             quoted(&binding.host_port)
@@ -340,11 +351,11 @@ mod tests {
     fn classify_bindings() {
         assert_eq!(
             classify(&binding("::", "8080")),
-            Ok(Some((Listen::Any, 8080)))
+            Ok(Some((Listen::Any, Some(8080))))
         );
         assert_eq!(
             classify(&binding("", "8080")),
-            Ok(Some((Listen::Any, 8080)))
+            Ok(Some((Listen::Any, Some(8080))))
         );
         assert_eq!(classify(&binding("0.0.0.0", "8080")), Ok(None));
         assert_eq!(classify(&binding("127.0.0.1", "8080")), Ok(None));
@@ -361,9 +372,12 @@ mod tests {
         let a: Ipv6Addr = "2001:db8::5".parse().unwrap();
         assert_eq!(
             classify(&binding("2001:db8::5", "53")),
-            Ok(Some((Listen::Addr(a), 53)))
+            Ok(Some((Listen::Addr(a), Some(53))))
         );
-        assert!(classify(&binding("::", "")).is_err());
+        // Docker 28, routed gateway mode: open at the container, no host port.
+        assert_eq!(classify(&binding("::", "")), Ok(Some((Listen::Any, None))));
+        assert!(classify(&binding("::", "0")).is_err());
+        assert!(classify(&binding("::", "http")).is_err());
         assert!(classify(&binding("nonsense", "80")).is_err());
     }
 

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::retry::Backoff;
 use super::view::DockerUpdate;
-use crate::source::docker::{self, DockerError, DockerEvent};
+use crate::source::docker::{self, DockerError, DockerEvent, Engine};
 
 /// How long the first poll of the event stream may wait for an event.
 const SUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
@@ -31,6 +31,7 @@ pub async fn watch(
 ) {
     let mut backoff = Backoff::default();
     let mut trouble = Trouble::default();
+    let mut engine = None;
     loop {
         let result = session(
             docker_host.as_deref(),
@@ -38,6 +39,7 @@ pub async fn watch(
             &mut resync,
             &mut backoff,
             &mut trouble,
+            &mut engine,
         )
         .await;
         if tx.is_closed() {
@@ -108,8 +110,10 @@ async fn session(
     resync: &mut mpsc::Receiver<()>,
     backoff: &mut Backoff,
     trouble: &mut Trouble,
+    engine: &mut Option<Engine>,
 ) -> Result<(), DockerError> {
     let client = docker::connect(docker_host).await?;
+    say_engine(&client, engine).await;
     // Subscribe first: events that happen while the snapshot is taken are
     // buffered by the stream and replayed afterwards (inspecting is idempotent).
     let mut events = Box::pin(docker::event_stream(&client).peekable());
@@ -243,4 +247,30 @@ async fn inspect(
             DockerUpdate::Network { id, network: None }
         }
     }))
+}
+
+/// Logs which engine answers and its firewall backend, once per engine: again only after an
+/// upgrade or a switch of backend, not at every reconnect. A failed `/info` is only a debug line:
+/// the snapshot that follows reports a Docker that does not answer.
+async fn say_engine(client: &bollard::Docker, last: &mut Option<Engine>) {
+    let seen = match docker::engine(client).await {
+        Ok(seen) => seen,
+        Err(e) => {
+            debug!("{e}");
+            return;
+        }
+    };
+    if last.as_ref() == Some(&seen) {
+        return;
+    }
+    info!("connected to {seen}");
+    if seen.with_firewalld() {
+        warn!(
+            "Docker's firewall backend is managed by firewalld ({}): a firewalld reload \
+             re-creates Docker's rules; dock6 restores its own table when it changes, but \
+             keep dock6's bridges out of firewalld zones that drop forwarded traffic",
+            seen.firewall_backend.as_deref().unwrap_or_default()
+        );
+    }
+    *last = Some(seen);
 }

@@ -156,7 +156,11 @@ impl Loop {
         let conntrack = Arc::new(KernelThread::start()?);
         let (flows_todo, todo) = mpsc::unbounded_channel();
         let (done, flows_done) = mpsc::unbounded_channel();
-        tokio::spawn(pass::delete_flows_worker(Arc::clone(&conntrack), todo, done));
+        tokio::spawn(pass::delete_flows_worker(
+            Arc::clone(&conntrack),
+            todo,
+            done,
+        ));
         let mut state = Loop {
             config_path,
             config,

@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::{FlowsDone, KernelThread, Loop};
 use super::host_grace::GraceEvent;
 use super::retry;
+use super::{FlowsDone, KernelThread, Loop};
 use crate::apply::nftables::{self, changes::NftMonitor};
 use crate::apply::{ApplyReport, DnatTarget, DockerFirewall, Kernel as _, Previous, TableAction};
 use crate::nft::Table;

@@ -53,13 +53,16 @@ impl DockerView {
                 self.synced = true;
                 changed
             }
-            DockerUpdate::Container { id, container } => {
-                upsert(&mut self.state.containers, &id, container.map(|c| *c), |c| {
-                    &c.id
-                })
-            }
+            DockerUpdate::Container { id, container } => upsert(
+                &mut self.state.containers,
+                &id,
+                container.map(|c| *c),
+                |c| &c.id,
+            ),
             DockerUpdate::Network { id, network } => {
-                upsert(&mut self.state.networks, &id, network.map(|n| *n), |n| &n.id)
+                upsert(&mut self.state.networks, &id, network.map(|n| *n), |n| {
+                    &n.id
+                })
             }
             DockerUpdate::Lost => false,
         }

@@ -60,6 +60,13 @@ impl Netns {
             .unwrap_or_else(|e| panic!("cannot run {argv:?} in {}: {e}", self.name))
     }
 
+    /// Whether `table inet dock6` exists in this namespace.
+    pub fn has_dock6_table(&self) -> bool {
+        self.exec(&["nft", "list", "table", "inet", "dock6"])
+            .status
+            .success()
+    }
+
     /// Runs a command inside the namespace and returns its stdout; panics on failure.
     pub fn exec_ok(&self, argv: &[&str]) -> String {
         let out = self.exec(argv);

@@ -21,10 +21,10 @@ const SUBNET: &str = "fd00:d6::/64";
 const GET_IP: &str = r#"printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n'"#;
 const CGI: &str = "#!/bin/sh\necho Content-Type: text/plain\necho\necho \"$REMOTE_ADDR\"\n";
 
-pub fn demo(dock6: &Path) -> Result<()> {
+pub fn demo(dock6: &Path, options: &lab::Options) -> Result<()> {
     let mut lab = Lab::new(NAME)?;
     let _ = lab.down(); // leftovers of an interrupted demo
-    let result = run_demo(&mut lab, dock6);
+    let result = run_demo(&mut lab, dock6, options);
     eprintln!("\n== tearing down: dock6 stopped (its rules would stay in the kernel), lab removed");
     let down = lab.down();
     result.and(down)
@@ -35,11 +35,11 @@ fn step(text: &str) {
 }
 
 /// The demo's steps, each printed as it starts; the lab is torn down by the caller.
-fn run_demo(lab: &mut Lab, dock6: &Path) -> Result<()> {
+fn run_demo(lab: &mut Lab, dock6: &Path, options: &lab::Options) -> Result<()> {
     step(
         "lab: upstream namespace (the internet, 2001:db8:ffff::1) and host namespace with a private dockerd",
     );
-    lab.up(&lab::Options::default())?;
+    lab.up(options)?;
     let mut internet = start_internet(lab)?;
     let (mut agent, log) = start_agent(lab, dock6)?;
     start_web_container(lab)?;

@@ -5,9 +5,9 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use dock6_lab::{DEFAULT_NAME, IMAGE, Lab, Options};
+use dock6_lab::{DEFAULT_NAME, Docker, IMAGE, Lab, Options};
 
-const USAGE: &str = "usage: cargo xtask lab up [NAME] [--no-userland-proxy] [--no-iptables] [--ip6tables]\n       \
+const USAGE: &str = "usage: cargo xtask lab up [NAME] [--docker 20|28] [--no-userland-proxy] [--no-iptables] [--ip6tables]\n       \
                      cargo xtask lab down [NAME]\n       cargo xtask lab status [NAME]\n\
                      NAME defaults to dock6-lab; `eval \"$(cargo xtask lab up)\"` sets DOCKER_HOST";
 
@@ -40,8 +40,15 @@ pub fn cli(args: &[String]) -> Result<()> {
 fn parse(args: &[String]) -> Result<Option<(Options, Option<&str>)>> {
     let mut options = Options::default();
     let mut name = None;
-    for arg in args {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--docker" => {
+                let Some(version) = args.next() else {
+                    bail!("--docker needs a version (20 or 28)\n{USAGE}");
+                };
+                options.docker = Docker::parse(version)?;
+            }
             "--no-userland-proxy" => options.userland_proxy = false,
             "--no-iptables" => options.iptables = false,
             "--ip6tables" => options.ip6tables = true,

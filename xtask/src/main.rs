@@ -3,7 +3,7 @@
 //! - `test [CARGO TEST ARGS]`: every test of the workspace (kernel tests need root);
 //! - `bless`: rewrite the golden files under `rules/` from the current planner;
 //! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
-//! - `bench [--no-docker]`: dock6 at scale, one table (`examples/bench`, root);
+//! - `bench [--no-docker] [--docker 20|28]`: dock6 at scale, one table (`examples/bench`, root);
 //! - `deps`: only install the Debian packages;
 //! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
 //! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI).
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("bless") => bless(),
-        Some("demo") => demo(),
+        Some("demo") => demo(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("deps") => install_packages(PACKAGES),
         Some("lab") => lab::cli(&args[1..]),
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
                 "  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces"
             );
             eprintln!(
-                "  bench  [--no-docker]: dock6 at scale, one table (release build; root; namespaces of its own; < 15 min)"
+                "  bench  [--no-docker] [--docker 20|28]: dock6 at scale, one table (release build; root; namespaces of its own)"
             );
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
@@ -134,6 +134,7 @@ fn test(extra: &[String]) -> Result<()> {
     // The Docker tests' lab: docker.io only where no Docker is installed, busybox-static.
     dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
     ensure_components(&["rustfmt", "clippy"])?;
+    check_docker_matrix()?;
     // The habits that keep the tree readable fail the run like a test does.
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -148,10 +149,82 @@ fn test(extra: &[String]) -> Result<()> {
         "warnings",
     ]);
     run(clippy)?;
+    // Docker 28 for tests/modern_docker.rs and the matrix: fetched once, before any test races.
+    dock6_lab::ensure_tools(&docker28_options())?;
+    dock6_lab::ensure_bundle()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(extra);
-    run(cmd)
+    run(cmd)?;
+    docker_matrix(extra)
+}
+
+/// The test binaries that run against each Docker of the lab: every one that starts a lab
+/// dockerd of the default version. `cargo test` above ran them on the installed Docker
+/// (Debian's 20.10); they run again here on Docker 28. Tests that need Docker 28 itself
+/// (tests/modern_docker.rs) ask for it and ran above.
+const DOCKER_MATRIX: &[&str] = &[
+    "attack",
+    "converge",
+    "docker_source",
+    "e2e",
+    "lab_smoke",
+    "pid_namespace",
+];
+
+/// The Docker tests again, on Docker 28 (`DOCK6_LAB_DOCKER=28`).
+fn docker_matrix(extra: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut cmd = cargo();
+    cmd.env(dock6_lab::DOCKER_ENV, dock6_lab::Docker::V28.label())
+        .args(["test", "-p", "dock6"]);
+    for test in DOCKER_MATRIX {
+        cmd.args(["--test", test]);
+    }
+    cmd.args(extra);
+    run(cmd)?;
+    eprintln!(
+        "xtask: the Docker tests passed on Docker 28 too ({:.0?})",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+fn docker28_options() -> dock6_lab::Options {
+    dock6_lab::Options {
+        docker: dock6_lab::Docker::V28,
+        ..Default::default()
+    }
+}
+
+/// A test file that starts a lab dockerd (`DockerLab::up`) without pinning Docker 28 must be in
+/// [`DOCKER_MATRIX`], or it would silently run on one Docker only.
+fn check_docker_matrix() -> Result<()> {
+    let tests = root_dir().join("tests");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&tests).with_context(|| format!("read {}", tests.display()))? {
+        let path = entry?.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".rs"))
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path)?;
+        if text.contains("DockerLab::up(")
+            && !text.contains("Docker::V28")
+            && !DOCKER_MATRIX.contains(&name)
+        {
+            missing.push(name.to_string());
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "tests {missing:?} start a lab dockerd but are not in xtask's DOCKER_MATRIX: add them"
+        );
+    }
+    Ok(())
 }
 
 /// rustup components the test command runs (`cargo fmt`, `cargo clippy`),
@@ -185,7 +258,7 @@ fn bless() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--no-docker]`: the release build of dock6 and of
+/// `cargo xtask bench [--no-docker] [--docker 20|28]`: the release build of dock6 and of
 /// `examples/bench`, then the bench (root; see examples/bench/main.rs).
 fn bench(args: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
@@ -212,11 +285,20 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|_| root_dir().join("target"))
 }
 
-fn demo() -> Result<()> {
+/// `demo [--docker 20|28]`: the installed Docker by default, or sid's 28 (see the lab).
+fn demo(args: &[String]) -> Result<()> {
+    let options = match args {
+        [] => dock6_lab::Options::default(),
+        [flag, version] if flag == "--docker" => dock6_lab::Options {
+            docker: dock6_lab::Docker::parse(version)?,
+            ..Default::default()
+        },
+        _ => bail!("usage: cargo xtask demo [--docker 20|28]"),
+    };
     install_packages(PACKAGES)?;
-    dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
+    dock6_lab::ensure_tools(&options)?;
     let mut cmd = cargo();
     cmd.args(["build", "--quiet", "--bin", "dock6"]);
     run(cmd)?;
-    demo::demo(&target_dir().join("debug/dock6"))
+    demo::demo(&target_dir().join("debug/dock6"), &options)
 }

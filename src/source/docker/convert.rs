@@ -15,6 +15,9 @@ use super::short_id;
 use crate::snapshot::{Container, Endpoint, Network, PortBinding, Subnet};
 use crate::text::{clip, quoted};
 
+/// Docker ≥ 27's network option (also in `default-network-opts`) for IPv6.
+pub const ENABLE_IPV6_OPTION: &str = "com.docker.network.enable_ipv6";
+
 /// The fields dock6 reads, from either of bollard's two network types
 /// (list entry and inspect answer), which have them under the same names.
 macro_rules! network_fields {
@@ -68,7 +71,7 @@ pub fn network_from_inspect(n: NetworkInspect) -> Option<Network> {
 /// Docker's view of a network as a snapshot network. `None` (with a
 /// warning) without an id, a name or a driver. A missing `Internal` counts as
 /// internal (no egress, nothing published: fails closed); a missing
-/// `EnableIPv6` as false. IPAM entries whose subnet does not parse are
+/// `EnableIPv6` as the `com.docker.network.enable_ipv6` option says, else false. IPAM entries whose subnet does not parse are
 /// skipped, as are gateways that do not parse (the subnet is kept).
 /// `bridge` stays `None`: the planner derives it as Docker does.
 pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
@@ -98,9 +101,18 @@ pub fn network_from_docker(n: NetworkFields) -> Option<Network> {
         );
         true
     });
+    // Docker ≥ 27 reports the effective setting (`--ipv6`, the network's
+    // option or the daemon's `default-network-opts`) in EnableIPv6; only an
+    // answer without the field falls back to the option.
+    let enable_ipv6 = n.enable_ipv6.unwrap_or_else(|| {
+        n.options
+            .as_ref()
+            .and_then(|o| o.get(ENABLE_IPV6_OPTION))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    });
     Some(Network {
         id,
-        enable_ipv6: n.enable_ipv6.unwrap_or(false),
+        enable_ipv6,
         internal,
         subnets: ipam_subnets(&name, n.ipam),
         name,

@@ -312,6 +312,7 @@ fn is_not_found(e: &BollardError) -> bool {
 
 mod convert;
 mod data_warnings;
+mod engine;
 mod events;
 mod transport;
 
@@ -319,6 +320,7 @@ pub use convert::{
     NetworkFields, container_from_docker, gateway_network, internal_network_ids,
     network_from_docker, network_from_inspect, network_from_list,
 };
+pub use engine::{Engine, engine};
 pub use events::{event_from_docker, event_stream};
 pub use transport::{ANSWER_TIMEOUT, MAX_ANSWER_BYTES};
 

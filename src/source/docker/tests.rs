@@ -49,6 +49,14 @@ fn container(text: &str) -> Option<Container> {
     container_from_docker(response, &internal())
 }
 
+/// The container's IPv6 address per network, in network-name order.
+fn ipv6_addresses(c: &Container) -> Vec<(&str, Option<Ipv6Addr>)> {
+    c.networks
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.ipv6_address))
+        .collect()
+}
+
 /// A fixture with one edit: `path` is a JSON pointer, `value` its new value
 /// (`Value::Null` removes the field).
 fn edited(text: &str, path: &str, value: Value) -> String {
@@ -194,11 +202,7 @@ fn container_on_three_networks() {
         c.labels.get("dock6.expose").map(String::as_str),
         Some("80/tcp")
     );
-    let addresses: Vec<(&str, Option<Ipv6Addr>)> = c
-        .networks
-        .iter()
-        .map(|(n, e)| (n.as_str(), e.ipv6_address))
-        .collect();
+    let addresses = ipv6_addresses(&c);
     assert_eq!(
         addresses,
         vec![
@@ -438,4 +442,71 @@ fn gone_events_and_malformed_ones() {
         None
     );
     assert_eq!(event("image", "delete", actor), None);
+}
+
+/// Docker 28.5's answers (captured from the lab's `--docker 28`): a network whose IPv6 comes from
+/// the `com.docker.network.enable_ipv6` option on a ULA /64 Docker allocated itself, and a
+/// `gateway_mode_ipv6=routed` network whose IPv6 IPAM entry has no gateway.
+const NET28_PLAIN6: &str = include_str!("../../../tests/data/docker28/net-plain6.json");
+const NET28_DIRECT: &str = include_str!("../../../tests/data/docker28/net-direct.json");
+const WEB28: &str = include_str!("../../../tests/data/docker28/ctr-web.json");
+
+#[test]
+fn docker28_networks_allocated_subnets_and_gatewayless_routed_ones() {
+    let plain6 = net(NET28_PLAIN6).expect("usable");
+    assert!(plain6.enable_ipv6);
+    assert_eq!(
+        plain6.ipv6_subnets(),
+        vec!["fd95:8b76:5b12::/64".parse().unwrap()]
+    );
+    let direct = net(NET28_DIRECT).expect("usable");
+    assert_eq!(
+        direct.ipv6_subnets(),
+        vec!["2001:db8:1:0:d0c::/80".parse().unwrap()]
+    );
+    assert_eq!(
+        direct
+            .options
+            .get("com.docker.network.bridge.gateway_mode_ipv6")
+            .map(String::as_str),
+        Some("routed")
+    );
+    // An answer without EnableIPv6 (older API shapes): the option decides.
+    let no_field = edited(NET28_PLAIN6, "/EnableIPv6", Value::Null);
+    assert!(net(&no_field).unwrap().enable_ipv6);
+    let option_false = edited(
+        &no_field,
+        "/Options/com.docker.network.enable_ipv6",
+        json!("false"),
+    );
+    assert!(!net(&option_false).unwrap().enable_ipv6);
+    // The field, when present, is Docker's effective choice and wins over the option.
+    let field_false = edited(NET28_PLAIN6, "/EnableIPv6", json!(false));
+    assert!(!net(&field_false).unwrap().enable_ipv6);
+}
+
+#[test]
+fn docker28_container_on_two_networks() {
+    let c = container(WEB28).expect("running");
+    let addresses = ipv6_addresses(&c);
+    assert_eq!(
+        addresses,
+        vec![
+            ("direct", Some("2001:db8:1:0:d0c::2".parse().unwrap())),
+            ("plain6", Some("fd95:8b76:5b12::2".parse().unwrap())),
+        ]
+    );
+    // `ip -6 route` in the container: default via 2001:db8:1:0:d0c::1 (equal GwPriority,
+    // the first network by name).
+    assert_eq!(c.gateway_network.as_deref(), Some("direct"));
+    let b = |ip: &str, port: &str| PortBinding {
+        host_ip: ip.into(),
+        host_port: port.into(),
+    };
+    // -p 8080:80 with the IPv6 gateway on a routed network: Docker 28 maps IPv4 and, for
+    // IPv6, reports no host port (the container port is open at its own address).
+    assert_eq!(
+        c.ports.get("80/tcp"),
+        Some(&Some(vec![b("0.0.0.0", "8080"), b("::", "")]))
+    );
 }
