@@ -21,6 +21,8 @@ use dock6_lab::{Docker, HOST_V6, IMAGE, Lab, Options};
 use crate::report::{Row, median, ms};
 
 const BACKGROUND: usize = 100;
+/// The containers' network: IPv6 (ULA, so NAT66) and a /25 for IPv4.
+const NETWORK: &str = "bench";
 const PORTS: usize = 10;
 const RUNS: usize = 20;
 /// `docker run`s of the background containers in flight at once.
@@ -137,6 +139,18 @@ fn measure(setup: Setup, engine: Docker, logs: &Path) -> anyhow::Result<Duration
     let mut lab = LabGuard(Lab::new(&name)?);
     lab.0.up(&setup.options(engine))?;
     let lab = &lab.0;
+    // The default bridge's IPv4 pool (a /26) holds fewer than 120 containers.
+    let out = lab
+        .docker()
+        .args(["network", "create", "--ipv6", "--subnet", "fd00:be::/64"])
+        .args(["--subnet", "203.0.113.128/25", NETWORK])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "docker network create: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     let _dock6 = match setup {
         Setup::Dock6 => Some(start_dock6(lab, &logs.join("dock6-docker.log"))?),
         _ => None,
@@ -227,7 +241,7 @@ fn start_background(lab: &Lab) -> anyhow::Result<()> {
 /// `docker run -d -p H:80 …` a busybox httpd; extra ports go to 81, 82, …
 fn docker_run(lab: &Lab, name: &str, host_ports: &[usize]) -> anyhow::Result<()> {
     let mut cmd = lab.docker();
-    cmd.args(["run", "-d", "--name", name]);
+    cmd.args(["run", "-d", "--name", name, "--network", NETWORK]);
     for (k, port) in host_ports.iter().enumerate() {
         cmd.arg("-p").arg(format!("{port}:{}", 80 + k));
     }

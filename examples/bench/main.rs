@@ -5,10 +5,11 @@
 //! - the real kernel, in a network namespace of the bench's own: the agent
 //!   fed a synthetic Docker view (update → commit latency, full resync, RSS);
 //! - conntrack deletes beside 0 and 100,000 unrelated entries;
-//! - a real dockerd (the `dock6-lab` crate): `docker run -p` → reachable,
-//!   dock6 against Docker's own ip6tables and the userland-proxy floor
-//!   (`--docker 20|28` picks the lab's Docker, 28 by default; `--no-docker`
-//!   leaves this part out).
+//! - with `--docker [20|28]` (the lab's Docker; 28 when no version is
+//!   given), a real dockerd (the `dock6-lab` crate): `docker run -p` →
+//!   reachable, dock6 against Docker's own ip6tables and the userland-proxy
+//!   floor. It takes about ten minutes more (three labs with 120
+//!   containers each), so the default run leaves it out.
 //!
 //! Needs root. It re-runs itself under `unshare -n`, so every kernel change
 //! happens in a throw-away network namespace (the Docker lab makes its own):
@@ -39,13 +40,19 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let usage = "usage: bench [--no-docker] [--docker 20|28]";
-    let (mut with_docker, mut engine) = (true, dock6_lab::Docker::V28);
-    let mut rest = args.iter();
+    let usage = "usage: bench [--docker [20|28]]";
+    let mut docker = None;
+    let mut rest = args.iter().peekable();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
-            "--no-docker" => with_docker = false,
-            "--docker" => engine = dock6_lab::Docker::parse(rest.next().context(usage)?)?,
+            "--docker" => {
+                let version = rest.next_if(|v| !v.starts_with("--"));
+                let engine = match version {
+                    Some(v) => dock6_lab::Docker::parse(v)?,
+                    None => dock6_lab::Docker::V28,
+                };
+                docker = Some(engine);
+            }
             other => bail!("{usage} (unknown argument {other:?})"),
         }
     }
@@ -72,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     rows.extend(kernel::rows(&logs.join("agent.log"))?);
     eprintln!("bench: conntrack");
     rows.extend(conntrack::rows(&logs.join("conntrack.txt"))?);
-    if with_docker {
+    if let Some(engine) = docker {
         rows.extend(docker::rows(engine, &logs)?);
     }
     let command = format!("cargo xtask bench {}", args.join(" "));

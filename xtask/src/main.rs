@@ -3,7 +3,7 @@
 //! - `test [CARGO TEST ARGS]`: every test of the workspace (kernel tests need root);
 //! - `bless`: rewrite the golden files under `rules/` from the current planner;
 //! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
-//! - `bench [--no-docker] [--docker 20|28]`: dock6 at scale, one table (`examples/bench`, root);
+//! - `bench [--docker [20|28]]`: dock6 at scale, one table (`examples/bench`, root);
 //! - `deps`: only install the Debian packages;
 //! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
 //! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI).
@@ -258,7 +258,7 @@ fn bless() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--no-docker] [--docker 20|28]`: the release build of dock6 and of
+/// `cargo xtask bench [--docker [20|28]]`: the release build of dock6 and of
 /// `examples/bench`, then the bench (root; see examples/bench/main.rs).
 fn bench(args: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
