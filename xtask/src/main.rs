@@ -57,7 +57,7 @@ fn main() -> ExitCode {
                 "  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces"
             );
             eprintln!(
-                "  bench  [--no-docker] [--docker 20|28]: dock6 at scale, one table (release build; root; namespaces of its own)"
+                "  bench  [--docker [20|28]]: dock6 at scale, one table (release build; root; namespaces of its own; --docker: a real dockerd too, ~10 min more)"
             );
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
