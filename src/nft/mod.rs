@@ -13,7 +13,7 @@ mod render;
 pub mod samples;
 
 pub use builder::{RuleBuilder, rule};
-pub use diff::{ElementChange, TableDiff, diff};
+pub use diff::{ElementChange, TableDiff, diff, same_shape};
 pub use listing_diff::listing_diff;
 
 pub use render::render_net;
