@@ -48,12 +48,8 @@ fn a_failed_sysctl_is_retried_until_it_converges_without_an_event() {
         // Pinged every 250 ms while healthy.
         ("WATCHDOG_USEC", "500000"),
     ];
-    let mut agent = Agent::start_wrapped_env(
-        &lab,
-        "",
-        &["unshare", "--mount", "sh", "-c", &script],
-        &env,
-    );
+    let mut agent =
+        Agent::start_wrapped_env(&lab, "", &["unshare", "--mount", "sh", "-c", &script], &env);
     agent.wait_for_log("eth0.accept_ra", PROMPTLY);
     agent.wait_for_log("retrying", PROMPTLY);
     let early = queued(&notify);
