@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plan::{Mode, Policy};
+use crate::plan::{Mode, NaSource, Policy};
 
 pub const DEFAULT_PATH: &str = "/etc/dock6/dock6.toml";
 pub use crate::plan::DEFAULT_ACCEPT_MARK;
@@ -73,6 +73,7 @@ struct RawConfig {
     resync_interval: Option<Spanned<String>>,
     host_facts_grace: Option<Spanned<String>>,
     accept_mark: Option<Spanned<i64>>,
+    na_source: Option<Spanned<String>>,
     status_socket: Option<Spanned<String>>,
     metrics_address: Option<Spanned<String>>,
     metrics_allow_remote: Option<Spanned<bool>>,
@@ -87,6 +88,8 @@ struct RawConfig {
 )]
 struct RawNetwork {
     mode: Spanned<Mode>,
+    /// Mode `nptv6`: the global prefix the network's subnet is mapped onto.
+    prefix: Option<Spanned<String>>,
 }
 
 impl Config {
@@ -142,6 +145,15 @@ impl Config {
             config.policy.accept_mark = parse_mark(*mark.get_ref())
                 .map_err(|m| invalid(Some(mark.span()), Some("accept_mark".into()), m))?;
         }
+        if let Some(source) = raw.na_source {
+            config.policy.na_source = NaSource::parse(source.get_ref()).ok_or_else(|| {
+                invalid(
+                    Some(source.span()),
+                    Some("na_source".into()),
+                    format!("{:?} is not \"link-local\" or \"target\"", source.get_ref()),
+                )
+            })?;
+        }
         if let Some(socket) = raw.status_socket {
             config.status_socket = parse_socket_path(socket.get_ref())
                 .map_err(|m| invalid(Some(socket.span()), Some("status_socket".into()), m))?;
@@ -155,6 +167,13 @@ impl Config {
             config.metrics_address = Some(parsed);
         }
         for (name, net) in raw.networks {
+            if let Some(prefix) = net.prefix {
+                let key = Some(format!("networks.{name}.prefix"));
+                let mode = *net.mode.get_ref();
+                let parsed = parse_prefix(prefix.get_ref(), mode)
+                    .map_err(|m| invalid(Some(prefix.span()), key, m))?;
+                config.policy.network_prefixes.insert(name.clone(), parsed);
+            }
             config
                 .policy
                 .network_modes
@@ -190,6 +209,26 @@ fn parse_egress(text: &str) -> Result<Ipv6Addr, String> {
         ));
     }
     Ok(addr)
+}
+
+/// An `nptv6` network's mapped prefix (only that mode has one).
+fn parse_prefix(text: &str, mode: Mode) -> Result<ipnet::Ipv6Net, String> {
+    if mode != Mode::Nptv6 {
+        return Err(format!(
+            "only mode nptv6 maps onto a prefix (this network's mode is {})",
+            mode.name()
+        ));
+    }
+    let net: ipnet::Ipv6Net = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IPv6 prefix like \"2001:db8:5::/64\""))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{text:?} has host bits set (the prefix is {})",
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -392,6 +431,37 @@ mod tests {
                 .contains("key `uplink`: \"a/b\" is not a valid interface name")
         );
         assert!(error("uplink = \"averyveryverylongname\"").contains("not a valid interface name"));
+    }
+
+    #[test]
+    fn nptv6_prefix_parses_and_is_refused_elsewhere() {
+        let c = parse("[networks.web]\nmode = \"nptv6\"\nprefix = \"2001:db8:5::/64\"\n").unwrap();
+        assert_eq!(c.policy.network_modes.get("web"), Some(&Mode::Nptv6));
+        assert_eq!(
+            c.policy.network_prefixes.get("web"),
+            Some(&"2001:db8:5::/64".parse().unwrap())
+        );
+        let e = error("[networks.web]\nmode = \"routed\"\nprefix = \"2001:db8:5::/64\"\n");
+        assert!(
+            e.starts_with("/etc/dock6/dock6.toml:3: key `networks.web.prefix`: only mode nptv6"),
+            "{e}"
+        );
+        let e = error("[networks.web]\nmode = \"nptv6\"\nprefix = \"2001:db8:5::1/64\"\n");
+        assert!(e.contains("has host bits set"), "{e}");
+        let e = error("[networks.web]\nmode = \"nptv6\"\nprefix = \"nope\"\n");
+        assert!(e.contains("is not an IPv6 prefix"), "{e}");
+    }
+
+    #[test]
+    fn na_source_parses() {
+        assert_eq!(parse("").unwrap().policy.na_source, NaSource::LinkLocal);
+        let c = parse("na_source = \"target\"\n").unwrap();
+        assert_eq!(c.policy.na_source, NaSource::Target);
+        let e = error("uplink = \"eth0\"\nna_source = \"global\"\n");
+        assert!(
+            e.starts_with("/etc/dock6/dock6.toml:2: key `na_source`: \"global\" is not"),
+            "{e}"
+        );
     }
 
     #[test]

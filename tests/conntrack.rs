@@ -226,3 +226,90 @@ fn an_empty_table_and_no_targets_delete_nothing() {
     );
     assert_eq!(ns.run(|| delete_dnat_flows(&[])).expect("no targets"), 0);
 }
+
+/// Among a thousand unrelated entries (`conntrack -R`, a file of
+/// `conntrack -I` lines) the kernel-filtered dumps find exactly the removed
+/// mapping's DNAT'ed flows: not those of the same host port DNAT'ed to
+/// another container, not those from the same container's other ports, not
+/// a flow with the same ports that was never DNAT'ed. The control: the same
+/// call for the other container's mapping deletes its flow.
+#[test]
+fn among_many_unrelated_entries_only_the_mappings_flows_go() {
+    if !common::require_root("among_many_unrelated_entries_only_the_mappings_flows_go") {
+        return;
+    }
+    let ns = Netns::new("ctmany");
+    let mut lines = String::new();
+    for i in 0..1000 {
+        lines.push_str(&format!(
+            "-I -s 2001:db8:3::{:x} -d 2001:db8:4::1 -p tcp --sport {} --dport 443 --state ESTABLISHED -t 600\n",
+            i + 1,
+            10_000 + i
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("dock6-ctmany-{}.txt", std::process::id()));
+    std::fs::write(&file, lines).expect("write conntrack -R file");
+    ns.exec_ok(&["conntrack", "-R", &file.display().to_string()]);
+    let _ = std::fs::remove_file(&file);
+    let insert = |sport: &str, dport: &str, dnat: Option<&str>| {
+        let mut argv = vec![
+            "conntrack",
+            "-I",
+            "-s",
+            "2001:db8:2::1",
+            "-d",
+            "2001:db8:1::10",
+            "-p",
+            "udp",
+            "--sport",
+            sport,
+            "--dport",
+            dport,
+            "-t",
+            "600",
+        ];
+        if let Some(to) = dnat {
+            argv.extend(["--dst-nat", to]);
+        }
+        ns.exec_ok(&argv);
+    };
+    insert("40000", "5353", Some("[fd00:1::2]:53")); // the mapping's flows
+    insert("40001", "5353", Some("[fd00:1::2]:53"));
+    insert("40002", "5353", Some("[fd00:1::3]:53")); // same host port, other container
+    insert("40003", "5354", Some("[fd00:1::2]:54")); // same container, other port
+    insert("40004", "53", None); // never DNAT'ed
+    let count = || {
+        ns.exec_ok(&["conntrack", "-C"])
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    assert_eq!(count(), 1005);
+
+    let mapping = |target: &str| DnatTarget {
+        proto: L4Proto::Udp,
+        host_port: 5353,
+        target: target.parse().unwrap(),
+        target_port: 53,
+    };
+    let gone = mapping("fd00:1::2");
+    let deleted = ns
+        .run(move || delete_dnat_flows(&[gone]))
+        .expect("delete_dnat_flows");
+    assert_eq!(deleted, 2, "the two flows of the removed mapping");
+    assert_eq!(count(), 1003, "everything else stays");
+    let left = ns.exec_ok(&["conntrack", "-L", "-f", "ipv6"]);
+    for kept in ["sport=40002", "sport=40003", "sport=40004"] {
+        assert!(left.contains(kept), "{kept} stays: {left}");
+    }
+
+    let other = mapping("fd00:1::3");
+    let deleted = ns
+        .run(move || delete_dnat_flows(&[other]))
+        .expect("delete_dnat_flows");
+    assert_eq!(
+        deleted, 1,
+        "control: the other container's mapping has its flow"
+    );
+    assert_eq!(count(), 1002);
+}

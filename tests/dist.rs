@@ -83,7 +83,9 @@ const EXAMPLES: &[&str] = &[
     "egress_address",
     "metrics_address",
     "[networks.web]",
+    "[networks.mapped]",
     "mode",
+    "prefix",
 ];
 /// Every key the config knows (`networks` as its table header).
 const KEYS: &[&str] = &[
@@ -95,7 +97,9 @@ const KEYS: &[&str] = &[
     "status_socket",
     "metrics_address",
     "metrics_allow_remote",
+    "na_source",
     "[networks.web]",
+    "prefix",
 ];
 
 /// `#key = value` lines (no space after `#`) uncommented when `keep` says.
@@ -134,7 +138,8 @@ fn the_shipped_config_parses_and_its_values_are_the_defaults() {
     let examples = Config::parse(&everything, &path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(examples.policy.uplink.as_deref(), Some("eth0"));
     assert!(examples.metrics_address.is_some());
-    assert_eq!(examples.policy.network_modes.len(), 1);
+    assert_eq!(examples.policy.network_modes.len(), 2);
+    assert_eq!(examples.policy.network_prefixes.len(), 1);
     for k in KEYS {
         assert!(
             text.lines()

@@ -325,11 +325,11 @@ fn unsolicited_neighbour_advertisement_reaches_the_link() {
     let target = addr("2001:db8::5");
     let got = ns.netlink(|h| async move {
         let listener = icmp6_listener("up1");
-        send_unsolicited_na(&h, "up0", target, true)
+        send_unsolicited_na(&h, "up0", target, true, None)
             .await
             .expect("send");
         let got = receive(&listener, 136);
-        let missing = send_unsolicited_na(&h, "nosuch0", target, true)
+        let missing = send_unsolicited_na(&h, "nosuch0", target, true, None)
             .await
             .expect_err("no interface");
         assert!(

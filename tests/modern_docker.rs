@@ -13,7 +13,6 @@ use common::web::{
     HOST, INTERNET, PROMPTLY, UPSTREAM, WHO_AM_I_SERVER, address_of, answers, ipv6_network_with,
     one_at_a_time, reached_by_dnat, refused, run_server,
 };
-use std::time::{Duration, Instant};
 
 /// A Docker 28 lab; `ip6tables` as Docker 28 would have it by default (on) or off (dock6 owns
 /// IPv6), and more daemon.json members.
@@ -36,16 +35,8 @@ fn proxy_entries(lab: &DockerLab) -> String {
 }
 
 /// Polls `done` every 50 ms until it holds; panics with `what` and dock6's log after PROMPTLY.
-fn wait_until(what: &str, agent: &Agent, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PROMPTLY;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {PROMPTLY:?}\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, agent: &Agent, done: impl FnMut() -> bool) {
+    agent.wait_until(what, PROMPTLY, done);
 }
 
 #[test]

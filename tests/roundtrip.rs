@@ -32,7 +32,8 @@ fn bootstrap_table_roundtrips() {
 }
 
 /// IR shapes the scenarios may not have: prefixes that are not byte-aligned,
-/// negations, SNAT, single-type maps.
+/// negations, SNAT, single-type maps, prefix NAT (nptv6), SNAT by map,
+/// `ct original ip6 daddr`.
 #[test]
 fn extra_shapes_roundtrip() {
     if !require_root("extra_shapes_roundtrip") {
@@ -108,6 +109,34 @@ fn extra_shapes_table() -> Table {
                         .saddr(net("fd00::/7"))
                         .iifname_not("br-*")
                         .masquerade_rule(),
+                    rule()
+                        .oifname("eth0")
+                        .saddr(net("fd00:9::/60"))
+                        .statement(Statement::SnatPrefix(net("2001:db8:90::/60")))
+                        .done(),
+                    rule()
+                        .oifname("eth0")
+                        .statement(Statement::SnatBySaddrMap {
+                            map: "addrmap".into(),
+                        })
+                        .done(),
+                ],
+            },
+            Chain {
+                name: "pre".into(),
+                base: Some(BaseChain {
+                    kind: ChainKind::Nat,
+                    hook: Hook::Prerouting,
+                    priority: Priority {
+                        base: StandardPriority::Dstnat,
+                        offset: 0,
+                    },
+                }),
+                rules: vec![
+                    rule()
+                        .daddr(net("2001:db8:90::/60"))
+                        .statement(Statement::DnatPrefix(net("fd00:9::/60")))
+                        .done(),
                 ],
             },
             Chain {
@@ -121,6 +150,11 @@ fn extra_shapes_table() -> Table {
                     },
                 }),
                 rules: vec![
+                    rule()
+                        .ct_status_dnat()
+                        .ct_original_daddr_not(net("2001:db8:90::/60"))
+                        .ct_original_daddr_not(net("2001:db8:1:0:6::/80"))
+                        .accept(),
                     rule()
                         .matching(dock6::nft::Match::Ip6 {
                             field: dock6::nft::AddrField::Daddr,
@@ -145,8 +179,8 @@ fn extra_shapes_table() -> Table {
     // The icmpv6 lookup targets a set that does not exist: drop that rule
     // here (the error case is tested separately).
     let mut table = table;
-    table.chains[1].rules.remove(2);
-    table.chains[1].rules.push(
+    table.chains[2].rules.remove(3);
+    table.chains[2].rules.push(
         rule()
             .daddr(net("::/0"))
             .saddr(net("2001:db8::5/128"))

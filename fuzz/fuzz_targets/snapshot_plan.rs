@@ -13,10 +13,11 @@ use dock6::snapshot::Snapshot;
 use dock6::source::parse_snapshot;
 use libfuzzer_sys::fuzz_target;
 
-const MODES: [Mode; 5] = [
+const MODES: [Mode; 6] = [
     Mode::Nat66,
     Mode::NdpProxy,
     Mode::Routed,
+    Mode::Nptv6,
     Mode::Off,
     Mode::Unfiltered,
 ];

@@ -61,6 +61,9 @@ pub enum HostError {
     )]
     NoLinkLocal { interface: String },
 
+    #[error("cannot answer neighbour solicitations (na_source = \"target\"): {0}")]
+    Responder(#[source] io::Error),
+
     #[error("router solicitation on {interface}: {source}")]
     Solicitation {
         interface: String,

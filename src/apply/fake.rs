@@ -11,7 +11,7 @@ use super::routes::{Dock6Route, RouteSyncReport};
 use super::sysctl::{SysctlAction, SysctlOutcome};
 use super::{HostError, nftables::NftError};
 use crate::nft::{ElementChange, Table};
-use crate::plan::{HostRoute, ProxyEntry, SysctlSetting};
+use crate::plan::{HostRoute, NaSource, ProxyEntry, SysctlSetting};
 
 #[derive(Default)]
 pub struct Recorder {
@@ -80,8 +80,13 @@ impl Kernel for Recorder {
     fn sync_proxy_entries(
         &mut self,
         desired: &[ProxyEntry],
+        na_source: NaSource,
     ) -> Result<ProxySyncReport, ApplyError> {
-        self.record(format!("proxies {}", desired.len()))?;
+        let by = match na_source {
+            NaSource::LinkLocal => String::new(),
+            NaSource::Target => " answered by dock6".into(),
+        };
+        self.record(format!("proxies {}{by}", desired.len()))?;
         Ok(ProxySyncReport::default())
     }
 

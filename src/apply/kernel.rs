@@ -2,16 +2,21 @@
 //! (nftables over netlink, rtnetlink, /proc/sys) and, in tests, a recording
 //! fake.
 
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
 use tracing::warn;
 
 use super::conntrack::{ConntrackError, DnatTarget};
+use super::ndisc::find_link;
 use super::ndp::{ProxyNeighbour, ProxySyncReport};
+use super::ndp_responder::{Answered, Responder};
 use super::routes::{Dock6Route, RouteSyncReport};
 use super::sysctl::SysctlOutcome;
 use super::{HostError, nftables};
 
 use crate::nft::{ElementChange, TABLE_NAME, Table};
-use crate::plan::{HostRoute, ProxyEntry, SysctlSetting};
+use crate::plan::{HostRoute, NaSource, ProxyEntry, SysctlSetting};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -41,8 +46,13 @@ pub trait Kernel {
     /// True if the table existed.
     fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError>;
     fn apply_sysctl(&mut self, setting: &SysctlSetting) -> Result<SysctlOutcome, ApplyError>;
-    fn sync_proxy_entries(&mut self, desired: &[ProxyEntry])
-    -> Result<ProxySyncReport, ApplyError>;
+    /// Makes dock6's proxy-NDP entries exactly `desired`; with
+    /// `NaSource::Target`, dock6 also answers solicitations for them itself.
+    fn sync_proxy_entries(
+        &mut self,
+        desired: &[ProxyEntry],
+        na_source: NaSource,
+    ) -> Result<ProxySyncReport, ApplyError>;
     fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError>;
     /// Makes dock6's tagged `/128` routes into bridges exactly `desired`.
     fn sync_host_routes(&mut self, desired: &[HostRoute]) -> Result<RouteSyncReport, ApplyError>;
@@ -59,6 +69,8 @@ pub trait Kernel {
 pub struct LinuxKernel {
     runtime: tokio::runtime::Runtime,
     handle: rtnetlink::Handle,
+    /// Answers neighbour solicitations itself (`na_source = "target"`).
+    responder: Option<Responder>,
 }
 
 impl LinuxKernel {
@@ -71,7 +83,11 @@ impl LinuxKernel {
             .block_on(async { rtnetlink::new_connection() })
             .map_err(|e| ApplyError::Host(HostError::NetlinkSocket(e)))?;
         runtime.spawn(connection);
-        Ok(LinuxKernel { runtime, handle })
+        Ok(LinuxKernel {
+            runtime,
+            handle,
+            responder: None,
+        })
     }
 }
 
@@ -105,17 +121,36 @@ impl Kernel for LinuxKernel {
     }
 
     /// Also announces each new entry with an unsolicited neighbour
-    /// advertisement, so the upstream router learns of a container at once.
+    /// advertisement, so the upstream router learns of a container at once
+    /// (with `NaSource::Target`: from the address itself, and each address
+    /// new to dock6's own answering).
     fn sync_proxy_entries(
         &mut self,
         desired: &[ProxyEntry],
+        na_source: NaSource,
     ) -> Result<ProxySyncReport, ApplyError> {
         let handle = &self.handle;
+        let responder = &mut self.responder;
         Ok(self.runtime.block_on(async {
             let report = super::sync_proxy_entries(handle, desired).await?;
-            for entry in &report.added {
+            let announce: Vec<(String, Ipv6Addr, Option<Ipv6Addr>)> = match na_source {
+                NaSource::LinkLocal => {
+                    *responder = None;
+                    report
+                        .added
+                        .iter()
+                        .map(|e| (e.interface.clone(), e.address, None))
+                        .collect()
+                }
+                NaSource::Target => answer_ourselves(handle, responder, desired)
+                    .await?
+                    .into_iter()
+                    .map(|(interface, address)| (interface, address, Some(address)))
+                    .collect(),
+            };
+            for (interface, address, source) in announce {
                 if let Err(e) =
-                    super::send_unsolicited_na(handle, &entry.interface, entry.address, false).await
+                    super::send_unsolicited_na(handle, &interface, address, false, source).await
                 {
                     warn!("{e}");
                 }
@@ -151,6 +186,47 @@ impl Kernel for LinuxKernel {
             .runtime
             .block_on(super::send_router_solicitation(&self.handle, interface))?)
     }
+}
+
+/// Hands `desired` to dock6's own answering (started on first use); returns
+/// the (interface, address) pairs it did not answer for before.
+async fn answer_ourselves(
+    handle: &rtnetlink::Handle,
+    responder: &mut Option<Responder>,
+    desired: &[ProxyEntry],
+) -> Result<Vec<(String, Ipv6Addr)>, HostError> {
+    let mut links = BTreeMap::new();
+    let mut answered = Answered::new();
+    let mut interface_of = BTreeMap::new();
+    for entry in desired {
+        if !links.contains_key(&entry.interface) {
+            let link = find_link(handle, &entry.interface)
+                .await
+                .map_err(|source| HostError::Netlink {
+                    what: format!(
+                        "answering for proxied addresses: looking up {}",
+                        entry.interface
+                    ),
+                    source,
+                })?;
+            links.insert(entry.interface.clone(), link);
+        }
+        if let Some(Some(link)) = links.get(&entry.interface) {
+            answered.insert(entry.address, link.clone());
+            interface_of.insert(entry.address, entry.interface.clone());
+        }
+    }
+    let responder = match responder {
+        Some(r) => r,
+        // Nothing to answer for: no socket, no thread.
+        None if answered.is_empty() => return Ok(Vec::new()),
+        None => responder.insert(Responder::start().map_err(HostError::Responder)?),
+    };
+    Ok(responder
+        .set(answered)
+        .into_iter()
+        .filter_map(|a| Some((interface_of.get(&a)?.clone(), a)))
+        .collect())
 }
 
 /// What happened to the table in one apply.

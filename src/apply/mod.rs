@@ -9,6 +9,7 @@ mod kernel;
 pub mod listing;
 pub mod ndisc;
 pub mod ndp;
+pub mod ndp_responder;
 pub(crate) mod nfnetlink;
 pub mod nftables;
 mod pass;

@@ -34,6 +34,7 @@ const ND_NEIGHBOR_ADVERT: u8 = 136;
 const ND_OPT_SOURCE_LINKADDR: u8 = 1;
 const ND_OPT_TARGET_LINKADDR: u8 = 2;
 const NA_FLAG_ROUTER: u32 = 0x8000_0000;
+const NA_FLAG_SOLICITED: u32 = 0x4000_0000;
 const NA_FLAG_OVERRIDE: u32 = 0x2000_0000;
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
@@ -48,6 +49,24 @@ pub fn neighbour_advertisement(target: Ipv6Addr, lladdr: Option<&[u8]>, router: 
     if router {
         flags |= NA_FLAG_ROUTER;
     }
+    advertisement(flags, target, lladdr)
+}
+
+/// Builds the answer to a neighbour solicitation for a proxied `target`
+/// (checksum left 0 for the kernel): S set when it answers a solicitation
+/// from a node (not duplicate address detection); O clear, as RFC 4861
+/// §7.2.4 asks of proxies; R clear (the target is a container, not a
+/// router); the target link-layer address option carries `lladdr`.
+pub fn solicited_advertisement(
+    target: Ipv6Addr,
+    lladdr: Option<&[u8]>,
+    solicited: bool,
+) -> Vec<u8> {
+    let flags = if solicited { NA_FLAG_SOLICITED } else { 0 };
+    advertisement(flags, target, lladdr)
+}
+
+fn advertisement(flags: u32, target: Ipv6Addr, lladdr: Option<&[u8]>) -> Vec<u8> {
     let mut packet = Vec::with_capacity(32);
     packet.extend_from_slice(&[ND_NEIGHBOR_ADVERT, 0, 0, 0]);
     packet.extend_from_slice(&flags.to_be_bytes());
@@ -83,12 +102,15 @@ fn push_lladdr_option(packet: &mut Vec<u8>, kind: u8, lladdr: Option<&[u8]>) {
 }
 
 /// Sends one unsolicited neighbour advertisement for `target` out of
-/// `interface` (its index and link-layer address looked up over `handle`).
+/// `interface` (its index and link-layer address looked up over `handle`),
+/// from `source` when given (the target itself, with `na_source =
+/// "target"`), else from the address the kernel picks.
 pub async fn send_unsolicited_na(
     handle: &Handle,
     interface: &str,
     target: Ipv6Addr,
     router: bool,
+    source: Option<Ipv6Addr>,
 ) -> Result<(), HostError> {
     let what =
         || format!("unsolicited neighbour advertisement for {target}: looking up {interface}");
@@ -105,7 +127,7 @@ pub async fn send_unsolicited_na(
         });
     };
     let packet = neighbour_advertisement(target, link.lladdr.as_deref(), router);
-    send(link.index, None, ALL_NODES, &packet).map_err(|source| HostError::Advertisement {
+    send(link.index, source, ALL_NODES, &packet).map_err(|source| HostError::Advertisement {
         interface: interface.to_string(),
         address: target,
         source,
@@ -150,14 +172,15 @@ pub async fn send_router_solicitation(handle: &Handle, interface: &str) -> Resul
 }
 
 /// The interface facts a message needs.
-struct Link {
-    index: u32,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
     /// Link-layer address; none on e.g. point-to-point links.
-    lladdr: Option<Vec<u8>>,
+    pub lladdr: Option<Vec<u8>>,
 }
 
 /// Looks `interface` up by name; `None` when it does not exist.
-async fn find_link(handle: &Handle, interface: &str) -> Result<Option<Link>, rtnetlink::Error> {
+pub async fn find_link(handle: &Handle, interface: &str) -> Result<Option<Link>, rtnetlink::Error> {
     let mut links = handle
         .link()
         .get()
@@ -211,10 +234,12 @@ fn usable_link_local(msg: &AddressMessage) -> Option<Ipv6Addr> {
     })
 }
 
-/// Sends `packet` to the link-scope multicast `destination` out of interface
-/// `ifindex` with hop limit 255, from `source` when given (bound with the
-/// interface as its scope), else from whatever the kernel picks.
-fn send(
+/// Sends `packet` to `destination` (link-scope multicast, or a neighbour's
+/// address) out of interface `ifindex` with hop limit 255, from `source`
+/// when given (bound with the interface as its scope; `IP_FREEBIND` lets it
+/// be an address the host does not hold, a proxied container's), else from
+/// whatever the kernel picks.
+pub(super) fn send(
     ifindex: u32,
     source: Option<Ipv6Addr>,
     destination: Ipv6Addr,
@@ -222,10 +247,13 @@ fn send(
 ) -> io::Result<()> {
     let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
     if let Some(source) = source {
+        socket.set_freebind_v6(true)?;
         socket.bind(&SockAddr::from(SocketAddrV6::new(source, 0, 0, ifindex)))?;
     }
+    socket.bind_device_by_index_v6(std::num::NonZeroU32::new(ifindex))?;
     socket.set_multicast_if_v6(ifindex)?;
     socket.set_multicast_hops_v6(255)?;
+    socket.set_unicast_hops_v6(255)?;
     socket.set_multicast_loop_v6(false)?;
     let destination = SocketAddrV6::new(destination, 0, 0, ifindex);
     socket.send_to(packet, &SockAddr::from(destination))?;
@@ -251,6 +279,13 @@ mod tests {
         let p = neighbour_advertisement(target, None, false);
         assert_eq!(p.len(), 24);
         assert_eq!(&p[4..8], &[0x20, 0, 0, 0]);
+
+        let p = solicited_advertisement(target, Some(&mac), true);
+        assert_eq!(&p[4..8], &[0x40, 0, 0, 0]); // S only: a proxy's answer
+        assert_eq!(&p[8..24], &target.octets());
+        assert_eq!(&p[24..26], &[2, 1]);
+        let p = solicited_advertisement(target, Some(&mac), false);
+        assert_eq!(&p[4..8], &[0, 0, 0, 0]);
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Previous<'_>) 
     flow_targets.dedup();
     let conntrack = match (flow_targets.is_empty(), table_in) {
         (true, _) => None,
+        (false, true) if previous.defer_flows => None,
         (false, true) => Some(Part::of(delete_flows(kernel, &flow_targets))),
         (false, false) => Some(Part::Skipped("the new table is not in".into())),
     };
@@ -195,6 +196,11 @@ pub struct Previous<'a> {
     pub replace: bool,
     /// Mappings whose flows are still to be deleted (an earlier delete failed).
     pub stale_flows: &'a [DnatTarget],
+    /// Leave the conntrack deletes to the caller: `flow_targets` of the
+    /// report, once the table is in. (The agent runs them on a thread of
+    /// their own: a delete walks the kernel's whole conntrack hash table
+    /// once per mapping, and the next pass need not wait for that.)
+    pub defer_flows: bool,
 }
 
 /// What a companion of Docker's own IPv6 firewall does: sysctls and
@@ -250,7 +256,7 @@ fn apply_host(kernel: &mut dyn Kernel, plan: &Plan, filtering_in: bool) -> HostP
         });
     }
     let routes = Part::of(kernel.sync_host_routes(&plan.host_routes));
-    let proxies = Part::of(kernel.sync_proxy_entries(&plan.proxy_entries));
+    let proxies = Part::of(kernel.sync_proxy_entries(&plan.proxy_entries, plan.na_source));
     if let Part::Done(report) = &proxies {
         log_proxies(report);
     }

@@ -115,8 +115,20 @@ impl RuleBuilder {
         })
     }
 
+    pub fn icmpv6_type(self, t: super::Icmpv6Type) -> Self {
+        self.matching(Match::Icmpv6TypeIs(t))
+    }
+
+    pub fn nd_target_not_link_local(self) -> Self {
+        self.matching(Match::NdTargetNotLinkLocal)
+    }
+
     pub fn fib_daddr_local(self) -> Self {
         self.matching(Match::FibDaddrLocal)
+    }
+
+    pub fn ct_original_daddr_not(self, net: Ipv6Net) -> Self {
+        self.matching(Match::CtOriginalDaddr { negate: true, net })
     }
 
     pub fn statement(mut self, s: Statement) -> Self {

@@ -13,7 +13,7 @@ mod render;
 pub mod samples;
 
 pub use builder::{RuleBuilder, rule};
-pub use diff::{ElementChange, TableDiff, diff};
+pub use diff::{ElementChange, TableDiff, diff, same_shape};
 pub use listing_diff::listing_diff;
 
 pub use render::render_net;
@@ -110,6 +110,7 @@ pub enum Icmpv6Type {
     TimeExceeded,
     ParameterProblem,
     EchoRequest,
+    NeighborAdvert,
 }
 
 impl Icmpv6Type {
@@ -128,6 +129,7 @@ impl Icmpv6Type {
             Icmpv6Type::TimeExceeded => 3,
             Icmpv6Type::ParameterProblem => 4,
             Icmpv6Type::EchoRequest => 128,
+            Icmpv6Type::NeighborAdvert => 136,
         }
     }
 
@@ -138,6 +140,7 @@ impl Icmpv6Type {
             Icmpv6Type::TimeExceeded => "time-exceeded",
             Icmpv6Type::ParameterProblem => "parameter-problem",
             Icmpv6Type::EchoRequest => "echo-request",
+            Icmpv6Type::NeighborAdvert => "nd-neighbor-advert",
         }
     }
 }
@@ -294,8 +297,17 @@ pub enum Match {
     DaddrProtoPortInSet { set: String },
     /// `icmpv6 type @icmpv6_inbound`
     Icmpv6TypeInSet { set: String },
+    /// `icmpv6 type nd-neighbor-advert`
+    Icmpv6TypeIs(Icmpv6Type),
+    /// `@th,64,16 != 0xfe80`: the target of a neighbour solicitation or
+    /// advertisement (ICMPv6 bytes 8–23) is not link-local (nft 1.0.6 has
+    /// no name for the field).
+    NdTargetNotLinkLocal,
     /// `fib daddr type local`
     FibDaddrLocal,
+    /// `ct original ip6 daddr [!=] NET`: where the connection was first
+    /// addressed, before any DNAT.
+    CtOriginalDaddr { negate: bool, net: Ipv6Net },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +330,15 @@ pub enum Statement {
     Masquerade,
     /// `snat ip6 to <addr>`
     Snat(Ipv6Addr),
+    /// `snat ip6 to ip6 saddr map @<map>`: the new source by the old one.
+    SnatBySaddrMap {
+        map: String,
+    },
+    /// `snat ip6 prefix to <net>`: stateless 1:1 prefix translation of the
+    /// source (the kernel's netmap range).
+    SnatPrefix(Ipv6Net),
+    /// `dnat ip6 prefix to <net>`: the same for the destination.
+    DnatPrefix(Ipv6Net),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

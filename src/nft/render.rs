@@ -222,7 +222,17 @@ impl Display for Match {
                 write!(f, "ip6 daddr . meta l4proto . th dport @{set}")
             }
             Match::Icmpv6TypeInSet { set } => write!(f, "icmpv6 type @{set}"),
+            Match::Icmpv6TypeIs(t) => write!(f, "icmpv6 type {}", t.name()),
+            Match::NdTargetNotLinkLocal => f.write_str("@th,64,16 != 0xfe80"),
             Match::FibDaddrLocal => f.write_str("fib daddr type local"),
+            Match::CtOriginalDaddr { negate, net } => {
+                write!(
+                    f,
+                    "ct original ip6 daddr {}{}",
+                    op(*negate),
+                    render_net(net)
+                )
+            }
         }
     }
 }
@@ -240,6 +250,9 @@ impl Display for Statement {
             }
             Statement::Masquerade => f.write_str("masquerade"),
             Statement::Snat(addr) => write!(f, "snat ip6 to {addr}"),
+            Statement::SnatBySaddrMap { map } => write!(f, "snat ip6 to ip6 saddr map @{map}"),
+            Statement::SnatPrefix(net) => write!(f, "snat ip6 prefix to {}", net.trunc()),
+            Statement::DnatPrefix(net) => write!(f, "dnat ip6 prefix to {}", net.trunc()),
         }
     }
 }

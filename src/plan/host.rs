@@ -3,7 +3,10 @@
 
 use std::net::Ipv6Addr;
 
-use super::ports::ContainerPlan;
+use ipnet::Ipv6Net;
+
+use super::nptv6::map_address;
+use super::ports::{ContainerPlan, Endpoint};
 use super::{HostRoute, Mode, NetworkPlan, Note, ProxyEntry, SysctlSetting};
 use crate::snapshot::{HostFacts, Interface};
 use crate::text::quoted;
@@ -52,8 +55,14 @@ pub(super) fn sysctls(
         keep_if: None,
         reason: reason.into(),
     });
+    let onlink = uplink_facts
+        .map(|u| u.onlink_prefixes.as_slice())
+        .unwrap_or(&[]);
+    let proxied = |n: &NetworkPlan| {
+        n.mode == Mode::NdpProxy || n.nptv6.is_some_and(|p| inside_onlink(&p, onlink))
+    };
     if let Some(uplink) = uplink
-        && networks.iter().any(|n| n.mode == Mode::NdpProxy)
+        && networks.iter().any(proxied)
     {
         out.push(SysctlSetting {
             scope: uplink.to_string(),
@@ -88,6 +97,10 @@ pub(super) fn proxy_entries(
     let mut entries: Vec<ProxyEntry> = Vec::new();
     for c in containers {
         for e in &c.endpoints {
+            if let Some(entry) = mapped_entry(host, uplink, networks, c, e, notes) {
+                entries.push(entry);
+                continue;
+            }
             let Some(network) = networks
                 .iter()
                 .find(|n| n.name == e.network && n.mode == Mode::NdpProxy && !n.internal)
@@ -113,6 +126,50 @@ pub(super) fn proxy_entries(
     entries.sort();
     entries.dedup_by(|a, b| a.address == b.address);
     entries
+}
+
+/// The entry for an `nptv6` container's mapped address, where the mapped
+/// prefix lies inside an on-link prefix of the uplink (the upstream router
+/// asks for it by neighbour solicitation); a mapped address someone else
+/// answers for gets none, with a note.
+fn mapped_entry(
+    host: &HostFacts,
+    uplink: &str,
+    networks: &[NetworkPlan],
+    c: &ContainerPlan,
+    e: &Endpoint,
+    notes: &mut Vec<Note>,
+) -> Option<ProxyEntry> {
+    let network = networks
+        .iter()
+        .find(|n| n.name == e.network && !n.internal)?;
+    let (subnet, prefix) = (network.subnets.first()?, network.nptv6?);
+    let uplink_facts = host.interface(uplink);
+    let onlink = uplink_facts
+        .map(|u| u.onlink_prefixes.as_slice())
+        .unwrap_or(&[]);
+    if !inside_onlink(&prefix, onlink) {
+        return None;
+    }
+    let address = map_address(e.address, subnet, &prefix);
+    if let Some(why) = claimed_by_others(host, uplink_facts, address) {
+        notes.push(Note::warn(format!(
+            "container {} (network {}): no proxy-NDP entry for its mapped address {address}: {why}",
+            quoted(&c.name),
+            network.name
+        )));
+        return None;
+    }
+    Some(ProxyEntry {
+        interface: uplink.to_string(),
+        address,
+        container: c.name.clone(),
+        network: e.network.clone(),
+    })
+}
+
+fn inside_onlink(prefix: &Ipv6Net, onlink: &[Ipv6Net]) -> bool {
+    onlink.iter().any(|p| p.contains(prefix))
 }
 
 /// Why dock6 must not answer neighbour solicitations for `address`, if so.

@@ -13,7 +13,10 @@ use std::net::Ipv6Addr;
 use ipnet::Ipv6Net;
 
 use super::labels::{EXPOSE_LABEL, Expose, parse_expose};
-use super::{MAP_DNAT_ADDR, MAP_DNAT_ANY, NetworkPlan, Plan, SET_OPEN_PORTS};
+use super::{
+    EGRESS_LABEL, MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, Mode, NetworkPlan, Plan,
+    SET_OPEN_PORTS,
+};
 use crate::nft::{L4Proto, Value};
 use crate::snapshot::{Container, Snapshot};
 
@@ -21,14 +24,18 @@ use crate::snapshot::{Container, Snapshot};
 /// `snapshot`, as one line each; empty when the plan is sound.
 ///
 /// - every `open_ports` element is the address of a container endpoint on a
-///   non-internal `routed`/`ndp-proxy` network, inside that network's
+///   non-internal `routed`/`ndp-proxy`/`nptv6` network, inside that network's
 ///   subnets, and a port that container publishes or exposes (and the
 ///   container is not sealed);
 /// - every proxy-NDP entry is on the uplink, for an address inside its
-///   network's subnets and an on-link prefix of the uplink;
+///   network's subnets (or its nptv6 prefix) and an on-link prefix of the
+///   uplink;
 /// - every DNAT target (the data of `dnat_any` and `dnat_addr`) lies inside
 ///   a subnet of a non-internal network dock6 filters (nat66, ndp-proxy,
 ///   routed), at a port some container there publishes;
+/// - every `egress_addresses` element maps the address of a container
+///   labelled `dock6.egress-address` on a non-internal nat66 network to a
+///   global address the uplink holds;
 /// - none of these addresses is one no container can hold: unspecified,
 ///   loopback, multicast, link-local or IPv4-mapped.
 pub fn check_invariants(snapshot: &Snapshot, plan: &Plan) -> Vec<String> {
@@ -36,6 +43,7 @@ pub fn check_invariants(snapshot: &Snapshot, plan: &Plan) -> Vec<String> {
     check_open_ports(snapshot, plan, &mut out);
     check_proxy_entries(snapshot, plan, &mut out);
     check_dnat_targets(snapshot, plan, &mut out);
+    check_egress_addresses(snapshot, plan, &mut out);
     check_address_kinds(plan, &mut out);
     out
 }
@@ -186,9 +194,11 @@ fn check_proxy_entries(snapshot: &Snapshot, plan: &Plan, out: &mut Vec<String>) 
                 entry.address, entry.interface, plan.uplink
             ));
         }
-        if !planned(plan, &entry.network).any(|n| inside(&n.subnets, entry.address)) {
+        if !planned(plan, &entry.network)
+            .any(|n| inside(&n.subnets, entry.address) || inside(n.nptv6.as_slice(), entry.address))
+        {
             out.push(format!(
-                "proxy entry {} (container {:?}) is outside the subnets of its network {:?}",
+                "proxy entry {} (container {:?}) is outside the subnets (and nptv6 prefix) of its network {:?}",
                 entry.address, entry.container, entry.network
             ));
         }
@@ -196,6 +206,46 @@ fn check_proxy_entries(snapshot: &Snapshot, plan: &Plan, out: &mut Vec<String>) 
             out.push(format!(
                 "proxy entry {} (container {:?}) is outside the uplink's on-link prefixes",
                 entry.address, entry.container
+            ));
+        }
+    }
+}
+
+fn check_egress_addresses(snapshot: &Snapshot, plan: &Plan, out: &mut Vec<String>) {
+    let Some(map) = plan.ruleset.set(MAP_EGRESS_ADDRESSES) else {
+        return;
+    };
+    let uplink = plan
+        .uplink
+        .as_deref()
+        .and_then(|u| snapshot.host.interface(u));
+    for element in &map.elements {
+        let ([Value::Addr(from)], [Value::Addr(to)]) =
+            (element.key.as_slice(), element.data.as_slice())
+        else {
+            out.push(format!(
+                "{MAP_EGRESS_ADDRESSES}: element {element} is not address : address"
+            ));
+            continue;
+        };
+        let labelled_nat66 = snapshot.containers.iter().any(|c| {
+            c.labels.contains_key(EGRESS_LABEL)
+                && c.networks.iter().any(|(name, ep)| {
+                    ep.ipv6_address == Some(*from)
+                        && planned(plan, name).any(|n| {
+                            n.mode == Mode::Nat66 && !n.internal && inside(&n.subnets, *from)
+                        })
+                })
+        });
+        if !labelled_nat66 {
+            out.push(format!(
+                "{MAP_EGRESS_ADDRESSES}: {from} is not a labelled container's address on a nat66 network"
+            ));
+        }
+        let on_uplink = uplink.is_some_and(|u| u.addresses.iter().any(|a| a.addr() == *to));
+        if !on_uplink || to.is_unicast_link_local() {
+            out.push(format!(
+                "{MAP_EGRESS_ADDRESSES}: {from} is mapped to {to}, which is not a global address of the uplink"
             ));
         }
     }
@@ -355,6 +405,33 @@ mod tests {
         assert!(
             v.iter()
                 .any(|l| l.contains("::ffff:192.0.2.1 is IPv4-mapped")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn egress_to_an_address_the_uplink_lacks_is_reported() {
+        let snap = snapshot(THREE_MODES);
+        let mut p = plan(&Policy::default(), &snap);
+        let map = p
+            .ruleset
+            .sets
+            .iter_mut()
+            .find(|s| s.name == MAP_EGRESS_ADDRESSES)
+            .expect("the scenario NATs nat66 egress");
+        map.elements.push(Element {
+            key: vec![Value::Addr("fd00:1::2".parse().unwrap())],
+            data: vec![Value::Addr("2001:db8:99::1".parse().unwrap())],
+        });
+        let v = check_invariants(&snap, &p);
+        assert!(
+            v.iter()
+                .any(|l| l.contains("not a global address of the uplink")),
+            "{v:?}"
+        );
+        assert!(
+            v.iter()
+                .any(|l| l.contains("not a labelled container's address")),
             "{v:?}"
         );
     }

@@ -4,12 +4,14 @@
 //! function of its inputs, which is what makes golden files possible.
 
 mod bootstrap;
+mod egress;
 mod guard;
 mod host;
 mod invariants;
 mod labels;
 mod mode;
 mod networks;
+mod nptv6;
 mod policy;
 mod ports;
 mod report;
@@ -24,18 +26,19 @@ use crate::nft::Table;
 use crate::snapshot::Snapshot;
 
 pub use bootstrap::bootstrap_table;
+pub use egress::EGRESS_LABEL;
 pub use guard::CHAIN_NOT_DOCKER;
 pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
-pub use policy::{DEFAULT_ACCEPT_MARK, Mode, Policy};
+pub use policy::{DEFAULT_ACCEPT_MARK, Mode, NaSource, Policy};
 pub use ruleset::{
     CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,
     PRIORITY_SRCNAT,
 };
 pub use sets::{
-    DnatTarget, MAP_DNAT_ADDR, MAP_DNAT_ANY, SET_BRIDGES, SET_OPEN_PORTS, SET_SEALED,
-    removed_dnat_targets,
+    DnatTarget, MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_BRIDGES, SET_OPEN_PORTS,
+    SET_SEALED, removed_dnat_targets,
 };
 
 /// The whole desired state.
@@ -45,6 +48,9 @@ pub struct Plan {
     pub networks: Vec<NetworkPlan>,
     pub ruleset: Table,
     pub proxy_entries: Vec<ProxyEntry>,
+    /// Who answers neighbour solicitations for the proxied addresses, and
+    /// from which source (`Target`: dock6 itself, from each address).
+    pub na_source: NaSource,
     pub host_routes: Vec<HostRoute>,
     pub sysctls: Vec<SysctlSetting>,
     pub notes: Vec<Note>,
@@ -66,6 +72,9 @@ pub struct NetworkPlan {
     /// Docker's `gateway_mode_ipv6=nat-unprotected`: every port open at the
     /// containers' own addresses (sealed containers aside), as Docker does.
     pub unprotected: bool,
+    /// Mode `nptv6`: the global prefix the network's (only) subnet is mapped
+    /// onto, as long as the subnet.
+    pub nptv6: Option<Ipv6Net>,
 }
 
 /// A kernel proxy-NDP entry: answer neighbour solicitations for `address` on
@@ -165,6 +174,7 @@ pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
         closed_bridges,
     } = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
     let containers = ports::container_plans(snapshot, &networks, &mut notes);
+    let egress = egress::egress_addresses(uplink_facts, &networks, &containers, &mut notes);
     let guard = guard::Guard::new(
         &snapshot.host,
         uplink_facts,
@@ -177,6 +187,7 @@ pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
         uplink.as_deref(),
         &networks,
         &containers,
+        &egress,
         &guard,
         &mut notes,
     );
@@ -195,11 +206,17 @@ pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
         &networks,
         &mut notes,
     );
+    if config.na_source == NaSource::Target && !proxy_entries.is_empty() {
+        notes.push(Note::info(
+            "na_source = target: dock6 answers neighbour solicitations for proxied addresses itself, from each address (while `dock6 run` runs)",
+        ));
+    }
     Plan {
         uplink,
         networks,
         ruleset,
         proxy_entries,
+        na_source: config.na_source,
         host_routes,
         sysctls,
         notes,

@@ -10,6 +10,9 @@ use crate::snapshot::{Interface, Network};
 use crate::text::quoted;
 
 pub const MODE_LABEL: &str = "dock6.mode";
+/// A network label naming the prefix an `nptv6` network is mapped onto; on
+/// its own it also chooses mode `nptv6` (at the label's precedence).
+pub const NPTV6_PREFIX_LABEL: &str = "dock6.nptv6-prefix";
 /// Docker ≥ 27's per-network choice of how IPv6 reaches the containers.
 pub const GATEWAY_MODE_OPTION: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 
@@ -86,11 +89,13 @@ pub(super) fn choose_mode(
             ))),
             Some(mode) => return (mode, ModeSource::Label),
             None => notes.push(Note::warn(format!(
-                "network {}: label {MODE_LABEL}={} is not one of nat66, ndp-proxy, routed, off, unfiltered; choosing automatically",
+                "network {}: label {MODE_LABEL}={} is not one of nat66, ndp-proxy, routed, nptv6, off, unfiltered; choosing automatically",
                 quoted(&network.name),
                 quoted(label)
             ))),
         }
+    } else if network.labels.contains_key(NPTV6_PREFIX_LABEL) {
+        return (Mode::Nptv6, ModeSource::Label);
     }
     let automatic = (automatic_mode(subnets, onlink), ModeSource::Automatic);
     match GatewayMode::of(network) {

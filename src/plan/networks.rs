@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use super::mode::{GatewayMode, ModeSource, choose_mode, is_6to4};
 use ipnet::Ipv6Net;
 
-use super::{Mode, NetworkPlan, Note, Policy};
+use super::{Mode, NetworkPlan, Note, Policy, nptv6};
 use crate::snapshot::{Interface, Network, Snapshot};
 use crate::text::quoted;
 
@@ -59,10 +59,19 @@ pub(super) fn managed_networks(
             out.closed_bridges.push(bridge);
             continue;
         }
-        out.plans.push(network_plan(
-            config, network, bridge, subnets, uplink, notes,
-        ));
+        let plan = network_plan(config, network, bridge.clone(), subnets, uplink, notes);
+        match with_mapped_prefix(plan, config, network, snapshot, &out.plans) {
+            Ok(plan) => out.plans.push(plan),
+            Err(why) => {
+                notes.push(Note::warn(format!(
+                    "network {}: {why}; refused: nothing is planned for it and inbound IPv6 forwarding to {bridge} stays closed",
+                    quoted(&network.name)
+                )));
+                out.closed_bridges.push(bridge);
+            }
+        }
     }
+
     for name in config.network_modes.keys() {
         if !snapshot.networks.iter().any(|n| &n.name == name) {
             notes.push(Note::info(format!(
@@ -147,6 +156,27 @@ fn own_bridge(
     Some(bridge)
 }
 
+/// Mode `nptv6` needs its mapped prefix; a network that cannot have one is
+/// refused (`Err` says why).
+fn with_mapped_prefix(
+    mut plan: NetworkPlan,
+    config: &Policy,
+    network: &Network,
+    snapshot: &Snapshot,
+    planned: &[NetworkPlan],
+) -> Result<NetworkPlan, String> {
+    if plan.mode == Mode::Nptv6 {
+        plan.nptv6 = Some(nptv6::mapped_prefix(
+            config,
+            network,
+            &plan.subnets,
+            snapshot,
+            planned,
+        )?);
+    }
+    Ok(plan)
+}
+
 fn network_plan(
     config: &Policy,
     network: &Network,
@@ -180,6 +210,7 @@ fn network_plan(
         unprotected: mode == Mode::Nat66
             && mode_source == ModeSource::Docker
             && GatewayMode::of(network) == Some(GatewayMode::NatUnprotected),
+        nptv6: None,
     }
 }
 

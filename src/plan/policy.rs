@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
+use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 
 /// The mark bit dock6 ORs into what it accepts, so a user's `policy drop`
@@ -20,6 +21,41 @@ pub struct Policy {
     pub accept_mark: u32,
     /// Per-network mode overrides, by Docker network name.
     pub network_modes: BTreeMap<String, Mode>,
+    /// The global prefix an `nptv6` network is mapped onto, by Docker
+    /// network name (else the network's `dock6.nptv6-prefix` label).
+    pub network_prefixes: BTreeMap<String, Ipv6Net>,
+    /// The source of the neighbour advertisements for proxied addresses.
+    pub na_source: NaSource,
+}
+
+/// Where neighbour advertisements for proxied container addresses come
+/// from. Some hosting providers drop advertisements from a link-local
+/// source for a global target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NaSource {
+    /// The kernel's proxy answers, from the uplink's link-local address.
+    #[default]
+    LinkLocal,
+    /// dock6 answers itself, from the target (the container's) address; the
+    /// kernel's own answers for proxied targets are dropped.
+    Target,
+}
+
+impl NaSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            NaSource::LinkLocal => "link-local",
+            NaSource::Target => "target",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NaSource> {
+        match text.trim() {
+            "link-local" => Some(NaSource::LinkLocal),
+            "target" => Some(NaSource::Target),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -29,6 +65,8 @@ impl Default for Policy {
             egress_address: None,
             accept_mark: DEFAULT_ACCEPT_MARK,
             network_modes: BTreeMap::new(),
+            network_prefixes: BTreeMap::new(),
+            na_source: NaSource::LinkLocal,
         }
     }
 }
@@ -40,6 +78,9 @@ pub enum Mode {
     Nat66,
     NdpProxy,
     Routed,
+    /// 1:1 stateless prefix translation of the network's subnet onto an
+    /// equally long global prefix.
+    Nptv6,
     Off,
     Unfiltered,
 }
@@ -50,6 +91,7 @@ impl Mode {
             Mode::Nat66 => "nat66",
             Mode::NdpProxy => "ndp-proxy",
             Mode::Routed => "routed",
+            Mode::Nptv6 => "nptv6",
             Mode::Off => "off",
             Mode::Unfiltered => "unfiltered",
         }
@@ -60,6 +102,7 @@ impl Mode {
             "nat66" => Some(Mode::Nat66),
             "ndp-proxy" => Some(Mode::NdpProxy),
             "routed" => Some(Mode::Routed),
+            "nptv6" => Some(Mode::Nptv6),
             "off" => Some(Mode::Off),
             "unfiltered" => Some(Mode::Unfiltered),
             _ => None,
@@ -67,16 +110,21 @@ impl Mode {
     }
 
     /// Whether containers' own addresses are reachable from outside (on what
-    /// is published or exposed).
+    /// is published or exposed). For `nptv6` that is through their mapped
+    /// addresses only: the filter sees the container address after the
+    /// prefix DNAT.
     pub fn addresses_reachable(self) -> bool {
-        matches!(self, Mode::NdpProxy | Mode::Routed)
+        matches!(self, Mode::NdpProxy | Mode::Routed | Mode::Nptv6)
     }
 
     /// Whether dock6 filters and NATs the network (its bridge is in
     /// `@bridges`). `off` networks are closed; `unfiltered` ones are left to
     /// the operator's own rules.
     pub fn filtered(self) -> bool {
-        matches!(self, Mode::Nat66 | Mode::NdpProxy | Mode::Routed)
+        matches!(
+            self,
+            Mode::Nat66 | Mode::NdpProxy | Mode::Routed | Mode::Nptv6
+        )
     }
 
     /// Whether the network needs IPv6 forwarding.

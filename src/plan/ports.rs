@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 
+use super::egress::EGRESS_LABEL;
 use super::labels::{EXPOSE_LABEL, Expose, parse_expose};
 use super::{Mode, NetworkPlan, Note};
 use crate::nft::L4Proto;
@@ -45,6 +46,9 @@ pub(super) struct ContainerPlan {
     pub published: Vec<Published>,
     /// (address, proto, port) open at the container's own address.
     pub open: BTreeSet<(Ipv6Addr, L4Proto, u16)>,
+    /// The `dock6.egress-address` label as given (checked against the
+    /// uplink in `egress.rs`).
+    pub egress_label: Option<String>,
 }
 
 pub(super) fn container_plans(
@@ -85,6 +89,7 @@ fn container_plan(
         sealed: expose == Expose::Sealed,
         published: Vec::new(),
         open: BTreeSet::new(),
+        egress_label: container.labels.get(EGRESS_LABEL).cloned(),
     };
     if plan.endpoints.is_empty() {
         return plan;

@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{Level, NetworkPlan, Note, Plan, SysctlSetting};
+use super::{Level, NaSource, NetworkPlan, Note, Plan, SysctlSetting};
 
 impl Display for Plan {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -21,6 +21,12 @@ impl Display for Plan {
             "sysctls, in order:",
             self.sysctls.iter().map(sysctl_line),
         )?;
+        if self.na_source == NaSource::Target {
+            writeln!(
+                f,
+                "# na_source: target (dock6 answers for the proxied addresses, from each address)"
+            )?;
+        }
         section(
             f,
             "proxy-ndp entries:",
@@ -73,6 +79,9 @@ fn network_line(n: &NetworkPlan) -> String {
     }
     if n.unprotected {
         flags.push("unprotected".into());
+    }
+    if let Some(prefix) = n.nptv6 {
+        flags.push(format!("mapped to {prefix}"));
     }
     format!(
         "{} ({}) {}: {} ({}), {}",

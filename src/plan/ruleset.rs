@@ -2,20 +2,23 @@
 //! the networks; containers only add set and map elements, so one more
 //! container costs O(1) kernel work.
 
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
+
+use super::egress::{EGRESS_LABEL, natted_out};
 
 use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS};
 use super::mode::link_local_prefix;
 use super::ports::ContainerPlan;
 use super::sets::{
-    MAP_DNAT_ADDR, MAP_DNAT_ANY, SET_BRIDGES, SET_ICMPV6_INBOUND, SET_OPEN_PORTS, SET_SEALED,
-    guard_sets, sets,
+    MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_BRIDGES, SET_ICMPV6_INBOUND,
+    SET_OPEN_PORTS, SET_SEALED, egress_map, guard_sets, sets,
 };
-use super::{Mode, NetworkPlan, Note, Policy};
+use super::{NaSource, NetworkPlan, Note, Policy};
 use crate::nft::{
-    BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Priority, Rule,
+    BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Icmpv6Type, Priority, Rule,
     StandardPriority, Statement, TABLE_NAME, Table, rule,
 };
 
@@ -49,6 +52,9 @@ pub const CHAIN_PREROUTING: &str = "prerouting";
 pub const CHAIN_OUTPUT: &str = "output";
 pub const CHAIN_PUBLISHED: &str = "published";
 pub const CHAIN_POSTROUTING: &str = "postrouting";
+/// With `na_source = "target"`: drops the kernel's own answers for proxied
+/// addresses (dock6 answers those itself).
+pub const CHAIN_ND_ANSWERS: &str = "nd_answers";
 
 const ESTABLISHED: [CtState; 2] = [CtState::Established, CtState::Related];
 
@@ -57,12 +63,19 @@ pub(super) fn build(
     uplink: Option<&str>,
     networks: &[NetworkPlan],
     containers: &[ContainerPlan],
+    egress: &BTreeMap<Ipv6Addr, Ipv6Addr>,
     guard: &Guard,
     notes: &mut Vec<Note>,
 ) -> Table {
     let managed: Vec<&NetworkPlan> = networks.iter().filter(|n| n.mode.filtered()).collect();
     let mut sets = sets(&managed, containers, notes);
     sets.extend(guard_sets(guard));
+    // Present whenever nat66 egress is NATed, so that a labelled container
+    // adds map elements, never a rule or a table replace.
+    let per_container_egress = uplink.is_some() && managed.iter().any(|n| natted_out(n));
+    if per_container_egress {
+        sets.push(egress_map(egress));
+    }
     let mut chains = vec![
         guard::antispoof_chain(guard),
         forward_chain(guard),
@@ -77,9 +90,12 @@ pub(super) fn build(
         mark_accept_chain(config.accept_mark),
         nat_entry_chain(CHAIN_PREROUTING, Hook::Prerouting, PRIORITY_DSTNAT),
         nat_entry_chain(CHAIN_OUTPUT, Hook::Output, PRIORITY_OUTPUT_DNAT),
-        published_chain(),
-        postrouting_chain(config, uplink, &managed, guard),
+        published_chain(&managed),
+        postrouting_chain(config, uplink, &managed, guard, per_container_egress),
     ]);
+    if let (NaSource::Target, Some(uplink)) = (config.na_source, uplink) {
+        chains.push(nd_answers_chain(uplink));
+    }
     Table {
         name: TABLE_NAME.to_string(),
         sets,
@@ -122,10 +138,7 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
     let mut rules = vec![
         rule().ct_state(&ESTABLISHED).goto(CHAIN_MARK_ACCEPT),
         rule().ct_state(&[CtState::Invalid]).drop(),
-        rule()
-            .ct_status_dnat()
-            .comment("published ports, before any isolation")
-            .goto(CHAIN_MARK_ACCEPT),
+        published_accept(managed),
     ];
     rules.extend(managed.iter().map(|n| icc_rule(n)));
     for n in managed.iter().filter(|n| n.internal) {
@@ -145,6 +158,33 @@ fn to_docker_chain(managed: &[&NetworkPlan]) -> Chain {
     rules.extend(guard::isolation_from_other_bridges(Direction::In));
     rules.extend(inbound_rules(managed));
     chain(CHAIN_TO_DOCKER, None, rules)
+}
+
+/// DNAT'ed traffic is a published port, accepted before any isolation;
+/// but not what an `nptv6` network's prefix DNAT brought in (first
+/// addressed to its mapped prefix): that is filtered like routed traffic.
+fn published_accept(managed: &[&NetworkPlan]) -> Rule {
+    let prefixes: Vec<Ipv6Net> = mapped(managed).map(|(_, _, p)| p).collect();
+    let comment = if prefixes.is_empty() {
+        "published ports, before any isolation"
+    } else {
+        "published ports, before any isolation (not what an nptv6 prefix brought in)"
+    };
+    prefixes
+        .into_iter()
+        .fold(rule().ct_status_dnat(), |r, p| r.ct_original_daddr_not(p))
+        .comment(comment)
+        .goto(CHAIN_MARK_ACCEPT)
+}
+
+/// The non-internal `nptv6` networks with their subnet and mapped prefix.
+fn mapped<'a>(
+    managed: &'a [&'a NetworkPlan],
+) -> impl Iterator<Item = (&'a NetworkPlan, Ipv6Net, Ipv6Net)> + 'a {
+    managed
+        .iter()
+        .filter(|n| !n.internal)
+        .filter_map(|n| Some((*n, *n.subnets.first()?, n.nptv6?)))
 }
 
 /// Traffic between containers of one network (through br_netfilter):
@@ -169,7 +209,19 @@ fn icc_rule(n: &NetworkPlan) -> Rule {
 /// containers' own addresses are reachable) essential ICMPv6 are accepted,
 /// nothing else.
 fn inbound_rules(managed: &[&NetworkPlan]) -> Vec<Rule> {
-    let mut rules = vec![
+    let mut rules: Vec<Rule> = mapped(managed)
+        .map(|(n, _, prefix)| {
+            rule()
+                .oifname(&n.bridge)
+                .ct_original_daddr_not(prefix)
+                .comment(format!(
+                    "network {}: nptv6, reachable at its mapped prefix only",
+                    n.name
+                ))
+                .drop()
+        })
+        .collect();
+    rules.extend([
         rule()
             .daddr_in(SET_SEALED)
             .comment("dock6.expose=false")
@@ -177,7 +229,7 @@ fn inbound_rules(managed: &[&NetworkPlan]) -> Vec<Rule> {
         rule()
             .daddr_proto_port_in(SET_OPEN_PORTS)
             .goto(CHAIN_MARK_ACCEPT),
-    ];
+    ]);
     for n in managed
         .iter()
         .filter(|n| n.mode.addresses_reachable() && !n.internal)
@@ -224,6 +276,31 @@ fn from_docker_chain(managed: &[&NetworkPlan]) -> Chain {
     chain(CHAIN_FROM_DOCKER, None, rules)
 }
 
+/// The kernel's proxy answers a solicitation for a proxied (global)
+/// address from the uplink's link-local address; some providers drop those.
+/// With `na_source = "target"` dock6 answers from the target itself, and
+/// the kernel's answer is dropped on its way out: a neighbour advertisement
+/// from a link-local source for a target that is not link-local is never
+/// the host's own (for its own addresses the kernel answers from the
+/// target).
+fn nd_answers_chain(uplink: &str) -> Chain {
+    chain(
+        CHAIN_ND_ANSWERS,
+        base(ChainKind::Filter, Hook::Output, PRIORITY_FILTER),
+        vec![
+            rule()
+                .oifname(uplink)
+                .icmpv6_type(Icmpv6Type::NeighborAdvert)
+                .saddr(link_local_prefix())
+                .nd_target_not_link_local()
+                .comment(
+                    "na_source = target: dock6 answers for proxied addresses, from each address",
+                )
+                .drop(),
+        ],
+    )
+}
+
 fn mark_accept_chain(mark: u32) -> Chain {
     chain(
         CHAIN_MARK_ACCEPT,
@@ -245,36 +322,47 @@ fn nat_entry_chain(name: &str, hook: Hook, priority: Priority) -> Chain {
     )
 }
 
-fn published_chain() -> Chain {
+/// Published ports, then the `nptv6` networks' mapped prefixes (for the
+/// host's own traffic too: `output` jumps here as well).
+fn published_chain(managed: &[&NetworkPlan]) -> Chain {
     let loopback = Ipv6Net::new(Ipv6Addr::LOCALHOST, 128).expect("/128 is a valid prefix");
     let link_local = link_local_prefix();
-    chain(
-        CHAIN_PUBLISHED,
-        None,
-        vec![
+    let mut rules = vec![
+        rule()
+            .daddr(loopback)
+            .comment("[::1] cannot be NATed")
+            .ret(),
+        rule()
+            .daddr(link_local)
+            .comment("link-local destinations are never DNAT'ed")
+            .ret(),
+        rule()
+            .statement(Statement::DnatMap {
+                key: DnatKey::AddrProtoPort,
+                map: MAP_DNAT_ADDR.into(),
+            })
+            .done(),
+        rule()
+            .fib_daddr_local()
+            .statement(Statement::DnatMap {
+                key: DnatKey::ProtoPort,
+                map: MAP_DNAT_ANY.into(),
+            })
+            .done(),
+    ];
+    for (n, subnet, prefix) in mapped(managed) {
+        rules.push(
             rule()
-                .daddr(loopback)
-                .comment("[::1] cannot be NATed")
-                .ret(),
-            rule()
-                .daddr(link_local)
-                .comment("link-local destinations are never DNAT'ed")
-                .ret(),
-            rule()
-                .statement(Statement::DnatMap {
-                    key: DnatKey::AddrProtoPort,
-                    map: MAP_DNAT_ADDR.into(),
-                })
+                .daddr(prefix)
+                .statement(Statement::DnatPrefix(subnet))
+                .comment(format!(
+                    "network {}: nptv6, mapped prefix → its subnet",
+                    n.name
+                ))
                 .done(),
-            rule()
-                .fib_daddr_local()
-                .statement(Statement::DnatMap {
-                    key: DnatKey::ProtoPort,
-                    map: MAP_DNAT_ANY.into(),
-                })
-                .done(),
-        ],
-    )
+        );
+    }
+    chain(CHAIN_PUBLISHED, None, rules)
 }
 
 fn postrouting_chain(
@@ -282,6 +370,7 @@ fn postrouting_chain(
     uplink: Option<&str>,
     managed: &[&NetworkPlan],
     guard: &Guard,
+    per_container_egress: bool,
 ) -> Chain {
     let mut rules = Vec::new();
     for n in managed.iter().filter(|n| !n.internal) {
@@ -305,10 +394,33 @@ fn postrouting_chain(
         }
     }
     if let Some(uplink) = uplink {
-        for n in managed
-            .iter()
-            .filter(|n| n.mode == Mode::Nat66 && n.masquerade && !n.internal)
-        {
+        for (n, subnet, prefix) in mapped(managed) {
+            rules.push(
+                rule()
+                    .oifname(uplink)
+                    .saddr(subnet)
+                    .statement(Statement::SnatPrefix(prefix))
+                    .comment(format!(
+                        "network {}: nptv6, its subnet → mapped prefix",
+                        n.name
+                    ))
+                    .done(),
+            );
+        }
+        if per_container_egress {
+            rules.push(
+                rule()
+                    .oifname(uplink)
+                    .statement(Statement::SnatBySaddrMap {
+                        map: MAP_EGRESS_ADDRESSES.into(),
+                    })
+                    .comment(format!(
+                        "{EGRESS_LABEL}: a container's own source (containers not in the map fall through)"
+                    ))
+                    .done(),
+            );
+        }
+        for n in managed.iter().filter(|n| natted_out(n)) {
             for subnet in &n.subnets {
                 let nat = match config.egress_address {
                     Some(addr) => Statement::Snat(addr),

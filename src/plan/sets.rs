@@ -1,7 +1,7 @@
 //! The sets and maps of `table inet dock6`: all container data lives here,
 //! so one more container adds elements, never rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv6Addr;
 
 use super::guard::{Guard, SET_ONLINK_ENDPOINTS, SET_UNFILTERED, SET_UNMANAGED};
@@ -18,6 +18,8 @@ pub const SET_ICMPV6_INBOUND: &str = "icmpv6_inbound";
 pub const MAP_DNAT_ANY: &str = "dnat_any";
 /// The same keyed by a specific host address first.
 pub const MAP_DNAT_ADDR: &str = "dnat_addr";
+/// `container address : egress address` (label `dock6.egress-address`).
+pub const MAP_EGRESS_ADDRESSES: &str = "egress_addresses";
 
 /// One published-port mapping, as the DNAT maps hold it: packets of `proto`
 /// to the host's `host_port` go to `[target]:target_port`.
@@ -32,14 +34,18 @@ pub struct DnatTarget {
 /// The published-port mappings of `old` that `new` no longer has (or maps
 /// elsewhere): their flows must not stick to a container that is gone.
 /// Here, where the maps are made, so that nothing else decodes their names.
+/// (Hashed, not ordered: this runs at every pass over every mapping.)
 pub fn removed_dnat_targets(old: &Table, new: &Table) -> Vec<DnatTarget> {
-    dnat_targets(old)
-        .difference(&dnat_targets(new))
-        .copied()
-        .collect()
+    let kept = dnat_targets(new);
+    let mut removed: Vec<DnatTarget> = dnat_targets(old)
+        .into_iter()
+        .filter(|t| !kept.contains(t))
+        .collect();
+    removed.sort_unstable();
+    removed
 }
 
-fn dnat_targets(table: &Table) -> BTreeSet<DnatTarget> {
+fn dnat_targets(table: &Table) -> HashSet<DnatTarget> {
     [MAP_DNAT_ANY, MAP_DNAT_ADDR]
         .iter()
         .filter_map(|name| table.set(name))
@@ -157,6 +163,22 @@ pub(super) fn sets(
     ]
 }
 
+/// The map of per-container egress addresses.
+pub(super) fn egress_map(egress: &BTreeMap<Ipv6Addr, Ipv6Addr>) -> Set {
+    set(
+        MAP_EGRESS_ADDRESSES,
+        &[KeyType::Ipv6Addr],
+        &[KeyType::Ipv6Addr],
+        egress
+            .iter()
+            .map(|(c, e)| Element {
+                key: vec![Value::Addr(*c)],
+                data: vec![Value::Addr(*e)],
+            })
+            .collect(),
+    )
+}
+
 fn set(name: &str, key: &[KeyType], data: &[KeyType], elements: Vec<Element>) -> Set {
     Set {
         name: name.to_string(),
@@ -175,7 +197,8 @@ fn key(values: Vec<Value>) -> Element {
 
 fn sorted(elements: impl Iterator<Item = Element>) -> Vec<Element> {
     let mut v: Vec<Element> = elements.collect();
-    v.sort();
+    // Equal elements are identical: the unstable sort is as good, and faster.
+    v.sort_unstable();
     v.dedup();
     v
 }

@@ -186,8 +186,10 @@ fn accept_ra_is_raised_before_forwarding_and_never_from_zero() {
 fn every_rule_is_ipv6_only() {
     // Base chains either return for non-IPv6 first or start every rule with an
     // IPv6 match (or an interface match followed by an ip6 one); the other
-    // chains are reached only from those.
-    use crate::nft::Match;
+    // chains are reached only from those. A statement that loads `ip6 saddr`
+    // (`snat ip6 to ip6 saddr map @m`) carries nft's implicit `meta nfproto
+    // ipv6` too (the encoder emits it).
+    use crate::nft::{Match, Statement};
     let p = plan(&Policy::default(), &snapshot(vec![]));
     for chain in p.ruleset.chains.iter().filter(|c| c.base.is_some()) {
         if chain
@@ -201,7 +203,11 @@ fn every_rule_is_ipv6_only() {
             let first = rule.matches.first();
             let ipv6_guard = matches!(first, Some(Match::NfprotoIpv6 { .. }))
                 || matches!(first, Some(Match::IfName { .. }))
-                    && rule.matches.iter().any(|m| matches!(m, Match::Ip6 { .. }));
+                    && (rule.matches.iter().any(|m| matches!(m, Match::Ip6 { .. }))
+                        || rule
+                            .statements
+                            .iter()
+                            .any(|s| matches!(s, Statement::SnatBySaddrMap { .. })));
             assert!(
                 ipv6_guard,
                 "chain {}: rule `{rule}` is not IPv6-only",

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tokio::time::Interval;
 use tracing::warn;
 
+use super::RunError;
 use super::view::DockerUpdate;
-use super::{RunError, RunOptions, docker};
 use crate::apply::nftables::changes::{self, NftChange, NftMonitor};
 use crate::config::Config;
 
@@ -37,19 +37,14 @@ pub(super) struct Inputs {
 }
 
 impl Inputs {
-    /// Starts the Docker watcher and opens every subscription; also returns
-    /// the rtnetlink handle the passes read host facts with.
+    /// Opens every subscription around the Docker watcher's channels
+    /// (`docker`: its updates, `resync_tx`: asks it for a full snapshot);
+    /// also returns the rtnetlink handle the passes read host facts with.
     pub fn open(
-        options: &RunOptions,
         config: &Config,
+        docker: mpsc::Receiver<DockerUpdate>,
+        resync_tx: mpsc::Sender<()>,
     ) -> Result<(Inputs, rtnetlink::Handle), RunError> {
-        let (docker_tx, docker) = mpsc::channel(1024);
-        let (resync_tx, resync_rx) = mpsc::channel(1);
-        tokio::spawn(docker::watch(
-            options.docker_host.clone(),
-            docker_tx,
-            resync_rx,
-        ));
         let groups = [
             MulticastGroup::Link,
             MulticastGroup::Ipv6Ifaddr,

@@ -1,8 +1,10 @@
 //! The reconcile loop: one `select!` over Docker updates, host (netlink)
 //! events, nftables change notifications, the resync timer, SIGHUP and
-//! shutdown (what it waits on is opened in `inputs`). Bursts are coalesced by a
-//! short debounce; each pass plans the whole desired state and sends the
-//! kernel only the difference.
+//! shutdown (what it waits on is opened in `inputs`). The first change after
+//! a quiet spell is applied at once; changes that arrive while a pass runs
+//! wait in their channels and are all taken into the next pass, so a burst
+//! costs about one pass per pass duration. Each pass plans the whole
+//! desired state and sends the kernel only the difference.
 
 mod docker;
 mod host_grace;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
@@ -33,9 +36,6 @@ use inputs::{Inputs, next_nft_change, next_watchdog_tick};
 pub use kernel_thread::{KernelThread, KernelThreadError};
 pub use retry::Backoff;
 pub use view::{DockerUpdate, DockerView};
-
-/// How long a burst of events may go on before a pass runs.
-const DEBOUNCE: Duration = Duration::from_millis(150);
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -69,18 +69,31 @@ pub enum RunError {
     KernelThread(#[source] KernelThreadError),
 }
 
+/// A conntrack delete's outcome: the mappings again when it failed.
+type FlowsDone = Result<(), Vec<DnatTarget>>;
+
 /// What the loop remembers between passes.
 struct Loop {
     config_path: Option<PathBuf>,
     config: Config,
     view: DockerView,
     kernel: KernelThread,
+    /// Conntrack deletes run here, so a pass need not wait for them.
+    conntrack: Arc<KernelThread>,
+    /// Mappings whose flows are to be deleted, for `pass::delete_flows_worker`.
+    flows_todo: mpsc::UnboundedSender<Vec<DnatTarget>>,
+    /// How each conntrack delete went, back from the worker (taken by `serve`).
+    flows_done: Option<mpsc::UnboundedReceiver<FlowsDone>>,
+    /// Retries of failed conntrack deletes.
+    flow_retry: Backoff,
     handle: rtnetlink::Handle,
     /// The table last applied with success: what element changes are
     /// computed against, and which published mappings existed.
     last_table: Option<Arc<Table>>,
     /// The next pass replaces the whole table (resync, restore, after an error).
     replace_next: bool,
+    /// The next pass is due at once (a restore found by a pass).
+    restore_now: bool,
     /// Mappings whose conntrack delete failed: tried again at the next pass.
     stale_flows: Vec<DnatTarget>,
     /// Retries of passes that did not converge.
@@ -108,7 +121,38 @@ struct Loop {
 }
 
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
+    let (docker_tx, docker_rx) = mpsc::channel(1024);
+    let (resync_tx, resync_rx) = mpsc::channel(1);
     let config = Config::load(options.config_path.as_deref())?;
+    let _lock = crate::agent_lock::acquire()?;
+    tokio::spawn(docker::watch(
+        options.docker_host.clone(),
+        docker_tx,
+        resync_rx,
+    ));
+    serve(options, config, docker_rx, resync_tx).await
+}
+
+/// The agent with Docker's view fed by the caller instead of the Docker
+/// watcher (benchmarks, embedding): `updates` are the watcher's
+/// [`DockerUpdate`]s; a full snapshot is asked for on `resync_requests`
+/// (at SIGHUP and at each resync). Everything else is as in [`run`].
+pub async fn run_fed(
+    options: RunOptions,
+    updates: mpsc::Receiver<DockerUpdate>,
+    resync_requests: mpsc::Sender<()>,
+) -> Result<(), RunError> {
+    let config = Config::load(options.config_path.as_deref())?;
+    let _lock = crate::agent_lock::acquire()?;
+    serve(options, config, updates, resync_requests).await
+}
+
+async fn serve(
+    options: RunOptions,
+    config: Config,
+    updates: mpsc::Receiver<DockerUpdate>,
+    resync_requests: mpsc::Sender<()>,
+) -> Result<(), RunError> {
     let metrics_address = match &options.metrics_address {
         Some(text) => Some(
             crate::config::parse_metrics_address(text, config.metrics_allow_remote)
@@ -116,8 +160,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         ),
         None => config.metrics_address,
     };
-    let _lock = crate::agent_lock::acquire()?;
-    let (mut inputs, handle) = Inputs::open(&options, &config)?;
+    let (mut inputs, handle) = Inputs::open(&config, updates, resync_requests)?;
     let socket_path = options
         .status_socket
         .clone()
@@ -145,14 +188,27 @@ impl Loop {
         config: Config,
         handle: rtnetlink::Handle,
     ) -> Result<Loop, RunError> {
+        let conntrack = Arc::new(KernelThread::start()?);
+        let (flows_todo, todo) = mpsc::unbounded_channel();
+        let (done, flows_done) = mpsc::unbounded_channel();
+        tokio::spawn(pass::delete_flows_worker(
+            Arc::clone(&conntrack),
+            todo,
+            done,
+        ));
         let mut state = Loop {
             config_path,
             config,
             view: DockerView::default(),
             kernel: KernelThread::start()?,
+            conntrack: Arc::clone(&conntrack),
+            flows_todo,
+            flows_done: Some(flows_done),
+            flow_retry: Backoff::default(),
             handle,
             last_table: None,
             replace_next: true,
+            restore_now: false,
             stale_flows: Vec::new(),
             retry: Backoff::default(),
             host_grace: HostGrace::default(),
@@ -182,12 +238,15 @@ impl Loop {
     async fn serve(&mut self, inputs: &mut Inputs) -> Result<(), RunError> {
         let mut due: Option<Instant> = Some(Instant::now());
         let mut ours_touched = false;
+        let mut flows_done = self.flows_done.take();
         loop {
-            if let Some(e) = self.kernel.dead() {
+            if let Some(e) = self.kernel.dead().or_else(|| self.conntrack.dead()) {
                 error!("{e}: exiting so that a fresh dock6 takes over");
                 return Err(RunError::KernelThread(e));
             }
-            let soon = || Instant::now() + DEBOUNCE;
+            // No debounce: a change is due now. What queues up meanwhile
+            // is drained into the pass (`take_pending`).
+            let soon = Instant::now;
             let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(update) = inputs.docker.recv() => {
@@ -220,25 +279,61 @@ impl Loop {
                     due.get_or_insert_with(soon);
                 }
                 _ = next_watchdog_tick(&mut inputs.watchdog) => self.ping_watchdog(),
+                Some(done) = recv_some(&mut flows_done) => match done {
+                    Ok(()) => self.flow_retry.reset(),
+                    Err(failed) => {
+                        // Tried again with a pass, after a growing delay.
+                        self.stale_flows.extend(failed);
+                        let retry = Instant::now() + self.flow_retry.next_delay();
+                        due = Some(due.map_or(retry, |d| d.min(retry)));
+                    }
+                },
                 _ = inputs.sigterm.recv() => return Ok(()),
                 _ = inputs.sigint.recv() => return Ok(()),
                 _ = tokio::time::sleep_until(deadline), if due.is_some() => {
+                    self.take_pending(inputs);
                     self.passes += 1;
                     let span = info_span!("reconcile", pass = self.passes);
                     let started = Instant::now();
-                    let converged = self.pass().instrument(span).await;
+                    let converged = self.pass(inputs.nft_changes.as_ref()).instrument(span).await;
                     self.shown.pass_done(self.passes, started.elapsed(), converged, self.view.synced);
                     self.shown.publish(self.transactions);
                     self.last_pass_converged = converged;
                     self.notify_ready();
                     due = self.next_due(converged);
+                    if std::mem::take(&mut self.restore_now) {
+                        due = Some(Instant::now());
+                    }
                 }
             }
         }
     }
 }
 
+/// The next message of `rx`, or never when there is none.
+async fn recv_some<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Loop {
+    /// Takes every Docker update and host notification already waiting, so
+    /// that one pass covers them all (a burst costs few transactions).
+    /// nftables notifications are left to the `select!`: they must be read
+    /// in order, and a foreign commit seen after this pass is restored by
+    /// the next.
+    fn take_pending(&mut self, inputs: &mut Inputs) {
+        while let Ok(update) = inputs.docker.try_recv() {
+            if self.shown.docker_update(&update) {
+                self.shown.publish(self.transactions);
+            }
+            self.view.apply(update);
+        }
+        while inputs.netlink.try_recv().is_ok() {}
+    }
+
     /// Handles one nftables notification; true when the table must be
     /// restored now. A commit touching `table inet dock6` that dock6 did not
     /// make (`nft flush ruleset`, a reload of nftables.conf) calls for a

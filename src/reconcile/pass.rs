@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::Loop;
 use super::host_grace::GraceEvent;
 use super::retry;
-use crate::apply::{ApplyReport, DockerFirewall, Kernel as _, Previous, TableAction};
+use super::{FlowsDone, KernelThread, Loop};
+use crate::apply::nftables::{self, changes::NftMonitor};
+use crate::apply::{ApplyReport, DnatTarget, DockerFirewall, Kernel as _, Previous, TableAction};
 use crate::nft::Table;
 use crate::plan::{self, Level, Note, Plan};
 use crate::snapshot::HostFacts;
@@ -30,7 +33,8 @@ impl Loop {
         }
     }
 
-    pub(super) async fn pass(&mut self) -> bool {
+    /// One pass; `monitor` is muted while a whole-table replace commits.
+    pub(super) async fn pass(&mut self, monitor: Option<&NftMonitor>) -> bool {
         if !self.view.synced {
             return self.bootstrap_if_no_table().await;
         }
@@ -39,13 +43,13 @@ impl Loop {
         };
         host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
         let snapshot = self.view.snapshot(host);
-        let plan = plan::plan(&self.config.policy, &snapshot);
+        let plan = plan::plan(&self.config.policy, snapshot);
         self.shown.plan(&plan, &snapshot.containers);
         self.log_new_notes(&plan.notes);
         let (companion, certain) = self.check_docker_firewall().await;
         let converged = match companion {
             true => self.companion_pass(plan).await,
-            false => self.table_pass(plan).await,
+            false => self.table_pass(plan, monitor).await,
         };
         converged && certain
     }
@@ -103,9 +107,17 @@ impl Loop {
         }
     }
 
-    async fn table_pass(&mut self, plan: Plan) -> bool {
+    async fn table_pass(&mut self, plan: Plan, monitor: Option<&NftMonitor>) -> bool {
         let last = self.last_table.clone();
         let replace = self.replace_next;
+        let replacing = replace
+            || last
+                .as_deref()
+                .is_none_or(|l| !crate::nft::same_shape(l, &plan.ruleset));
+        let muted = match (replacing, monitor) {
+            (true, Some(m)) => m.mute().map_err(|e| warn!("{e}")).is_ok(),
+            _ => false,
+        };
         let stale = std::mem::take(&mut self.stale_flows);
         let result = self
             .kernel
@@ -114,13 +126,19 @@ impl Loop {
                     table: last.as_deref(),
                     replace,
                     stale_flows: &stale,
+                    defer_flows: true,
                 };
                 let report = crate::apply::apply_plan(k, &plan, previous);
-                Ok((report, plan.ruleset))
+                let generation = muted.then(nftables::generation).and_then(Result::ok);
+                Ok((report, plan.ruleset, generation))
             })
             .await;
+        if let (true, Some(m)) = (muted, monitor) {
+            let after = result.as_ref().ok().and_then(|(_, _, g)| *g);
+            self.unmute(m, after).await;
+        }
         match result {
-            Ok((report, ruleset)) => self.after_table_pass(report, ruleset),
+            Ok((report, ruleset, _)) => self.after_table_pass(report, ruleset),
             Err(e) => {
                 error!("{e}");
                 self.shown.error("kernel", e.to_string());
@@ -130,11 +148,47 @@ impl Loop {
         }
     }
 
+    /// Deletes the conntrack entries of removed mappings on the conntrack
+    /// thread (see [`delete_flows_worker`]), after the table that no longer
+    /// DNATs to them is in, without holding up the next pass.
+    fn delete_flows_later(&mut self, targets: Vec<DnatTarget>) {
+        if self.flows_todo.send(targets).is_err() {
+            error!("the conntrack worker is gone: flows of removed mappings are not deleted");
+        }
+    }
+
+    /// Unmutes the change monitor after a whole-table replace. Commits made
+    /// by others before dock6's own were replaced with the table; one made
+    /// between the generation read right after the pass (`after`) and now
+    /// went unseen, so the table is replaced again at once, to be sure.
+    async fn unmute(&mut self, monitor: &NftMonitor, after: Option<u32>) {
+        if let Err(e) = monitor.unmute() {
+            error!("{e}; a changed table is restored at the next resync only");
+        }
+        let now = self.kernel.call(|_| Ok(nftables::generation()?)).await;
+        match (after, now) {
+            (Some(after), Ok(now)) if after == now => {}
+            (after, now) => {
+                warn!(
+                    "an nftables commit may have gone unseen while dock6 replaced its table \
+                     (generation {after:?} → {:?}): replacing it again",
+                    now.ok()
+                );
+                self.force_restore();
+                self.restore_now = true;
+            }
+        }
+    }
+
     fn after_table_pass(&mut self, report: ApplyReport, ruleset: Table) -> bool {
         let converged = self.log_failures(&report);
         self.shown.table_action(report.table_action());
-        if report.conntrack.as_ref().is_some_and(|p| !p.is_done()) {
-            self.stale_flows = report.flow_targets.clone();
+        match &report.conntrack {
+            // Skipped: the table is not in; tried again with the next pass.
+            Some(part) if !part.is_done() => self.stale_flows = report.flow_targets.clone(),
+            Some(_) => {}
+            None if report.flow_targets.is_empty() => {}
+            None => self.delete_flows_later(report.flow_targets.clone()),
         }
         let Some(action) = report.table_action() else {
             self.replace_next = true;
@@ -286,5 +340,50 @@ fn log_firewall(seen: &DockerFirewall) {
         DockerFirewall::Off => info!(
             "dock6 owns IPv6 firewalling for Docker bridges (table inet dock6); Docker's ip6tables is off"
         ),
+    }
+}
+
+/// At most this many mappings per conntrack call: each is one walk of the
+/// kernel's conntrack hash table (milliseconds with 100,000 entries), and a
+/// call must end well within the kernel thread's timeout.
+const FLOW_TARGETS_PER_CALL: usize = 64;
+
+/// Runs the deferred conntrack deletes on `thread`, one batch at a time:
+/// what queues up while a batch runs goes into the next (duplicates once),
+/// so a burst of removals never piles up calls. Each outcome goes back to
+/// the loop on `done` (the mappings again, when a delete failed).
+pub(super) async fn delete_flows_worker(
+    thread: Arc<KernelThread>,
+    mut todo: mpsc::UnboundedReceiver<Vec<DnatTarget>>,
+    done: mpsc::UnboundedSender<FlowsDone>,
+) {
+    while let Some(mut targets) = todo.recv().await {
+        while let Ok(more) = todo.try_recv() {
+            targets.extend(more);
+        }
+        targets.sort();
+        targets.dedup();
+        for chunk in targets.chunks(FLOW_TARGETS_PER_CALL) {
+            let wanted = chunk.to_vec();
+            let result = match thread.call(move |k| k.delete_dnat_flows(&wanted)).await {
+                Ok(deleted) => {
+                    debug!(
+                        "{deleted} conntrack entries of {} removed mapping(s) deleted",
+                        chunk.len()
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    warn!(
+                        "{e}: the conntrack entries of {} removed mapping(s) are tried again",
+                        chunk.len()
+                    );
+                    Err(chunk.to_vec())
+                }
+            };
+            if done.send(result).is_err() {
+                return;
+            }
+        }
     }
 }

@@ -1,8 +1,6 @@
 //! dock6's view of Docker, kept up to date from full snapshots and from the
 //! objects that events name.
 
-use std::collections::BTreeMap;
-
 use crate::snapshot::{Container, HostFacts, Network, Snapshot};
 
 /// What the Docker watcher tells the reconcile loop.
@@ -27,12 +25,14 @@ pub enum DockerUpdate {
     Lost,
 }
 
+/// Docker's networks and containers, each sorted by id, kept as the
+/// planner's input itself: a pass lends it out with fresh host facts
+/// ([`DockerView::snapshot`]) rather than copying thousands of containers.
 #[derive(Debug, Default, Clone)]
 pub struct DockerView {
     /// False until the first successful full snapshot: no plan is built before.
     pub synced: bool,
-    networks: BTreeMap<String, Network>,
-    containers: BTreeMap<String, Container>,
+    state: Snapshot,
 }
 
 impl DockerView {
@@ -40,42 +40,77 @@ impl DockerView {
     pub fn apply(&mut self, update: DockerUpdate) -> bool {
         match update {
             DockerUpdate::Full {
-                networks,
-                containers,
+                mut networks,
+                mut containers,
             } => {
-                let networks: BTreeMap<_, _> =
-                    networks.into_iter().map(|n| (n.id.clone(), n)).collect();
-                let containers: BTreeMap<_, _> =
-                    containers.into_iter().map(|c| (c.id.clone(), c)).collect();
-                let changed =
-                    !self.synced || networks != self.networks || containers != self.containers;
-                self.networks = networks;
-                self.containers = containers;
+                sort_dedup_by_id(&mut networks, |n| &n.id);
+                sort_dedup_by_id(&mut containers, |c| &c.id);
+                let changed = !self.synced
+                    || networks != self.state.networks
+                    || containers != self.state.containers;
+                self.state.networks = networks;
+                self.state.containers = containers;
                 self.synced = true;
                 changed
             }
-            DockerUpdate::Container { id, container } => match container {
-                Some(c) => self.containers.insert(id, *c.clone()).as_ref() != Some(&*c),
-                None => self.containers.remove(&id).is_some(),
-            },
-            DockerUpdate::Network { id, network } => match network {
-                Some(n) => self.networks.insert(id, *n.clone()).as_ref() != Some(&*n),
-                None => self.networks.remove(&id).is_some(),
-            },
+            DockerUpdate::Container { id, container } => upsert(
+                &mut self.state.containers,
+                &id,
+                container.map(|c| *c),
+                |c| &c.id,
+            ),
+            DockerUpdate::Network { id, network } => {
+                upsert(&mut self.state.networks, &id, network.map(|n| *n), |n| {
+                    &n.id
+                })
+            }
             DockerUpdate::Lost => false,
         }
     }
 
-    pub fn snapshot(&self, host: HostFacts) -> Snapshot {
-        Snapshot {
-            host,
-            networks: self.networks.values().cloned().collect(),
-            containers: self.containers.values().cloned().collect(),
-        }
+    /// The planner's input: the view with `host` as its host facts.
+    pub fn snapshot(&mut self, host: HostFacts) -> &Snapshot {
+        self.state.host = host;
+        &self.state
     }
 
     pub fn container_count(&self) -> usize {
-        self.containers.len()
+        self.state.containers.len()
+    }
+}
+
+/// Sorts by id; of two entries with the same id the last one stays (as a
+/// map keyed by id would keep it).
+fn sort_dedup_by_id<T>(items: &mut Vec<T>, id: impl Fn(&T) -> &String) {
+    items.reverse();
+    items.sort_by(|a, b| id(a).cmp(id(b)));
+    items.dedup_by(|later, earlier| id(later) == id(earlier));
+}
+
+/// Puts `item` in place of the entry with `key` in the id-sorted `items`
+/// (removes the entry for `None`); true when anything changed.
+fn upsert<T: PartialEq>(
+    items: &mut Vec<T>,
+    key: &str,
+    item: Option<T>,
+    id: impl Fn(&T) -> &String,
+) -> bool {
+    let at = items.binary_search_by(|probe| id(probe).as_str().cmp(key));
+    match (at, item) {
+        (Ok(i), Some(item)) if items[i] == item => false,
+        (Ok(i), Some(item)) => {
+            items[i] = item;
+            true
+        }
+        (Ok(i), None) => {
+            items.remove(i);
+            true
+        }
+        (Err(i), Some(item)) => {
+            items.insert(i, item);
+            true
+        }
+        (Err(_), None) => false,
     }
 }
 

@@ -115,6 +115,20 @@ impl Agent {
         self.wait_for_log_since(0, needle, timeout);
     }
 
+    /// Polls `done` every 50 ms until it holds; panics with `what` and the
+    /// log after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {timeout:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Where the log ends now: what is written after this is new.
     pub fn mark(&self) -> usize {
         self.log().len()

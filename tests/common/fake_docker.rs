@@ -72,12 +72,31 @@ pub enum Phase {
     Huge,
 }
 
+/// The one network's IPv6 subnet (with its length) and gateway.
+#[derive(Debug, Clone)]
+struct Ipv6Config {
+    subnet: String,
+    gateway: String,
+}
+
+impl Ipv6Config {
+    fn prefix_len(&self) -> u8 {
+        self.subnet
+            .rsplit_once('/')
+            .and_then(|(_, l)| l.parse().ok())
+            .unwrap_or(64)
+    }
+}
+
 /// The message of [`Phase::ServerError`]'s 500s.
 pub const SERVER_ERROR_MESSAGE: &str = "fake dockerd: something broke";
 
 struct State {
     phase: Phase,
     containers: Vec<Ctr>,
+    /// The network's IPv6 subnet and gateway.
+    ipv6: Ipv6Config,
+
     /// Bumped by each switch: open event streams end when it changes.
     generation: u64,
     /// Requests seen per endpoint (the path without version and query, ids as `ID`).
@@ -96,6 +115,11 @@ pub struct FakeDocker {
 impl FakeDocker {
     /// Listens on `dir/docker.sock`, answering good answers with `containers`.
     pub fn start(dir: &Path, containers: Vec<Ctr>) -> FakeDocker {
+        FakeDocker::start_on(dir, SUBNET, GATEWAY, containers)
+    }
+
+    /// The same, with the network on IPv6 `subnet` (CIDR) and `gateway`.
+    pub fn start_on(dir: &Path, subnet: &str, gateway: &str, containers: Vec<Ctr>) -> FakeDocker {
         let socket = dir.join("docker.sock");
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).expect("bind the fake Docker socket");
@@ -103,6 +127,10 @@ impl FakeDocker {
         let state = Arc::new(Mutex::new(State {
             phase: Phase::Good,
             containers,
+            ipv6: Ipv6Config {
+                subnet: subnet.to_string(),
+                gateway: gateway.to_string(),
+            },
             generation: 0,
             hits: HashMap::new(),
             networks: None,
@@ -212,7 +240,7 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let endpoint = endpoint(target);
-    let (phase, containers, generation, networks) = {
+    let (phase, containers, generation, ipv6, networks) = {
         let mut state = state.lock().expect("state");
         *state.hits.entry(endpoint.clone()).or_default() += 1;
         let networks = state.networks.clone();
@@ -220,6 +248,7 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             state.phase,
             state.containers.clone(),
             state.generation,
+            state.ipv6.clone(),
             networks,
         )
     };
@@ -252,7 +281,7 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             "application/json",
             br#"[{"Name": "v6net", "Id": "d0c6", "IPAM": {"Config": [{"Subnet": "#,
         ),
-        ("/networks", Phase::Huge) => huge_networks(&mut out),
+        ("/networks", Phase::Huge) => huge_networks(&mut out, &ipv6),
         ("/containers/json", Phase::ServerError) => {
             respond_json(&mut out, 500, &json!({ "message": SERVER_ERROR_MESSAGE }))
         }
@@ -265,10 +294,10 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             // Closed here, 4,950 bytes short.
         }
         ("/networks", _) => {
-            let list = networks.unwrap_or_else(|| vec![network()]);
+            let list = networks.unwrap_or_else(|| vec![network(&ipv6)]);
             respond_json(&mut out, 200, &Value::Array(list))
         }
-        ("/networks/ID", _) => respond_json(&mut out, 200, &network()),
+        ("/networks/ID", _) => respond_json(&mut out, 200, &network(&ipv6)),
         ("/containers/json", _) => {
             let list: Vec<Value> = containers
                 .iter()
@@ -283,7 +312,7 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
                 .and_then(|p| p.rsplit('/').nth(1))
                 .unwrap_or("");
             match containers.iter().find(|c| c.id == id) {
-                Some(c) => respond_json(&mut out, 200, &inspect(c)),
+                Some(c) => respond_json(&mut out, 200, &inspect(c, &ipv6)),
                 None => respond_json(
                     &mut out,
                     404,
@@ -345,8 +374,8 @@ fn events_head(out: &mut UnixStream) {
 }
 
 /// The network list, valid JSON, with one label value of [`HUGE_BYTES`].
-fn huge_networks(out: &mut UnixStream) {
-    let mut network = network();
+fn huge_networks(out: &mut UnixStream, ipv6: &Ipv6Config) {
+    let mut network = network(ipv6);
     network["Labels"] = json!({ "note": "HUGE" });
     let text = json!([network]).to_string();
     let (head, tail) = text.split_once("HUGE").expect("placeholder");
@@ -378,17 +407,30 @@ fn version() -> Value {
     })
 }
 
-fn network() -> Value {
-    network_json(NETWORK_ID, NETWORK_NAME, &[SUBNET])
+/// The fake's own network, on the IPv6 subnet it was started with.
+fn network(ipv6: &Ipv6Config) -> Value {
+    network_with_gateways(
+        NETWORK_ID,
+        NETWORK_NAME,
+        &[(ipv6.subnet.as_str(), Some(ipv6.gateway.as_str()))],
+    )
 }
 
 /// A bridge network as Docker lists it, IPv6 enabled, with these subnets
-/// (none: the IPv4 one only).
+/// (none: the IPv4 one only); the default subnet has its gateway.
 pub fn network_json(id: &str, name: &str, ipv6_subnets: &[&str]) -> Value {
+    let subnets: Vec<(&str, Option<&str>)> = ipv6_subnets
+        .iter()
+        .map(|s| (*s, (*s == SUBNET).then_some(GATEWAY)))
+        .collect();
+    network_with_gateways(id, name, &subnets)
+}
+
+fn network_with_gateways(id: &str, name: &str, ipv6: &[(&str, Option<&str>)]) -> Value {
     let mut config = vec![json!({ "Subnet": "203.0.113.64/28", "Gateway": "203.0.113.65" })];
-    config.extend(ipv6_subnets.iter().map(|s| match *s == SUBNET {
-        true => json!({ "Subnet": s, "Gateway": GATEWAY }),
-        false => json!({ "Subnet": s }),
+    config.extend(ipv6.iter().map(|(subnet, gateway)| match gateway {
+        Some(gateway) => json!({ "Subnet": subnet, "Gateway": gateway }),
+        None => json!({ "Subnet": subnet }),
     }));
     json!({
         "Name": name,
@@ -413,7 +455,7 @@ pub fn network_json(id: &str, name: &str, ipv6_subnets: &[&str]) -> Value {
     })
 }
 
-fn inspect(c: &Ctr) -> Value {
+fn inspect(c: &Ctr, ipv6: &Ipv6Config) -> Value {
     let port = format!("{}/tcp", c.container_port);
     json!({
         "Id": c.id,
@@ -428,9 +470,9 @@ fn inspect(c: &Ctr) -> Value {
                     "Gateway": "203.0.113.65",
                     "IPAddress": "203.0.113.66",
                     "IPPrefixLen": 28,
-                    "IPv6Gateway": GATEWAY,
+                    "IPv6Gateway": ipv6.gateway,
                     "GlobalIPv6Address": c.address,
-                    "GlobalIPv6PrefixLen": 64
+                    "GlobalIPv6PrefixLen": ipv6.prefix_len()
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! - `test [CARGO TEST ARGS]`: every test of the workspace (kernel tests need root);
 //! - `bless`: rewrite the golden files under `rules/` from the current planner;
 //! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
-//! - `bench`: encoder timings (`examples/nft_bench`, root);
+//! - `bench [--docker [20|28]]`: dock6 at scale, one table (`examples/bench`, root);
 //! - `deps`: only install the Debian packages;
 //! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
 //! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI);
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bless") => bless(),
         Some("demo") => demo(&args[1..]),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("deps") => install_packages(PACKAGES),
         Some("lab") => lab::cli(&args[1..]),
         Some("fuzz") => fuzz::cli(&args[1..]),
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
                 "  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces"
             );
             eprintln!(
-                "  bench  print encoder timings (1, 1,000, 10,000 elements; needs root, runs in a throwaway namespace)"
+                "  bench  [--docker [20|28]]: dock6 at scale, one table (release build; root; namespaces of its own; --docker: a real dockerd too, ~10 min more)"
             );
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
@@ -288,10 +288,24 @@ fn bless() -> Result<()> {
     Ok(())
 }
 
-fn bench() -> Result<()> {
+/// `cargo xtask bench [--docker [20|28]]`: the release build of dock6 and of
+/// `examples/bench`, then the bench (root; see examples/bench/main.rs).
+fn bench(args: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "--example", "nft_bench"]);
+    dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--quiet",
+        "--bin",
+        "dock6",
+        "--example",
+        "bench",
+    ]);
+    run(build)?;
+    let mut cmd = Command::new(target_dir().join("release/examples/bench"));
+    cmd.args(args);
     run(cmd)
 }
 

@@ -4,9 +4,10 @@
 //! A UDP flow that was DNAT'ed to a container keeps its conntrack entry (and
 //! so its NAT binding) for as long as packets keep coming: without a delete,
 //! a client that sends every few seconds stays stuck to a container that is
-//! gone. [`delete_dnat_flows`] dumps the IPv6 conntrack table once, picks the
-//! entries that were DNAT'ed to a removed mapping's target, and deletes each
-//! by its original tuple.
+//! gone. [`delete_dnat_flows`] asks the kernel, once per removed mapping,
+//! for the entries of that mapping's ports (a dump filtered in the kernel, so
+//! unrelated flows are never sent), picks those DNAT'ed to the mapping's
+//! target, and deletes each by its original tuple.
 //!
 //! Synchronous, through this thread's nfnetlink socket
 //! ([`crate::apply::nfnetlink`]): it runs in the calling thread's network
@@ -76,7 +77,10 @@ pub fn delete_dnat_flows(targets: &[DnatTarget]) -> Result<usize, ConntrackError
         return Ok(0);
     }
     let wanted: HashSet<MatchKey> = targets.iter().map(MatchKey::from).collect();
-    let flows = dump_ipv6()?;
+    let mut flows = Vec::new();
+    for key in &wanted {
+        flows.extend(dump_mapping(key)?);
+    }
     let matches: Vec<&CtFlow> = flows
         .iter()
         .filter(|f| f.match_key().is_some_and(|k| wanted.contains(&k)))
@@ -84,7 +88,7 @@ pub fn delete_dnat_flows(targets: &[DnatTarget]) -> Result<usize, ConntrackError
     debug!(
         dumped = flows.len(),
         matched = matches.len(),
-        "conntrack: IPv6 table dumped"
+        "conntrack: entries of the removed mappings dumped"
     );
 
     let mut deleted = 0;
@@ -135,11 +139,14 @@ impl From<&DnatTarget> for MatchKey {
     }
 }
 
-/// Every IPv6 TCP/UDP entry of the table.
-fn dump_ipv6() -> Result<Vec<CtFlow>, ConntrackError> {
-    let what = "dumping the IPv6 conntrack table";
+/// The IPv6 entries with the ports of `key` (any address).
+fn dump_mapping(key: &MatchKey) -> Result<Vec<CtFlow>, ConntrackError> {
+    let what = format!(
+        "dumping the conntrack entries of port {} (proto {}, to port {})",
+        key.host_port, key.proto, key.target_port
+    );
     let seq = next_seq(1);
-    let request = dump_request(seq);
+    let request = dump_request(seq, key);
     let mut flows = Vec::new();
     let dumped = with_conn(|conn| {
         conn.dump(&request, seq, |msg| {
@@ -152,10 +159,10 @@ fn dump_ipv6() -> Result<Vec<CtFlow>, ConntrackError> {
             }
         })
     })
-    .map_err(|e| io_error(what, e))?;
+    .map_err(|e| io_error(&what, e))?;
     match dumped {
         Ok(()) => Ok(flows),
-        Err(errno) => Err(kernel_error(what, errno)),
+        Err(errno) => Err(kernel_error(&what, errno)),
     }
 }
 

@@ -88,6 +88,11 @@ impl Conn {
         self.socket.add_membership(group)
     }
 
+    /// Leaves a multicast group joined with [`Conn::join`].
+    pub fn leave(&self, group: u32) -> io::Result<()> {
+        self.socket.drop_membership(group)
+    }
+
     /// Makes the socket non-blocking and registers it with the current
     /// tokio runtime (which must have IO enabled) for reading.
     pub fn into_async(self) -> io::Result<tokio::io::unix::AsyncFd<Conn>> {

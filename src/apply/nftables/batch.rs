@@ -80,6 +80,11 @@ impl Batch {
         Ok(())
     }
 
+    /// Bytes encoded so far.
+    pub(super) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Ends the batch, sends it and turns the first failure into an error.
     /// `element(set, i)` names element `i` of `set` for the error.
     pub(super) fn commit(

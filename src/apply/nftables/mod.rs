@@ -11,8 +11,8 @@
 //!   elements, rules.
 //! * [`update_elements`]: set/map element adds and removes in one batch.
 //! * [`delete_table`]: removes the table; `false` if there was none.
-//! * [`table_exists`], [`inet_chain_exists`], [`ip6_chain_exists`] and
-//!   [`docker_ip6_firewall`]: GET requests.
+//! * [`table_exists`], [`inet_chain_exists`], [`ip6_chain_exists`],
+//!   [`docker_ip6_firewall`] and [`generation`]: GET requests.
 //!
 //! Every message asks for an ack; the kernel reports every failing message,
 //! and the error names the first failing object (rule text, set, element)
@@ -41,8 +41,8 @@ pub use docker_signature::{
 };
 pub use elements::update_elements;
 pub use forward_chains::{ForwardChain, forward_chains};
-pub use query::{inet_chain_exists, ip6_chain_exists, table_exists};
-pub use table::{delete_table, replace_table};
+pub use query::{generation, inet_chain_exists, ip6_chain_exists, table_exists};
+pub use table::{delete_table, encode_replace_table, replace_table};
 
 /// Why an nftables operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,21 @@ use crate::nft::{BaseChain, Chain, ChainKind, Hook, Set, Table};
 /// Replaces `table inet <table.name>` atomically with `table`, in one batch.
 /// Idempotent; works whether or not the table exists.
 pub fn replace_table(table: &Table) -> Result<(), NftError> {
+    replace_batch(table)?.commit(&|set, i| {
+        table
+            .set(set)
+            .and_then(|s| s.elements.get(i))
+            .map(|e| e.to_string())
+    })
+}
+
+/// Encodes the batch [`replace_table`] would send, without sending it;
+/// returns its size in bytes (what `cargo xtask bench` times, no kernel).
+pub fn encode_replace_table(table: &Table) -> Result<usize, NftError> {
+    Ok(replace_batch(table)?.len())
+}
+
+fn replace_batch(table: &Table) -> Result<Batch, NftError> {
     let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
     let mut b = Batch::new(3 + table.chains.len() + 2 * table.sets.len() + rules);
     push_fresh_table(&mut b, &table.name)?;
@@ -30,12 +45,7 @@ pub fn replace_table(table: &Table) -> Result<(), NftError> {
     for chain in &table.chains {
         push_rules(&mut b, &table.name, chain, &ids)?;
     }
-    b.commit(&|set, i| {
-        table
-            .set(set)
-            .and_then(|s| s.elements.get(i))
-            .map(|e| e.to_string())
-    })
+    Ok(b)
 }
 
 /// Deletes `table inet <name>`: `Ok(true)` if it existed, `Ok(false)` if

@@ -36,7 +36,7 @@ fn after(table: &Table, replace: bool) -> Previous<'_> {
     Previous {
         table: Some(table),
         replace,
-        stale_flows: &[],
+        ..Default::default()
     }
 }
 
@@ -235,6 +235,7 @@ fn flows_whose_delete_failed_are_deleted_at_the_next_apply() {
         table: Some(&next.ruleset),
         replace: false,
         stale_flows: &report.flow_targets,
+        ..Default::default()
     };
     let retry = apply_plan(&mut k, &next, previous);
     assert!(retry.is_complete(), "{:?}", retry.failures());

@@ -29,6 +29,7 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
     InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
 };
+use futures::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, warn};
 
 use crate::snapshot::{Container, Network};
@@ -41,6 +42,9 @@ pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 /// limit; the whole answer is bounded by `transport`). The event stream's
 /// headers come at once; its body is open-ended.
 const REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// How many container inspects a full snapshot keeps in flight.
+const INSPECT_CONCURRENCY: usize = 16;
 
 /// Docker's networks and running containers. Host facts come from netlink.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -140,7 +144,7 @@ pub async fn connect(docker_host: Option<&str>) -> Result<Docker, DockerError> {
 /// Networks come from one list call: Docker's network list carries the same
 /// fields as an inspect (IPAM, EnableIPv6, Internal, Options, Labels) except
 /// the endpoints, which dock6 reads from the containers; one call is also a
-/// consistent view. Containers are listed, then each is inspected; one that
+/// consistent view. Containers are listed, then inspected (a few at a time); one that
 /// disappears in between is left out (its destroy event follows).
 pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError> {
     data_warnings::next_snapshot();
@@ -152,22 +156,33 @@ pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError
         .list_containers(None::<ListContainersOptions>)
         .await
         .map_err(DockerError::request("listing running containers"))?;
-    let mut containers = Vec::with_capacity(summaries.len());
-    for summary in summaries {
+    // A few inspects in flight at once: on a host with thousands of
+    // containers one at a time is a round trip each; more than a few only
+    // queue up inside Docker.
+    let inspects = summaries.into_iter().filter_map(|summary| {
         let Some(id) = summary.id.filter(|id| !id.is_empty()) else {
             warn!("container list: an entry without Id; skipped");
-            continue;
+            return None;
         };
         let name = summary
             .names
             .and_then(|names| names.into_iter().next())
             .map(|n| n.trim_start_matches('/').to_string());
-        match inspect_container_named(docker, &id, name.as_deref(), &internal).await {
-            Ok(Some(container)) => containers.push(container),
-            Ok(None) => {}
-            Err(e) => skip_unless_docker_is_down(docker, &id, e).await?,
-        }
-    }
+        let internal = &internal;
+        Some(async move {
+            match inspect_container_named(docker, &id, name.as_deref(), internal).await {
+                Ok(container) => Ok(container),
+                Err(e) => skip_unless_docker_is_down(docker, &id, e)
+                    .await
+                    .map(|()| None),
+            }
+        })
+    });
+    let mut containers: Vec<Container> = futures::stream::iter(inspects)
+        .buffer_unordered(INSPECT_CONCURRENCY)
+        .try_filter_map(|c| std::future::ready(Ok(c)))
+        .try_collect()
+        .await?;
     containers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     Ok(DockerState {
         networks,

@@ -255,6 +255,27 @@ impl NftMonitor {
         }
     }
 
+    /// Stops the notifications (leaves the group) until [`NftMonitor::unmute`].
+    /// The kernel builds one notification per object of a transaction for
+    /// each listener, which for a whole-table replace of 100,000 elements
+    /// costs most of the commit and overruns the buffer. Whoever mutes the
+    /// monitor must find out by other means what was committed meanwhile
+    /// ([`super::generation`] before and after).
+    pub fn mute(&self) -> Result<(), NftMonitorError> {
+        self.socket
+            .get_ref()
+            .leave(NFNLGRP_NFTABLES)
+            .map_err(NftMonitorError::Join)
+    }
+
+    /// Joins the group again after [`NftMonitor::mute`].
+    pub fn unmute(&self) -> Result<(), NftMonitorError> {
+        self.socket
+            .get_ref()
+            .join(NFNLGRP_NFTABLES)
+            .map_err(NftMonitorError::Join)
+    }
+
     /// Sets the socket receive buffer (`SO_RCVBUF`, capped by
     /// `net.core.rmem_max`) and returns the size the kernel granted
     /// (which it doubles for bookkeeping).

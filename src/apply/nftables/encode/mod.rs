@@ -32,6 +32,9 @@ pub(crate) mod k {
 
     pub const CT_STATE: u32 = 0;
     pub const CT_STATUS: u32 = 2;
+    pub const CT_DST_IP6: u32 = 22;
+    /// IP_CT_DIR_ORIGINAL
+    pub const CT_DIR_ORIGINAL: u8 = 0;
     /// IPS_DST_NAT
     pub const CT_STATUS_DNAT: u32 = 1 << 5;
 
@@ -47,6 +50,8 @@ pub(crate) mod k {
 
     pub const NAT_SNAT: u32 = 0;
     pub const NAT_DNAT: u32 = 1;
+    /// NF_NAT_RANGE_NETMAP: map the address range 1:1 (prefix translation).
+    pub const NAT_RANGE_NETMAP: u32 = 0x40;
 
     pub const NF_DROP: i32 = 0;
     pub const NF_ACCEPT: i32 = 1;
@@ -74,6 +79,8 @@ pub(crate) enum Expr {
     Ct {
         key: u32,
         dreg: u32,
+        /// The conntrack direction for tuple keys (`ct original ...`).
+        dir: Option<u8>,
     },
     Payload {
         base: u32,
@@ -107,7 +114,10 @@ pub(crate) enum Expr {
         kind: u32,
         family: u32,
         reg_addr_min: u32,
+        /// With `flags` NF_NAT_RANGE_NETMAP: the range's last address.
+        reg_addr_max: Option<u32>,
         reg_proto_min: Option<u32>,
+        flags: Option<u32>,
     },
     Masq,
     Immediate {

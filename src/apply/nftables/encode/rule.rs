@@ -56,7 +56,10 @@ impl RuleExprs<'_> {
             Match::Ip6InSet { field, set } => self.ip6_addr_in(*field, set),
             Match::DaddrProtoPortInSet { set } => self.daddr_proto_port_in(set),
             Match::Icmpv6TypeInSet { set } => self.icmpv6_type_in(set),
+            Match::Icmpv6TypeIs(t) => self.icmpv6_type_is(t.number()),
+            Match::NdTargetNotLinkLocal => self.nd_target_not_link_local(),
             Match::FibDaddrLocal => self.fib_daddr_local(),
+            Match::CtOriginalDaddr { negate, net } => self.ct_original_daddr(*negate, net),
         }
         Ok(())
     }
@@ -67,6 +70,9 @@ impl RuleExprs<'_> {
             Statement::DnatMap { key, map } => self.dnat_map(*key, map),
             Statement::Masquerade => self.out.push(Expr::Masq),
             Statement::Snat(addr) => self.snat(addr),
+            Statement::SnatBySaddrMap { map } => self.snat_by_saddr_map(map),
+            Statement::SnatPrefix(net) => self.nat_prefix(k::NAT_SNAT, net),
+            Statement::DnatPrefix(net) => self.nat_prefix(k::NAT_DNAT, net),
         }
     }
 
@@ -105,6 +111,7 @@ impl RuleExprs<'_> {
         self.out.push(Expr::Ct {
             key,
             dreg: k::REG_1,
+            dir: None,
         });
         self.out.push(Expr::Bitwise {
             sreg: k::REG_1,
@@ -113,6 +120,25 @@ impl RuleExprs<'_> {
             xor: vec![0; 4],
         });
         self.cmp(k::CMP_NEQ, vec![0; 4]);
+    }
+
+    /// `ct original ip6 daddr [!=] NET`: the ct expression names its family,
+    /// so nft adds no `meta nfproto` dependency; it loads the whole address
+    /// and compares only the prefix's bytes (masking a prefix that is not
+    /// byte-aligned).
+    fn ct_original_daddr(&mut self, negate: bool, net: &Ipv6Net) {
+        self.out.push(Expr::Ct {
+            key: k::CT_DST_IP6,
+            dreg: k::REG_1,
+            dir: Some(k::CT_DIR_ORIGINAL),
+        });
+        let plen = net.prefix_len();
+        if plen > 0 && plen.is_multiple_of(8) {
+            let addr = net.trunc().addr().octets();
+            self.cmp(cmp_op(negate), addr[..usize::from(plen / 8)].to_vec());
+        } else {
+            self.masked_cmp(negate, net);
+        }
     }
 
     /// `ip6 saddr|daddr [!=] NET`: nft trims a byte-aligned prefix to a
@@ -131,14 +157,20 @@ impl RuleExprs<'_> {
             self.cmp(cmp_op(negate), addr[..n].to_vec());
         } else {
             self.out.push(payload_ip6(field, 16, k::REG_1));
-            self.out.push(Expr::Bitwise {
-                sreg: k::REG_1,
-                dreg: k::REG_1,
-                mask: prefix_mask(plen).to_vec(),
-                xor: vec![0; 16],
-            });
-            self.cmp(cmp_op(negate), addr.to_vec());
+            self.masked_cmp(negate, net);
         }
+    }
+
+    /// The whole address in NFT_REG_1 masked to `net`'s length and compared
+    /// with its network address (a prefix that is not byte-aligned).
+    fn masked_cmp(&mut self, negate: bool, net: &Ipv6Net) {
+        self.out.push(Expr::Bitwise {
+            sreg: k::REG_1,
+            dreg: k::REG_1,
+            mask: prefix_mask(net.prefix_len()).to_vec(),
+            xor: vec![0; 16],
+        });
+        self.cmp(cmp_op(negate), net.trunc().addr().octets().to_vec());
     }
 
     /// `ip6 saddr|daddr @SET`
@@ -158,13 +190,31 @@ impl RuleExprs<'_> {
     /// `icmpv6 type @SET`
     fn icmpv6_type_in(&mut self, set: &str) {
         self.need_icmpv6();
+        self.transport(0, 1);
+        self.lookup(set, None);
+    }
+
+    /// `icmpv6 type TYPE`
+    fn icmpv6_type_is(&mut self, number: u8) {
+        self.need_icmpv6();
+        self.transport(0, 1);
+        self.cmp(k::CMP_EQ, vec![number]);
+    }
+
+    /// `@th,64,16 != 0xfe80`: the first 16 bits of the ND target.
+    fn nd_target_not_link_local(&mut self) {
+        self.transport(8, 2);
+        self.cmp(k::CMP_NEQ, vec![0xfe, 0x80]);
+    }
+
+    /// `len` bytes at `offset` of the transport header into NFT_REG_1.
+    fn transport(&mut self, offset: u32, len: u32) {
         self.out.push(Expr::Payload {
             base: k::PAYLOAD_TRANSPORT,
-            offset: 0,
-            len: 1,
+            offset,
+            len,
             dreg: k::REG_1,
         });
-        self.lookup(set, None);
     }
 
     /// `fib daddr type local`
@@ -210,7 +260,9 @@ impl RuleExprs<'_> {
             kind: k::NAT_DNAT,
             family: u32::from(k::NFPROTO_IPV6),
             reg_addr_min: k::REG_1,
+            reg_addr_max: None,
             reg_proto_min: Some(reg_at_word(4)),
+            flags: None,
         });
     }
 
@@ -220,11 +272,48 @@ impl RuleExprs<'_> {
             dreg: k::REG_1,
             data: addr.octets().to_vec(),
         });
+        self.snat_to_reg_1();
+    }
+
+    /// `snat` to the address in NFT_REG_1.
+    fn snat_to_reg_1(&mut self) {
         self.out.push(Expr::Nat {
             kind: k::NAT_SNAT,
             family: u32::from(k::NFPROTO_IPV6),
             reg_addr_min: k::REG_1,
+            reg_addr_max: None,
             reg_proto_min: None,
+            flags: None,
+        });
+    }
+
+    /// `snat ip6 to ip6 saddr map @MAP`
+    fn snat_by_saddr_map(&mut self, map: &str) {
+        self.need_ipv6();
+        self.out.push(payload_ip6(AddrField::Saddr, 16, k::REG_1));
+        self.lookup(map, Some(k::REG_1));
+        self.snat_to_reg_1();
+    }
+
+    /// `snat|dnat ip6 prefix to NET`: the range from the prefix's first to
+    /// its last address, in NFT_REG_1 and NFT_REG_2, translated 1:1
+    /// (NF_NAT_RANGE_NETMAP): the host bits are kept.
+    fn nat_prefix(&mut self, kind: u32, net: &Ipv6Net) {
+        self.out.push(Expr::Immediate {
+            dreg: k::REG_1,
+            data: net.network().octets().to_vec(),
+        });
+        self.out.push(Expr::Immediate {
+            dreg: k::REG_1 + 1,
+            data: net.broadcast().octets().to_vec(),
+        });
+        self.out.push(Expr::Nat {
+            kind,
+            family: u32::from(k::NFPROTO_IPV6),
+            reg_addr_min: k::REG_1,
+            reg_addr_max: Some(k::REG_1 + 1),
+            reg_proto_min: None,
+            flags: Some(k::NAT_RANGE_NETMAP),
         });
     }
 

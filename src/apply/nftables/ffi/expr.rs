@@ -18,9 +18,14 @@ pub(super) fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
         Expr::MetaSet { key, sreg } => x
             .u32(sys::NFTNL_EXPR_META_KEY, *key)
             .u32(sys::NFTNL_EXPR_META_SREG, *sreg),
-        Expr::Ct { key, dreg } => x
-            .u32(sys::NFTNL_EXPR_CT_KEY, *key)
-            .u32(sys::NFTNL_EXPR_CT_DREG, *dreg),
+        Expr::Ct { key, dreg, dir } => {
+            x.u32(sys::NFTNL_EXPR_CT_KEY, *key)
+                .u32(sys::NFTNL_EXPR_CT_DREG, *dreg);
+            if let Some(dir) = dir {
+                x.u8(sys::NFTNL_EXPR_CT_DIR, *dir);
+            }
+            &x
+        }
         Expr::Payload {
             base,
             offset,
@@ -59,8 +64,17 @@ pub(super) fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
             kind,
             family,
             reg_addr_min,
+            reg_addr_max,
             reg_proto_min,
-        } => nat(&x, *kind, *family, *reg_addr_min, *reg_proto_min),
+            flags,
+        } => nat(
+            &x,
+            *kind,
+            *family,
+            (*reg_addr_min, *reg_addr_max),
+            *reg_proto_min,
+            *flags,
+        ),
         Expr::Masq => &x,
         Expr::Immediate { dreg, data } => x
             .u32(sys::NFTNL_EXPR_IMM_DREG, *dreg)
@@ -126,19 +140,27 @@ fn lookup<'x>(
     Ok(x)
 }
 
-/// `snat`/`dnat` to the address (and port) in registers.
+/// `snat`/`dnat` to the address (and port) in registers; with an address
+/// range and NF_NAT_RANGE_NETMAP in `flags`, a 1:1 prefix translation.
 fn nat(
     x: &NewExpr,
     kind: u32,
     family: u32,
-    reg_addr_min: u32,
+    (reg_addr_min, reg_addr_max): (u32, Option<u32>),
     reg_proto_min: Option<u32>,
+    flags: Option<u32>,
 ) -> &NewExpr {
     x.u32(sys::NFTNL_EXPR_NAT_TYPE, kind)
         .u32(sys::NFTNL_EXPR_NAT_FAMILY, family)
         .u32(sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, reg_addr_min);
+    if let Some(r) = reg_addr_max {
+        x.u32(sys::NFTNL_EXPR_NAT_REG_ADDR_MAX, r);
+    }
     if let Some(r) = reg_proto_min {
         x.u32(sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, r);
+    }
+    if let Some(f) = flags {
+        x.u32(sys::NFTNL_EXPR_NAT_FLAGS, f);
     }
     x
 }
@@ -168,6 +190,13 @@ impl NewExpr {
         // SAFETY: the expression is live and of the kind the attribute
         // belongs to (matched in `expr`).
         unsafe { sys::nftnl_expr_set_u32(self.0.as_ptr(), attr as u16, v) };
+        self
+    }
+
+    fn u8(&self, attr: u32, v: u8) -> &Self {
+        // SAFETY: as for `u32`: the expression is live and of the kind the
+        // attribute belongs to.
+        unsafe { sys::nftnl_expr_set_u8(self.0.as_ptr(), attr as u16, v) };
         self
     }
 

@@ -1,0 +1,114 @@
+//! `cargo xtask bench`: dock6 at scale. Prints one table and the machine it
+//! ran on; asserts nothing (targets are shown next to the figures).
+//!
+//! - plan + encode, no kernel: 1 … 10,000 containers × 10 published ports;
+//! - the real kernel, in a network namespace of the bench's own: the agent
+//!   fed a synthetic Docker view (update → commit latency, full resync, RSS);
+//! - conntrack deletes beside 0 and 100,000 unrelated entries;
+//! - with `--docker [20|28]` (the lab's Docker; 28 when no version is
+//!   given), a real dockerd (the `dock6-lab` crate): `docker run -p` →
+//!   reachable, dock6 against Docker's own ip6tables and the userland-proxy
+//!   floor. It takes about ten minutes more (three labs with 120
+//!   containers each), so the default run leaves it out.
+//!
+//! Needs root. It re-runs itself under `unshare -n`, so every kernel change
+//! happens in a throw-away network namespace (the Docker lab makes its own):
+//! `cargo build --release --bin dock6 --example bench && target/release/examples/bench`.
+
+mod agent;
+mod conntrack;
+mod docker;
+mod kernel;
+mod offline;
+mod report;
+mod synthetic;
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+const IN_NETNS: &str = "DOCK6_BENCH_IN_NETNS";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        // Internal modes: the agent under test, the reachability probe.
+        Some("agent") => return agent::main(),
+        Some("probe") => {
+            let (addr, port) = (args.get(1), args.get(2));
+            return docker::probe(addr.context("address")?, port.context("port")?);
+        }
+        _ => {}
+    }
+    let usage = "usage: bench [--docker [20|28]]";
+    let mut docker = None;
+    let mut rest = args.iter().peekable();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--docker" => {
+                let version = rest.next_if(|v| !v.starts_with("--"));
+                let engine = match version {
+                    Some(v) => dock6_lab::Docker::parse(v)?,
+                    None => dock6_lab::Docker::V28,
+                };
+                docker = Some(engine);
+            }
+            other => bail!("{usage} (unknown argument {other:?})"),
+        }
+    }
+    if std::env::var_os(IN_NETNS).is_none() {
+        let status = Command::new("unshare")
+            .arg("-n")
+            .arg(std::env::current_exe()?)
+            .args(&args)
+            .env(IN_NETNS, "1")
+            .status()
+            .context("unshare -n (the bench needs root)")?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+
+    let logs = std::env::temp_dir().join(format!("dock6-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&logs)?;
+    let mut rows = Vec::new();
+    eprintln!("bench: plan + encode");
+    rows.extend(offline::rows()?);
+    eprintln!(
+        "bench: the agent in the kernel (log: {})",
+        logs.join("agent.log").display()
+    );
+    rows.extend(kernel::rows(&logs.join("agent.log"))?);
+    eprintln!("bench: conntrack");
+    rows.extend(conntrack::rows(&logs.join("conntrack.txt"))?);
+    if let Some(engine) = docker {
+        rows.extend(docker::rows(engine, &logs)?);
+    }
+    let command = format!("cargo xtask bench {}", args.join(" "));
+    report::print(&machine(), command.trim_end(), &rows);
+    Ok(())
+}
+
+/// CPU model, cores, memory, kernel.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or("?".into(), |kib| {
+            format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0)
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    format!("machine: {model}, {cores} cores, {memory} RAM, Linux {kernel}")
+}
