@@ -10,8 +10,8 @@ use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
 use common::web::{
-    HOST, INTERNET, PROMPTLY, address_of, ipv6_network, one_at_a_time, reached_by_dnat, refused,
-    run_server, run_server_with,
+    HOST, PROMPTLY, address_of, internet_sees_from, ipv6_network, one_at_a_time, reached_by_dnat,
+    refused, run_server, run_server_with,
 };
 
 /// Whether `nft list map inet dock6 dnat_any` in the host holds `tcp . PORT :`.
@@ -33,19 +33,9 @@ fn nat66_egress_published_ports_and_their_removal() {
     let (upstream, host) = (lab.upstream_ns(), lab.host_ns());
 
     // Egress: the upstream sees the host's address.
-    let _peer = upstream.tcp_echo_peer(7000);
-    let seen = lab.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "n1",
-        lab::IMAGE,
-        "nc",
-        INTERNET,
-        "7000",
-    ]);
     assert_eq!(
-        seen, HOST,
+        internet_sees_from(&lab, "n1"),
+        HOST,
         "a ULA container reaches the upstream as the host (NAT66)"
     );
 

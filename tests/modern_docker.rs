@@ -10,8 +10,8 @@ use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
 use common::web::{
-    HOST, INTERNET, PROMPTLY, UPSTREAM, WHO_AM_I_SERVER, address_of, answers, ipv6_network_with,
-    one_at_a_time, reached_by_dnat, refused, run_server,
+    HOST, INTERNET, PROMPTLY, UPSTREAM, WHO_AM_I_SERVER, address_of, answers, internet_sees_from,
+    ipv6_network_with, one_at_a_time, reached_by_dnat, refused, run_server,
 };
 
 /// A Docker 28 lab; `ip6tables` as Docker 28 would have it by default (on) or off (dock6 owns
@@ -119,18 +119,11 @@ fn ipv6_from_default_network_opts_on_a_subnet_docker_allocates_gets_nat66_and_pu
     let agent = Agent::start(&lab, "");
     agent.wait_for_log("reconciled", PROMPTLY);
     let upstream = lab.upstream_ns();
-    let _peer = upstream.tcp_echo_peer(7000);
-    let seen = lab.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "plain",
-        lab::IMAGE,
-        "nc",
-        INTERNET,
-        "7000",
-    ]);
-    assert_eq!(seen, HOST, "egress from the allocated ULA subnet is NAT66");
+    assert_eq!(
+        internet_sees_from(&lab, "plain"),
+        HOST,
+        "egress from the allocated ULA subnet is NAT66"
+    );
     run_server(&lab, "web", "plain", &["8080:80"]);
     reached_by_dnat(&upstream, sock(HOST, 8080), &agent);
     assert!(

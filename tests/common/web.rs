@@ -49,6 +49,22 @@ pub fn run_server_with(
     lab.docker(&args)
 }
 
+/// The source address the internet sees from a throwaway container on
+/// `network` (an echo peer on the upstream's internet address answers with it).
+pub fn internet_sees_from(lab: &DockerLab, network: &str) -> String {
+    let _peer = lab.upstream_ns().tcp_echo_peer(7000);
+    lab.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        network,
+        lab::IMAGE,
+        "nc",
+        INTERNET,
+        "7000",
+    ])
+}
+
 pub fn address_of(lab: &DockerLab, container: &str, network: &str) -> String {
     lab.docker(&[
         "inspect",
