@@ -436,6 +436,19 @@ mod tests {
         );
     }
 
+    /// An `open_ports` element: `ADDR . tcp . PORT`.
+    fn open_tcp_port(addr: &str, port: u16) -> Element {
+        let addr: Ipv6Addr = addr.parse().unwrap();
+        Element {
+            key: vec![
+                Value::Addr(addr),
+                Value::Proto(L4Proto::Tcp),
+                Value::Port(port),
+            ],
+            data: vec![],
+        }
+    }
+
     fn open_ports_mut(p: &mut Plan) -> &mut Vec<Element> {
         &mut p
             .ruleset
@@ -450,15 +463,7 @@ mod tests {
     fn open_port_nobody_publishes_is_reported() {
         let s = snapshot(THREE_MODES);
         let mut p = plan(&Policy::default(), &s);
-        let addr: Ipv6Addr = "2001:db8:2::2".parse().unwrap();
-        open_ports_mut(&mut p).push(Element {
-            key: vec![
-                Value::Addr(addr),
-                Value::Proto(L4Proto::Tcp),
-                Value::Port(22),
-            ],
-            data: vec![],
-        });
+        open_ports_mut(&mut p).push(open_tcp_port("2001:db8:2::2", 22));
         let v = check_invariants(&s, &p);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("[2001:db8:2::2]:22/tcp is open"), "{v:?}");
@@ -468,15 +473,7 @@ mod tests {
     fn open_port_on_a_nat66_address_is_reported() {
         let s = snapshot(THREE_MODES);
         let mut p = plan(&Policy::default(), &s);
-        let addr: Ipv6Addr = "fd00:1::2".parse().unwrap();
-        open_ports_mut(&mut p).push(Element {
-            key: vec![
-                Value::Addr(addr),
-                Value::Proto(L4Proto::Tcp),
-                Value::Port(80),
-            ],
-            data: vec![],
-        });
+        open_ports_mut(&mut p).push(open_tcp_port("fd00:1::2", 80));
         let v = check_invariants(&s, &p);
         assert_eq!(v.len(), 1, "{v:?}");
     }
