@@ -16,7 +16,8 @@ use anyhow::{Context as _, bail};
 use crate::report::{Row, count, median, ms, percentile};
 use crate::synthetic;
 
-const SIZES: [usize; 4] = [0, 1_000, 2_000, 10_000];
+/// Existing containers of the default run.
+pub const SIZES: [usize; 4] = [0, 1_000, 2_000, 10_000];
 /// Add and remove events per size (each waits for its commit).
 const EVENTS: usize = 200;
 const RESYNCS: usize = 7;
@@ -24,9 +25,11 @@ const RESYNCS: usize = 7;
 const QUIET: Duration = Duration::from_millis(300);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn rows(log: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+/// The rows at each of `sizes`; without `events`, only the full resync and
+/// the RSS (`--only resync`).
+pub fn rows(log: &std::path::Path, sizes: &[usize], events: bool) -> anyhow::Result<Vec<Row>> {
     uplink()?;
-    measure(log)
+    measure(log, sizes, events)
 }
 
 /// A veth pair standing in for the uplink, with the address and default
@@ -66,12 +69,12 @@ fn uplink() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(log: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+fn measure(log: &std::path::Path, sizes: &[usize], events: bool) -> anyhow::Result<Vec<Row>> {
     let mut agent = Agent::spawn(log)?;
     agent.settle(QUIET); // the fail-closed table, before any snapshot
     let mut rows = Vec::new();
     let mut firsts = Vec::new();
-    for size in SIZES {
+    for &size in sizes {
         agent.send(&format!("full {size}"))?;
         agent.pass_done()?;
         agent.settle(QUIET);
@@ -84,35 +87,12 @@ fn measure(log: &std::path::Path) -> anyhow::Result<Vec<Row>> {
             agent.settle(Duration::from_millis(20));
         }
 
-        let (mut adds, mut removes) = (Vec::new(), Vec::new());
-        for e in 0..EVENTS {
-            let i = size + e;
-            let t = Instant::now();
-            agent.send(&format!("add {i}"))?;
-            adds.push(agent.pass_done()? - t);
-            let t = Instant::now();
-            agent.send(&format!("remove {i}"))?;
-            removes.push(agent.pass_done()? - t);
+        if events {
+            let (row, p50) = update_events(&mut agent, size)?;
+            rows.push(row);
+            firsts.push(p50);
         }
         let rss = agent.rss_kib()?;
-        let at = format!("{} existing", count(size));
-        let all: Vec<Duration> = adds.iter().chain(&removes).copied().collect();
-        let p99 = percentile(&all, 99.0);
-        firsts.push(median(&all));
-        rows.push(
-            Row::new(
-                format!("update → commit, add p50/p99 · remove p50/p99 ({EVENTS} each)"),
-                at.clone(),
-                format!(
-                    "{} / {} · {} / {}",
-                    ms(median(&adds)),
-                    ms(percentile(&adds, 99.0)),
-                    ms(median(&removes)),
-                    ms(percentile(&removes, 99.0))
-                ),
-            )
-            .target("p99 ≤ 5 ms", p99 <= Duration::from_millis(5)),
-        );
         let resync = median(&resyncs);
         let (target, met) = match size {
             2_000 => ("≤ 50 ms", Some(resync <= Duration::from_millis(50))),
@@ -156,6 +136,37 @@ fn measure(log: &std::path::Path) -> anyhow::Result<Vec<Row>> {
     }
     agent.stop();
     Ok(rows)
+}
+
+/// `EVENTS` adds and removes of one container beside `size` existing ones,
+/// each waiting for its commit: the row, and the p50 of all of them.
+fn update_events(agent: &mut Agent, size: usize) -> anyhow::Result<(Row, Duration)> {
+    let (mut adds, mut removes) = (Vec::new(), Vec::new());
+    for e in 0..EVENTS {
+        let i = size + e;
+        let t = Instant::now();
+        agent.send(&format!("add {i}"))?;
+        adds.push(agent.pass_done()? - t);
+        let t = Instant::now();
+        agent.send(&format!("remove {i}"))?;
+        removes.push(agent.pass_done()? - t);
+    }
+    let at = format!("{} existing", count(size));
+    let all: Vec<Duration> = adds.iter().chain(&removes).copied().collect();
+    let p99 = percentile(&all, 99.0);
+    let row = Row::new(
+        format!("update → commit, add p50/p99 · remove p50/p99 ({EVENTS} each)"),
+        at,
+        format!(
+            "{} / {} · {} / {}",
+            ms(median(&adds)),
+            ms(percentile(&adds, 99.0)),
+            ms(median(&removes)),
+            ms(percentile(&removes, 99.0))
+        ),
+    )
+    .target("p99 ≤ 5 ms", p99 <= Duration::from_millis(5));
+    Ok((row, median(&all)))
 }
 
 struct Agent {

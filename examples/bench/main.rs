@@ -11,6 +11,11 @@
 //!   floor. It takes about ten minutes more (three labs with 120
 //!   containers each), so the default run leaves it out.
 //!
+//! For iterating on one part: `--only offline,resync,events,conntrack`
+//! (any of them; `resync` is the kernel part without the update events) and
+//! `--sizes 2000,10000` (the container counts of the offline and kernel
+//! parts). Without them the bench prints the whole table.
+//!
 //! Needs root. It re-runs itself under `unshare -n`, so every kernel change
 //! happens in a throw-away network namespace (the Docker lab makes its own):
 //! `cargo build --release --bin dock6 --example bench && target/release/examples/bench`.
@@ -40,8 +45,11 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let usage = "usage: bench [--docker [20|28]]";
+    let usage =
+        "usage: bench [--docker [20|28]] [--only offline,resync,events,conntrack] [--sizes N,…]";
     let mut docker = None;
+    let mut parts = Parts::all();
+    let mut sizes: Option<Vec<usize>> = None;
     let mut rest = args.iter().peekable();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -52,6 +60,16 @@ fn main() -> anyhow::Result<()> {
                     None => dock6_lab::Docker::V28,
                 };
                 docker = Some(engine);
+            }
+            "--only" => parts = Parts::parse(rest.next().context("--only needs a list")?)?,
+            "--sizes" => {
+                let list = rest.next().context("--sizes needs a list")?;
+                let parsed = list
+                    .split(',')
+                    .map(|n| n.trim().replace('_', "").parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("--sizes {list:?}"))?;
+                sizes = Some(parsed);
             }
             other => bail!("{usage} (unknown argument {other:?})"),
         }
@@ -70,21 +88,72 @@ fn main() -> anyhow::Result<()> {
     let logs = std::env::temp_dir().join(format!("dock6-bench-{}", std::process::id()));
     std::fs::create_dir_all(&logs)?;
     let mut rows = Vec::new();
-    eprintln!("bench: plan + encode");
-    rows.extend(offline::rows()?);
-    eprintln!(
-        "bench: the agent in the kernel (log: {})",
-        logs.join("agent.log").display()
-    );
-    rows.extend(kernel::rows(&logs.join("agent.log"))?);
-    eprintln!("bench: conntrack");
-    rows.extend(conntrack::rows(&logs.join("conntrack.txt"))?);
+    if parts.offline {
+        eprintln!("bench: plan + encode");
+        rows.extend(offline::rows(sizes.as_deref().unwrap_or(&offline::SIZES))?);
+    }
+    if parts.resync || parts.events {
+        eprintln!(
+            "bench: the agent in the kernel (log: {})",
+            logs.join("agent.log").display()
+        );
+        let kernel_sizes = sizes.as_deref().unwrap_or(&kernel::SIZES);
+        rows.extend(kernel::rows(
+            &logs.join("agent.log"),
+            kernel_sizes,
+            parts.events,
+        )?);
+    }
+    if parts.conntrack {
+        eprintln!("bench: conntrack");
+        rows.extend(conntrack::rows(&logs.join("conntrack.txt"))?);
+    }
     if let Some(engine) = docker {
         rows.extend(docker::rows(engine, &logs)?);
     }
     let command = format!("cargo xtask bench {}", args.join(" "));
     report::print(&machine(), command.trim_end(), &rows);
     Ok(())
+}
+
+/// Which parts of the bench run (`--only`; all by default).
+struct Parts {
+    offline: bool,
+    resync: bool,
+    events: bool,
+    conntrack: bool,
+}
+
+impl Parts {
+    fn all() -> Parts {
+        Parts {
+            offline: true,
+            resync: true,
+            events: true,
+            conntrack: true,
+        }
+    }
+
+    fn parse(list: &str) -> anyhow::Result<Parts> {
+        let mut parts = Parts {
+            offline: false,
+            resync: false,
+            events: false,
+            conntrack: false,
+        };
+        for part in list.split(',') {
+            match part.trim() {
+                "offline" => parts.offline = true,
+                "resync" => parts.resync = true,
+                "events" => parts.events = true,
+                "conntrack" => parts.conntrack = true,
+                other => {
+                    bail!("--only: unknown part {other:?} (offline, resync, events, conntrack)")
+                }
+            }
+        }
+        Ok(parts)
+    }
 }
 
 /// CPU model, cores, memory, kernel.

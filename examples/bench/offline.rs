@@ -11,10 +11,12 @@ use crate::report::{Row, count, median, ms};
 use crate::synthetic;
 
 const RUNS: usize = 5;
+/// Container counts of the default run.
+pub const SIZES: [usize; 5] = [1, 100, 1_000, 2_000, 10_000];
 
-pub fn rows() -> anyhow::Result<Vec<Row>> {
+pub fn rows(sizes: &[usize]) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for n in [1, 100, 1_000, 2_000, 10_000] {
+    for &n in sizes {
         let snapshot = Snapshot {
             host: synthetic::host(),
             networks: vec![synthetic::network()],
