@@ -2,19 +2,45 @@
 //! committed through this thread's nfnetlink socket, with each message's
 //! sequence number mapped to what it describes so that a kernel error names
 //! the object that failed (rule text, set, element).
+//!
+//! Set elements are written here as netlink attributes, straight from their
+//! values into the batch buffer: a whole-table replace at 10,000 containers
+//! carries some 200,000 of them, and building one libnftnl object each (an
+//! allocation and several copies) was most of the encode.
 
 use std::collections::HashMap;
 
-use super::ffi::{self, ElemBytes, Msg, Scratch};
+use super::encode::{DATA_MAX, ValueBytes};
+use super::ffi::{self, Msg, Scratch};
 use super::{NftError, What};
 use crate::apply::nfnetlink::codec::{
     self, MsgWriter, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
-    NFPROTO_UNSPEC, NLM_F_ACK, NLM_F_REQUEST,
+    NFPROTO_INET, NFPROTO_UNSPEC, NLM_F_ACK, NLM_F_REQUEST,
 };
 use crate::apply::nfnetlink::{next_seq, with_conn};
 
-/// Upper bound of the bytes of one element chunk (one message).
-const ELEMS_PER_MSG_BYTES: usize = 32 * 1024;
+/// Upper bound of the bytes of one element message: its elements nest
+/// carries a u16 length, so it stays below 64 KiB.
+const ELEMS_PER_MSG_BYTES: usize = ffi::MSG_MAX;
+/// Upper bound of one element's attributes: the element nest, the key nest
+/// and value, the data nest and value (4-byte headers, values ≤ DATA_MAX).
+const ELEM_MAX_BYTES: usize = 4 + (4 + 4 + DATA_MAX) * 2;
+
+// NFTA_SET_ELEM_LIST_*, NFTA_SET_ELEM_*, NFTA_LIST_ELEM, NFTA_DATA_VALUE
+// (linux/netfilter/nf_tables.h).
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+/// NFNL_BATCH_GENID: the batch applies only at this ruleset generation.
+const NFNL_BATCH_GENID: u16 = 1;
+
+/// An element to write: its key and, for an add to a map, its data.
+pub(super) type ElemValues = (ValueBytes, Option<ValueBytes>);
 
 /// A batch being built: one contiguous buffer, begin … end.
 pub(super) struct Batch {
@@ -25,17 +51,30 @@ pub(super) struct Batch {
     entries: Vec<(u32, What)>,
 }
 
-/// `NFNL_MSG_BATCH_BEGIN` / `_END`: no family, the subsystem as resource id.
-fn batch_marker(buf: &mut Vec<u8>, ty: u16, seq: u32) {
+/// `NFNL_MSG_BATCH_BEGIN` / `_END`: no family, the subsystem as resource id;
+/// a begin with `generation` is refused (ERESTART) unless the ruleset is
+/// still at that generation.
+fn batch_marker(buf: &mut Vec<u8>, ty: u16, seq: u32, generation: Option<u32>) {
     let res_id = u16::from(NFNL_SUBSYS_NFTABLES);
-    MsgWriter::begin(buf, ty, NLM_F_REQUEST, seq, NFPROTO_UNSPEC, res_id).finish();
+    let mut w = MsgWriter::begin(buf, ty, NLM_F_REQUEST, seq, NFPROTO_UNSPEC, res_id);
+    if let Some(id) = generation {
+        w.put(NFNL_BATCH_GENID, &id.to_be_bytes());
+    }
+    w.finish();
 }
 
 impl Batch {
     pub(super) fn new(expected_messages: usize) -> Batch {
+        Batch::at_generation(expected_messages, None)
+    }
+
+    /// A batch the kernel applies only if the ruleset is still at
+    /// `generation` (else the whole batch fails with ERESTART, nothing
+    /// changed): for a batch built from what a dump showed.
+    pub(super) fn at_generation(expected_messages: usize, generation: Option<u32>) -> Batch {
         let base = next_seq(expected_messages as u32 + 2);
         let mut buf = Vec::with_capacity(4096);
-        batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, base);
+        batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, base, generation);
         Batch {
             begin_seq: base,
             buf,
@@ -54,7 +93,6 @@ impl Batch {
         what: What,
     ) -> Result<(), NftError> {
         let seq = self.next_seq;
-        let start = self.buf.len();
         ffi::build(
             &mut self.scratch,
             ty,
@@ -67,14 +105,6 @@ impl Batch {
             object: describe(&what, None, &|_, _| None),
             reason: e.to_string(),
         })?;
-        let what = match what {
-            What::Elems { set, first, .. } => What::Elems {
-                set,
-                first,
-                offsets: element_offsets(&self.buf[start..]),
-            },
-            w => w,
-        };
         self.entries.push((seq, what));
         self.next_seq = seq.wrapping_add(1);
         Ok(())
@@ -91,7 +121,7 @@ impl Batch {
         mut self,
         element: &dyn Fn(&str, usize) -> Option<String>,
     ) -> Result<(), NftError> {
-        batch_marker(&mut self.buf, NFNL_MSG_BATCH_END, self.next_seq);
+        batch_marker(&mut self.buf, NFNL_MSG_BATCH_END, self.next_seq, None);
         let seqs: Vec<u32> = self.entries.iter().map(|(s, _)| *s).collect();
         let acks = with_conn(|conn| conn.transact(&self.buf, self.begin_seq, &seqs))?;
         let mut errors: Vec<&codec::Ack> = acks.iter().filter(|a| a.errno != 0).collect();
@@ -154,21 +184,6 @@ fn describe(
     }
 }
 
-/// Offsets (from the message start) of each element nest in a NEWSETELEM /
-/// DELSETELEM message.
-fn element_offsets(msg: &[u8]) -> Vec<u32> {
-    const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-    const ATTRS: usize = codec::NLMSG_HDRLEN + codec::NFGENMSG_LEN;
-    let attrs = codec::attrs(msg.get(ATTRS..).unwrap_or(&[]));
-    attrs
-        .filter(|list| list.kind == NFTA_SET_ELEM_LIST_ELEMENTS)
-        .flat_map(|list| {
-            let base = ATTRS + list.offset + 4;
-            codec::attrs(list.payload).map(move |e| (base + e.offset) as u32)
-        })
-        .collect()
-}
-
 /// Where element messages go: the set, and its id if created in the batch.
 pub(super) struct ElemTarget<'a> {
     pub table: &'a str,
@@ -177,48 +192,77 @@ pub(super) struct ElemTarget<'a> {
 }
 
 /// Adds the elements of one set (or one run of changes) to `batch`, in
-/// messages of at most [`ELEMS_PER_MSG_BYTES`].
+/// messages of at most [`ELEMS_PER_MSG_BYTES`]; `first_index` is the index
+/// of the first one in what the caller names elements by (for errors).
 pub(super) fn push_elements(
     batch: &mut Batch,
     (ty, flags): (u16, u16),
     target: &ElemTarget<'_>,
-    elems: Vec<ElemBytes>,
+    elems: impl Iterator<Item = Result<ElemValues, NftError>>,
     first_index: usize,
 ) -> Result<(), NftError> {
-    let ElemTarget { table, set, set_id } = *target;
-    let mut start = 0;
-    while start < elems.len() {
-        let end = chunk_end(&elems, start);
-        let msg = Msg::Elems {
-            table,
-            set,
-            set_id,
-            elems: &elems[start..end],
-        };
+    let mut elems = elems.peekable();
+    let mut index = first_index;
+    while elems.peek().is_some() {
+        let seq = batch.next_seq;
+        let (count, offsets) = element_message(&mut batch.buf, (ty, flags, seq), target, &mut elems)?;
         let what = What::Elems {
-            set: set.to_string(),
-            first: first_index + start,
-            offsets: vec![],
+            set: target.set.to_string(),
+            first: index,
+            offsets,
         };
-        batch.push(ty, flags, &msg, what)?;
-        start = end;
+        batch.entries.push((seq, what));
+        batch.next_seq = seq.wrapping_add(1);
+        index += count;
     }
     Ok(())
 }
 
-/// The end of the chunk starting at `start`: at least one element, then as
-/// many as fit.
-fn chunk_end(elems: &[ElemBytes], start: usize) -> usize {
-    let mut end = start;
-    let mut bytes = 0;
-    while end < elems.len() {
-        let (k, d) = &elems[end];
-        let sz = ffi::ELEM_OVERHEAD + k.len() + d.as_ref().map_or(0, Vec::len);
-        if end > start && bytes + sz > ELEMS_PER_MSG_BYTES {
-            break;
-        }
-        bytes += sz;
-        end += 1;
+/// Appends one NEWSETELEM / DELSETELEM message with as many of `elems` as
+/// fit (at least one); returns how many it took and the offset of each
+/// element's nest from the message start (the kernel's error points at one).
+fn element_message(
+    buf: &mut Vec<u8>,
+    (ty, flags, seq): (u16, u16, u32),
+    target: &ElemTarget<'_>,
+    elems: &mut std::iter::Peekable<impl Iterator<Item = Result<ElemValues, NftError>>>,
+) -> Result<(usize, Vec<u32>), NftError> {
+    let msg_type = u16::from(NFNL_SUBSYS_NFTABLES) << 8 | ty;
+    let flags = NLM_F_REQUEST | flags | NLM_F_ACK;
+    let mut w = MsgWriter::begin(buf, msg_type, flags, seq, NFPROTO_INET, 0);
+    w.put_str(NFTA_SET_ELEM_LIST_TABLE, target.table)
+        .put_str(NFTA_SET_ELEM_LIST_SET, target.set);
+    if let Some(id) = target.set_id {
+        w.put(NFTA_SET_ELEM_LIST_SET_ID, &id.to_be_bytes());
     }
-    end
+    let mut offsets = Vec::new();
+    let mut failed = None;
+    w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |w| {
+        while offsets.is_empty() || w.len() + ELEM_MAX_BYTES <= ELEMS_PER_MSG_BYTES {
+            let (key, data) = match elems.next() {
+                Some(Ok(values)) => values,
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    return;
+                }
+                None => return,
+            };
+            offsets.push(w.len() as u32);
+            w.nest(NFTA_LIST_ELEM, |w| {
+                w.nest(NFTA_SET_ELEM_KEY, |w| {
+                    w.put(NFTA_DATA_VALUE, key.as_slice());
+                });
+                if let Some(data) = &data {
+                    w.nest(NFTA_SET_ELEM_DATA, |w| {
+                        w.put(NFTA_DATA_VALUE, data.as_slice());
+                    });
+                }
+            });
+        }
+    });
+    w.finish();
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((offsets.len(), offsets)),
+    }
 }

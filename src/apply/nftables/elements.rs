@@ -1,11 +1,10 @@
 //! Set and map element changes, in one batch.
 
-use super::batch::{Batch, ElemTarget, push_elements};
+use super::batch::{Batch, ElemTarget, ElemValues, push_elements};
 use super::encode;
-use super::ffi::ElemBytes;
 use super::{EncodeError, NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NftError};
 use crate::apply::nfnetlink::codec::{NLM_F_CREATE, NLM_F_EXCL};
-use crate::nft::{Element, ElementChange, KeyType, Value};
+use crate::nft::{Element, ElementChange};
 
 /// Adds and removes set/map elements of `table inet <table>` in one batch.
 ///
@@ -29,8 +28,7 @@ pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), Nft
             .count();
         let elems = changes[i..i + run]
             .iter()
-            .map(|c| change_bytes(add, set, change_element(c)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|c| change_values(add, set, change_element(c)));
         let (ty, flags) = if add {
             (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL)
         } else {
@@ -47,15 +45,16 @@ pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), Nft
     b.commit(&|_, i| changes.get(i).map(|c| change_element(c).to_string()))
 }
 
-/// The key (and, for an add to a map, the data) of one changed element.
-fn change_bytes(add: bool, set: &str, e: &Element) -> Result<ElemBytes, NftError> {
+/// The key (and, for an add to a map, the data) of one changed element,
+/// typed by its own values (the kernel checks them against the set).
+fn change_values(add: bool, set: &str, e: &Element) -> Result<ElemValues, NftError> {
     let named = |err: EncodeError| NftError::Encode {
         object: format!("element {e} of set {set}"),
         reason: err.to_string(),
     };
-    let key = encode::encode_values(&e.key, &value_types(&e.key), "element key").map_err(named)?;
+    let key = encode::encode_values(&e.key, None, "element key").map_err(named)?;
     let data = if add && !e.data.is_empty() {
-        let data = encode::encode_values(&e.data, &value_types(&e.data), "element data");
+        let data = encode::encode_values(&e.data, None, "element data");
         Some(data.map_err(named)?)
     } else {
         None
@@ -74,8 +73,4 @@ fn change_element(c: &ElementChange) -> &Element {
     match c {
         ElementChange::Add { element, .. } | ElementChange::Remove { element, .. } => element,
     }
-}
-
-fn value_types(values: &[Value]) -> Vec<KeyType> {
-    values.iter().map(encode::value_type).collect()
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::batch::{Batch, ElemTarget, push_elements};
-use super::encode::{element_bytes, rule_exprs, set_spec};
+use super::encode::{element_values, rule_exprs, set_spec};
 use super::ffi::{ChainHook, Msg};
 use super::{
     NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM,
@@ -129,16 +129,12 @@ fn push_set(b: &mut Batch, table: &str, set: &Set, id: u32) -> Result<(), NftErr
     if set.elements.is_empty() {
         return Ok(());
     }
-    let elems = set
-        .elements
-        .iter()
-        .map(|e| {
-            element_bytes(&set.key, &set.data, e).map_err(|err| NftError::Encode {
-                object: format!("element {e} of {kind} {}", set.name),
-                reason: err.to_string(),
-            })
+    let elems = set.elements.iter().map(|e| {
+        element_values(&set.key, &set.data, e).map_err(|err| NftError::Encode {
+            object: format!("element {e} of {kind} {}", set.name),
+            reason: err.to_string(),
         })
-        .collect::<Result<Vec<_>, _>>()?;
+    });
     let target = ElemTarget {
         table,
         set: &set.name,

@@ -95,7 +95,7 @@ mod tests {
         let a: Vec<_> = m.attrs().collect();
         assert_eq!(a.len(), 2);
         assert_eq!(cstr(a[0].payload), "dock6");
-        assert_eq!((a[1].kind, a[1].offset), (4, 12));
+        assert_eq!(a[1].kind, 4);
         assert_eq!(attr(a[1].payload, 2), Some(&[1u8, 2, 3][..]));
     }
 

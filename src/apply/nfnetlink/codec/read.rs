@@ -159,24 +159,21 @@ impl<'a> Iterator for Messages<'a> {
     }
 }
 
-/// One attribute: its type (flags masked off), payload, and the offset of
-/// its header in the bytes being walked.
+/// One attribute: its type (flags masked off) and payload.
 #[derive(Debug, Clone, Copy)]
 pub struct Attr<'a> {
     pub kind: u16,
     pub payload: &'a [u8],
-    pub offset: usize,
 }
 
 /// The attributes in `b`, stopping at a malformed one.
 pub fn attrs(b: &[u8]) -> Attrs<'_> {
-    Attrs { rest: b, at: 0 }
+    Attrs { rest: b }
 }
 
 #[derive(Clone)]
 pub struct Attrs<'a> {
     rest: &'a [u8],
-    at: usize,
 }
 
 impl<'a> Iterator for Attrs<'a> {
@@ -193,11 +190,9 @@ impl<'a> Iterator for Attrs<'a> {
         let attr = Attr {
             kind,
             payload: &b[NLA_HDRLEN..len],
-            offset: self.at,
         };
         let step = len.next_multiple_of(4).min(b.len());
         self.rest = &b[step..];
-        self.at += step;
         Some(attr)
     }
 }

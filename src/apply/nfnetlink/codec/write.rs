@@ -64,6 +64,11 @@ impl<'b> MsgWriter<'b> {
         self
     }
 
+    /// Bytes of the message so far (header included).
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
     fn pad(&mut self) {
         let padded = self.buf.len().next_multiple_of(4);
         self.buf.resize(padded, 0);

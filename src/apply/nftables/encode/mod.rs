@@ -4,7 +4,8 @@
 //! the same IR (checked with `nft --debug=netlink,mnl`): implicit protocol
 //! dependencies, register allocation, prefix trimming, padding of
 //! concatenated keys, set key types and set userdata. The FFI layer only
-//! copies these values into libnftnl objects. Rules are in `rule.rs`, sets
+//! copies these values into libnftnl objects; set elements are written
+//! straight into netlink attributes (`batch.rs`), without libnftnl. Rules are in `rule.rs`, sets
 //! and their elements in `set.rs`.
 
 mod rule;
@@ -13,7 +14,7 @@ mod set;
 pub(crate) use rule::rule_exprs;
 
 use super::EncodeError;
-pub(crate) use set::{SetSpec, element_bytes, encode_values, set_spec, value_type};
+pub(crate) use set::{SetSpec, ValueBytes, element_values, encode_values, set_spec};
 
 /// Longest value a register or a set key may hold (NFT_DATA_VALUE_MAXLEN).
 pub(crate) const DATA_MAX: usize = 64;

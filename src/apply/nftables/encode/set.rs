@@ -149,46 +149,101 @@ pub(crate) fn value_type(v: &Value) -> KeyType {
     }
 }
 
-fn value_bytes(v: &Value) -> Result<Vec<u8>, EncodeError> {
-    Ok(match v {
-        Value::Addr(a) => a.octets().to_vec(),
-        Value::Proto(p) => vec![p.number()],
-        Value::Port(p) => p.to_be_bytes().to_vec(),
-        Value::IfName(n) => ifname_bytes(n)?,
-        Value::Icmpv6(t) => vec![t.number()],
-    })
+/// A key or data value in kernel byte layout, kept inline: an element
+/// encodes without a heap allocation. At most [`DATA_MAX`] bytes
+/// (NFT_DATA_VALUE_MAXLEN), which is also what the kernel accepts.
+#[derive(Clone, Copy)]
+pub(crate) struct ValueBytes {
+    bytes: [u8; DATA_MAX],
+    len: usize,
 }
 
-/// A key or data value of an element, checked against the set's types.
+impl ValueBytes {
+    fn new() -> ValueBytes {
+        ValueBytes {
+            bytes: [0; DATA_MAX],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn push(&mut self, b: &[u8]) -> Result<(), EncodeError> {
+        let end = self.len + b.len();
+        let Some(dst) = self.bytes.get_mut(self.len..end) else {
+            return Err(EncodeError::new(format!(
+                "value longer than {DATA_MAX} bytes"
+            )));
+        };
+        dst.copy_from_slice(b);
+        self.len = end;
+        Ok(())
+    }
+
+    /// Zero bytes up to the next multiple of 4 (the buffer starts zeroed).
+    fn pad4(&mut self) -> Result<(), EncodeError> {
+        let padded = self.len.next_multiple_of(4);
+        if padded > DATA_MAX {
+            return Err(EncodeError::new(format!(
+                "value longer than {DATA_MAX} bytes"
+            )));
+        }
+        self.len = padded;
+        Ok(())
+    }
+}
+
+fn push_value(out: &mut ValueBytes, v: &Value) -> Result<(), EncodeError> {
+    match v {
+        Value::Addr(a) => out.push(&a.octets()),
+        Value::Proto(p) => out.push(&[p.number()]),
+        Value::Port(p) => out.push(&p.to_be_bytes()),
+        Value::IfName(n) => out.push(&ifname_bytes(n)?),
+        Value::Icmpv6(t) => out.push(&[t.number()]),
+    }
+}
+
+/// A key or data value of an element: a single value at its natural length,
+/// a concatenation with each part padded to 4 bytes. With `types`, checked
+/// against the set's types; without, typed by the values themselves (an
+/// element change, whose set the kernel checks).
 pub(crate) fn encode_values(
     values: &[Value],
-    types: &[KeyType],
+    types: Option<&[KeyType]>,
     what: &str,
-) -> Result<Vec<u8>, EncodeError> {
-    if values.len() != types.len() || values.iter().zip(types).any(|(v, t)| value_type(v) != *t) {
+) -> Result<ValueBytes, EncodeError> {
+    if values.is_empty() {
+        return Err(EncodeError::new(format!("{what} is empty")));
+    }
+    if let Some(types) = types
+        && (values.len() != types.len()
+            || values.iter().zip(types).any(|(v, t)| value_type(v) != *t))
+    {
         return Err(EncodeError::new(format!(
             "{what} does not match the set's type"
         )));
     }
+    let mut out = ValueBytes::new();
     if let [one] = values {
-        return value_bytes(one);
+        push_value(&mut out, one)?;
+        return Ok(out);
     }
-    let mut out = Vec::with_capacity(key_len(types));
     for v in values {
-        let mut b = value_bytes(v)?;
-        b.resize(b.len().next_multiple_of(4), 0);
-        out.extend_from_slice(&b);
+        push_value(&mut out, v)?;
+        out.pad4()?;
     }
     Ok(out)
 }
 
-/// Key and (for maps) data bytes of an element of `set`.
-pub(crate) fn element_bytes(
+/// Key and (for maps) data of an element of a set typed `set_key : set_data`.
+pub(crate) fn element_values(
     set_key: &[KeyType],
     set_data: &[KeyType],
     e: &Element,
-) -> Result<(Vec<u8>, Option<Vec<u8>>), EncodeError> {
-    let key = encode_values(&e.key, set_key, "element key")?;
+) -> Result<(ValueBytes, Option<ValueBytes>), EncodeError> {
+    let key = encode_values(&e.key, Some(set_key), "element key")?;
     let data = if set_data.is_empty() {
         if !e.data.is_empty() {
             return Err(EncodeError::new(
@@ -197,7 +252,7 @@ pub(crate) fn element_bytes(
         }
         None
     } else {
-        Some(encode_values(&e.data, set_data, "element data")?)
+        Some(encode_values(&e.data, Some(set_data), "element data")?)
     };
     Ok((key, data))
 }
@@ -260,9 +315,12 @@ mod tests {
             data: vec![],
         };
         let k = [KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService];
-        let (key, data) = element_bytes(&k, &[], &e).unwrap();
-        assert_eq!(key.len(), 24);
-        assert_eq!(&key[16..], &[6, 0, 0, 0, 1, 187, 0, 0]);
+        let (key, data) = element_values(&k, &[], &e).unwrap();
+        assert_eq!(key.as_slice().len(), 24);
+        assert_eq!(&key.as_slice()[16..], &[6, 0, 0, 0, 1, 187, 0, 0]);
         assert!(data.is_none());
+        // Typed by its own values (an element change): the same bytes.
+        let untyped = encode_values(&e.key, None, "key").unwrap();
+        assert_eq!(untyped.as_slice(), key.as_slice());
     }
 }

@@ -1,7 +1,9 @@
 //! The only place that calls libnftnl: turns a [`Msg`] (plain Rust values)
 //! into one netlink message appended to a batch buffer. The objects
-//! (table, chain, set, elements, rule) are filled in `objects.rs`, the
-//! expressions of a rule in `expr.rs`.
+//! (table, chain, set, rule) are filled in `objects.rs`, the expressions of
+//! a rule in `expr.rs`. Set elements, the bulk of a large table, do not go
+//! through libnftnl (one heap object per element): `batch.rs` writes them
+//! as netlink attributes directly.
 //!
 //! Every libnftnl object is allocated, filled, serialized and freed inside a
 //! single call of [`build`], so no raw pointer outlives the data it was
@@ -27,9 +29,6 @@ pub(crate) const FAMILY_INET: u16 = 1;
 pub(crate) const MSG_MAX: usize = 60 * 1024;
 const SCRATCH: usize = 96 * 1024;
 
-/// Per-element size bound beyond key and data bytes (nests, headers, padding).
-pub(crate) const ELEM_OVERHEAD: usize = 48;
-
 /// A chain's hook (base chains only).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChainHook<'a> {
@@ -38,9 +37,6 @@ pub(crate) struct ChainHook<'a> {
     pub prio: i32,
     pub policy: u32,
 }
-
-/// An element's key and, for maps, data (already in kernel byte layout).
-pub(crate) type ElemBytes = (Vec<u8>, Option<Vec<u8>>);
 
 /// The payload of one netlink message.
 #[derive(Debug)]
@@ -57,12 +53,6 @@ pub(crate) enum Msg<'a> {
     Set {
         table: &'a str,
         spec: &'a SetSpec,
-    },
-    Elems {
-        table: &'a str,
-        set: &'a str,
-        set_id: Option<u32>,
-        elems: &'a [ElemBytes],
     },
     Rule {
         table: &'a str,
@@ -88,17 +78,6 @@ impl Msg<'_> {
             }
             Msg::Set { table, spec } => {
                 HDR + str_bound(table) + str_bound(&spec.name) + 12 * 8 + 8 + spec.userdata.len()
-            }
-            Msg::Elems {
-                table, set, elems, ..
-            } => {
-                HDR + str_bound(table)
-                    + str_bound(set)
-                    + 16
-                    + elems
-                        .iter()
-                        .map(|(k, d)| ELEM_OVERHEAD + k.len() + d.as_ref().map_or(0, Vec::len))
-                        .sum::<usize>()
             }
             Msg::Rule {
                 table,
@@ -188,10 +167,6 @@ unsafe extern "C" fn free_set(p: *mut sys::nftnl_set) {
     // SAFETY: forwarded from `Owned::drop`, see there.
     unsafe { sys::nftnl_set_free(p) }
 }
-unsafe extern "C" fn free_elem(p: *mut sys::nftnl_set_elem) {
-    // SAFETY: forwarded from `Owned::drop`, see there.
-    unsafe { sys::nftnl_set_elem_free(p) }
-}
 unsafe extern "C" fn free_rule(p: *mut sys::nftnl_rule) {
     // SAFETY: forwarded from `Owned::drop`, see there.
     unsafe { sys::nftnl_rule_free(p) }
@@ -232,12 +207,6 @@ pub(crate) fn build(
         Msg::Table { name, flags } => objects::table(&nlh, name, *flags)?,
         Msg::Chain { table, name, hook } => objects::chain(&nlh, table, name, hook.as_ref())?,
         Msg::Set { table, spec } => objects::set(&nlh, table, spec)?,
-        Msg::Elems {
-            table,
-            set,
-            set_id,
-            elems,
-        } => objects::elems(&nlh, table, set, *set_id, elems)?,
         Msg::Rule {
             table,
             chain,

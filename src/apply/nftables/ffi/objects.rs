@@ -1,5 +1,5 @@
-//! The libnftnl objects of one message each: `table`, `chain`, `set`, the
-//! elements of a set, `rule`.
+//! The libnftnl objects of one message each: `table`, `chain`, `set`,
+//! `rule`.
 //!
 //! Every setter copies what it is given (strings, byte slices), so the
 //! Rust values only need to live across the call; every object is freed
@@ -11,8 +11,8 @@ use nftnl_sys as sys;
 
 use super::expr::expr;
 use super::{
-    ChainHook, ElemBytes, EncodeError, FAMILY_INET, Header, Owned, check_data, cstr, free_chain,
-    free_elem, free_rule, free_set, free_table,
+    ChainHook, EncodeError, FAMILY_INET, Header, Owned, cstr, free_chain, free_rule, free_set,
+    free_table,
 };
 use crate::apply::nftables::encode::{Expr, SetSpec};
 
@@ -96,77 +96,6 @@ pub(super) fn set(nlh: &Header, table: &str, spec: &SetSpec) -> Result<(), Encod
             );
         }
         sys::nftnl_set_nlmsg_build_payload(nlh.0, p);
-    }
-    Ok(())
-}
-
-/// `elements = { KEY [: DATA], … }` of set `set` (by name, and by id when
-/// the set is created in the same batch).
-pub(super) fn elems(
-    nlh: &Header,
-    table: &str,
-    set: &str,
-    set_id: Option<u32>,
-    elems: &[ElemBytes],
-) -> Result<(), EncodeError> {
-    let table = cstr(table)?;
-    let name = cstr(set)?;
-    for (k, d) in elems {
-        check_data(k)?;
-        if let Some(d) = d {
-            check_data(d)?;
-        }
-    }
-    // SAFETY: as for the table.
-    let s = Owned::new(unsafe { sys::nftnl_set_alloc() }, free_set)?;
-    let p = s.as_ptr();
-    // SAFETY: `p` is a live set; strings outlive the calls and are copied.
-    unsafe {
-        sys::nftnl_set_set_str(p, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
-        sys::nftnl_set_set_str(p, sys::NFTNL_SET_NAME as u16, name.as_ptr());
-        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FAMILY as u16, u32::from(FAMILY_INET));
-        if let Some(id) = set_id {
-            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, id);
-        }
-    }
-    for (key, data) in elems {
-        element(&s, key, data.as_deref())?;
-    }
-    // SAFETY: `p` is live with its elements; `nlh` has room for the payload
-    // (see `Header`).
-    unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh.0, p) };
-    Ok(())
-}
-
-/// One `KEY [: DATA]`, handed to `set`. Key and data are 1..=64 bytes
-/// (checked by the caller).
-fn element(
-    set: &Owned<sys::nftnl_set>,
-    key: &[u8],
-    data: Option<&[u8]>,
-) -> Result<(), EncodeError> {
-    // SAFETY: as for the table.
-    let e = Owned::new(unsafe { sys::nftnl_set_elem_alloc() }, free_elem)?;
-    // SAFETY: `e` is live; key/data are 1..=64 bytes, which fits libnftnl's
-    // fixed 64-byte value buffers, and are copied. `nftnl_set_elem_add`
-    // takes ownership of the element (freed with the set), hence `give`.
-    unsafe {
-        let p = e.as_ptr();
-        sys::nftnl_set_elem_set(
-            p,
-            sys::NFTNL_SET_ELEM_KEY as u16,
-            key.as_ptr().cast::<c_void>(),
-            key.len() as u32,
-        );
-        if let Some(d) = data {
-            sys::nftnl_set_elem_set(
-                p,
-                sys::NFTNL_SET_ELEM_DATA as u16,
-                d.as_ptr().cast::<c_void>(),
-                d.len() as u32,
-            );
-        }
-        sys::nftnl_set_elem_add(set.as_ptr(), e.give());
     }
     Ok(())
 }
