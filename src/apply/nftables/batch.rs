@@ -110,6 +110,31 @@ impl Batch {
         Ok(())
     }
 
+    /// Appends one message (asking for an ack) whose attributes `fill`
+    /// writes, standing for `what`: for messages libnftnl has no object for
+    /// (flushes).
+    pub(super) fn push_attrs(
+        &mut self,
+        ty: u16,
+        flags: u16,
+        what: What,
+        fill: impl FnOnce(&mut MsgWriter<'_>),
+    ) {
+        let seq = self.next_seq;
+        let msg_type = u16::from(NFNL_SUBSYS_NFTABLES) << 8 | ty;
+        let flags = NLM_F_REQUEST | flags | NLM_F_ACK;
+        let mut w = MsgWriter::begin(&mut self.buf, msg_type, flags, seq, NFPROTO_INET, 0);
+        fill(&mut w);
+        w.finish();
+        self.entries.push((seq, what));
+        self.next_seq = seq.wrapping_add(1);
+    }
+
+    /// Whether no message was added (begin only).
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Bytes encoded so far.
     pub(super) fn len(&self) -> usize {
         self.buf.len()
@@ -161,24 +186,25 @@ fn describe(
 ) -> String {
     match what {
         What::Text(t) => t.clone(),
-        What::Elems {
-            set,
-            first,
-            offsets,
-        } => {
-            let name = |i: usize| match element(set, i) {
-                Some(e) => format!("element {e} of set {set}"),
-                None => format!("element #{i} of set {set}"),
+        What::Elems { set, elements } => {
+            let name = |index: Option<usize>| match index.and_then(|i| element(set, i).map(|e| (i, e))) {
+                Some((_, e)) => format!("element {e} of set {set}"),
+                None => match index {
+                    Some(i) => format!("element #{i} of set {set}"),
+                    None => format!("an element of set {set} that was not planned"),
+                },
             };
             // The kernel points at the failing element's attribute; with
             // no pointer (e.g. the set itself is missing) name the chunk.
-            let hit = offset.and_then(|o| offsets.iter().rposition(|start| *start <= o));
-            match (hit, offsets.len()) {
-                (Some(i), _) => name(first + i),
-                (None, 1) => name(*first),
-                (None, n) => {
-                    format!("{n} elements of set {set} (starting with {})", name(*first))
-                }
+            let hit = offset.and_then(|o| elements.iter().rposition(|(start, _)| *start <= o));
+            match (hit, elements.as_slice()) {
+                (Some(i), _) => name(elements[i].1),
+                (None, [(_, one)]) => name(*one),
+                (None, all) => format!(
+                    "{} elements of set {set} (starting with {})",
+                    all.len(),
+                    name(all.first().and_then(|(_, i)| *i))
+                ),
             }
         }
     }
@@ -191,42 +217,42 @@ pub(super) struct ElemTarget<'a> {
     pub set_id: Option<u32>,
 }
 
+/// An element to write, with the index the caller names it by in errors
+/// (none for one only the kernel had).
+pub(super) type IndexedElem = (Option<usize>, ElemValues);
+
 /// Adds the elements of one set (or one run of changes) to `batch`, in
-/// messages of at most [`ELEMS_PER_MSG_BYTES`]; `first_index` is the index
-/// of the first one in what the caller names elements by (for errors).
+/// messages of at most [`ELEMS_PER_MSG_BYTES`].
 pub(super) fn push_elements(
     batch: &mut Batch,
     (ty, flags): (u16, u16),
     target: &ElemTarget<'_>,
-    elems: impl Iterator<Item = Result<ElemValues, NftError>>,
-    first_index: usize,
+    elems: impl Iterator<Item = Result<IndexedElem, NftError>>,
 ) -> Result<(), NftError> {
     let mut elems = elems.peekable();
-    let mut index = first_index;
     while elems.peek().is_some() {
         let seq = batch.next_seq;
-        let (count, offsets) = element_message(&mut batch.buf, (ty, flags, seq), target, &mut elems)?;
+        let elements = element_message(&mut batch.buf, (ty, flags, seq), target, &mut elems)?;
         let what = What::Elems {
             set: target.set.to_string(),
-            first: index,
-            offsets,
+            elements,
         };
         batch.entries.push((seq, what));
         batch.next_seq = seq.wrapping_add(1);
-        index += count;
     }
     Ok(())
 }
 
 /// Appends one NEWSETELEM / DELSETELEM message with as many of `elems` as
-/// fit (at least one); returns how many it took and the offset of each
-/// element's nest from the message start (the kernel's error points at one).
+/// fit (at least one); returns, for each element it took, the offset of its
+/// nest from the message start (the kernel's error points at one) and its
+/// index.
 fn element_message(
     buf: &mut Vec<u8>,
     (ty, flags, seq): (u16, u16, u32),
     target: &ElemTarget<'_>,
-    elems: &mut std::iter::Peekable<impl Iterator<Item = Result<ElemValues, NftError>>>,
-) -> Result<(usize, Vec<u32>), NftError> {
+    elems: &mut std::iter::Peekable<impl Iterator<Item = Result<IndexedElem, NftError>>>,
+) -> Result<Vec<(u32, Option<usize>)>, NftError> {
     let msg_type = u16::from(NFNL_SUBSYS_NFTABLES) << 8 | ty;
     let flags = NLM_F_REQUEST | flags | NLM_F_ACK;
     let mut w = MsgWriter::begin(buf, msg_type, flags, seq, NFPROTO_INET, 0);
@@ -235,19 +261,19 @@ fn element_message(
     if let Some(id) = target.set_id {
         w.put(NFTA_SET_ELEM_LIST_SET_ID, &id.to_be_bytes());
     }
-    let mut offsets = Vec::new();
+    let mut taken = Vec::new();
     let mut failed = None;
     w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |w| {
-        while offsets.is_empty() || w.len() + ELEM_MAX_BYTES <= ELEMS_PER_MSG_BYTES {
-            let (key, data) = match elems.next() {
-                Some(Ok(values)) => values,
+        while taken.is_empty() || w.len() + ELEM_MAX_BYTES <= ELEMS_PER_MSG_BYTES {
+            let (index, (key, data)) = match elems.next() {
+                Some(Ok(elem)) => elem,
                 Some(Err(e)) => {
                     failed = Some(e);
                     return;
                 }
                 None => return,
             };
-            offsets.push(w.len() as u32);
+            taken.push((w.len() as u32, index));
             w.nest(NFTA_LIST_ELEM, |w| {
                 w.nest(NFTA_SET_ELEM_KEY, |w| {
                     w.put(NFTA_DATA_VALUE, key.as_slice());
@@ -263,6 +289,6 @@ fn element_message(
     w.finish();
     match failed {
         Some(e) => Err(e),
-        None => Ok((offsets.len(), offsets)),
+        None => Ok(taken),
     }
 }

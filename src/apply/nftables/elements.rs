@@ -1,9 +1,10 @@
 //! Set and map element changes, in one batch.
 
 use super::batch::{Batch, ElemTarget, ElemValues, push_elements};
+use super::committed;
 use super::encode;
 use super::{EncodeError, NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM, NftError};
-use crate::apply::nfnetlink::codec::{NLM_F_CREATE, NLM_F_EXCL};
+use crate::apply::nfnetlink::codec::{ERESTART, NLM_F_CREATE, NLM_F_EXCL};
 use crate::nft::{Element, ElementChange};
 
 /// Adds and removes set/map elements of `table inet <table>` in one batch.
@@ -13,11 +14,40 @@ use crate::nft::{Element, ElementChange};
 /// `NLM_F_CREATE | NLM_F_EXCL`: adding an element that is already present
 /// fails with EEXIST, and removing an absent one with ENOENT; either aborts
 /// the whole batch (nothing changes) and the error names the element.
+///
+/// When dock6's last commit to the table is still current (`committed.rs`),
+/// the batch is sent at its generation and the record follows the changes,
+/// so that a later whole-table replace can send differences only; if
+/// anyone committed since, the kernel refuses that batch and it is sent
+/// again without.
 pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), NftError> {
     if changes.is_empty() {
         return Ok(());
     }
-    let mut b = Batch::new(changes.len());
+    let named = |_: &str, i: usize| changes.get(i).map(|c| change_element(c).to_string());
+    if let Some(known) = committed::take(table) {
+        let result = changes_batch(table, changes, Some(known.generation))?.commit(&named);
+        match result {
+            Ok(()) => {
+                if let Some(now) = known.with_changes(changes) {
+                    committed::store(table, now.generation, now.contents);
+                }
+                return Ok(());
+            }
+            Err(e) if e.errno() == Some(ERESTART) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    changes_batch(table, changes, None)?.commit(&named)
+}
+
+/// The batch of [`update_elements`], applied only at `generation` if given.
+fn changes_batch(
+    table: &str,
+    changes: &[ElementChange],
+    generation: Option<u32>,
+) -> Result<Batch, NftError> {
+    let mut b = Batch::at_generation(changes.len(), generation);
     // Consecutive changes of the same kind on the same set share messages.
     let mut i = 0;
     while i < changes.len() {
@@ -26,9 +56,9 @@ pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), Nft
             .iter()
             .take_while(|c| change_parts(c) == (add, set))
             .count();
-        let elems = changes[i..i + run]
-            .iter()
-            .map(|c| change_values(add, set, change_element(c)));
+        let elems = changes[i..i + run].iter().enumerate().map(|(k, c)| {
+            change_values(add, set, change_element(c)).map(|values| (Some(i + k), values))
+        });
         let (ty, flags) = if add {
             (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL)
         } else {
@@ -39,10 +69,10 @@ pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), Nft
             set,
             set_id: None,
         };
-        push_elements(&mut b, (ty, flags), &target, elems, i)?;
+        push_elements(&mut b, (ty, flags), &target, elems)?;
         i += run;
     }
-    b.commit(&|_, i| changes.get(i).map(|c| change_element(c).to_string()))
+    Ok(b)
 }
 
 /// The key (and, for an add to a map, the data) of one changed element,

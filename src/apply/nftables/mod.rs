@@ -8,7 +8,9 @@
 //!
 //! * [`replace_table`]: one atomic batch — add table, delete table, add table
 //!   (valid whether or not the table exists), chains, sets with their
-//!   elements, rules.
+//!   elements, rules; or, when the kernel's table already has the planned
+//!   chains and sets, flush its rules and elements and add the planned ones
+//!   (`in_place.rs`: much faster for large sets, the same result).
 //! * [`update_elements`]: set/map element adds and removes in one batch.
 //! * [`delete_table`]: removes the table; `false` if there was none.
 //! * [`table_exists`], [`inet_chain_exists`], [`ip6_chain_exists`],
@@ -24,11 +26,13 @@
 
 mod batch;
 pub mod changes;
+mod committed;
 mod docker_signature;
 mod elements;
 mod encode;
 mod ffi;
 mod forward_chains;
+mod in_place;
 mod query;
 mod table;
 
@@ -42,7 +46,7 @@ pub use docker_signature::{
 pub use elements::update_elements;
 pub use forward_chains::{ForwardChain, forward_chains};
 pub use query::{generation, inet_chain_exists, ip6_chain_exists, table_exists};
-pub use table::{delete_table, encode_replace_table, replace_table};
+pub use table::{Replaced, delete_table, encode_replace_table, replace_table, replace_table_how};
 
 /// Why an nftables operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,18 +120,20 @@ const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_GETCHAIN: u8 = 4;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u8 = 7;
+const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_GETSET: u8 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 
 /// What a message in the batch stands for, to name it in errors.
 enum What {
     Text(String),
-    /// Elements `first..` of `set`, with each element's attribute offset in
-    /// the message (the kernel reports the failing one's offset).
+    /// Elements of `set`: each one's attribute offset in the message (the
+    /// kernel reports the failing one's offset) and the index the caller
+    /// names it by (none for an element only the kernel had).
     Elems {
         set: String,
-        first: usize,
-        offsets: Vec<u32>,
+        elements: Vec<(u32, Option<usize>)>,
     },
 }

@@ -1,37 +1,117 @@
 //! Whole-table operations: the atomic replace and the delete.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
-use super::batch::{Batch, ElemTarget, push_elements};
+use tracing::debug;
+
+use super::batch::{Batch, ElemTarget, ElemValues, IndexedElem, push_elements};
 use super::encode::{element_values, rule_exprs, set_spec};
 use super::ffi::{ChainHook, Msg};
+use super::query::generation;
+use super::{committed, in_place};
 use super::{
     NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM,
     NFT_MSG_NEWTABLE, NftError, What,
 };
-use crate::apply::nfnetlink::codec::{ENOENT, NLM_F_APPEND, NLM_F_CREATE};
-use crate::nft::{BaseChain, Chain, ChainKind, Hook, Set, Table};
+use crate::apply::nfnetlink::codec::{ENOENT, ERESTART, NLM_F_APPEND, NLM_F_CREATE};
+use crate::nft::{BaseChain, Chain, ChainKind, Element, Hook, Set, Table};
+
+/// How [`replace_table_how`] replaced the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    /// The kernel's table had the planned chains and sets: their rules and
+    /// elements were flushed and refilled, in one batch (the fast way).
+    InPlace,
+    /// The table was deleted and created anew, in one batch.
+    Fresh,
+}
 
 /// Replaces `table inet <table.name>` atomically with `table`, in one batch.
 /// Idempotent; works whether or not the table exists.
 pub fn replace_table(table: &Table) -> Result<(), NftError> {
-    replace_batch(table)?.commit(&|set, i| {
+    replace_table_how(table).map(|_| ())
+}
+
+/// [`replace_table`], saying which way it went: in place when the kernel's
+/// table already has the planned shape (see `in_place.rs`), else fresh.
+/// Either is one atomic batch, and the table reads back the same.
+pub fn replace_table_how(table: &Table) -> Result<Replaced, NftError> {
+    let element = |set: &str, i: usize| {
         table
             .set(set)
             .and_then(|s| s.elements.get(i))
             .map(|e| e.to_string())
-    })
+    };
+    let known = committed::take(&table.name);
+    let started = Instant::now();
+    match in_place::generation_if_same_shape(table) {
+        Ok(Some(at)) => {
+            let known = known.filter(|k| k.generation == at);
+            let by_difference = known.is_some();
+            let (batch, contents) = in_place::refill_batch(table, at, known)?;
+            let encoded = started.elapsed();
+            // Nothing to change: nothing is sent (an empty commit would
+            // not move the generation either).
+            let result = match batch.is_empty() {
+                true => Ok(at),
+                false => batch.commit(&element).map(|()| committed::after(at)),
+            };
+            match result {
+                Ok(now) => {
+                    committed::store(&table.name, now, contents);
+                    debug!(
+                        by_difference,
+                        "table inet {} replaced in place: read and encoded {encoded:?}, committed {:?}",
+                        table.name,
+                        started.elapsed() - encoded
+                    );
+                    return Ok(Replaced::InPlace);
+                }
+                // ERESTART when anyone committed since the shape was read.
+                Err(e) => debug!("replacing table inet {} in place: {e}; anew", table.name),
+            }
+        }
+        Ok(None) => {}
+        Err(e) => debug!("reading table inet {}: {e}; replacing it anew", table.name),
+    }
+    let started = Instant::now();
+    let at = generation().ok();
+    let batch = replace_batch(table, at)?;
+    let encoded = started.elapsed();
+    match (batch.commit(&element), at) {
+        (Ok(()), Some(at)) => committed::store(
+            &table.name,
+            committed::after(at),
+            committed::planned(table)?,
+        ),
+        (Ok(()), None) => {}
+        // Someone committed between the generation read and the batch.
+        (Err(e), Some(_)) if e.errno() == Some(ERESTART) => {
+            replace_batch(table, None)?.commit(&element)?
+        }
+        (Err(e), _) => return Err(e),
+    }
+    debug!(
+        "table inet {} replaced anew: encoded {encoded:?}, committed {:?}",
+        table.name,
+        started.elapsed() - encoded
+    );
+    Ok(Replaced::Fresh)
 }
 
-/// Encodes the batch [`replace_table`] would send, without sending it;
-/// returns its size in bytes (what `cargo xtask bench` times, no kernel).
+/// Encodes the batch [`replace_table`] would send to create the table anew,
+/// without sending it; returns its size in bytes (what `cargo xtask bench`
+/// times, no kernel).
 pub fn encode_replace_table(table: &Table) -> Result<usize, NftError> {
-    Ok(replace_batch(table)?.len())
+    Ok(replace_batch(table, None)?.len())
 }
 
-fn replace_batch(table: &Table) -> Result<Batch, NftError> {
+/// The fresh replace, applied only at ruleset `generation` if one is given.
+fn replace_batch(table: &Table, generation: Option<u32>) -> Result<Batch, NftError> {
     let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
-    let mut b = Batch::new(3 + table.chains.len() + 2 * table.sets.len() + rules);
+    let expected = 3 + table.chains.len() + 2 * table.sets.len() + rules;
+    let mut b = Batch::at_generation(expected, generation);
     push_fresh_table(&mut b, &table.name)?;
     for chain in &table.chains {
         push_chain(&mut b, &table.name, chain)?;
@@ -42,8 +122,18 @@ fn replace_batch(table: &Table) -> Result<Batch, NftError> {
         push_set(&mut b, &table.name, set, id)?;
         ids.insert(set.name.as_str(), id);
     }
+    // Rules before elements: binding a rule to a map makes the kernel walk
+    // the map's elements, which are none yet.
     for chain in &table.chains {
         push_rules(&mut b, &table.name, chain, &ids)?;
+    }
+    for set in &table.sets {
+        let target = ElemTarget {
+            table: &table.name,
+            set: &set.name,
+            set_id: ids.get(set.name.as_str()).copied(),
+        };
+        push_elements(&mut b, (NFT_MSG_NEWSETELEM, NLM_F_CREATE), &target, set_elements(set))?;
     }
     Ok(b)
 }
@@ -51,6 +141,7 @@ fn replace_batch(table: &Table) -> Result<Batch, NftError> {
 /// Deletes `table inet <name>`: `Ok(true)` if it existed, `Ok(false)` if
 /// there was none.
 pub fn delete_table(name: &str) -> Result<bool, NftError> {
+    committed::forget(name);
     let mut b = Batch::new(1);
     push_delete_table(&mut b, name)?;
     match b.commit(&|_, _| None) {
@@ -95,7 +186,7 @@ fn push_chain(b: &mut Batch, table: &str, chain: &Chain) -> Result<(), NftError>
     b.push(NFT_MSG_NEWCHAIN, NLM_F_CREATE, &msg, what)
 }
 
-fn chain_hook(base: BaseChain) -> ChainHook<'static> {
+pub(super) fn chain_hook(base: BaseChain) -> ChainHook<'static> {
     ChainHook {
         kind: match base.kind {
             ChainKind::Filter => "filter",
@@ -112,9 +203,10 @@ fn chain_hook(base: BaseChain) -> ChainHook<'static> {
     }
 }
 
-/// `set NAME { type …; elements = { … } }` (or a map), with batch-local `id`.
+/// `set NAME { type …; }` (or a map), with batch-local `id`; its elements
+/// follow in later messages.
 fn push_set(b: &mut Batch, table: &str, set: &Set, id: u32) -> Result<(), NftError> {
-    let kind = if set.is_map() { "map" } else { "set" };
+    let kind = set_kind(set);
     let spec = set_spec(set, id).map_err(|e| NftError::Encode {
         object: format!("{kind} {}", set.name),
         reason: e.to_string(),
@@ -125,27 +217,49 @@ fn push_set(b: &mut Batch, table: &str, set: &Set, id: u32) -> Result<(), NftErr
         NLM_F_CREATE,
         &msg,
         What::Text(format!("{kind} {}", set.name)),
-    )?;
-    if set.elements.is_empty() {
-        return Ok(());
+    )
+}
+
+/// The key and data of each element of `set`, checked against its types,
+/// with its index in the set.
+pub(super) fn set_elements(set: &Set) -> impl Iterator<Item = Result<IndexedElem, NftError>> {
+    set.elements
+        .iter()
+        .enumerate()
+        .map(move |(i, e)| element_of(set, e).map(|values| (Some(i), values)))
+}
+
+/// The key and data of `e`, an element of `set`.
+pub(super) fn element_of(set: &Set, e: &Element) -> Result<ElemValues, NftError> {
+    element_values(&set.key, &set.data, e).map_err(|err| NftError::Encode {
+        object: format!("element {e} of {} {}", set_kind(set), set.name),
+        reason: err.to_string(),
+    })
+}
+
+pub(super) fn set_kind(set: &Set) -> &'static str {
+    if set.is_map() { "map" } else { "set" }
+}
+
+/// Each chain's rules as the expressions the in-place replace sends (sets
+/// named, none by id): what `committed.rs` compares.
+pub(super) fn rules_of(table: &Table) -> Result<committed::Rules, NftError> {
+    let mut rules = Vec::new();
+    for chain in &table.chains {
+        for (i, rule) in chain.rules.iter().enumerate() {
+            let exprs = rule_exprs(rule, &|_| None).map_err(|e| NftError::Encode {
+                object: format!("rule {} of chain {}: {rule}", i + 1, chain.name),
+                reason: e.to_string(),
+            })?;
+            rules.push((chain.name.clone(), exprs));
+        }
     }
-    let elems = set.elements.iter().map(|e| {
-        element_values(&set.key, &set.data, e).map_err(|err| NftError::Encode {
-            object: format!("element {e} of {kind} {}", set.name),
-            reason: err.to_string(),
-        })
-    });
-    let target = ElemTarget {
-        table,
-        set: &set.name,
-        set_id: Some(id),
-    };
-    push_elements(b, (NFT_MSG_NEWSETELEM, NLM_F_CREATE), &target, elems, 0)
+    Ok(rules)
 }
 
 /// The rules of one chain, appended in order; `ids` are the batch-local ids
 /// of the sets created in the same batch.
-fn push_rules(
+pub(super) fn push_rules(
     b: &mut Batch,
     table: &str,
     chain: &Chain,

@@ -48,6 +48,8 @@ pub const NFPROTO_INET: u8 = 1;
 pub const NFPROTO_IPV6: u8 = 10;
 
 pub const ENOENT: i32 = 2;
+/// A batch sent with a generation (NFNL_BATCH_GENID) the ruleset has moved on from.
+pub const ERESTART: i32 = 85;
 
 pub fn u16_ne(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
