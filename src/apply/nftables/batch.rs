@@ -14,8 +14,8 @@ use super::encode::{DATA_MAX, ValueBytes};
 use super::ffi::{self, Msg, Scratch};
 use super::{NftError, What};
 use crate::apply::nfnetlink::codec::{
-    self, MsgWriter, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES,
-    NFPROTO_INET, NFPROTO_UNSPEC, NLM_F_ACK, NLM_F_REQUEST,
+    self, MsgWriter, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES, NFPROTO_INET,
+    NFPROTO_UNSPEC, NLM_F_ACK, NLM_F_REQUEST,
 };
 use crate::apply::nfnetlink::{next_seq, with_conn};
 
@@ -187,13 +187,14 @@ fn describe(
     match what {
         What::Text(t) => t.clone(),
         What::Elems { set, elements } => {
-            let name = |index: Option<usize>| match index.and_then(|i| element(set, i).map(|e| (i, e))) {
-                Some((_, e)) => format!("element {e} of set {set}"),
-                None => match index {
-                    Some(i) => format!("element #{i} of set {set}"),
-                    None => format!("an element of set {set} that was not planned"),
-                },
-            };
+            let name =
+                |index: Option<usize>| match index.and_then(|i| element(set, i).map(|e| (i, e))) {
+                    Some((_, e)) => format!("element {e} of set {set}"),
+                    None => match index {
+                        Some(i) => format!("element #{i} of set {set}"),
+                        None => format!("an element of set {set} that was not planned"),
+                    },
+                };
             // The kernel points at the failing element's attribute; with
             // no pointer (e.g. the set itself is missing) name the chunk.
             let hit = offset.and_then(|o| elements.iter().rposition(|(start, _)| *start <= o));

@@ -27,10 +27,10 @@ use std::collections::HashMap;
 use tracing::debug;
 
 use super::batch::{Batch, ElemTarget, push_elements};
+use super::committed::{Committed, Contents, Elem, SetElems, next_mark, planned_elements};
 use super::encode::{SetSpec, ValueBytes, set_spec};
 use super::ffi::ChainHook;
 use super::query::generation;
-use super::committed::{Committed, Contents, Elem, SetElems, next_mark, planned_elements};
 use super::table::{chain_hook, element_of, push_rules, rules_of, set_elements, set_kind};
 use super::{
     NFT_MSG_DELRULE, NFT_MSG_DELSETELEM, NFT_MSG_GETCHAIN, NFT_MSG_GETSET, NFT_MSG_GETTABLE,
@@ -84,7 +84,6 @@ const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 
-
 /// The ruleset generation at which `table inet <table.name>` was read to
 /// have exactly the shape of `table`, or `None` when it has not (or does
 /// not exist).
@@ -103,7 +102,10 @@ pub(super) fn generation_if_same_shape(table: &Table) -> Result<Option<u32>, Nft
     let differs = if !table_is_plain(&kernel_table, expected_use) {
         Some("the table's flags or objects")
     } else if chains.len() != table.chains.len()
-        || !chains.iter().zip(&table.chains).all(|(k, c)| same_chain(k, c))
+        || !chains
+            .iter()
+            .zip(&table.chains)
+            .all(|(k, c)| same_chain(k, c))
     {
         Some("the chains")
     } else if sets.len() != table.sets.len()

@@ -9,11 +9,11 @@ use super::batch::{Batch, ElemTarget, ElemValues, IndexedElem, push_elements};
 use super::encode::{element_values, rule_exprs, set_spec};
 use super::ffi::{ChainHook, Msg};
 use super::query::generation;
-use super::{committed, in_place};
 use super::{
     NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM,
     NFT_MSG_NEWTABLE, NftError, What,
 };
+use super::{committed, in_place};
 use crate::apply::nfnetlink::codec::{ENOENT, ERESTART, NLM_F_APPEND, NLM_F_CREATE};
 use crate::nft::{BaseChain, Chain, ChainKind, Element, Hook, Set, Table};
 
@@ -133,7 +133,12 @@ fn replace_batch(table: &Table, generation: Option<u32>) -> Result<Batch, NftErr
             set: &set.name,
             set_id: ids.get(set.name.as_str()).copied(),
         };
-        push_elements(&mut b, (NFT_MSG_NEWSETELEM, NLM_F_CREATE), &target, set_elements(set))?;
+        push_elements(
+            &mut b,
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
+            &target,
+            set_elements(set),
+        )?;
     }
     Ok(b)
 }
