@@ -171,7 +171,7 @@ fn values(types: &[KeyType], i: usize) -> Vec<Value> {
             KeyType::Ipv6Addr => Value::Addr(Ipv6Addr::from(
                 0x2001_0db8_ffff_u128 << 80 | (i as u128 + 1),
             )),
-            KeyType::InetProto => Value::Proto(if i % 2 == 0 {
+            KeyType::InetProto => Value::Proto(if i.is_multiple_of(2) {
                 L4Proto::Tcp
             } else {
                 L4Proto::Udp
