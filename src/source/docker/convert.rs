@@ -212,7 +212,7 @@ pub fn container_from_docker(
         );
         return None;
     }
-    let labels = sorted(c.config.and_then(|config| config.labels));
+    let labels = own_labels(c.config.and_then(|config| config.labels));
     let settings = c.network_settings.unwrap_or_default();
     let docker_endpoints: BTreeMap<String, EndpointSettings> =
         settings.networks.unwrap_or_default().into_iter().collect();
@@ -267,6 +267,10 @@ fn port_bindings(
             bindings
                 .into_iter()
                 .filter_map(|b| match (b.host_ip, b.host_port) {
+                    // IPv4 bindings are Docker's own business (the planner
+                    // skips them); not keeping them halves what a container
+                    // published on both families costs in memory.
+                    (Some(host_ip), Some(_)) if is_ipv4(&host_ip) => None,
                     (Some(host_ip), Some(host_port)) => Some(PortBinding { host_ip, host_port }),
                     (ip, port) => {
                         data_warn!(
@@ -284,6 +288,10 @@ fn port_bindings(
         ports.insert(key, bindings);
     }
     ports
+}
+
+fn is_ipv4(host_ip: &str) -> bool {
+    host_ip.trim().parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// The network that gives the container its default gateway, computed as
@@ -337,6 +345,19 @@ pub fn gateway_network(
         })
         .map(|(network, _)| network.clone())
 }
+
+/// A container's `dock6.*` labels: the only ones the planner reads. The
+/// agent keeps every running container in memory, and images and compose
+/// give each a dozen long labels of their own.
+fn own_labels(labels: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(OWN_LABEL_PREFIX))
+        .collect()
+}
+
+const OWN_LABEL_PREFIX: &str = "dock6.";
 
 fn sorted(map: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
     map.unwrap_or_default().into_iter().collect()
