@@ -48,7 +48,7 @@ fn variant(container: &Container, other: &Container, which: usize) -> Container 
             c.ports.insert(
                 "9999/tcp".into(),
                 Some(vec![PortBinding {
-                    host_ip: String::new(),
+                    host_ip: Default::default(),
                     host_port: "9999".into(),
                 }]),
             );

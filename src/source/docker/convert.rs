@@ -14,6 +14,7 @@ use super::data_warnings::data_warn;
 use super::short_id;
 use crate::snapshot::{Container, Endpoint, Network, PortBinding, Subnet};
 use crate::text::{clip, quoted};
+use compact_str::CompactString;
 
 /// Docker ≥ 27's network option (also in `default-network-opts`) for IPv6.
 pub const ENABLE_IPV6_OPTION: &str = "com.docker.network.enable_ipv6";
@@ -260,7 +261,7 @@ fn endpoints(
 fn port_bindings(
     name: &str,
     docker_ports: HashMap<String, Option<Vec<bollard::models::PortBinding>>>,
-) -> BTreeMap<String, Option<Vec<PortBinding>>> {
+) -> BTreeMap<CompactString, Option<Vec<PortBinding>>> {
     let mut ports = BTreeMap::new();
     for (key, bindings) in docker_ports {
         let bindings = bindings.map(|bindings| {
@@ -271,7 +272,10 @@ fn port_bindings(
                     // skips them); not keeping them halves what a container
                     // published on both families costs in memory.
                     (Some(host_ip), Some(_)) if is_ipv4(&host_ip) => None,
-                    (Some(host_ip), Some(host_port)) => Some(PortBinding { host_ip, host_port }),
+                    (Some(host_ip), Some(host_port)) => Some(PortBinding {
+                        host_ip: host_ip.into(),
+                        host_port: host_port.into(),
+                    }),
                     (ip, port) => {
                         data_warn!(
                             "container {}: NetworkSettings.Ports.{}: binding without HostIp or HostPort (HostIp {:?}, HostPort {:?}); skipped",
@@ -285,7 +289,7 @@ fn port_bindings(
                 })
                 .collect()
         });
-        ports.insert(key, bindings);
+        ports.insert(key.into(), bindings);
     }
     ports
 }

@@ -227,7 +227,7 @@ fn port_bindings_keep_dockers_shape_for_ipv6() {
         host_ip: ip.into(),
         host_port: port.into(),
     };
-    let expected: BTreeMap<String, Option<Vec<PortBinding>>> = [
+    let expected: BTreeMap<compact_str::CompactString, Option<Vec<PortBinding>>> = [
         // -p 8080:80: both families (0.0.0.0:8080 left out).
         ("80/tcp", Some(vec![b("::", "8080")])),
         // -p [::]:8443:443
@@ -238,7 +238,7 @@ fn port_bindings_keep_dockers_shape_for_ipv6() {
         ("9999/tcp", None),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
+    .map(|(k, v)| (k.into(), v))
     .collect();
     assert_eq!(c.ports, expected);
 }
