@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 
+use compact_str::CompactString;
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
@@ -119,8 +120,10 @@ pub struct Container {
     pub gateway_network: Option<String>,
     /// Docker's `NetworkSettings.Ports`, as Docker reports it:
     /// `"80/tcp": [{"HostIp": "::", "HostPort": "8080"}]` (or `null` when not published).
+    /// (Short strings are held inline: the agent keeps every port binding
+    /// of every running container, tens of thousands on a big host.)
     #[serde(default)]
-    pub ports: BTreeMap<String, Option<Vec<PortBinding>>>,
+    pub ports: BTreeMap<CompactString, Option<Vec<PortBinding>>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -134,9 +137,9 @@ pub struct Endpoint {
 #[serde(deny_unknown_fields)]
 pub struct PortBinding {
     #[serde(rename = "HostIp", default)]
-    pub host_ip: String,
+    pub host_ip: CompactString,
     #[serde(rename = "HostPort", default)]
-    pub host_port: String,
+    pub host_port: CompactString,
 }
 
 impl Network {

@@ -44,11 +44,11 @@ pub fn container(i: usize) -> Container {
         let binding = || {
             Some(vec![PortBinding {
                 host_ip: "::".into(),
-                host_port: host_port.clone(),
+                host_port: host_port.as_str().into(),
             }])
         };
-        ports.insert(format!("{}/tcp", 8000 + k), binding());
-        ports.insert(format!("{}/udp", 9000 + k), binding());
+        ports.insert(format!("{}/tcp", 8000 + k).into(), binding());
+        ports.insert(format!("{}/udp", 9000 + k).into(), binding());
     }
     Container {
         id: format!("{i:064x}"),

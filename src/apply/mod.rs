@@ -7,6 +7,7 @@ mod fake;
 mod forwarding;
 mod kernel;
 pub mod listing;
+mod memory;
 pub mod ndisc;
 pub mod ndp;
 pub mod ndp_responder;
@@ -21,6 +22,7 @@ pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
 pub use error::HostError;
 pub use forwarding::forwarding_enabled_by_dock6;
 pub use kernel::{ApplyError, CleanupReport, Kernel, LinuxKernel, TableAction, cleanup};
+pub use memory::release_free_memory;
 pub use ndisc::{
     neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
 };
@@ -29,7 +31,10 @@ pub use ndp::{
     list_with_names, remove_all_dock6_entries, sync_proxy_entries,
 };
 pub use nftables::DockerFirewall;
-pub use pass::{ApplyReport, Part, Previous, SysctlPart, apply_companion, apply_plan};
+pub use pass::{
+    ApplyReport, HostState, Part, Previous, SysctlPart, TableChange, apply_companion, apply_pass,
+    apply_plan,
+};
 pub use routes::{
     DOCK6_ROUTE_PROTOCOL, Dock6Route, RouteSyncReport, list_dock6_routes, remove_all_dock6_routes,
     sync_host_routes,

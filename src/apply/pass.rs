@@ -15,9 +15,9 @@ use super::kernel::{ApplyError, Kernel, TableAction};
 use super::ndp::ProxySyncReport;
 use super::routes::RouteSyncReport;
 use super::sysctl::SysctlOutcome;
-use crate::nft::{Table, TableDiff, diff};
+use crate::nft::{ElementChange, Table, TableDiff, diff};
 use crate::plan::removed_dnat_targets;
-use crate::plan::{Plan, SysctlSetting};
+use crate::plan::{HostRoute, NaSource, Plan, ProxyEntry, SysctlSetting};
 
 /// The outcome of one part of a pass.
 #[derive(Debug)]
@@ -158,21 +158,92 @@ pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Previous<'_>) 
         previous.table
     };
     let table = Part::of(apply_table(kernel, &plan.ruleset, base));
+    let mut flow_targets = previous.stale_flows.to_vec();
+    if let Some(last) = previous.table {
+        flow_targets.extend(removed_dnat_targets(last, &plan.ruleset));
+    }
+    finish_pass(
+        kernel,
+        table,
+        &HostState::of(plan),
+        flow_targets,
+        previous.defer_flows,
+    )
+}
+
+/// What the table is to get in one pass.
+#[derive(Debug)]
+pub enum TableChange {
+    /// The whole table, replaced atomically.
+    Replace(Table),
+    /// Element changes to the table of that name, in one batch.
+    Elements {
+        table: String,
+        changes: Vec<ElementChange>,
+    },
+    Unchanged,
+}
+
+/// The host-side part of a plan: what [`apply_host`] makes true.
+#[derive(Debug, Clone, Default)]
+pub struct HostState {
+    pub sysctls: Vec<SysctlSetting>,
+    pub host_routes: Vec<HostRoute>,
+    pub proxy_entries: Vec<ProxyEntry>,
+    pub na_source: NaSource,
+}
+
+impl HostState {
+    pub fn of(plan: &Plan) -> HostState {
+        HostState {
+            sysctls: plan.sysctls.clone(),
+            host_routes: plan.host_routes.clone(),
+            proxy_entries: plan.proxy_entries.clone(),
+            na_source: plan.na_source,
+        }
+    }
+}
+
+/// One pass of the agent, which keeps the plan itself and knows what
+/// changed: `table` as given (a failed element batch fails the table part:
+/// the caller replaces the whole table next), then the host as in
+/// [`apply_plan`]. `flow_targets`: the mappings whose flows are to go.
+pub fn apply_pass(
+    kernel: &mut dyn Kernel,
+    table: &TableChange,
+    host: &HostState,
+    flow_targets: Vec<DnatTarget>,
+    defer_flows: bool,
+) -> ApplyReport {
+    let table = Part::of(match table {
+        TableChange::Replace(t) => replace_table(kernel, t),
+        TableChange::Elements { table, changes } => kernel
+            .update_elements(table, changes)
+            .map(|()| TableAction::Updated(changes.len())),
+        TableChange::Unchanged => Ok(TableAction::Unchanged),
+    });
+    finish_pass(kernel, table, host, flow_targets, defer_flows)
+}
+
+/// The host after the table, and the conntrack deletes once it is in.
+fn finish_pass(
+    kernel: &mut dyn Kernel,
+    table: Part<TableAction>,
+    host: &HostState,
+    mut flow_targets: Vec<DnatTarget>,
+    defer_flows: bool,
+) -> ApplyReport {
     let table_in = table.is_done();
     let HostParts {
         sysctls,
         routes,
         proxies,
-    } = apply_host(kernel, plan, table_in);
-    let mut flow_targets = previous.stale_flows.to_vec();
-    if let Some(last) = previous.table {
-        flow_targets.extend(removed_dnat_targets(last, &plan.ruleset));
-    }
+    } = apply_host(kernel, host, table_in);
     flow_targets.sort();
     flow_targets.dedup();
     let conntrack = match (flow_targets.is_empty(), table_in) {
         (true, _) => None,
-        (false, true) if previous.defer_flows => None,
+        (false, true) if defer_flows => None,
         (false, true) => Some(Part::of(delete_flows(kernel, &flow_targets))),
         (false, false) => Some(Part::Skipped("the new table is not in".into())),
     };
@@ -205,12 +276,12 @@ pub struct Previous<'a> {
 
 /// What a companion of Docker's own IPv6 firewall does: sysctls and
 /// proxy-NDP entries only (Docker filters its bridges).
-pub fn apply_companion(kernel: &mut dyn Kernel, plan: &Plan) -> ApplyReport {
+pub fn apply_companion(kernel: &mut dyn Kernel, host: &HostState) -> ApplyReport {
     let HostParts {
         sysctls,
         routes,
         proxies,
-    } = apply_host(kernel, plan, true);
+    } = apply_host(kernel, host, true);
     ApplyReport {
         table: None,
         sysctls,
@@ -240,7 +311,7 @@ struct HostParts {
 /// its address is answered for), then the proxy-NDP entries.
 /// `filtering_in`: the table is in (or Docker filters), so forwarding may be
 /// switched on.
-fn apply_host(kernel: &mut dyn Kernel, plan: &Plan, filtering_in: bool) -> HostParts {
+fn apply_host(kernel: &mut dyn Kernel, plan: &HostState, filtering_in: bool) -> HostParts {
     let mut sysctls: Vec<SysctlPart> = Vec::new();
     for setting in &plan.sysctls {
         let accept_ra_failed = sysctls
@@ -323,6 +394,10 @@ fn apply_table(
         },
         Some(TableDiff::Structure) | None => {}
     }
+    replace_table(kernel, table)
+}
+
+fn replace_table(kernel: &mut dyn Kernel, table: &Table) -> Result<TableAction, ApplyError> {
     kernel.replace_table(table)?;
     info!(
         chains = table.chains.len(),

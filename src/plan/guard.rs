@@ -8,7 +8,7 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
-use super::host::claimed_by_others;
+use super::host::Others;
 use super::mode::link_local_prefix;
 use super::ports::ContainerPlan;
 use super::{Mode, NetworkPlan};
@@ -16,7 +16,7 @@ use crate::nft::{
     BaseChain, Chain, ChainKind, CtState, Direction, Hook, Priority, Rule, RuleBuilder,
     StandardPriority, rule,
 };
-use crate::snapshot::{HostFacts, Interface};
+use crate::snapshot::HostFacts;
 
 /// Source checks run before conntrack (-200) and DNAT: a forged packet is
 /// dropped before it costs a conntrack entry or is translated.
@@ -49,23 +49,17 @@ pub(super) struct Guard {
     pub ipv6_networks: Vec<NetworkPlan>,
     /// Subnets whose sources never arrive from outside.
     pub foreign_subnets: Vec<(String, Ipv6Net)>,
-    /// Container addresses on subnets that cover a link prefix of the host,
-    /// where the subnet as a whole also holds other nodes' addresses.
-    pub onlink_endpoints: BTreeSet<Ipv6Addr>,
-    /// Networks with such a subnet.
+    /// Networks with a subnet that covers a link prefix of the host, where
+    /// the subnet as a whole also holds other nodes' addresses: only
+    /// containers' own addresses (the set `onlink_endpoints`, see
+    /// [`onlink_endpoints`]) can be checked there.
     pub link_covering: BTreeSet<String>,
     /// dock6 turns (or turned) forwarding on: it forwards Docker traffic only.
     pub docker_only: bool,
 }
 
 impl Guard {
-    pub fn new(
-        host: &HostFacts,
-        uplink: Option<&Interface>,
-        networks: &[NetworkPlan],
-        closed_bridges: &[String],
-        containers: &[ContainerPlan],
-    ) -> Guard {
+    pub fn new(host: &HostFacts, networks: &[NetworkPlan], closed_bridges: &[String]) -> Guard {
         let links = link_prefixes(host, networks, closed_bridges);
         // A subnet that covers a whole link prefix also holds other nodes'
         // addresses (the router's, the host's): only containers' own
@@ -75,15 +69,6 @@ impl Guard {
             .flat_map(|n| n.subnets.iter().map(move |s| (n.name.clone(), *s)))
             .partition(|(_, s)| links.iter().any(|p| s.contains(p)));
         let link_covering: BTreeSet<String> = covering.into_iter().map(|(n, _)| n).collect();
-        let onlink_endpoints = containers
-            .iter()
-            .flat_map(|c| c.endpoints.iter())
-            .filter(|e| link_covering.contains(&e.network))
-            .map(|e| e.address)
-            // A container claiming the router's address must not cut the
-            // host off from the real router.
-            .filter(|a| claimed_by_others(host, uplink, *a).is_none())
-            .collect();
         let bridges_of = |mode: Mode| {
             networks
                 .iter()
@@ -97,7 +82,6 @@ impl Guard {
             unfiltered: bridges_of(Mode::Unfiltered).collect(),
             ipv6_networks: networks.to_vec(),
             foreign_subnets: foreign,
-            onlink_endpoints,
             link_covering,
             // Only when dock6 is about to turn it on (or did): the chain is
             // also the record of that, which must not lie.
@@ -105,6 +89,24 @@ impl Guard {
                 || (host.forwarding == Some(0) && networks.iter().any(|n| n.mode.forwards())),
         }
     }
+}
+
+/// A container's addresses on networks whose subnet covers a link prefix
+/// (`link_covering`), for the set `onlink_endpoints`; an address that is
+/// someone else's (a container claiming the router's address) is left out,
+/// so it cannot cut the host off from the real router.
+pub(super) fn onlink_endpoints(
+    container: &ContainerPlan,
+    link_covering: &BTreeSet<String>,
+    others: &Others,
+) -> Vec<Ipv6Addr> {
+    container
+        .endpoints
+        .iter()
+        .filter(|e| link_covering.contains(&e.network))
+        .map(|e| e.address)
+        .filter(|a| others.claim(*a).is_none())
+        .collect()
 }
 
 /// On-link prefixes of the host's interfaces that are not Docker bridges.

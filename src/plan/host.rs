@@ -1,6 +1,7 @@
 //! Host-side state: sysctls (in the order they must be applied) and
 //! proxy-NDP entries.
 
+use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
@@ -84,8 +85,9 @@ pub(super) fn sysctls(
 /// no entry (and so no unsolicited NA that would override the real owner),
 /// with a note naming the container.
 pub(super) fn proxy_entries(
-    host: &HostFacts,
+    others: &Others,
     uplink: Option<&str>,
+    uplink_facts: Option<&Interface>,
     networks: &[NetworkPlan],
     containers: &[ContainerPlan],
     notes: &mut Vec<Note>,
@@ -93,11 +95,10 @@ pub(super) fn proxy_entries(
     let Some(uplink) = uplink else {
         return Vec::new();
     };
-    let uplink_facts = host.interface(uplink);
     let mut entries: Vec<ProxyEntry> = Vec::new();
     for c in containers {
         for e in &c.endpoints {
-            if let Some(entry) = mapped_entry(host, uplink, networks, c, e, notes) {
+            if let Some(entry) = mapped_entry(others, uplink, uplink_facts, networks, c, e, notes) {
                 entries.push(entry);
                 continue;
             }
@@ -107,7 +108,7 @@ pub(super) fn proxy_entries(
             else {
                 continue;
             };
-            match refusal(host, uplink_facts, network, e.address) {
+            match refusal(others, uplink_facts, network, e.address) {
                 Some(why) => notes.push(Note::warn(format!(
                     "container {} (network {}): no proxy-NDP entry for {}: {why}",
                     quoted(&c.name),
@@ -133,8 +134,9 @@ pub(super) fn proxy_entries(
 /// asks for it by neighbour solicitation); a mapped address someone else
 /// answers for gets none, with a note.
 fn mapped_entry(
-    host: &HostFacts,
+    others: &Others,
     uplink: &str,
+    uplink_facts: Option<&Interface>,
     networks: &[NetworkPlan],
     c: &ContainerPlan,
     e: &Endpoint,
@@ -144,7 +146,6 @@ fn mapped_entry(
         .iter()
         .find(|n| n.name == e.network && !n.internal)?;
     let (subnet, prefix) = (network.subnets.first()?, network.nptv6?);
-    let uplink_facts = host.interface(uplink);
     let onlink = uplink_facts
         .map(|u| u.onlink_prefixes.as_slice())
         .unwrap_or(&[]);
@@ -152,7 +153,7 @@ fn mapped_entry(
         return None;
     }
     let address = map_address(e.address, subnet, &prefix);
-    if let Some(why) = claimed_by_others(host, uplink_facts, address) {
+    if let Some(why) = others.claim(address) {
         notes.push(Note::warn(format!(
             "container {} (network {}): no proxy-NDP entry for its mapped address {address}: {why}",
             quoted(&c.name),
@@ -174,7 +175,7 @@ fn inside_onlink(prefix: &Ipv6Net, onlink: &[Ipv6Net]) -> bool {
 
 /// Why dock6 must not answer neighbour solicitations for `address`, if so.
 fn refusal(
-    host: &HostFacts,
+    others: &Others,
     uplink: Option<&Interface>,
     network: &NetworkPlan,
     address: Ipv6Addr,
@@ -186,33 +187,59 @@ fn refusal(
     if !onlink.iter().any(|p| p.contains(&address)) {
         return Some("it is outside the uplink's on-link prefixes");
     }
-    claimed_by_others(host, uplink, address)
+    others.claim(address)
 }
 
-/// Whether `address` belongs to someone else than a container: the host
-/// itself, the default router, or another node that answers for it on the
-/// uplink (unless dock6 already proxies it: a neighbour entry planted later
-/// does not take it away).
-pub(super) fn claimed_by_others(
-    host: &HostFacts,
-    uplink: Option<&Interface>,
-    address: Ipv6Addr,
-) -> Option<&'static str> {
-    if host
-        .interfaces
-        .iter()
-        .any(|i| i.addresses.iter().any(|a| a.addr() == address))
-    {
-        return Some("it is one of the host's own addresses");
+/// The addresses that belong to someone other than a container: the host's
+/// own, the default routers', and those another node answers for on the
+/// uplink (unless dock6 already proxies them: a neighbour entry planted
+/// later does not take one away). Link-local addresses are left out: no
+/// container address is one (such an endpoint is dropped before), and they
+/// come and go with every container's veth, which would otherwise make
+/// every container's plan depend on every other container's interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Others {
+    host: BTreeSet<Ipv6Addr>,
+    routers: BTreeSet<Ipv6Addr>,
+    neighbours: BTreeSet<Ipv6Addr>,
+}
+
+impl Others {
+    pub fn new(host: &HostFacts, uplink: Option<&Interface>) -> Others {
+        let host_addresses = host
+            .interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
+            .filter(|a| !a.is_unicast_link_local())
+            .collect();
+        let neighbours = uplink
+            .map(|u| {
+                u.neighbours
+                    .iter()
+                    .filter(|a| !u.dock6_proxies.contains(a))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Others {
+            host: host_addresses,
+            routers: host.default_routers.iter().copied().collect(),
+            neighbours,
+        }
     }
-    if host.default_routers.contains(&address) {
-        return Some("it is the default router's address");
+
+    /// Why `address` is someone else's, if it is.
+    pub fn claim(&self, address: Ipv6Addr) -> Option<&'static str> {
+        if self.host.contains(&address) {
+            Some("it is one of the host's own addresses")
+        } else if self.routers.contains(&address) {
+            Some("it is the default router's address")
+        } else if self.neighbours.contains(&address) {
+            Some("another node on the uplink already answers for it")
+        } else {
+            None
+        }
     }
-    let owned = uplink.is_some_and(|u| u.dock6_proxies.contains(&address));
-    if !owned && uplink.is_some_and(|u| u.neighbours.contains(&address)) {
-        return Some("another node on the uplink already answers for it");
-    }
-    None
 }
 
 /// A route into the bridge for each proxied address on a network whose

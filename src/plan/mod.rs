@@ -12,6 +12,7 @@ mod labels;
 mod mode;
 mod networks;
 mod nptv6;
+mod planner;
 mod policy;
 mod ports;
 mod report;
@@ -31,6 +32,7 @@ pub use guard::CHAIN_NOT_DOCKER;
 pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
+pub use planner::{ContainerShown, Planner, Update};
 pub use policy::{DEFAULT_ACCEPT_MARK, Mode, NaSource, Policy};
 pub use ruleset::{
     CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,
@@ -156,71 +158,11 @@ impl Note {
     }
 }
 
-/// Plans the whole desired state.
+/// Plans the whole desired state: the [`Planner`] run once over `snapshot`.
 pub fn plan(config: &Policy, snapshot: &Snapshot) -> Plan {
-    let mut notes = Vec::new();
-    let uplink = config
-        .uplink
-        .clone()
-        .or_else(|| snapshot.host.default_route_interface.clone());
-    if uplink.is_none() {
-        notes.push(Note::warn(
-            "no uplink: no IPv6 default route and no `uplink` in the config; NAT66 and NDP proxying are not planned",
-        ));
-    }
-    let uplink_facts = uplink.as_deref().and_then(|u| snapshot.host.interface(u));
-    let networks::Networks {
-        plans: networks,
-        closed_bridges,
-    } = networks::managed_networks(config, snapshot, uplink_facts, &mut notes);
-    let containers = ports::container_plans(snapshot, &networks, &mut notes);
-    let egress = egress::egress_addresses(uplink_facts, &networks, &containers, &mut notes);
-    let guard = guard::Guard::new(
-        &snapshot.host,
-        uplink_facts,
-        &networks,
-        &closed_bridges,
-        &containers,
-    );
-    let ruleset = ruleset::build(
-        config,
-        uplink.as_deref(),
-        &networks,
-        &containers,
-        &egress,
-        &guard,
-        &mut notes,
-    );
-    let proxy_entries = host::proxy_entries(
-        &snapshot.host,
-        uplink.as_deref(),
-        &networks,
-        &containers,
-        &mut notes,
-    );
-    let host_routes = host::host_routes(uplink_facts, &networks, &proxy_entries);
-    let sysctls = host::sysctls(
-        &snapshot.host,
-        uplink_facts,
-        uplink.as_deref(),
-        &networks,
-        &mut notes,
-    );
-    if config.na_source == NaSource::Target && !proxy_entries.is_empty() {
-        notes.push(Note::info(
-            "na_source = target: dock6 answers neighbour solicitations for proxied addresses itself, from each address (while `dock6 run` runs)",
-        ));
-    }
-    Plan {
-        uplink,
-        networks,
-        ruleset,
-        proxy_entries,
-        na_source: config.na_source,
-        host_routes,
-        sysctls,
-        notes,
-    }
+    let mut planner = Planner::default();
+    planner.update(config, snapshot, None);
+    planner.plan()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::egress::EGRESS_LABEL;
 use super::labels::{EXPOSE_LABEL, Expose, parse_expose};
 use super::{Mode, NetworkPlan, Note};
 use crate::nft::L4Proto;
-use crate::snapshot::{Container, PortBinding, Snapshot};
+use crate::snapshot::{Container, PortBinding};
 use crate::text::{clip, quoted};
 
 /// A container's address on a network dock6 manages.
@@ -51,33 +51,8 @@ pub(super) struct ContainerPlan {
     pub egress_label: Option<String>,
 }
 
-pub(super) fn container_plans(
-    snapshot: &Snapshot,
-    networks: &[NetworkPlan],
-    notes: &mut Vec<Note>,
-) -> Vec<ContainerPlan> {
-    let mut containers: Vec<&Container> = snapshot.containers.iter().collect();
-    containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    let mut seen_ids = BTreeSet::new();
-    containers.retain(|c| {
-        let first = seen_ids.insert(c.id.as_str());
-        if !first {
-            notes.push(Note::warn(format!(
-                "container {}: id {} is already another container's (stale data); skipped",
-                quoted(&c.name),
-                quoted(&c.id)
-            )));
-        }
-        first
-    });
-    containers
-        .into_iter()
-        .map(|c| container_plan(c, networks, notes))
-        .filter(|c| !c.endpoints.is_empty())
-        .collect()
-}
-
-fn container_plan(
+/// What is published to and open at `container` on the managed `networks`.
+pub(super) fn container_plan(
     container: &Container,
     networks: &[NetworkPlan],
     notes: &mut Vec<Note>,

@@ -2,7 +2,6 @@
 //! the networks; containers only add set and map elements, so one more
 //! container costs O(1) kernel work.
 
-use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
@@ -11,15 +10,14 @@ use super::egress::{EGRESS_LABEL, natted_out};
 
 use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS};
 use super::mode::link_local_prefix;
-use super::ports::ContainerPlan;
 use super::sets::{
     MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_BRIDGES, SET_ICMPV6_INBOUND,
-    SET_OPEN_PORTS, SET_SEALED, egress_map, guard_sets, sets,
+    SET_OPEN_PORTS, SET_SEALED,
 };
-use super::{NaSource, NetworkPlan, Note, Policy};
+use super::{NaSource, NetworkPlan, Policy};
 use crate::nft::{
     BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Icmpv6Type, Priority, Rule,
-    StandardPriority, Statement, TABLE_NAME, Table, rule,
+    StandardPriority, Statement, rule,
 };
 
 /// Forward filtering runs just before the standard `filter` priority, so
@@ -58,29 +56,26 @@ pub const CHAIN_ND_ANSWERS: &str = "nd_answers";
 
 const ESTABLISHED: [CtState; 2] = [CtState::Established, CtState::Related];
 
-pub(super) fn build(
+/// Whether the table has the map `egress_addresses`: whenever nat66 egress
+/// is NATed out of an uplink, so that a labelled container adds map
+/// elements, never a rule or a table replace.
+pub(super) fn has_egress_map(uplink: Option<&str>, managed: &[&NetworkPlan]) -> bool {
+    uplink.is_some() && managed.iter().any(|n| natted_out(n))
+}
+
+/// The chains of the table: a function of the networks and the host only.
+pub(super) fn chains(
     config: &Policy,
     uplink: Option<&str>,
-    networks: &[NetworkPlan],
-    containers: &[ContainerPlan],
-    egress: &BTreeMap<Ipv6Addr, Ipv6Addr>,
+    managed: &[&NetworkPlan],
     guard: &Guard,
-    notes: &mut Vec<Note>,
-) -> Table {
-    let managed: Vec<&NetworkPlan> = networks.iter().filter(|n| n.mode.filtered()).collect();
-    let mut sets = sets(&managed, containers, notes);
-    sets.extend(guard_sets(guard));
-    // Present whenever nat66 egress is NATed, so that a labelled container
-    // adds map elements, never a rule or a table replace.
-    let per_container_egress = uplink.is_some() && managed.iter().any(|n| natted_out(n));
-    if per_container_egress {
-        sets.push(egress_map(egress));
-    }
+) -> Vec<Chain> {
+    let per_container_egress = has_egress_map(uplink, managed);
     let mut chains = vec![
         guard::antispoof_chain(guard),
         forward_chain(guard),
-        to_docker_chain(&managed),
-        from_docker_chain(&managed),
+        to_docker_chain(managed),
+        from_docker_chain(managed),
         guard::to_unmanaged_chain(),
     ];
     if guard.docker_only {
@@ -90,17 +85,13 @@ pub(super) fn build(
         mark_accept_chain(config.accept_mark),
         nat_entry_chain(CHAIN_PREROUTING, Hook::Prerouting, PRIORITY_DSTNAT),
         nat_entry_chain(CHAIN_OUTPUT, Hook::Output, PRIORITY_OUTPUT_DNAT),
-        published_chain(&managed),
-        postrouting_chain(config, uplink, &managed, guard, per_container_egress),
+        published_chain(managed),
+        postrouting_chain(config, uplink, managed, guard, per_container_egress),
     ]);
     if let (NaSource::Target, Some(uplink)) = (config.na_source, uplink) {
         chains.push(nd_answers_chain(uplink));
     }
-    Table {
-        name: TABLE_NAME.to_string(),
-        sets,
-        chains,
-    }
+    chains
 }
 
 fn base(kind: ChainKind, hook: Hook, priority: Priority) -> Option<BaseChain> {

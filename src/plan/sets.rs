@@ -1,14 +1,12 @@
 //! The sets and maps of `table inet dock6`: all container data lives here,
 //! so one more container adds elements, never rules.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::net::Ipv6Addr;
 
+use super::NetworkPlan;
 use super::guard::{Guard, SET_ONLINK_ENDPOINTS, SET_UNFILTERED, SET_UNMANAGED};
-use super::ports::{ContainerPlan, Listen};
-use super::{NetworkPlan, Note};
 use crate::nft::{Element, Icmpv6Type, KeyType, L4Proto, Set, Table, Value};
-use crate::text::quoted;
 
 pub const SET_BRIDGES: &str = "bridges";
 pub const SET_SEALED: &str = "sealed";
@@ -72,72 +70,18 @@ fn dnat_target(element: &Element) -> Option<DnatTarget> {
     }
 }
 
-pub(super) fn guard_sets(guard: &Guard) -> Vec<Set> {
-    let names =
-        |bridges: &[String]| sorted(bridges.iter().map(|b| key(vec![Value::IfName(b.clone())])));
+/// The sets whose elements come from the networks and the guards, not
+/// from containers (few, rebuilt at every pass).
+pub(super) fn network_sets(managed: &[&NetworkPlan], guard: &Guard) -> Vec<Set> {
+    let names = |bridges: &mut dyn Iterator<Item = &String>| {
+        sorted(bridges.map(|b| key(vec![Value::IfName(b.clone())])))
+    };
     vec![
         set(
-            SET_UNMANAGED,
+            SET_BRIDGES,
             &[KeyType::IfName],
             &[],
-            names(&guard.unmanaged),
-        ),
-        set(
-            SET_UNFILTERED,
-            &[KeyType::IfName],
-            &[],
-            names(&guard.unfiltered),
-        ),
-        set(
-            SET_ONLINK_ENDPOINTS,
-            &[KeyType::Ipv6Addr],
-            &[],
-            guard
-                .onlink_endpoints
-                .iter()
-                .map(|a| key(vec![Value::Addr(*a)]))
-                .collect(),
-        ),
-    ]
-}
-
-pub(super) fn sets(
-    managed: &[&NetworkPlan],
-    containers: &[ContainerPlan],
-    notes: &mut Vec<Note>,
-) -> Vec<Set> {
-    let bridges = managed.iter().map(|n| Element {
-        key: vec![Value::IfName(n.bridge.clone())],
-        data: vec![],
-    });
-    let sealed: BTreeSet<Ipv6Addr> = containers
-        .iter()
-        .filter(|c| c.sealed)
-        .flat_map(|c| c.endpoints.iter().map(|e| e.address))
-        .collect();
-    let open: BTreeSet<_> = containers
-        .iter()
-        .flat_map(|c| c.open.iter().copied())
-        .collect();
-    let (dnat_any, dnat_addr) = dnat_elements(containers, notes);
-    vec![
-        set(SET_BRIDGES, &[KeyType::IfName], &[], sorted(bridges)),
-        set(
-            SET_SEALED,
-            &[KeyType::Ipv6Addr],
-            &[],
-            sealed
-                .into_iter()
-                .map(|a| key(vec![Value::Addr(a)]))
-                .collect(),
-        ),
-        set(
-            SET_OPEN_PORTS,
-            &[KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
-            &[],
-            open.into_iter()
-                .map(|(a, p, port)| key(vec![Value::Addr(a), Value::Proto(p), Value::Port(port)]))
-                .collect(),
+            names(&mut managed.iter().map(|n| &n.bridge)),
         ),
         set(
             SET_ICMPV6_INBOUND,
@@ -149,34 +93,118 @@ pub(super) fn sets(
                 .collect(),
         ),
         set(
+            SET_UNMANAGED,
+            &[KeyType::IfName],
+            &[],
+            names(&mut guard.unmanaged.iter()),
+        ),
+        set(
+            SET_UNFILTERED,
+            &[KeyType::IfName],
+            &[],
+            names(&mut guard.unfiltered.iter()),
+        ),
+    ]
+}
+
+/// The order of the sets in the table (and in its text form).
+pub(super) const SET_ORDER: [&str; 10] = [
+    SET_BRIDGES,
+    SET_SEALED,
+    SET_OPEN_PORTS,
+    SET_ICMPV6_INBOUND,
+    MAP_DNAT_ANY,
+    MAP_DNAT_ADDR,
+    SET_UNMANAGED,
+    SET_UNFILTERED,
+    SET_ONLINK_ENDPOINTS,
+    MAP_EGRESS_ADDRESSES,
+];
+
+/// The sets and maps whose elements containers contribute, empty: their
+/// names and types (the elements are the planner's, see `planner/`).
+pub(super) fn container_sets(egress_map: bool) -> Vec<Set> {
+    let mut sets = vec![
+        set(SET_SEALED, &[KeyType::Ipv6Addr], &[], vec![]),
+        set(
+            SET_OPEN_PORTS,
+            &[KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
+            &[],
+            vec![],
+        ),
+        set(
             MAP_DNAT_ANY,
             &[KeyType::InetProto, KeyType::InetService],
             &[KeyType::Ipv6Addr, KeyType::InetService],
-            dnat_any,
+            vec![],
         ),
         set(
             MAP_DNAT_ADDR,
             &[KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
             &[KeyType::Ipv6Addr, KeyType::InetService],
-            dnat_addr,
+            vec![],
         ),
-    ]
+        set(SET_ONLINK_ENDPOINTS, &[KeyType::Ipv6Addr], &[], vec![]),
+    ];
+    // Present whenever nat66 egress is NATed, so that a labelled container
+    // adds map elements, never a rule or a table replace.
+    if egress_map {
+        sets.push(set(
+            MAP_EGRESS_ADDRESSES,
+            &[KeyType::Ipv6Addr],
+            &[KeyType::Ipv6Addr],
+            vec![],
+        ));
+    }
+    sets
 }
 
-/// The map of per-container egress addresses.
-pub(super) fn egress_map(egress: &BTreeMap<Ipv6Addr, Ipv6Addr>) -> Set {
-    set(
-        MAP_EGRESS_ADDRESSES,
-        &[KeyType::Ipv6Addr],
-        &[KeyType::Ipv6Addr],
-        egress
-            .iter()
-            .map(|(c, e)| Element {
-                key: vec![Value::Addr(*c)],
-                data: vec![Value::Addr(*e)],
-            })
-            .collect(),
-    )
+/// `address`, as the sets `sealed` and `onlink_endpoints` hold it.
+pub(super) fn address_element(address: &Ipv6Addr) -> Element {
+    key(vec![Value::Addr(*address)])
+}
+
+/// `address . proto . port`, as `open_ports` holds it.
+pub(super) fn open_port_element((address, proto, port): &(Ipv6Addr, L4Proto, u16)) -> Element {
+    key(vec![
+        Value::Addr(*address),
+        Value::Proto(*proto),
+        Value::Port(*port),
+    ])
+}
+
+/// `proto . host port : target . port`, as `dnat_any` holds it.
+pub(super) fn dnat_any_element(
+    (proto, host_port): &(L4Proto, u16),
+    (target, port): &(Ipv6Addr, u16),
+) -> Element {
+    Element {
+        key: vec![Value::Proto(*proto), Value::Port(*host_port)],
+        data: vec![Value::Addr(*target), Value::Port(*port)],
+    }
+}
+
+/// `host address . proto . host port : target . port`, as `dnat_addr` holds it.
+pub(super) fn dnat_addr_element(
+    (on, proto, host_port): &(Ipv6Addr, L4Proto, u16),
+    (target, port): &(Ipv6Addr, u16),
+) -> Element {
+    Element {
+        key: vec![
+            Value::Addr(*on),
+            Value::Proto(*proto),
+            Value::Port(*host_port),
+        ],
+        data: vec![Value::Addr(*target), Value::Port(*port)],
+    }
+}
+
+/// `container address : egress address`, as `egress_addresses` holds it.
+pub(super) fn egress_element(container: &Ipv6Addr, egress: &Ipv6Addr) -> Element {
+    Element {
+        key: vec![Value::Addr(*container)],
+        data: vec![Value::Addr(*egress)],
+    }
 }
 
 fn set(name: &str, key: &[KeyType], data: &[KeyType], elements: Vec<Element>) -> Set {
@@ -201,53 +229,4 @@ fn sorted(elements: impl Iterator<Item = Element>) -> Vec<Element> {
     v.sort_unstable();
     v.dedup();
     v
-}
-
-/// The two DNAT maps. A host port claimed twice (Docker would refuse it, so
-/// it means stale data) goes to the first container by name, with a warning:
-/// the kernel refuses duplicate keys.
-fn dnat_elements(
-    containers: &[ContainerPlan],
-    notes: &mut Vec<Note>,
-) -> (Vec<Element>, Vec<Element>) {
-    let mut any: BTreeMap<Vec<Value>, (Vec<Value>, &str)> = BTreeMap::new();
-    let mut addr: BTreeMap<Vec<Value>, (Vec<Value>, &str)> = BTreeMap::new();
-    for c in containers {
-        for p in &c.published {
-            let (map, key) = match p.listen {
-                Listen::Any => (
-                    &mut any,
-                    vec![Value::Proto(p.proto), Value::Port(p.host_port)],
-                ),
-                Listen::Addr(a) => (
-                    &mut addr,
-                    vec![
-                        Value::Addr(a),
-                        Value::Proto(p.proto),
-                        Value::Port(p.host_port),
-                    ],
-                ),
-            };
-            let data = vec![Value::Addr(p.target), Value::Port(p.container_port)];
-            match map.get(&key) {
-                Some((existing, owner)) if *existing != data => notes.push(Note::warn(format!(
-                    "container {}: host port {}/{} is already published by {}; skipped",
-                    quoted(&c.name),
-                    p.host_port,
-                    p.proto.name(),
-                    quoted(owner)
-                ))),
-                Some(_) => {}
-                None => {
-                    map.insert(key, (data, &c.name));
-                }
-            }
-        }
-    }
-    let into_elements = |m: BTreeMap<Vec<Value>, (Vec<Value>, &str)>| {
-        m.into_iter()
-            .map(|(key, (data, _))| Element { key, data })
-            .collect()
-    };
-    (into_elements(any), into_elements(addr))
 }

@@ -3,8 +3,9 @@
 //! shutdown (what it waits on is opened in `inputs`). The first change after
 //! a quiet spell is applied at once; changes that arrive while a pass runs
 //! wait in their channels and are all taken into the next pass, so a burst
-//! costs about one pass per pass duration. Each pass plans the whole
-//! desired state and sends the kernel only the difference.
+//! costs about one pass per pass duration. Each pass plans again only what
+//! changed (the planner keeps the desired state between passes) and sends
+//! the kernel only the difference.
 
 mod docker;
 mod host_grace;
@@ -29,8 +30,7 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 use crate::apply::nftables::changes::{self, NftChange};
 use crate::apply::{ApplyError, DnatTarget, DockerFirewall};
 use crate::config::{Config, ConfigError};
-use crate::nft::Table;
-use crate::plan::Note;
+use crate::plan::{Note, Planner};
 use host_grace::HostGrace;
 use inputs::{Inputs, next_nft_change, next_watchdog_tick};
 pub use kernel_thread::{KernelThread, KernelThreadError};
@@ -87,10 +87,11 @@ struct Loop {
     /// Retries of failed conntrack deletes.
     flow_retry: Backoff,
     handle: rtnetlink::Handle,
-    /// The table last applied with success: what element changes are
-    /// computed against, and which published mappings existed.
-    last_table: Option<Arc<Table>>,
-    /// The next pass replaces the whole table (resync, restore, after an error).
+    /// The desired state, kept between passes: a pass plans again only
+    /// what changed, and sends the kernel the element changes that follow.
+    planner: Planner,
+    /// The next pass replaces the whole table (resync, restore, after an
+    /// error, a shape change), from the planner's whole table.
     replace_next: bool,
     /// The next pass is due at once (a restore found by a pass).
     restore_now: bool,
@@ -166,14 +167,15 @@ async fn serve(
         .clone()
         .unwrap_or_else(|| config.status_socket.clone());
     let mut state = Loop::start(options.config_path, config, handle).await?;
+    let (details_tx, mut details) = mpsc::channel(16);
     // Without its socket the agent still does its job; `dock6 status` then says no agent answers.
-    let _socket = status_server::serve(&socket_path, state.shown.board.clone())
+    let _socket = status_server::serve(&socket_path, state.shown.board.clone(), details_tx)
         .map_err(|e| error!("{e}: dock6 status is not served"))
         .ok();
     if let Some(address) = metrics_address {
         metrics::serve(address, state.shown.metrics.clone()).await?;
     }
-    state.serve(&mut inputs).await?;
+    state.serve(&mut inputs, &mut details).await?;
     info!(
         passes = state.passes,
         transactions = state.transactions,
@@ -206,7 +208,7 @@ impl Loop {
             flows_done: Some(flows_done),
             flow_retry: Backoff::default(),
             handle,
-            last_table: None,
+            planner: Planner::default(),
             replace_next: true,
             restore_now: false,
             stale_flows: Vec::new(),
@@ -235,7 +237,11 @@ impl Loop {
     }
 
     /// The one `select!`: until SIGTERM/SIGINT, or a dead kernel thread.
-    async fn serve(&mut self, inputs: &mut Inputs) -> Result<(), RunError> {
+    async fn serve(
+        &mut self,
+        inputs: &mut Inputs,
+        details: &mut mpsc::Receiver<status_server::DetailsRequest>,
+    ) -> Result<(), RunError> {
         let mut due: Option<Instant> = Some(Instant::now());
         let mut ours_touched = false;
         let mut flows_done = self.flows_done.take();
@@ -250,10 +256,7 @@ impl Loop {
             let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(update) = inputs.docker.recv() => {
-                    if self.shown.docker_update(&update) {
-                        self.shown.publish(self.transactions);
-                    }
-                    if self.view.apply(update) {
+                    if self.docker_update(update) {
                         due.get_or_insert_with(soon);
                     }
                 }
@@ -279,6 +282,10 @@ impl Loop {
                     due.get_or_insert_with(soon);
                 }
                 _ = next_watchdog_tick(&mut inputs.watchdog) => self.ping_watchdog(),
+                Some(reply) = details.recv() => {
+                    // The asker may have given up; nothing to do then.
+                    let _ = reply.send(self.status_details());
+                }
                 Some(done) = recv_some(&mut flows_done) => match done {
                     Ok(()) => self.flow_retry.reset(),
                     Err(failed) => {
@@ -326,12 +333,24 @@ impl Loop {
     /// the next.
     fn take_pending(&mut self, inputs: &mut Inputs) {
         while let Ok(update) = inputs.docker.try_recv() {
-            if self.shown.docker_update(&update) {
-                self.shown.publish(self.transactions);
-            }
-            self.view.apply(update);
+            self.docker_update(update);
         }
         while inputs.netlink.try_recv().is_ok() {}
+    }
+
+    /// Takes one update of the Docker watcher into the view; true when the
+    /// view changed.
+    fn docker_update(&mut self, update: DockerUpdate) -> bool {
+        if self.shown.docker_update(&update) {
+            self.shown.publish(self.transactions);
+        }
+        let full = matches!(update, DockerUpdate::Full { .. });
+        let changed = self.view.apply(update);
+        if full {
+            // The view just dropped its old copy of every container.
+            crate::apply::release_free_memory();
+        }
+        changed
     }
 
     /// Handles one nftables notification; true when the table must be
@@ -401,6 +420,15 @@ impl Loop {
         }
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
             warn!("cannot ping systemd's watchdog: {e}");
+        }
+    }
+
+    /// The containers and proxy entries for `dock6 status`, read off the
+    /// planner and the view (rendered only when asked).
+    fn status_details(&self) -> status_server::Details {
+        status_server::Details {
+            containers: crate::status::containers(self.view.containers(), &self.planner),
+            proxy_entries: crate::status::proxy_entries(&self.planner.proxy_entries()),
         }
     }
 

@@ -13,9 +13,10 @@ use super::host_grace::GraceEvent;
 use super::retry;
 use super::{FlowsDone, KernelThread, Loop};
 use crate::apply::nftables::{self, changes::NftMonitor};
-use crate::apply::{ApplyReport, DnatTarget, DockerFirewall, Kernel as _, Previous, TableAction};
-use crate::nft::Table;
-use crate::plan::{self, Level, Note, Plan};
+use crate::apply::{
+    ApplyReport, DnatTarget, DockerFirewall, HostState, Kernel as _, TableAction, TableChange,
+};
+use crate::plan::{self, Level, Note, Update};
 use crate::snapshot::HostFacts;
 
 impl Loop {
@@ -34,6 +35,10 @@ impl Loop {
     }
 
     /// One pass; `monitor` is muted while a whole-table replace commits.
+    /// The planner plans again only the containers that changed since the
+    /// last pass (all of them when the networks or the host facts they
+    /// read changed), and the kernel gets only the element changes that
+    /// follow, unless the table's shape changed or a replace is due.
     pub(super) async fn pass(&mut self, monitor: Option<&NftMonitor>) -> bool {
         if !self.view.synced {
             return self.bootstrap_if_no_table().await;
@@ -42,16 +47,40 @@ impl Loop {
             return false;
         };
         host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
+        let changed = self.view.take_changed();
         let snapshot = self.view.snapshot(host);
-        let plan = plan::plan(&self.config.policy, snapshot);
-        self.shown.plan(&plan, &snapshot.containers);
-        self.log_new_notes(&plan.notes);
+        let update = self
+            .planner
+            .update(&self.config.policy, snapshot, Some(&changed));
+        debug!(
+            replanned = update.replanned,
+            element_changes = update.changes.len(),
+            "planned"
+        );
+        self.shown
+            .planned(&self.planner, self.view.container_count());
+        if update.notes_changed {
+            let notes = self.planner.notes();
+            self.shown.plan_notes(&notes);
+            self.log_new_notes(&notes);
+        }
         let (companion, certain) = self.check_docker_firewall().await;
         let converged = match companion {
-            true => self.companion_pass(plan).await,
-            false => self.table_pass(plan, monitor).await,
+            true => self.companion_pass(update).await,
+            false => self.table_pass(update, monitor).await,
         };
         converged && certain
+    }
+
+    /// The host-side part of the plan, for the kernel thread.
+    fn host_state(&self) -> HostState {
+        let proxy_entries = self.planner.proxy_entries();
+        HostState {
+            sysctls: self.planner.sysctls().to_vec(),
+            host_routes: self.planner.host_routes(&proxy_entries),
+            proxy_entries,
+            na_source: self.planner.na_source(),
+        }
     }
 
     /// Fresh host facts, with the last good ones standing in for what
@@ -83,11 +112,14 @@ impl Loop {
         Some(facts)
     }
 
-    async fn companion_pass(&mut self, plan: Plan) -> bool {
+    async fn companion_pass(&mut self, update: Update) -> bool {
         self.replace_next = true;
+        // Docker's rules DNAT now: flows of mappings dock6 dropped are Docker's business.
+        drop(update);
+        let host = self.host_state();
         let result = self
             .kernel
-            .call(move |k| Ok(crate::apply::apply_companion(k, &plan)))
+            .call(move |k| Ok(crate::apply::apply_companion(k, &host)))
             .await;
         match result {
             Ok(report) => {
@@ -107,38 +139,38 @@ impl Loop {
         }
     }
 
-    async fn table_pass(&mut self, plan: Plan, monitor: Option<&NftMonitor>) -> bool {
-        let last = self.last_table.clone();
-        let replace = self.replace_next;
-        let replacing = replace
-            || last
-                .as_deref()
-                .is_none_or(|l| !crate::nft::same_shape(l, &plan.ruleset));
+    async fn table_pass(&mut self, update: Update, monitor: Option<&NftMonitor>) -> bool {
+        let replacing = self.replace_next || update.shape_changed;
+        let elements = !replacing && !update.changes.is_empty();
+        let change = match (replacing, update.changes.is_empty()) {
+            (true, _) => TableChange::Replace(self.planner.table()),
+            (false, true) => TableChange::Unchanged,
+            (false, false) => TableChange::Elements {
+                table: crate::nft::TABLE_NAME.to_string(),
+                changes: update.changes,
+            },
+        };
         let muted = match (replacing, monitor) {
             (true, Some(m)) => m.mute().map_err(|e| warn!("{e}")).is_ok(),
             _ => false,
         };
-        let stale = std::mem::take(&mut self.stale_flows);
+        let mut flows = std::mem::take(&mut self.stale_flows);
+        flows.extend(update.removed_dnat);
+        let host = self.host_state();
         let result = self
             .kernel
             .call(move |k| {
-                let previous = Previous {
-                    table: last.as_deref(),
-                    replace,
-                    stale_flows: &stale,
-                    defer_flows: true,
-                };
-                let report = crate::apply::apply_plan(k, &plan, previous);
+                let report = crate::apply::apply_pass(k, &change, &host, flows, true);
                 let generation = muted.then(nftables::generation).and_then(Result::ok);
-                Ok((report, plan.ruleset, generation))
+                Ok((report, generation))
             })
             .await;
         if let (true, Some(m)) = (muted, monitor) {
-            let after = result.as_ref().ok().and_then(|(_, _, g)| *g);
+            let after = result.as_ref().ok().and_then(|(_, g)| *g);
             self.unmute(m, after).await;
         }
         match result {
-            Ok((report, ruleset, _)) => self.after_table_pass(report, ruleset),
+            Ok((report, _)) => self.after_table_pass(report, elements),
             Err(e) => {
                 error!("{e}");
                 self.shown.error("kernel", e.to_string());
@@ -180,7 +212,8 @@ impl Loop {
         }
     }
 
-    fn after_table_pass(&mut self, report: ApplyReport, ruleset: Table) -> bool {
+    /// `elements`: the pass sent element changes (not a replace).
+    fn after_table_pass(&mut self, report: ApplyReport, elements: bool) -> bool {
         let converged = self.log_failures(&report);
         self.shown.table_action(report.table_action());
         match &report.conntrack {
@@ -192,6 +225,12 @@ impl Loop {
         }
         let Some(action) = report.table_action() else {
             self.replace_next = true;
+            if elements {
+                // Someone changed the table under dock6: the whole table
+                // goes in with the next pass, at once.
+                warn!("element update failed: replacing the whole table");
+                self.restore_now = true;
+            }
             return false;
         };
         if action == TableAction::Unchanged {
@@ -208,12 +247,11 @@ impl Loop {
                 "reconciled"
             );
         }
-        self.forwarding_by_dock6 = ruleset
-            .chains
-            .iter()
-            .any(|c| c.name == plan::CHAIN_NOT_DOCKER);
-        self.last_table = Some(Arc::new(ruleset));
+        self.forwarding_by_dock6 = self.planner.forwards_docker_only();
         self.replace_next = false;
+        if action == TableAction::Replaced {
+            crate::apply::release_free_memory();
+        }
         converged
     }
 

@@ -1,7 +1,8 @@
 //! What the loop shows of itself (`dock6 status`, the metrics): Docker's
-//! connection state, counters, the last pass, and the parts of the last plan
-//! worth showing. Filled from what the loop already has, never planned anew;
-//! published to the status socket's board after every pass.
+//! connection state, counters, the last pass, the networks and the plan's
+//! warnings. Filled from what the loop already has, never planned anew;
+//! published to the status socket's board after every pass. (Containers
+//! and proxy entries are rendered only when asked: `status_server`.)
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,8 +11,7 @@ use super::metrics::Metrics;
 use super::status_server::Board;
 use super::view::DockerUpdate;
 use crate::apply::{DockerFirewall, TableAction};
-use crate::plan::Plan;
-use crate::snapshot::Container;
+use crate::plan::{Note, Planner};
 use crate::status::{self, DockerStatus, PassStatus, Problem, Status, rfc3339};
 
 pub(super) struct Shown {
@@ -109,25 +109,22 @@ impl Shown {
         self.status.mode_reason = reason;
     }
 
-    /// What a pass planned: networks, containers with their ports, proxy
-    /// entries, the plan's warnings.
-    pub fn plan(&mut self, plan: &Plan, containers: &[Container]) {
-        self.status.uplink = plan.uplink.clone();
-        self.status.networks = status::networks(plan);
-        self.status.containers = status::containers(containers, &plan.ruleset);
-        self.status.proxy_entries = status::proxy_entries(plan);
-        self.warnings = status::plan_warnings(plan);
-        let published = self
-            .status
-            .containers
-            .iter()
-            .map(|c| c.published.len())
-            .sum::<usize>();
-        self.metrics.containers.set(containers.len() as i64);
-        self.metrics.published_ports.set(published as i64);
+    /// What a pass planned, as far as it is shown at every pass: the
+    /// uplink, the networks and the counts. Containers and proxy entries
+    /// are read off the planner when `dock6 status` asks ([`containers`]).
+    pub fn planned(&mut self, planner: &Planner, containers: usize) {
+        self.status.uplink = planner.uplink().map(str::to_string);
+        self.status.networks = status::networks(planner.networks());
+        self.metrics.containers.set(containers as i64);
         self.metrics
-            .proxy_entries
-            .set(plan.proxy_entries.len() as i64);
+            .published_ports
+            .set(planner.published_count() as i64);
+        self.metrics.proxy_entries.set(planner.proxy_count() as i64);
+    }
+
+    /// The plan's notes changed: its warnings are problems.
+    pub fn plan_notes(&mut self, notes: &[Note]) {
+        self.warnings = status::plan_warnings(notes);
     }
 
     /// Something the current pass could not do, of `kind` (as the metrics count errors).

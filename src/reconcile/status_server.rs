@@ -1,7 +1,10 @@
 //! The agent's status socket (`status_socket`, default
-//! `/run/dock6/dock6.sock`, mode 0600): each connection gets the status the
-//! loop last published, as JSON, and is closed. The loop publishes after
-//! every pass; answering never waits for a pass.
+//! `/run/dock6/dock6.sock`, mode 0600): each connection gets the status, as
+//! JSON, and is closed. The loop publishes the small part of it after every
+//! pass (the board); the containers and proxy entries, thousands of them on
+//! a big host, are read off the loop's planner only when someone asks (see
+//! [`Details`]), so that a pass never pays for rendering them. A pass in
+//! progress delays that answer by its duration, at most [`DETAILS_WAIT`].
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -11,12 +14,27 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
-use crate::status::Status;
+use crate::status::{ContainerStatus, Problem, ProxyStatus, Status};
 
 /// What the loop writes and the socket reads.
 pub(super) type Board = Arc<RwLock<Status>>;
+
+/// The parts of the status that are rendered on request, by the loop.
+#[derive(Debug, Default)]
+pub(super) struct Details {
+    pub containers: Vec<ContainerStatus>,
+    pub proxy_entries: Vec<ProxyStatus>,
+}
+
+/// A request for [`Details`], answered by the loop between passes.
+pub(super) type DetailsRequest = oneshot::Sender<Details>;
+
+/// How long an answer waits for the loop (a long pass: a whole-table
+/// replace at 10,000 containers); after that, the status says it is partial.
+pub(super) const DETAILS_WAIT: Duration = Duration::from_secs(3);
 
 /// A client that does not read its answer within this is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,7 +65,11 @@ impl Drop for StatusSocket {
 
 /// Binds `path` (its directory made 0700 if missing; a stale socket no one
 /// answers on replaced) and serves `board` on it from a task.
-pub(super) fn serve(path: &Path, board: Board) -> Result<StatusSocket, StatusSocketError> {
+pub(super) fn serve(
+    path: &Path,
+    board: Board,
+    details: mpsc::Sender<DetailsRequest>,
+) -> Result<StatusSocket, StatusSocketError> {
     let io_error = |source| StatusSocketError::Io {
         path: path.to_path_buf(),
         source,
@@ -71,13 +93,13 @@ pub(super) fn serve(path: &Path, board: Board) -> Result<StatusSocket, StatusSoc
     // Root only: the status names every container and address.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
     info!("status served on {}", path.display());
-    tokio::spawn(accept(listener, board));
+    tokio::spawn(accept(listener, board, details));
     Ok(StatusSocket {
         path: path.to_path_buf(),
     })
 }
 
-async fn accept(listener: UnixListener, board: Board) {
+async fn accept(listener: UnixListener, board: Board, details: mpsc::Sender<DetailsRequest>) {
     loop {
         let mut stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -87,11 +109,11 @@ async fn accept(listener: UnixListener, board: Board) {
                 continue;
             }
         };
-        let json = {
-            let status = board.read().unwrap_or_else(|e| e.into_inner());
-            serde_json::to_vec_pretty(&*status).unwrap_or_default()
-        };
+        let status = board.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let details = details.clone();
         tokio::spawn(async move {
+            let json = serde_json::to_vec_pretty(&with_details(status, &details).await)
+                .unwrap_or_default();
             let write = async {
                 stream.write_all(&json).await?;
                 stream.shutdown().await
@@ -101,4 +123,24 @@ async fn accept(listener: UnixListener, board: Board) {
             }
         });
     }
+}
+
+/// `status` with the loop's details, or with a problem saying why not.
+async fn with_details(mut status: Status, loop_: &mpsc::Sender<DetailsRequest>) -> Status {
+    let (reply, answer) = oneshot::channel();
+    let asked = loop_.send(reply).await.is_ok();
+    match tokio::time::timeout(DETAILS_WAIT, answer).await {
+        Ok(Ok(details)) if asked => {
+            status.containers = details.containers;
+            status.proxy_entries = details.proxy_entries;
+        }
+        _ => status.problems.push(Problem {
+            level: "warning".into(),
+            text: format!(
+                "the agent did not list its containers and proxy entries within {DETAILS_WAIT:?} \
+                 (a long pass): they are left out of this answer"
+            ),
+        }),
+    }
+    status
 }

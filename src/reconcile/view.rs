@@ -1,6 +1,9 @@
 //! dock6's view of Docker, kept up to date from full snapshots and from the
 //! objects that events name.
 
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
 use crate::snapshot::{Container, HostFacts, Network, Snapshot};
 
 /// What the Docker watcher tells the reconcile loop.
@@ -33,6 +36,8 @@ pub struct DockerView {
     /// False until the first successful full snapshot: no plan is built before.
     pub synced: bool,
     state: Snapshot,
+    /// Ids of the containers changed since the last [`DockerView::take_changed`].
+    changed: BTreeSet<String>,
 }
 
 impl DockerView {
@@ -45,20 +50,27 @@ impl DockerView {
             } => {
                 sort_dedup_by_id(&mut networks, |n| &n.id);
                 sort_dedup_by_id(&mut containers, |c| &c.id);
-                let changed = !self.synced
-                    || networks != self.state.networks
-                    || containers != self.state.containers;
+                let before = self.changed.len();
+                changed_ids(&self.state.containers, &containers, &mut self.changed);
+                let changed =
+                    !self.synced || networks != self.state.networks || self.changed.len() > before;
                 self.state.networks = networks;
                 self.state.containers = containers;
                 self.synced = true;
                 changed
             }
-            DockerUpdate::Container { id, container } => upsert(
-                &mut self.state.containers,
-                &id,
-                container.map(|c| *c),
-                |c| &c.id,
-            ),
+            DockerUpdate::Container { id, container } => {
+                let changed = upsert(
+                    &mut self.state.containers,
+                    &id,
+                    container.map(|c| *c),
+                    |c| &c.id,
+                );
+                if changed {
+                    self.changed.insert(id);
+                }
+                changed
+            }
             DockerUpdate::Network { id, network } => {
                 upsert(&mut self.state.networks, &id, network.map(|n| *n), |n| {
                     &n.id
@@ -76,6 +88,47 @@ impl DockerView {
 
     pub fn container_count(&self) -> usize {
         self.state.containers.len()
+    }
+
+    /// The containers, sorted by id.
+    pub fn containers(&self) -> &[Container] {
+        &self.state.containers
+    }
+
+    /// The ids of the containers that changed (came, went or differ) since
+    /// the last call: what the planner plans again.
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+}
+
+/// Adds to `changed` the id of every container that differs between the
+/// two id-sorted lists (in one, or in both but not equal).
+fn changed_ids(old: &[Container], new: &[Container], changed: &mut BTreeSet<String>) {
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        let order = match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) => a.id.cmp(&b.id),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                changed.insert(old[i].id.clone());
+                i += 1;
+            }
+            Ordering::Greater => {
+                changed.insert(new[j].id.clone());
+                j += 1;
+            }
+            Ordering::Equal => {
+                if old[i] != new[j] {
+                    changed.insert(new[j].id.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+        }
     }
 }
 
@@ -151,6 +204,30 @@ mod tests {
             container: None
         }));
         assert_eq!(view.container_count(), 1);
+        assert_eq!(
+            view.take_changed(),
+            BTreeSet::from(["a".to_string(), "b".to_string()])
+        );
+        let mut renamed = container("b");
+        renamed.name = "b2".into();
+        assert!(view.apply(DockerUpdate::Full {
+            networks: vec![],
+            containers: vec![container("c"), renamed]
+        }));
+        assert_eq!(
+            view.take_changed(),
+            BTreeSet::from(["b".to_string(), "c".to_string()]),
+            "a full snapshot names what differs from the view"
+        );
+        assert!(!view.apply(DockerUpdate::Full {
+            networks: vec![],
+            containers: vec![container("c"), {
+                let mut b = container("b");
+                b.name = "b2".into();
+                b
+            }]
+        }));
+        assert!(view.take_changed().is_empty());
         assert!(!view.apply(DockerUpdate::Lost));
         assert!(
             view.synced,

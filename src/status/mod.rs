@@ -1,24 +1,23 @@
 //! What a running agent tells `dock6 status`: the JSON it serves on its
 //! unix socket (stable: fields are only ever added; documented in the
-//! README), built from what the loop already has after a pass — the plan
-//! and Docker's view — and the human form of it.
+//! README), built from what the loop already has — its planner and Docker's
+//! view — and the human form of it.
 //!
 //! Nothing here plans: the networks, proxy entries and ports are read off
-//! the plan the pass applied.
+//! the planner whose state the passes applied.
 
 mod client;
 mod render;
 
 pub use client::{StatusQueryError, query};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::nft::{Table, Value};
-use crate::plan::{self, Level, Plan};
+use crate::plan::{Level, NetworkPlan, Note, Planner, ProxyEntry};
 use crate::snapshot::Container;
 
 /// Where the agent serves its status unless the config says otherwise.
@@ -135,9 +134,9 @@ pub fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
-/// The networks of `plan`, as status shows them.
-pub fn networks(plan: &Plan) -> Vec<NetworkStatus> {
-    plan.networks
+/// The planned networks, as status shows them.
+pub fn networks(networks: &[NetworkPlan]) -> Vec<NetworkStatus> {
+    networks
         .iter()
         .map(|n| NetworkStatus {
             name: n.name.clone(),
@@ -151,8 +150,8 @@ pub fn networks(plan: &Plan) -> Vec<NetworkStatus> {
         .collect()
 }
 
-pub fn proxy_entries(plan: &Plan) -> Vec<ProxyStatus> {
-    plan.proxy_entries
+pub fn proxy_entries(entries: &[ProxyEntry]) -> Vec<ProxyStatus> {
+    entries
         .iter()
         .map(|p| ProxyStatus {
             address: p.address,
@@ -164,8 +163,8 @@ pub fn proxy_entries(plan: &Plan) -> Vec<ProxyStatus> {
 }
 
 /// The plan's warnings (its infos are not problems).
-pub fn plan_warnings(plan: &Plan) -> Vec<Problem> {
-    plan.notes
+pub fn plan_warnings(notes: &[Note]) -> Vec<Problem> {
+    notes
         .iter()
         .filter(|n| n.level == Level::Warn)
         .map(|n| Problem {
@@ -175,72 +174,38 @@ pub fn plan_warnings(plan: &Plan) -> Vec<Problem> {
         .collect()
 }
 
-/// Each container with its IPv6 addresses and, read off the planned
-/// table's sets and maps, what is published to it and open at it.
-pub fn containers(containers: &[Container], table: &Table) -> Vec<ContainerStatus> {
-    let mut shown: Vec<ContainerStatus> = containers
+/// Each container with its IPv6 addresses and, read off the planner, what
+/// is published to it and open at it.
+pub fn containers(containers: &[Container], planner: &Planner) -> Vec<ContainerStatus> {
+    containers
         .iter()
-        .map(|c| ContainerStatus {
-            name: c.name.clone(),
-            id: c.id.clone(),
-            addresses: c
-                .networks
-                .iter()
-                .filter_map(|(net, ep)| Some((net.clone(), ep.ipv6_address?)))
-                .collect(),
-            published: Vec::new(),
-            open: Vec::new(),
-            sealed: false,
+        .map(|c| {
+            let held = planner.container(&c.id).unwrap_or_default();
+            ContainerStatus {
+                name: c.name.clone(),
+                id: c.id.clone(),
+                addresses: c
+                    .networks
+                    .iter()
+                    .filter_map(|(net, ep)| Some((net.clone(), ep.ipv6_address?)))
+                    .collect(),
+                published: held
+                    .published
+                    .iter()
+                    .map(|(on, proto, host, port)| match on {
+                        Some(on) => format!("{} [{on}]:{host} -> {port}", proto.name()),
+                        None => format!("{} *:{host} -> {port}", proto.name()),
+                    })
+                    .collect(),
+                open: held
+                    .open
+                    .iter()
+                    .map(|(_, proto, port)| format!("{} {port}", proto.name()))
+                    .collect(),
+                sealed: held.sealed,
+            }
         })
-        .collect();
-    // One pass over each set: a container's entries are found by address.
-    let owner: HashMap<Ipv6Addr, usize> = shown
-        .iter()
-        .enumerate()
-        .flat_map(|(i, c)| c.addresses.values().map(move |a| (*a, i)))
-        .collect();
-    let at = |a: &Ipv6Addr| owner.get(a).copied();
-    for e in elements(table, plan::MAP_DNAT_ANY) {
-        if let ([Value::Proto(p), Value::Port(host)], [Value::Addr(a), Value::Port(port)]) =
-            (e.key.as_slice(), e.data.as_slice())
-            && let Some(i) = at(a)
-        {
-            shown[i]
-                .published
-                .push(format!("{} *:{host} -> {port}", p.name()));
-        }
-    }
-    for e in elements(table, plan::MAP_DNAT_ADDR) {
-        if let (
-            [Value::Addr(on), Value::Proto(p), Value::Port(host)],
-            [Value::Addr(a), Value::Port(port)],
-        ) = (e.key.as_slice(), e.data.as_slice())
-            && let Some(i) = at(a)
-        {
-            shown[i]
-                .published
-                .push(format!("{} [{on}]:{host} -> {port}", p.name()));
-        }
-    }
-    for e in elements(table, plan::SET_OPEN_PORTS) {
-        if let [Value::Addr(a), Value::Proto(p), Value::Port(port)] = e.key.as_slice()
-            && let Some(i) = at(a)
-        {
-            shown[i].open.push(format!("{} {port}", p.name()));
-        }
-    }
-    for e in elements(table, plan::SET_SEALED) {
-        if let [Value::Addr(a)] = e.key.as_slice()
-            && let Some(i) = at(a)
-        {
-            shown[i].sealed = true;
-        }
-    }
-    shown
-}
-
-fn elements<'t>(table: &'t Table, set: &str) -> impl Iterator<Item = &'t crate::nft::Element> {
-    table.set(set).into_iter().flat_map(|s| s.elements.iter())
+        .collect()
 }
 
 #[cfg(test)]
@@ -254,8 +219,9 @@ mod tests {
             "/rules/all-three-modes/snapshot.json"
         );
         let snapshot = crate::source::load_snapshot(std::path::Path::new(scenario)).unwrap();
-        let plan = plan::plan(&plan::Policy::default(), &snapshot);
-        let shown = containers(&snapshot.containers, &plan.ruleset);
+        let mut planner = crate::plan::Planner::default();
+        planner.update(&crate::plan::Policy::default(), &snapshot, None);
+        let shown = containers(&snapshot.containers, &planner);
         assert_eq!(shown.len(), snapshot.containers.len());
         let nat = shown
             .iter()

@@ -174,7 +174,7 @@ fn failed_proxies_and_conntrack_are_reported_each() {
 #[test]
 fn a_companion_pass_leaves_the_table_alone() {
     let mut k = Recorder::default();
-    let report = apply_companion(&mut k, &all_three_modes());
+    let report = apply_companion(&mut k, &HostState::of(&all_three_modes()));
     assert!(report.is_complete());
     assert!(report.table.is_none());
     assert!(

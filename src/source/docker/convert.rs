@@ -14,6 +14,7 @@ use super::data_warnings::data_warn;
 use super::short_id;
 use crate::snapshot::{Container, Endpoint, Network, PortBinding, Subnet};
 use crate::text::{clip, quoted};
+use compact_str::CompactString;
 
 /// Docker ≥ 27's network option (also in `default-network-opts`) for IPv6.
 pub const ENABLE_IPV6_OPTION: &str = "com.docker.network.enable_ipv6";
@@ -212,7 +213,7 @@ pub fn container_from_docker(
         );
         return None;
     }
-    let labels = sorted(c.config.and_then(|config| config.labels));
+    let labels = own_labels(c.config.and_then(|config| config.labels));
     let settings = c.network_settings.unwrap_or_default();
     let docker_endpoints: BTreeMap<String, EndpointSettings> =
         settings.networks.unwrap_or_default().into_iter().collect();
@@ -260,14 +261,21 @@ fn endpoints(
 fn port_bindings(
     name: &str,
     docker_ports: HashMap<String, Option<Vec<bollard::models::PortBinding>>>,
-) -> BTreeMap<String, Option<Vec<PortBinding>>> {
+) -> BTreeMap<CompactString, Option<Vec<PortBinding>>> {
     let mut ports = BTreeMap::new();
     for (key, bindings) in docker_ports {
         let bindings = bindings.map(|bindings| {
             bindings
                 .into_iter()
                 .filter_map(|b| match (b.host_ip, b.host_port) {
-                    (Some(host_ip), Some(host_port)) => Some(PortBinding { host_ip, host_port }),
+                    // IPv4 bindings are Docker's own business (the planner
+                    // skips them); not keeping them halves what a container
+                    // published on both families costs in memory.
+                    (Some(host_ip), Some(_)) if is_ipv4(&host_ip) => None,
+                    (Some(host_ip), Some(host_port)) => Some(PortBinding {
+                        host_ip: host_ip.into(),
+                        host_port: host_port.into(),
+                    }),
                     (ip, port) => {
                         data_warn!(
                             "container {}: NetworkSettings.Ports.{}: binding without HostIp or HostPort (HostIp {:?}, HostPort {:?}); skipped",
@@ -281,9 +289,13 @@ fn port_bindings(
                 })
                 .collect()
         });
-        ports.insert(key, bindings);
+        ports.insert(key.into(), bindings);
     }
     ports
+}
+
+fn is_ipv4(host_ip: &str) -> bool {
+    host_ip.trim().parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// The network that gives the container its default gateway, computed as
@@ -337,6 +349,19 @@ pub fn gateway_network(
         })
         .map(|(network, _)| network.clone())
 }
+
+/// A container's `dock6.*` labels: the only ones the planner reads. The
+/// agent keeps every running container in memory, and images and compose
+/// give each a dozen long labels of their own.
+fn own_labels(labels: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(OWN_LABEL_PREFIX))
+        .collect()
+}
+
+const OWN_LABEL_PREFIX: &str = "dock6.";
 
 fn sorted(map: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
     map.unwrap_or_default().into_iter().collect()

@@ -218,25 +218,27 @@ fn container_on_three_networks() {
     assert_eq!(c.gateway_network.as_deref(), Some("v6net"));
 }
 
+/// Docker's shape, less the IPv4 bindings (Docker's own business, and half
+/// of what a container published on both families would cost in memory).
 #[test]
-fn port_bindings_keep_dockers_shape() {
+fn port_bindings_keep_dockers_shape_for_ipv6() {
     let c = container(WEB).unwrap();
     let b = |ip: &str, port: &str| PortBinding {
         host_ip: ip.into(),
         host_port: port.into(),
     };
-    let expected: BTreeMap<String, Option<Vec<PortBinding>>> = [
-        // -p 8080:80: both families.
-        ("80/tcp", Some(vec![b("0.0.0.0", "8080"), b("::", "8080")])),
+    let expected: BTreeMap<compact_str::CompactString, Option<Vec<PortBinding>>> = [
+        // -p 8080:80: both families (0.0.0.0:8080 left out).
+        ("80/tcp", Some(vec![b("::", "8080")])),
         // -p [::]:8443:443
         ("443/tcp", Some(vec![b("::", "8443")])),
-        // -p 127.0.0.1:9000:9000
-        ("9000/tcp", Some(vec![b("127.0.0.1", "9000")])),
+        // -p 127.0.0.1:9000:9000: IPv4 only.
+        ("9000/tcp", Some(vec![])),
         // --expose 9999, not published.
         ("9999/tcp", None),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
+    .map(|(k, v)| (k.into(), v))
     .collect();
     assert_eq!(c.ports, expected);
 }
@@ -505,8 +507,25 @@ fn docker28_container_on_two_networks() {
     };
     // -p 8080:80 with the IPv6 gateway on a routed network: Docker 28 maps IPv4 and, for
     // IPv6, reports no host port (the container port is open at its own address).
-    assert_eq!(
-        c.ports.get("80/tcp"),
-        Some(&Some(vec![b("0.0.0.0", "8080"), b("::", "")]))
+    assert_eq!(c.ports.get("80/tcp"), Some(&Some(vec![b("::", "")])));
+}
+
+/// Only dock6's own labels are kept: images and compose give containers
+/// many more, which the planner never reads.
+#[test]
+fn only_dock6_labels_are_kept() {
+    let labelled = edited(
+        WEB,
+        "/Config/Labels",
+        serde_json::json!({
+            "dock6.expose": "80/tcp",
+            "dock6.egress-address": "2001:db8::10",
+            "com.docker.compose.project": "shop",
+            "org.opencontainers.image.description": "a web server",
+            "dock6": "not a dock6.* label"
+        }),
     );
+    let c = container(&labelled).expect("running");
+    let keys: Vec<&str> = c.labels.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["dock6.egress-address", "dock6.expose"]);
 }
