@@ -16,6 +16,7 @@ mod part;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 use index::{Claims, Counted, Owners, Slot};
 use part::{Context, DnatAddrKey, DnatAnyKey, DnatTo, Part, conflict_note, plan_part};
@@ -129,7 +130,7 @@ impl Base {
 #[derive(Debug)]
 struct Entry {
     slot: Slot,
-    part: Part,
+    part: Box<Part>,
 }
 
 /// The elements containers contribute, with who contributes each.
@@ -310,14 +311,14 @@ impl Changes {
 #[derive(Debug, Default)]
 pub struct Planner {
     base: Option<Base>,
-    /// By container id.
-    parts: HashMap<String, Entry>,
+    /// By container id (shared with `owners`).
+    parts: HashMap<Arc<str>, Entry>,
     owners: Owners,
     index: Index,
     /// Notes on the input as a whole (two containers with one id).
     input_notes: Vec<Note>,
     /// Containers whose parts have notes, by id.
-    noted: BTreeSet<String>,
+    noted: BTreeSet<Arc<str>>,
 }
 
 impl Planner {
@@ -356,10 +357,10 @@ impl Planner {
                 update.notes_changed |= input_notes != self.input_notes;
                 self.input_notes = input_notes;
                 let present: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
-                let gone: Vec<String> = self
+                let gone: Vec<Arc<str>> = self
                     .parts
                     .keys()
-                    .filter(|id| !present.contains(id.as_str()))
+                    .filter(|id| !present.contains(&***id))
                     .cloned()
                     .collect();
                 for id in gone {
@@ -390,7 +391,7 @@ impl Planner {
             .map(|c| plan_part(c, ctx))
             .filter(|p| !p.is_empty());
         if let (Some(old), Some(new)) = (self.parts.get(id), &new)
-            && old.part == *new
+            && *old.part == *new
         {
             return false;
         }
@@ -403,15 +404,17 @@ impl Planner {
             None => false,
         };
         let has_notes = new.as_ref().is_some_and(|p| !p.notes.is_empty());
-        if let Some(part) = new {
-            let slot = self.owners.take(&part.name, id);
-            self.index.add(slot, &part, &self.owners);
-            self.parts.insert(id.to_string(), Entry { slot, part });
-        }
+        let id: Arc<str> = Arc::from(id);
         match has_notes {
-            true => self.noted.insert(id.to_string()),
-            false => self.noted.remove(id),
+            true => self.noted.insert(Arc::clone(&id)),
+            false => self.noted.remove(&id),
         };
+        if let Some(part) = new {
+            let slot = self.owners.take(&part.name, &id);
+            self.index.add(slot, &part, &self.owners);
+            let part = Box::new(part);
+            self.parts.insert(id, Entry { slot, part });
+        }
         had_notes || has_notes
     }
 
@@ -442,22 +445,40 @@ impl Planner {
     fn elements(&self, set: &str) -> Vec<Element> {
         let i = &self.index;
         match set {
-            SET_SEALED => i.sealed.keys().map(sets::address_element).collect(),
-            SET_OPEN_PORTS => i.open.keys().map(sets::open_port_element).collect(),
-            SET_ONLINK_ENDPOINTS => i.onlink.keys().map(sets::address_element).collect(),
+            SET_SEALED => i
+                .sealed
+                .keys()
+                .into_iter()
+                .map(sets::address_element)
+                .collect(),
+            SET_OPEN_PORTS => i
+                .open
+                .keys()
+                .into_iter()
+                .map(sets::open_port_element)
+                .collect(),
+            SET_ONLINK_ENDPOINTS => i
+                .onlink
+                .keys()
+                .into_iter()
+                .map(sets::address_element)
+                .collect(),
             MAP_DNAT_ANY => i
                 .dnat_any
                 .winners()
+                .into_iter()
                 .map(|(k, (_, to))| sets::dnat_any_element(k, to))
                 .collect(),
             MAP_DNAT_ADDR => i
                 .dnat_addr
                 .winners()
+                .into_iter()
                 .map(|(k, (_, to))| sets::dnat_addr_element(k, to))
                 .collect(),
             MAP_EGRESS_ADDRESSES => i
                 .egress
                 .winners()
+                .into_iter()
                 .map(|(k, (_, e))| sets::egress_element(k, e))
                 .collect(),
             _ => Vec::new(),
@@ -469,6 +490,7 @@ impl Planner {
         self.index
             .proxies
             .winners()
+            .into_iter()
             .map(|(_, (_, e))| e.clone())
             .collect()
     }
@@ -523,7 +545,7 @@ impl Planner {
             .map(|((on, proto, host), (_, port))| (Some(*on), *proto, *host, *port));
         Some(ContainerShown {
             published: any.chain(addr).collect(),
-            open: entry.part.open.clone(),
+            open: entry.part.open.to_vec(),
             sealed: !entry.part.sealed.is_empty(),
         })
     }
