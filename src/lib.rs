@@ -12,6 +12,7 @@ pub mod plan;
 pub mod privileges;
 pub mod reconcile;
 pub mod snapshot;
+mod sorted_map;
 pub mod source;
 pub mod status;
 pub mod text;

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 
 use compact_str::CompactString;
+
+pub use crate::sorted_map::SortedMap;
 use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +116,7 @@ pub struct Container {
     pub labels: BTreeMap<String, String>,
     /// Endpoints by network name.
     #[serde(default)]
-    pub networks: BTreeMap<String, Endpoint>,
+    pub networks: SortedMap<String, Endpoint>,
     /// The network that gives the container its default gateway, if known.
     #[serde(default)]
     pub gateway_network: Option<String>,
@@ -123,7 +125,7 @@ pub struct Container {
     /// (Short strings are held inline: the agent keeps every port binding
     /// of every running container, tens of thousands on a big host.)
     #[serde(default)]
-    pub ports: BTreeMap<CompactString, Option<Vec<PortBinding>>>,
+    pub ports: SortedMap<CompactString, Option<Vec<PortBinding>>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

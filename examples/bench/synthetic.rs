@@ -2,10 +2,11 @@
 //! produces: one NAT66 network and N containers with 10 published ports each
 //! (5 tcp, 5 udp, on `::`), and the host facts of the bench namespace.
 
-use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
-use dock6::snapshot::{Container, Endpoint, HostFacts, Interface, Network, PortBinding, Subnet};
+use dock6::snapshot::{
+    Container, Endpoint, HostFacts, Interface, Network, PortBinding, SortedMap, Subnet,
+};
 
 pub const PORTS_PER_CONTAINER: usize = 10;
 pub const UPLINK: &str = "up0";
@@ -38,7 +39,7 @@ pub fn network() -> Network {
 pub fn container(i: usize) -> Container {
     assert!(i < MAX_CONTAINERS, "container index {i} too large");
     let address = Ipv6Addr::from(0xfd00_000b_u128 << 96 | (i as u128 + 2));
-    let mut ports = BTreeMap::new();
+    let mut ports = Vec::new();
     for k in 0..PORTS_PER_CONTAINER / 2 {
         let host_port = (1024 + 5 * i + k).to_string();
         let binding = || {
@@ -47,20 +48,20 @@ pub fn container(i: usize) -> Container {
                 host_port: host_port.as_str().into(),
             }])
         };
-        ports.insert(format!("{}/tcp", 8000 + k).into(), binding());
-        ports.insert(format!("{}/udp", 9000 + k).into(), binding());
+        ports.push((format!("{}/tcp", 8000 + k).into(), binding()));
+        ports.push((format!("{}/udp", 9000 + k).into(), binding()));
     }
     Container {
         id: format!("{i:064x}"),
         name: format!("c{i:05}"),
-        networks: BTreeMap::from([(
+        networks: SortedMap::from([(
             NETWORK.to_string(),
             Endpoint {
                 ipv6_address: Some(address),
             },
         )]),
         gateway_network: Some(NETWORK.into()),
-        ports,
+        ports: ports.into_iter().collect(),
         ..Default::default()
     }
 }

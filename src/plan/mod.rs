@@ -32,7 +32,7 @@ pub use guard::CHAIN_NOT_DOCKER;
 pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
-pub use planner::{ContainerShown, Planner, Update};
+pub use planner::{ContainerShown, ElementChanges, Planner, Update};
 pub use policy::{DEFAULT_ACCEPT_MARK, Mode, NaSource, Policy};
 pub use ruleset::{
     CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,

@@ -147,7 +147,7 @@ impl Loop {
             (false, true) => TableChange::Unchanged,
             (false, false) => TableChange::Elements {
                 table: crate::nft::TABLE_NAME.to_string(),
-                changes: update.changes,
+                changes: update.changes.into_batch(),
             },
         };
         let muted = match (replacing, monitor) {

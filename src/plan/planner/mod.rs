@@ -16,8 +16,9 @@ mod part;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
-use index::{Claims, Counted, Owners, Slot};
+use index::{Claims, Counted, Owners, Pairs, Slot};
 use part::{Context, DnatAddrKey, DnatAnyKey, DnatTo, Part, conflict_note, plan_part};
 
 use super::guard::{Guard, SET_ONLINK_ENDPOINTS};
@@ -35,9 +36,8 @@ use crate::text::quoted;
 /// What one update changed, for the kernel.
 #[derive(Debug, Default, PartialEq)]
 pub struct Update {
-    /// Element removals, then additions (a map entry whose value changed is
-    /// in both), as one batch takes them.
-    pub changes: Vec<ElementChange>,
+    /// The element changes ([`ElementChanges::into_batch`]).
+    pub changes: ElementChanges,
     /// The chains or the list of sets changed: only a whole-table replace
     /// gets the kernel there.
     pub shape_changed: bool,
@@ -129,7 +129,7 @@ impl Base {
 #[derive(Debug)]
 struct Entry {
     slot: Slot,
-    part: Part,
+    part: Box<Part>,
 }
 
 /// The elements containers contribute, with who contributes each.
@@ -184,28 +184,29 @@ impl Index {
         }
     }
 
-    /// The element changes since the last call (removals, additions), and
-    /// the mappings that went away with them.
-    fn take_changes(&mut self, egress_map: bool) -> (Vec<ElementChange>, Vec<DnatTarget>) {
-        let mut out = Changes::default();
-        let (gone, came) = self.sealed.take_changes();
-        out.set(SET_SEALED, gone, came, sets::address_element);
-        let (gone, came) = self.open.take_changes();
-        out.set(SET_OPEN_PORTS, gone, came, sets::open_port_element);
-        let (gone, came) = self.onlink.take_changes();
-        out.set(SET_ONLINK_ENDPOINTS, gone, came, sets::address_element);
-        let (any_gone, any_came) = self.dnat_any.take_changes();
-        let (addr_gone, addr_came) = self.dnat_addr.take_changes();
-        let removed = self.count_targets(&any_gone, &addr_gone, &addr_came);
-        out.map(MAP_DNAT_ANY, any_gone, any_came, sets::dnat_any_element);
-        out.map(MAP_DNAT_ADDR, addr_gone, addr_came, sets::dnat_addr_element);
-        let (gone, came) = self.egress.take_changes();
-        // Without the map (no NATed egress), labels add nothing to the kernel.
-        if egress_map {
-            out.map(MAP_EGRESS_ADDRESSES, gone, came, sets::egress_element);
-        }
+    /// The element changes since the last call, and the mappings that went
+    /// away with them.
+    fn take_changes(&mut self, egress_map: bool) -> (ElementChanges, Vec<DnatTarget>) {
+        let dnat_any = self.dnat_any.take_changes();
+        let dnat_addr = self.dnat_addr.take_changes();
+        let removed = self.count_targets(&dnat_any.0, &dnat_addr.0, &dnat_addr.1);
+        let egress = self.egress.take_changes();
         self.proxies.take_changes();
-        (out.into_batch(), removed)
+        let changes = ElementChanges {
+            network: Vec::new(),
+            sealed: self.sealed.take_changes(),
+            open: self.open.take_changes(),
+            onlink: self.onlink.take_changes(),
+            dnat_any,
+            dnat_addr,
+            // Without the map (no NATed egress), labels add nothing to the kernel.
+            egress: if egress_map {
+                egress
+            } else {
+                Default::default()
+            },
+        };
+        (changes, removed)
     }
 
     /// The mappings of the removed entries that no key maps to any more
@@ -249,6 +250,64 @@ impl Index {
         removed.sort_unstable();
         removed.dedup();
         removed
+    }
+}
+
+/// An update's element changes, kept typed (a few bytes each) until the
+/// kernel is to get them: a pass that replaces the whole table (the first
+/// at 10,000 containers adds every element) never builds them.
+#[derive(Debug, Default, PartialEq)]
+pub struct ElementChanges {
+    network: Vec<ElementChange>,
+    sealed: (Vec<Ipv6Addr>, Vec<Ipv6Addr>),
+    open: (Vec<OpenKey>, Vec<OpenKey>),
+    onlink: (Vec<Ipv6Addr>, Vec<Ipv6Addr>),
+    dnat_any: (Pairs<DnatAnyKey, DnatTo>, Pairs<DnatAnyKey, DnatTo>),
+    dnat_addr: (Pairs<DnatAddrKey, DnatTo>, Pairs<DnatAddrKey, DnatTo>),
+    egress: (Pairs<Ipv6Addr, Ipv6Addr>, Pairs<Ipv6Addr, Ipv6Addr>),
+}
+
+type OpenKey = (Ipv6Addr, L4Proto, u16);
+
+impl ElementChanges {
+    pub fn len(&self) -> usize {
+        self.network.len()
+            + self.sealed.0.len()
+            + self.sealed.1.len()
+            + self.open.0.len()
+            + self.open.1.len()
+            + self.onlink.0.len()
+            + self.onlink.1.len()
+            + self.dnat_any.0.len()
+            + self.dnat_any.1.len()
+            + self.dnat_addr.0.len()
+            + self.dnat_addr.1.len()
+            + self.egress.0.len()
+            + self.egress.1.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removals, then additions (a map entry whose value changed is in
+    /// both), as one batch takes them.
+    pub fn into_batch(self) -> Vec<ElementChange> {
+        let mut out = Changes::default();
+        out.elements(self.network);
+        let (gone, came) = self.sealed;
+        out.set(SET_SEALED, gone, came, sets::address_element);
+        let (gone, came) = self.open;
+        out.set(SET_OPEN_PORTS, gone, came, sets::open_port_element);
+        let (gone, came) = self.onlink;
+        out.set(SET_ONLINK_ENDPOINTS, gone, came, sets::address_element);
+        let (gone, came) = self.dnat_any;
+        out.map(MAP_DNAT_ANY, gone, came, sets::dnat_any_element);
+        let (gone, came) = self.dnat_addr;
+        out.map(MAP_DNAT_ADDR, gone, came, sets::dnat_addr_element);
+        let (gone, came) = self.egress;
+        out.map(MAP_EGRESS_ADDRESSES, gone, came, sets::egress_element);
+        out.into_batch()
     }
 }
 
@@ -310,14 +369,14 @@ impl Changes {
 #[derive(Debug, Default)]
 pub struct Planner {
     base: Option<Base>,
-    /// By container id.
-    parts: HashMap<String, Entry>,
+    /// By container id (shared with `owners`).
+    parts: HashMap<Arc<str>, Entry>,
     owners: Owners,
     index: Index,
     /// Notes on the input as a whole (two containers with one id).
     input_notes: Vec<Note>,
     /// Containers whose parts have notes, by id.
-    noted: BTreeSet<String>,
+    noted: BTreeSet<Arc<str>>,
 }
 
 impl Planner {
@@ -356,10 +415,10 @@ impl Planner {
                 update.notes_changed |= input_notes != self.input_notes;
                 self.input_notes = input_notes;
                 let present: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
-                let gone: Vec<String> = self
+                let gone: Vec<Arc<str>> = self
                     .parts
                     .keys()
-                    .filter(|id| !present.contains(id.as_str()))
+                    .filter(|id| !present.contains(&***id))
                     .cloned()
                     .collect();
                 for id in gone {
@@ -371,13 +430,11 @@ impl Planner {
                 update.replanned = self.parts.len();
             }
         }
-        let mut changes = Changes::default();
+        let (mut changes, removed) = self.index.take_changes(base.egress_map);
         if let Some(old) = &old {
-            changes.elements(network_set_changes(&old.network_sets, &base.network_sets));
+            changes.network = network_set_changes(&old.network_sets, &base.network_sets);
         }
-        let (container_changes, removed) = self.index.take_changes(base.egress_map);
-        changes.elements(container_changes);
-        update.changes = changes.into_batch();
+        update.changes = changes;
         update.removed_dnat = removed;
         self.base = Some(base);
         update
@@ -390,7 +447,7 @@ impl Planner {
             .map(|c| plan_part(c, ctx))
             .filter(|p| !p.is_empty());
         if let (Some(old), Some(new)) = (self.parts.get(id), &new)
-            && old.part == *new
+            && *old.part == *new
         {
             return false;
         }
@@ -403,15 +460,17 @@ impl Planner {
             None => false,
         };
         let has_notes = new.as_ref().is_some_and(|p| !p.notes.is_empty());
-        if let Some(part) = new {
-            let slot = self.owners.take(&part.name, id);
-            self.index.add(slot, &part, &self.owners);
-            self.parts.insert(id.to_string(), Entry { slot, part });
-        }
+        let id: Arc<str> = Arc::from(id);
         match has_notes {
-            true => self.noted.insert(id.to_string()),
-            false => self.noted.remove(id),
+            true => self.noted.insert(Arc::clone(&id)),
+            false => self.noted.remove(&id),
         };
+        if let Some(part) = new {
+            let slot = self.owners.take(&part.name, &id);
+            self.index.add(slot, &part, &self.owners);
+            let part = Box::new(part);
+            self.parts.insert(id, Entry { slot, part });
+        }
         had_notes || has_notes
     }
 
@@ -442,22 +501,40 @@ impl Planner {
     fn elements(&self, set: &str) -> Vec<Element> {
         let i = &self.index;
         match set {
-            SET_SEALED => i.sealed.keys().map(sets::address_element).collect(),
-            SET_OPEN_PORTS => i.open.keys().map(sets::open_port_element).collect(),
-            SET_ONLINK_ENDPOINTS => i.onlink.keys().map(sets::address_element).collect(),
+            SET_SEALED => i
+                .sealed
+                .keys()
+                .into_iter()
+                .map(sets::address_element)
+                .collect(),
+            SET_OPEN_PORTS => i
+                .open
+                .keys()
+                .into_iter()
+                .map(sets::open_port_element)
+                .collect(),
+            SET_ONLINK_ENDPOINTS => i
+                .onlink
+                .keys()
+                .into_iter()
+                .map(sets::address_element)
+                .collect(),
             MAP_DNAT_ANY => i
                 .dnat_any
                 .winners()
+                .into_iter()
                 .map(|(k, (_, to))| sets::dnat_any_element(k, to))
                 .collect(),
             MAP_DNAT_ADDR => i
                 .dnat_addr
                 .winners()
+                .into_iter()
                 .map(|(k, (_, to))| sets::dnat_addr_element(k, to))
                 .collect(),
             MAP_EGRESS_ADDRESSES => i
                 .egress
                 .winners()
+                .into_iter()
                 .map(|(k, (_, e))| sets::egress_element(k, e))
                 .collect(),
             _ => Vec::new(),
@@ -469,6 +546,7 @@ impl Planner {
         self.index
             .proxies
             .winners()
+            .into_iter()
             .map(|(_, (_, e))| e.clone())
             .collect()
     }
@@ -523,7 +601,7 @@ impl Planner {
             .map(|((on, proto, host), (_, port))| (Some(*on), *proto, *host, *port));
         Some(ContainerShown {
             published: any.chain(addr).collect(),
-            open: entry.part.open.clone(),
+            open: entry.part.open.to_vec(),
             sealed: !entry.part.sealed.is_empty(),
         })
     }

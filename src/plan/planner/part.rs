@@ -10,6 +10,8 @@ use super::super::guard::onlink_endpoints;
 use super::super::host::{Others, proxy_entries};
 use super::super::ports::{Listen, container_plan};
 use super::super::{NetworkPlan, Note, ProxyEntry};
+use compact_str::CompactString;
+
 use super::index::Pairs;
 use crate::nft::L4Proto;
 use crate::snapshot::{Container, Interface};
@@ -61,19 +63,20 @@ pub(super) type DnatAddrKey = (Ipv6Addr, L4Proto, u16);
 /// Where a published port goes: the container's address and port.
 pub(super) type DnatTo = (Ipv6Addr, u16);
 
+/// (Boxed slices, not vectors: the agent keeps one part per container.)
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Part {
-    pub name: String,
+    pub name: CompactString,
     /// Its addresses, when `dock6.expose=false` (or malformed).
-    pub sealed: Vec<Ipv6Addr>,
-    pub open: Vec<(Ipv6Addr, L4Proto, u16)>,
-    pub dnat_any: Vec<(DnatAnyKey, DnatTo)>,
-    pub dnat_addr: Vec<(DnatAddrKey, DnatTo)>,
+    pub sealed: Box<[Ipv6Addr]>,
+    pub open: Box<[(Ipv6Addr, L4Proto, u16)]>,
+    pub dnat_any: Box<[(DnatAnyKey, DnatTo)]>,
+    pub dnat_addr: Box<[(DnatAddrKey, DnatTo)]>,
     /// `container address → egress address` (label `dock6.egress-address`).
-    pub egress: Vec<(Ipv6Addr, Ipv6Addr)>,
-    pub onlink: Vec<Ipv6Addr>,
-    pub proxies: Vec<ProxyEntry>,
-    pub notes: Vec<Note>,
+    pub egress: Box<[(Ipv6Addr, Ipv6Addr)]>,
+    pub onlink: Box<[Ipv6Addr]>,
+    pub proxies: Box<[ProxyEntry]>,
+    pub notes: Box<[Note]>,
 }
 
 impl Part {
@@ -96,20 +99,20 @@ impl Part {
 pub(super) fn plan_part(container: &Container, ctx: &Context) -> Part {
     let mut notes = Vec::new();
     let plan = container_plan(container, &ctx.networks, &mut notes);
-    let mut part = Part {
-        name: container.name.clone(),
-        ..Part::default()
-    };
+    let name = CompactString::from(container.name.as_str());
     if plan.endpoints.is_empty() {
-        part.notes = notes;
-        return part;
+        return Part {
+            name,
+            notes: notes.into(),
+            ..Part::default()
+        };
     }
     let uplink = ctx.uplink_facts.as_ref();
     let one = std::slice::from_ref(&plan);
-    part.egress = egress_addresses(uplink, &ctx.networks, one, &mut notes)
+    let egress: Box<[_]> = egress_addresses(uplink, &ctx.networks, one, &mut notes)
         .into_iter()
         .collect();
-    part.proxies = proxy_entries(
+    let proxies = proxy_entries(
         &ctx.others,
         ctx.uplink.as_deref(),
         uplink,
@@ -117,18 +120,25 @@ pub(super) fn plan_part(container: &Container, ctx: &Context) -> Part {
         one,
         &mut notes,
     );
-    part.onlink = onlink_endpoints(&plan, &ctx.link_covering, &ctx.others);
+    let onlink = onlink_endpoints(&plan, &ctx.link_covering, &ctx.others);
+    let mut sealed = Vec::new();
     if plan.sealed {
-        part.sealed = plan.endpoints.iter().map(|e| e.address).collect();
-        part.sealed.sort_unstable();
-        part.sealed.dedup();
+        sealed = plan.endpoints.iter().map(|e| e.address).collect();
+        sealed.sort_unstable();
+        sealed.dedup();
     }
-    part.open = plan.open.into_iter().collect();
-    let (any, addr) = dnat_entries(&plan.name, &plan.published, &mut notes);
-    part.dnat_any = any;
-    part.dnat_addr = addr;
-    part.notes = notes;
-    part
+    let (dnat_any, dnat_addr) = dnat_entries(&plan.name, &plan.published, &mut notes);
+    Part {
+        name,
+        sealed: sealed.into(),
+        open: plan.open.into_iter().collect(),
+        dnat_any: dnat_any.into(),
+        dnat_addr: dnat_addr.into(),
+        egress,
+        onlink: onlink.into(),
+        proxies: proxies.into(),
+        notes: notes.into(),
+    }
 }
 
 /// The container's DNAT map entries. A host port it publishes twice to

@@ -12,7 +12,7 @@ use tracing::debug;
 use super::data_warnings::data_warn;
 
 use super::short_id;
-use crate::snapshot::{Container, Endpoint, Network, PortBinding, Subnet};
+use crate::snapshot::{Container, Endpoint, Network, PortBinding, SortedMap, Subnet};
 use crate::text::{clip, quoted};
 use compact_str::CompactString;
 
@@ -232,8 +232,8 @@ pub fn container_from_docker(
 fn endpoints(
     name: &str,
     docker_endpoints: &BTreeMap<String, EndpointSettings>,
-) -> BTreeMap<String, Endpoint> {
-    let mut networks = BTreeMap::new();
+) -> SortedMap<String, Endpoint> {
+    let mut networks = Vec::new();
     for (network, endpoint) in docker_endpoints {
         let ipv6_address = match endpoint.global_ipv6_address.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -250,9 +250,9 @@ fn endpoints(
                 }
             },
         };
-        networks.insert(network.clone(), Endpoint { ipv6_address });
+        networks.push((network.clone(), Endpoint { ipv6_address }));
     }
-    networks
+    networks.into_iter().collect()
 }
 
 /// Docker's `NetworkSettings.Ports` in its own shape, but for bindings
@@ -261,8 +261,8 @@ fn endpoints(
 fn port_bindings(
     name: &str,
     docker_ports: HashMap<String, Option<Vec<bollard::models::PortBinding>>>,
-) -> BTreeMap<CompactString, Option<Vec<PortBinding>>> {
-    let mut ports = BTreeMap::new();
+) -> SortedMap<CompactString, Option<Vec<PortBinding>>> {
+    let mut ports = Vec::new();
     for (key, bindings) in docker_ports {
         let bindings = bindings.map(|bindings| {
             bindings
@@ -289,9 +289,9 @@ fn port_bindings(
                 })
                 .collect()
         });
-        ports.insert(key.into(), bindings);
+        ports.push((key.into(), bindings));
     }
-    ports
+    ports.into_iter().collect()
 }
 
 fn is_ipv4(host_ip: &str) -> bool {

@@ -227,19 +227,20 @@ fn port_bindings_keep_dockers_shape_for_ipv6() {
         host_ip: ip.into(),
         host_port: port.into(),
     };
-    let expected: BTreeMap<compact_str::CompactString, Option<Vec<PortBinding>>> = [
-        // -p 8080:80: both families (0.0.0.0:8080 left out).
-        ("80/tcp", Some(vec![b("::", "8080")])),
-        // -p [::]:8443:443
-        ("443/tcp", Some(vec![b("::", "8443")])),
-        // -p 127.0.0.1:9000:9000: IPv4 only.
-        ("9000/tcp", Some(vec![])),
-        // --expose 9999, not published.
-        ("9999/tcp", None),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.into(), v))
-    .collect();
+    let expected: crate::snapshot::SortedMap<compact_str::CompactString, Option<Vec<PortBinding>>> =
+        [
+            // -p 8080:80: both families (0.0.0.0:8080 left out).
+            ("80/tcp", Some(vec![b("::", "8080")])),
+            // -p [::]:8443:443
+            ("443/tcp", Some(vec![b("::", "8443")])),
+            // -p 127.0.0.1:9000:9000: IPv4 only.
+            ("9000/tcp", Some(vec![])),
+            // --expose 9999, not published.
+            ("9999/tcp", None),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v))
+        .collect();
     assert_eq!(c.ports, expected);
 }
 
