@@ -29,6 +29,10 @@ pub(crate) const OUTSIDE_DIRS: &[&str] = &[
     "/opt/containerd/lib",
 ];
 
+/// Directories outside any lab that some lab made (one per line, appended by each `up`),
+/// removed by the last lab to go down.
+pub(crate) const SHARED_OUTSIDE: &str = "/run/dock6-lab/outside";
+
 /// The system containerd's socket, which dockerd would adopt.
 pub const SYSTEM_CONTAINERD: &str = "/run/containerd/containerd.sock";
 
@@ -131,7 +135,10 @@ impl Lab {
         self.wait_for_dockerd(started)
     }
 
-    /// Notes (in `LAB/outside`) which of [`OUTSIDE_DIRS`] do not exist yet, for `down`.
+    /// Notes which of [`OUTSIDE_DIRS`] do not exist yet, for `down`: in `LAB/outside`, and in
+    /// the record all labs share ([`SHARED_OUTSIDE`]). Labs overlap (tests run several at once):
+    /// the one that made a directory is often not the last to go down, and only the last may
+    /// remove it.
     fn record_outside_dirs(&self) -> Result<()> {
         let absent: Vec<&str> = OUTSIDE_DIRS
             .iter()
@@ -139,6 +146,13 @@ impl Lab {
             .filter(|d| !Path::new(d).exists())
             .collect();
         fs::write(self.dir.join("outside"), absent.join("\n"))?;
+        if !absent.is_empty() {
+            let mut shared = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(SHARED_OUTSIDE)?;
+            std::io::Write::write_all(&mut shared, format!("{}\n", absent.join("\n")).as_bytes())?;
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use crate::dockerd::{DOCKERD_STOP_TIMEOUT, terminate};
+use crate::dockerd::{DOCKERD_STOP_TIMEOUT, SHARED_OUTSIDE, terminate};
 use crate::sys::{
     SIGKILL, all_pids, is_alive, is_root, mounts_under, output, run, signal, wait_gone,
 };
@@ -165,19 +165,31 @@ impl Lab {
         }
     }
 
-    /// Directories outside the lab that did not exist before `up`, if empty, and only when no
-    /// other dockerd or containerd (another lab, the system's) may be using them.
+    /// Directories outside the lab that did not exist before this lab's `up` or another's (the
+    /// shared record), if empty, and only when no other dockerd or containerd (another lab, the
+    /// system's) may be using them; the last lab down clears the shared record.
     fn remove_outside_dirs(&self) {
-        let outside = fs::read_to_string(self.dir.join("outside")).unwrap_or_default();
         let others = all_pids().into_iter().filter(|&p| is_alive(p)).any(|p| {
             fs::read_to_string(format!("/proc/{p}/comm"))
                 .is_ok_and(|c| matches!(c.trim(), "dockerd" | "containerd"))
         });
-        if !others {
-            for dir in outside.lines().rev().filter(|l| !l.is_empty()) {
-                let _ = fs::remove_dir(dir);
-            }
+        if others {
+            return;
         }
+        let mine = fs::read_to_string(self.dir.join("outside")).unwrap_or_default();
+        let shared = fs::read_to_string(SHARED_OUTSIDE).unwrap_or_default();
+        let mut dirs: Vec<&str> = mine
+            .lines()
+            .chain(shared.lines())
+            .filter(|l| !l.is_empty())
+            .collect();
+        // Deepest first: a parent goes once its children are gone.
+        dirs.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        dirs.dedup();
+        for dir in dirs {
+            let _ = fs::remove_dir(dir);
+        }
+        let _ = fs::remove_file(SHARED_OUTSIDE);
     }
 
     /// Pids living in the lab: in one of its namespaces (dockerd, containerd, shims, docker-proxy),
