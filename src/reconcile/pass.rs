@@ -156,6 +156,8 @@ impl Loop {
         };
         let mut flows = std::mem::take(&mut self.stale_flows);
         flows.extend(update.removed_dnat);
+        // Kept in case the kernel thread does not answer: tried again with the next pass.
+        let pending_flows = flows.clone();
         let host = self.host_state();
         let result = self
             .kernel
@@ -175,6 +177,7 @@ impl Loop {
                 error!("{e}");
                 self.shown.error("kernel", e.to_string());
                 self.replace_next = true;
+                self.stale_flows = pending_flows;
                 false
             }
         }

@@ -46,7 +46,7 @@ pub struct Update {
     pub removed_dnat: Vec<DnatTarget>,
     /// The plan's notes may differ from the last update's.
     pub notes_changed: bool,
-    /// Container parts planned anew.
+    /// Containers whose parts changed (came, went or differ).
     pub replanned: usize,
 }
 
@@ -406,8 +406,7 @@ impl Planner {
             Some(ids) if !context_changed => {
                 for id in ids {
                     let container = find_by_id(&snapshot.containers, id);
-                    update.notes_changed |= self.replan(id, container, ctx);
-                    update.replanned += 1;
+                    self.replan(id, container, ctx, &mut update);
                 }
             }
             _ => {
@@ -422,12 +421,11 @@ impl Planner {
                     .cloned()
                     .collect();
                 for id in gone {
-                    update.notes_changed |= self.replan(&id, None, ctx);
+                    self.replan(&id, None, ctx, &mut update);
                 }
                 for c in containers {
-                    update.notes_changed |= self.replan(&c.id, Some(c), ctx);
+                    self.replan(&c.id, Some(c), ctx, &mut update);
                 }
-                update.replanned = self.parts.len();
             }
         }
         let (mut changes, removed) = self.index.take_changes(base.egress_map);
@@ -440,17 +438,27 @@ impl Planner {
         update
     }
 
-    /// Plans `container` (gone: `None`) again as the container with `id`;
-    /// true when its notes changed.
-    fn replan(&mut self, id: &str, container: Option<&Container>, ctx: &Context) -> bool {
+    /// Plans `container` (gone: `None`) again as the container with `id`,
+    /// and counts it in `update` when its part changed.
+    fn replan(
+        &mut self,
+        id: &str,
+        container: Option<&Container>,
+        ctx: &Context,
+        update: &mut Update,
+    ) {
         let new = container
             .map(|c| plan_part(c, ctx))
             .filter(|p| !p.is_empty());
-        if let (Some(old), Some(new)) = (self.parts.get(id), &new)
-            && *old.part == *new
-        {
-            return false;
+        let unchanged = match (self.parts.get(id), &new) {
+            (Some(old), Some(new)) => *old.part == *new,
+            (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            return;
         }
+        update.replanned += 1;
         let had_notes = match self.parts.remove(id) {
             Some(old) => {
                 self.index.remove(old.slot, &old.part);
@@ -471,7 +479,7 @@ impl Planner {
             let part = Box::new(part);
             self.parts.insert(id, Entry { slot, part });
         }
-        had_notes || has_notes
+        update.notes_changed |= had_notes || has_notes;
     }
 
     fn base(&self) -> Option<&Base> {

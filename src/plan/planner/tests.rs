@@ -212,5 +212,6 @@ fn an_update_without_changes_changes_nothing() {
             again.changes.is_empty(),
             "{name}: a full update of the same"
         );
+        assert_eq!(again.replanned, 0, "{name}: no part differs");
     }
 }
