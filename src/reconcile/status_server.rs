@@ -128,9 +128,13 @@ async fn accept(listener: UnixListener, board: Board, details: mpsc::Sender<Deta
 /// `status` with the loop's details, or with a problem saying why not.
 async fn with_details(mut status: Status, loop_: &mpsc::Sender<DetailsRequest>) -> Status {
     let (reply, answer) = oneshot::channel();
-    let asked = loop_.send(reply).await.is_ok();
-    match tokio::time::timeout(DETAILS_WAIT, answer).await {
-        Ok(Ok(details)) if asked => {
+    // The wait covers the queue too: during a long pass, requests pile up in it.
+    let asked = async {
+        loop_.send(reply).await.ok()?;
+        answer.await.ok()
+    };
+    match tokio::time::timeout(DETAILS_WAIT, asked).await {
+        Ok(Some(details)) => {
             status.containers = details.containers;
             status.proxy_entries = details.proxy_entries;
         }
