@@ -203,6 +203,19 @@ impl Drop for Agent {
         if self.is_running() {
             self.stop();
         }
+        // A failed test's lab (and this log with it) is removed next: keep
+        // the agent's last lines in the test's output.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!(
+                "--- the last {} lines of {} ---\n{}",
+                tail.len(),
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
     }
 }
 
