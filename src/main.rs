@@ -50,7 +50,8 @@ enum Command {
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Print the fail-closed table installed before the first Docker snapshot instead.
+        /// Print the fail-closed table installed before the first Docker snapshot instead
+        /// (for the host of --snapshot, when given).
         #[arg(long, conflicts_with = "diff")]
         bootstrap: bool,
         /// Compare the plan with the table in the kernel: `+`/`-` lines, exit 1 when they differ.
@@ -196,7 +197,12 @@ fn render(
 ) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref())?;
     if bootstrap {
-        print!("{}", plan::bootstrap_table().replace_script());
+        // The host's interfaces decide which `br-…` names are not Docker's.
+        let host = match snapshot {
+            Some(path) => load_snapshot(&path)?.host,
+            None => dock6::snapshot::HostFacts::default(),
+        };
+        print!("{}", plan::bootstrap_table(&host).replace_script());
         return Ok(());
     }
     let snapshot = load_snapshot(&snapshot.context("--snapshot is required")?)?;

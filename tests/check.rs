@@ -81,6 +81,7 @@ const TESTED: &[&str] = &[
     "kernel-proxy-ndp",
     "overlapping-subnets",
     "network-without-ipv6-subnet",
+    "interface-named-like-docker",
 ];
 
 struct Checker<'l> {
@@ -235,6 +236,22 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     docker.docker(&[&onlink[..], &["onlink"]].concat());
     absent(&c.now(), "onlink-subnet-not-ndp-proxy");
     docker.docker(&["network", "rm", "onlink"]);
+
+    // An interface named as Docker names bridges that Docker does not list:
+    // taken for Docker's. The operator's br-lan is not, and check says so.
+    c.host("ip link add br-0123456789ab type bridge");
+    c.host("ip link add br-lan type bridge");
+    let report = c.now();
+    let f = present(&report, "interface-named-like-docker", "warning");
+    assert!(
+        f["seen"].as_str().unwrap().contains("br-0123456789ab"),
+        "{f:#}"
+    );
+    let f = present(&report, "operator-bridges", "info");
+    assert!(f["seen"].as_str().unwrap().contains("br-lan"), "{f:#}");
+    c.host("ip link delete br-0123456789ab");
+    absent(&c.now(), "interface-named-like-docker");
+    c.host("ip link delete br-lan");
 
     // A forward chain with policy drop: the mark line is the fix; with it, no warning.
     c.host("nft add table inet mine");

@@ -62,7 +62,7 @@ fn every_scenario_matches_its_golden_plan() {
 
 #[test]
 fn bootstrap_table_matches_its_golden_file() {
-    let text = dock6::plan::bootstrap_table().replace_script();
+    let text = common::bootstrap_table().replace_script();
     if let Some(failure) = check(&common::bootstrap_golden(), &text) {
         panic!("{failure}");
     }

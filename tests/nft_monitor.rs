@@ -175,7 +175,7 @@ fn own_commits_are_recognised_by_their_socket() {
             kernel
                 .call(|k| {
                     use dock6::apply::Kernel as _;
-                    k.replace_table(&dock6::plan::bootstrap_table())
+                    k.replace_table(&common::bootstrap_table())
                 })
                 .await
                 .expect("replace_table through dock6's kernel thread");
@@ -194,7 +194,7 @@ fn own_commits_are_recognised_by_their_socket() {
             assert!(!generation.is_from_this_process(), "{generation:?}");
 
             // The same socket again, from the test thread's own apply call.
-            dock6::apply::nftables::replace_table(&dock6::plan::bootstrap_table())
+            dock6::apply::nftables::replace_table(&common::bootstrap_table())
                 .expect("replace_table");
             let (_, generation) = transaction(&mut monitor).await;
             assert!(generation.is_from_this_process(), "{generation:?}");

@@ -37,7 +37,7 @@ fn replaced_table_reads_back_as_planned_every_way() {
         .find(|c| c.rules.len() > 1)
         .expect("a chain with rules");
     chain.rules.pop();
-    let bootstrap = dock6::plan::bootstrap_table();
+    let bootstrap = common::bootstrap_table();
     let expected = |t: &Table| via_nft(t);
     let (want_big, want_changed, want_fewer, want_bootstrap) = (
         expected(&big),

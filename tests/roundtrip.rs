@@ -28,7 +28,7 @@ fn bootstrap_table_roundtrips() {
     if !require_root("bootstrap_table_roundtrips") {
         return;
     }
-    assert_roundtrip("bootstrap", &dock6::plan::bootstrap_table());
+    assert_roundtrip("bootstrap", &common::bootstrap_table());
 }
 
 /// IR shapes the scenarios may not have: prefixes that are not byte-aligned,
@@ -302,7 +302,7 @@ fn delete_table_reports_existence() {
     }
     in_fresh_netns(|| {
         assert!(!delete_table(TABLE_NAME).expect("delete absent"));
-        replace_table(&dock6::plan::bootstrap_table()).expect("replace_table");
+        replace_table(&common::bootstrap_table()).expect("replace_table");
         assert!(delete_table(TABLE_NAME).expect("delete"));
         assert!(!delete_table(TABLE_NAME).expect("delete again"));
         assert_eq!(nft(&["list", "ruleset"], None), "");
@@ -319,7 +319,7 @@ fn table_and_docker_chain_existence_are_seen() {
         assert!(
             !dock6::apply::nftables::ip6_chain_exists("nat", "DOCKER").expect("query absent chain")
         );
-        replace_table(&dock6::plan::bootstrap_table()).expect("replace_table");
+        replace_table(&common::bootstrap_table()).expect("replace_table");
         nft(
             &["-f", "-"],
             Some("table ip6 nat {\n\tchain DOCKER {\n\t}\n}\n"),
@@ -379,7 +379,7 @@ fn replace_swaps_content() {
         return;
     }
     let full = common::scenarios()[0].plan().ruleset;
-    let bootstrap = dock6::plan::bootstrap_table();
+    let bootstrap = common::bootstrap_table();
     let expected = via_nft(&bootstrap);
     let got = in_fresh_netns(move || {
         replace_table(&full).unwrap_or_else(|e| panic!("replace_table: {e}"));

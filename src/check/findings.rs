@@ -30,6 +30,7 @@ pub fn findings(facts: &Facts) -> Vec<Finding> {
     out.extend(firewalld_and_ufw(facts));
     out.extend(uplink(facts));
     out.extend(onlink_subnets_not_proxied(facts));
+    out.extend(bridge_names(facts));
     out.extend(kernel(facts));
     out
 }
@@ -464,6 +465,51 @@ fn onlink_subnets_not_proxied(facts: &Facts) -> Vec<Finding> {
             )
         })
         .collect()
+}
+
+/// Interfaces whose names could be mistaken for Docker's bridges: named as
+/// Docker names them while Docker has no such network (taken for Docker's),
+/// or beginning like them while they are not (left alone, said once).
+fn bridge_names(facts: &Facts) -> Vec<Finding> {
+    let (Ok(docker), Ok(host)) = (&facts.docker, &facts.host) else {
+        return Vec::new();
+    };
+    let listed: Vec<String> = docker.networks.iter().map(Network::bridge_name).collect();
+    let unlisted = |name: &&str| !listed.iter().any(|b| b == name);
+    let names = || {
+        host.interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .filter(unlisted)
+    };
+    let mut out: Vec<Finding> = names()
+        .filter(|name| plan::docker_made_bridge_name(name))
+        .map(|name| {
+            Finding::new(
+                "interface-named-like-docker",
+                Severity::Warning,
+                format!("interface {name} is named as Docker names its bridges, but Docker has no such network"),
+                "dock6 takes it for a Docker bridge it has not seen yet: no new inbound IPv6 reaches it, \
+                 and only link-local sources leave it",
+            )
+            .fix(format!(
+                "if Docker left it behind: ip link delete {name}; if it is yours, give it another name"
+            ))
+        })
+        .collect();
+    let operators: Vec<&str> = names()
+        .filter(|name| name.starts_with("br-") && !plan::docker_made_bridge_name(name))
+        .collect();
+    if !operators.is_empty() {
+        out.push(Finding::new(
+            "operator-bridges",
+            Severity::Info,
+            format!("not Docker's: {}", operators.join(", ")),
+            "these interfaces begin like Docker's bridges (br-) but are neither Docker's networks nor \
+             named as Docker names bridges: dock6 leaves their traffic alone",
+        ));
+    }
+    out
 }
 
 fn kernel(facts: &Facts) -> Vec<Finding> {

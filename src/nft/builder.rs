@@ -52,15 +52,25 @@ impl RuleBuilder {
     }
 
     pub fn iif_in(self, set: &str) -> Self {
-        self.matching(Match::IfNameInSet {
-            dir: Direction::In,
-            set: set.to_string(),
-        })
+        self.ifname_in(Direction::In, false, set)
     }
 
     pub fn oif_in(self, set: &str) -> Self {
+        self.ifname_in(Direction::Out, false, set)
+    }
+
+    pub fn iif_not_in(self, set: &str) -> Self {
+        self.ifname_in(Direction::In, true, set)
+    }
+
+    pub fn oif_not_in(self, set: &str) -> Self {
+        self.ifname_in(Direction::Out, true, set)
+    }
+
+    fn ifname_in(self, dir: Direction, negate: bool, set: &str) -> Self {
         self.matching(Match::IfNameInSet {
-            dir: Direction::Out,
+            dir,
+            negate,
             set: set.to_string(),
         })
     }

@@ -279,8 +279,12 @@ pub enum Match {
         negate: bool,
         name: String,
     },
-    /// `oifname @bridges`
-    IfNameInSet { dir: Direction, set: String },
+    /// `oifname @bridges`, `iifname != @operator_bridges`
+    IfNameInSet {
+        dir: Direction,
+        negate: bool,
+        set: String,
+    },
     /// `ct state established,related` (any of)
     CtState(Vec<CtState>),
     /// `ct status dnat`

@@ -208,7 +208,9 @@ impl Display for Match {
             Match::IfName { dir, negate, name } => {
                 write!(f, "{} {}\"{name}\"", ifname_key(*dir), op(*negate))
             }
-            Match::IfNameInSet { dir, set } => write!(f, "{} @{set}", ifname_key(*dir)),
+            Match::IfNameInSet { dir, negate, set } => {
+                write!(f, "{} {}@{set}", ifname_key(*dir), op(*negate))
+            }
             Match::CtState(states) => {
                 let names: Vec<&str> = states.iter().map(|s| s.name()).collect();
                 write!(f, "ct state {}", names.join(","))

@@ -2,6 +2,13 @@
 //! does: every Docker bridge guarded (also those the plan does not manage or
 //! has not seen yet), sources checked before any NAT, and forwarding that
 //! dock6 itself turned on limited to Docker traffic.
+//!
+//! Docker's bridges are known exactly: the ones Docker lists, and, until
+//! Docker lists them, interfaces with a name Docker itself gives (`docker0`,
+//! `br-` and 12 hex digits of a network id). The kernel can only match a
+//! name prefix (`br-*`), so the host's other interfaces with that prefix
+//! (a router's `br-lan`, OpenStack's `br-ex`) are excluded by name through
+//! the set `operator_bridges`: dock6 never touches them.
 
 use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
@@ -28,6 +35,9 @@ pub const PRIORITY_ANTISPOOF: Priority = Priority {
 pub const SET_UNMANAGED: &str = "unmanaged";
 pub const SET_UNFILTERED: &str = "unfiltered";
 pub const SET_ONLINK_ENDPOINTS: &str = "onlink_endpoints";
+/// The host's interfaces whose names begin like a Docker bridge's (`br-`)
+/// but are neither listed by Docker nor named as Docker names bridges.
+pub const SET_OPERATOR_BRIDGES: &str = "operator_bridges";
 
 pub const CHAIN_ANTISPOOF: &str = "antispoof";
 pub const CHAIN_TO_UNMANAGED: &str = "to_unmanaged";
@@ -36,8 +46,13 @@ pub const CHAIN_TO_UNMANAGED: &str = "to_unmanaged";
 pub const CHAIN_NOT_DOCKER: &str = "not_docker";
 
 /// Bridges Docker may create without dock6 having seen them yet: the names
-/// Docker gives the default bridge and user networks.
+/// Docker gives the default bridge and user networks, as nft can match them
+/// (a trailing `*` is a prefix match; see [`unseen_docker_bridges`]).
 const DOCKER_BRIDGE_PATTERNS: [&str; 2] = ["docker0", "br-*"];
+const DOCKER_BRIDGE_PREFIX: &str = "br-";
+/// Docker names a user network's bridge `br-` and the first 12 hex digits
+/// of the network's id.
+const DOCKER_BRIDGE_ID_DIGITS: usize = 12;
 
 /// What the guards are built from, besides the managed networks.
 pub(super) struct Guard {
@@ -56,6 +71,10 @@ pub(super) struct Guard {
     pub link_covering: BTreeSet<String>,
     /// dock6 turns (or turned) forwarding on: it forwards Docker traffic only.
     pub docker_only: bool,
+    /// The host's interfaces that `br-*` would take for Docker's.
+    pub operator_bridges: Vec<String>,
+    /// Bridges of `off` networks: their own subnets' traffic stays on them.
+    pub off_bridges: Vec<String>,
 }
 
 impl Guard {
@@ -76,6 +95,8 @@ impl Guard {
                 .map(|n| n.bridge.clone())
         };
         Guard {
+            operator_bridges: operator_bridges(host, networks, closed_bridges),
+            off_bridges: bridges_of(Mode::Off).collect(),
             unmanaged: bridges_of(Mode::Off)
                 .chain(closed_bridges.iter().cloned())
                 .collect(),
@@ -115,25 +136,81 @@ fn link_prefixes(
     networks: &[NetworkPlan],
     closed_bridges: &[String],
 ) -> Vec<Ipv6Net> {
-    let docker_bridge = |name: &str| {
-        is_docker_bridge_name(name)
-            || networks.iter().any(|n| n.bridge == name)
-            || closed_bridges.iter().any(|b| b == name)
-    };
     host.interfaces
         .iter()
-        .filter(|i| !docker_bridge(&i.name))
+        .filter(|i| !is_docker_bridge(&i.name, networks, closed_bridges))
         .flat_map(|i| i.onlink_prefixes.iter().copied())
         .collect()
 }
 
-fn is_docker_bridge_name(name: &str) -> bool {
-    name == "docker0" || name.starts_with("br-")
+/// A bridge Docker lists, or one with a name Docker gives bridges.
+fn is_docker_bridge(name: &str, networks: &[NetworkPlan], closed_bridges: &[String]) -> bool {
+    docker_made_bridge_name(name)
+        || networks.iter().any(|n| n.bridge == name)
+        || closed_bridges.iter().any(|b| b == name)
+}
+
+/// Whether Docker itself names bridges this way: `docker0`, or `br-` and
+/// the first 12 (lowercase) hex digits of a network's id.
+pub fn docker_made_bridge_name(name: &str) -> bool {
+    name == "docker0"
+        || name.strip_prefix(DOCKER_BRIDGE_PREFIX).is_some_and(|id| {
+            id.len() == DOCKER_BRIDGE_ID_DIGITS
+                && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+}
+
+/// The host's interfaces that `br-*` would take for a Docker bridge but
+/// that are not one (the operator's `br-lan`), sorted.
+fn operator_bridges(
+    host: &HostFacts,
+    networks: &[NetworkPlan],
+    closed_bridges: &[String],
+) -> Vec<String> {
+    let mut names: Vec<String> = host
+        .interfaces
+        .iter()
+        .map(|i| &i.name)
+        .filter(|name| name.starts_with(DOCKER_BRIDGE_PREFIX))
+        .filter(|name| !is_docker_bridge(name, networks, closed_bridges))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The same before Docker has listed anything: by name alone.
+pub(super) fn host_operator_bridges(host: &HostFacts) -> Vec<String> {
+    operator_bridges(host, &[], &[])
+}
+
+/// `docker0`, and `br-*` that is not one of the operator's bridges: a Docker
+/// bridge, by the names Docker gives them, that dock6 may not have seen yet.
+fn unseen_docker_bridges(dir: Direction) -> [RuleBuilder; 2] {
+    let [default_bridge, user_bridges] = DOCKER_BRIDGE_PATTERNS;
+    match dir {
+        Direction::In => [
+            rule().iifname(default_bridge),
+            rule()
+                .iifname(user_bridges)
+                .iif_not_in(SET_OPERATOR_BRIDGES),
+        ],
+        Direction::Out => [
+            rule().oifname(default_bridge),
+            rule()
+                .oifname(user_bridges)
+                .oif_not_in(SET_OPERATOR_BRIDGES),
+        ],
+    }
 }
 
 /// After the jumps for managed bridges: unfiltered bridges are the
-/// operator's, any other Docker bridge is closed from outside, and when
-/// dock6 turned forwarding on, nothing but Docker traffic is forwarded.
+/// operator's; any other Docker bridge is closed from outside and sealed
+/// (nothing it sends leaves for an interface that is not a Docker bridge);
+/// when dock6 turned forwarding on, nothing but Docker traffic is forwarded.
+/// Every packet to a Docker bridge has its verdict before the seal, so the
+/// seal sees only what leaves Docker's bridges for other interfaces.
 pub(super) fn forward_tail(guard: &Guard) -> Vec<Rule> {
     let mut rules = vec![
         rule()
@@ -145,45 +222,47 @@ pub(super) fn forward_tail(guard: &Guard) -> Vec<Rule> {
             .comment("Docker bridges dock6 does not manage")
             .jump(CHAIN_TO_UNMANAGED),
     ];
-    for pattern in DOCKER_BRIDGE_PATTERNS {
-        rules.push(
-            rule()
-                .oifname(pattern)
-                .comment(format!("a Docker bridge not seen yet ({pattern})"))
-                .jump(CHAIN_TO_UNMANAGED),
-        );
-    }
+    rules.extend(unseen_docker_bridges(Direction::Out).map(|r| {
+        r.comment("a Docker bridge not seen yet")
+            .jump(CHAIN_TO_UNMANAGED)
+    }));
+    rules.push(rule().iif_in(SET_UNFILTERED).accept());
+    rules.push(
+        rule()
+            .iif_in(SET_UNMANAGED)
+            .comment("nothing a Docker bridge dock6 does not manage sends is forwarded")
+            .drop(),
+    );
+    rules.extend(unseen_docker_bridges(Direction::In).map(RuleBuilder::drop));
     if guard.docker_only {
-        rules.push(rule().iif_in(SET_UNFILTERED).accept());
-        rules.extend(accept_from_unmanaged_bridges());
         rules.push(rule().goto(CHAIN_NOT_DOCKER));
     }
     rules
 }
 
-/// `iifname @unmanaged accept`, `iifname "docker0" accept`, `iifname
-/// "br-*" accept`: traffic that comes from a Docker bridge dock6 does not
-/// manage.
-fn accept_from_unmanaged_bridges() -> Vec<Rule> {
-    std::iter::once(rule().iif_in(SET_UNMANAGED))
-        .chain(DOCKER_BRIDGE_PATTERNS.iter().map(|p| rule().iifname(p)))
-        .map(RuleBuilder::accept)
-        .collect()
-}
-
-/// Into a Docker bridge dock6 does not manage: replies and traffic between
-/// such bridges (Docker's own business) pass; nothing new from outside.
-pub(super) fn to_unmanaged_chain() -> Chain {
+/// Into a Docker bridge dock6 does not manage: replies, and a network's own
+/// traffic on its bridge (which reaches the forward hook through
+/// br_netfilter); nothing new from outside or from another bridge. A
+/// link-local or unspecified source is never routed, so such a packet
+/// comes from the same bridge.
+pub(super) fn to_unmanaged_chain(guard: &Guard) -> Chain {
+    let unspecified = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 128).expect("/128 is a valid prefix");
     let mut rules = vec![
         rule()
             .ct_state(&[CtState::Established, CtState::Related])
             .accept(),
+        rule().saddr(link_local_prefix()).accept(),
+        rule().saddr(unspecified).accept(),
     ];
-    rules.extend(accept_from_unmanaged_bridges());
-    rules.push(rule().iif_in(SET_UNFILTERED).accept());
+    rules.extend(
+        guard
+            .off_bridges
+            .iter()
+            .map(|b| rule().iifname(b).oifname(b).accept()),
+    );
     rules.push(
         rule()
-            .comment("not managed by dock6: nothing new from outside")
+            .comment("not managed by dock6: nothing new from outside or from another bridge")
             .drop(),
     );
     Chain {
@@ -201,17 +280,13 @@ pub(super) fn isolation_from_other_bridges(dir: Direction) -> Vec<Rule> {
         Direction::In => rule().iif_in(set),
         Direction::Out => rule().oif_in(set),
     };
-    let by_name = |name: &str| match dir {
-        Direction::In => rule().iifname(name),
-        Direction::Out => rule().oifname(name),
-    };
     let mut rules = vec![
         by_set(SET_UNMANAGED)
             .comment("isolated from the Docker bridges dock6 does not manage")
             .drop(),
         by_set(SET_UNFILTERED).drop(),
     ];
-    rules.extend(DOCKER_BRIDGE_PATTERNS.iter().map(|p| by_name(p).drop()));
+    rules.extend(unseen_docker_bridges(dir).map(RuleBuilder::drop));
     rules
 }
 
@@ -231,8 +306,11 @@ pub(super) fn not_docker_chain() -> Chain {
 
 /// Source checks before DNAT: a packet from a bridge carries an address of
 /// that network; a packet from anywhere else carries none of a Docker
-/// network's. Link-local and unspecified sources (neighbour discovery, DAD)
-/// are never forwarded and pass; so does the host's own traffic to itself.
+/// network's; a Docker bridge without a network dock6 plans for (IPv4-only,
+/// refused, not seen yet) brings no other source at all, so a container
+/// there cannot send IPv6 from an address of its choosing. Link-local and
+/// unspecified sources (neighbour discovery, DAD) are never forwarded and
+/// pass; so does the host's own traffic to itself.
 pub(super) fn antispoof_chain(guard: &Guard) -> Chain {
     let unspecified = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 128).expect("/128 is a valid prefix");
     let link_local = link_local_prefix();
@@ -256,6 +334,15 @@ pub(super) fn antispoof_chain(guard: &Guard) -> Chain {
                 .drop(),
         );
     }
+    rules.push(
+        rule()
+            .iif_in(SET_UNMANAGED)
+            .comment(
+                "IPv4-only and refused networks, bridges not seen yet: link-local sources only",
+            )
+            .drop(),
+    );
+    rules.extend(unseen_docker_bridges(Direction::In).map(RuleBuilder::drop));
     for (name, subnet) in &guard.foreign_subnets {
         rules.push(
             rule()

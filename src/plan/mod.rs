@@ -28,7 +28,7 @@ use crate::snapshot::Snapshot;
 
 pub use bootstrap::bootstrap_table;
 pub use egress::EGRESS_LABEL;
-pub use guard::CHAIN_NOT_DOCKER;
+pub use guard::{CHAIN_NOT_DOCKER, docker_made_bridge_name};
 pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;

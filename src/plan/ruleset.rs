@@ -76,7 +76,7 @@ pub(super) fn chains(
         forward_chain(guard),
         to_docker_chain(managed),
         from_docker_chain(managed),
-        guard::to_unmanaged_chain(),
+        guard::to_unmanaged_chain(guard),
     ];
     if guard.docker_only {
         chains.push(guard::not_docker_chain());

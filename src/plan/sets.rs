@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::net::Ipv6Addr;
 
 use super::NetworkPlan;
-use super::guard::{Guard, SET_ONLINK_ENDPOINTS, SET_UNFILTERED, SET_UNMANAGED};
+use super::guard::{
+    Guard, SET_ONLINK_ENDPOINTS, SET_OPERATOR_BRIDGES, SET_UNFILTERED, SET_UNMANAGED,
+};
 use crate::nft::{Element, Icmpv6Type, KeyType, L4Proto, Set, Table, Value};
 
 pub const SET_BRIDGES: &str = "bridges";
@@ -104,11 +106,23 @@ pub(super) fn network_sets(managed: &[&NetworkPlan], guard: &Guard) -> Vec<Set> 
             &[],
             names(&mut guard.unfiltered.iter()),
         ),
+        operator_bridges_set(&guard.operator_bridges),
     ]
 }
 
+/// `operator_bridges`: the host's interfaces that `br-*` would take for a
+/// Docker bridge (also in the fail-closed table before the first snapshot).
+pub fn operator_bridges_set(names: &[String]) -> Set {
+    set(
+        SET_OPERATOR_BRIDGES,
+        &[KeyType::IfName],
+        &[],
+        sorted(names.iter().map(|b| key(vec![Value::IfName(b.clone())]))),
+    )
+}
+
 /// The order of the sets in the table (and in its text form).
-pub(super) const SET_ORDER: [&str; 10] = [
+pub(super) const SET_ORDER: [&str; 11] = [
     SET_BRIDGES,
     SET_SEALED,
     SET_OPEN_PORTS,
@@ -117,6 +131,7 @@ pub(super) const SET_ORDER: [&str; 10] = [
     MAP_DNAT_ADDR,
     SET_UNMANAGED,
     SET_UNFILTERED,
+    SET_OPERATOR_BRIDGES,
     SET_ONLINK_ENDPOINTS,
     MAP_EGRESS_ADDRESSES,
 ];

@@ -393,3 +393,58 @@ fn loopback_and_ipv4_mapped_networks_and_addresses_get_nothing() {
         p.notes
     );
 }
+
+#[test]
+fn docker_bridges_are_known_by_the_names_docker_gives() {
+    for name in ["docker0", "br-0123456789ab", "br-ffffffffffff"] {
+        assert!(docker_made_bridge_name(name), "{name}");
+    }
+    for name in [
+        "br-lan",
+        "br-ex",
+        "br-0123456789a",
+        "br-0123456789abc",
+        "br-0123456789AB",
+        "br-0123456789ag",
+        "docker1",
+        "eth0",
+    ] {
+        assert!(!docker_made_bridge_name(name), "{name}");
+    }
+}
+
+/// An operator's `br-lan` (a router's LAN, OpenStack's `br-ex`) is excluded
+/// by name from every `br-*` match; Docker's own bridges never are, whether
+/// Docker lists them (custom names included) or not yet.
+#[test]
+fn the_operators_br_interfaces_are_excluded_from_dockers() {
+    let mut snap = snapshot(vec![]);
+    let mut custom = network("c", "custom", "fd00:c::/64");
+    custom
+        .options
+        .insert("com.docker.network.bridge.name".into(), "br-mine".into());
+    snap.networks.push(custom);
+    for name in ["br-lan", "br-ex", "br-mine", "br-0123456789ab", "docker0"] {
+        snap.host.interfaces.push(Interface {
+            name: name.into(),
+            ..Default::default()
+        });
+    }
+    let p = plan(&Policy::default(), &snap);
+    let names: Vec<String> = p
+        .ruleset
+        .set("operator_bridges")
+        .unwrap()
+        .elements
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(names, ["\"br-ex\"", "\"br-lan\""]);
+    let text = p.ruleset.to_string();
+    for line in text.lines().filter(|l| l.contains("\"br-*\"")) {
+        assert!(
+            line.contains("!= @operator_bridges"),
+            "a br-* match that does not exclude the operator's interfaces: {line}"
+        );
+    }
+}

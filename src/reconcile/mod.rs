@@ -112,6 +112,9 @@ struct Loop {
     last_pass_converged: bool,
     transactions: u64,
     bootstrap_checked: bool,
+    /// The fail-closed table this run installed, while it is the one in the
+    /// kernel: installed again when the host's interfaces change it.
+    bootstrap_installed: Option<crate::nft::Table>,
     /// What was last seen of Docker's own IPv6 firewall (`On`: dock6 runs
     /// as its companion).
     firewall: Option<DockerFirewall>,
@@ -221,6 +224,7 @@ impl Loop {
             last_pass_converged: true,
             transactions: 0,
             bootstrap_checked: false,
+            bootstrap_installed: None,
             firewall: None,
             forwarding_by_dock6: false,
         };

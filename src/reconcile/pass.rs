@@ -43,6 +43,8 @@ impl Loop {
         if !self.view.synced {
             return self.bootstrap_if_no_table().await;
         }
+        // From here on the planned table is the kernel's to have.
+        self.bootstrap_installed = None;
         let Some(mut host) = self.host_facts().await else {
             return false;
         };
@@ -313,24 +315,35 @@ impl Loop {
     }
 
     /// Before the first Docker snapshot: fail closed, but only where there is
-    /// no table at all (a table left by an earlier run stays as it is).
+    /// no table at all (a table left by an earlier run stays as it is). The
+    /// fail-closed table names the host's own `br-…` interfaces, so it is
+    /// installed again when those change while Docker is still away.
     async fn bootstrap_if_no_table(&mut self) -> bool {
         let companion = self.firewall.as_ref().is_some_and(DockerFirewall::is_on);
-        if self.bootstrap_checked || companion {
+        if companion || (self.bootstrap_checked && self.bootstrap_installed.is_none()) {
             return true;
         }
+        let table = plan::bootstrap_table(&self.bootstrap_host_facts().await);
+        if self.bootstrap_checked && self.bootstrap_installed.as_ref() == Some(&table) {
+            return true;
+        }
+        let ours = self.bootstrap_installed.is_some();
+        let replacing = table.clone();
         let result = self
             .kernel
-            .call(|k| match k.table_exists(crate::nft::TABLE_NAME)? {
-                true => Ok(false),
-                false => k.replace_table(&plan::bootstrap_table()).map(|()| true),
-            })
+            .call(
+                move |k| match !ours && k.table_exists(crate::nft::TABLE_NAME)? {
+                    true => Ok(false),
+                    false => k.replace_table(&replacing).map(|()| true),
+                },
+            )
             .await;
         match result {
             Ok(true) => {
                 self.transactions += 1;
                 self.shown.table_note("fail-closed table installed");
                 info!("no Docker snapshot yet and no table: installed the fail-closed table");
+                self.bootstrap_installed = Some(table);
             }
             Ok(false) => {
                 self.shown.table_note("kept from an earlier run");
@@ -343,6 +356,18 @@ impl Loop {
         }
         self.bootstrap_checked = true;
         true
+    }
+
+    /// The host's interfaces for the fail-closed table; none when they cannot
+    /// be read, so that every `br-…` interface counts as Docker's (closed).
+    async fn bootstrap_host_facts(&self) -> HostFacts {
+        match crate::source::host::host_facts(&self.handle).await {
+            Ok(host) => host,
+            Err(e) => {
+                warn!("{e}; the fail-closed table takes every br-… interface for Docker's");
+                HostFacts::default()
+            }
+        }
     }
 
     /// Logs each part that failed (and keeps it for `status`); true when none did.

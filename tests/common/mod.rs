@@ -98,6 +98,22 @@ pub fn bootstrap_golden() -> PathBuf {
     rules_dir().join("bootstrap.nft")
 }
 
+/// The fail-closed table of a host with an uplink, Docker's default bridge,
+/// a Docker-named user bridge and the operator's own `br-lan`.
+pub fn bootstrap_table() -> dock6::nft::Table {
+    let interface = |name: &str| dock6::snapshot::Interface {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let host = dock6::snapshot::HostFacts {
+        interfaces: ["eth0", "docker0", "br-0123456789ab", "br-lan"]
+            .map(interface)
+            .to_vec(),
+        ..Default::default()
+    };
+    dock6::plan::bootstrap_table(&host)
+}
+
 /// Runs `f` on a new thread that first moves into a fresh, empty network
 /// namespace of its own (`unshare(CLONE_NEWNET)` affects only the calling
 /// thread). Netlink sockets opened and processes spawned from that thread

@@ -31,6 +31,9 @@ pub(crate) mod k {
     pub const META_NFPROTO: u32 = 15;
     pub const META_L4PROTO: u32 = 16;
 
+    /// `lookup` flag: the key is not in the set.
+    pub const LOOKUP_F_INV: u32 = 1;
+
     pub const CT_STATE: u32 = 0;
     pub const CT_STATUS: u32 = 2;
     pub const CT_DST_IP6: u32 = 22;
@@ -105,6 +108,8 @@ pub(crate) enum Expr {
         dreg: Option<u32>,
         set: String,
         set_id: Option<u32>,
+        /// NFT_LOOKUP_F_INV: matches when the key is not in the set.
+        invert: bool,
     },
     Fib {
         flags: u32,

@@ -49,7 +49,7 @@ impl RuleExprs<'_> {
         match m {
             Match::NfprotoIpv6 { negate } => self.nfproto_ipv6(*negate),
             Match::IfName { dir, negate, name } => self.ifname(*dir, *negate, name)?,
-            Match::IfNameInSet { dir, set } => self.ifname_in(*dir, set),
+            Match::IfNameInSet { dir, negate, set } => self.ifname_in(*dir, *negate, set),
             Match::CtState(states) => self.ct_state(states),
             Match::CtStatusDnat => self.ct_bits(k::CT_STATUS, k::CT_STATUS_DNAT),
             Match::Ip6 { field, negate, net } => self.ip6_addr(*field, *negate, net),
@@ -94,10 +94,10 @@ impl RuleExprs<'_> {
         Ok(())
     }
 
-    /// `iifname|oifname @SET`
-    fn ifname_in(&mut self, dir: Direction, set: &str) {
+    /// `iifname|oifname [!=] @SET`
+    fn ifname_in(&mut self, dir: Direction, negate: bool, set: &str) {
         self.meta(ifname_key(dir));
-        self.lookup(set, None);
+        self.lookup_with(set, None, negate);
     }
 
     /// `ct state STATE,…`
@@ -358,11 +358,17 @@ impl RuleExprs<'_> {
 
     /// `@SET` (or `map @SET` into `dreg`) on the key in NFT_REG_1.
     fn lookup(&mut self, set: &str, dreg: Option<u32>) {
+        self.lookup_with(set, dreg, false);
+    }
+
+    /// The same; `invert` matches when the key is not in the set.
+    fn lookup_with(&mut self, set: &str, dreg: Option<u32>, invert: bool) {
         self.out.push(Expr::Lookup {
             sreg: k::REG_1,
             dreg,
             set: set.to_string(),
             set_id: (self.set_id)(set),
+            invert,
         });
     }
 

@@ -51,7 +51,8 @@ pub(super) fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
             dreg,
             set,
             set_id,
-        } => lookup(&x, *sreg, *dreg, set, *set_id)?,
+            invert,
+        } => lookup(&x, *sreg, *dreg, set, *set_id, *invert)?,
         Expr::Fib {
             flags,
             result,
@@ -128,8 +129,12 @@ fn lookup<'x>(
     dreg: Option<u32>,
     set: &str,
     set_id: Option<u32>,
+    invert: bool,
 ) -> Result<&'x NewExpr, EncodeError> {
     x.u32(sys::NFTNL_EXPR_LOOKUP_SREG, sreg);
+    if invert {
+        x.u32(sys::NFTNL_EXPR_LOOKUP_FLAGS, k::LOOKUP_F_INV);
+    }
     if let Some(d) = dreg {
         x.u32(sys::NFTNL_EXPR_LOOKUP_DREG, d);
     }
