@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
+use common::netns::Netns;
 use common::probe::{Arrivals, Place, ping, send_udp};
 use common::web::{
     HOST, INTERNET, PROMPTLY, UPSTREAM, address_of, answers, ipv6_network, ipv6_network_with,
@@ -362,5 +363,207 @@ fn ndp_proxy_refuses_the_routers_and_the_hosts_addresses() {
     assert!(
         ping(&upstream(&lab), INTERNET, ORDINARY),
         "control: the upstream pings the ordinary container\n{entries}the host's route: {route}"
+    );
+}
+
+/// The Linux bridge Docker made for `network`.
+fn bridge_of(lab: &DockerLab, network: &str) -> String {
+    let id = lab.docker(&["network", "inspect", "-f", "{{.Id}}", network]);
+    format!("br-{}", &id.trim()[..12])
+}
+
+/// Gives a container on an IPv4-only network an IPv6 source and a way out
+/// through its bridge, from outside (as root): a container with NET_RAW,
+/// one of Docker's default capabilities, needs neither to send such a frame.
+fn forge_ipv6_path(lab: &DockerLab, name: &str, network: &str, source: &str) {
+    let bridge = bridge_of(lab, network);
+    let mac = lab
+        .host_ns()
+        .exec_ok(&["cat", &format!("/sys/class/net/{bridge}/address")]);
+    let inside = container(lab, name);
+    inside.run_ok("sysctl", &["-qw", "net.ipv6.conf.eth0.disable_ipv6=0"]);
+    let address = format!("{source}/128");
+    inside.run_ok("ip", &["-6", "addr", "add", &address, "dev", "eth0", "nodad"]);
+    inside.run_ok("ip", &["-6", "route", "replace", "default", "dev", "eth0"]);
+    inside.run_ok(
+        "ip",
+        &[
+            "-6", "neigh", "replace", INTERNET, "lladdr", mac.trim(), "dev", "eth0", "nud",
+            "permanent",
+        ],
+    );
+}
+
+/// Container `name` sends IPv6 from `source` to the internet behind the
+/// upstream. Control before dock6 runs: it arrives (the path exists and the
+/// host forwards). With dock6: nothing arrives, while a container of a
+/// managed NAT66 network, on the same path and after it, still does.
+fn sends_nothing_out_once_dock6_runs(lab: &DockerLab, name: &str, source: &str) -> Agent {
+    ipv6_network(lab, "managed", "fd00:1::/64");
+    run_server(lab, "control", "managed", &[]);
+    let control = address_of(lab, "control", "managed");
+    // The operator's host forwards IPv6 already (so dock6 does not restrict
+    // forwarding to Docker's traffic: only the seal can stop these).
+    lab.host_ns()
+        .sysctl("net.ipv6.conf.all.forwarding", "1");
+    let arrivals = Arrivals::new(upstream(lab));
+    arrivals.count("before", "udp dport 7101");
+    arrivals.count("sealed", "udp dport 7102");
+    arrivals.count("managed", "udp dport 7103");
+    let inside = container(lab, name);
+    send_udp(&inside, Some(source), INTERNET, 7101, 3);
+    let before = arrivals.wait_for("before", SETTLE);
+    assert!(
+        before > 0,
+        "control: before dock6 runs, {name}'s datagram from {source} arrives upstream"
+    );
+
+    let agent = Agent::start(lab, "");
+    agent.wait_for_log("reconciled", PROMPTLY);
+    send_udp(&inside, Some(source), INTERNET, 7102, 3);
+    send_udp(&container(lab, "control"), Some(&control), INTERNET, 7103, 3);
+    let managed = arrivals.wait_for("managed", SETTLE);
+    let sealed = arrivals.packets("sealed");
+    eprintln!("figure: UDP arrivals upstream: before dock6 {before}, managed {managed}, sealed {sealed}");
+    assert!(managed > 0, "control: the managed network's container reaches the upstream");
+    assert_eq!(
+        sealed,
+        0,
+        "{name}'s datagram from {source} arrives upstream with dock6 running\n{}",
+        agent.log()
+    );
+    agent
+}
+
+#[test]
+fn ipv4_only_network_sends_no_ipv6() {
+    let Some(_serial) = one_at_a_time("ipv4_only_network_sends_no_ipv6") else {
+        return;
+    };
+    let lab = DockerLab::up("atkv4", lab::Options::default());
+    lab.docker(&["network", "create", "--subnet", "172.28.2.0/24", "v4only"]);
+    run_server(&lab, "inside", "v4only", &[]);
+    const FORGED: &str = "2001:db8:77::5";
+    forge_ipv6_path(&lab, "inside", "v4only", FORGED);
+    sends_nothing_out_once_dock6_runs(&lab, "inside", FORGED);
+}
+
+#[test]
+fn off_network_sends_nothing_beyond_its_bridge() {
+    let Some(_serial) = one_at_a_time("off_network_sends_nothing_beyond_its_bridge") else {
+        return;
+    };
+    let lab = DockerLab::up("atkoffout", lab::Options::default());
+    ipv6_network_with(
+        &lab,
+        "quiet",
+        "2001:db8:2::/64",
+        &["--label", "dock6.mode=off"],
+    );
+    run_server(&lab, "inside", "quiet", &[]);
+    run_server(&lab, "peer", "quiet", &[]);
+    let (inside, peer) = (
+        address_of(&lab, "inside", "quiet"),
+        address_of(&lab, "peer", "quiet"),
+    );
+    sends_nothing_out_once_dock6_runs(&lab, "inside", &inside);
+    assert!(
+        ping(&container(&lab, "inside"), &inside, &peer),
+        "control: containers of the off network still reach each other on their bridge"
+    );
+}
+
+#[test]
+fn refused_network_sends_nothing_out() {
+    let Some(_serial) = one_at_a_time("refused_network_sends_nothing_out") else {
+        return;
+    };
+    let lab = DockerLab::up("atkrefused", lab::Options::default());
+    // Shorter than /48: dock6 refuses to plan for it.
+    ipv6_network(&lab, "wide", "fd00:ab00::/40");
+    run_server(&lab, "inside", "wide", &[]);
+    let inside = address_of(&lab, "inside", "wide");
+    let agent = sends_nothing_out_once_dock6_runs(&lab, "inside", &inside);
+    assert!(
+        agent.log().contains("refused"),
+        "control: dock6 refused the network\n{}",
+        agent.log()
+    );
+}
+
+const LAN_HOST: &str = "2001:db8:50::2";
+
+/// Whether the operator's LAN host and the upstream reach each other both ways.
+fn lan_routes(lab: &DockerLab, lan: &Netns) -> (bool, bool) {
+    let inbound = ping(&upstream(lab), UPSTREAM, LAN_HOST)
+        && lab.upstream_ns().tcp(sock(LAN_HOST, 7000)).is_ok();
+    let outbound = ping(&Place::Netns(lan.name.clone()), LAN_HOST, INTERNET);
+    (inbound, outbound)
+}
+
+/// A router's own LAN on `br-lan`, beside Docker: dock6 takes it neither for
+/// a Docker bridge nor for one it has not seen yet, in the steady table or
+/// in the fail-closed one. Controls: the LAN routes before dock6 runs, and
+/// dock6's guards are in force for Docker's bridges at the same time.
+#[test]
+fn the_operators_br_lan_is_left_alone() {
+    let Some(_serial) = one_at_a_time("the_operators_br_lan_is_left_alone") else {
+        return;
+    };
+    let lab = DockerLab::up("atklan", lab::Options::default());
+    let host = lab.host_ns();
+    let lan = Netns::new("lan");
+    host.ip("link add br-lan type bridge");
+    host.ip("link set br-lan up");
+    host.ip("-6 addr add 2001:db8:50::1/64 dev br-lan nodad");
+    host.ip(&format!("link add lan0 type veth peer name eth0 netns {}", lan.name));
+    host.ip("link set lan0 master br-lan up");
+    lan.ip("link set eth0 up");
+    lan.ip(&format!("-6 addr add {LAN_HOST}/64 dev eth0 nodad"));
+    lan.ip("-6 route add default via 2001:db8:50::1");
+    let _server = lan.tcp_echo_peer(7000);
+    route_via_host(&lab, "2001:db8:50::/64");
+    route_via_host(&lab, "2001:db8:3::/64");
+    host.sysctl("net.ipv6.conf.all.forwarding", "1");
+    assert_eq!(
+        lan_routes(&lab, &lan),
+        (true, true),
+        "control: before dock6, the upstream and the LAN reach each other"
+    );
+
+    ipv6_network(&lab, "rt", "2001:db8:3::/64");
+    run_server(&lab, "web", "rt", &["8080:80"]);
+    let web = address_of(&lab, "web", "rt");
+    let mut agent = Agent::start(&lab, "");
+    let up = lab.upstream_ns();
+    agent.wait_for_log("reconciled", PROMPTLY);
+    answers(&up, sock(&web, 80), UPSTREAM, &agent);
+    assert!(
+        refused(&up, sock(&web, 9000)),
+        "control: dock6 guards Docker's bridge (an unpublished port is refused)"
+    );
+    assert_eq!(
+        lan_routes(&lab, &lan),
+        (true, true),
+        "with dock6 running, the upstream and the operator's LAN on br-lan (inbound, outbound)\n{}",
+        agent.log()
+    );
+
+    // The fail-closed table: no table, and a Docker that does not answer.
+    assert!(agent.stop(), "dock6 stops on SIGTERM");
+    host.exec_ok(&["nft", "delete", "table", "inet", "dock6"]);
+    let dir = lab.lab.dir.join("bootstrap");
+    std::fs::create_dir_all(&dir).expect("create the agent's directory");
+    let agent = Agent::start_in(&host, "unix:///run/dock6-no-such-docker.sock", &dir, "");
+    agent.wait_for_log("installed the fail-closed table", PROMPTLY);
+    assert!(
+        refused(&up, sock(&web, 80)),
+        "control: the fail-closed table closes Docker's bridge to new inbound"
+    );
+    assert_eq!(
+        lan_routes(&lab, &lan),
+        (true, true),
+        "with the fail-closed table, the upstream and the operator's LAN on br-lan (inbound, outbound)\n{}",
+        agent.log()
     );
 }
