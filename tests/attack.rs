@@ -383,12 +383,23 @@ fn forge_ipv6_path(lab: &DockerLab, name: &str, network: &str, source: &str) {
     let inside = container(lab, name);
     inside.run_ok("sysctl", &["-qw", "net.ipv6.conf.eth0.disable_ipv6=0"]);
     let address = format!("{source}/128");
-    inside.run_ok("ip", &["-6", "addr", "add", &address, "dev", "eth0", "nodad"]);
+    inside.run_ok(
+        "ip",
+        &["-6", "addr", "add", &address, "dev", "eth0", "nodad"],
+    );
     inside.run_ok("ip", &["-6", "route", "replace", "default", "dev", "eth0"]);
     inside.run_ok(
         "ip",
         &[
-            "-6", "neigh", "replace", INTERNET, "lladdr", mac.trim(), "dev", "eth0", "nud",
+            "-6",
+            "neigh",
+            "replace",
+            INTERNET,
+            "lladdr",
+            mac.trim(),
+            "dev",
+            "eth0",
+            "nud",
             "permanent",
         ],
     );
@@ -404,8 +415,7 @@ fn sends_nothing_out_once_dock6_runs(lab: &DockerLab, name: &str, source: &str) 
     let control = address_of(lab, "control", "managed");
     // The operator's host forwards IPv6 already (so dock6 does not restrict
     // forwarding to Docker's traffic: only the seal can stop these).
-    lab.host_ns()
-        .sysctl("net.ipv6.conf.all.forwarding", "1");
+    lab.host_ns().sysctl("net.ipv6.conf.all.forwarding", "1");
     let arrivals = Arrivals::new(upstream(lab));
     arrivals.count("before", "udp dport 7101");
     arrivals.count("sealed", "udp dport 7102");
@@ -421,11 +431,22 @@ fn sends_nothing_out_once_dock6_runs(lab: &DockerLab, name: &str, source: &str) 
     let agent = Agent::start(lab, "");
     agent.wait_for_log("reconciled", PROMPTLY);
     send_udp(&inside, Some(source), INTERNET, 7102, 3);
-    send_udp(&container(lab, "control"), Some(&control), INTERNET, 7103, 3);
+    send_udp(
+        &container(lab, "control"),
+        Some(&control),
+        INTERNET,
+        7103,
+        3,
+    );
     let managed = arrivals.wait_for("managed", SETTLE);
     let sealed = arrivals.packets("sealed");
-    eprintln!("figure: UDP arrivals upstream: before dock6 {before}, managed {managed}, sealed {sealed}");
-    assert!(managed > 0, "control: the managed network's container reaches the upstream");
+    eprintln!(
+        "figure: UDP arrivals upstream: before dock6 {before}, managed {managed}, sealed {sealed}"
+    );
+    assert!(
+        managed > 0,
+        "control: the managed network's container reaches the upstream"
+    );
     assert_eq!(
         sealed,
         0,
@@ -516,7 +537,10 @@ fn the_operators_br_lan_is_left_alone() {
     host.ip("link add br-lan type bridge");
     host.ip("link set br-lan up");
     host.ip("-6 addr add 2001:db8:50::1/64 dev br-lan nodad");
-    host.ip(&format!("link add lan0 type veth peer name eth0 netns {}", lan.name));
+    host.ip(&format!(
+        "link add lan0 type veth peer name eth0 netns {}",
+        lan.name
+    ));
     host.ip("link set lan0 master br-lan up");
     lan.ip("link set eth0 up");
     lan.ip(&format!("-6 addr add {LAN_HOST}/64 dev eth0 nodad"));

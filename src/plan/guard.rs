@@ -306,11 +306,12 @@ pub(super) fn not_docker_chain() -> Chain {
 
 /// Source checks before DNAT: a packet from a bridge carries an address of
 /// that network; a packet from anywhere else carries none of a Docker
-/// network's; a Docker bridge without a network dock6 plans for (IPv4-only,
-/// refused, not seen yet) brings no other source at all, so a container
-/// there cannot send IPv6 from an address of its choosing. Link-local and
-/// unspecified sources (neighbour discovery, DAD) are never forwarded and
-/// pass; so does the host's own traffic to itself.
+/// network's; the bridge of an IPv4-only or refused network brings no other
+/// source at all, so a container there cannot send IPv6 from an address of
+/// its choosing. A Docker bridge not seen yet has no known subnet: what it
+/// sends is not forwarded (see [`forward_tail`]), but it may still answer
+/// the host. Link-local and unspecified sources (neighbour discovery, DAD)
+/// are never forwarded and pass; so does the host's own traffic to itself.
 pub(super) fn antispoof_chain(guard: &Guard) -> Chain {
     let unspecified = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 128).expect("/128 is a valid prefix");
     let link_local = link_local_prefix();
@@ -337,12 +338,9 @@ pub(super) fn antispoof_chain(guard: &Guard) -> Chain {
     rules.push(
         rule()
             .iif_in(SET_UNMANAGED)
-            .comment(
-                "IPv4-only and refused networks, bridges not seen yet: link-local sources only",
-            )
+            .comment("IPv4-only and refused networks: link-local sources only")
             .drop(),
     );
-    rules.extend(unseen_docker_bridges(Direction::In).map(RuleBuilder::drop));
     for (name, subnet) in &guard.foreign_subnets {
         rules.push(
             rule()
