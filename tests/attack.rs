@@ -512,20 +512,61 @@ fn refused_network_sends_nothing_out() {
     );
 }
 
-const LAN_HOST: &str = "2001:db8:50::2";
-
-/// Whether the operator's LAN host and the upstream reach each other both ways.
-fn lan_routes(lab: &DockerLab, lan: &Netns) -> (bool, bool) {
-    let inbound = ping(&upstream(lab), UPSTREAM, LAN_HOST)
-        && lab.upstream_ns().tcp(sock(LAN_HOST, 7000)).is_ok();
-    let outbound = ping(&Place::Netns(lan.name.clone()), LAN_HOST, INTERNET);
-    (inbound, outbound)
+/// An operator's routed LAN behind the host: bridge `bridge` with
+/// `2001:db8:N::1/64`, a LAN host at `2001:db8:N::2` answering TCP on 7000,
+/// and the upstream's route to the prefix via the host.
+struct OperatorLan {
+    ns: Netns,
+    host_address: String,
+    _server: common::netns::Server,
 }
 
-/// A router's own LAN on `br-lan`, beside Docker: dock6 takes it neither for
-/// a Docker bridge nor for one it has not seen yet, in the steady table or
-/// in the fail-closed one. Controls: the LAN routes before dock6 runs, and
-/// dock6's guards are in force for Docker's bridges at the same time.
+impl OperatorLan {
+    fn new(lab: &DockerLab, bridge: &str, n: u16) -> OperatorLan {
+        let (host, ns) = (lab.host_ns(), Netns::new("lan"));
+        let prefix = format!("2001:db8:{n:x}::");
+        host.ip(&format!("link add {bridge} type bridge"));
+        host.ip(&format!("link set {bridge} up"));
+        host.ip(&format!("-6 addr add {prefix}1/64 dev {bridge} nodad"));
+        let port = format!("{bridge}p");
+        host.ip(&format!(
+            "link add {port} type veth peer name eth0 netns {}",
+            ns.name
+        ));
+        host.ip(&format!("link set {port} master {bridge} up"));
+        ns.ip("link set eth0 up");
+        ns.ip(&format!("-6 addr add {prefix}2/64 dev eth0 nodad"));
+        ns.ip(&format!("-6 route add default via {prefix}1"));
+        route_via_host(lab, &format!("{prefix}/64"));
+        let _server = ns.tcp_echo_peer(7000);
+        OperatorLan {
+            ns,
+            host_address: format!("{prefix}2"),
+            _server,
+        }
+    }
+
+    /// Whether its host and the upstream reach each other (inbound, outbound).
+    fn routes(&self, lab: &DockerLab) -> (bool, bool) {
+        let inbound = ping(&upstream(lab), UPSTREAM, &self.host_address)
+            && lab
+                .upstream_ns()
+                .tcp(sock(&self.host_address, 7000))
+                .is_ok();
+        let outbound = ping(
+            &Place::Netns(self.ns.name.clone()),
+            &self.host_address,
+            INTERNET,
+        );
+        (inbound, outbound)
+    }
+}
+
+/// A router's own LANs on `br-lan` (there before dock6) and `br-dmz` (made
+/// while it runs), beside Docker: dock6 takes them neither for Docker
+/// bridges nor for ones it has not seen yet, in the steady table or in the
+/// fail-closed one. Controls: the LAN routes before dock6 runs, and dock6's
+/// guards are in force for Docker's bridges at the same time.
 #[test]
 fn the_operators_br_lan_is_left_alone() {
     let Some(_serial) = one_at_a_time("the_operators_br_lan_is_left_alone") else {
@@ -533,24 +574,11 @@ fn the_operators_br_lan_is_left_alone() {
     };
     let lab = DockerLab::up("atklan", lab::Options::default());
     let host = lab.host_ns();
-    let lan = Netns::new("lan");
-    host.ip("link add br-lan type bridge");
-    host.ip("link set br-lan up");
-    host.ip("-6 addr add 2001:db8:50::1/64 dev br-lan nodad");
-    host.ip(&format!(
-        "link add lan0 type veth peer name eth0 netns {}",
-        lan.name
-    ));
-    host.ip("link set lan0 master br-lan up");
-    lan.ip("link set eth0 up");
-    lan.ip(&format!("-6 addr add {LAN_HOST}/64 dev eth0 nodad"));
-    lan.ip("-6 route add default via 2001:db8:50::1");
-    let _server = lan.tcp_echo_peer(7000);
-    route_via_host(&lab, "2001:db8:50::/64");
+    let lan = OperatorLan::new(&lab, "br-lan", 0x50);
     route_via_host(&lab, "2001:db8:3::/64");
     host.sysctl("net.ipv6.conf.all.forwarding", "1");
     assert_eq!(
-        lan_routes(&lab, &lan),
+        lan.routes(&lab),
         (true, true),
         "control: before dock6, the upstream and the LAN reach each other"
     );
@@ -567,11 +595,15 @@ fn the_operators_br_lan_is_left_alone() {
         "control: dock6 guards Docker's bridge (an unpublished port is refused)"
     );
     assert_eq!(
-        lan_routes(&lab, &lan),
+        lan.routes(&lab),
         (true, true),
         "with dock6 running, the upstream and the operator's LAN on br-lan (inbound, outbound)\n{}",
         agent.log()
     );
+    let dmz = OperatorLan::new(&lab, "br-dmz", 0x51);
+    agent.wait_until("the LAN on br-dmz routes both ways", PROMPTLY, || {
+        dmz.routes(&lab) == (true, true)
+    });
 
     // The fail-closed table: no table, and a Docker that does not answer.
     assert!(agent.stop(), "dock6 stops on SIGTERM");
@@ -584,10 +616,12 @@ fn the_operators_br_lan_is_left_alone() {
         refused(&up, sock(&web, 80)),
         "control: the fail-closed table closes Docker's bridge to new inbound"
     );
-    assert_eq!(
-        lan_routes(&lab, &lan),
-        (true, true),
-        "with the fail-closed table, the upstream and the operator's LAN on br-lan (inbound, outbound)\n{}",
-        agent.log()
-    );
+    for (bridge, lan) in [("br-lan", &lan), ("br-dmz", &dmz)] {
+        assert_eq!(
+            lan.routes(&lab),
+            (true, true),
+            "with the fail-closed table, the upstream and the operator's LAN on {bridge} (inbound, outbound)\n{}",
+            agent.log()
+        );
+    }
 }
