@@ -80,6 +80,7 @@ pub fn with_conn<R>(f: impl FnOnce(&Conn) -> io::Result<R>) -> io::Result<R> {
         _ => Registered::new(ns, Conn::open()?),
     };
     let result = f(&conn.conn);
+    crate::apply::progress::beat();
     if result.is_ok() && !conn.conn.is_spent() {
         CONN.with(|c| *c.borrow_mut() = Some(conn));
     }
