@@ -13,9 +13,11 @@
 mod common;
 
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 use common::icmp6::{icmp6_listener, receive};
 use common::netns::Netns;
+use dock6::apply::progress::{self, Heartbeat};
 use dock6::apply::{
     DOCK6_NEIGH_PROTOCOL, HostError, SysctlAction, apply_sysctl, list_proxy_entries, read_sysctl,
     remove_all_dock6_entries, send_unsolicited_na, sync_proxy_entries,
@@ -216,6 +218,33 @@ fn proxy_entries_are_tagged_and_listed() {
         ns.netlink(|h| async move { sync_proxy_entries(&h, &desired).await.expect("sync") });
     assert!(!report.changed());
     assert_eq!(report.unchanged, 3);
+}
+
+/// Adding and removing proxy entries marks progress once per entry, so
+/// that the agent's watchdog times each entry, not a whole pass of them.
+#[test]
+fn each_proxy_entry_marks_progress() {
+    if !common::require_root("each_proxy_entry_marks_progress") {
+        return;
+    }
+    let ns = namespace("ndp-progress");
+    let many: Vec<ProxyEntry> = (1..=200)
+        .map(|i| entry("up0", &format!("2001:db8:5::{i:x}")))
+        .collect();
+    let heartbeat = Heartbeat::new();
+    let marked = Arc::clone(&heartbeat);
+    let (added, removed) = ns.netlink(|h| async move {
+        progress::install(marked);
+        let added = sync_proxy_entries(&h, &many).await.expect("sync");
+        let removed = sync_proxy_entries(&h, &[]).await.expect("sync");
+        (added, removed)
+    });
+    assert_eq!((added.added.len(), removed.removed.len()), (200, 200));
+    assert!(
+        heartbeat.beats() >= 400,
+        "{} beats for 200 entries added and 200 removed",
+        heartbeat.beats()
+    );
 }
 
 #[test]

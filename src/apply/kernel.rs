@@ -154,6 +154,7 @@ impl Kernel for LinuxKernel {
                 {
                     warn!("{e}");
                 }
+                super::progress::beat();
             }
             Ok::<_, HostError>(report)
         })?)

@@ -15,6 +15,7 @@ pub(crate) mod nfnetlink;
 pub mod nftables;
 mod pass;
 pub mod probe;
+pub mod progress;
 pub mod routes;
 pub mod sysctl;
 

@@ -26,7 +26,7 @@ use rtnetlink::packet_route::neighbour::{
 use rtnetlink::packet_route::route::RouteProtocol;
 use tracing::{debug, info, warn};
 
-use super::HostError;
+use super::{HostError, progress};
 use crate::plan::ProxyEntry;
 
 /// The `NDA_PROTOCOL` value that marks a proxy-NDP entry as dock6's own
@@ -189,10 +189,12 @@ async fn add_entry(handle: &Handle, ifindex: u32, entry: &ProxyEntry) -> Result<
         .push(NeighbourAttribute::Protocol(RouteProtocol::from(
             DOCK6_NEIGH_PROTOCOL,
         )));
-    request.execute().await.map_err(netlink(format!(
+    let added = request.execute().await.map_err(netlink(format!(
         "adding proxy-NDP entry {} on {} (container {}, network {})",
         entry.address, entry.interface, entry.container, entry.network
-    )))
+    )));
+    progress::beat();
+    added
 }
 
 async fn delete_entry(handle: &Handle, entry: &ProxyNeighbour) -> Result<(), HostError> {
@@ -207,7 +209,7 @@ async fn delete_entry(handle: &Handle, entry: &ProxyNeighbour) -> Result<(), Hos
         .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
             entry.address,
         )));
-    handle
+    let deleted = handle
         .neighbours()
         .del(message)
         .execute()
@@ -216,7 +218,9 @@ async fn delete_entry(handle: &Handle, entry: &ProxyNeighbour) -> Result<(), Hos
             "deleting proxy-NDP entry {} on {}",
             entry.address,
             entry.interface_label()
-        )))
+        )));
+    progress::beat();
+    deleted
 }
 
 /// Makes the kernel's dock6-tagged proxy entries exactly `desired`: adds the

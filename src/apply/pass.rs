@@ -357,7 +357,9 @@ fn apply_sysctl(
     kernel: &mut dyn Kernel,
     setting: &SysctlSetting,
 ) -> Result<SysctlOutcome, ApplyError> {
-    let outcome = kernel.apply_sysctl(setting)?;
+    let outcome = kernel.apply_sysctl(setting);
+    super::progress::beat();
+    let outcome = outcome?;
     debug!("{outcome}");
     if setting.name == "accept_ra" && outcome.changed() {
         // Forwarding is about to stop the kernel from soliciting: ask now.

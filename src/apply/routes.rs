@@ -16,8 +16,8 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::{Handle, RouteMessageBuilder};
 use tracing::info;
 
-use super::HostError;
 use super::ndp::link_names;
+use super::{HostError, progress};
 use crate::plan::HostRoute;
 
 /// The route protocol that marks a route as dock6's (`proto 214`, the same
@@ -125,6 +125,7 @@ pub async fn sync_host_routes(
                 "adding route {}/128 dev {} (container {})",
                 route.address, route.interface, route.container
             )));
+        progress::beat();
         match added {
             Ok(()) => {
                 info!(address = %route.address, interface = %route.interface, "host route added");
@@ -147,7 +148,7 @@ pub async fn sync_host_routes(
 }
 
 async fn delete(handle: &Handle, route: &Dock6Route) -> Result<(), HostError> {
-    handle
+    let deleted = handle
         .route()
         .del(message(route.address, route.ifindex))
         .execute()
@@ -155,7 +156,9 @@ async fn delete(handle: &Handle, route: &Dock6Route) -> Result<(), HostError> {
         .map_err(netlink(format!(
             "deleting route {}/128 (ifindex {})",
             route.address, route.ifindex
-        )))?;
+        )));
+    progress::beat();
+    deleted?;
     info!(address = %route.address, "host route removed");
     Ok(())
 }

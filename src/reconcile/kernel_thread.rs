@@ -1,21 +1,29 @@
 //! The kernel lives on a thread of its own: nftnl objects are not `Send`, and
 //! the netlink calls block. The loop sends it closures and awaits the answer.
 //!
-//! A job that panics, a thread that is gone, or a call that does not answer
-//! within its timeout leaves the kernel side in an unknown state (a stuck
-//! thread would also hold every later call): the thread is then marked dead
-//! for good, and the loop ends the process so that systemd restarts it.
+//! A job that panics, a thread that is gone, or a call whose thread makes no
+//! progress for its timeout leaves the kernel side in an unknown state (a
+//! stuck thread would also hold every later call): the thread is then marked
+//! dead for good, and the loop ends the process so that systemd restarts it.
+//!
+//! The timeout applies to each kernel operation, not to a whole call: the
+//! thread marks every operation it finishes ([`crate::apply::progress`]),
+//! and a call is stuck only when no operation has finished for the timeout.
+//! A pass that adds thousands of proxy entries takes as long as it takes;
+//! one netlink request that never returns is caught.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Mutex, mpsc};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::apply::progress::{self, Heartbeat};
 use crate::apply::{ApplyError, LinuxKernel};
 
-/// How long one kernel call may take: netlink answers in milliseconds, and
-/// the netfilter socket itself gives up after 10 s.
+/// How long one kernel operation may take (a call fails when its thread
+/// finishes none for this long): netlink answers in milliseconds, and the
+/// netfilter socket itself gives up after 10 s.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
@@ -27,7 +35,7 @@ pub enum KernelThreadError {
     Panicked(String),
     #[error("the kernel thread is gone")]
     Gone,
-    #[error("a kernel call did not finish within {0:?}: the kernel thread is stuck")]
+    #[error("a kernel operation did not finish within {0:?}: the kernel thread is stuck")]
     Timeout(Duration),
 }
 
@@ -35,6 +43,9 @@ pub enum KernelThreadError {
 pub struct KernelThread<S = LinuxKernel> {
     jobs: mpsc::Sender<Job<S>>,
     timeout: Duration,
+    /// Marked by the thread at the start of each job and after each kernel
+    /// operation.
+    heartbeat: Arc<Heartbeat>,
     dead: Mutex<Option<KernelThreadError>>,
 }
 
@@ -45,16 +56,20 @@ impl KernelThread<LinuxKernel> {
 }
 
 impl<S: 'static> KernelThread<S> {
-    /// Starts the thread, which builds its state with `make`.
+    /// Starts the thread, which builds its state with `make`. A call fails
+    /// as stuck when the thread marks no progress for `timeout`.
     pub fn start_with(
         make: impl FnOnce() -> Result<S, ApplyError> + Send + 'static,
         timeout: Duration,
     ) -> Result<KernelThread<S>, ApplyError> {
         let (jobs, rx) = mpsc::channel::<Job<S>>();
         let (ready_tx, ready_rx) = mpsc::channel();
+        let heartbeat = Heartbeat::new();
+        let thread_heartbeat = Arc::clone(&heartbeat);
         std::thread::Builder::new()
             .name("dock6-kernel".into())
             .spawn(move || {
+                progress::install(thread_heartbeat);
                 let mut state = match make() {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
@@ -76,6 +91,7 @@ impl<S: 'static> KernelThread<S> {
         Ok(KernelThread {
             jobs,
             timeout,
+            heartbeat,
             dead: Mutex::new(None),
         })
     }
@@ -109,16 +125,24 @@ impl<S: 'static> KernelThread<S> {
         &self,
         f: impl FnOnce(&mut S) -> Result<T, ApplyError> + Send + 'static,
     ) -> Result<Result<T, ApplyError>, KernelThreadError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         let job: Job<S> = Box::new(move |state: &mut S| {
+            progress::beat();
             let outcome = catch_unwind(AssertUnwindSafe(|| f(state))).map_err(panic_message);
             let _ = tx.send(outcome);
         });
+        let sent = Instant::now();
         self.jobs.send(job).map_err(|_| KernelThreadError::Gone)?;
-        match tokio::time::timeout(self.timeout, rx).await {
-            Err(_) => Err(KernelThreadError::Timeout(self.timeout)),
-            Ok(Err(_)) => Err(KernelThreadError::Gone),
-            Ok(Ok(outcome)) => outcome.map_err(KernelThreadError::Panicked),
+        loop {
+            // Progress marked before this call was sent is not this call's.
+            let since = self.heartbeat.last().max(sent);
+            let deadline = tokio::time::Instant::from_std(since + self.timeout);
+            match tokio::time::timeout_at(deadline, &mut rx).await {
+                Err(_) if self.heartbeat.last() > since => continue,
+                Err(_) => return Err(KernelThreadError::Timeout(self.timeout)),
+                Ok(Err(_)) => return Err(KernelThreadError::Gone),
+                Ok(Ok(outcome)) => return outcome.map_err(KernelThreadError::Panicked),
+            }
         }
     }
 }
@@ -175,6 +199,42 @@ mod tests {
             })
             .await
             .expect_err("timeout");
+        assert!(e.to_string().contains("stuck"), "{e}");
+        assert!(matches!(thread.dead(), Some(KernelThreadError::Timeout(_))));
+    }
+
+    /// Sleeps `steps` times `step`, marking progress after each.
+    fn steady(steps: u32, step: Duration) -> Result<u32, ApplyError> {
+        for _ in 0..steps {
+            std::thread::sleep(step);
+            crate::apply::progress::beat();
+        }
+        Ok(steps)
+    }
+
+    #[tokio::test]
+    async fn a_job_making_progress_is_not_stuck_however_long_it_takes() {
+        // Three times the timeout in all, a tenth of it between two steps.
+        let thread = counter(Duration::from_millis(1000));
+        let done = thread
+            .call(|_| steady(30, Duration::from_millis(100)))
+            .await;
+        assert_eq!(done.ok(), Some(30), "a job making progress is not stuck");
+        assert_eq!(thread.dead(), None);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_stops_making_progress_is_stuck() {
+        let thread = counter(Duration::from_millis(300));
+        let e = thread
+            .call(|_| {
+                steady(5, Duration::from_millis(30))?;
+                // One operation that does not return (in time).
+                std::thread::sleep(Duration::from_secs(3));
+                Ok(())
+            })
+            .await
+            .expect_err("no progress for longer than the timeout");
         assert!(e.to_string().contains("stuck"), "{e}");
         assert!(matches!(thread.dead(), Some(KernelThreadError::Timeout(_))));
     }

@@ -8,7 +8,13 @@
 //! message that asked for one (`NLM_F_ACK`), errors included: all are read
 //! back. Replies for other sequence numbers (left over from an earlier,
 //! failed exchange on this socket) are skipped.
+//!
+//! A batch the kernel refuses may leave replies on the socket that were
+//! never read: acknowledgements of the messages it took before refusing the
+//! whole. Such a socket is marked spent ([`Conn::is_spent`]) and not used
+//! again (see [`super::with_conn`]).
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -27,8 +33,10 @@ const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Reserves `count` consecutive sequence numbers and returns the first.
-/// They start from the clock, so that a fresh process does not reuse the
-/// numbers of an earlier one whose replies might still be queued.
+/// They increase across every exchange of the process, so that no two
+/// exchanges share a number, and they start from the clock, so that a fresh
+/// process does not reuse the numbers of an earlier one whose replies might
+/// still be queued.
 pub fn next_seq(count: u32) -> u32 {
     let _ = SEQ.compare_exchange(
         0,
@@ -55,6 +63,8 @@ fn invalid(e: codec::Malformed) -> io::Error {
 pub struct Conn {
     socket: Socket,
     portid: u32,
+    /// A batch failed on this socket: replies of it may still be queued.
+    spent: Cell<bool>,
 }
 
 impl AsRawFd for Conn {
@@ -76,11 +86,18 @@ impl Conn {
         Ok(Conn {
             socket,
             portid: addr.port_number(),
+            spent: Cell::new(false),
         })
     }
 
     pub fn portid(&self) -> u32 {
         self.portid
+    }
+
+    /// Whether a batch failed on this socket, so that replies of it may
+    /// still be queued: the socket is not to be used again.
+    pub fn is_spent(&self) -> bool {
+        self.spent.get()
     }
 
     /// Joins a multicast group (e.g. `NFNLGRP_NFTABLES`).
@@ -152,7 +169,20 @@ impl Conn {
     /// Sends `batch` in one call and returns the acks for the sequence
     /// numbers in `expected`. An error for `begin` (the batch-begin
     /// message's sequence number) is a batch-level failure and ends the wait.
+    ///
+    /// Any error marks the socket spent: the kernel refuses a batch whole,
+    /// and when it refuses it at commit it acknowledges each message as
+    /// taken only after reporting the failure, so acknowledgements of a
+    /// failed batch can remain queued after the wait ends.
     pub fn transact(&self, batch: &[u8], begin: u32, expected: &[u32]) -> io::Result<Vec<Ack>> {
+        let acks = self.exchange(batch, begin, expected)?;
+        if acks.iter().any(|a| a.errno != 0) {
+            self.spent.set(true);
+        }
+        Ok(acks)
+    }
+
+    fn exchange(&self, batch: &[u8], begin: u32, expected: &[u32]) -> io::Result<Vec<Ack>> {
         sys::raise_send_buffer(&self.socket, batch.len() + 64 * 1024);
         // Each ack is its own skb; leave generous room per ack.
         sys::raise_receive_buffer(
@@ -191,7 +221,7 @@ impl Conn {
 
     /// One request that asked for an ack (`NLM_F_ACK`): its ack.
     pub fn request(&self, request: &[u8], seq: u32) -> io::Result<Option<Ack>> {
-        Ok(self.transact(request, seq, &[seq])?.into_iter().next())
+        Ok(self.exchange(request, seq, &[seq])?.into_iter().next())
     }
 
     /// Sends one dump request (sequence number `seq`) and hands each message

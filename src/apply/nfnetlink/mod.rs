@@ -20,3 +20,5 @@ mod sys;
 
 pub use conn::{Conn, next_seq};
 pub use own_sockets::{is_own_socket, thread_netns, with_conn};
+#[cfg(test)]
+pub(crate) use sys::enter_fresh_netns;

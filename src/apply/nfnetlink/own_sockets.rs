@@ -69,8 +69,8 @@ pub fn thread_netns() -> Option<u64> {
 /// Runs `f` with this thread's cached socket, opening one if there is none
 /// or if the thread has moved to another network namespace since (a socket
 /// stays in the namespace it was created in). A socket that saw an I/O
-/// error is not kept. The socket is registered (see [`is_own_socket`])
-/// before anything is sent through it.
+/// error, or a failed batch ([`Conn::is_spent`]), is not kept. The socket
+/// is registered (see [`is_own_socket`]) before anything is sent through it.
 pub fn with_conn<R>(f: impl FnOnce(&Conn) -> io::Result<R>) -> io::Result<R> {
     // Without /proc the namespace is unknown: 0 stands for it, on both sides.
     let ns = thread_netns().unwrap_or(0);
@@ -80,7 +80,8 @@ pub fn with_conn<R>(f: impl FnOnce(&Conn) -> io::Result<R>) -> io::Result<R> {
         _ => Registered::new(ns, Conn::open()?),
     };
     let result = f(&conn.conn);
-    if result.is_ok() {
+    crate::apply::progress::beat();
+    if result.is_ok() && !conn.conn.is_spent() {
         CONN.with(|c| *c.borrow_mut() = Some(conn));
     }
     result

@@ -74,3 +74,15 @@ pub fn register_readable<T: AsRawFd>(socket: T) -> io::Result<AsyncFd<T>> {
     // same fd.
     unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(io::Error::from)
 }
+
+/// Moves the calling thread (only it) into a new, empty network namespace,
+/// which goes away with the thread: for tests that talk to the kernel.
+#[cfg(test)]
+pub(crate) fn enter_fresh_netns() -> io::Result<()> {
+    // SAFETY: unshare(2) with CLONE_NEWNET takes no pointers and changes
+    // only the calling thread's network namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

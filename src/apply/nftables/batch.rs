@@ -43,10 +43,17 @@ const NFNL_BATCH_GENID: u16 = 1;
 pub(super) type ElemValues = (ValueBytes, Option<ValueBytes>);
 
 /// A batch being built: one contiguous buffer, begin … end.
+///
+/// Each message takes its sequence number from the process-wide counter as
+/// it is added, however many the batch ends up holding: no two batches
+/// share a number, so a reply left on the socket by an earlier batch can
+/// never pass for one of this batch's.
 pub(super) struct Batch {
     begin_seq: u32,
     buf: Vec<u8>,
     scratch: Scratch,
+    /// The number the next message (or the end marker) gets, already taken
+    /// from the counter.
     next_seq: u32,
     entries: Vec<(u32, What)>,
 }
@@ -72,16 +79,22 @@ impl Batch {
     /// `generation` (else the whole batch fails with ERESTART, nothing
     /// changed): for a batch built from what a dump showed.
     pub(super) fn at_generation(expected_messages: usize, generation: Option<u32>) -> Batch {
-        let base = next_seq(expected_messages as u32 + 2);
+        let begin_seq = next_seq(1);
         let mut buf = Vec::with_capacity(4096);
-        batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, base, generation);
+        batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, begin_seq, generation);
         Batch {
-            begin_seq: base,
+            begin_seq,
             buf,
             scratch: Scratch::new(),
-            next_seq: base.wrapping_add(1),
-            entries: Vec::new(),
+            next_seq: next_seq(1),
+            entries: Vec::with_capacity(expected_messages),
         }
+    }
+
+    /// The sequence number of the message being added; the one after it is
+    /// taken from the counter.
+    fn advance(&mut self) -> u32 {
+        std::mem::replace(&mut self.next_seq, next_seq(1))
     }
 
     /// Appends one message (asking for an ack) standing for `what`.
@@ -92,7 +105,7 @@ impl Batch {
         msg: &Msg<'_>,
         what: What,
     ) -> Result<(), NftError> {
-        let seq = self.next_seq;
+        let seq = self.advance();
         ffi::build(
             &mut self.scratch,
             ty,
@@ -106,7 +119,6 @@ impl Batch {
             reason: e.to_string(),
         })?;
         self.entries.push((seq, what));
-        self.next_seq = seq.wrapping_add(1);
         Ok(())
     }
 
@@ -120,14 +132,13 @@ impl Batch {
         what: What,
         fill: impl FnOnce(&mut MsgWriter<'_>),
     ) {
-        let seq = self.next_seq;
+        let seq = self.advance();
         let msg_type = u16::from(NFNL_SUBSYS_NFTABLES) << 8 | ty;
         let flags = NLM_F_REQUEST | flags | NLM_F_ACK;
         let mut w = MsgWriter::begin(&mut self.buf, msg_type, flags, seq, NFPROTO_INET, 0);
         fill(&mut w);
         w.finish();
         self.entries.push((seq, what));
-        self.next_seq = seq.wrapping_add(1);
     }
 
     /// Whether no message was added (begin only).
@@ -232,14 +243,13 @@ pub(super) fn push_elements(
 ) -> Result<(), NftError> {
     let mut elems = elems.peekable();
     while elems.peek().is_some() {
-        let seq = batch.next_seq;
+        let seq = batch.advance();
         let elements = element_message(&mut batch.buf, (ty, flags, seq), target, &mut elems)?;
         let what = What::Elems {
             set: target.set.to_string(),
             elements,
         };
         batch.entries.push((seq, what));
-        batch.next_seq = seq.wrapping_add(1);
     }
     Ok(())
 }
@@ -291,5 +301,190 @@ fn element_message(
     match failed {
         Some(e) => Err(e),
         None => Ok(taken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::nfnetlink::codec::{ENOENT, NLM_F_CREATE};
+    use crate::apply::nfnetlink::{Conn, enter_fresh_netns};
+    use crate::apply::nftables::{NFT_MSG_DELTABLE, NFT_MSG_NEWSET, NFT_MSG_NEWTABLE};
+
+    // linux/netfilter/nf_tables.h
+    const NFTA_TABLE_NAME: u16 = 1;
+    const NFTA_SET_TABLE: u16 = 1;
+    const NFTA_SET_NAME: u16 = 2;
+    const NFTA_SET_FLAGS: u16 = 3;
+    const NFTA_SET_KEY_TYPE: u16 = 4;
+    const NFTA_SET_KEY_LEN: u16 = 5;
+    const NFTA_SET_ID: u16 = 10;
+    const NFT_SET_ANONYMOUS: u32 = 0x1;
+    const NFT_SET_CONSTANT: u32 = 0x2;
+
+    fn seqs_of(batch: &Batch) -> Vec<u32> {
+        std::iter::once(batch.begin_seq)
+            .chain(batch.entries.iter().map(|(s, _)| *s))
+            .collect()
+    }
+
+    fn add_table(batch: &mut Batch, name: &str) {
+        let what = What::Text(format!("table inet {name}"));
+        batch.push_attrs(NFT_MSG_NEWTABLE, NLM_F_CREATE, what, |w| {
+            w.put_str(NFTA_TABLE_NAME, name);
+        });
+    }
+
+    /// Refused by the kernel on its own (ENOENT): the batch fails at
+    /// that message.
+    fn delete_missing_table(batch: &mut Batch) {
+        let what = What::Text("delete table inet missing".into());
+        batch.push_attrs(NFT_MSG_DELTABLE, 0, what, |w| {
+            w.put_str(NFTA_TABLE_NAME, "missing");
+        });
+    }
+
+    /// An anonymous set no rule binds: each message is taken, and the
+    /// kernel refuses the batch as a whole when it commits it (EINVAL),
+    /// after which it still acknowledges every message as done.
+    fn unbound_anonymous_set(batch: &mut Batch, table: &str) {
+        let what = What::Text("an anonymous set no rule uses".into());
+        batch.push_attrs(NFT_MSG_NEWSET, NLM_F_CREATE, what, |w| {
+            w.put_str(NFTA_SET_TABLE, table)
+                .put_str(NFTA_SET_NAME, "__set%d")
+                .put(
+                    NFTA_SET_FLAGS,
+                    &(NFT_SET_ANONYMOUS | NFT_SET_CONSTANT).to_be_bytes(),
+                )
+                .put(NFTA_SET_KEY_TYPE, &7u32.to_be_bytes())
+                .put(NFTA_SET_KEY_LEN, &4u32.to_be_bytes())
+                .put(NFTA_SET_ID, &1u32.to_be_bytes());
+        });
+    }
+
+    #[test]
+    fn a_batch_that_outgrows_its_estimate_shares_no_number_with_the_next() {
+        // Estimated at one message, holding five (as a set with more
+        // elements than one message carries does).
+        let mut first = Batch::new(1);
+        for i in 0..5 {
+            add_table(&mut first, &format!("t{i}"));
+        }
+        let mut second = Batch::new(1);
+        add_table(&mut second, "t");
+        let first_seqs = seqs_of(&first);
+        let shared: Vec<u32> = seqs_of(&second)
+            .into_iter()
+            .filter(|s| first_seqs.contains(s))
+            .collect();
+        assert!(
+            shared.is_empty(),
+            "sequence numbers {shared:?} are in both batches (first {first_seqs:?}, second {:?})",
+            seqs_of(&second)
+        );
+    }
+
+    /// Whether kernel tests can run; under CI (`CI=true`) they must.
+    fn require_root(test: &str) -> bool {
+        let root = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .map(|l| l.split_whitespace().nth(2) == Some("0"))
+            })
+            .unwrap_or(false);
+        if !root && std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: cannot run: needs root, and CI=true makes kernel tests mandatory");
+        }
+        if !root {
+            eprintln!("SKIPPED {test}: needs root");
+        }
+        root
+    }
+
+    /// Runs `f` on a thread of its own in a fresh network namespace.
+    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            enter_fresh_netns().expect("unshare(CLONE_NEWNET)");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// A batch the kernel refuses whole at commit leaves acknowledgements
+    /// on the socket; a batch sent after it on the same thread whose
+    /// numbers overlap must not take them for its own: its refused message
+    /// must still make it fail.
+    #[test]
+    fn a_batch_is_not_answered_by_the_acks_of_a_failed_one() {
+        if !require_root("a_batch_is_not_answered_by_the_acks_of_a_failed_one") {
+            return;
+        }
+        in_fresh_netns(|| {
+            let mut setup = Batch::new(1);
+            add_table(&mut setup, "t");
+            setup.commit(&|_, _| None).expect("table t added");
+
+            // Built before the failing batch, sent after it; estimated at
+            // one message, it holds six: one refused by the kernel, where
+            // its numbers meet the failing batch's message if they do.
+            let mut later = Batch::new(1);
+            let mut failing = Batch::new(1);
+            unbound_anonymous_set(&mut failing, "t");
+            let failing_messages: Vec<u32> = failing.entries.iter().map(|(s, _)| *s).collect();
+            let mut refused_one = false;
+            for i in 0..6 {
+                let meets = failing_messages.contains(&later.next_seq);
+                if meets || (i == 5 && !refused_one) {
+                    delete_missing_table(&mut later);
+                    refused_one = true;
+                } else {
+                    add_table(&mut later, "t");
+                }
+            }
+
+            let e = failing
+                .commit(&|_, _| None)
+                .expect_err("an unbound anonymous set is refused at commit");
+            assert!(e.errno().is_some(), "the kernel refused it: {e}");
+            let e = later
+                .commit(&|_, _| None)
+                .expect_err("deleting a missing table fails the batch (reported as done instead)");
+            assert_eq!(e.errno(), Some(ENOENT), "{e}");
+        });
+    }
+
+    /// Sends `batch` on `conn` itself (not the thread's socket).
+    fn send_on(conn: &Conn, mut batch: Batch) -> Vec<codec::Ack> {
+        batch_marker(&mut batch.buf, NFNL_MSG_BATCH_END, batch.next_seq, None);
+        let seqs: Vec<u32> = batch.entries.iter().map(|(s, _)| *s).collect();
+        conn.transact(&batch.buf, batch.begin_seq, &seqs)
+            .expect("the kernel answers")
+    }
+
+    #[test]
+    fn a_socket_that_carried_a_refused_batch_is_spent() {
+        if !require_root("a_socket_that_carried_a_refused_batch_is_spent") {
+            return;
+        }
+        in_fresh_netns(|| {
+            let conn = Conn::open().expect("a netfilter socket");
+            let mut taken = Batch::new(1);
+            add_table(&mut taken, "t");
+            let acks = send_on(&conn, taken);
+            assert!(acks.iter().all(|a| a.errno == 0), "{acks:?}");
+            assert!(
+                !conn.is_spent(),
+                "a batch that went in leaves the socket usable"
+            );
+
+            let mut refused = Batch::new(1);
+            unbound_anonymous_set(&mut refused, "t");
+            let acks = send_on(&conn, refused);
+            assert!(acks.iter().any(|a| a.errno != 0), "refused: {acks:?}");
+            assert!(conn.is_spent(), "a refused batch may leave replies queued");
+        });
     }
 }
