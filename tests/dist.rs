@@ -66,6 +66,18 @@ fn the_unit_verifies_and_has_what_the_daemon_relies_on() {
         !unit.contains("ProtectKernelTunables=yes"),
         "dock6 writes /proc/sys/net"
     );
+    // A bounded descriptor budget (soft and hard alike), with room for
+    // what dock6 holds at most: netlink and Docker sockets, status
+    // clients, 16 metrics connections.
+    let nofile = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .unwrap_or_else(|| panic!("LimitNOFILE= not in the unit"));
+    let nofile: u64 = nofile
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("LimitNOFILE={nofile}: one number, no infinity"));
+    assert!((256..=65536).contains(&nofile), "LimitNOFILE={nofile}");
     let dir = std::env::temp_dir().join(format!("dock6-dist-{}", std::process::id()));
     let verified = verify_unit(&unit, Path::new(env!("CARGO_BIN_EXE_dock6")), &dir);
     // The control: a unit with a mistake in it does not verify.

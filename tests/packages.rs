@@ -3,8 +3,10 @@
 //! apt, which brings its dependencies; the binary runs there and the
 //! installed unit passes `systemd-analyze verify`; the root booted with
 //! systemd (systemd-nspawn) starts the unit, which gets ready, keeps its
-//! watchdog fed and answers `dock6 status`; removing the package keeps the
-//! config. `cargo xtask install` into the same root (after the .deb is
+//! watchdog fed and answers `dock6 status`; installed again there (systemd
+//! running) it is still not started, and a newer version installed over the
+//! running agent restarts it on the new binary; removing the package keeps
+//! the config. `cargo xtask install` into the same root (after the .deb is
 //! removed) keeps the operator's config and its unit verifies too. Needs
 //! root. (The image is proven in tests/operators.rs, against the lab's
 //! dockerd.)
@@ -25,6 +27,9 @@ fn sources() -> Sources {
         version: env!("CARGO_PKG_VERSION").into(),
     }
 }
+
+/// The version of the `.deb` that upgrades the one under test.
+const NEXT_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+1");
 
 /// `argv` in the root: (success, stdout + stderr).
 fn in_debian(root: &Path, argv: &[&str]) -> (bool, String) {
@@ -162,6 +167,7 @@ fn start_the_unit(root: &Path, log: &Path) {
     std::fs::create_dir_all(&dropin).unwrap();
     std::fs::write(dropin.join("watchdog.conf"), "[Service]\nWatchdogSec=2s\n").unwrap();
     let booted = Booted::boot(root, log);
+    installing_with_systemd_running_starts_nothing(&booted);
     let (ok, text) = booted.run(&["systemctl", "start", "dock6"]);
     assert!(ok, "systemctl start dock6: {text}");
     assert_eq!(booted.show("ActiveState"), "active");
@@ -208,12 +214,79 @@ fn start_the_unit(root: &Path, log: &Path) {
         "journald stamps the line, dock6 does not: {line}"
     );
 
+    an_upgrade_restarts_the_running_agent(&booted);
+
     let (ok, text) = booted.run(&["systemctl", "stop", "dock6"]);
     assert!(ok, "{text}");
     let (ok, status) = booted.run(&["dock6", "status"]);
     assert!(!ok && status.contains("no agent is running"), "{status}");
     let (ok, _) = booted.run(&["nft", "list", "table", "inet", "dock6"]);
     assert!(ok, "stopping leaves the rules in the kernel");
+}
+
+/// The package removed and installed again while systemd runs: its
+/// maintainer scripts see systemd, and still the unit is not started.
+fn installing_with_systemd_running_starts_nothing(booted: &Booted) {
+    let (ok, text) = booted.run(&["dpkg", "--remove", "dock6"]);
+    assert!(ok, "dpkg --remove dock6: {text}");
+    let (ok, text) = booted.run(&["dpkg", "--install", "/var/tmp/dock6.deb"]);
+    assert!(ok, "dpkg --install dock6.deb: {text}");
+    assert_eq!(booted.show("ActiveState"), "inactive", "a fresh install");
+    assert_eq!(booted.show("UnitFileState"), "disabled", "a fresh install");
+}
+
+/// `/var/tmp/dock6-next.deb` installed over the running agent: systemd runs
+/// the new binary in a new process, and the table is still in the kernel.
+fn an_upgrade_restarts_the_running_agent(booted: &Booted) {
+    let before = booted.show("MainPID");
+    let (ok, text) = booted.run(&["dpkg", "--install", "/var/tmp/dock6-next.deb"]);
+    assert!(ok, "dpkg --install dock6-next.deb: {text}");
+    let (_, version) = booted.run(&["dpkg-query", "-W", "-f=${Version}", "dock6"]);
+    assert_eq!(version.trim(), NEXT_VERSION);
+    let after = booted.show("MainPID");
+    let (_, running) = booted.run(&["readlink", &format!("/proc/{after}/exe")]);
+    assert!(
+        after != before && after != "0" && running.trim() == "/usr/sbin/dock6",
+        "the agent runs on after the upgrade as pid {after} (pid {before} before), \
+         its binary {running:?}\n{text}"
+    );
+    assert_eq!(booted.show("ActiveState"), "active");
+    let (ok, status) = booted.run(&["dock6", "status"]);
+    assert!(ok, "the new agent answers: {status}");
+    let (ok, table) = booted.run(&["nft", "list", "table", "inet", "dock6"]);
+    assert!(ok && table.contains("oifname \"docker0\""), "{table}");
+}
+
+/// A copy of the package `deb` that says it is `version` (what it holds is
+/// the same); its path. Repacked with fast compression: building the
+/// package again would compress the binary again, for a minute.
+fn with_version(deb: &Path, version: &str, dir: &Path) -> PathBuf {
+    let tree = dir.join("repacked");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("run dpkg-deb");
+        assert!(out.status.success(), "{cmd:?}: {out:?}");
+    };
+    run(Command::new("dpkg-deb")
+        .arg("--raw-extract")
+        .arg(deb)
+        .arg(&tree));
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).expect("DEBIAN/control");
+    let text: String = text
+        .lines()
+        .map(|l| match l.starts_with("Version:") {
+            true => format!("Version: {version}\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&control, text).expect("write DEBIAN/control");
+    let out = dir.join(format!("dock6_{version}.deb"));
+    run(Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group", "-Zgzip", "-z1"])
+        .arg(&tree)
+        .arg(&out));
+    std::fs::remove_dir_all(&tree).expect("remove the repacked tree");
+    out
 }
 
 /// Removes the test's folder (a whole Debian root) when the test ends.
@@ -247,6 +320,7 @@ fn the_deb_installs_into_a_clean_debian_root_and_xtask_install_after_it() {
     let dir = &scratch.0;
     std::fs::create_dir_all(dir).unwrap();
     let deb = dock6_pack::deb::build_deb(&sources(), dir).unwrap_or_else(|e| panic!("{e:#}"));
+    let next_deb = with_version(&deb, NEXT_VERSION, dir);
     let root = dir.join("root");
     let started = std::time::Instant::now();
     fresh_root(Path::new(CACHE_DIR), &root).unwrap_or_else(|e| panic!("{e:#}"));
@@ -264,11 +338,12 @@ fn the_deb_installs_into_a_clean_debian_root_and_xtask_install_after_it() {
         "libnftnl11 is not in a clean root (apt must bring it)"
     );
 
-    std::fs::copy(&deb, root.join("tmp/dock6.deb")).unwrap();
+    std::fs::copy(&deb, root.join("var/tmp/dock6.deb")).unwrap();
+    std::fs::copy(&next_deb, root.join("var/tmp/dock6-next.deb")).unwrap();
     let installed = run_in_root(
         &root,
         // Offline (see `in_root`): the dependencies come from the root's cache.
-        &["apt-get", "install", "-y", "-qq", "/tmp/dock6.deb"],
+        &["apt-get", "install", "-y", "-qq", "/var/tmp/dock6.deb"],
     );
     installed.unwrap_or_else(|e| panic!("apt-get install ./dock6.deb: {e:#}"));
     let (ok, version) = in_debian(&root, &["dock6", "--version"]);

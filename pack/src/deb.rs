@@ -2,7 +2,8 @@
 //! `/lib/systemd/system/dock6.service`, `/etc/dock6/dock6.toml` (a
 //! conffile: an operator's edits survive upgrades), `dock6(8)`, the README.
 //! Installing it enables and starts nothing: the operator runs `dock6
-//! check` first, then `systemctl enable --now dock6`.
+//! check` first, then `systemctl enable --now dock6`. Upgrading it restarts
+//! an agent that is running (`try-restart`), so the new binary runs.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -14,9 +15,22 @@ use anyhow::{Context as _, Result, bail};
 use crate::sys::{output, run};
 use crate::{SBIN, Sources, man, stripped_copy};
 
-const POSTINST: &str = "#!/bin/sh\nset -e\n\
-# Installed, not enabled or started: `dock6 check`, then `systemctl enable --now dock6`.\n\
-if [ \"$1\" = configure ] && [ -d /run/systemd/system ]; then\n    systemctl daemon-reload || true\nfi\n";
+const POSTINST: &str = r#"#!/bin/sh
+set -e
+# Installed, not enabled or started: `dock6 check`, then `systemctl enable --now dock6`.
+# On an upgrade ($2: the version replaced) a running agent restarts on the
+# new binary; its table stays in the kernel meanwhile. A stopped one stays stopped.
+if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || true
+    if [ -n "$2" ]; then
+        if command -v deb-systemd-invoke >/dev/null; then
+            deb-systemd-invoke try-restart dock6.service || true
+        else
+            systemctl try-restart dock6.service || true
+        fi
+    fi
+fi
+"#;
 const PRERM: &str = "#!/bin/sh\nset -e\n\
 # Stopping leaves dock6's rules in the kernel; `dock6 cleanup` removes them.\n\
 if [ \"$1\" = remove ] && [ -d /run/systemd/system ]; then\n    systemctl stop dock6.service || true\nfi\n";

@@ -6,12 +6,12 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,11 +19,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tracing::{debug, info};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn};
 
 /// A scraper that holds a connection longer than this is dropped.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more are closed as soon as they are accepted.
+const MAX_CONNECTIONS: usize = 16;
+/// A connection that has not sent a request's headers this long after it
+/// opened (or after its last answer) is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct ResultLabel {
@@ -173,6 +179,8 @@ pub(super) async fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> Result<
 }
 
 async fn accept(listener: TcpListener, metrics: Arc<Metrics>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut refused = Refused::default();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -182,19 +190,57 @@ async fn accept(listener: TcpListener, metrics: Arc<Metrics>) {
                 continue;
             }
         };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = respond(&metrics, &request);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            // A timeout just drops the connection.
-            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                debug!("metrics: connection: {e}");
-            }
-        });
+        // Past the limit the connection is dropped here, closing it: held
+        // connections cannot make dock6 run out of file descriptors.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused.count();
+            continue;
+        };
+        tokio::spawn(serve_connection(stream, metrics.clone(), slot));
+    }
+}
+
+/// One connection, cut when it sends no headers for `HEADER_TIMEOUT` or
+/// lasts `CONNECTION_TIMEOUT`; its slot is free again when it ends.
+async fn serve_connection(stream: TcpStream, metrics: Arc<Metrics>, _slot: OwnedSemaphorePermit) {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let response = respond(&metrics, &request);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    // A timeout just drops the connection.
+    if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+        debug!("metrics: connection: {e}");
+    }
+}
+
+/// Connections closed for want of a slot, logged at most once a minute.
+#[derive(Default)]
+struct Refused {
+    since_logged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl Refused {
+    const LOG_EVERY: Duration = Duration::from_secs(60);
+
+    fn count(&mut self) {
+        self.since_logged += 1;
+        if self
+            .logged_at
+            .is_some_and(|at| at.elapsed() < Self::LOG_EVERY)
+        {
+            return;
+        }
+        warn!(
+            "metrics: {} connection(s) closed unanswered: {MAX_CONNECTIONS} already open",
+            self.since_logged
+        );
+        self.since_logged = 0;
+        self.logged_at = Some(Instant::now());
     }
 }
 
@@ -222,6 +268,110 @@ fn respond(metrics: &Metrics, request: &Request<Incoming>) -> Response<Full<Byte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A server on a loopback port of its own; its address.
+    async fn serving() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let address = listener.local_addr().expect("the bound address");
+        tokio::spawn(accept(listener, Arc::new(Metrics::new())));
+        address
+    }
+
+    /// A connection that sends nothing, or (`partial`) a request line and
+    /// never the end of its headers.
+    async fn held(address: SocketAddr, partial: bool) -> TcpStream {
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        if partial {
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                .await
+                .expect("send a partial request");
+        }
+        stream
+    }
+
+    /// What reading `stream` to its end brings before `deadline`: `Some`
+    /// once the server closed it (an answer, or "" for none; a reset counts
+    /// as closed), `None` while it is still open.
+    async fn until_closed(
+        stream: &mut TcpStream,
+        deadline: tokio::time::Instant,
+    ) -> Option<String> {
+        let mut answer = Vec::new();
+        match tokio::time::timeout_at(deadline, stream.read_to_end(&mut answer)).await {
+            Err(_) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        }
+    }
+
+    /// `GET /metrics` on a new connection; what came back before it closed.
+    async fn scrape(address: SocketAddr) -> Option<String> {
+        let mut stream = TcpStream::connect(address).await.ok()?;
+        let request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        // A refused connection may be gone before the request is written.
+        let _ = stream.write_all(request).await;
+        until_closed(
+            &mut stream,
+            tokio::time::Instant::now() + 2 * HEADER_TIMEOUT,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_unanswered() {
+        let address = serving().await;
+        let mut holding = Vec::new();
+        for i in 0..MAX_CONNECTIONS {
+            holding.push(held(address, i % 2 == 0).await);
+        }
+        let past = scrape(address).await;
+        assert_eq!(
+            past.as_deref(),
+            Some(""),
+            "a connection past the {MAX_CONNECTIONS} held ones is closed without an answer"
+        );
+        // The control: once the holders leave, a scrape is answered.
+        drop(holding);
+        let deadline = tokio::time::Instant::now() + 2 * HEADER_TIMEOUT;
+        loop {
+            let answer = scrape(address).await.unwrap_or_default();
+            if answer.contains("dock6_build_info") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no metrics after the holders left: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_without_headers_are_cut_and_scrapes_answer_after() {
+        let address = serving().await;
+        let opened = tokio::time::Instant::now();
+        let mut holding = Vec::new();
+        for i in 0..MAX_CONNECTIONS + 4 {
+            holding.push(held(address, i % 2 == 0).await);
+        }
+        // Well before the per-connection limit, which would cut them too.
+        const { assert!(2 * HEADER_TIMEOUT.as_secs() < CONNECTION_TIMEOUT.as_secs()) };
+        let deadline = opened + 2 * HEADER_TIMEOUT;
+        for (i, stream) in holding.iter_mut().enumerate() {
+            assert!(
+                until_closed(stream, deadline).await.is_some(),
+                "connection {i}, sending no complete headers, still open {:?} after it opened",
+                2 * HEADER_TIMEOUT
+            );
+        }
+        // The control: the server still answers a scrape.
+        let answer = scrape(address).await.unwrap_or_default();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        assert!(answer.contains("dock6_build_info"), "{answer:?}");
+    }
 
     #[test]
     fn every_metric_is_in_the_text() {
