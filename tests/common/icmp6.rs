@@ -87,3 +87,71 @@ pub fn receive(socket: &socket2::Socket, kind: u8) -> Received {
         }
     }
 }
+
+/// A whole IPv6 packet carrying a neighbour solicitation for `target` from
+/// `source` to `destination` (hop limit 255, checksum computed), with a
+/// source link-layer address option when `lladdr` is given: what a node
+/// sends, including duplicate address detection (source `::`), which a
+/// socket cannot send with the kernel choosing the source.
+pub fn neighbour_solicitation_packet(
+    source: Ipv6Addr,
+    destination: Ipv6Addr,
+    target: Ipv6Addr,
+    lladdr: Option<[u8; 6]>,
+) -> Vec<u8> {
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    if let Some(mac) = lladdr {
+        icmp.extend_from_slice(&[1, 1]);
+        icmp.extend_from_slice(&mac);
+    }
+    let checksum = icmp6_checksum(source, destination, &icmp);
+    icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    let mut packet = vec![0x60, 0, 0, 0];
+    packet.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    packet.extend_from_slice(&[58, 255]);
+    packet.extend_from_slice(&source.octets());
+    packet.extend_from_slice(&destination.octets());
+    packet.extend_from_slice(&icmp);
+    packet
+}
+
+/// The ICMPv6 checksum (RFC 4443 §2.3): over the pseudo-header and the message.
+fn icmp6_checksum(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> u16 {
+    let mut bytes = Vec::with_capacity(40 + message.len() + 1);
+    bytes.extend_from_slice(&source.octets());
+    bytes.extend_from_slice(&destination.octets());
+    bytes.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 58]);
+    bytes.extend_from_slice(message);
+    if bytes.len() % 2 == 1 {
+        bytes.push(0);
+    }
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends a whole IPv6 `packet` (header included) out of `device` towards
+/// `destination`, from the calling thread's namespace.
+pub fn send_ipv6_packet(device: &str, destination: Ipv6Addr, packet: &[u8]) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    // IPPROTO_RAW: the caller writes the IPv6 header itself.
+    let socket = Socket::new(
+        Domain::IPV6,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )
+    .expect("raw IPv6 socket");
+    socket
+        .bind_device(Some(device.as_bytes()))
+        .expect("bind to device");
+    let to = SockAddr::from(std::net::SocketAddrV6::new(destination, 0, 0, 0));
+    let sent = socket.send_to(packet, &to).expect("send the packet");
+    assert_eq!(sent, packet.len(), "sent whole");
+}
