@@ -18,6 +18,10 @@ pub const MAP_DNAT_ANY: &str = "dnat_any";
 pub const MAP_DNAT_ADDR: &str = "dnat_addr";
 /// `container address : egress address` (label `dock6.egress-address`).
 pub const MAP_EGRESS_ADDRESSES: &str = "egress_addresses";
+/// With `na_source = "target"`: the proxied addresses dock6 answers
+/// neighbour solicitations for itself (as the target field of a neighbour
+/// advertisement).
+pub const SET_ND_TARGETS: &str = "nd_targets";
 
 /// One published-port mapping, as the DNAT maps hold it: packets of `proto`
 /// to the host's `host_port` go to `[target]:target_port`.
@@ -108,7 +112,7 @@ pub(super) fn network_sets(managed: &[&NetworkPlan], guard: &Guard) -> Vec<Set> 
 }
 
 /// The order of the sets in the table (and in its text form).
-pub(super) const SET_ORDER: [&str; 10] = [
+pub(super) const SET_ORDER: [&str; 11] = [
     SET_BRIDGES,
     SET_SEALED,
     SET_OPEN_PORTS,
@@ -119,11 +123,12 @@ pub(super) const SET_ORDER: [&str; 10] = [
     SET_UNFILTERED,
     SET_ONLINK_ENDPOINTS,
     MAP_EGRESS_ADDRESSES,
+    SET_ND_TARGETS,
 ];
 
 /// The sets and maps whose elements containers contribute, empty: their
 /// names and types (the elements are the planner's, see `planner/`).
-pub(super) fn container_sets(egress_map: bool) -> Vec<Set> {
+pub(super) fn container_sets(egress_map: bool, nd_targets: bool) -> Vec<Set> {
     let mut sets = vec![
         set(SET_SEALED, &[KeyType::Ipv6Addr], &[], vec![]),
         set(
@@ -156,12 +161,22 @@ pub(super) fn container_sets(egress_map: bool) -> Vec<Set> {
             vec![],
         ));
     }
+    // Present whenever dock6 answers for proxied addresses itself, so that
+    // a proxied container adds an element, never a rule or a table replace.
+    if nd_targets {
+        sets.push(set(SET_ND_TARGETS, &[KeyType::NdTarget], &[], vec![]));
+    }
     sets
 }
 
 /// `address`, as the sets `sealed` and `onlink_endpoints` hold it.
 pub(super) fn address_element(address: &Ipv6Addr) -> Element {
     key(vec![Value::Addr(*address)])
+}
+
+/// `address`, as `nd_targets` holds it.
+pub(super) fn nd_target_element(address: &Ipv6Addr) -> Element {
+    key(vec![Value::NdTarget(*address)])
 }
 
 /// `address . proto . port`, as `open_ports` holds it.
