@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use common::agent::Agent;
 use common::fake_docker::{self, Ctr, FakeDocker};
-use common::icmp6::{neighbour_solicitation_packet, send_ipv6_packet};
+use common::icmp6::{
+    bound_device, icmp6_types_passed, neighbour_solicitation_packet, raw_icmp6_sockets_of,
+    send_ipv6_packet,
+};
 use common::lab::{HOST_UPLINK, Lab, UPSTREAM_LINK, sock};
 use common::probe::{Arrivals, Place};
 
@@ -185,7 +188,7 @@ fn na_source_target_answers_solicitations_from_the_proxied_address() {
     );
 }
 
-/// The lab of these tests: the host with a bridge of two containers, the
+/// The lab of these tests (dropped whole, at the end of a test): the host with a bridge of two containers, the
 /// fake Docker listing both, dock6 running with `na_source = "target"` and
 /// answering for both. The host's kernel answers a proxied solicitation at
 /// once (no random proxy delay), so answers leave in the order the
@@ -250,29 +253,46 @@ fn answering(tag: &str) -> Answering {
 }
 
 fn upstream_link_local(lab: &Lab) -> Ipv6Addr {
-    let out = lab.upstream.exec_ok(&[
-        "ip",
-        "-6",
-        "-o",
-        "addr",
-        "show",
-        "dev",
-        UPSTREAM_DEVICE,
-        "scope",
-        "link",
-    ]);
+    link_local_of(lab, UPSTREAM_DEVICE)
+}
+
+/// The link-local address of the upstream's `device`, once not tentative.
+fn link_local_of(lab: &Lab, device: &str) -> Ipv6Addr {
+    let mut out = String::new();
+    for _ in 0..100 {
+        out = lab.upstream.exec_ok(&[
+            "ip",
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            device,
+            "scope",
+            "link",
+            "-tentative",
+        ]);
+        if out.contains("inet6") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     out.split_whitespace()
         .skip_while(|w| *w != "inet6")
         .nth(1)
         .and_then(|cidr| cidr.split('/').next())
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no link-local address on the upstream: {out}"))
+        .unwrap_or_else(|| panic!("no link-local address on the upstream's {device}: {out}"))
 }
 
 fn upstream_mac(lab: &Lab) -> [u8; 6] {
+    mac_of(lab, UPSTREAM_DEVICE)
+}
+
+fn mac_of(lab: &Lab, device: &str) -> [u8; 6] {
     let text = lab
         .upstream
-        .exec_ok(&["cat", &format!("/sys/class/net/{UPSTREAM_DEVICE}/address")]);
+        .exec_ok(&["cat", &format!("/sys/class/net/{device}/address")]);
     let bytes: Vec<u8> = text
         .trim()
         .split(':')
@@ -318,12 +338,8 @@ fn duplicate_address_detection_is_answered_only_at_the_solicited_node_address() 
     if !common::require_root(TEST) {
         return;
     }
-    let Answering {
-        lab,
-        agent,
-        arrivals,
-        ..
-    } = answering("nasdad");
+    let answering = answering("nasdad");
+    let (lab, agent, arrivals) = (&answering.lab, &answering.agent, &answering.arrivals);
     // dock6's answer to detection: from the target, to all nodes, no flag
     // (its unsolicited announcements carry O, its other answers S).
     arrivals.count(
@@ -385,12 +401,8 @@ fn only_the_kernels_answers_for_dock6s_own_targets_are_dropped() {
     if !common::require_root(TEST) {
         return;
     }
-    let Answering {
-        lab,
-        agent,
-        arrivals,
-        ..
-    } = answering("nasown");
+    let answering = answering("nasown");
+    let (lab, agent, arrivals) = (&answering.lab, &answering.agent, &answering.arrivals);
     lab.host
         .ip(&format!("-6 neigh add proxy {OPERATORS} dev eth0"));
     let from_link_local =
@@ -435,5 +447,112 @@ fn only_the_kernels_answers_for_dock6s_own_targets_are_dropped() {
         arrivals.packets("container_link_local"),
         0,
         "control: the kernel's link-local answer for dock6's own target is dropped"
+    );
+}
+
+/// What the kernel has of the agent's receiving raw ICMPv6 sockets (those
+/// that ask for each message's hop limit; the sockets dock6 sends its
+/// answers on come and go): the types its filter passes, its device.
+fn listening_sockets(agent: &Agent) -> Vec<(Vec<u8>, Option<String>)> {
+    raw_icmp6_sockets_of(agent.pid())
+        .into_iter()
+        .filter(|s| {
+            nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::Ipv6RecvHopLimit)
+                .expect("IPV6_RECVHOPLIMIT")
+        })
+        .map(|s| (icmp6_types_passed(&s), bound_device(&s)))
+        .collect()
+}
+
+/// dock6's socket for solicitations is woken by solicitations only, from
+/// the uplink only: the kernel filters ICMPv6 types and interfaces before
+/// dock6 sees anything (everything else the host receives — pings,
+/// advertisements, all of the containers' bridges — never reaches it). Its
+/// options are read from the running agent's socket, as the kernel has them.
+#[test]
+fn the_responders_socket_hears_only_solicitations_on_the_uplink() {
+    const TEST: &str = "the_responders_socket_hears_only_solicitations_on_the_uplink";
+    if !common::require_root(TEST) {
+        return;
+    }
+    let answering = answering("nassock");
+    let agent = &answering.agent;
+    let listening = listening_sockets(agent);
+    assert!(
+        !listening.is_empty(),
+        "dock6 holds a receiving raw ICMPv6 socket while it answers; log:\n{}",
+        agent.log()
+    );
+    for (passed, device) in &listening {
+        assert_eq!(
+            passed,
+            &[135],
+            "only neighbour solicitations pass the filter"
+        );
+        assert_eq!(device.as_deref(), Some("eth0"), "bound to the uplink");
+    }
+}
+
+/// When the uplink changes, the socket listens on the new one, and answers
+/// solicitations that come in there.
+#[test]
+fn the_responder_follows_the_uplink() {
+    const TEST: &str = "the_responder_follows_the_uplink";
+    if !common::require_root(TEST) {
+        return;
+    }
+    let answering = answering("nasmove");
+    let (lab, agent, arrivals) = (&answering.lab, &answering.agent, &answering.arrivals);
+    let on = |device: &str| {
+        let sockets = listening_sockets(&agent);
+        !sockets.is_empty() && sockets.iter().all(|(_, d)| d.as_deref() == Some(device))
+    };
+    wait_until("not listening on eth0", &agent, || on("eth0"));
+    // The link moves to a new pair of interfaces: eth1 in the host, host1
+    // in the upstream, with the same addresses and the default route.
+    lab.host.ip(&format!(
+        "link add eth1 type veth peer name host1 netns {}",
+        lab.upstream.name
+    ));
+    lab.upstream.ip(&format!(
+        "-6 addr del {UPSTREAM_LINK}/64 dev {UPSTREAM_DEVICE}"
+    ));
+    lab.upstream
+        .ip(&format!("-6 addr add {UPSTREAM_LINK}/64 dev host1 nodad"));
+    lab.upstream.ip("link set host1 up");
+    lab.host
+        .ip(&format!("-6 addr del {HOST_UPLINK}/64 dev eth0"));
+    lab.host
+        .ip(&format!("-6 addr add {HOST_UPLINK}/64 dev eth1 nodad"));
+    lab.host.ip("link set eth1 up");
+    lab.host.sysctl("net.ipv6.neigh.eth1.proxy_delay", "0");
+    lab.host.ip(&format!(
+        "-6 route replace default via {UPSTREAM_LINK} dev eth1"
+    ));
+    wait_until("no proxy entry on eth1", &agent, || {
+        lab.host
+            .exec_ok(&["ip", "-6", "neigh", "show", "proxy", "dev", "eth1"])
+            .contains(CONTAINER)
+    });
+    wait_until("not listening on eth1", &agent, || on("eth1"));
+    arrivals.count(
+        "answered_on_host1",
+        &format!(
+            "iifname host1 icmpv6 type nd-neighbor-advert ip6 saddr {CONTAINER} @th,33,1 1 @th,64,128 {CONTAINER_HEX}"
+        ),
+    );
+    let link_local = link_local_of(&lab, "host1");
+    let packet = neighbour_solicitation_packet(
+        link_local,
+        solicited_node(CONTAINER),
+        addr(CONTAINER),
+        Some(mac_of(&lab, "host1")),
+    );
+    lab.upstream
+        .run(|| send_ipv6_packet("host1", solicited_node(CONTAINER), &packet));
+    assert!(
+        arrivals.wait_for("answered_on_host1", WAIT) >= 1,
+        "a solicitation on the new uplink is answered, from the container's address; log:\n{}",
+        agent.log()
     );
 }
