@@ -338,8 +338,8 @@ fn duplicate_address_detection_is_answered_only_at_the_solicited_node_address() 
     if !common::require_root(TEST) {
         return;
     }
-    let answering = answering("nasdad");
-    let (lab, agent, arrivals) = (&answering.lab, &answering.agent, &answering.arrivals);
+    let setup = answering("nasdad");
+    let (lab, agent, arrivals) = (&setup.lab, &setup.agent, &setup.arrivals);
     // dock6's answer to detection: from the target, to all nodes, no flag
     // (its unsolicited announcements carry O, its other answers S).
     arrivals.count(
@@ -356,15 +356,15 @@ fn duplicate_address_detection_is_answered_only_at_the_solicited_node_address() 
     );
     let unspecified = Ipv6Addr::UNSPECIFIED;
     for destination in [addr(HOST_UPLINK), addr("ff02::1")] {
-        solicit(&lab, unspecified, destination, CONTAINER, None);
+        solicit(lab, unspecified, destination, CONTAINER, None);
     }
-    let link_local = upstream_link_local(&lab);
+    let link_local = upstream_link_local(lab);
     solicit(
-        &lab,
+        lab,
         link_local,
         solicited_node(SECOND),
         SECOND,
-        Some(upstream_mac(&lab)),
+        Some(upstream_mac(lab)),
     );
     assert!(
         arrivals.wait_for("marker", WAIT) >= 1,
@@ -378,13 +378,7 @@ fn duplicate_address_detection_is_answered_only_at_the_solicited_node_address() 
     );
 
     // The control: sent where detection sends it, it is answered.
-    solicit(
-        &lab,
-        unspecified,
-        solicited_node(CONTAINER),
-        CONTAINER,
-        None,
-    );
+    solicit(lab, unspecified, solicited_node(CONTAINER), CONTAINER, None);
     assert!(
         arrivals.wait_for("dad_answers", WAIT) >= 1,
         "control: a detection solicitation at the solicited-node address is answered; dock6's log:\n{}",
@@ -401,8 +395,8 @@ fn only_the_kernels_answers_for_dock6s_own_targets_are_dropped() {
     if !common::require_root(TEST) {
         return;
     }
-    let answering = answering("nasown");
-    let (lab, agent, arrivals) = (&answering.lab, &answering.agent, &answering.arrivals);
+    let setup = answering("nasown");
+    let (lab, agent, arrivals) = (&setup.lab, &setup.agent, &setup.arrivals);
     lab.host
         .ip(&format!("-6 neigh add proxy {OPERATORS} dev eth0"));
     let from_link_local =
@@ -416,18 +410,18 @@ fn only_the_kernels_answers_for_dock6s_own_targets_are_dropped() {
             "icmpv6 type nd-neighbor-advert ip6 saddr {CONTAINER} @th,33,1 1 @th,64,128 {CONTAINER_HEX}"
         ),
     );
-    let (link_local, mac) = (upstream_link_local(&lab), upstream_mac(&lab));
+    let (link_local, mac) = (upstream_link_local(lab), upstream_mac(lab));
     // The container first: without proxy delay, the kernel's answer to it
     // would leave before its answer for the operator's address.
     solicit(
-        &lab,
+        lab,
         link_local,
         solicited_node(CONTAINER),
         CONTAINER,
         Some(mac),
     );
     solicit(
-        &lab,
+        lab,
         link_local,
         solicited_node(OPERATORS),
         OPERATORS,
@@ -475,8 +469,8 @@ fn the_responders_socket_hears_only_solicitations_on_the_uplink() {
     if !common::require_root(TEST) {
         return;
     }
-    let answering = answering("nassock");
-    let agent = &answering.agent;
+    let setup = answering("nassock");
+    let agent = &setup.agent;
     let listening = listening_sockets(agent);
     assert!(
         !listening.is_empty(),
@@ -501,13 +495,13 @@ fn the_responder_follows_the_uplink() {
     if !common::require_root(TEST) {
         return;
     }
-    let answering = answering("nasmove");
-    let (lab, agent, arrivals) = (&answering.lab, &answering.agent, &answering.arrivals);
+    let setup = answering("nasmove");
+    let (lab, agent, arrivals) = (&setup.lab, &setup.agent, &setup.arrivals);
     let on = |device: &str| {
-        let sockets = listening_sockets(&agent);
+        let sockets = listening_sockets(agent);
         !sockets.is_empty() && sockets.iter().all(|(_, d)| d.as_deref() == Some(device))
     };
-    wait_until("not listening on eth0", &agent, || on("eth0"));
+    wait_until("not listening on eth0", agent, || on("eth0"));
     // The link moves to a new pair of interfaces: eth1 in the host, host1
     // in the upstream, with the same addresses and the default route.
     lab.host.ip(&format!(
@@ -529,24 +523,24 @@ fn the_responder_follows_the_uplink() {
     lab.host.ip(&format!(
         "-6 route replace default via {UPSTREAM_LINK} dev eth1"
     ));
-    wait_until("no proxy entry on eth1", &agent, || {
+    wait_until("no proxy entry on eth1", agent, || {
         lab.host
             .exec_ok(&["ip", "-6", "neigh", "show", "proxy", "dev", "eth1"])
             .contains(CONTAINER)
     });
-    wait_until("not listening on eth1", &agent, || on("eth1"));
+    wait_until("not listening on eth1", agent, || on("eth1"));
     arrivals.count(
         "answered_on_host1",
         &format!(
             "iifname host1 icmpv6 type nd-neighbor-advert ip6 saddr {CONTAINER} @th,33,1 1 @th,64,128 {CONTAINER_HEX}"
         ),
     );
-    let link_local = link_local_of(&lab, "host1");
+    let link_local = link_local_of(lab, "host1");
     let packet = neighbour_solicitation_packet(
         link_local,
         solicited_node(CONTAINER),
         addr(CONTAINER),
-        Some(mac_of(&lab, "host1")),
+        Some(mac_of(lab, "host1")),
     );
     lab.upstream
         .run(|| send_ipv6_packet("host1", solicited_node(CONTAINER), &packet));
