@@ -295,6 +295,58 @@ fn update_elements_adds_and_removes() {
     });
 }
 
+/// Set `nd_targets` (`typeof @th,64,128`) takes element updates, listed as
+/// nft lists the raw field.
+#[test]
+fn nd_targets_take_element_updates() {
+    if !require_root("nd_targets_take_element_updates") {
+        return;
+    }
+    in_fresh_netns(|| {
+        let mut table = dock6::nft::samples::open_ports_table(0);
+        table.sets.push(Set {
+            name: "nd_targets".into(),
+            key: vec![KeyType::NdTarget],
+            data: vec![],
+            elements: vec![],
+        });
+        replace_table(&table).expect("replace_table");
+        let target = |a: &str| Element {
+            key: vec![Value::NdTarget(a.parse().expect("addr"))],
+            data: vec![],
+        };
+        let (a, b) = (target("2001:db8:1::2"), target("2001:db8:1::3"));
+        let change = |add: bool, e: &Element| match add {
+            true => ElementChange::Add {
+                set: "nd_targets".into(),
+                element: e.clone(),
+            },
+            false => ElementChange::Remove {
+                set: "nd_targets".into(),
+                element: e.clone(),
+            },
+        };
+        update_elements(TABLE_NAME, &[change(true, &a), change(true, &b)]).expect("add");
+        let listing = nft(&["list", "set", "inet", TABLE_NAME, "nd_targets"], None);
+        assert!(listing.contains("typeof @th,64,128"), "{listing}");
+        assert!(
+            listing.contains("0x20010db8000100000000000000000002"),
+            "{listing}"
+        );
+        assert_eq!(listing.matches("0x20010db8").count(), 2, "{listing}");
+        update_elements(TABLE_NAME, &[change(false, &a)]).expect("remove");
+        let listing = nft(&["list", "set", "inet", TABLE_NAME, "nd_targets"], None);
+        assert!(
+            !listing.contains("0x20010db8000100000000000000000002"),
+            "{listing}"
+        );
+        assert!(
+            listing.contains("0x20010db8000100000000000000000003"),
+            "{listing}"
+        );
+    });
+}
+
 #[test]
 fn delete_table_reports_existence() {
     if !require_root("delete_table_reports_existence") {

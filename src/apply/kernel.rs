@@ -8,9 +8,9 @@ use std::net::Ipv6Addr;
 use tracing::warn;
 
 use super::conntrack::{ConntrackError, DnatTarget};
-use super::ndisc::find_link;
+use super::ndisc::{Link, find_link};
 use super::ndp::{ProxyNeighbour, ProxySyncReport};
-use super::ndp_responder::{Answered, Responder};
+use super::ndp_responder::{Answered, Listening, Responder};
 use super::routes::{Dock6Route, RouteSyncReport};
 use super::sysctl::SysctlOutcome;
 use super::{HostError, nftables};
@@ -223,11 +223,28 @@ async fn answer_ourselves(
         None if answered.is_empty() => return Ok(Vec::new()),
         None => responder.insert(Responder::start().map_err(HostError::Responder)?),
     };
+    let on = only_interface(&links);
     Ok(responder
-        .set(answered)
+        .set(answered, on)
+        .map_err(HostError::Responder)?
         .into_iter()
         .filter_map(|a| Some((interface_of.get(&a)?.clone(), a)))
         .collect())
+}
+
+/// The one interface every answered address is proxied on (the uplink), to
+/// listen on; `None` when they are on several (or none exists).
+fn only_interface(links: &BTreeMap<String, Option<Link>>) -> Option<Listening> {
+    let mut present = links
+        .iter()
+        .filter_map(|(name, link)| Some((name, link.as_ref()?)));
+    match (present.next(), present.next()) {
+        (Some((name, link)), None) => Some(Listening {
+            name: name.clone(),
+            index: link.index,
+        }),
+        _ => None,
+    }
 }
 
 /// What happened to the table in one apply.

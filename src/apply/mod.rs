@@ -5,6 +5,7 @@ mod error;
 #[cfg(test)]
 mod fake;
 mod forwarding;
+mod icmp6_filter;
 mod kernel;
 pub mod listing;
 mod memory;

@@ -3,17 +3,18 @@
 //! neighbour advertisements whose source is link-local (ndppd#71), and the
 //! kernel's proxy always answers from the uplink's link-local address. So
 //! dock6 answers from the target address itself, on a raw ICMPv6 socket,
-//! while the ruleset drops the kernel's own answers for proxied targets
-//! (chain `nd_answers`). The kernel's proxy entries stay: they make the
-//! kernel join each address's solicited-node group, so the solicitations
-//! are delivered here at all.
+//! while the ruleset drops the kernel's own answers for these targets (chain
+//! `nd_answers`, set `nd_targets`). The kernel's proxy entries stay: they
+//! make the kernel join each address's solicited-node group, so the
+//! solicitations are delivered here at all.
 //!
-//! Only live proxied addresses are answered (the set the last apply gave),
-//! only solicitations that RFC 4861 §7.1.1 calls valid (hop limit 255, code
-//! 0, a unicast target, no source link-layer option from the unspecified
-//! address), only on the interface the address is proxied on, and at most
-//! [`BURST`] answers at once, [`PER_SECOND`] a second, one per target every
-//! [`PER_TARGET_INTERVAL`]. No `unsafe`: socket2 and nix.
+//! The socket receives neighbour solicitations only (an ICMPv6 filter), on
+//! the interface the addresses are proxied on only (bound to it, again
+//! whenever that interface changes). Only live proxied addresses are
+//! answered (the set the last apply gave), only solicitations that RFC 4861
+//! §7.1.1 calls valid ([`validate`]), only on the interface the address is
+//! proxied on, and at most [`BURST`] answers at once, [`PER_SECOND`] a
+//! second, one per target every [`PER_TARGET_INTERVAL`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, IoSliceMut};
@@ -28,6 +29,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, sets
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
+use super::icmp6_filter;
 use super::ndisc::{Link, send, solicited_advertisement};
 
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
@@ -47,8 +49,19 @@ const POLL: Duration = Duration::from_millis(250);
 /// The proxied addresses answered for, each with the link it is proxied on.
 pub type Answered = BTreeMap<Ipv6Addr, Link>;
 
+/// The interface the socket listens on: its name, and the index the name
+/// had when the socket was bound (an interface made again under the same
+/// name has a new index, and the socket must be bound again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    pub name: String,
+    pub index: u32,
+}
+
 /// The answering thread; stops (and closes its socket) when dropped.
 pub struct Responder {
+    socket: Arc<Socket>,
+    listening: Mutex<Option<Listening>>,
     answered: Arc<Mutex<Answered>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -58,23 +71,28 @@ impl Responder {
     /// Opens the socket in the calling thread's network namespace and starts
     /// answering (for nothing until [`Responder::set`]).
     pub fn start() -> io::Result<Responder> {
-        let socket = listening_socket()?;
+        let socket = Arc::new(listening_socket()?);
         let answered = Arc::new(Mutex::new(Answered::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, s) = (answered.clone(), stop.clone());
+        let (sock, a, s) = (socket.clone(), answered.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("dock6-ndp-answers".into())
-            .spawn(move || serve(&socket, &a, &s))?;
+            .spawn(move || serve(&sock, &a, &s))?;
         Ok(Responder {
+            socket,
+            listening: Mutex::new(None),
             answered,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// Answers for exactly `answered` from now on; returns the addresses
-    /// that were not answered for before (to be announced).
-    pub fn set(&self, answered: Answered) -> Vec<Ipv6Addr> {
+    /// Answers for exactly `answered` from now on, listening on `on` (all
+    /// of `answered` is proxied there; `None`: on every interface, when the
+    /// addresses are proxied on several); returns the addresses that were
+    /// not answered for before (to be announced).
+    pub fn set(&self, answered: Answered, on: Option<Listening>) -> io::Result<Vec<Ipv6Addr>> {
+        self.listen_on(on)?;
         let mut current = self
             .answered
             .lock()
@@ -85,7 +103,25 @@ impl Responder {
             .copied()
             .collect();
         *current = answered;
-        new
+        Ok(new)
+    }
+
+    /// Binds the socket to `on` unless it is bound there already. Messages
+    /// queued from the interface before are still checked against each
+    /// address's interface when answered.
+    fn listen_on(&self, on: Option<Listening>) -> io::Result<()> {
+        let mut listening = self
+            .listening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *listening == on {
+            return Ok(());
+        }
+        self.socket
+            .bind_device(on.as_ref().map(|l| l.name.as_bytes()))?;
+        debug!(interface = ?on.as_ref().map(|l| &l.name), "neighbour solicitations: listening");
+        *listening = on;
+        Ok(())
     }
 }
 
@@ -100,6 +136,7 @@ impl Drop for Responder {
 
 fn listening_socket() -> io::Result<Socket> {
     let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+    icmp6_filter::receive_only(&socket, ND_NEIGHBOR_SOLICIT)?;
     setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true).map_err(io::Error::from)?;
     setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
     socket.set_read_timeout(Some(POLL))?;
@@ -160,11 +197,15 @@ fn serve(socket: &Socket, answered: &Mutex<Answered>, stop: &AtomicBool) {
     }
 }
 
-/// One ICMPv6 message as received, with what the kernel says of it.
+/// One ICMPv6 message as received, with what the kernel says of it (the
+/// kernel has checked its ICMPv6 checksum: it does on every raw ICMPv6
+/// socket, and drops a message whose checksum is wrong).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     pub len: usize,
     pub source: Ipv6Addr,
+    /// The IPv6 destination address it was sent to.
+    pub destination: Option<Ipv6Addr>,
     /// The IPv6 hop limit it arrived with.
     pub hop_limit: Option<u8>,
     /// The interface it arrived on.
@@ -181,11 +222,14 @@ fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
         MsgFlags::empty(),
     )
     .map_err(io::Error::from)?;
-    let (mut hop_limit, mut ifindex) = (None, None);
+    let (mut hop_limit, mut ifindex, mut destination) = (None, None, None);
     for c in msg.cmsgs().map_err(io::Error::from)? {
         match c {
             ControlMessageOwned::Ipv6HopLimit(h) => hop_limit = u8::try_from(h).ok(),
-            ControlMessageOwned::Ipv6PacketInfo(info) => ifindex = Some(info.ipi6_ifindex),
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                ifindex = Some(info.ipi6_ifindex);
+                destination = Some(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+            }
             _ => {}
         }
     }
@@ -193,6 +237,7 @@ fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
     Ok(Received {
         len: msg.bytes,
         source,
+        destination,
         hop_limit,
         ifindex,
     })
@@ -213,18 +258,18 @@ pub struct Answer {
 /// solicitation for an address dock6 answers for on the interface it came
 /// in on.
 pub fn answer_for(received: &Received, packet: &[u8], answered: &Answered) -> Option<Answer> {
-    if received.hop_limit != Some(255) {
-        return None;
-    }
-    let solicitation = parse_solicitation(packet)?;
+    let solicitation = match validate(received, packet) {
+        Ok(s) => s,
+        Err(why) => {
+            debug!(from = %received.source, "neighbour solicitation ignored: {why}");
+            return None;
+        }
+    };
     let link = answered.get(&solicitation.target)?;
     if received.ifindex != Some(link.index) {
         return None;
     }
     let dad = received.source.is_unspecified();
-    if dad && solicitation.source_lladdr {
-        return None;
-    }
     Some(Answer {
         target: solicitation.target,
         destination: if dad { ALL_NODES } else { received.source },
@@ -240,31 +285,84 @@ pub struct Solicitation {
     pub source_lladdr: bool,
 }
 
-/// A neighbour solicitation (type 135, code 0, a unicast target, well-formed
-/// options), or `None`.
-pub fn parse_solicitation(packet: &[u8]) -> Option<Solicitation> {
-    if packet.len() < 24 || packet[0] != ND_NEIGHBOR_SOLICIT || packet[1] != 0 {
-        return None;
+/// Why a message is not a valid neighbour solicitation (RFC 4861 §7.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("hop limit is not 255 (sent from off the link)")]
+    HopLimit,
+    #[error("not a neighbour solicitation")]
+    NotASolicitation,
+    #[error("ICMP code is not 0")]
+    Code,
+    #[error("shorter than 24 bytes")]
+    TooShort,
+    #[error("the target is a multicast (or the unspecified) address")]
+    Target,
+    #[error("an option of length 0, or longer than the message")]
+    OptionLength,
+    #[error("from the unspecified address, but not to a solicited-node address")]
+    DetectionNotToSolicitedNode,
+    #[error("from the unspecified address, with a source link-layer address option")]
+    DetectionWithLinkLayerAddress,
+}
+
+/// `packet`, as `received`, if it is a neighbour solicitation RFC 4861
+/// §7.1.1 calls valid: hop limit 255, type 135, code 0, at least 24 bytes,
+/// a target that is not multicast (nor unspecified), every option of a
+/// length above 0 and within the message; from the unspecified address
+/// (duplicate address detection) only to a solicited-node multicast
+/// address and without a source link-layer address option. (The kernel
+/// checked the checksum; there is no authentication header.)
+pub fn validate(received: &Received, packet: &[u8]) -> Result<Solicitation, Invalid> {
+    if received.hop_limit != Some(255) {
+        return Err(Invalid::HopLimit);
     }
-    let octets: [u8; 16] = packet[8..24].try_into().ok()?;
-    let target = Ipv6Addr::from(octets);
+    let solicitation = parse_solicitation(packet)?;
+    if received.source.is_unspecified() {
+        if !received.destination.is_some_and(is_solicited_node) {
+            return Err(Invalid::DetectionNotToSolicitedNode);
+        }
+        if solicitation.source_lladdr {
+            return Err(Invalid::DetectionWithLinkLayerAddress);
+        }
+    }
+    Ok(solicitation)
+}
+
+/// `ff02::1:ff00:0/104`, the solicited-node multicast addresses.
+fn is_solicited_node(address: Ipv6Addr) -> bool {
+    let o = address.octets();
+    o[..13] == [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]
+}
+
+/// The solicitation in `packet` (an ICMPv6 message) by its own content.
+fn parse_solicitation(packet: &[u8]) -> Result<Solicitation, Invalid> {
+    match packet {
+        [ND_NEIGHBOR_SOLICIT, 0, ..] => {}
+        [ND_NEIGHBOR_SOLICIT, ..] => return Err(Invalid::Code),
+        _ => return Err(Invalid::NotASolicitation),
+    }
+    let Some(octets) = packet.get(8..24) else {
+        return Err(Invalid::TooShort);
+    };
+    let target = Ipv6Addr::from(<[u8; 16]>::try_from(octets).map_err(|_| Invalid::TooShort)?);
     if target.is_multicast() || target.is_unspecified() {
-        return None;
+        return Err(Invalid::Target);
     }
     let mut source_lladdr = false;
     let mut options = &packet[24..];
     while !options.is_empty() {
         let [kind, units, ..] = *options else {
-            return None;
+            return Err(Invalid::OptionLength);
         };
         let len = usize::from(units) * 8;
         if len == 0 || len > options.len() {
-            return None;
+            return Err(Invalid::OptionLength);
         }
         source_lladdr |= kind == ND_OPT_SOURCE_LINKADDR;
         options = &options[len..];
     }
-    Some(Solicitation {
+    Ok(Solicitation {
         target,
         source_lladdr,
     })
@@ -329,24 +427,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_valid_solicitations_for_answered_addresses_get_an_answer() {
-        let target: Ipv6Addr = "2001:db8:1:0:1::2".parse().unwrap();
-        let asker: Ipv6Addr = "fe80::1".parse().unwrap();
-        let answered: Answered = [(target, link())].into();
-        let sllao = [1, 1, 2, 0, 0, 0, 0, 9];
-        let packet = solicitation(target, &sllao);
-        let ok = Received {
+    fn received(source: Ipv6Addr, destination: Ipv6Addr, packet: &[u8]) -> Received {
+        Received {
             len: packet.len(),
-            source: asker,
+            source,
+            destination: Some(destination),
             hop_limit: Some(255),
             ifindex: Some(7),
-        };
+        }
+    }
+
+    const TARGET: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 1, 0, 0, 2);
+    /// `ff02::1:ff00:2`, the target's solicited-node address.
+    const SOLICITED_NODE: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 2);
+    const ASKER: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+    const SLLAO: [u8; 8] = [1, 1, 2, 0, 0, 0, 0, 9];
+
+    #[test]
+    fn only_valid_solicitations_for_answered_addresses_get_an_answer() {
+        let answered: Answered = [(TARGET, link())].into();
+        let packet = solicitation(TARGET, &SLLAO);
+        let ok = received(ASKER, SOLICITED_NODE, &packet);
         assert_eq!(
             answer_for(&ok, &packet, &answered),
             Some(Answer {
-                target,
-                destination: asker,
+                target: TARGET,
+                destination: ASKER,
                 solicited: true,
                 link: link()
             })
@@ -363,37 +469,92 @@ mod tests {
         assert_eq!(answer_for(&other_interface, &packet, &answered), None);
         let other = solicitation("2001:db8:1::99".parse().unwrap(), &[]);
         assert_eq!(answer_for(&ok, &other, &answered), None);
-        // Duplicate address detection: to all nodes, S clear; never with a
-        // source link-layer option.
-        let dad = Received {
-            source: Ipv6Addr::UNSPECIFIED,
-            ..ok.clone()
-        };
-        let answer = answer_for(&dad, &solicitation(target, &[]), &answered).unwrap();
+        // Duplicate address detection: to all nodes, S clear.
+        let plain = solicitation(TARGET, &[]);
+        let dad = received(Ipv6Addr::UNSPECIFIED, SOLICITED_NODE, &plain);
+        let answer = answer_for(&dad, &plain, &answered).unwrap();
         assert_eq!((answer.destination, answer.solicited), (ALL_NODES, false));
-        assert_eq!(answer_for(&dad, &packet, &answered), None);
     }
 
+    /// RFC 4861 §7.1.1, one rule broken at a time, against a valid control
+    /// of each kind (from a node, and duplicate address detection).
     #[test]
-    fn malformed_solicitations_are_refused() {
-        let target: Ipv6Addr = "2001:db8::2".parse().unwrap();
-        assert!(parse_solicitation(&solicitation(target, &[])).is_some());
-        let mut wrong_code = solicitation(target, &[]);
-        wrong_code[1] = 1;
-        assert_eq!(parse_solicitation(&wrong_code), None);
-        assert_eq!(parse_solicitation(&solicitation(target, &[1, 0])), None);
+    fn each_rule_of_rfc_4861_7_1_1_is_checked() {
+        let valid = solicitation(TARGET, &SLLAO);
+        let from_node = received(ASKER, SOLICITED_NODE, &valid);
+        let plain = solicitation(TARGET, &[]);
+        let detection = received(Ipv6Addr::UNSPECIFIED, SOLICITED_NODE, &plain);
+        // The controls; a node may solicit at the target's unicast address too.
+        assert!(validate(&from_node, &valid).is_ok());
+        assert!(validate(&received(ASKER, TARGET, &valid), &valid).is_ok());
         assert_eq!(
-            parse_solicitation(&solicitation(target, &[1, 2, 0, 0])),
-            None
+            validate(&detection, &plain),
+            Ok(Solicitation {
+                target: TARGET,
+                source_lladdr: false
+            })
         );
-        assert_eq!(
-            parse_solicitation(&solicitation("ff02::1".parse().unwrap(), &[])),
-            None
-        );
-        assert_eq!(parse_solicitation(&[135, 0, 0, 0]), None);
-        let mut advert = solicitation(target, &[]);
+
+        let hop_limit = Received {
+            hop_limit: Some(254),
+            ..from_node.clone()
+        };
+        assert_eq!(validate(&hop_limit, &valid), Err(Invalid::HopLimit));
+        let unknown_hop_limit = Received {
+            hop_limit: None,
+            ..from_node.clone()
+        };
+        assert_eq!(validate(&unknown_hop_limit, &valid), Err(Invalid::HopLimit));
+        let mut advert = valid.clone();
         advert[0] = 136;
-        assert_eq!(parse_solicitation(&advert), None);
+        assert_eq!(
+            validate(&from_node, &advert),
+            Err(Invalid::NotASolicitation)
+        );
+        let mut code = valid.clone();
+        code[1] = 1;
+        assert_eq!(validate(&from_node, &code), Err(Invalid::Code));
+        assert_eq!(validate(&from_node, &valid[..23]), Err(Invalid::TooShort));
+        let multicast = solicitation(SOLICITED_NODE, &[]);
+        assert_eq!(validate(&from_node, &multicast), Err(Invalid::Target));
+        let zero_length = solicitation(TARGET, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            validate(&from_node, &zero_length),
+            Err(Invalid::OptionLength)
+        );
+        let past_the_end = solicitation(TARGET, &[1, 2, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            validate(&from_node, &past_the_end),
+            Err(Invalid::OptionLength)
+        );
+        assert_eq!(
+            validate(&from_node, &solicitation(TARGET, &[1])),
+            Err(Invalid::OptionLength)
+        );
+        for destination in [TARGET, ALL_NODES, "2001:db8:1::10".parse().unwrap()] {
+            let elsewhere = Received {
+                destination: Some(destination),
+                ..detection.clone()
+            };
+            assert_eq!(
+                validate(&elsewhere, &plain),
+                Err(Invalid::DetectionNotToSolicitedNode),
+                "detection sent to {destination}"
+            );
+        }
+        let unknown_destination = Received {
+            destination: None,
+            ..detection.clone()
+        };
+        assert_eq!(
+            validate(&unknown_destination, &plain),
+            Err(Invalid::DetectionNotToSolicitedNode)
+        );
+        let with_option = received(Ipv6Addr::UNSPECIFIED, SOLICITED_NODE, &valid);
+        assert_eq!(
+            validate(&with_option, &valid),
+            Err(Invalid::DetectionWithLinkLayerAddress)
+        );
     }
 
     #[test]

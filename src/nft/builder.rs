@@ -129,8 +129,10 @@ impl RuleBuilder {
         self.matching(Match::Icmpv6TypeIs(t))
     }
 
-    pub fn nd_target_not_link_local(self) -> Self {
-        self.matching(Match::NdTargetNotLinkLocal)
+    pub fn nd_target_in(self, set: &str) -> Self {
+        self.matching(Match::NdTargetInSet {
+            set: set.to_string(),
+        })
     }
 
     pub fn fib_daddr_local(self) -> Self {

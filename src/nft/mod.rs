@@ -50,6 +50,10 @@ pub enum KeyType {
     InetService,
     IfName,
     Icmpv6Type,
+    /// The target address of a neighbour solicitation or advertisement
+    /// (ICMPv6 bytes 8–23) as raw payload: a set of it is `typeof
+    /// @th,64,128` (nft 1.0.6 has no name for the field).
+    NdTarget,
 }
 
 /// A named set (empty `data`) or map (non-empty `data`) with a possibly
@@ -152,6 +156,9 @@ pub enum Value {
     Port(u16),
     IfName(String),
     Icmpv6(Icmpv6Type),
+    /// An address as the target of a neighbour discovery message
+    /// ([`KeyType::NdTarget`]).
+    NdTarget(Ipv6Addr),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,10 +310,10 @@ pub enum Match {
     Icmpv6TypeInSet { set: String },
     /// `icmpv6 type nd-neighbor-advert`
     Icmpv6TypeIs(Icmpv6Type),
-    /// `@th,64,16 != 0xfe80`: the target of a neighbour solicitation or
-    /// advertisement (ICMPv6 bytes 8–23) is not link-local (nft 1.0.6 has
-    /// no name for the field).
-    NdTargetNotLinkLocal,
+    /// `@th,64,128 @nd_targets`: the target of a neighbour solicitation or
+    /// advertisement (ICMPv6 bytes 8–23) is in the set (nft 1.0.6 has no
+    /// name for the field).
+    NdTargetInSet { set: String },
     /// `fib daddr type local`
     FibDaddrLocal,
     /// `ct original ip6 daddr [!=] NET`: where the connection was first

@@ -38,6 +38,9 @@ impl Display for Table {
     }
 }
 
+/// The target of a neighbour discovery message, as nft writes the raw field.
+const ND_TARGET: &str = "@th,64,128";
+
 fn join_types(types: &[KeyType]) -> String {
     types
         .iter()
@@ -65,6 +68,9 @@ impl Display for Set {
                 join_types(&self.key),
                 join_types(&self.data)
             )?;
+        } else if self.key == [KeyType::NdTarget] {
+            // A raw payload field has no type name: nft takes it by expression.
+            writeln!(f, "\t\ttypeof {ND_TARGET}")?;
         } else {
             writeln!(f, "\t\ttype {}", join_types(&self.key))?;
         }
@@ -94,6 +100,7 @@ impl Display for KeyType {
             KeyType::InetService => "inet_service",
             KeyType::IfName => "ifname",
             KeyType::Icmpv6Type => "icmpv6_type",
+            KeyType::NdTarget => ND_TARGET,
         })
     }
 }
@@ -106,6 +113,7 @@ impl Display for Value {
             Value::Port(p) => write!(f, "{p}"),
             Value::IfName(n) => write!(f, "\"{n}\""),
             Value::Icmpv6(t) => f.write_str(t.name()),
+            Value::NdTarget(a) => write!(f, "{:#034x}", u128::from(*a)),
         }
     }
 }
@@ -225,7 +233,7 @@ impl Display for Match {
             }
             Match::Icmpv6TypeInSet { set } => write!(f, "icmpv6 type @{set}"),
             Match::Icmpv6TypeIs(t) => write!(f, "icmpv6 type {}", t.name()),
-            Match::NdTargetNotLinkLocal => f.write_str("@th,64,16 != 0xfe80"),
+            Match::NdTargetInSet { set } => write!(f, "{ND_TARGET} @{set}"),
             Match::FibDaddrLocal => f.write_str("fib daddr type local"),
             Match::CtOriginalDaddr { negate, net } => {
                 write!(

@@ -12,7 +12,7 @@ use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS};
 use super::mode::link_local_prefix;
 use super::sets::{
     MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_BRIDGES, SET_ICMPV6_INBOUND,
-    SET_OPEN_PORTS, SET_SEALED,
+    SET_ND_TARGETS, SET_OPEN_PORTS, SET_SEALED,
 };
 use super::{NaSource, NetworkPlan, Policy};
 use crate::nft::{
@@ -51,7 +51,7 @@ pub const CHAIN_OUTPUT: &str = "output";
 pub const CHAIN_PUBLISHED: &str = "published";
 pub const CHAIN_POSTROUTING: &str = "postrouting";
 /// With `na_source = "target"`: drops the kernel's own answers for proxied
-/// addresses (dock6 answers those itself).
+/// addresses (dock6 answers those itself, set `nd_targets`).
 pub const CHAIN_ND_ANSWERS: &str = "nd_answers";
 
 const ESTABLISHED: [CtState; 2] = [CtState::Established, CtState::Related];
@@ -88,10 +88,19 @@ pub(super) fn chains(
         published_chain(managed),
         postrouting_chain(config, uplink, managed, guard, per_container_egress),
     ]);
-    if let (NaSource::Target, Some(uplink)) = (config.na_source, uplink) {
+    if let Some(uplink) = answers_itself_on(config, uplink) {
         chains.push(nd_answers_chain(uplink));
     }
     chains
+}
+
+/// The uplink, when dock6 answers solicitations for its proxied addresses
+/// itself there (the table then has chain `nd_answers` and set `nd_targets`).
+pub(super) fn answers_itself_on<'u>(config: &Policy, uplink: Option<&'u str>) -> Option<&'u str> {
+    match config.na_source {
+        NaSource::Target => uplink,
+        NaSource::LinkLocal => None,
+    }
 }
 
 fn base(kind: ChainKind, hook: Hook, priority: Priority) -> Option<BaseChain> {
@@ -270,10 +279,10 @@ fn from_docker_chain(managed: &[&NetworkPlan]) -> Chain {
 /// The kernel's proxy answers a solicitation for a proxied (global)
 /// address from the uplink's link-local address; some providers drop those.
 /// With `na_source = "target"` dock6 answers from the target itself, and
-/// the kernel's answer is dropped on its way out: a neighbour advertisement
-/// from a link-local source for a target that is not link-local is never
-/// the host's own (for its own addresses the kernel answers from the
-/// target).
+/// the kernel's answer is dropped on its way out: an advertisement from a
+/// link-local source for a target dock6 answers for (set `nd_targets`). An
+/// operator's own proxy entries on the uplink are still answered by the
+/// kernel, as before dock6.
 fn nd_answers_chain(uplink: &str) -> Chain {
     chain(
         CHAIN_ND_ANSWERS,
@@ -283,9 +292,9 @@ fn nd_answers_chain(uplink: &str) -> Chain {
                 .oifname(uplink)
                 .icmpv6_type(Icmpv6Type::NeighborAdvert)
                 .saddr(link_local_prefix())
-                .nd_target_not_link_local()
+                .nd_target_in(SET_ND_TARGETS)
                 .comment(
-                    "na_source = target: dock6 answers for proxied addresses, from each address",
+                    "na_source = target: dock6 answers for these targets itself, from each address",
                 )
                 .drop(),
         ],

@@ -20,6 +20,10 @@ pub const MAP_DNAT_ANY: &str = "dnat_any";
 pub const MAP_DNAT_ADDR: &str = "dnat_addr";
 /// `container address : egress address` (label `dock6.egress-address`).
 pub const MAP_EGRESS_ADDRESSES: &str = "egress_addresses";
+/// With `na_source = "target"`: the proxied addresses dock6 answers
+/// neighbour solicitations for itself (as the target field of a neighbour
+/// advertisement).
+pub const SET_ND_TARGETS: &str = "nd_targets";
 
 /// One published-port mapping, as the DNAT maps hold it: packets of `proto`
 /// to the host's `host_port` go to `[target]:target_port`.
@@ -122,7 +126,7 @@ pub fn operator_bridges_set(names: &[String]) -> Set {
 }
 
 /// The order of the sets in the table (and in its text form).
-pub(super) const SET_ORDER: [&str; 11] = [
+pub(super) const SET_ORDER: [&str; 12] = [
     SET_BRIDGES,
     SET_SEALED,
     SET_OPEN_PORTS,
@@ -134,11 +138,12 @@ pub(super) const SET_ORDER: [&str; 11] = [
     SET_OPERATOR_BRIDGES,
     SET_ONLINK_ENDPOINTS,
     MAP_EGRESS_ADDRESSES,
+    SET_ND_TARGETS,
 ];
 
 /// The sets and maps whose elements containers contribute, empty: their
 /// names and types (the elements are the planner's, see `planner/`).
-pub(super) fn container_sets(egress_map: bool) -> Vec<Set> {
+pub(super) fn container_sets(egress_map: bool, nd_targets: bool) -> Vec<Set> {
     let mut sets = vec![
         set(SET_SEALED, &[KeyType::Ipv6Addr], &[], vec![]),
         set(
@@ -171,12 +176,22 @@ pub(super) fn container_sets(egress_map: bool) -> Vec<Set> {
             vec![],
         ));
     }
+    // Present whenever dock6 answers for proxied addresses itself, so that
+    // a proxied container adds an element, never a rule or a table replace.
+    if nd_targets {
+        sets.push(set(SET_ND_TARGETS, &[KeyType::NdTarget], &[], vec![]));
+    }
     sets
 }
 
 /// `address`, as the sets `sealed` and `onlink_endpoints` hold it.
 pub(super) fn address_element(address: &Ipv6Addr) -> Element {
     key(vec![Value::Addr(*address)])
+}
+
+/// `address`, as `nd_targets` holds it.
+pub(super) fn nd_target_element(address: &Ipv6Addr) -> Element {
+    key(vec![Value::NdTarget(*address)])
 }
 
 /// `address . proto . port`, as `open_ports` holds it.

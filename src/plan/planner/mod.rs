@@ -25,8 +25,8 @@ use super::guard::{Guard, SET_ONLINK_ENDPOINTS};
 use super::host::{self, Others};
 use super::networks::{Networks, managed_networks};
 use super::sets::{
-    self, DnatTarget, MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_OPEN_PORTS, SET_ORDER,
-    SET_SEALED,
+    self, DnatTarget, MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_ND_TARGETS,
+    SET_OPEN_PORTS, SET_ORDER, SET_SEALED,
 };
 use super::{NaSource, Note, Plan, Policy, ProxyEntry, SysctlSetting, ruleset};
 use crate::nft::{Chain, Element, ElementChange, L4Proto, Set, TABLE_NAME, Table, TableDiff};
@@ -71,6 +71,8 @@ struct Base {
     chains: Vec<Chain>,
     network_sets: Vec<Set>,
     egress_map: bool,
+    /// The table has set `nd_targets` (dock6 answers for proxied addresses).
+    nd_targets: bool,
     docker_only: bool,
     na_source: NaSource,
 }
@@ -97,6 +99,7 @@ impl Base {
         let chains = ruleset::chains(config, uplink.as_deref(), &managed, &guard);
         let network_sets = sets::network_sets(&managed, &guard);
         let egress_map = ruleset::has_egress_map(uplink.as_deref(), &managed);
+        let nd_targets = ruleset::answers_itself_on(config, uplink.as_deref()).is_some();
         let mut sysctl_notes = Vec::new();
         let sysctls = host::sysctls(
             &snapshot.host,
@@ -116,13 +119,16 @@ impl Base {
             chains,
             network_sets,
             egress_map,
+            nd_targets,
             docker_only,
             na_source: config.na_source,
         }
     }
 
     fn same_shape(&self, other: &Base) -> bool {
-        self.chains == other.chains && self.egress_map == other.egress_map
+        self.chains == other.chains
+            && self.egress_map == other.egress_map
+            && self.nd_targets == other.nd_targets
     }
 }
 
@@ -186,12 +192,16 @@ impl Index {
 
     /// The element changes since the last call, and the mappings that went
     /// away with them.
-    fn take_changes(&mut self, egress_map: bool) -> (ElementChanges, Vec<DnatTarget>) {
+    fn take_changes(
+        &mut self,
+        egress_map: bool,
+        nd_targets: bool,
+    ) -> (ElementChanges, Vec<DnatTarget>) {
         let dnat_any = self.dnat_any.take_changes();
         let dnat_addr = self.dnat_addr.take_changes();
         let removed = self.count_targets(&dnat_any.0, &dnat_addr.0, &dnat_addr.1);
         let egress = self.egress.take_changes();
-        self.proxies.take_changes();
+        let proxied = proxied_address_changes(self.proxies.take_changes());
         let changes = ElementChanges {
             network: Vec::new(),
             sealed: self.sealed.take_changes(),
@@ -202,6 +212,12 @@ impl Index {
             // Without the map (no NATed egress), labels add nothing to the kernel.
             egress: if egress_map {
                 egress
+            } else {
+                Default::default()
+            },
+            // Without the set (dock6 does not answer), proxies add nothing to the table.
+            nd_targets: if nd_targets {
+                proxied
             } else {
                 Default::default()
             },
@@ -265,6 +281,20 @@ pub struct ElementChanges {
     dnat_any: (Pairs<DnatAnyKey, DnatTo>, Pairs<DnatAnyKey, DnatTo>),
     dnat_addr: (Pairs<DnatAddrKey, DnatTo>, Pairs<DnatAddrKey, DnatTo>),
     egress: (Pairs<Ipv6Addr, Ipv6Addr>, Pairs<Ipv6Addr, Ipv6Addr>),
+    nd_targets: (Vec<Ipv6Addr>, Vec<Ipv6Addr>),
+}
+
+/// The proxied addresses that went and came, from the changes of the proxy
+/// entries (an entry that changed but kept its address is no change).
+fn proxied_address_changes(
+    (gone, came): (Pairs<Ipv6Addr, ProxyEntry>, Pairs<Ipv6Addr, ProxyEntry>),
+) -> (Vec<Ipv6Addr>, Vec<Ipv6Addr>) {
+    let gone: BTreeSet<Ipv6Addr> = gone.into_iter().map(|(a, _)| a).collect();
+    let came: BTreeSet<Ipv6Addr> = came.into_iter().map(|(a, _)| a).collect();
+    (
+        gone.difference(&came).copied().collect(),
+        came.difference(&gone).copied().collect(),
+    )
 }
 
 type OpenKey = (Ipv6Addr, L4Proto, u16);
@@ -284,6 +314,8 @@ impl ElementChanges {
             + self.dnat_addr.1.len()
             + self.egress.0.len()
             + self.egress.1.len()
+            + self.nd_targets.0.len()
+            + self.nd_targets.1.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -307,6 +339,8 @@ impl ElementChanges {
         out.map(MAP_DNAT_ADDR, gone, came, sets::dnat_addr_element);
         let (gone, came) = self.egress;
         out.map(MAP_EGRESS_ADDRESSES, gone, came, sets::egress_element);
+        let (gone, came) = self.nd_targets;
+        out.set(SET_ND_TARGETS, gone, came, sets::nd_target_element);
         out.into_batch()
     }
 }
@@ -428,7 +462,7 @@ impl Planner {
                 }
             }
         }
-        let (mut changes, removed) = self.index.take_changes(base.egress_map);
+        let (mut changes, removed) = self.index.take_changes(base.egress_map, base.nd_targets);
         if let Some(old) = &old {
             changes.network = network_set_changes(&old.network_sets, &base.network_sets);
         }
@@ -493,7 +527,8 @@ impl Planner {
             None => (Vec::new(), Vec::new()),
         };
         let egress_map = self.base().is_some_and(|b| b.egress_map);
-        for mut set in sets::container_sets(egress_map) {
+        let nd_targets = self.base().is_some_and(|b| b.nd_targets);
+        for mut set in sets::container_sets(egress_map, nd_targets) {
             set.elements = self.elements(&set.name);
             sets.push(set);
         }
@@ -545,6 +580,12 @@ impl Planner {
                 .into_iter()
                 .map(|(k, (_, e))| sets::egress_element(k, e))
                 .collect(),
+            SET_ND_TARGETS => {
+                let mut addresses: Vec<&Ipv6Addr> =
+                    i.proxies.winners().into_iter().map(|(a, _)| a).collect();
+                addresses.sort_unstable();
+                addresses.into_iter().map(sets::nd_target_element).collect()
+            }
             _ => Vec::new(),
         }
     }

@@ -98,15 +98,28 @@ fn apply_changes(table: &mut Table, changes: &[ElementChange]) {
 /// lost.
 #[test]
 fn updates_end_where_planning_from_scratch_does() {
-    let policy = Policy::default();
+    updates_end_where_planning_from_scratch_does_with(&Policy::default());
+}
+
+/// The same where dock6 answers for proxied addresses itself: the proxied
+/// addresses are elements of set `nd_targets`.
+#[test]
+fn updates_with_na_source_target_end_where_planning_from_scratch_does() {
+    updates_end_where_planning_from_scratch_does_with(&Policy {
+        na_source: NaSource::Target,
+        ..Policy::default()
+    });
+}
+
+fn updates_end_where_planning_from_scratch_does_with(policy: &Policy) {
     for (name, full) in scenarios() {
         let mut random = Random(0x9e3779b97f4a7c15);
         let all = full.containers.clone();
         let mut snapshot = full.clone();
         snapshot.containers.retain(|_| random.below(2) == 0);
         let mut planner = Planner::default();
-        planner.update(&policy, &snapshot, None);
-        assert_eq!(planner.plan(), plan(&policy, &snapshot), "{name}: start");
+        planner.update(policy, &snapshot, None);
+        assert_eq!(planner.plan(), plan(policy, &snapshot), "{name}: start");
         for step in 0..60 {
             let before = planner.table();
             let mut changed = BTreeSet::new();
@@ -149,8 +162,8 @@ fn updates_end_where_planning_from_scratch_does() {
                     }
                 }
             }
-            let update = planner.update(&policy, &snapshot, Some(&changed));
-            let expected = plan(&policy, &snapshot);
+            let update = planner.update(policy, &snapshot, Some(&changed));
+            let expected = plan(policy, &snapshot);
             let what = format!("{name}, step {step} (host changed: {host_changed})");
             assert_eq!(planner.plan(), expected, "{what}: the plan");
             if !update.shape_changed {

@@ -57,7 +57,7 @@ impl RuleExprs<'_> {
             Match::DaddrProtoPortInSet { set } => self.daddr_proto_port_in(set),
             Match::Icmpv6TypeInSet { set } => self.icmpv6_type_in(set),
             Match::Icmpv6TypeIs(t) => self.icmpv6_type_is(t.number()),
-            Match::NdTargetNotLinkLocal => self.nd_target_not_link_local(),
+            Match::NdTargetInSet { set } => self.nd_target_in(set),
             Match::FibDaddrLocal => self.fib_daddr_local(),
             Match::CtOriginalDaddr { negate, net } => self.ct_original_daddr(*negate, net),
         }
@@ -201,10 +201,10 @@ impl RuleExprs<'_> {
         self.cmp(k::CMP_EQ, vec![number]);
     }
 
-    /// `@th,64,16 != 0xfe80`: the first 16 bits of the ND target.
-    fn nd_target_not_link_local(&mut self) {
-        self.transport(8, 2);
-        self.cmp(k::CMP_NEQ, vec![0xfe, 0x80]);
+    /// `@th,64,128 @SET`: the ND target (ICMPv6 bytes 8–23) in a set.
+    fn nd_target_in(&mut self, set: &str) {
+        self.transport(8, 16);
+        self.lookup(set, None);
     }
 
     /// `len` bytes at `offset` of the transport header into NFT_REG_1.

@@ -13,6 +13,8 @@ fn type_id(t: KeyType) -> u32 {
         KeyType::InetService => 13,
         KeyType::Icmpv6Type => 29,
         KeyType::IfName => 41,
+        // A raw payload field is an integer to nft.
+        KeyType::NdTarget => 4,
     }
 }
 
@@ -24,13 +26,14 @@ fn type_len(t: KeyType) -> usize {
         KeyType::InetService => 2,
         KeyType::Icmpv6Type => 1,
         KeyType::IfName => IFNAMSIZ,
+        KeyType::NdTarget => 16,
     }
 }
 
 /// nft's `enum byteorder` for the type: INVALID 0, HOST 1, BIG 2.
 fn type_byteorder(t: KeyType) -> u32 {
     match t {
-        KeyType::Ipv6Addr | KeyType::InetService | KeyType::Icmpv6Type => 2,
+        KeyType::Ipv6Addr | KeyType::InetService | KeyType::Icmpv6Type | KeyType::NdTarget => 2,
         KeyType::IfName => 1,
         KeyType::InetProto => 0,
     }
@@ -99,6 +102,16 @@ const UDATA_TYPEOF_EXPR: u8 = 0;
 const UDATA_TYPEOF_DATA: u8 = 1;
 /// nft's `EXPR_CONCAT`.
 const EXPR_CONCAT: u32 = 13;
+/// nft's `EXPR_PAYLOAD`, and the attributes nft records of a payload
+/// expression in a set's typeof: description, type, base, offset, length.
+const EXPR_PAYLOAD: u32 = 7;
+const UDATA_PAYLOAD_DESC: u8 = 0;
+const UDATA_PAYLOAD_TYPE: u8 = 1;
+const UDATA_PAYLOAD_BASE: u8 = 2;
+const UDATA_PAYLOAD_OFFSET: u8 = 3;
+const UDATA_PAYLOAD_LEN: u8 = 4;
+/// nft's `PROTO_BASE_TRANSPORT_HDR`.
+const PAYLOAD_BASE_TRANSPORT: u32 = 3;
 
 fn udata_u32(buf: &mut Vec<u8>, ty: u8, v: u32) {
     buf.extend_from_slice(&[ty, 4]);
@@ -111,6 +124,23 @@ fn udata_concat_typeof(buf: &mut Vec<u8>, ty: u8) {
     buf.extend_from_slice(&[ty, 8]);
     udata_u32(buf, UDATA_TYPEOF_EXPR, EXPR_CONCAT);
     buf.extend_from_slice(&[UDATA_TYPEOF_DATA, 0]);
+}
+
+/// `typeof @th,64,128`: nft records the raw payload expression, so that it
+/// prints the set's type (and values) back the same way.
+fn udata_nd_target_typeof(buf: &mut Vec<u8>, ty: u8) {
+    let mut payload = Vec::new();
+    udata_u32(&mut payload, UDATA_PAYLOAD_DESC, 0);
+    udata_u32(&mut payload, UDATA_PAYLOAD_TYPE, 0);
+    udata_u32(&mut payload, UDATA_PAYLOAD_BASE, PAYLOAD_BASE_TRANSPORT);
+    udata_u32(&mut payload, UDATA_PAYLOAD_OFFSET, 64);
+    udata_u32(&mut payload, UDATA_PAYLOAD_LEN, 128);
+    let mut nest = Vec::new();
+    udata_u32(&mut nest, UDATA_TYPEOF_EXPR, EXPR_PAYLOAD);
+    nest.extend_from_slice(&[UDATA_TYPEOF_DATA, payload.len() as u8]);
+    nest.extend_from_slice(&payload);
+    buf.extend_from_slice(&[ty, nest.len() as u8]);
+    buf.extend_from_slice(&nest);
 }
 
 fn byteorder(types: &[KeyType]) -> u32 {
@@ -129,6 +159,8 @@ pub(crate) fn set_userdata(set: &Set) -> Vec<u8> {
     }
     if set.key.len() > 1 {
         udata_concat_typeof(&mut buf, UDATA_SET_KEY_TYPEOF);
+    } else if set.key == [KeyType::NdTarget] {
+        udata_nd_target_typeof(&mut buf, UDATA_SET_KEY_TYPEOF);
     }
     if set.is_map() {
         if set.data.len() > 1 {
@@ -146,6 +178,7 @@ pub(crate) fn value_type(v: &Value) -> KeyType {
         Value::Port(_) => KeyType::InetService,
         Value::IfName(_) => KeyType::IfName,
         Value::Icmpv6(_) => KeyType::Icmpv6Type,
+        Value::NdTarget(_) => KeyType::NdTarget,
     }
 }
 
@@ -209,6 +242,7 @@ fn push_value(out: &mut ValueBytes, v: &Value) -> Result<(), EncodeError> {
         Value::Port(p) => out.push(&p.to_be_bytes()),
         Value::IfName(n) => out.push(&ifname_bytes(n)?),
         Value::Icmpv6(t) => out.push(&[t.number()]),
+        Value::NdTarget(a) => out.push(&a.octets()),
     }
 }
 
@@ -303,6 +337,14 @@ mod tests {
             [
                 0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0, 4, 8, 0, 4, 13,
                 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0
+            ]
+        );
+        // What nft 1.0.6 writes for `typeof @th,64,128` (read with --debug=mnl).
+        assert_eq!(
+            set_userdata(&set(vec![KeyType::NdTarget], vec![])),
+            [
+                0, 4, 2, 0, 0, 0, 3, 38, 0, 4, 7, 0, 0, 0, 1, 30, 0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0,
+                0, 2, 4, 3, 0, 0, 0, 3, 4, 64, 0, 0, 0, 4, 4, 128, 0, 0, 0
             ]
         );
         assert_eq!(
