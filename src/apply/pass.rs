@@ -215,18 +215,25 @@ pub fn apply_pass(
     flow_targets: Vec<DnatTarget>,
     defer_flows: bool,
 ) -> ApplyReport {
-    let table = Part::of(match table {
+    let table = apply_table_change(kernel, table);
+    finish_pass(kernel, table, host, flow_targets, defer_flows)
+}
+
+/// The table part of [`apply_pass`] alone (the caller finishes the pass
+/// with [`finish_pass`]).
+pub fn apply_table_change(kernel: &mut dyn Kernel, table: &TableChange) -> Part<TableAction> {
+    Part::of(match table {
         TableChange::Replace(t) => replace_table(kernel, t),
         TableChange::Elements { table, changes } => kernel
             .update_elements(table, changes)
             .map(|()| TableAction::Updated(changes.len())),
         TableChange::Unchanged => Ok(TableAction::Unchanged),
-    });
-    finish_pass(kernel, table, host, flow_targets, defer_flows)
+    })
 }
 
-/// The host after the table, and the conntrack deletes once it is in.
-fn finish_pass(
+/// The host after the table (`table`: how that went), and the conntrack
+/// deletes once it is in.
+pub fn finish_pass(
     kernel: &mut dyn Kernel,
     table: Part<TableAction>,
     host: &HostState,

@@ -161,11 +161,13 @@ impl Loop {
                 report,
                 unseen_commit,
             }) => {
+                let converged = self.after_table_pass(report, elements);
+                // After the report, which ends a replace_next that this must keep.
                 if unseen_commit {
                     self.force_restore();
                     self.restore_now = true;
                 }
-                self.after_table_pass(report, elements)
+                converged
             }
             Err(e) => {
                 error!("{e}");

@@ -3,7 +3,7 @@
 //! kernel thread) so that they can be driven against a real kernel with a
 //! commit of someone else's slipped in between dock6's own steps.
 
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::KernelThread;
 use crate::apply::nftables::{self, changes::NftChange, changes::NftMonitor};
@@ -19,10 +19,18 @@ pub struct TableCommit {
 }
 
 /// Applies `change`, then the host side (`host`) and the conntrack deletes
-/// (left to the caller: `report.flow_targets`). `monitor` is muted while a
-/// whole-table replace commits: the kernel builds one notification per
-/// object of a transaction for each listener, which for a large table costs
-/// most of the commit.
+/// (left to the caller: `report.flow_targets`).
+///
+/// `monitor` is muted while a whole-table replace commits: the kernel
+/// builds one notification per object of a transaction for each listener,
+/// which for a large table costs most of the commit. It hears again as soon
+/// as that commit is in, before the sysctls, routes and proxy entries, so
+/// that a commit of someone else's while those are applied is seen as any
+/// other. The ruleset generation read right after dock6's commit is compared
+/// with the one read right after the monitor hears again: if they differ,
+/// someone committed in between, unseen ([`TableCommit::unseen_commit`]).
+/// Only the round trip between dock6's commit and that first read remains
+/// blind.
 pub async fn commit_table<S: Kernel + 'static>(
     kernel: &KernelThread<S>,
     monitor: Option<&NftMonitor>,
@@ -30,49 +38,47 @@ pub async fn commit_table<S: Kernel + 'static>(
     host: HostState,
     flows: Vec<DnatTarget>,
 ) -> Result<TableCommit, ApplyError> {
-    let replacing = matches!(change, TableChange::Replace(_));
-    let muted = match (replacing, monitor) {
-        (true, Some(m)) => m.mute().map_err(|e| warn!("{e}")).is_ok(),
+    let muted = match (&change, monitor) {
+        (TableChange::Replace(_), Some(m)) => m.mute().map_err(|e| warn!("{e}")).is_ok(),
         _ => false,
     };
-    let result = kernel
+    let committed = kernel
         .call(move |k| {
-            let report = crate::apply::apply_pass(k, &change, &host, flows, true);
+            let table = crate::apply::apply_table_change(k, &change);
             let generation = muted.then(nftables::generation).and_then(Result::ok);
-            Ok((report, generation))
+            Ok((table, generation))
         })
         .await;
-    let mut unseen_commit = false;
-    if let (true, Some(m)) = (muted, monitor) {
-        let after = result.as_ref().ok().and_then(|(_, g)| *g);
-        unseen_commit = unmute(kernel, m, after).await;
+    if let (true, Some(m)) = (muted, monitor)
+        && let Err(e) = m.unmute()
+    {
+        error!("{e}; a changed table is restored at the next resync only");
     }
-    let (report, _) = result?;
+    let (table, after_commit) = committed?;
+    let (report, heard_from) = kernel
+        .call(move |k| {
+            let heard_from = muted.then(nftables::generation).and_then(Result::ok);
+            let report = crate::apply::finish_pass(k, table, &host, flows, true);
+            Ok((report, heard_from))
+        })
+        .await?;
+    let unseen_commit = muted && missed(after_commit, heard_from);
     Ok(TableCommit {
         report,
         unseen_commit,
     })
 }
 
-/// Unmutes the change monitor after a whole-table replace; true when a
-/// commit made between the generation read right after the pass (`after`)
-/// and now went unseen.
-async fn unmute<S: 'static>(
-    kernel: &KernelThread<S>,
-    monitor: &NftMonitor,
-    after: Option<u32>,
-) -> bool {
-    if let Err(e) = monitor.unmute() {
-        tracing::error!("{e}; a changed table is restored at the next resync only");
-    }
-    let now = kernel.call(|_| Ok(nftables::generation()?)).await;
-    match (after, now) {
-        (Some(after), Ok(now)) if after == now => false,
-        (after, now) => {
+/// Whether a commit may have fallen between dock6's own (the ruleset then
+/// at generation `after_commit`) and the monitor hearing again (at
+/// `heard_from`). Unknown generations count as a commit missed.
+fn missed(after_commit: Option<u32>, heard_from: Option<u32>) -> bool {
+    match (after_commit, heard_from) {
+        (Some(a), Some(b)) if a == b => false,
+        (a, b) => {
             warn!(
                 "an nftables commit may have gone unseen while dock6 replaced its table \
-                 (generation {after:?} → {:?}): replacing it again",
-                now.ok()
+                 (generation {a:?} → {b:?}): replacing it again"
             );
             true
         }
