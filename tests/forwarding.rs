@@ -90,6 +90,45 @@ fn forwarding_dock6_turns_on_forwards_docker_traffic_only() {
     );
 }
 
+/// The fact that dock6 turned forwarding on outlives its table: with dock6
+/// stopped, `nft flush ruleset` removes the table, and the next start still
+/// forwards Docker traffic only (it does not take forwarding for the
+/// operator's). Control: the container is still reached.
+#[test]
+fn forwarding_dock6_turned_on_is_remembered_across_a_flush() {
+    if !common::require_root("forwarding_dock6_turned_on_is_remembered_across_a_flush") {
+        return;
+    }
+    let (lab, lan) = lab_with_lan("fwd2");
+    assert_eq!(lab.host.read_sysctl("net.ipv6.conf.all.forwarding"), "0");
+    let (_c, _l) = (lab.c("pub").tcp_echo_peer(80), lan.tcp_echo_peer(80));
+    lab.apply(&snapshot(&lab), "");
+    assert_eq!(lab.host.read_sysctl("net.ipv6.conf.all.forwarding"), "1");
+    assert!(lab.upstream.tcp(sock(LAN_PEER, 80)).is_err());
+
+    // dock6 stopped; someone flushes the ruleset; dock6 starts again.
+    lab.host.exec_ok(&["nft", "flush", "ruleset"]);
+    assert!(!lab.host.has_dock6_table());
+    lab.apply(&snapshot(&lab), "");
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(PUB, 80))
+            .expect("control: the container is forwarded to"),
+        UPSTREAM_LINK
+    );
+    assert!(
+        lab.upstream.tcp(sock(LAN_PEER, 80)).is_err(),
+        "non-Docker traffic is forwarded after a flush while dock6 was stopped"
+    );
+    assert!(not_docker_chain(&lab), "still Docker-only after the flush");
+    let out = lab.dock6(&["cleanup"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("dock6 turned it on (it was 0)"),
+        "cleanup still knows who turned forwarding on: {said}"
+    );
+}
+
 #[test]
 fn forwarding_already_on_is_left_as_it_was() {
     if !common::require_root("forwarding_already_on_is_left_as_it_was") {
@@ -110,6 +149,16 @@ fn forwarding_already_on_is_left_as_it_was() {
         lab.upstream
             .tcp(sock(PUB, 80))
             .expect("and the container reached"),
+        UPSTREAM_LINK
+    );
+    // A flush and a new start do not make it dock6's either.
+    lab.host.exec_ok(&["nft", "flush", "ruleset"]);
+    lab.apply(&snapshot(&lab), "");
+    assert!(!not_docker_chain(&lab));
+    assert_eq!(
+        lab.upstream
+            .tcp(sock(LAN_PEER, 80))
+            .expect("other traffic still forwarded after a flush and a new start"),
         UPSTREAM_LINK
     );
     let out = lab.dock6(&["cleanup"]);
