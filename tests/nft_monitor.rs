@@ -307,6 +307,12 @@ mod delegate {
         fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
             self.inner.solicit_router(interface)
         }
+        fn remember_forwarding_by_dock6(&mut self) -> Result<(), ApplyError> {
+            self.inner.remember_forwarding_by_dock6()
+        }
+        fn forget_forwarding_by_dock6(&mut self) -> Result<bool, ApplyError> {
+            self.inner.forget_forwarding_by_dock6()
+        }
     }
 }
 

@@ -118,8 +118,8 @@ struct Loop {
     /// as its companion).
     firewall: Option<DockerFirewall>,
     /// dock6 turned forwarding on (it was 0), so it forwards Docker traffic
-    /// only. Kept here too, so a foreign `nft flush ruleset` (which takes
-    /// the record in the table with it) does not forget it.
+    /// only. Read at start from the record a flush cannot erase (see
+    /// `apply::forwarding`), then kept from the plan.
     forwarding_by_dock6: bool,
 }
 

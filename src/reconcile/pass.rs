@@ -81,6 +81,7 @@ impl Loop {
             host_routes: self.planner.host_routes(&proxy_entries),
             proxy_entries,
             na_source: self.planner.na_source(),
+            docker_only_forwarding: self.planner.forwards_docker_only(),
         }
     }
 
