@@ -136,6 +136,9 @@ fn forwarding_already_on_is_left_as_it_was() {
     }
     let (lab, lan) = lab_with_lan("fwd1");
     lab.host.sysctl("net.ipv6.conf.all.forwarding", "1");
+    // A record left by a namespace that is gone and had the same inode
+    // number says nothing about this one.
+    let record = leftover_record_of_another_namespace(&lab.host);
     let (_c, _l) = (lab.c("pub").tcp_echo_peer(80), lan.tcp_echo_peer(80));
     lab.apply(&snapshot(&lab), "");
     assert!(!not_docker_chain(&lab));
@@ -167,4 +170,19 @@ fn forwarding_already_on_is_left_as_it_was() {
         said.contains("it was already on before dock6"),
         "cleanup says forwarding was on before: {said}"
     );
+    assert!(!record.exists(), "cleanup removed the leftover record");
+}
+
+/// Writes the file in which dock6 records having turned forwarding on in
+/// `ns`, as a namespace that had the same inode number would have left it
+/// (with that namespace's cookie, not this one's).
+fn leftover_record_of_another_namespace(ns: &Netns) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata(format!("/run/netns/{}", ns.name))
+        .expect("the namespace's inode")
+        .ino();
+    std::fs::create_dir_all("/run/dock6").expect("/run/dock6");
+    let path = std::path::PathBuf::from(format!("/run/dock6/forwarding-netns-{inode}"));
+    std::fs::write(&path, format!("{}\n", u64::MAX)).expect("write the leftover record");
+    path
 }
