@@ -53,6 +53,8 @@ fn the_unit_verifies_and_has_what_the_daemon_relies_on() {
         "ProtectSystem=strict",
         "ProtectHome=yes",
         "RuntimeDirectory=dock6",
+        // The record that dock6 turned forwarding on must outlive a stop.
+        "RuntimeDirectoryPreserve=yes",
         "ExecStart=/usr/sbin/dock6 run",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6",

@@ -246,6 +246,191 @@ fn overrun_is_reported_and_the_subscription_survives() {
     });
 }
 
+/// The real kernel, except that the first sysctl of a pass first runs
+/// `nft ARGS` as someone else would (an `nft -f` reload, configuration
+/// management): after dock6 committed its table, before the pass ends.
+struct CommitsDuringSysctls {
+    inner: dock6::apply::LinuxKernel,
+    nft: Option<Vec<String>>,
+}
+
+mod delegate {
+    use super::CommitsDuringSysctls;
+    use dock6::apply::ndp::{ProxyNeighbour, ProxySyncReport};
+    use dock6::apply::routes::{Dock6Route, RouteSyncReport};
+    use dock6::apply::{ApplyError, DnatTarget, DockerFirewall, Kernel, SysctlOutcome};
+    use dock6::nft::{ElementChange, Table};
+    use dock6::plan::{HostRoute, NaSource, ProxyEntry, SysctlSetting};
+
+    impl Kernel for CommitsDuringSysctls {
+        fn apply_sysctl(&mut self, s: &SysctlSetting) -> Result<SysctlOutcome, ApplyError> {
+            if let Some(args) = self.nft.take() {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                crate::common::nft(&args, None);
+            }
+            self.inner.apply_sysctl(s)
+        }
+        fn replace_table(&mut self, t: &Table) -> Result<(), ApplyError> {
+            self.inner.replace_table(t)
+        }
+        fn update_elements(&mut self, t: &str, c: &[ElementChange]) -> Result<(), ApplyError> {
+            self.inner.update_elements(t, c)
+        }
+        fn table_exists(&mut self, name: &str) -> Result<bool, ApplyError> {
+            self.inner.table_exists(name)
+        }
+        fn docker_ip6_firewall(&mut self) -> Result<DockerFirewall, ApplyError> {
+            self.inner.docker_ip6_firewall()
+        }
+        fn delete_table(&mut self, name: &str) -> Result<bool, ApplyError> {
+            self.inner.delete_table(name)
+        }
+        fn sync_proxy_entries(
+            &mut self,
+            d: &[ProxyEntry],
+            n: NaSource,
+        ) -> Result<ProxySyncReport, ApplyError> {
+            self.inner.sync_proxy_entries(d, n)
+        }
+        fn remove_proxy_entries(&mut self) -> Result<Vec<ProxyNeighbour>, ApplyError> {
+            self.inner.remove_proxy_entries()
+        }
+        fn sync_host_routes(&mut self, d: &[HostRoute]) -> Result<RouteSyncReport, ApplyError> {
+            self.inner.sync_host_routes(d)
+        }
+        fn remove_host_routes(&mut self) -> Result<Vec<Dock6Route>, ApplyError> {
+            self.inner.remove_host_routes()
+        }
+        fn delete_dnat_flows(&mut self, t: &[DnatTarget]) -> Result<usize, ApplyError> {
+            self.inner.delete_dnat_flows(t)
+        }
+        fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
+            self.inner.solicit_router(interface)
+        }
+        fn remember_forwarding_by_dock6(&mut self) -> Result<(), ApplyError> {
+            self.inner.remember_forwarding_by_dock6()
+        }
+        fn forget_forwarding_by_dock6(&mut self) -> Result<bool, ApplyError> {
+            self.inner.forget_forwarding_by_dock6()
+        }
+    }
+}
+
+/// One whole-table replace pass as the agent runs it (the change monitor
+/// muted for the replace), with `nft ARGS` committed during its sysctls;
+/// returns whether the agent would restore its table: the pass says a
+/// commit went unseen, or the notifications read after it (as the agent's
+/// loop reads them) show someone else's commit to the table.
+async fn pass_with_commit_during_sysctls(
+    kernel: &dock6::reconcile::KernelThread<CommitsDuringSysctls>,
+    monitor: &mut NftMonitor,
+    nft: Option<&[&str]>,
+) -> bool {
+    use dock6::apply::{HostState, TableChange};
+    use dock6::plan::SysctlSetting;
+    use dock6::reconcile::{ChangeWatch, Seen, commit_table};
+
+    let args = nft.map(|a| a.iter().map(|s| s.to_string()).collect());
+    kernel
+        .call(move |k| {
+            k.nft = args;
+            Ok(())
+        })
+        .await
+        .expect("arm the hook");
+    let host = HostState {
+        sysctls: vec![SysctlSetting {
+            scope: "all".into(),
+            name: "forwarding".into(),
+            value: 1,
+            current: None,
+            keep_if: None,
+            reason: "route container traffic".into(),
+        }],
+        ..Default::default()
+    };
+    let change = TableChange::Replace(common::bootstrap_table());
+    let pass = commit_table(kernel, Some(&*monitor), change, host, Vec::new())
+        .await
+        .expect("the pass");
+    assert!(pass.report.is_complete(), "{:?}", pass.report.failures());
+    // Everything committed so far is already queued: a quiet second ends it.
+    let mut watch = ChangeWatch::default();
+    let mut seen = Vec::new();
+    while let Ok(change) = tokio::time::timeout(Duration::from_secs(1), monitor.next()).await {
+        match watch.see(&change.expect("read a notification")) {
+            Seen::Nothing => {}
+            other => seen.push(other),
+        }
+    }
+    pass.unseen_commit || !seen.is_empty()
+}
+
+/// A commit of someone else's to dock6's table that lands after dock6's own
+/// replace but while the rest of the pass (sysctls, routes, proxy entries)
+/// runs is noticed, so the agent restores its table at once rather than at
+/// the next resync. Controls: dock6's own replace (and the restore itself)
+/// calls for no restore, nor does a commit to another table.
+#[test]
+fn a_commit_during_the_rest_of_a_pass_is_noticed() {
+    if !require_root("a_commit_during_the_rest_of_a_pass_is_noticed") {
+        return;
+    }
+    in_fresh_netns(|| {
+        block_on(async {
+            let mut monitor = subscribe().expect("subscribe");
+            let kernel = dock6::reconcile::KernelThread::start_with(
+                || {
+                    Ok(CommitsDuringSysctls {
+                        inner: dock6::apply::LinuxKernel::new()?,
+                        nft: None,
+                    })
+                },
+                Duration::from_secs(15),
+            )
+            .expect("kernel thread");
+
+            assert!(
+                !pass_with_commit_during_sysctls(&kernel, &mut monitor, None).await,
+                "control: dock6's own replace calls for no restore"
+            );
+            let intruder = ["add", "chain", "inet", TABLE_NAME, "intruder"];
+            assert!(
+                pass_with_commit_during_sysctls(&kernel, &mut monitor, Some(&intruder)).await,
+                "a chain added to table inet {TABLE_NAME} during the pass's sysctls went unnoticed"
+            );
+            assert!(
+                run_nft_ok(&["list", "chain", "inet", TABLE_NAME, "intruder"]),
+                "the foreign chain is in until restored"
+            );
+            // The restore (a replace) puts the table back and settles.
+            assert!(
+                !pass_with_commit_during_sysctls(&kernel, &mut monitor, None).await,
+                "the restore calls for no further restore"
+            );
+            assert!(
+                !run_nft_ok(&["list", "chain", "inet", TABLE_NAME, "intruder"]),
+                "the restore removed the foreign chain"
+            );
+            let elsewhere = ["add", "table", "ip6", "operators"];
+            assert!(
+                !pass_with_commit_during_sysctls(&kernel, &mut monitor, Some(&elsewhere)).await,
+                "control: a commit to another table during the pass calls for no restore"
+            );
+        })
+    });
+}
+
+/// Whether `nft ARGS` succeeds in the calling thread's namespace.
+fn run_nft_ok(args: &[&str]) -> bool {
+    std::process::Command::new("nft")
+        .args(args)
+        .output()
+        .expect("run nft")
+        .status
+        .success()
+}
+
 #[test]
 fn subscribe_outside_a_runtime_is_an_error() {
     assert!(matches!(

@@ -146,9 +146,11 @@ impl Lab {
     /// The namespaces (the veth pair goes with them).
     fn delete_namespaces(&self, problems: &mut Vec<String>) {
         for ns in [&self.host_ns, &self.upstream_ns] {
-            if netns_exists(ns)
-                && let Err(e) = run(Command::new("ip").args(["netns", "delete", ns]))
-            {
+            if !netns_exists(ns) {
+                continue;
+            }
+            forget_dock6_forwarding_record(ns);
+            if let Err(e) = run(Command::new("ip").args(["netns", "delete", ns])) {
                 problems.push(format!("{e:#}"));
             }
         }
@@ -258,4 +260,13 @@ fn rmdir_tree(dir: &Path) {
         }
     }
     let _ = fs::remove_dir(dir);
+}
+
+/// dock6 records that it turned forwarding on in a file per network namespace, named by the
+/// namespace's inode; the file goes with the namespace (it would only say "not this one"
+/// afterwards, but need not linger in /run).
+fn forget_dock6_forwarding_record(ns: &str) {
+    if let Ok(meta) = fs::metadata(format!("/run/netns/{ns}")) {
+        let _ = fs::remove_file(format!("/run/dock6/forwarding-netns-{}", meta.ino()));
+    }
 }

@@ -80,4 +80,13 @@ pub enum HostError {
         #[source]
         source: rtnetlink::Error,
     },
+
+    /// The file that says dock6 turned forwarding on (see `forwarding.rs`).
+    #[error("the record that dock6 turned forwarding on ({path}): cannot {op}: {source}")]
+    ForwardingRecord {
+        path: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }

@@ -113,4 +113,12 @@ impl Kernel for Recorder {
     fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
         self.record(format!("solicit {interface}"))
     }
+
+    fn remember_forwarding_by_dock6(&mut self) -> Result<(), ApplyError> {
+        self.record("remember forwarding".into())
+    }
+
+    fn forget_forwarding_by_dock6(&mut self) -> Result<bool, ApplyError> {
+        self.record("forget forwarding".into()).map(|()| true)
+    }
 }

@@ -63,6 +63,11 @@ pub trait Kernel {
     /// Sends a router solicitation on `interface`, so a default route comes
     /// back at once rather than at the next advertisement.
     fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError>;
+    /// Records, where a flush of the ruleset cannot erase it, that dock6
+    /// turns (or turned) forwarding on (see `forwarding.rs`).
+    fn remember_forwarding_by_dock6(&mut self) -> Result<(), ApplyError>;
+    /// Removes that record; true if there was one.
+    fn forget_forwarding_by_dock6(&mut self) -> Result<bool, ApplyError>;
 }
 
 /// The kernel of the namespace this thread runs in.
@@ -187,6 +192,14 @@ impl Kernel for LinuxKernel {
             .runtime
             .block_on(super::send_router_solicitation(&self.handle, interface))?)
     }
+
+    fn remember_forwarding_by_dock6(&mut self) -> Result<(), ApplyError> {
+        Ok(super::forwarding::remember_forwarding_by_dock6()?)
+    }
+
+    fn forget_forwarding_by_dock6(&mut self) -> Result<bool, ApplyError> {
+        Ok(super::forwarding::forget_forwarding_by_dock6()?)
+    }
 }
 
 /// Hands `desired` to dock6's own answering (started on first use); returns
@@ -271,19 +284,24 @@ pub struct CleanupReport {
     pub table_existed: bool,
     pub removed_proxies: Vec<ProxyNeighbour>,
     pub removed_routes: Vec<Dock6Route>,
+    /// The record that dock6 turned forwarding on was there.
+    pub forwarding_record_removed: bool,
 }
 
 /// Removes everything dock6 made: its table, its tagged proxy entries and
-/// host routes. Sysctls are left as they are (turning forwarding off could
-/// cut the host).
+/// host routes, and its record of having turned forwarding on (the table
+/// that limited that forwarding to Docker goes too). Sysctls are left as
+/// they are (turning forwarding off could cut the host).
 pub fn cleanup(kernel: &mut dyn Kernel) -> Result<CleanupReport, ApplyError> {
     let table_existed = kernel.delete_table(TABLE_NAME)?;
     let removed_proxies = kernel.remove_proxy_entries()?;
     let removed_routes = kernel.remove_host_routes()?;
+    let forwarding_record_removed = kernel.forget_forwarding_by_dock6()?;
     Ok(CleanupReport {
         table_existed,
         removed_proxies,
         removed_routes,
+        forwarding_record_removed,
     })
 }
 
@@ -296,6 +314,14 @@ mod tests {
     fn cleanup_removes_table_then_proxies() {
         let mut k = Recorder::default();
         cleanup(&mut k).unwrap();
-        assert_eq!(k.calls, ["delete dock6", "remove proxies", "remove routes"]);
+        assert_eq!(
+            k.calls,
+            [
+                "delete dock6",
+                "remove proxies",
+                "remove routes",
+                "forget forwarding"
+            ]
+        );
     }
 }

@@ -17,7 +17,7 @@ use super::routes::RouteSyncReport;
 use super::sysctl::SysctlOutcome;
 use crate::nft::{ElementChange, Table, TableDiff, diff};
 use crate::plan::removed_dnat_targets;
-use crate::plan::{HostRoute, NaSource, Plan, ProxyEntry, SysctlSetting};
+use crate::plan::{CHAIN_NOT_DOCKER, HostRoute, NaSource, Plan, ProxyEntry, SysctlSetting};
 
 /// The outcome of one part of a pass.
 #[derive(Debug)]
@@ -191,6 +191,9 @@ pub struct HostState {
     pub host_routes: Vec<HostRoute>,
     pub proxy_entries: Vec<ProxyEntry>,
     pub na_source: NaSource,
+    /// dock6 turns (or turned) forwarding on and forwards Docker traffic
+    /// only: that is recorded before forwarding is switched on.
+    pub docker_only_forwarding: bool,
 }
 
 impl HostState {
@@ -200,6 +203,11 @@ impl HostState {
             host_routes: plan.host_routes.clone(),
             proxy_entries: plan.proxy_entries.clone(),
             na_source: plan.na_source,
+            docker_only_forwarding: plan
+                .ruleset
+                .chains
+                .iter()
+                .any(|c| c.name == CHAIN_NOT_DOCKER),
         }
     }
 }
@@ -215,18 +223,25 @@ pub fn apply_pass(
     flow_targets: Vec<DnatTarget>,
     defer_flows: bool,
 ) -> ApplyReport {
-    let table = Part::of(match table {
+    let table = apply_table_change(kernel, table);
+    finish_pass(kernel, table, host, flow_targets, defer_flows)
+}
+
+/// The table part of [`apply_pass`] alone (the caller finishes the pass
+/// with [`finish_pass`]).
+pub fn apply_table_change(kernel: &mut dyn Kernel, table: &TableChange) -> Part<TableAction> {
+    Part::of(match table {
         TableChange::Replace(t) => replace_table(kernel, t),
         TableChange::Elements { table, changes } => kernel
             .update_elements(table, changes)
             .map(|()| TableAction::Updated(changes.len())),
         TableChange::Unchanged => Ok(TableAction::Unchanged),
-    });
-    finish_pass(kernel, table, host, flow_targets, defer_flows)
+    })
 }
 
-/// The host after the table, and the conntrack deletes once it is in.
-fn finish_pass(
+/// The host after the table (`table`: how that went), and the conntrack
+/// deletes once it is in.
+pub fn finish_pass(
     kernel: &mut dyn Kernel,
     table: Part<TableAction>,
     host: &HostState,
@@ -319,7 +334,7 @@ fn apply_host(kernel: &mut dyn Kernel, plan: &HostState, filtering_in: bool) -> 
             .any(|s| s.key.ends_with(".accept_ra") && !s.outcome.is_done());
         let outcome = match blocker(setting, filtering_in, accept_ra_failed) {
             Some(why) => Part::Skipped(why.into()),
-            None => Part::of(apply_sysctl(kernel, setting)),
+            None => Part::of(apply_sysctl(kernel, setting, plan.docker_only_forwarding)),
         };
         sysctls.push(SysctlPart {
             key: setting.key(),
@@ -353,10 +368,17 @@ fn blocker(
     }
 }
 
+/// `docker_only_forwarding`: forwarding is switched on only once the
+/// record of that is written (without it, a flushed table would leave a
+/// later dock6 taking forwarding for the operator's).
 fn apply_sysctl(
     kernel: &mut dyn Kernel,
     setting: &SysctlSetting,
+    docker_only_forwarding: bool,
 ) -> Result<SysctlOutcome, ApplyError> {
+    if docker_only_forwarding && turns_forwarding_on(setting) {
+        kernel.remember_forwarding_by_dock6()?;
+    }
     let outcome = kernel.apply_sysctl(setting);
     super::progress::beat();
     let outcome = outcome?;
@@ -369,6 +391,10 @@ fn apply_sysctl(
         }
     }
     Ok(outcome)
+}
+
+fn turns_forwarding_on(setting: &SysctlSetting) -> bool {
+    setting.scope == "all" && setting.name == "forwarding" && setting.value != 0
 }
 
 fn log_proxies(report: &ProxySyncReport) {

@@ -104,8 +104,8 @@ impl Guard {
             ipv6_networks: networks.to_vec(),
             foreign_subnets: foreign,
             link_covering,
-            // Only when dock6 is about to turn it on (or did): the chain is
-            // also the record of that, which must not lie.
+            // Only when dock6 is about to turn it on (or did): the chain
+            // counts as a record of that too, which must not lie.
             docker_only: host.forwarding_enabled_by_dock6
                 || (host.forwarding == Some(0) && networks.iter().any(|n| n.mode.forwards())),
         }

@@ -16,6 +16,7 @@ mod pass;
 mod retry;
 mod status;
 mod status_server;
+mod table_commit;
 mod view;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use host_grace::HostGrace;
 use inputs::{Inputs, next_nft_change, next_watchdog_tick};
 pub use kernel_thread::{KernelThread, KernelThreadError};
 pub use retry::Backoff;
+pub use table_commit::{ChangeWatch, Seen, TableCommit, commit_table};
 pub use view::{DockerUpdate, DockerView};
 
 #[derive(Debug, Clone, Default)]
@@ -119,8 +121,8 @@ struct Loop {
     /// as its companion).
     firewall: Option<DockerFirewall>,
     /// dock6 turned forwarding on (it was 0), so it forwards Docker traffic
-    /// only. Kept here too, so a foreign `nft flush ruleset` (which takes
-    /// the record in the table with it) does not forget it.
+    /// only. Read at start from the record a flush cannot erase (see
+    /// `apply::forwarding`), then kept from the plan.
     forwarding_by_dock6: bool,
 }
 
@@ -247,7 +249,7 @@ impl Loop {
         details: &mut mpsc::Receiver<status_server::DetailsRequest>,
     ) -> Result<(), RunError> {
         let mut due: Option<Instant> = Some(Instant::now());
-        let mut ours_touched = false;
+        let mut watch = ChangeWatch::default();
         let mut flows_done = self.flows_done.take();
         loop {
             if let Some(e) = self.kernel.dead().or_else(|| self.conntrack.dead()) {
@@ -268,7 +270,7 @@ impl Loop {
                     due.get_or_insert_with(soon);
                 }
                 change = next_nft_change(&mut inputs.nft_changes) => {
-                    if self.nft_change(change, &mut ours_touched) {
+                    if self.nft_change(change, &mut watch) {
                         // Restore at once: someone else's commit changed or deleted the table.
                         due = Some(Instant::now());
                     }
@@ -364,40 +366,31 @@ impl Loop {
     fn nft_change(
         &mut self,
         change: Result<NftChange, changes::NftMonitorError>,
-        ours_touched: &mut bool,
+        watch: &mut ChangeWatch,
     ) -> bool {
-        match change {
-            Ok(NftChange::OurTableTouched { what, .. }) => {
-                debug!("table inet dock6: {what}");
-                *ours_touched = true;
-                false
+        let change = match change {
+            Ok(change) => change,
+            Err(e) => {
+                error!(
+                    "nftables change notifications stopped ({e}); a changed table is restored at the next resync"
+                );
+                return false;
             }
-            Ok(NftChange::Generation(generation)) => {
-                let foreign = std::mem::take(ours_touched) && !generation.is_from_this_process();
-                if foreign {
-                    warn!(
-                        "table inet dock6 was changed by {} (pid {}): restoring it",
-                        generation.comm, generation.pid
-                    );
-                    self.shown.tamper_restore();
-                    self.force_restore();
-                }
-                foreign
+        };
+        match watch.see(&change) {
+            Seen::Nothing => false,
+            Seen::Foreign { comm, pid } => {
+                warn!("table inet dock6 was changed by {comm} (pid {pid}): restoring it");
+                self.shown.tamper_restore();
+                self.force_restore();
+                true
             }
-            Ok(NftChange::Overrun) | Ok(NftChange::Unrecognized { .. }) => {
-                *ours_touched = false;
+            Seen::Lost => {
                 warn!(
                     "nftables notifications lost or not understood: replacing the table to be sure"
                 );
                 self.force_restore();
                 true
-            }
-            Ok(NftChange::OtherTable { .. }) => false,
-            Err(e) => {
-                error!(
-                    "nftables change notifications stopped ({e}); a changed table is restored at the next resync"
-                );
-                false
             }
         }
     }

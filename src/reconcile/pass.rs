@@ -11,8 +11,9 @@ use tracing::{debug, error, info, warn};
 
 use super::host_grace::GraceEvent;
 use super::retry;
+use super::table_commit::{TableCommit, commit_table};
 use super::{FlowsDone, KernelThread, Loop};
-use crate::apply::nftables::{self, changes::NftMonitor};
+use crate::apply::nftables::changes::NftMonitor;
 use crate::apply::{
     ApplyReport, DnatTarget, DockerFirewall, HostState, Kernel as _, TableAction, TableChange,
 };
@@ -82,6 +83,7 @@ impl Loop {
             host_routes: self.planner.host_routes(&proxy_entries),
             proxy_entries,
             na_source: self.planner.na_source(),
+            docker_only_forwarding: self.planner.forwards_docker_only(),
         }
     }
 
@@ -152,29 +154,24 @@ impl Loop {
                 changes: update.changes.into_batch(),
             },
         };
-        let muted = match (replacing, monitor) {
-            (true, Some(m)) => m.mute().map_err(|e| warn!("{e}")).is_ok(),
-            _ => false,
-        };
         let mut flows = std::mem::take(&mut self.stale_flows);
         flows.extend(update.removed_dnat);
         // Kept in case the kernel thread does not answer: tried again with the next pass.
         let pending_flows = flows.clone();
         let host = self.host_state();
-        let result = self
-            .kernel
-            .call(move |k| {
-                let report = crate::apply::apply_pass(k, &change, &host, flows, true);
-                let generation = muted.then(nftables::generation).and_then(Result::ok);
-                Ok((report, generation))
-            })
-            .await;
-        if let (true, Some(m)) = (muted, monitor) {
-            let after = result.as_ref().ok().and_then(|(_, g)| *g);
-            self.unmute(m, after).await;
-        }
-        match result {
-            Ok((report, _)) => self.after_table_pass(report, elements),
+        match commit_table(&self.kernel, monitor, change, host, flows).await {
+            Ok(TableCommit {
+                report,
+                unseen_commit,
+            }) => {
+                let converged = self.after_table_pass(report, elements);
+                // After the report, which ends a replace_next that this must keep.
+                if unseen_commit {
+                    self.force_restore();
+                    self.restore_now = true;
+                }
+                converged
+            }
             Err(e) => {
                 error!("{e}");
                 self.shown.error("kernel", e.to_string());
@@ -191,29 +188,6 @@ impl Loop {
     fn delete_flows_later(&mut self, targets: Vec<DnatTarget>) {
         if self.flows_todo.send(targets).is_err() {
             error!("the conntrack worker is gone: flows of removed mappings are not deleted");
-        }
-    }
-
-    /// Unmutes the change monitor after a whole-table replace. Commits made
-    /// by others before dock6's own were replaced with the table; one made
-    /// between the generation read right after the pass (`after`) and now
-    /// went unseen, so the table is replaced again at once, to be sure.
-    async fn unmute(&mut self, monitor: &NftMonitor, after: Option<u32>) {
-        if let Err(e) = monitor.unmute() {
-            error!("{e}; a changed table is restored at the next resync only");
-        }
-        let now = self.kernel.call(|_| Ok(nftables::generation()?)).await;
-        match (after, now) {
-            (Some(after), Ok(now)) if after == now => {}
-            (after, now) => {
-                warn!(
-                    "an nftables commit may have gone unseen while dock6 replaced its table \
-                     (generation {after:?} → {:?}): replacing it again",
-                    now.ok()
-                );
-                self.force_restore();
-                self.restore_now = true;
-            }
         }
     }
 

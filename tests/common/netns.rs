@@ -233,6 +233,12 @@ impl Drop for Netns {
         if !self.owned {
             return;
         }
+        // dock6's record that it turned forwarding on here (named by the
+        // namespace's inode) goes with the namespace.
+        if let Ok(meta) = std::fs::metadata(format!("/run/netns/{}", self.name)) {
+            use std::os::unix::fs::MetadataExt as _;
+            let _ = std::fs::remove_file(format!("/run/dock6/forwarding-netns-{}", meta.ino()));
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();

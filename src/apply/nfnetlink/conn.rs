@@ -100,6 +100,12 @@ impl Conn {
         self.spent.get()
     }
 
+    /// The cookie of the network namespace the socket lives in (see
+    /// [`sys::netns_cookie`]).
+    pub fn netns_cookie(&self) -> io::Result<u64> {
+        sys::netns_cookie(&self.socket)
+    }
+
     /// Joins a multicast group (e.g. `NFNLGRP_NFTABLES`).
     pub fn join(&self, group: u32) -> io::Result<()> {
         self.socket.add_membership(group)

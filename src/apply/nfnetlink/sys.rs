@@ -1,4 +1,4 @@
-//! What `netlink-sys` does not wrap: socket options set through libc, and
+//! What `netlink-sys` does not wrap: socket options set and read through libc, and
 //! the registration of a socket with tokio's reactor. The only `unsafe` of
 //! the nfnetlink layer.
 
@@ -36,6 +36,31 @@ fn setsockopt<T>(
 
 fn clamp(bytes: usize) -> libc::c_int {
     libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX)
+}
+
+/// `SO_NETNS_COOKIE` (Linux 5.14+): the cookie of the network namespace the
+/// socket lives in, unique to that namespace for as long as the system runs
+/// (unlike its nsfs inode number, which a later namespace can reuse).
+pub fn netns_cookie(socket: &impl AsRawFd) -> io::Result<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the fd is an open socket owned by `socket`, borrowed for the
+    // call; `cookie` is a live u64 and `len` says so, so the kernel writes
+    // at most 8 bytes into it.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    match (rc, len) {
+        (0, 8) => Ok(cookie),
+        (0, _) => Err(io::Error::other("SO_NETNS_COOKIE: unexpected length")),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 /// Makes the send buffer hold `bytes`: `SO_SNDBUFFORCE` (CAP_NET_ADMIN, not

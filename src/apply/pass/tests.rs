@@ -242,3 +242,33 @@ fn flows_whose_delete_failed_are_deleted_at_the_next_apply() {
     assert_eq!(retry.table_action(), Some(TableAction::Unchanged));
     assert_eq!(k.calls.last().map(String::as_str), Some("conntrack 1"));
 }
+
+#[test]
+fn forwarding_dock6_turns_on_is_recorded_before_and_never_turned_on_unrecorded() {
+    let text = include_str!("../../../rules/all-three-modes/snapshot.json");
+    let mut snapshot: Snapshot = serde_json::from_str(text).expect("bundled scenario parses");
+    snapshot.host.forwarding = Some(0);
+    let plan = crate::plan::plan(&crate::plan::Policy::default(), &snapshot);
+    let forwarding = "sysctl net.ipv6.conf.all.forwarding=1";
+
+    let mut k = Recorder::default();
+    assert!(apply_plan(&mut k, &plan, replace()).is_complete());
+    let at = |calls: &[String], call: &str| calls.iter().position(|c| c == call);
+    let recorded = at(&k.calls, "remember forwarding").expect("recorded");
+    assert!(Some(recorded) < at(&k.calls, forwarding), "{:?}", k.calls);
+
+    let mut k = failing(&["remember forwarding"]);
+    let report = apply_plan(&mut k, &plan, replace());
+    assert_eq!(at(&k.calls, forwarding), None, "{:?}", k.calls);
+    assert!(
+        report.failures().iter().any(|f| f.contains("remember")),
+        "{:?}",
+        report.failures()
+    );
+
+    // Control: forwarding the operator's (the scenario says nothing of it) is not recorded.
+    let mut k = Recorder::default();
+    apply_plan(&mut k, &all_three_modes(), replace());
+    assert!(at(&k.calls, forwarding).is_some(), "{:?}", k.calls);
+    assert_eq!(at(&k.calls, "remember forwarding"), None, "{:?}", k.calls);
+}
