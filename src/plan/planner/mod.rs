@@ -738,4 +738,4 @@ fn network_set_changes(old: &[Set], new: &[Set]) -> Vec<ElementChange> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
