@@ -390,7 +390,10 @@ fn a_table_changed_by_someone_else_is_restored_by_the_next_pass_and_its_flows_wa
     );
     assert_eq!(report.flow_targets, removed, "kept for the next pass");
     let failures = report.failures();
-    assert!(failures[0].starts_with("table: nftables: update dock6"), "{failures:?}");
+    assert!(
+        failures[0].starts_with("table: nftables: update dock6"),
+        "{failures:?}"
+    );
 
     // The restore: the whole table, then the flows of the removed mappings.
     let mut k = Recorder::default();
@@ -413,7 +416,13 @@ fn deferred_flows_are_handed_back_once_each_when_the_table_is_in() {
     let (next, removed) = two_mappings_gone(&plan);
     let change = change_to(&plan.ruleset, &next.ruleset);
     let mut k = Recorder::default();
-    let report = apply_pass(&mut k, &change, &HostState::of(&next), doubled(&removed), true);
+    let report = apply_pass(
+        &mut k,
+        &change,
+        &HostState::of(&next),
+        doubled(&removed),
+        true,
+    );
     assert!(report.is_complete(), "{:?}", report.failures());
     assert!(report.conntrack.is_none(), "{:?}", report.conntrack);
     assert!(k.flows.is_empty(), "deferred: {:?}", k.flows);
@@ -432,14 +441,26 @@ fn flows_are_deleted_once_each_after_the_table_and_kept_when_that_fails() {
     let mut want = removed.clone();
     want.sort();
     let mut k = Recorder::default();
-    let report = apply_pass(&mut k, &change, &HostState::of(&next), doubled(&removed), false);
+    let report = apply_pass(
+        &mut k,
+        &change,
+        &HostState::of(&next),
+        doubled(&removed),
+        false,
+    );
     assert!(report.is_complete(), "{:?}", report.failures());
     assert_eq!(k.calls.first().map(String::as_str), Some("update dock6 2"));
     assert_eq!(k.calls.last().map(String::as_str), Some("conntrack 2"));
     assert_eq!(k.flows, [want.clone()]);
 
     let mut k = failing(&["conntrack"]);
-    let report = apply_pass(&mut k, &change, &HostState::of(&next), doubled(&removed), false);
+    let report = apply_pass(
+        &mut k,
+        &change,
+        &HostState::of(&next),
+        doubled(&removed),
+        false,
+    );
     assert_eq!(report.table_action(), Some(TableAction::Updated(2)));
     assert!(
         report.failures()[0].starts_with("conntrack deletes:"),
