@@ -292,58 +292,88 @@ fn every_rule_is_ipv6_only() {
 /// The check above finds what it must: a negated nfproto match with a
 /// drop, a rule placed before the chain's IPv4 guard, a jump that takes
 /// IPv4 into a regular chain, a guard that does not cover all of IPv4, a
-/// chain without its guard.
+/// chain without its guard; and lets IPv6-only rules be, guard or not.
 #[test]
 fn rules_that_act_on_ipv4_are_found() {
-    use crate::nft::{Match, rule};
-    let s = super::planner::tests::scenarios()
-        .into_iter()
-        .find(|s| s.name.ends_with("all-three-modes"))
-        .expect("the all-three-modes scenario");
-    let table = plan(&s.policy, &s.snapshot).ruleset;
-    assert_eq!(rules_touching_ipv4(&table), Vec::<String>::new(), "control");
-    let guard = Match::NfprotoIpv6 { negate: true };
-    let with_forward = |rules: Vec<crate::nft::Rule>| {
-        let mut t = table.clone();
-        let chain = t.chains.iter_mut().find(|c| c.name == "forward");
-        chain.expect("chain forward").rules = rules;
-        t
+    use crate::nft::{
+        AddrField, BaseChain, Chain, ChainKind, Hook, Match, Priority, Rule, StandardPriority, rule,
     };
-    let rules = table
-        .chains
-        .iter()
-        .find(|c| c.name == "forward")
-        .expect("chain forward")
-        .rules
-        .clone();
-    assert_eq!(
-        rules[0].matches,
-        [guard.clone()],
-        "forward starts with its guard"
-    );
-
-    let mut negated_drop = rules.clone();
-    negated_drop[0] = rule().not_ipv6().drop();
-    let mut before_guard = rules.clone();
-    before_guard.insert(0, rule().iifname("eth0").drop());
-    let mut jump_first = rules.clone();
-    jump_first.insert(0, rules[1].clone());
-    let mut partial_guard = rules.clone();
-    partial_guard[0] = rule().not_ipv6().iifname("eth0").ret();
-    let unguarded = rules[1..].to_vec();
+    let table = |rules: &[Rule]| Table {
+        name: "t".into(),
+        sets: Vec::new(),
+        chains: vec![
+            Chain {
+                name: "forward".into(),
+                base: Some(BaseChain {
+                    kind: ChainKind::Filter,
+                    hook: Hook::Forward,
+                    priority: Priority {
+                        base: StandardPriority::Filter,
+                        offset: 0,
+                    },
+                }),
+                rules: rules.to_vec(),
+            },
+            Chain {
+                name: "to_docker".into(),
+                base: None,
+                rules: vec![rule().drop()],
+            },
+        ],
+    };
+    let guard = rule().not_ipv6().ret();
+    let jump = rule().oifname("br-x").jump("to_docker");
+    let ipv6_drop = rule().ipv6().oifname("br-y").drop();
+    let loopback = "::1/128".parse().unwrap();
+    let ip6_drop = rule()
+        .iifname("br-y")
+        .matching(Match::Ip6 {
+            field: AddrField::Saddr,
+            negate: true,
+            net: loopback,
+        })
+        .drop();
     for (what, rules) in [
-        ("meta nfproto != ipv6 drop", negated_drop),
-        ("a drop before the guard", before_guard),
-        ("a jump before the guard", jump_first),
-        ("a guard for one interface", partial_guard),
-        ("no guard", unguarded),
+        (
+            "guarded",
+            vec![guard.clone(), jump.clone(), ipv6_drop.clone()],
+        ),
+        ("IPv6-only rules", vec![ipv6_drop.clone(), ip6_drop.clone()]),
     ] {
-        let found = rules_touching_ipv4(&with_forward(rules));
-        assert!(!found.is_empty(), "{what}: not found");
-        assert!(
-            found.iter().all(|f| f.starts_with("chain forward:")),
-            "{what}: {found:?}"
+        assert_eq!(
+            rules_touching_ipv4(&table(&rules)),
+            Vec::<String>::new(),
+            "control: {what}"
         );
+    }
+    let negated_drop = rule().not_ipv6().drop();
+    let early_drop = rule().iifname("eth0").drop();
+    let partial_guard = rule().not_ipv6().iifname("eth0").ret();
+    for (what, rules, first) in [
+        (
+            "meta nfproto != ipv6 drop",
+            vec![negated_drop.clone(), ipv6_drop.clone()],
+            &negated_drop,
+        ),
+        (
+            "a drop before the guard",
+            vec![early_drop.clone(), guard.clone()],
+            &early_drop,
+        ),
+        (
+            "a jump before the guard",
+            vec![jump.clone(), guard.clone()],
+            &jump,
+        ),
+        (
+            "a guard for one interface",
+            vec![partial_guard, jump.clone()],
+            &jump,
+        ),
+        ("no guard", vec![ipv6_drop.clone(), jump.clone()], &jump),
+    ] {
+        let found = rules_touching_ipv4(&table(&rules));
+        assert_eq!(found, [format!("chain forward: `{first}`")], "{what}");
     }
 }
 
