@@ -330,7 +330,11 @@ fn a_whole_table_change_is_one_replace_before_forwarding() {
         .calls
         .iter()
         .position(|c| c == "sysctl net.ipv6.conf.all.forwarding=1");
-    assert!(forwarding > Some(0), "{:?}", k.calls);
+    assert!(
+        forwarding.is_some_and(|at| at > 0),
+        "forwarding after the replace: {:?}",
+        k.calls
+    );
 }
 
 #[test]
