@@ -3,8 +3,9 @@
 //! way the replace went — anew (the table created), in place by difference
 //! (dock6's last commit still current), in place by flush (someone else
 //! committed since) — with 20,000 elements in each large set, so that every
-//! set spans several netlink messages. Needs root; every kernel change
-//! happens in fresh per-thread network namespaces.
+//! set spans several netlink messages; and traffic through a lab host takes
+//! exactly the paths the table opens after each way. Needs root; every
+//! kernel change happens in fresh network namespaces.
 
 mod common;
 
@@ -13,11 +14,16 @@ use std::net::Ipv6Addr;
 use dock6::apply::nftables::{ElementChange, Replaced, replace_table_how, update_elements};
 use dock6::nft::{Element, KeyType, L4Proto, Set, TABLE_NAME, Table, Value};
 
+use common::lab::{HOST_UPLINK, INTERNET, Lab, UPSTREAM_LINK, sock};
 use common::roundtrip::{Listing, listing, via_nft};
 use common::{in_fresh_netns, nft, require_root};
+use serde_json::json;
 
 /// Elements given to every set keyed by an address.
 const LARGE: usize = 20_000;
+
+/// The first 48 bits of the generated addresses (2001:db8:ffff::/48).
+const GENERATED: u128 = 0x2001_0db8_ffff;
 
 #[test]
 fn replaced_table_reads_back_as_planned_every_way() {
@@ -28,8 +34,8 @@ fn replaced_table_reads_back_as_planned_every_way() {
     // The same shape three times over: 20,000 elements per large set; the
     // same with a tenth of them gone, new ones and other map data; and a
     // plan with one rule less.
-    let big = enlarged(&base, 0..LARGE, 0);
-    let changed = enlarged(&base, LARGE / 10..LARGE + LARGE / 10, 7);
+    let big = enlarged(&base, 0..LARGE, 0, GENERATED);
+    let changed = enlarged(&base, LARGE / 10..LARGE + LARGE / 10, 7, GENERATED);
     let mut fewer_rules = changed.clone();
     let chain = fewer_rules
         .chains
@@ -45,10 +51,7 @@ fn replaced_table_reads_back_as_planned_every_way() {
         expected(&fewer_rules),
         expected(&bootstrap),
     );
-    let last = format!(
-        "{}",
-        Ipv6Addr::from(0x2001_0db8_ffff_u128 << 80 | LARGE as u128)
-    );
+    let last = format!("{}", Ipv6Addr::from(GENERATED << 80 | LARGE as u128));
     assert!(
         want_big.text.contains(&last),
         "nft -f loaded the large sets (up to {last})"
@@ -113,6 +116,125 @@ fn replaced_table_reads_back_as_planned_every_way() {
     });
 }
 
+/// The web container's address (network `ula`, NAT66).
+const WEB: &str = "fd00:1::2";
+/// The generated elements' addresses here: 2001:db8:eeee::/48, clear of the
+/// lab's (its "internet" is in 2001:db8:ffff::/48).
+const GENERATED_IN_LAB: u128 = 0x2001_0db8_eeee;
+
+/// Traffic after each way of replacing: the published port answers from
+/// the upstream (DNAT'ed, the client's address kept), the container
+/// reaches the upstream (NAT66), and what the table does not open stays
+/// closed: a port the plan no longer publishes, one someone else opened
+/// between two replaces, and the container's unpublished port addressed
+/// directly (with a control from the host, where it answers). The sets hold
+/// thousands of other elements, so each replace spans several messages.
+#[test]
+fn traffic_takes_the_planned_paths_after_each_way_of_replacing() {
+    if !require_root("traffic_takes_the_planned_paths_after_each_way_of_replacing") {
+        return;
+    }
+    let mut lab = Lab::new("rip");
+    lab.bridge("br-ula", "fd00:1::1/64", None, None);
+    lab.container("web", "br-ula", &format!("{WEB}/64"), "fd00:1::1", None);
+    // The upstream routes the container's subnet to the host, so that the
+    // container's unpublished port can be tried directly.
+    lab.upstream
+        .ip(&format!("-6 route add fd00:1::/64 via {HOST_UPLINK}"));
+    // What `dock6 apply` would switch on after the table.
+    lab.host.sysctl("net.ipv6.conf.all.forwarding", "1");
+    let planned = |host_port: u16| {
+        let snapshot = json!({
+            "host": lab.host_facts(),
+            "networks": [{"id": format!("{:0>64}", "ula"), "name": "ula", "bridge": "br-ula",
+                          "enable_ipv6": true, "subnets": [{"subnet": "fd00:1::/64"}]}],
+            "containers": [{"id": "w", "name": "web", "networks": {"ula": {"ipv6_address": WEB}},
+                            "ports": {"80/tcp": [{"HostIp": "::", "HostPort": host_port.to_string()}],
+                                      "9000/tcp": null}}]
+        });
+        let snapshot = dock6::source::parse_snapshot(&snapshot.to_string(), "lab".as_ref())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let table = dock6::plan::plan(&Default::default(), &snapshot).ruleset;
+        enlarged(&table, 0..LARGE / 4, 0, GENERATED_IN_LAB)
+    };
+    // Port 80 published on 8080, then moved to 8081: element changes only.
+    let (on_8080, on_8081) = (planned(8080), planned(8081));
+    assert!(
+        matches!(
+            dock6::nft::diff(&on_8080, &on_8081),
+            dock6::nft::TableDiff::Elements(_)
+        ),
+        "the two plans differ in elements only"
+    );
+    let web = lab.c("web");
+    let (_web80, _web9000) = (web.tcp_echo_peer(80), web.tcp_echo_peer(9000));
+    let _internet = lab.upstream.tcp_echo_peer(7000);
+    let (upstream, host) = (&lab.upstream, &lab.host);
+    let answers_upstream = |port: u16| upstream.tcp(sock(HOST_UPLINK, port));
+    let paths = |open: u16, closed: &[u16], what: &str| {
+        assert_eq!(
+            answers_upstream(open).unwrap_or_else(|e| panic!("{what}: published port {open}: {e}")),
+            UPSTREAM_LINK,
+            "{what}: published port {open} DNAT'ed, the client's address kept"
+        );
+        for port in closed {
+            assert!(
+                answers_upstream(*port).is_err(),
+                "{what}: port {port} is not published, yet answers"
+            );
+        }
+        assert!(
+            upstream.tcp(sock(WEB, 9000)).is_err(),
+            "{what}: the container's unpublished port answers the upstream"
+        );
+        assert_eq!(
+            host.tcp(sock(WEB, 9000))
+                .unwrap_or_else(|e| panic!("{what}: control: port 9000 from the host: {e}")),
+            "fd00:1::1",
+            "{what}: control"
+        );
+        assert_eq!(
+            web.tcp(sock(INTERNET, 7000))
+                .unwrap_or_else(|e| panic!("{what}: egress: {e}")),
+            HOST_UPLINK,
+            "{what}: the container reaches the upstream as the host (NAT66)"
+        );
+    };
+    // All replaces from one thread: dock6's record of its last commit is
+    // kept per thread, as the agent's kernel thread keeps it.
+    assert_eq!(
+        upstream
+            .tcp(sock(WEB, 9000))
+            .expect("control: without a table, the upstream reaches port 9000 directly"),
+        UPSTREAM_LINK
+    );
+    host.run(|| {
+        let replace = |t: &Table| replace_table_how(t).unwrap_or_else(|e| panic!("replace: {e}"));
+        assert_eq!(replace(&on_8080), Replaced::Fresh, "no table yet");
+        paths(8080, &[8081], "created");
+        assert_eq!(replace(&on_8081), Replaced::InPlace, "by difference");
+        paths(8081, &[8080], "in place, by difference");
+
+        // Someone else opens port 9000 and closes 8081.
+        let foreign = format!(
+            "add element inet {TABLE_NAME} dnat_any {{ tcp . 9000 : {WEB} . 9000 }}\n\
+             delete element inet {TABLE_NAME} dnat_any {{ tcp . 8081 : {WEB} . 80 }}\n"
+        );
+        nft(&["-f", "-"], Some(&foreign));
+        assert_eq!(
+            answers_upstream(9000).expect("the foreign mapping is in"),
+            UPSTREAM_LINK
+        );
+        assert!(answers_upstream(8081).is_err(), "the foreign delete is in");
+        assert_eq!(
+            replace(&on_8081),
+            Replaced::InPlace,
+            "after foreign changes"
+        );
+        paths(8081, &[8080, 9000], "in place, by flush");
+    });
+}
+
 /// The bytecode listing without rule handles: the kernel numbers rules per
 /// table, so a table made anew restarts from 1 and one kept counts on; the
 /// rules themselves are what must match. A rule's header line is
@@ -142,15 +264,21 @@ fn scenario_table(name: &str) -> Table {
 }
 
 /// `table` with the elements `range` added to every set keyed by an
-/// address (their map data offset by `data_offset`).
-fn enlarged(table: &Table, range: std::ops::Range<usize>, data_offset: usize) -> Table {
+/// address (their map data offset by `data_offset`), the addresses in
+/// `prefix::/48`.
+fn enlarged(
+    table: &Table,
+    range: std::ops::Range<usize>,
+    data_offset: usize,
+    prefix: u128,
+) -> Table {
     let mut t = table.clone();
     for set in t.sets.iter_mut().filter(|s| is_large(s)) {
         let generated: Vec<Element> = range
             .clone()
             .map(|i| Element {
-                key: values(&set.key, i),
-                data: values(&set.data, i + data_offset),
+                key: values(&set.key, i, prefix),
+                data: values(&set.data, i + data_offset, prefix),
             })
             .collect();
         set.elements.extend(generated);
@@ -163,14 +291,12 @@ fn is_large(set: &Set) -> bool {
 }
 
 /// Values of the types `types`, distinct for each `i` (the address is
-/// 2001:db8:ffff::i, well away from any scenario's).
-fn values(types: &[KeyType], i: usize) -> Vec<Value> {
+/// PREFIX::i, well away from any scenario's).
+fn values(types: &[KeyType], i: usize, prefix: u128) -> Vec<Value> {
     types
         .iter()
         .map(|t| match t {
-            KeyType::Ipv6Addr => Value::Addr(Ipv6Addr::from(
-                0x2001_0db8_ffff_u128 << 80 | (i as u128 + 1),
-            )),
+            KeyType::Ipv6Addr => Value::Addr(Ipv6Addr::from(prefix << 80 | (i as u128 + 1))),
             KeyType::InetProto => Value::Proto(if i.is_multiple_of(2) {
                 L4Proto::Tcp
             } else {

@@ -20,6 +20,8 @@ pub struct Recorder {
     pub fail: Vec<String>,
     /// What `docker_ip6_firewall` answers.
     pub docker: Option<DockerFirewall>,
+    /// The mappings of each `delete_dnat_flows` call, in order.
+    pub flows: Vec<Vec<DnatTarget>>,
 }
 
 impl Recorder {
@@ -106,6 +108,7 @@ impl Kernel for Recorder {
     }
 
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
+        self.flows.push(targets.to_vec());
         self.record(format!("conntrack {}", targets.len()))?;
         Ok(0)
     }

@@ -182,38 +182,206 @@ fn accept_ra_is_raised_before_forwarding_and_never_from_zero() {
     assert!(p.sysctls.iter().all(|s| s.name != "accept_ra"));
 }
 
+/// What an IPv4 packet meets in `table`: each rule it can reach and match
+/// that does something to it (one line per rule); empty when IPv4 leaves
+/// the table as it came.
+///
+/// The property, for an `inet` table whose base chains all have policy
+/// accept: in every base chain, a rule an IPv4 packet can reach and match
+/// carries no statement and its verdict is none, `return` or `accept`
+/// (what the chain's policy does anyway); never `drop`, `jump` or `goto`.
+/// So no IPv4 packet enters a regular chain, and the regular chains need
+/// no guard of their own.
+///
+/// - IPv4 cannot match a rule that has `meta nfproto ipv6`, or any match
+///   or statement that implies it (see [`ipv6_only_match`]). A negated
+///   `meta nfproto != ipv6` matches IPv4, and guards nothing.
+/// - IPv4 cannot reach the rules after one that sends every non-IPv6
+///   packet out of the chain: `meta nfproto != ipv6 return` (or accept),
+///   with no other match.
+fn rules_touching_ipv4(table: &Table) -> Vec<String> {
+    use crate::nft::Verdict;
+    let mut out = Vec::new();
+    for chain in table.chains.iter().filter(|c| c.base.is_some()) {
+        for rule in &chain.rules {
+            if ipv6_only(rule) {
+                continue;
+            }
+            let leaves = matches!(rule.verdict, Some(Verdict::Return | Verdict::Accept));
+            let harmless = rule.statements.is_empty() && (leaves || rule.verdict.is_none());
+            if !harmless {
+                out.push(format!("chain {}: `{rule}`", chain.name));
+            }
+            let every_ipv4 = rule
+                .matches
+                .iter()
+                .all(|m| *m == crate::nft::Match::NfprotoIpv6 { negate: true });
+            if harmless && leaves && every_ipv4 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The rule matches IPv6 packets only: one of its matches, or a statement
+/// that loads an IPv6 header field (the encoder puts nft's implicit
+/// `meta nfproto ipv6` in front, before the statement acts), says so.
+fn ipv6_only(rule: &crate::nft::Rule) -> bool {
+    use crate::nft::{DnatKey, Statement};
+    let statement_needs_ipv6 = |s: &Statement| match s {
+        Statement::SnatBySaddrMap { .. } => true,
+        Statement::DnatMap { key, .. } => *key == DnatKey::AddrProtoPort,
+        Statement::MarkOr(_)
+        | Statement::Masquerade
+        | Statement::Snat(_)
+        | Statement::SnatPrefix(_)
+        | Statement::DnatPrefix(_) => false,
+    };
+    rule.matches.iter().any(ipv6_only_match) || rule.statements.iter().any(statement_needs_ipv6)
+}
+
+/// Whether no IPv4 packet can satisfy `m`. Every variant is listed, so a
+/// new match kind must be placed here.
+fn ipv6_only_match(m: &crate::nft::Match) -> bool {
+    use crate::nft::Match;
+    match m {
+        Match::NfprotoIpv6 { negate } => !negate,
+        // The encoder emits `meta nfproto ipv6` before loading from the
+        // IPv6 header (as nft does), negated comparisons included; and
+        // `icmpv6 ...` also needs it.
+        Match::Ip6 { .. }
+        | Match::Ip6InSet { .. }
+        | Match::DaddrProtoPortInSet { .. }
+        | Match::Icmpv6TypeInSet { .. }
+        | Match::Icmpv6TypeIs(_) => true,
+        // The kernel's `ct original ip6 daddr` ends the rule for a
+        // connection that is not IPv6, whatever the comparison.
+        Match::CtOriginalDaddr { .. } => true,
+        Match::IfName { .. }
+        | Match::IfNameInSet { .. }
+        | Match::CtState(_)
+        | Match::CtStatusDnat
+        // The transport header's bytes: IPv4 has them too.
+        | Match::NdTargetInSet { .. }
+        | Match::FibDaddrLocal => false,
+    }
+}
+
+/// dock6's table leaves IPv4 alone, in every golden scenario (each under
+/// its own dock6.toml) and in the fail-closed bootstrap table.
 #[test]
 fn every_rule_is_ipv6_only() {
-    // Base chains either return for non-IPv6 first or start every rule with an
-    // IPv6 match (or an interface match followed by an ip6 one); the other
-    // chains are reached only from those. A statement that loads `ip6 saddr`
-    // (`snat ip6 to ip6 saddr map @m`) carries nft's implicit `meta nfproto
-    // ipv6` too (the encoder emits it).
-    use crate::nft::{Match, Statement};
-    let p = plan(&Policy::default(), &snapshot(vec![]));
-    for chain in p.ruleset.chains.iter().filter(|c| c.base.is_some()) {
-        if chain
-            .rules
-            .first()
-            .is_some_and(|r| r.matches == [Match::NfprotoIpv6 { negate: true }])
-        {
-            continue;
-        }
-        for rule in &chain.rules {
-            let first = rule.matches.first();
-            let ipv6_guard = matches!(first, Some(Match::NfprotoIpv6 { .. }))
-                || matches!(first, Some(Match::IfName { .. }))
-                    && (rule.matches.iter().any(|m| matches!(m, Match::Ip6 { .. }))
-                        || rule
-                            .statements
-                            .iter()
-                            .any(|s| matches!(s, Statement::SnatBySaddrMap { .. })));
-            assert!(
-                ipv6_guard,
-                "chain {}: rule `{rule}` is not IPv6-only",
-                chain.name
-            );
-        }
+    let mut bootstrap_host = host();
+    for name in ["docker0", "br-0123456789ab", "br-lan"] {
+        bootstrap_host.interfaces.push(Interface {
+            name: name.into(),
+            ..Default::default()
+        });
+    }
+    let mut tables = vec![("bootstrap".to_string(), bootstrap_table(&bootstrap_host))];
+    for s in super::planner::tests::scenarios() {
+        tables.push((s.name, plan(&s.policy, &s.snapshot).ruleset));
+    }
+    for (name, table) in &tables {
+        assert!(
+            table.chains.iter().any(|c| c.base.is_some()),
+            "{name}: base chains"
+        );
+        let touching = rules_touching_ipv4(table);
+        assert!(
+            touching.is_empty(),
+            "{name}: rules that act on IPv4:\n{}",
+            touching.join("\n")
+        );
+    }
+}
+
+/// The check above finds what it must: a negated nfproto match with a
+/// drop, a rule placed before the chain's IPv4 guard, a jump that takes
+/// IPv4 into a regular chain, a guard that does not cover all of IPv4, a
+/// chain without its guard; and lets IPv6-only rules be, guard or not.
+#[test]
+fn rules_that_act_on_ipv4_are_found() {
+    use crate::nft::{
+        AddrField, BaseChain, Chain, ChainKind, Hook, Match, Priority, Rule, StandardPriority, rule,
+    };
+    let table = |rules: &[Rule]| Table {
+        name: "t".into(),
+        sets: Vec::new(),
+        chains: vec![
+            Chain {
+                name: "forward".into(),
+                base: Some(BaseChain {
+                    kind: ChainKind::Filter,
+                    hook: Hook::Forward,
+                    priority: Priority {
+                        base: StandardPriority::Filter,
+                        offset: 0,
+                    },
+                }),
+                rules: rules.to_vec(),
+            },
+            Chain {
+                name: "to_docker".into(),
+                base: None,
+                rules: vec![rule().drop()],
+            },
+        ],
+    };
+    let guard = rule().not_ipv6().ret();
+    let jump = rule().oifname("br-x").jump("to_docker");
+    let ipv6_drop = rule().ipv6().oifname("br-y").drop();
+    let loopback = "::1/128".parse().unwrap();
+    let ip6_drop = rule()
+        .iifname("br-y")
+        .matching(Match::Ip6 {
+            field: AddrField::Saddr,
+            negate: true,
+            net: loopback,
+        })
+        .drop();
+    for (what, rules) in [
+        (
+            "guarded",
+            vec![guard.clone(), jump.clone(), ipv6_drop.clone()],
+        ),
+        ("IPv6-only rules", vec![ipv6_drop.clone(), ip6_drop.clone()]),
+    ] {
+        assert_eq!(
+            rules_touching_ipv4(&table(&rules)),
+            Vec::<String>::new(),
+            "control: {what}"
+        );
+    }
+    let negated_drop = rule().not_ipv6().drop();
+    let early_drop = rule().iifname("eth0").drop();
+    let partial_guard = rule().not_ipv6().iifname("eth0").ret();
+    for (what, rules, first) in [
+        (
+            "meta nfproto != ipv6 drop",
+            vec![negated_drop.clone(), ipv6_drop.clone()],
+            &negated_drop,
+        ),
+        (
+            "a drop before the guard",
+            vec![early_drop.clone(), guard.clone()],
+            &early_drop,
+        ),
+        (
+            "a jump before the guard",
+            vec![jump.clone(), guard.clone()],
+            &jump,
+        ),
+        (
+            "a guard for one interface",
+            vec![partial_guard, jump.clone()],
+            &jump,
+        ),
+        ("no guard", vec![ipv6_drop.clone(), jump.clone()], &jump),
+    ] {
+        let found = rules_touching_ipv4(&table(&rules));
+        assert_eq!(found, [format!("chain forward: `{first}`")], "{what}");
     }
 }
 

@@ -272,3 +272,234 @@ fn forwarding_dock6_turns_on_is_recorded_before_and_never_turned_on_unrecorded()
     assert!(at(&k.calls, forwarding).is_some(), "{:?}", k.calls);
     assert_eq!(at(&k.calls, "remember forwarding"), None, "{:?}", k.calls);
 }
+
+// ---- apply_pass: the agent's path ------------------------------------------
+//
+// The agent keeps the plan itself and tells `apply_pass` what the table is
+// to get; the conntrack deletes it defers to a thread of its own.
+
+/// A pass to `next` from the table `last` as the agent makes it: element
+/// changes when only elements differ, else the whole table.
+fn change_to(last: &Table, next: &Table) -> TableChange {
+    match diff(last, next) {
+        TableDiff::Same => TableChange::Unchanged,
+        TableDiff::Elements(changes) => TableChange::Elements {
+            table: next.name.clone(),
+            changes,
+        },
+        TableDiff::Structure => TableChange::Replace(next.clone()),
+    }
+}
+
+/// The mappings of `removed`, given twice and out of order (as stale flows
+/// of an earlier pass and a new removal can overlap).
+fn doubled(removed: &[DnatTarget]) -> Vec<DnatTarget> {
+    let mut flows: Vec<DnatTarget> = removed.iter().rev().copied().collect();
+    flows.extend(removed.iter().copied());
+    flows
+}
+
+/// Two published mappings gone: the one of host port 8080 and another one.
+fn two_mappings_gone(plan: &Plan) -> (Plan, Vec<DnatTarget>) {
+    let mut next = without_port_8080(plan);
+    if let Some(set) = next
+        .ruleset
+        .sets
+        .iter_mut()
+        .find(|s| s.name == MAP_DNAT_ANY)
+    {
+        set.elements.pop();
+    }
+    let removed = removed_dnat_targets(&plan.ruleset, &next.ruleset);
+    assert_eq!(removed.len(), 2, "two mappings gone: {removed:?}");
+    (next, removed)
+}
+
+#[test]
+fn an_element_change_goes_in_as_one_element_batch_and_never_as_a_replace() {
+    let plan = all_three_modes();
+    let next = without_port_8080(&plan);
+    let change = change_to(&plan.ruleset, &next.ruleset);
+    assert!(
+        matches!(&change, TableChange::Elements { changes, .. } if changes.len() == 1),
+        "{change:?}"
+    );
+    let mut k = Recorder::default();
+    let report = apply_pass(&mut k, &change, &HostState::of(&next), Vec::new(), true);
+    assert!(report.is_complete(), "{:?}", report.failures());
+    assert_eq!(report.table_action(), Some(TableAction::Updated(1)));
+    assert_eq!(
+        k.calls,
+        [
+            "update dock6 1",
+            "sysctl net.ipv6.conf.eth0.accept_ra=2",
+            "solicit eth0",
+            "sysctl net.ipv6.conf.all.forwarding=1",
+            "sysctl net.ipv6.conf.eth0.proxy_ndp=1",
+            "routes 0",
+            "proxies 1",
+        ]
+    );
+}
+
+#[test]
+fn a_whole_table_change_is_one_replace_before_forwarding() {
+    let plan = all_three_modes();
+    let change = TableChange::Replace(plan.ruleset.clone());
+    let mut k = Recorder::default();
+    let report = apply_pass(&mut k, &change, &HostState::of(&plan), Vec::new(), true);
+    assert!(report.is_complete(), "{:?}", report.failures());
+    assert_eq!(report.table_action(), Some(TableAction::Replaced));
+    assert_eq!(k.calls[0], "replace dock6");
+    assert!(
+        !k.calls.iter().any(|c| c.starts_with("update")),
+        "{:?}",
+        k.calls
+    );
+    let forwarding = k
+        .calls
+        .iter()
+        .position(|c| c == "sysctl net.ipv6.conf.all.forwarding=1");
+    assert!(
+        forwarding.is_some_and(|at| at > 0),
+        "forwarding after the replace: {:?}",
+        k.calls
+    );
+}
+
+#[test]
+fn an_unchanged_table_is_not_sent_and_the_host_is_still_made_right() {
+    let plan = all_three_modes();
+    let mut k = Recorder::default();
+    let change = change_to(&plan.ruleset, &plan.ruleset);
+    let report = apply_pass(&mut k, &change, &HostState::of(&plan), Vec::new(), true);
+    assert!(report.is_complete(), "{:?}", report.failures());
+    assert_eq!(report.table_action(), Some(TableAction::Unchanged));
+    assert!(
+        !k.calls
+            .iter()
+            .any(|c| c.starts_with("update") || c.starts_with("replace")),
+        "{:?}",
+        k.calls
+    );
+    assert!(
+        k.calls
+            .contains(&"sysctl net.ipv6.conf.all.forwarding=1".to_string()),
+        "{:?}",
+        k.calls
+    );
+    assert_eq!(k.calls.last().map(String::as_str), Some("proxies 1"));
+}
+
+/// Someone else changed the table (an element dock6 removes is gone, say):
+/// the element batch fails. The pass does not replace the table behind the
+/// caller's back (the agent replaces it with the next pass, from its whole
+/// plan), switches no forwarding on, and keeps the flows of the removed
+/// mappings; the restoring pass puts the table in and only then deletes
+/// them.
+#[test]
+fn a_table_changed_by_someone_else_is_restored_by_the_next_pass_and_its_flows_wait_for_it() {
+    let plan = all_three_modes();
+    let (next, removed) = two_mappings_gone(&plan);
+    let host = HostState::of(&next);
+    let change = change_to(&plan.ruleset, &next.ruleset);
+    let mut k = failing(&["update"]);
+    let report = apply_pass(&mut k, &change, &host, removed.clone(), true);
+    assert_eq!(report.table_action(), None);
+    assert!(
+        !k.calls.iter().any(|c| c.starts_with("replace")),
+        "the element batch failed: no replace in the same pass: {:?}",
+        k.calls
+    );
+    assert!(
+        !k.calls.iter().any(|c| c.contains("forwarding")),
+        "{:?}",
+        k.calls
+    );
+    assert!(k.flows.is_empty(), "no conntrack delete: {:?}", k.flows);
+    assert!(
+        matches!(report.conntrack, Some(Part::Skipped(_))),
+        "{:?}",
+        report.conntrack
+    );
+    assert_eq!(report.flow_targets, removed, "kept for the next pass");
+    let failures = report.failures();
+    assert!(
+        failures[0].starts_with("table: nftables: update dock6"),
+        "{failures:?}"
+    );
+
+    // The restore: the whole table, then the flows of the removed mappings.
+    let mut k = Recorder::default();
+    let restore = TableChange::Replace(next.ruleset.clone());
+    let flows = report.flow_targets.clone();
+    let report = apply_pass(&mut k, &restore, &host, flows, false);
+    assert!(report.is_complete(), "{:?}", report.failures());
+    assert_eq!(report.table_action(), Some(TableAction::Replaced));
+    assert_eq!(k.calls.first().map(String::as_str), Some("replace dock6"));
+    assert_eq!(k.calls.last().map(String::as_str), Some("conntrack 2"));
+    assert_eq!(k.flows, [removed]);
+}
+
+/// The agent's passes defer the conntrack deletes: once the table is in,
+/// the report hands every removed mapping back once (stale ones of an
+/// earlier pass and new ones overlap), and the pass itself deletes nothing.
+#[test]
+fn deferred_flows_are_handed_back_once_each_when_the_table_is_in() {
+    let plan = all_three_modes();
+    let (next, removed) = two_mappings_gone(&plan);
+    let change = change_to(&plan.ruleset, &next.ruleset);
+    let mut k = Recorder::default();
+    let report = apply_pass(
+        &mut k,
+        &change,
+        &HostState::of(&next),
+        doubled(&removed),
+        true,
+    );
+    assert!(report.is_complete(), "{:?}", report.failures());
+    assert!(report.conntrack.is_none(), "{:?}", report.conntrack);
+    assert!(k.flows.is_empty(), "deferred: {:?}", k.flows);
+    let mut want = removed.clone();
+    want.sort();
+    assert_eq!(report.flow_targets, want);
+}
+
+/// Without deferring (`dock6 apply`), the flows go after everything else,
+/// in one call, each mapping once; a failed delete keeps them in the report.
+#[test]
+fn flows_are_deleted_once_each_after_the_table_and_kept_when_that_fails() {
+    let plan = all_three_modes();
+    let (next, removed) = two_mappings_gone(&plan);
+    let change = change_to(&plan.ruleset, &next.ruleset);
+    let mut want = removed.clone();
+    want.sort();
+    let mut k = Recorder::default();
+    let report = apply_pass(
+        &mut k,
+        &change,
+        &HostState::of(&next),
+        doubled(&removed),
+        false,
+    );
+    assert!(report.is_complete(), "{:?}", report.failures());
+    assert_eq!(k.calls.first().map(String::as_str), Some("update dock6 2"));
+    assert_eq!(k.calls.last().map(String::as_str), Some("conntrack 2"));
+    assert_eq!(k.flows, [want.clone()]);
+
+    let mut k = failing(&["conntrack"]);
+    let report = apply_pass(
+        &mut k,
+        &change,
+        &HostState::of(&next),
+        doubled(&removed),
+        false,
+    );
+    assert_eq!(report.table_action(), Some(TableAction::Updated(2)));
+    assert!(
+        report.failures()[0].starts_with("conntrack deletes:"),
+        "{:?}",
+        report.failures()
+    );
+    assert_eq!(report.flow_targets, want, "kept for the next pass");
+}

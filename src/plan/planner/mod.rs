@@ -779,4 +779,4 @@ fn network_set_changes(old: &[Set], new: &[Set]) -> Vec<ElementChange> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -6,22 +6,54 @@ use crate::nft::ElementChange;
 use crate::plan::{plan, removed_dnat_targets};
 use crate::snapshot::PortBinding;
 
-/// The golden scenarios' snapshots (each container once, sorted by id, as
-/// the agent's view holds them).
-fn scenarios() -> Vec<(String, Snapshot)> {
+/// A golden scenario as the agent would run it: its name, the policy of
+/// its own `dock6.toml` (the default one without), and its snapshot.
+pub(crate) struct Scenario {
+    pub name: String,
+    pub policy: Policy,
+    pub snapshot: Snapshot,
+}
+
+/// The golden scenarios, each with its `dock6.toml` when it has one (each
+/// container once, sorted by id, as the agent's view holds them).
+pub(crate) fn scenarios() -> Vec<Scenario> {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
     let mut out = Vec::new();
     for dir in std::fs::read_dir(&rules).unwrap() {
-        let file = dir.unwrap().path().join("snapshot.json");
+        let dir = dir.unwrap().path();
+        let file = dir.join("snapshot.json");
         if !file.exists() {
             continue;
         }
         let mut snapshot = crate::source::load_snapshot(&file).unwrap();
         snapshot.containers.sort_by(|a, b| a.id.cmp(&b.id));
         snapshot.containers.dedup_by(|a, b| a.id == b.id);
-        out.push((file.display().to_string(), snapshot));
+        let config = dir.join("dock6.toml");
+        let policy = match config.exists() {
+            true => {
+                crate::config::Config::load(Some(&config))
+                    .unwrap_or_else(|e| panic!("{}: {e}", config.display()))
+                    .policy
+            }
+            false => Policy::default(),
+        };
+        assert!(
+            !config.exists() || policy != Policy::default(),
+            "{}: its dock6.toml changes nothing",
+            dir.display()
+        );
+        out.push(Scenario {
+            name: dir.display().to_string(),
+            policy,
+            snapshot,
+        });
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     assert!(out.len() > 10, "the golden scenarios are found");
+    assert!(
+        out.iter().any(|s| s.policy != Policy::default()),
+        "some scenarios have a dock6.toml of their own"
+    );
     out
 }
 
@@ -39,7 +71,8 @@ impl Random {
 
 /// `container` changed the way Docker changes containers: renamed (its
 /// claims then rank elsewhere), a port published more or less, sealed,
-/// or moved onto another container's host port.
+/// moved onto another container's host port, or given another
+/// container's labels (its egress address, say).
 fn variant(container: &Container, other: &Container, which: usize) -> Container {
     let mut c = container.clone();
     match which {
@@ -57,6 +90,7 @@ fn variant(container: &Container, other: &Container, which: usize) -> Container 
             c.labels.insert("dock6.expose".into(), "false".into());
         }
         3 => c.ports = other.ports.clone(),
+        4 => c.labels = other.labels.clone(),
         _ => {
             c.ports.clear();
         }
@@ -91,28 +125,24 @@ fn apply_changes(table: &mut Table, changes: &[ElementChange]) {
     }
 }
 
-/// From any start, any sequence of container changes (and one change of
-/// the host facts every part reads) ends where planning the snapshot from
-/// scratch does; each update's element changes lead exactly from the old
-/// table to the new one, and its removed mappings are those the tables
-/// lost.
+/// From any start, under the scenario's own configuration, any sequence of
+/// container changes (and one change of the host facts every part reads,
+/// and a reload that swaps the scenario's configuration for the default
+/// one and back) ends where planning the snapshot from scratch does; each
+/// update's element changes lead exactly from the old table to the new
+/// one, and its removed mappings are those the tables lost.
 #[test]
 fn updates_end_where_planning_from_scratch_does() {
-    updates_end_where_planning_from_scratch_does_with(&Policy::default());
-}
-
-/// The same where dock6 answers for proxied addresses itself: the proxied
-/// addresses are elements of set `nd_targets`.
-#[test]
-fn updates_with_na_source_target_end_where_planning_from_scratch_does() {
-    updates_end_where_planning_from_scratch_does_with(&Policy {
-        na_source: NaSource::Target,
-        ..Policy::default()
-    });
-}
-
-fn updates_end_where_planning_from_scratch_does_with(policy: &Policy) {
-    for (name, full) in scenarios() {
+    for Scenario {
+        name,
+        policy: own,
+        snapshot: full,
+    } in scenarios()
+    {
+        // A reload (SIGHUP) plans the same view under the other policy.
+        let policies = [own, Policy::default()];
+        let mut reloaded = false;
+        let policy = &policies[0];
         let mut random = Random(0x9e3779b97f4a7c15);
         let all = full.containers.clone();
         let mut snapshot = full.clone();
@@ -124,7 +154,8 @@ fn updates_end_where_planning_from_scratch_does_with(policy: &Policy) {
             let before = planner.table();
             let mut changed = BTreeSet::new();
             let mut host_changed = false;
-            match random.below(8) {
+            match random.below(9) {
+                8 => reloaded = !reloaded,
                 // The host: a neighbour appears on (or leaves) the uplink
                 // at a container's address.
                 0 => {
@@ -152,19 +183,22 @@ fn updates_end_where_planning_from_scratch_does_with(policy: &Policy) {
                         }
                         (1 | 2, Err(i)) => snapshot.containers.insert(i, c.clone()),
                         (_, Ok(i)) => {
-                            snapshot.containers[i] = variant(c, other, random.below(5));
+                            snapshot.containers[i] = variant(c, other, random.below(6));
                         }
                         (_, Err(i)) => {
                             snapshot
                                 .containers
-                                .insert(i, variant(c, other, random.below(5)));
+                                .insert(i, variant(c, other, random.below(6)));
                         }
                     }
                 }
             }
+            let policy = &policies[usize::from(reloaded)];
             let update = planner.update(policy, &snapshot, Some(&changed));
             let expected = plan(policy, &snapshot);
-            let what = format!("{name}, step {step} (host changed: {host_changed})");
+            let what = format!(
+                "{name}, step {step} (host changed: {host_changed}, default config: {reloaded})"
+            );
             assert_eq!(planner.plan(), expected, "{what}: the plan");
             if !update.shape_changed {
                 let mut table = before.clone();
@@ -183,11 +217,14 @@ fn updates_end_where_planning_from_scratch_does_with(policy: &Policy) {
 /// One more container among many: a few element changes, one part planned.
 #[test]
 fn one_container_more_is_planned_alone() {
-    let (_, full) = scenarios()
+    let Scenario {
+        policy,
+        snapshot: full,
+        ..
+    } = scenarios()
         .into_iter()
-        .find(|(n, _)| n.contains("nat66-published-ports"))
+        .find(|s| s.name.ends_with("nat66-published-ports"))
         .expect("the nat66-published-ports scenario");
-    let policy = Policy::default();
     let mut snapshot = full.clone();
     let last = snapshot.containers.pop().expect("a container");
     let mut planner = Planner::default();
@@ -212,8 +249,12 @@ fn one_container_more_is_planned_alone() {
 /// Nothing changed: nothing to do, and no part is planned again.
 #[test]
 fn an_update_without_changes_changes_nothing() {
-    let policy = Policy::default();
-    for (name, snapshot) in scenarios() {
+    for Scenario {
+        name,
+        policy,
+        snapshot,
+    } in scenarios()
+    {
         let mut planner = Planner::default();
         planner.update(&policy, &snapshot, None);
         let update = planner.update(&policy, &snapshot, Some(&BTreeSet::new()));
