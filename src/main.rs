@@ -38,7 +38,7 @@ enum Command {
         /// Docker endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
         #[arg(long)]
         docker_host: Option<String>,
-        /// Docker's daemon.json (default: /etc/docker/daemon.json).
+        /// Docker's daemon.json (default: the config's docker_daemon_json, /etc/docker/daemon.json).
         #[arg(long)]
         daemon_json: Option<PathBuf>,
     },
