@@ -387,4 +387,32 @@ mod tests {
         );
         assert!(!decide(&off, &DockerFirewall::Off).is_companion());
     }
+
+    #[test]
+    fn rules_left_behind_are_named_with_how_to_remove_them() {
+        let off = DockerIp6tables::Off("/etc/docker/daemon.json sets \"ip6tables\": false".into());
+        let iptables = DockerFirewall::On("ip6 nat PREROUTING jumps to chain DOCKER".into());
+        let role = decide(&off, &iptables);
+        let (level, line) = role.log_line();
+        assert_eq!(level, Level::Warn);
+        for part in [
+            "ip6 nat PREROUTING jumps to chain DOCKER",
+            "left behind",
+            "table inet dock6",
+            "ip6tables -t nat -F",
+        ] {
+            assert!(line.contains(part), "{part:?} not in {line}");
+        }
+        assert_eq!(role.status().0, "owner");
+        let nftables = DockerFirewall::On(format!("table ip6 {DOCKER_BRIDGES_TABLE}"));
+        let (_, line) = decide(&off, &nftables).log_line();
+        assert!(
+            line.contains("nft delete table ip6 docker-bridges"),
+            "{line}"
+        );
+        let on = DockerIp6tables::On("Docker 28.5.2 turns ip6tables on by default".into());
+        let companion = decide(&on, &iptables);
+        assert!(companion.log_line().1.contains("runs as its companion"));
+        assert_eq!(companion.status().0, "companion");
+    }
 }

@@ -604,6 +604,12 @@ mod tests {
         f.docker_firewall = rules();
         assert!(ids(&f).contains(&"docker-ip6tables".to_string()));
         assert!(!ids(&f).contains(&"docker-ip6tables-left-behind".to_string()));
+        // Docker not answering, daemon.json silent: not known, and said so.
+        let mut f = facts("28.5.2", None);
+        f.docker = Err("connection refused".into());
+        f.docker_firewall = rules();
+        assert!(ids(&f).contains(&"docker-ip6tables-unknown".to_string()));
+        assert!(!ids(&f).contains(&"docker-ip6tables".to_string()));
         // 20.10 with experimental and "ip6tables": true, its rules in: Docker's firewall too.
         let mut f = facts(
             "20.10.24",
