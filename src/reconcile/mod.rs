@@ -372,15 +372,15 @@ impl Loop {
             engine.experimental,
             &daemon_json,
         );
-        match &says {
-            DockerIp6tables::Unknown(why) => warn!(
-                "cannot tell whether Docker's own IPv6 firewall is on ({why}): dock6 keeps \
-                 owning IPv6 firewalling (table inet dock6)"
-            ),
-            _ => debug!("Docker's ip6tables: {says:?}"),
-        }
+        debug!("Docker's ip6tables: {says:?}");
         if says == self.docker_ip6tables {
             return false;
+        }
+        if let DockerIp6tables::Unknown(why) = &says {
+            warn!(
+                "cannot tell whether Docker's own IPv6 firewall is on ({why}): dock6 keeps \
+                 owning IPv6 firewalling (table inet dock6)"
+            );
         }
         self.docker_ip6tables = says;
         true
