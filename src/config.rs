@@ -33,6 +33,8 @@ pub struct Config {
     /// off when `None`. Loopback only unless `metrics_allow_remote`.
     pub metrics_address: Option<SocketAddr>,
     pub metrics_allow_remote: bool,
+    /// Docker's daemon.json: whether Docker's own IPv6 firewall is on, where `/info` cannot tell.
+    pub docker_daemon_json: PathBuf,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             status_socket: PathBuf::from(crate::status::DEFAULT_SOCKET),
             metrics_address: None,
             metrics_allow_remote: false,
+            docker_daemon_json: PathBuf::from(crate::source::daemon_json::DEFAULT_DAEMON_JSON),
         }
     }
 }
@@ -77,6 +80,7 @@ struct RawConfig {
     status_socket: Option<Spanned<String>>,
     metrics_address: Option<Spanned<String>>,
     metrics_allow_remote: Option<Spanned<bool>>,
+    docker_daemon_json: Option<Spanned<String>>,
     #[serde(default)]
     networks: BTreeMap<String, RawNetwork>,
 }
@@ -165,6 +169,10 @@ impl Config {
             let parsed = parse_metrics_address(address.get_ref(), config.metrics_allow_remote)
                 .map_err(|m| invalid(Some(address.span()), Some("metrics_address".into()), m))?;
             config.metrics_address = Some(parsed);
+        }
+        if let Some(path) = raw.docker_daemon_json {
+            config.docker_daemon_json = parse_file_path(path.get_ref())
+                .map_err(|m| invalid(Some(path.span()), Some("docker_daemon_json".into()), m))?;
         }
         for (name, net) in raw.networks {
             if let Some(prefix) = net.prefix {
@@ -263,6 +271,14 @@ fn parse_socket_path(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
     if !path.is_absolute() || path.file_name().is_none() {
         return Err(format!("{text:?} is not an absolute path to a socket file"));
+    }
+    Ok(path)
+}
+
+fn parse_file_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if !path.is_absolute() || path.file_name().is_none() {
+        return Err(format!("{text:?} is not an absolute path to a file"));
     }
     Ok(path)
 }

@@ -7,6 +7,7 @@ pub mod agent_lock;
 pub mod apply;
 pub mod check;
 pub mod config;
+pub mod firewall_role;
 pub mod nft;
 pub mod plan;
 pub mod privileges;

@@ -10,6 +10,7 @@ use dock6::apply::{
     sysctls_left_by_dock6,
 };
 use dock6::config::Config;
+use dock6::firewall_role::FirewallRole;
 use dock6::plan;
 use dock6::reconcile::RunOptions;
 use dock6::source::live::live_snapshot as live_snapshot_of;
@@ -38,7 +39,7 @@ enum Command {
         /// Docker endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
         #[arg(long)]
         docker_host: Option<String>,
-        /// Docker's daemon.json (default: /etc/docker/daemon.json).
+        /// Docker's daemon.json (default: the config's docker_daemon_json, /etc/docker/daemon.json).
         #[arg(long)]
         daemon_json: Option<PathBuf>,
     },
@@ -238,24 +239,18 @@ fn render_diff(
     let config = Config::load(config.as_deref())?;
     let snapshot = match snapshot {
         Some(path) => load_snapshot(&path)?,
-        None => live_snapshot(docker_host)?,
+        None => live_snapshot(docker_host.clone())?,
     };
     let plan = plan::plan(&config.policy, &snapshot);
     let kernel = dock6::apply::listing::kernel_listing()?;
     // As a companion of Docker's own IPv6 firewall, dock6 keeps no table at all.
-    let companion = dock6::apply::nftables::docker_ip6_firewall()?;
-    let planned = match companion.is_on() {
-        true => {
-            eprintln!(
-                "dock6: Docker's own IPv6 firewall is on ({}): as its companion dock6 keeps no table",
-                match &companion {
-                    dock6::apply::DockerFirewall::On(signature) => signature.as_str(),
-                    _ => "",
-                }
-            );
+    let role = firewall_role_now(docker_host.as_deref(), &config)?;
+    let planned = match &role {
+        FirewallRole::Companion { .. } => {
+            eprintln!("dock6: {}: it keeps no table", role.log_line().1);
             String::new()
         }
-        false => dock6::apply::listing::planned_listing(&plan.ruleset)?,
+        FirewallRole::Owner(_) => dock6::apply::listing::planned_listing(&plan.ruleset)?,
     };
     match dock6::nft::listing_diff(&kernel, &planned) {
         None => {
@@ -267,6 +262,28 @@ fn render_diff(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Who filters IPv6 for Docker's bridges, decided as the agent decides it: Docker's word
+/// (`/info` and daemon.json; not known when Docker does not answer) and its rules in the kernel.
+fn firewall_role_now(docker_host: Option<&str>, config: &Config) -> anyhow::Result<FirewallRole> {
+    use dock6::firewall_role::{DockerIp6tables, decide, docker_ip6tables};
+    let engine = small_runtime()?.block_on(async {
+        let client = dock6::source::docker::connect(docker_host).await.ok()?;
+        dock6::source::docker::engine(&client).await.ok()
+    });
+    let docker = match engine {
+        Some(engine) => docker_ip6tables(
+            Some(&engine.version),
+            engine.experimental,
+            &dock6::source::daemon_json::read_daemon_json(&config.docker_daemon_json),
+        ),
+        None => DockerIp6tables::Unknown("Docker does not answer".into()),
+    };
+    Ok(decide(
+        &docker,
+        &dock6::apply::nftables::docker_ip6_firewall()?,
+    ))
 }
 
 /// Exit 0 without errors, 1 with.

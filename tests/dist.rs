@@ -112,6 +112,7 @@ const KEYS: &[&str] = &[
     "metrics_address",
     "metrics_allow_remote",
     "na_source",
+    "docker_daemon_json",
     "[networks.web]",
     "prefix",
 ];

@@ -12,8 +12,7 @@ use crate::apply::nftables::ForwardChain;
 use crate::config::Config;
 use crate::snapshot::{Container, HostFacts, Network};
 
-/// Where Docker's daemon.json is unless `--daemon-json` says.
-pub const DEFAULT_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+pub use crate::source::daemon_json::{DEFAULT_DAEMON_JSON, DaemonJson, read_daemon_json};
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
@@ -27,6 +26,8 @@ pub struct DockerFacts {
     pub api_version: String,
     /// `/info` `FirewallBackend.Driver` (API ≥ 1.49: `iptables`, `nftables`, `…+firewalld`).
     pub firewall_backend: Option<String>,
+    /// `/info` `ExperimentalBuild` (before Docker 27, ip6tables needs it).
+    pub experimental: bool,
     pub networks: Vec<Network>,
     pub containers: Vec<Container>,
 }
@@ -36,13 +37,6 @@ impl DockerFacts {
     pub fn major(&self) -> Option<u32> {
         self.version.split('.').next()?.parse().ok()
     }
-}
-
-#[derive(Debug, Clone)]
-pub enum DaemonJson {
-    Missing(PathBuf),
-    Unreadable(PathBuf, String),
-    Parsed(PathBuf, serde_json::Value),
 }
 
 #[derive(Debug, Clone)]
@@ -78,7 +72,7 @@ pub async fn gather(config: Config, options: &CheckOptions) -> Facts {
         options
             .daemon_json
             .as_deref()
-            .unwrap_or(Path::new(DEFAULT_DAEMON_JSON)),
+            .unwrap_or(&config.docker_daemon_json),
     );
     let host = host_facts().await;
     let nft = |e: crate::apply::nftables::NftError| e.to_string();
@@ -112,20 +106,10 @@ async fn docker_facts(host: &str) -> Result<DockerFacts, String> {
         version: version.version.unwrap_or_default(),
         api_version: version.api_version.unwrap_or_default(),
         firewall_backend: info.firewall_backend.and_then(|f| f.driver),
+        experimental: info.experimental_build.unwrap_or(false),
         networks: state.networks,
         containers: state.containers,
     })
-}
-
-fn read_daemon_json(path: &Path) -> DaemonJson {
-    match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DaemonJson::Missing(path.into()),
-        Err(e) => DaemonJson::Unreadable(path.into(), e.to_string()),
-        Ok(text) => match serde_json::from_str(&text) {
-            Ok(value) => DaemonJson::Parsed(path.into(), value),
-            Err(e) => DaemonJson::Unreadable(path.into(), e.to_string()),
-        },
-    }
 }
 
 async fn host_facts() -> Result<HostFacts, String> {

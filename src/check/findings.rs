@@ -5,7 +5,7 @@ use ipnet::Ipv6Net;
 
 use super::facts::{DaemonJson, DockerFacts, Facts};
 use super::{Finding, Severity};
-use crate::apply::DockerFirewall;
+use crate::firewall_role::{self, FirewallRole, OwnerBecause};
 use crate::plan::{self, Mode};
 use crate::snapshot::{HostFacts, Network, Snapshot};
 
@@ -66,33 +66,16 @@ fn docker_unreachable_or_old(facts: &Facts) -> Vec<Finding> {
     }
 }
 
-/// Whether daemon.json sets `key` to a bool.
-fn daemon_bool(facts: &Facts, key: &str) -> Option<bool> {
-    match &facts.daemon_json {
-        DaemonJson::Parsed(_, v) => v.get(key)?.as_bool(),
-        _ => None,
-    }
-}
-
+/// Whose IPv6 firewall it is, decided as the agent decides it: Docker's word (`/info` and
+/// daemon.json) and Docker's rules in the kernel.
 fn docker_ip6tables(facts: &Facts) -> Vec<Finding> {
     let fix = "\"ip6tables\": false in /etc/docker/daemon.json, then systemctl restart docker \
                (dock6 then owns IPv6 filtering: the recommended setup)";
     let why = "dock6 runs as Docker's companion: NAT66, published ports and filtering are Docker's \
                (its nat gateway mode blocks direct routing to NDP-proxied or routed addresses); \
                dock6 does sysctls and NDP proxying only";
-    match &facts.docker_firewall {
-        Ok(DockerFirewall::On(signature)) => {
-            return vec![
-                Finding::new(
-                    "docker-ip6tables",
-                    Severity::Warning,
-                    format!("Docker's own IPv6 firewall is in the kernel ({signature})"),
-                    why,
-                )
-                .fix(fix),
-            ];
-        }
-        Ok(_) => {}
+    let kernel = match &facts.docker_firewall {
+        Ok(kernel) => kernel,
         Err(e) => {
             return vec![Finding::new(
                 "nftables-unreadable",
@@ -101,28 +84,54 @@ fn docker_ip6tables(facts: &Facts) -> Vec<Finding> {
                 "check needs to see the kernel's tables (run it as root)",
             )];
         }
-    }
-    let major = facts.docker.as_ref().ok().and_then(DockerFacts::major);
-    let on_by_default = major.is_some_and(|m| m >= DOCKER_IPV6_BY_DEFAULT);
-    let will_be_on = match daemon_bool(facts, "ip6tables") {
-        Some(set) => set,
-        None => on_by_default,
     };
-    if !will_be_on {
-        return Vec::new();
+    let docker = firewall_role::docker_ip6tables(
+        facts.docker.as_ref().ok().map(|d| d.version.as_str()),
+        facts.docker.as_ref().is_ok_and(|d| d.experimental),
+        &facts.daemon_json,
+    );
+    match firewall_role::decide(&docker, kernel) {
+        FirewallRole::Companion { signature, docker } => vec![
+            Finding::new(
+                "docker-ip6tables",
+                Severity::Warning,
+                format!("Docker's own IPv6 firewall is in the kernel ({signature}) and on ({docker})"),
+                why,
+            )
+            .fix(fix),
+        ],
+        FirewallRole::Owner(OwnerBecause::DockerRulesMissing { docker }) => vec![
+            Finding::new("docker-ip6tables", Severity::Warning, docker, why).fix(fix),
+        ],
+        FirewallRole::Owner(OwnerBecause::StaleRules { signature, docker }) => vec![
+            Finding::new(
+                "docker-ip6tables-left-behind",
+                Severity::Warning,
+                format!(
+                    "rules of Docker's IPv6 firewall are in the kernel ({signature}) but Docker's \
+                     ip6tables is off ({docker})"
+                ),
+                "left behind when ip6tables was turned off, they filter nothing Docker makes now; \
+                 dock6 owns IPv6 filtering (table inet dock6) and does not take them for Docker's firewall",
+            )
+            .fix(firewall_role::removal_hint(&signature)),
+        ],
+        FirewallRole::Owner(OwnerBecause::DockerUnknown {
+            docker,
+            signature: Some(signature),
+        }) => vec![Finding::new(
+            "docker-ip6tables-unknown",
+            Severity::Warning,
+            format!(
+                "rules of Docker's IPv6 firewall are in the kernel ({signature}), but whether \
+                 Docker's ip6tables is on cannot be told ({docker})"
+            ),
+            "dock6 runs as Docker's companion only when Docker says its ip6tables is on; \
+             until then it owns IPv6 filtering beside these rules",
+        )
+        .fix("make Docker answer and daemon.json readable (see the findings above)")],
+        FirewallRole::Owner(_) => Vec::new(),
     }
-    let seen = match daemon_bool(facts, "ip6tables") {
-        Some(_) => "daemon.json sets \"ip6tables\": true".to_string(),
-        None => format!(
-            "Docker {} turns ip6tables on by default (27 and newer) and daemon.json does not turn it off",
-            facts
-                .docker
-                .as_ref()
-                .map(|d| d.version.as_str())
-                .unwrap_or("?")
-        ),
-    };
-    vec![Finding::new("docker-ip6tables", Severity::Warning, seen, why).fix(fix)]
 }
 
 fn firewall_backend(facts: &Facts) -> Vec<Finding> {
@@ -549,6 +558,7 @@ fn kernel(facts: &Facts) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::DockerFirewall;
     use crate::check::facts::DockerFacts;
     use crate::config::Config;
 
@@ -560,6 +570,7 @@ mod tests {
                 version: version.into(),
                 api_version: "1.41".into(),
                 firewall_backend: None,
+                experimental: false,
                 networks: vec![],
                 containers: vec![],
             }),
@@ -602,6 +613,57 @@ mod tests {
             !ids(&twenty).contains(&"docker-ip6tables".to_string()),
             "off by default before 27"
         );
+    }
+
+    #[test]
+    fn docker_rules_left_behind_are_named_and_not_taken_for_dockers_firewall() {
+        let rules = || {
+            Ok(DockerFirewall::On(
+                "ip6 nat PREROUTING jumps to chain DOCKER".into(),
+            ))
+        };
+        for (version, daemon) in [
+            ("20.10.24+dfsg1", Some(r#"{"ipv6": true}"#)),
+            ("28.5.2", Some(r#"{"ip6tables": false}"#)),
+        ] {
+            let mut f = facts(version, daemon);
+            f.docker_firewall = rules();
+            let found = findings(&f);
+            let left = found
+                .iter()
+                .find(|x| x.id == "docker-ip6tables-left-behind")
+                .unwrap_or_else(|| panic!("{version}: {found:?}"));
+            assert!(
+                left.fix
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("ip6tables -t nat -F"),
+                "{left:?}"
+            );
+            assert!(
+                !ids(&f).contains(&"docker-ip6tables".to_string()),
+                "{version}"
+            );
+        }
+        // Docker 28 with its default, and its rules in: Docker's firewall.
+        let mut f = facts("28.5.2", Some(r#"{"ipv6": true}"#));
+        f.docker_firewall = rules();
+        assert!(ids(&f).contains(&"docker-ip6tables".to_string()));
+        assert!(!ids(&f).contains(&"docker-ip6tables-left-behind".to_string()));
+        // Docker not answering, daemon.json silent: not known, and said so.
+        let mut f = facts("28.5.2", None);
+        f.docker = Err("connection refused".into());
+        f.docker_firewall = rules();
+        assert!(ids(&f).contains(&"docker-ip6tables-unknown".to_string()));
+        assert!(!ids(&f).contains(&"docker-ip6tables".to_string()));
+        // 20.10 with experimental and "ip6tables": true, its rules in: Docker's firewall too.
+        let mut f = facts(
+            "20.10.24",
+            Some(r#"{"ip6tables": true, "experimental": true}"#),
+        );
+        f.docker.as_mut().unwrap().experimental = true;
+        f.docker_firewall = rules();
+        assert!(ids(&f).contains(&"docker-ip6tables".to_string()));
     }
 
     #[test]

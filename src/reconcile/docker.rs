@@ -113,7 +113,11 @@ async fn session(
     engine: &mut Option<Engine>,
 ) -> Result<(), DockerError> {
     let client = docker::connect(docker_host).await?;
-    say_engine(&client, engine).await;
+    if let Some(seen) = say_engine(&client, engine).await
+        && tx.send(DockerUpdate::Engine(seen)).await.is_err()
+    {
+        return Ok(());
+    }
     // Subscribe first: events that happen while the snapshot is taken are
     // buffered by the stream and replayed afterwards (inspecting is idempotent).
     let mut events = Box::pin(docker::event_stream(&client).peekable());
@@ -250,18 +254,19 @@ async fn inspect(
 }
 
 /// Logs which engine answers and its firewall backend, once per engine: again only after an
-/// upgrade or a switch of backend, not at every reconnect. A failed `/info` is only a debug line:
-/// the snapshot that follows reports a Docker that does not answer.
-async fn say_engine(client: &bollard::Docker, last: &mut Option<Engine>) {
+/// upgrade or a switch of backend, not at every reconnect; returns what `/info` said, for the
+/// loop (at every connect: daemon.json may have changed with a restart). A failed `/info` is
+/// only a debug line: the snapshot that follows reports a Docker that does not answer.
+async fn say_engine(client: &bollard::Docker, last: &mut Option<Engine>) -> Option<Engine> {
     let seen = match docker::engine(client).await {
         Ok(seen) => seen,
         Err(e) => {
             debug!("{e}");
-            return;
+            return None;
         }
     };
     if last.as_ref() == Some(&seen) {
-        return;
+        return Some(seen);
     }
     info!("connected to {seen}");
     if seen.with_firewalld() {
@@ -272,5 +277,6 @@ async fn say_engine(client: &bollard::Docker, last: &mut Option<Engine>) {
             seen.firewall_backend.as_deref().unwrap_or_default()
         );
     }
-    *last = Some(seen);
+    *last = Some(seen.clone());
+    Some(seen)
 }

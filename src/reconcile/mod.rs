@@ -29,8 +29,9 @@ use tokio::time::Instant;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::apply::nftables::changes::{self, NftChange};
-use crate::apply::{ApplyError, DnatTarget, DockerFirewall};
+use crate::apply::{ApplyError, DnatTarget};
 use crate::config::{Config, ConfigError};
+use crate::firewall_role::{DockerIp6tables, FirewallRole};
 use crate::plan::{Note, Planner};
 use host_grace::HostGrace;
 use inputs::{Inputs, next_nft_change, next_watchdog_tick};
@@ -117,9 +118,12 @@ struct Loop {
     /// The fail-closed table this run installed, while it is the one in the
     /// kernel: installed again when the host's interfaces change it.
     bootstrap_installed: Option<crate::nft::Table>,
-    /// What was last seen of Docker's own IPv6 firewall (`On`: dock6 runs
-    /// as its companion).
-    firewall: Option<DockerFirewall>,
+    /// Who filters IPv6 for Docker's bridges, as last decided (companion:
+    /// Docker; owner: dock6).
+    firewall: Option<FirewallRole>,
+    /// What Docker said of its ip6tables when it last answered: kept while
+    /// Docker is away (a Docker restart does not flip the role back and forth).
+    docker_ip6tables: DockerIp6tables,
     /// dock6 turned forwarding on (it was 0), so it forwards Docker traffic
     /// only. Read at start from the record a flush cannot erase (see
     /// `apply::forwarding`), then kept from the plan.
@@ -228,6 +232,7 @@ impl Loop {
             bootstrap_checked: false,
             bootstrap_installed: None,
             firewall: None,
+            docker_ip6tables: DockerIp6tables::not_yet(),
             forwarding_by_dock6: false,
         };
         state.forwarding_by_dock6 = state
@@ -347,6 +352,9 @@ impl Loop {
     /// Takes one update of the Docker watcher into the view; true when the
     /// view changed.
     fn docker_update(&mut self, update: DockerUpdate) -> bool {
+        if let DockerUpdate::Engine(engine) = &update {
+            return self.docker_engine(engine);
+        }
         if self.shown.docker_update(&update) {
             self.shown.publish(self.transactions);
         }
@@ -357,6 +365,31 @@ impl Loop {
             crate::apply::release_free_memory();
         }
         changed
+    }
+
+    /// Docker answered: what it says of its own IPv6 firewall (`/info` and
+    /// daemon.json, read now: a changed daemon.json takes effect only when
+    /// Docker restarts, and then it answers anew); true when that changed.
+    fn docker_engine(&mut self, engine: &crate::source::docker::Engine) -> bool {
+        let daemon_json =
+            crate::source::daemon_json::read_daemon_json(&self.config.docker_daemon_json);
+        let says = crate::firewall_role::docker_ip6tables(
+            Some(&engine.version),
+            engine.experimental,
+            &daemon_json,
+        );
+        debug!("Docker's ip6tables: {says:?}");
+        if says == self.docker_ip6tables {
+            return false;
+        }
+        if let DockerIp6tables::Unknown(why) = &says {
+            warn!(
+                "cannot tell whether Docker's own IPv6 firewall is on ({why}): dock6 keeps \
+                 owning IPv6 firewalling (table inet dock6)"
+            );
+        }
+        self.docker_ip6tables = says;
+        true
     }
 
     /// Handles one nftables notification; true when the table must be

@@ -17,6 +17,7 @@ use crate::apply::nftables::changes::NftMonitor;
 use crate::apply::{
     ApplyReport, DnatTarget, DockerFirewall, HostState, Kernel as _, TableAction, TableChange,
 };
+use crate::firewall_role::{self, FirewallRole};
 use crate::plan::{self, Level, Note, Update};
 use crate::snapshot::HostFacts;
 
@@ -235,31 +236,36 @@ impl Loop {
     }
 
     /// Whether dock6 runs as the companion of Docker's own IPv6 firewall,
-    /// and whether that is certain (false: it could not be read, the last
-    /// answer stands). Says so loudly whenever it changes; on entering
-    /// companion mode dock6 removes its own table, which would fight
-    /// Docker's NAT and filtering.
+    /// and whether that is certain (false: the kernel could not be read, the
+    /// last answer stands). Companion only when Docker says its ip6tables is
+    /// on and its rules are in the kernel (see `firewall_role`). Says so
+    /// loudly whenever it changes; on entering companion mode dock6 removes
+    /// its own table, which would fight Docker's NAT and filtering.
     pub(super) async fn check_docker_firewall(&mut self) -> (bool, bool) {
         let seen = match self.kernel.call(|k| k.docker_ip6_firewall()).await {
             Ok(seen) => seen,
             Err(e) => {
                 warn!("cannot tell whether Docker's IPv6 firewall is on: {e}");
-                let on = self.firewall.as_ref().is_some_and(DockerFirewall::is_on);
+                let on = self
+                    .firewall
+                    .as_ref()
+                    .is_some_and(FirewallRole::is_companion);
                 return (on, false);
             }
         };
-        if self.firewall.as_ref() == Some(&seen) {
-            return (seen.is_on(), true);
+        let role = firewall_role::decide(&self.docker_ip6tables, &seen);
+        if self.firewall.as_ref() == Some(&role) {
+            return (role.is_companion(), true);
         }
-        log_firewall(&seen);
-        self.shown.firewall(&seen);
-        let certain = match seen.is_on() {
+        log_role(&role);
+        self.shown.firewall(&role);
+        let certain = match role.is_companion() {
             true => self.remove_own_table().await,
             false => true,
         };
-        let on = seen.is_on();
-        self.firewall = Some(seen);
-        (on, certain)
+        let companion = role.is_companion();
+        self.firewall = Some(role);
+        (companion, certain)
     }
 
     /// Deletes dock6's table for Docker's firewall, checking Docker's
@@ -293,7 +299,10 @@ impl Loop {
     /// fail-closed table names the host's own `br-…` interfaces, so it is
     /// installed again when those change while Docker is still away.
     async fn bootstrap_if_no_table(&mut self) -> bool {
-        let companion = self.firewall.as_ref().is_some_and(DockerFirewall::is_on);
+        let companion = self
+            .firewall
+            .as_ref()
+            .is_some_and(FirewallRole::is_companion);
         if companion || (self.bootstrap_checked && self.bootstrap_installed.is_none()) {
             return true;
         }
@@ -366,20 +375,10 @@ impl Loop {
     }
 }
 
-fn log_firewall(seen: &DockerFirewall) {
-    match seen {
-        DockerFirewall::On(signature) => warn!(
-            "Docker's own IPv6 firewall (\"ip6tables\": true) is on ({signature}): dock6 runs as its companion, \
-             leaving NAT66, published ports and filtering to Docker and doing sysctls and NDP proxying only; \
-             set \"ip6tables\": false in daemon.json to let dock6 own IPv6 firewalling (recommended)"
-        ),
-        DockerFirewall::LoneChain(chain) => warn!(
-            "chain {chain} exists but nothing Docker hooks jumps to it: not Docker's IPv6 firewall \
-             (a leftover or someone's own chain); dock6 keeps owning IPv6 firewalling (table inet dock6)"
-        ),
-        DockerFirewall::Off => info!(
-            "dock6 owns IPv6 firewalling for Docker bridges (table inet dock6); Docker's ip6tables is off"
-        ),
+fn log_role(role: &FirewallRole) {
+    match role.log_line() {
+        (Level::Warn, line) => warn!("{line}"),
+        (Level::Info, line) => info!("{line}"),
     }
 }
 

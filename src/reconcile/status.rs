@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use super::metrics::Metrics;
 use super::status_server::Board;
 use super::view::DockerUpdate;
-use crate::apply::{DockerFirewall, TableAction};
+use crate::apply::TableAction;
+use crate::firewall_role::FirewallRole;
 use crate::plan::{Note, Planner};
 use crate::status::{self, DockerStatus, PassStatus, Problem, Status, rfc3339};
 
@@ -90,21 +91,8 @@ impl Shown {
         true
     }
 
-    pub fn firewall(&mut self, seen: &DockerFirewall) {
-        let (mode, reason) = match seen {
-            DockerFirewall::On(signature) => (
-                "companion",
-                format!(
-                    "Docker's own IPv6 firewall is on ({signature}): NAT66, published ports and \
-                     filtering are Docker's; dock6 does sysctls and NDP proxying"
-                ),
-            ),
-            DockerFirewall::LoneChain(chain) => (
-                "owner",
-                format!("chain {chain} is not Docker's firewall (nothing jumps to it)"),
-            ),
-            DockerFirewall::Off => ("owner", "Docker's ip6tables is off".to_string()),
-        };
+    pub fn firewall(&mut self, role: &FirewallRole) {
+        let (mode, reason) = role.status();
         self.status.mode = mode.into();
         self.status.mode_reason = reason;
     }

@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 use crate::snapshot::{Container, HostFacts, Network, Snapshot};
+use crate::source::docker::Engine;
 
 /// What the Docker watcher tells the reconcile loop.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub enum DockerUpdate {
     },
     /// Docker is unreachable; the kernel keeps what it has.
     Lost,
+    /// What `/info` said when Docker answered (again): whose IPv6 firewall it is depends on it.
+    Engine(Engine),
 }
 
 /// Docker's networks and containers, each sorted by id, kept as the
@@ -76,7 +79,7 @@ impl DockerView {
                     &n.id
                 })
             }
-            DockerUpdate::Lost => false,
+            DockerUpdate::Lost | DockerUpdate::Engine(_) => false,
         }
     }
 

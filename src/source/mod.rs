@@ -1,6 +1,7 @@
 //! Where snapshots come from: a JSON file (`--snapshot FILE`), the host over
 //! rtnetlink (`host`), and Docker (`docker`).
 
+pub mod daemon_json;
 pub mod docker;
 pub mod host;
 pub mod live;

@@ -26,7 +26,7 @@ fn run_dock6(
     env: &[(&str, &str)],
 ) -> (Child, PathBuf) {
     let config_path = dir.join("dock6.toml");
-    std::fs::write(&config_path, config).expect("write dock6.toml");
+    std::fs::write(&config_path, with_daemon_json(config, dir)).expect("write dock6.toml");
     let log = dir.join("dock6.log");
     let file = File::create(&log).expect("create dock6.log");
     let child = command
@@ -44,6 +44,18 @@ fn run_dock6(
         .spawn()
         .expect("start dock6 run");
     (child, log)
+}
+
+/// `config` reading Docker's daemon.json from `dir` (where the lab writes the one its dockerd
+/// runs with), never this machine's /etc/docker/daemon.json, unless it names one itself.
+fn with_daemon_json(config: &str, dir: &Path) -> String {
+    match config.contains("docker_daemon_json") {
+        true => config.to_string(),
+        false => format!(
+            "docker_daemon_json = \"{}\"\n{config}",
+            dir.join("daemon.json").display()
+        ),
+    }
 }
 
 /// Where an agent started in `dir` serves `dock6 status`.

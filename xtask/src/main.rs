@@ -197,6 +197,7 @@ const DOCKER_MATRIX: &[&str] = &[
     "converge",
     "docker_source",
     "e2e",
+    "firewall_role",
     "lab_smoke",
     "operators",
     "pid_namespace",

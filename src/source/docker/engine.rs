@@ -1,8 +1,8 @@
 //! Which Docker engine answers, and which firewall backend it reports: what an operator needs to
 //! read once per connection to understand why dock6 owns IPv6 firewalling or runs as Docker's
-//! companion. Whether Docker's IPv6 rules are really on is read from the kernel (the rules
-//! themselves), not from here: `/info` says which backend Docker would use, not whether
-//! `ip6tables` is enabled.
+//! companion. `/info` has no `ip6tables` field: what it tells of it is the version (on by default
+//! from 27) and whether experimental features are on (which ip6tables needs before 27); daemon.json
+//! says the rest (see `firewall_role`).
 
 use std::fmt;
 
@@ -21,6 +21,8 @@ pub struct Engine {
     /// `FirewallBackend.Driver` (API ≥ 1.49): `iptables`, `nftables`, or either with
     /// `+firewalld`; `None` for older engines, which only have iptables.
     pub firewall_backend: Option<String>,
+    /// `ExperimentalBuild`: experimental features are on.
+    pub experimental: bool,
 }
 
 impl Engine {
@@ -61,5 +63,6 @@ pub async fn engine(docker: &Docker) -> Result<Engine, DockerError> {
             .and_then(|f| f.driver)
             .filter(|d| !d.is_empty())
             .map(|d| clip(&d).into_owned()),
+        experimental: info.experimental_build.unwrap_or(false),
     })
 }
