@@ -9,30 +9,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use common::docker_lab::{DockerLab, lab};
 use common::fake_docker::{FakeDocker, network_json};
-
-/// `dock6 check --json ARGS` run by `command` (in a namespace): exit code and report.
-fn check_with(mut command: Command, args: &[&str]) -> (i32, Value) {
-    let out = command
-        .arg("check")
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("dock6 check");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "check --json: {e}\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
-}
 
 /// The findings with `id`, as (severity, finding).
 fn found<'r>(report: &'r Value, id: &str) -> Vec<&'r Value> {
@@ -101,7 +81,7 @@ impl Checker<'_> {
             "--config",
             &self.config,
         ];
-        check_with(command, &args)
+        common::check_with(command, &args)
     }
 
     /// Against the lab's Docker and its own daemon.json.
@@ -369,7 +349,7 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     };
     let companion = DockerLab::up("checkfw", options);
     let daemon_json = companion.lab.dir.join("daemon.json");
-    let (_, report) = check_with(
+    let (_, report) = common::check_with(
         companion.in_host(env!("CARGO_BIN_EXE_dock6")),
         &[
             "--docker-host",

@@ -5,10 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
-use serde_json::Value;
-
 use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
@@ -84,7 +80,7 @@ fn docker_rules_left_behind_with_ip6tables_off_leave_dock6_filtering() {
 
     // `dock6 check` says the same.
     let daemon_json = lab.lab.dir.join("daemon.json");
-    let report = check(
+    let (_, report) = common::check_with(
         lab.in_host(env!("CARGO_BIN_EXE_dock6")),
         &[
             "--docker-host",
@@ -107,21 +103,4 @@ fn docker_rules_left_behind_with_ip6tables_off_leave_dock6_filtering() {
         !ids.contains(&"docker-ip6tables"),
         "check does not call them Docker's firewall: {report:#}"
     );
-}
-
-/// `dock6 check --json ARGS` run by `command`: its report.
-fn check(mut command: Command, args: &[&str]) -> Value {
-    let out = command
-        .arg("check")
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("dock6 check");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "check --json: {e}\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }

@@ -253,36 +253,7 @@ fn answering(tag: &str) -> Answering {
 }
 
 fn upstream_link_local(lab: &Lab) -> Ipv6Addr {
-    link_local_of(lab, UPSTREAM_DEVICE)
-}
-
-/// The link-local address of the upstream's `device`, once not tentative.
-fn link_local_of(lab: &Lab, device: &str) -> Ipv6Addr {
-    let mut out = String::new();
-    for _ in 0..100 {
-        out = lab.upstream.exec_ok(&[
-            "ip",
-            "-6",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            device,
-            "scope",
-            "link",
-            "-tentative",
-        ]);
-        if out.contains("inet6") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet6")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no link-local address on the upstream's {device}: {out}"))
+    lab.upstream.link_local(UPSTREAM_DEVICE)
 }
 
 fn upstream_mac(lab: &Lab) -> [u8; 6] {
@@ -535,7 +506,7 @@ fn the_responder_follows_the_uplink() {
             "iifname host1 icmpv6 type nd-neighbor-advert ip6 saddr {CONTAINER} @th,33,1 1 @th,64,128 {CONTAINER_HEX}"
         ),
     );
-    let link_local = link_local_of(lab, "host1");
+    let link_local = lab.upstream.link_local("host1");
     let packet = neighbour_solicitation_packet(
         link_local,
         solicited_node(CONTAINER),

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 use common::icmp6::{icmp6_listener, receive};
@@ -14,40 +13,6 @@ use common::netns::Netns;
 use dock6::apply::{HostError, send_router_solicitation};
 
 const HOST_MAC: &str = "02:d6:00:00:00:01";
-
-/// The interface's link-local address, once it is there and not tentative.
-fn wait_link_local(ns: &Netns, device: &str) -> Ipv6Addr {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = ns.exec_ok(&[
-            "ip",
-            "-6",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            device,
-            "scope",
-            "link",
-            "-tentative",
-        ]);
-        let found = out.split_whitespace().skip_while(|w| *w != "inet6").nth(1);
-        if let Some(cidr) = found {
-            return cidr
-                .split('/')
-                .next()
-                .unwrap()
-                .parse()
-                .expect("link-local address");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{device} in {} got no link-local address",
-            ns.name
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn neighbours(ns: &Netns, device: &str) -> String {
     ns.exec_ok(&["ip", "-6", "neigh", "show", "dev", device])
@@ -72,8 +37,8 @@ fn router_solicitation_reaches_the_router() {
     host.ip("link add nolink0 type veth peer name nolink1");
     host.ip("link set up0 up");
     router.ip("link set r0 up");
-    let source = wait_link_local(&host, "up0");
-    wait_link_local(&router, "r0");
+    let source = host.link_local("up0");
+    router.link_local("r0");
     assert!(
         !neighbours(&router, "r0").contains(&source.to_string()),
         "router already knows {source}"

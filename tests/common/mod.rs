@@ -192,3 +192,21 @@ pub mod netns;
 pub mod probe;
 pub mod roundtrip;
 pub mod web;
+
+/// `dock6 check --json ARGS` run by `command` (in a namespace): exit code and report.
+pub fn check_with(mut command: Command, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = command
+        .arg("check")
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("dock6 check");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json: {e}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}

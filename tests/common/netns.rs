@@ -44,6 +44,35 @@ impl Netns {
         }
     }
 
+    /// The link-local address of `device`, once it is there and not tentative.
+    pub fn link_local(&self, device: &str) -> std::net::Ipv6Addr {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.exec_ok(&[
+                "ip",
+                "-6",
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                device,
+                "scope",
+                "link",
+                "-tentative",
+            ]);
+            let found = out.split_whitespace().skip_while(|w| *w != "inet6").nth(1);
+            if let Some(address) = found.and_then(|cidr| cidr.split('/').next()) {
+                return address.parse().expect("a link-local address");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{device} in {} got no link-local address",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `ip -n NS ARGS`, panicking with ip's message on failure.
     pub fn ip(&self, args: &str) {
         let mut cmd = Command::new("ip");
