@@ -135,11 +135,20 @@ async fn session(
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(event)) => match inspect(&client, event, &mut internal).await? {
-                    Some(update) => {
+                    Inspected::Update(update) => {
                         now_healthy(&mut healthy, backoff, trouble);
                         update
                     }
-                    None => continue,
+                    Inspected::Unreadable { id } => {
+                        // What dock6 knew of it may be stale (after a
+                        // `disconnect`, its address may already be another
+                        // container's): closed now, then everything is read again.
+                        let closed = DockerUpdate::Container { id, container: None };
+                        if tx.send(closed).await.is_err() {
+                            return Ok(());
+                        }
+                        full_snapshot(&client, &mut internal).await?
+                    }
                 },
             },
             Some(()) = resync.recv() => full_snapshot(&client, &mut internal).await?,
@@ -207,14 +216,23 @@ async fn full_snapshot(
     })
 }
 
+/// What the inspect after an event gave.
+enum Inspected {
+    Update(DockerUpdate),
+    /// The container named could not be inspected while Docker answers.
+    Unreadable {
+        id: String,
+    },
+}
+
 /// Inspects what the event names; network events keep `internal` current.
-/// `None`: the container named could not be inspected (and was skipped).
+/// An error is Docker's own (it does not answer at all).
 async fn inspect(
     client: &bollard::Docker,
     event: DockerEvent,
     internal: &mut BTreeSet<String>,
-) -> Result<Option<DockerUpdate>, DockerError> {
-    Ok(Some(match event {
+) -> Result<Inspected, DockerError> {
+    Ok(Inspected::Update(match event {
         DockerEvent::ContainerChanged { id } => {
             match docker::inspect_container(client, &id, internal).await {
                 Ok(container) => DockerUpdate::Container {
@@ -223,7 +241,7 @@ async fn inspect(
                 },
                 Err(e) => {
                     docker::skip_unless_docker_is_down(client, &id, e).await?;
-                    return Ok(None);
+                    return Ok(Inspected::Unreadable { id });
                 }
             }
         }
