@@ -242,3 +242,50 @@ fn a_container_whose_inspect_fails_after_an_event_is_closed_and_resynced_at_once
     assert!(maps_port(&lab, 8081), "web2 kept:\n{}", dnat_any(&lab));
     assert!(agent.stop(), "dock6 stops cleanly:\n{}", agent.log());
 }
+
+/// Docker away for a while (nothing listens on its socket), then back:
+/// dock6 takes a snapshot at once, not after a retry delay that grew while
+/// Docker was away (which would leave containers started meanwhile closed
+/// for up to that long).
+#[test]
+fn docker_back_after_a_long_absence_is_followed_at_once() {
+    const TEST: &str = "docker_back_after_a_long_absence_is_followed_at_once";
+    if !common::require_root(TEST) {
+        return;
+    }
+    /// Longer than the first five retry delays of a backoff (250 ms doubling) together.
+    const AWAY: Duration = Duration::from_secs(16);
+    /// Generous next to the quarter second dock6 waits between attempts.
+    const BACK_WITHIN: Duration = Duration::from_secs(3);
+    let lab = Lab::new("mdback");
+    lab.bridge(
+        fake_docker::BRIDGE,
+        &format!("{}/64", fake_docker::GATEWAY),
+        None,
+        None,
+    );
+    let web1 = Ctr::new(1, 8080);
+    let fake = FakeDocker::start(lab.dir(), vec![web1.clone()]);
+    let host = fake.host();
+    let mut agent = Agent::start_in(&lab.host, &host, lab.dir(), "");
+    wait_for_port(&lab, &agent, 8080);
+    let mark = agent.mark();
+    drop(fake);
+    agent.wait_for_log_since(mark, "reconnecting to Docker", WAIT);
+    std::thread::sleep(AWAY);
+
+    let web2 = Ctr::new(2, 8081);
+    let fake = FakeDocker::start(lab.dir(), vec![web1, web2]);
+    let back = Instant::now();
+    fake.wait_for_hits("/containers/json", 1, WAIT, &agent.log());
+    let took = back.elapsed();
+    wait_for_port(&lab, &agent, 8081);
+    eprintln!("figure: snapshot {took:?} after Docker was back");
+    assert!(
+        took <= BACK_WITHIN,
+        "Docker was back for {took:?} before dock6 took a snapshot, not within \
+         {BACK_WITHIN:?}; dock6's log:\n{}",
+        agent.log()
+    );
+    assert!(agent.stop(), "dock6 stops cleanly:\n{}", agent.log());
+}

@@ -1,7 +1,8 @@
 //! The Docker watcher: subscribe to events first, then take the full
 //! snapshot, then follow the events by inspecting only what they name.
 //! Docker down or restarting: log, back off (capped), reconnect with a fresh
-//! client, never exit.
+//! client, never exit. While nothing listens on Docker's socket it is tried
+//! again every [`NOT_LISTENING_RETRY`], without backing off.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,6 +17,12 @@ use crate::source::docker::{self, DockerError, DockerEvent, Engine};
 
 /// How long the first poll of the event stream may wait for an event.
 const SUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
+
+/// How soon Docker is tried again when nothing listens on its socket (not
+/// started yet, or restarting): a refused connection costs Docker nothing,
+/// and a Docker that is back is followed again at once, not after a backoff
+/// grown while it was away.
+const NOT_LISTENING_RETRY: Duration = Duration::from_millis(250);
 
 /// How long a session must follow events without trouble (or handle an
 /// event) before Docker counts as back: a Docker that answers the snapshot
@@ -45,13 +52,16 @@ pub async fn watch(
         if tx.is_closed() {
             return;
         }
-        let what = match result {
-            Ok(()) => "Docker event stream ended".to_string(),
-            Err(e) => format!("Docker: {e}"),
+        let (what, delay) = match result {
+            Ok(()) => (
+                "Docker event stream ended".to_string(),
+                backoff.next_delay(),
+            ),
+            Err(e) if e.nothing_listens() => (format!("Docker: {e}"), NOT_LISTENING_RETRY),
+            Err(e) => (format!("Docker: {e}"), backoff.next_delay()),
         };
         let first = trouble.failed(what);
         let _ = tx.send(DockerUpdate::Lost).await;
-        let delay = backoff.next_delay();
         match first {
             true => {
                 info!("reconnecting to Docker in {delay:?}; the kernel keeps its rules meanwhile")

@@ -93,6 +93,23 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// Nothing listens where Docker should (no socket, the connection
+    /// refused): Docker is not running, or is restarting. Trying again soon
+    /// costs it nothing.
+    pub fn nothing_listens(&self) -> bool {
+        let DockerError::Connect {
+            source: BollardError::IOError { err },
+            ..
+        } = self
+        else {
+            return false;
+        };
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        )
+    }
+
     fn request(doing: impl Into<String>) -> impl FnOnce(BollardError) -> DockerError {
         let doing = doing.into();
         move |source| DockerError::Request { doing, source }
