@@ -19,12 +19,11 @@ use common::lab::sock;
 use common::web::{HOST, PROMPTLY, UPSTREAM, ipv6_network, one_at_a_time, run_server_with};
 
 const RESTARTS: u16 = 20;
-/// How long dockerd stays away in round `round`: mostly not at all; some
-/// rounds long enough for a backoff to have grown to several seconds.
+/// How long dockerd stays away in round `round`: mostly not at all; every
+/// fifth round long enough for a backoff to have grown to several seconds.
 fn away_in(round: u16) -> Duration {
-    match round % 4 {
-        2 => Duration::from_secs(5),
-        0 => Duration::from_secs(13),
+    match round % 5 {
+        0 => Duration::from_secs(12),
         _ => Duration::ZERO,
     }
 }
