@@ -169,3 +169,123 @@ fn a_misbehaving_docker_is_survived_logged_once_and_recovered_from() {
     assert!(agent.is_running());
     assert!(agent.stop(), "dock6 stops cleanly:\n{}", agent.log());
 }
+
+/// Whether `dnat_any` maps host port `port`.
+fn maps_port(lab: &Lab, port: u16) -> bool {
+    dnat_any(lab).contains(&format!("tcp . {port} :"))
+}
+
+/// Waits until `done`, or panics with `what` and dock6's log.
+fn wait_until(agent: &Agent, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}; dock6's log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A container's inspect fails after an event while Docker answers
+/// everything else: what dock6 knew of it (its address, published port,
+/// DNAT) may be stale (a `disconnect` frees the address for another
+/// container), so its port is closed at once and a full snapshot is taken
+/// at once, not at the next resync. The other container keeps its port; once
+/// the container answers again, the next snapshot opens its port again.
+#[test]
+fn a_container_whose_inspect_fails_after_an_event_is_closed_and_resynced_at_once() {
+    const TEST: &str =
+        "a_container_whose_inspect_fails_after_an_event_is_closed_and_resynced_at_once";
+    if !common::require_root(TEST) {
+        return;
+    }
+    let lab = Lab::new("mdinsp");
+    lab.bridge(
+        fake_docker::BRIDGE,
+        &format!("{}/64", fake_docker::GATEWAY),
+        None,
+        None,
+    );
+    let (web1, web2) = (Ctr::new(1, 8080), Ctr::new(2, 8081));
+    let fake = FakeDocker::start(lab.dir(), vec![web1.clone(), web2.clone()]);
+    let mut agent = Agent::start_in(&lab.host, &fake.host(), lab.dir(), "");
+    wait_for_port(&lab, &agent, 8080);
+    wait_for_port(&lab, &agent, 8081);
+    fake.wait_for_hits("/events", 1, WAIT, &agent.log());
+    let snapshots = fake.hits("/containers/json");
+
+    fake.fail_inspect(&web1.id, true);
+    fake.send_event(fake_docker::disconnect_event(&web1.id));
+    fake.wait_for_hits("/containers/ID/json", 3, WAIT, &agent.log());
+    wait_until(
+        &agent,
+        "web1's port 8080 stayed mapped after its inspect failed",
+        || !maps_port(&lab, 8080),
+    );
+    assert!(
+        maps_port(&lab, 8081),
+        "control: web2's port 8081 is still mapped:\n{}",
+        dnat_any(&lab)
+    );
+    // The resync interval is five minutes: a snapshot now is the one asked for.
+    wait_until(&agent, "no full snapshot after the failed inspect", || {
+        fake.hits("/containers/json") > snapshots
+    });
+    assert!(agent.is_running(), "dock6 exited:\n{}", agent.log());
+
+    // Docker answers for web1 again: the next snapshot maps its port again.
+    fake.fail_inspect(&web1.id, false);
+    agent.reload();
+    wait_for_port(&lab, &agent, 8080);
+    assert!(maps_port(&lab, 8081), "web2 kept:\n{}", dnat_any(&lab));
+    assert!(agent.stop(), "dock6 stops cleanly:\n{}", agent.log());
+}
+
+/// Docker away for a while (nothing listens on its socket), then back:
+/// dock6 takes a snapshot at once, not after a retry delay that grew while
+/// Docker was away (which would leave containers started meanwhile closed
+/// for up to that long).
+#[test]
+fn docker_back_after_a_long_absence_is_followed_at_once() {
+    const TEST: &str = "docker_back_after_a_long_absence_is_followed_at_once";
+    if !common::require_root(TEST) {
+        return;
+    }
+    /// Longer than the first five retry delays of a backoff (250 ms doubling) together.
+    const AWAY: Duration = Duration::from_secs(16);
+    /// Generous next to the quarter second dock6 waits between attempts.
+    const BACK_WITHIN: Duration = Duration::from_secs(3);
+    let lab = Lab::new("mdback");
+    lab.bridge(
+        fake_docker::BRIDGE,
+        &format!("{}/64", fake_docker::GATEWAY),
+        None,
+        None,
+    );
+    let web1 = Ctr::new(1, 8080);
+    let fake = FakeDocker::start(lab.dir(), vec![web1.clone()]);
+    let host = fake.host();
+    let mut agent = Agent::start_in(&lab.host, &host, lab.dir(), "");
+    wait_for_port(&lab, &agent, 8080);
+    let mark = agent.mark();
+    drop(fake);
+    agent.wait_for_log_since(mark, "reconnecting to Docker", WAIT);
+    std::thread::sleep(AWAY);
+
+    let web2 = Ctr::new(2, 8081);
+    let fake = FakeDocker::start(lab.dir(), vec![web1, web2]);
+    let back = Instant::now();
+    fake.wait_for_hits("/containers/json", 1, WAIT, &agent.log());
+    let took = back.elapsed();
+    wait_for_port(&lab, &agent, 8081);
+    eprintln!("figure: snapshot {took:?} after Docker was back");
+    assert!(
+        took <= BACK_WITHIN,
+        "Docker was back for {took:?} before dock6 took a snapshot, not within \
+         {BACK_WITHIN:?}; dock6's log:\n{}",
+        agent.log()
+    );
+    assert!(agent.stop(), "dock6 stops cleanly:\n{}", agent.log());
+}

@@ -1,7 +1,8 @@
 //! The Docker watcher: subscribe to events first, then take the full
 //! snapshot, then follow the events by inspecting only what they name.
 //! Docker down or restarting: log, back off (capped), reconnect with a fresh
-//! client, never exit.
+//! client, never exit. While nothing listens on Docker's socket it is tried
+//! again every [`NOT_LISTENING_RETRY`], without backing off.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,6 +17,12 @@ use crate::source::docker::{self, DockerError, DockerEvent, Engine};
 
 /// How long the first poll of the event stream may wait for an event.
 const SUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
+
+/// How soon Docker is tried again when nothing listens on its socket (not
+/// started yet, or restarting): a refused connection costs Docker nothing,
+/// and a Docker that is back is followed again at once, not after a backoff
+/// grown while it was away.
+const NOT_LISTENING_RETRY: Duration = Duration::from_millis(250);
 
 /// How long a session must follow events without trouble (or handle an
 /// event) before Docker counts as back: a Docker that answers the snapshot
@@ -45,13 +52,16 @@ pub async fn watch(
         if tx.is_closed() {
             return;
         }
-        let what = match result {
-            Ok(()) => "Docker event stream ended".to_string(),
-            Err(e) => format!("Docker: {e}"),
+        let (what, delay) = match result {
+            Ok(()) => (
+                "Docker event stream ended".to_string(),
+                backoff.next_delay(),
+            ),
+            Err(e) if e.nothing_listens() => (format!("Docker: {e}"), NOT_LISTENING_RETRY),
+            Err(e) => (format!("Docker: {e}"), backoff.next_delay()),
         };
         let first = trouble.failed(what);
         let _ = tx.send(DockerUpdate::Lost).await;
-        let delay = backoff.next_delay();
         match first {
             true => {
                 info!("reconnecting to Docker in {delay:?}; the kernel keeps its rules meanwhile")
@@ -139,11 +149,20 @@ async fn session(
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(event)) => match inspect(&client, event, &mut internal).await? {
-                    Some(update) => {
+                    Inspected::Update(update) => {
                         now_healthy(&mut healthy, backoff, trouble);
                         update
                     }
-                    None => continue,
+                    Inspected::Unreadable { id } => {
+                        // What dock6 knew of it may be stale (after a
+                        // `disconnect`, its address may already be another
+                        // container's): closed now, then everything is read again.
+                        let closed = DockerUpdate::Container { id, container: None };
+                        if tx.send(closed).await.is_err() {
+                            return Ok(());
+                        }
+                        full_snapshot(&client, &mut internal).await?
+                    }
                 },
             },
             Some(()) = resync.recv() => full_snapshot(&client, &mut internal).await?,
@@ -211,14 +230,23 @@ async fn full_snapshot(
     })
 }
 
+/// What the inspect after an event gave.
+enum Inspected {
+    Update(DockerUpdate),
+    /// The container named could not be inspected while Docker answers.
+    Unreadable {
+        id: String,
+    },
+}
+
 /// Inspects what the event names; network events keep `internal` current.
-/// `None`: the container named could not be inspected (and was skipped).
+/// An error is Docker's own (it does not answer at all).
 async fn inspect(
     client: &bollard::Docker,
     event: DockerEvent,
     internal: &mut BTreeSet<String>,
-) -> Result<Option<DockerUpdate>, DockerError> {
-    Ok(Some(match event {
+) -> Result<Inspected, DockerError> {
+    Ok(Inspected::Update(match event {
         DockerEvent::ContainerChanged { id } => {
             match docker::inspect_container(client, &id, internal).await {
                 Ok(container) => DockerUpdate::Container {
@@ -227,7 +255,7 @@ async fn inspect(
                 },
                 Err(e) => {
                     docker::skip_unless_docker_is_down(client, &id, e).await?;
-                    return Ok(None);
+                    return Ok(Inspected::Unreadable { id });
                 }
             }
         }

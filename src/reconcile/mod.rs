@@ -455,11 +455,12 @@ impl Loop {
 
     /// The containers and proxy entries for `dock6 status`, read off the
     /// planner and the view (rendered only when asked).
-    fn status_details(&self) -> status_server::Details {
-        status_server::Details {
+    fn status_details(&self) -> Arc<status_server::Details> {
+        Arc::new(status_server::Details {
             containers: crate::status::containers(self.view.containers(), &self.planner),
             proxy_entries: crate::status::proxy_entries(&self.planner.proxy_entries()),
-        }
+            after_pass: self.passes,
+        })
     }
 
     fn force_restore(&mut self) {

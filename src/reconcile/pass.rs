@@ -3,6 +3,7 @@
 //! retries a pass that did not converge (see `retry`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -20,6 +21,11 @@ use crate::apply::{
 use crate::firewall_role::{self, FirewallRole};
 use crate::plan::{self, Level, Note, Update};
 use crate::snapshot::HostFacts;
+
+/// How long a pass waits for the host facts (rtnetlink dumps, milliseconds
+/// even with a full routing table): a reply lost on an overrun netlink
+/// socket fails the pass, which is retried, instead of holding the loop.
+const HOST_FACTS_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Loop {
     /// When the next pass is due after one that `converged` (or not): a
@@ -91,11 +97,21 @@ impl Loop {
     /// Fresh host facts, with the last good ones standing in for what
     /// vanished for a moment; `None` when they cannot be read.
     async fn host_facts(&mut self) -> Option<HostFacts> {
-        let fresh = match crate::source::host::host_facts(&self.handle).await {
-            Ok(host) => host,
-            Err(e) => {
+        let read = crate::source::host::host_facts(&self.handle);
+        let fresh = match tokio::time::timeout(HOST_FACTS_TIMEOUT, read).await {
+            Ok(Ok(host)) => host,
+            Ok(Err(e)) => {
                 warn!("{e}; keeping what the kernel has");
                 self.shown.error("host_facts", e.to_string());
+                return None;
+            }
+            Err(_) => {
+                let e = format!(
+                    "the host's links, addresses and routes were not read within \
+                     {HOST_FACTS_TIMEOUT:?}"
+                );
+                warn!("{e}; keeping what the kernel has");
+                self.shown.error("host_facts", e);
                 return None;
             }
         };

@@ -3,13 +3,14 @@
 //! JSON, and is closed. The loop publishes the small part of it after every
 //! pass (the board); the containers and proxy entries, thousands of them on
 //! a big host, are read off the loop's planner only when someone asks (see
-//! [`Details`]), so that a pass never pays for rendering them. A pass in
-//! progress delays that answer by its duration, at most [`DETAILS_WAIT`].
+//! [`Details`]), so that a pass never pays for rendering them. A loop busy
+//! with a pass does not hold the answer up for longer than [`DETAILS_WAIT`]:
+//! the details it rendered last stand in, said to be as of then.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
@@ -27,14 +28,23 @@ pub(super) type Board = Arc<RwLock<Status>>;
 pub(super) struct Details {
     pub containers: Vec<ContainerStatus>,
     pub proxy_entries: Vec<ProxyStatus>,
+    /// The number of the last pass when they were rendered.
+    pub after_pass: u64,
 }
 
 /// A request for [`Details`], answered by the loop between passes.
-pub(super) type DetailsRequest = oneshot::Sender<Details>;
+pub(super) type DetailsRequest = oneshot::Sender<Arc<Details>>;
+
+/// The details the loop rendered last, kept by the socket for the answers
+/// the loop is too busy to give.
+type LastDetails = Arc<Mutex<Option<Arc<Details>>>>;
 
 /// How long an answer waits for the loop (a long pass: a whole-table
-/// replace at 10,000 containers); after that, the status says it is partial.
-pub(super) const DETAILS_WAIT: Duration = Duration::from_secs(3);
+/// replace at 10,000 containers, or the kernel busy with Docker's own
+/// rules); after that it comes with the details rendered last, or without
+/// any, saying so: `dock6 status` answers well within a second, whatever
+/// the loop is doing.
+pub(super) const DETAILS_WAIT: Duration = Duration::from_millis(500);
 
 /// A client that does not read its answer within this is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -100,6 +110,7 @@ pub(super) fn serve(
 }
 
 async fn accept(listener: UnixListener, board: Board, details: mpsc::Sender<DetailsRequest>) {
+    let last = LastDetails::default();
     loop {
         let mut stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -110,9 +121,9 @@ async fn accept(listener: UnixListener, board: Board, details: mpsc::Sender<Deta
             }
         };
         let status = board.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let details = details.clone();
+        let (details, last) = (details.clone(), last.clone());
         tokio::spawn(async move {
-            let json = serde_json::to_vec_pretty(&with_details(status, &details).await)
+            let json = serde_json::to_vec_pretty(&with_details(status, &details, &last).await)
                 .unwrap_or_default();
             let write = async {
                 stream.write_all(&json).await?;
@@ -125,26 +136,114 @@ async fn accept(listener: UnixListener, board: Board, details: mpsc::Sender<Deta
     }
 }
 
-/// `status` with the loop's details, or with a problem saying why not.
-async fn with_details(mut status: Status, loop_: &mpsc::Sender<DetailsRequest>) -> Status {
+/// `status` with the loop's details; when the loop does not answer within
+/// [`DETAILS_WAIT`], with the last ones it rendered (or none), and a problem
+/// saying so.
+async fn with_details(
+    mut status: Status,
+    loop_: &mpsc::Sender<DetailsRequest>,
+    last: &LastDetails,
+) -> Status {
     let (reply, answer) = oneshot::channel();
     // The wait covers the queue too: during a long pass, requests pile up in it.
     let asked = async {
         loop_.send(reply).await.ok()?;
         answer.await.ok()
     };
-    match tokio::time::timeout(DETAILS_WAIT, asked).await {
-        Ok(Some(details)) => {
-            status.containers = details.containers;
-            status.proxy_entries = details.proxy_entries;
-        }
-        _ => status.problems.push(Problem {
-            level: "warning".into(),
-            text: format!(
-                "the agent did not list its containers and proxy entries within {DETAILS_WAIT:?} \
-                 (a long pass): they are left out of this answer"
-            ),
-        }),
+    let fresh = tokio::time::timeout(DETAILS_WAIT, asked)
+        .await
+        .ok()
+        .flatten();
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(details) = &fresh {
+        *last = Some(Arc::clone(details));
     }
+    let text = match (&fresh, last.as_ref()) {
+        (Some(_), _) => None,
+        (None, Some(details)) => Some(format!(
+            "the agent is busy (it did not answer within {DETAILS_WAIT:?}): its containers and \
+             proxy entries are shown as they were after pass {}",
+            details.after_pass
+        )),
+        (None, None) => Some(format!(
+            "the agent is busy (it did not answer within {DETAILS_WAIT:?}): its containers and \
+             proxy entries are left out of this answer"
+        )),
+    };
+    if let Some(details) = fresh.as_ref().or(last.as_ref()) {
+        status.containers = details.containers.clone();
+        status.proxy_entries = details.proxy_entries.clone();
+    }
+    status.problems.extend(text.map(|text| Problem {
+        level: "warning".into(),
+        text,
+    }));
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_proxy_entry(after_pass: u64) -> Arc<Details> {
+        Arc::new(Details {
+            containers: Vec::new(),
+            proxy_entries: vec![ProxyStatus {
+                address: "2001:db8::10".parse().expect("address"),
+                interface: "eth0".into(),
+                container: "web".into(),
+                network: "v6".into(),
+            }],
+            after_pass,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_busy_loop_does_not_hold_the_answer_up() {
+        let (loop_, mut requests) = mpsc::channel::<DetailsRequest>(16);
+        let last = LastDetails::default();
+        // Before the loop ever answered, and while it is busy: no details, said so.
+        let asked = tokio::time::Instant::now();
+        let busy = with_details(Status::default(), &loop_, &last).await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert!(busy.proxy_entries.is_empty());
+        assert!(
+            busy.problems.iter().any(|p| p.text.contains("left out")),
+            "{:?}",
+            busy.problems
+        );
+        while requests.try_recv().is_ok() {}
+
+        // The loop answers: its details, no problem.
+        let answering = tokio::spawn(async move {
+            let reply = requests.recv().await.expect("a request");
+            let _ = reply.send(one_proxy_entry(7));
+            requests
+        });
+        let fresh = with_details(Status::default(), &loop_, &last).await;
+        assert_eq!(fresh.proxy_entries.len(), 1);
+        assert!(fresh.problems.is_empty(), "{:?}", fresh.problems);
+        let _requests = answering.await.expect("the loop stand-in");
+
+        // Busy again: within a second, with the last details, saying of when.
+        let asked = tokio::time::Instant::now();
+        let busy = with_details(Status::default(), &loop_, &last).await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(busy.proxy_entries, fresh.proxy_entries);
+        assert!(
+            busy.problems
+                .iter()
+                .any(|p| p.text.contains("after pass 7")),
+            "{:?}",
+            busy.problems
+        );
+    }
 }

@@ -188,6 +188,13 @@ impl Agent {
         })
     }
 
+    /// SIGHUP: dock6 reloads its config and takes a full Docker snapshot.
+    pub fn reload(&self) {
+        // SAFETY: kill(2) on the pid of dock6, our child (or its only child
+        // under a wrapper), which has not been reaped.
+        unsafe { libc::kill(self.pid as i32, libc::SIGHUP) };
+    }
+
     /// SIGTERM, then wait; returns whether it exited with success.
     pub fn stop(&mut self) -> bool {
         // SAFETY: kill(2) on the pid of dock6, our child (or its only child

@@ -7,9 +7,12 @@
 //! `/networks`, `/networks/ID`, `/containers/json`, `/containers/ID/json`
 //! and `/events` (chunked, held open) — from a [`Phase`] the test switches;
 //! each switch ends the open event streams, as a restarting dockerd would, so
-//! the client reconnects and meets the new phase at once.
+//! the client reconnects and meets the new phase at once. A test can also
+//! send an event on the open streams ([`FakeDocker::send_event`]) and make
+//! one container's inspect fail while everything else answers
+//! ([`FakeDocker::fail_inspect`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -103,6 +106,11 @@ struct State {
     hits: HashMap<String, usize>,
     /// What `/networks` lists instead of the one network, when set.
     networks: Option<Vec<Value>>,
+    /// Every event sent so far (JSON text); each open stream sends those
+    /// that came after it opened.
+    events: Vec<String>,
+    /// Ids of the containers whose inspect answers a 500.
+    failing_inspects: HashSet<String>,
 }
 
 pub struct FakeDocker {
@@ -134,6 +142,8 @@ impl FakeDocker {
             generation: 0,
             hits: HashMap::new(),
             networks: None,
+            events: Vec::new(),
+            failing_inspects: HashSet::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, flag) = (state.clone(), stop.clone());
@@ -185,6 +195,26 @@ impl FakeDocker {
     /// `/networks` lists these (see [`network_json`]) from now on.
     pub fn set_networks(&self, networks: Vec<Value>) {
         self.state.lock().expect("state").networks = Some(networks);
+    }
+
+    /// Sends `event` (an event as Docker's `/events` streams it) on every
+    /// event stream open now.
+    pub fn send_event(&self, event: Value) {
+        self.state
+            .lock()
+            .expect("state")
+            .events
+            .push(event.to_string());
+    }
+
+    /// From now on the inspect of container `id` answers a 500 (`true`),
+    /// or its good answer again (`false`); `/_ping` and the rest still answer.
+    pub fn fail_inspect(&self, id: &str, fail: bool) {
+        let mut state = self.state.lock().expect("state");
+        match fail {
+            true => state.failing_inspects.insert(id.to_string()),
+            false => state.failing_inspects.remove(id),
+        };
     }
 
     /// Waits until `endpoint` has had `count` requests (or panics after `timeout`).
@@ -240,7 +270,7 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let endpoint = endpoint(target);
-    let (phase, containers, generation, ipv6, networks) = {
+    let (phase, containers, generation, ipv6, networks, events_sent, failing) = {
         let mut state = state.lock().expect("state");
         *state.hits.entry(endpoint.clone()).or_default() += 1;
         let networks = state.networks.clone();
@@ -250,6 +280,8 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             state.generation,
             state.ipv6.clone(),
             networks,
+            state.events.len(),
+            state.failing_inspects.clone(),
         )
     };
     let mut out = stream;
@@ -269,8 +301,21 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
         }
         ("/events", _) => {
             events_head(&mut out);
-            let current = || state.lock().expect("state").generation;
-            while current() == generation && !stop.load(Ordering::SeqCst) {
+            let mut sent = events_sent;
+            loop {
+                let (now, new) = {
+                    let state = state.lock().expect("state");
+                    (state.generation, state.events[sent..].to_vec())
+                };
+                if now != generation || stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                for event in &new {
+                    let line = format!("{event}\n");
+                    let _ = write!(out, "{:x}\r\n{line}\r\n", line.len());
+                    let _ = out.flush();
+                }
+                sent += new.len();
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = out.write_all(b"0\r\n\r\n");
@@ -312,6 +357,11 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
                 .and_then(|p| p.rsplit('/').nth(1))
                 .unwrap_or("");
             match containers.iter().find(|c| c.id == id) {
+                Some(c) if failing.contains(id) => respond_json(
+                    &mut out,
+                    500,
+                    &json!({ "message": format!("fake dockerd: cannot inspect {}", c.name) }),
+                ),
                 Some(c) => respond_json(&mut out, 200, &inspect(c, &ipv6)),
                 None => respond_json(
                     &mut out,
@@ -395,6 +445,21 @@ fn huge_networks(out: &mut UnixStream, ipv6: &Ipv6Config) {
         left -= n;
     }
     let _ = out.write_all(tail.as_bytes());
+}
+
+/// The event Docker streams when container `id` is disconnected from the fake's network.
+pub fn disconnect_event(id: &str) -> Value {
+    json!({
+        "Type": "network",
+        "Action": "disconnect",
+        "Actor": {
+            "ID": NETWORK_ID,
+            "Attributes": { "container": id, "name": NETWORK_NAME, "type": "bridge" }
+        },
+        "scope": "local",
+        "time": 1_700_000_000,
+        "timeNano": 1_700_000_000_000_000_000i64
+    })
 }
 
 fn version() -> Value {

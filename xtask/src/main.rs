@@ -195,6 +195,7 @@ const DOCKER_MATRIX: &[&str] = &[
     "attack",
     "check",
     "converge",
+    "docker_restarts",
     "docker_source",
     "e2e",
     "firewall_role",

@@ -93,6 +93,23 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// Nothing listens where Docker should (no socket, the connection
+    /// refused): Docker is not running, or is restarting. Trying again soon
+    /// costs it nothing.
+    pub fn nothing_listens(&self) -> bool {
+        let DockerError::Connect {
+            source: BollardError::IOError { err },
+            ..
+        } = self
+        else {
+            return false;
+        };
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        )
+    }
+
     fn request(doing: impl Into<String>) -> impl FnOnce(BollardError) -> DockerError {
         let doing = doing.into();
         move |source| DockerError::Request { doing, source }
@@ -239,10 +256,10 @@ async fn inspect_container_named(
 }
 
 /// One container's inspect failed while Docker answers: the container is
-/// left out with a warning naming it (its ports stay closed until an event
-/// or the next resync), rather than failing the whole snapshot. When Docker
-/// itself no longer answers (a ping fails), the error stands: a snapshot
-/// missing every container must never be applied.
+/// left out with a warning naming it (its ports closed until it is read
+/// again), rather than failing the whole snapshot. When Docker itself no
+/// longer answers (a ping fails), the error stands: a snapshot missing every
+/// container must never be applied.
 pub async fn skip_unless_docker_is_down(
     docker: &Docker,
     id: &str,
@@ -251,7 +268,7 @@ pub async fn skip_unless_docker_is_down(
     match docker.ping().await {
         Ok(_) => {
             warn!(
-                "{error}; container {} skipped until its next event or the next resync",
+                "{error}; container {} left out, its ports closed, until Docker answers for it",
                 clip(id)
             );
             Ok(())

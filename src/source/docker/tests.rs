@@ -530,3 +530,42 @@ fn only_dock6_labels_are_kept() {
     let keys: Vec<&str> = c.labels.keys().map(String::as_str).collect();
     assert_eq!(keys, ["dock6.egress-address", "dock6.expose"]);
 }
+
+#[tokio::test]
+async fn a_docker_that_does_not_listen_is_told_from_one_that_answers_badly() {
+    let dir = std::env::temp_dir().join(format!("dock6-listen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let missing = dir.join("none.sock");
+    let e = connect(Some(&format!("unix://{}", missing.display())))
+        .await
+        .expect_err("no socket");
+    assert!(e.nothing_listens(), "no socket file: {e}");
+
+    // A socket file nobody listens on any more: the connection is refused.
+    let stale = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    let e = connect(Some(&format!("unix://{}", stale.display())))
+        .await
+        .expect_err("refused");
+    assert!(e.nothing_listens(), "refused: {e}");
+
+    // Control: something listens and answers, but not as Docker does.
+    let answering = dir.join("answering.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&answering).expect("bind");
+    let server = std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            use std::io::{Read as _, Write as _};
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    let e = connect(Some(&format!("unix://{}", answering.display())))
+        .await
+        .expect_err("a 500");
+    assert!(!e.nothing_listens(), "Docker answered: {e}");
+    let _ = server.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
