@@ -80,6 +80,16 @@ fn vanished(last: &HostFacts, fresh: &HostFacts, uplink: Option<&str>) -> Option
         return Some("the IPv6 default route".into());
     }
     let name = uplink_of(last, uplink)?;
+    // The default route now leaves by another interface: the uplink moved
+    // (a failover, a renamed link), and the new one is followed at once.
+    if uplink.is_none()
+        && fresh
+            .default_route_interface
+            .as_deref()
+            .is_some_and(|now| now != name)
+    {
+        return None;
+    }
     let had = last.interface(name)?;
     match fresh.interface(name) {
         None => Some(format!("the uplink {name}")),
@@ -194,6 +204,35 @@ mod tests {
             matches!(&event, Some(GraceEvent::Started { what, .. }) if what == "the uplink eth0"),
             "{event:?}"
         );
+    }
+
+    #[test]
+    fn an_uplink_that_moves_to_another_interface_is_followed_at_once() {
+        let t0 = Instant::now();
+        let mut g = HostGrace::default();
+        g.facts(facts(true, &["2001:db8:1::2/64"]), None, GRACE, t0);
+        // Its addresses leave eth0 first: the grace period starts.
+        let (_, event) = g.facts(facts(true, &[]), None, GRACE, t0);
+        assert!(
+            matches!(event, Some(GraceEvent::Started { .. })),
+            "{event:?}"
+        );
+        // Then the default route and the addresses are on eth1.
+        let mut moved = facts(false, &[]);
+        moved.default_route_interface = Some("eth1".into());
+        moved.interfaces.push(Interface {
+            name: "eth1".into(),
+            addresses: vec!["2001:db8:1::2/64".parse().unwrap()],
+            ..Default::default()
+        });
+        let t1 = t0 + Duration::from_secs(1);
+        let (used, event) = g.facts(moved.clone(), None, GRACE, t1);
+        assert_eq!(
+            used, moved,
+            "the new uplink is planned with, not the old one"
+        );
+        assert_eq!(event, Some(GraceEvent::Recovered { after: t1 - t0 }));
+        assert_eq!(g.deadline(GRACE), None);
     }
 
     #[test]

@@ -261,19 +261,18 @@ impl Loop {
                 error!("{e}: exiting so that a fresh dock6 takes over");
                 return Err(RunError::KernelThread(e));
             }
-            // No debounce: a change is due now. What queues up meanwhile
-            // is drained into the pass (`take_pending`).
-            let soon = Instant::now;
+            // No debounce: a change is due now, also when a retry or the end
+            // of a host-facts grace is already due later. What queues up
+            // meanwhile is drained into the pass (`take_pending`).
+            let now = || Some(Instant::now());
             let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 Some(update) = inputs.docker.recv() => {
                     if self.docker_update(update) {
-                        due.get_or_insert_with(soon);
+                        due = now();
                     }
                 }
-                Some(_) = inputs.netlink.next() => {
-                    due.get_or_insert_with(soon);
-                }
+                Some(_) = inputs.netlink.next() => due = now(),
                 change = next_nft_change(&mut inputs.nft_changes) => {
                     if self.nft_change(change, &mut watch) {
                         // Restore at once: someone else's commit changed or deleted the table.
@@ -283,14 +282,14 @@ impl Loop {
                 _ = inputs.resync.tick() => {
                     inputs.ask_docker_for_snapshot();
                     self.replace_next = true;
-                    due.get_or_insert_with(soon);
+                    due = now();
                 }
                 _ = inputs.sighup.recv() => {
                     self.reload_config();
                     inputs.ask_docker_for_snapshot();
                     inputs.restart_resync(self.config.resync_interval);
                     self.replace_next = true;
-                    due.get_or_insert_with(soon);
+                    due = now();
                 }
                 _ = next_watchdog_tick(&mut inputs.watchdog) => self.ping_watchdog(),
                 Some(reply) = details.recv() => {

@@ -447,6 +447,18 @@ fn huge_networks(out: &mut UnixStream, ipv6: &Ipv6Config) {
     let _ = out.write_all(tail.as_bytes());
 }
 
+/// The event Docker streams when container `id` starts.
+pub fn start_event(id: &str) -> Value {
+    json!({
+        "Type": "container",
+        "Action": "start",
+        "Actor": { "ID": id, "Attributes": {} },
+        "scope": "local",
+        "time": 1_700_000_000,
+        "timeNano": 1_700_000_000_000_000_000i64
+    })
+}
+
 /// The event Docker streams when container `id` is disconnected from the fake's network.
 pub fn disconnect_event(id: &str) -> Value {
     json!({
