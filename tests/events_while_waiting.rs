@@ -30,13 +30,7 @@ fn a_container_started_during_a_host_facts_grace_is_published_at_once() {
     if !common::require_root(TEST) {
         return;
     }
-    let lab = Lab::new("evgrace");
-    lab.bridge(
-        fake_docker::BRIDGE,
-        &format!("{}/64", fake_docker::GATEWAY),
-        None,
-        None,
-    );
+    let lab = fake_docker::lab_with_bridge("evgrace");
     let web1 = Ctr::new(1, 8080);
     let fake = FakeDocker::start(lab.dir(), vec![web1.clone()]);
     let agent = Agent::start_in(

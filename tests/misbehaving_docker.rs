@@ -68,13 +68,7 @@ fn a_misbehaving_docker_is_survived_logged_once_and_recovered_from() {
     if !common::require_root(TEST) {
         return;
     }
-    let lab = Lab::new("mdock");
-    lab.bridge(
-        fake_docker::BRIDGE,
-        &format!("{}/64", fake_docker::GATEWAY),
-        None,
-        None,
-    );
+    let lab = fake_docker::lab_with_bridge("mdock");
     let web1 = Ctr::new(1, 8080);
     let fake = FakeDocker::start(lab.dir(), vec![web1.clone()]);
     let mut agent = Agent::start_in(&lab.host, &fake.host(), lab.dir(), "");
@@ -201,13 +195,7 @@ fn a_container_whose_inspect_fails_after_an_event_is_closed_and_resynced_at_once
     if !common::require_root(TEST) {
         return;
     }
-    let lab = Lab::new("mdinsp");
-    lab.bridge(
-        fake_docker::BRIDGE,
-        &format!("{}/64", fake_docker::GATEWAY),
-        None,
-        None,
-    );
+    let lab = fake_docker::lab_with_bridge("mdinsp");
     let (web1, web2) = (Ctr::new(1, 8080), Ctr::new(2, 8081));
     let fake = FakeDocker::start(lab.dir(), vec![web1.clone(), web2.clone()]);
     let mut agent = Agent::start_in(&lab.host, &fake.host(), lab.dir(), "");
@@ -257,13 +245,7 @@ fn docker_back_after_a_long_absence_is_followed_at_once() {
     const AWAY: Duration = Duration::from_secs(16);
     /// Generous next to the quarter second dock6 waits between attempts.
     const BACK_WITHIN: Duration = Duration::from_secs(3);
-    let lab = Lab::new("mdback");
-    lab.bridge(
-        fake_docker::BRIDGE,
-        &format!("{}/64", fake_docker::GATEWAY),
-        None,
-        None,
-    );
+    let lab = fake_docker::lab_with_bridge("mdback");
     let web1 = Ctr::new(1, 8080);
     let fake = FakeDocker::start(lab.dir(), vec![web1.clone()]);
     let host = fake.host();

@@ -31,6 +31,14 @@ pub const BRIDGE: &str = "br-d0c600000000";
 pub const SUBNET: &str = "fd00:1::/64";
 pub const GATEWAY: &str = "fd00:1::1";
 
+/// A lab (upstream and host namespaces) with the fake network's bridge in
+/// the host, its gateway on it: where the fake Docker's containers live.
+pub fn lab_with_bridge(tag: &str) -> super::lab::Lab {
+    let lab = super::lab::Lab::new(tag);
+    lab.bridge(BRIDGE, &format!("{GATEWAY}/64"), None, None);
+    lab
+}
+
 /// A huge answer: far more than any real Docker answer dock6 asks for.
 pub const HUGE_BYTES: usize = 48 << 20;
 
