@@ -30,7 +30,7 @@ enum Command {
     /// Preflight the host as it is: Docker, daemon.json, the uplink, other firewalls, the kernel.
     /// Each finding says what was seen, why it matters and the fix. Exit 1 with errors.
     Check {
-        /// Print the findings as JSON (stable; documented in README.md).
+        /// Print the findings as JSON (stable; documented in docs/operations.md).
         #[arg(long)]
         json: bool,
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
@@ -45,7 +45,7 @@ enum Command {
     },
     /// Print the plan (ruleset, proxy-NDP entries, sysctls) for a snapshot; touches nothing.
     Render {
-        /// Snapshot JSON (schema in README.md); with --diff the default is the live view.
+        /// Snapshot JSON (schema in docs/development.md); with --diff the default is the live view.
         #[arg(long, required_unless_present_any = ["bootstrap", "diff"])]
         snapshot: Option<PathBuf>,
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
@@ -70,7 +70,7 @@ enum Command {
     },
     /// Plan a snapshot and program the kernel: the table, the sysctls, the proxy-NDP entries.
     Apply {
-        /// Snapshot JSON (schema in README.md).
+        /// Snapshot JSON (schema in docs/development.md).
         #[arg(long)]
         snapshot: PathBuf,
         /// Config file (default: /etc/dock6/dock6.toml if it exists).
@@ -100,7 +100,7 @@ enum Command {
     /// Ask the running agent what it did: Docker, mode, networks, containers, last pass, problems.
     /// Exit 3 when no agent answers.
     Status {
-        /// Print the agent's JSON as it is (stable; documented in README.md).
+        /// Print the agent's JSON as it is (stable; documented in docs/operations.md).
         #[arg(long)]
         json: bool,
         /// The agent's socket (default: config `status_socket`, else /run/dock6/dock6.sock).

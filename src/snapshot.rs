@@ -1,6 +1,6 @@
 //! What the planner knows of the world, as plain data: Docker's networks and
 //! running containers, and the host's interfaces. The JSON form of this is the
-//! input of `dock6 render --snapshot FILE` (schema in README.md).
+//! input of `dock6 render --snapshot FILE` (schema in docs/development.md).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};

@@ -1,5 +1,5 @@
 //! Facts → findings, one function per finding, each pure. The ids are
-//! stable (README lists them).
+//! stable (docs/operations.md lists them).
 
 use ipnet::Ipv6Net;
 

@@ -34,7 +34,7 @@ impl Severity {
     }
 }
 
-/// One finding. `id` is stable (scripts match on it; listed in the README).
+/// One finding. `id` is stable (scripts match on it; listed in docs/operations.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub id: String,

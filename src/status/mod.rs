@@ -1,6 +1,6 @@
 //! What a running agent tells `dock6 status`: the JSON it serves on its
-//! unix socket (stable: fields are only ever added; documented in the
-//! README), built from what the loop already has — its planner and Docker's
+//! unix socket (stable: fields are only ever added; documented in
+//! docs/operations.md), built from what the loop already has — its planner and Docker's
 //! view — and the human form of it.
 //!
 //! Nothing here plans: the networks, proxy entries and ports are read off
