@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plan::{Mode, NaSource, Policy};
+use crate::plan::{Mode, NaSource, Policy, PrefixSource};
 
 pub const DEFAULT_PATH: &str = "/etc/dock6/dock6.toml";
 pub use crate::plan::DEFAULT_ACCEPT_MARK;
@@ -219,24 +219,16 @@ fn parse_egress(text: &str) -> Result<Ipv6Addr, String> {
     Ok(addr)
 }
 
-/// An `nptv6` network's mapped prefix (only that mode has one).
-fn parse_prefix(text: &str, mode: Mode) -> Result<ipnet::Ipv6Net, String> {
+/// An `nptv6` network's mapped prefix (only that mode has one): fixed, or
+/// following the host's (`uplink`, `delegated`).
+fn parse_prefix(text: &str, mode: Mode) -> Result<PrefixSource, String> {
     if mode != Mode::Nptv6 {
         return Err(format!(
             "only mode nptv6 maps onto a prefix (this network's mode is {})",
             mode.name()
         ));
     }
-    let net: ipnet::Ipv6Net = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not an IPv6 prefix like \"2001:db8:5::/64\""))?;
-    if net.trunc() != net {
-        return Err(format!(
-            "{text:?} has host bits set (the prefix is {})",
-            net.trunc()
-        ));
-    }
-    Ok(net)
+    PrefixSource::parse(text)
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -455,8 +447,18 @@ mod tests {
         assert_eq!(c.policy.network_modes.get("web"), Some(&Mode::Nptv6));
         assert_eq!(
             c.policy.network_prefixes.get("web"),
-            Some(&"2001:db8:5::/64".parse().unwrap())
+            Some(&PrefixSource::Fixed("2001:db8:5::/64".parse().unwrap()))
         );
+        for (text, source) in [
+            ("uplink", PrefixSource::Uplink),
+            ("delegated", PrefixSource::Delegated),
+        ] {
+            let c = parse(&format!(
+                "[networks.web]\nmode = \"nptv6\"\nprefix = \"{text}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.policy.network_prefixes.get("web"), Some(&source));
+        }
         let e = error("[networks.web]\nmode = \"routed\"\nprefix = \"2001:db8:5::/64\"\n");
         assert!(
             e.starts_with("/etc/dock6/dock6.toml:3: key `networks.web.prefix`: only mode nptv6"),
@@ -465,7 +467,10 @@ mod tests {
         let e = error("[networks.web]\nmode = \"nptv6\"\nprefix = \"2001:db8:5::1/64\"\n");
         assert!(e.contains("has host bits set"), "{e}");
         let e = error("[networks.web]\nmode = \"nptv6\"\nprefix = \"nope\"\n");
-        assert!(e.contains("is not an IPv6 prefix"), "{e}");
+        assert!(
+            e.contains("is not \"uplink\", \"delegated\" or an IPv6 prefix"),
+            "{e}"
+        );
     }
 
     #[test]

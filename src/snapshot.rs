@@ -40,6 +40,16 @@ pub struct HostFacts {
     pub forwarding_enabled_by_dock6: bool,
     #[serde(default)]
     pub interfaces: Vec<Interface>,
+    /// Prefixes delegated to the host (DHCPv6 prefix delegation): the
+    /// unreachable (or blackhole) route a delegation client installs for the
+    /// whole prefix, global prefixes only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegated_prefixes: Vec<Ipv6Net>,
+    /// The uplink's on-link and delegated prefixes that dock6 saw earlier in
+    /// this run and the host no longer has (the provider renumbered): a
+    /// network built on one is closed rather than taken for routed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub former_prefixes: Vec<Ipv6Net>,
 }
 
 impl HostFacts {
@@ -69,6 +79,15 @@ pub struct Interface {
     /// neighbour entry planted later for one of them does not take it away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dock6_proxies: Vec<Ipv6Addr>,
+    /// On-link prefixes that came from the network (a router advertisement,
+    /// DHCPv6) rather than the host's own configuration: the provider may
+    /// change them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dynamic_prefixes: Vec<Ipv6Net>,
+    /// Addresses past their preferred lifetime: still valid for the
+    /// connections that use them, not chosen for new ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deprecated_addresses: Vec<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -32,8 +32,9 @@ pub use guard::{CHAIN_NOT_DOCKER, docker_made_bridge_name};
 pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
+pub use mode::is_global_unicast;
 pub use planner::{ContainerShown, ElementChanges, Planner, Update};
-pub use policy::{DEFAULT_ACCEPT_MARK, Mode, NaSource, Policy};
+pub use policy::{DEFAULT_ACCEPT_MARK, Mode, NaSource, Policy, PrefixSource};
 pub use ruleset::{
     CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,
     PRIORITY_SRCNAT,
@@ -77,6 +78,9 @@ pub struct NetworkPlan {
     /// Mode `nptv6`: the global prefix the network's (only) subnet is mapped
     /// onto, as long as the subnet.
     pub nptv6: Option<Ipv6Net>,
+    /// Where an `nptv6` network's prefix comes from (also while it has none:
+    /// a network following the host's prefix waits closed, as mode `off`).
+    pub nptv6_source: Option<PrefixSource>,
 }
 
 /// A kernel proxy-NDP entry: answer neighbour solicitations for `address` on

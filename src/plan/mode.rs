@@ -151,6 +151,13 @@ pub fn is_ula(net: &Ipv6Net) -> bool {
     net.addr().segments()[0] & 0xfe00 == 0xfc00
 }
 
+/// A global unicast prefix: not link-local, unique-local, multicast or in
+/// ::/8 — what a provider hands out, and the only thing a mapping follows.
+pub fn is_global_unicast(net: &Ipv6Net) -> bool {
+    let first = net.addr().segments()[0];
+    !is_ula(net) && !is_link_local(net) && first & 0xff00 != 0xff00 && first & 0xff00 != 0
+}
+
 pub fn is_link_local(net: &Ipv6Net) -> bool {
     net.addr().is_unicast_link_local()
 }

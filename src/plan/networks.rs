@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use super::mode::{GatewayMode, ModeSource, choose_mode, is_6to4};
 use ipnet::Ipv6Net;
 
-use super::{Mode, NetworkPlan, Note, Policy, nptv6};
+use super::{Mode, NetworkPlan, Note, Policy, PrefixSource, nptv6};
 use crate::snapshot::{Interface, Network, Snapshot};
 use crate::text::quoted;
 
@@ -60,7 +60,8 @@ pub(super) fn managed_networks(
             continue;
         }
         let plan = network_plan(config, network, bridge.clone(), subnets, uplink, notes);
-        match with_mapped_prefix(plan, config, network, snapshot, &out.plans) {
+        let plan = closed_if_on_former_prefix(plan, snapshot, uplink, notes);
+        match with_mapped_prefix(plan, config, network, snapshot, uplink, &out.plans, notes) {
             Ok(plan) => out.plans.push(plan),
             Err(why) => {
                 notes.push(Note::warn(format!(
@@ -157,24 +158,74 @@ fn own_bridge(
 }
 
 /// Mode `nptv6` needs its mapped prefix; a network that cannot have one is
-/// refused (`Err` says why).
+/// refused (`Err` says why). One that follows the host's prefix while the
+/// host has none is closed, as mode `off`, until it has one.
 fn with_mapped_prefix(
     mut plan: NetworkPlan,
     config: &Policy,
     network: &Network,
     snapshot: &Snapshot,
+    uplink: Option<&Interface>,
     planned: &[NetworkPlan],
+    notes: &mut Vec<Note>,
 ) -> Result<NetworkPlan, String> {
-    if plan.mode == Mode::Nptv6 {
-        plan.nptv6 = Some(nptv6::mapped_prefix(
-            config,
-            network,
-            &plan.subnets,
-            snapshot,
-            planned,
-        )?);
+    if plan.mode != Mode::Nptv6 {
+        return Ok(plan);
+    }
+    let source = nptv6::prefix_source(config, network)?;
+    plan.nptv6_source = Some(source);
+    plan.nptv6 = nptv6::mapped_prefix(source, &plan.subnets, uplink, snapshot, planned)?;
+    if plan.nptv6.is_none() {
+        let has = match source {
+            PrefixSource::Delegated => "no prefix is delegated to the host",
+            _ => "the uplink has no global prefix",
+        };
+        notes.push(Note::warn(format!(
+            "network {}: nptv6 prefix = {}: {has} now; closed (as mode off) until there is one",
+            quoted(&network.name),
+            quoted(&source.to_string())
+        )));
+        plan.mode = Mode::Off;
     }
     Ok(plan)
+}
+
+/// An `ndp-proxy` or `routed` network whose subnet lies inside a prefix the
+/// host had earlier in this run and no longer has (the provider renumbered)
+/// cannot be followed: Docker owns the subnet. Closed (as mode `off`, so no
+/// proxy entries and nothing forwarded), with a warning that says how to
+/// follow the provider instead.
+fn closed_if_on_former_prefix(
+    mut plan: NetworkPlan,
+    snapshot: &Snapshot,
+    uplink: Option<&Interface>,
+    notes: &mut Vec<Note>,
+) -> NetworkPlan {
+    if !matches!(plan.mode, Mode::NdpProxy | Mode::Routed) {
+        return plan;
+    }
+    let Some(subnet) = plan.subnets.first() else {
+        return plan;
+    };
+    let host = &snapshot.host;
+    let current = uplink
+        .map(|u| u.onlink_prefixes.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .chain(&host.delegated_prefixes);
+    if current.clone().any(|p| p.contains(subnet)) {
+        return plan;
+    }
+    let Some(former) = host.former_prefixes.iter().find(|p| p.contains(subnet)) else {
+        return plan;
+    };
+    notes.push(Note::warn(format!(
+        "network {}: its subnet {subnet} lies inside {former}, a prefix the host no longer has (renumbered by the provider?); dock6 cannot renumber a Docker subnet, so the network is closed (mode {} stopped: no proxy entries, nothing forwarded). To follow the provider's prefix, give the network a ULA subnet with mode nptv6 and prefix = \"uplink\" (or \"delegated\")",
+        quoted(&plan.name),
+        plan.mode.name()
+    )));
+    plan.mode = Mode::Off;
+    plan
 }
 
 fn network_plan(
@@ -211,6 +262,7 @@ fn network_plan(
             && mode_source == ModeSource::Docker
             && GatewayMode::of(network) == Some(GatewayMode::NatUnprotected),
         nptv6: None,
+        nptv6_source: None,
     }
 }
 

@@ -21,11 +21,62 @@ pub struct Policy {
     pub accept_mark: u32,
     /// Per-network mode overrides, by Docker network name.
     pub network_modes: BTreeMap<String, Mode>,
-    /// The global prefix an `nptv6` network is mapped onto, by Docker
+    /// Where an `nptv6` network's mapped prefix comes from, by Docker
     /// network name (else the network's `dock6.nptv6-prefix` label).
-    pub network_prefixes: BTreeMap<String, Ipv6Net>,
+    pub network_prefixes: BTreeMap<String, PrefixSource>,
     /// The source of the neighbour advertisements for proxied addresses.
     pub na_source: NaSource,
+}
+
+/// Where an `nptv6` network's mapped prefix comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PrefixSource {
+    /// A prefix of its own, as long as the network's subnet.
+    Fixed(Ipv6Net),
+    /// The uplink's current global on-link prefix: the one the provider
+    /// announces, followed when it changes.
+    Uplink,
+    /// The prefix currently delegated to the host (DHCPv6 prefix
+    /// delegation), followed when it changes.
+    Delegated,
+}
+
+impl PrefixSource {
+    /// `uplink`, `delegated` or a prefix like `2001:db8:5::/64` (no host bits).
+    pub fn parse(text: &str) -> Result<PrefixSource, String> {
+        match text.trim() {
+            "uplink" => return Ok(PrefixSource::Uplink),
+            "delegated" => return Ok(PrefixSource::Delegated),
+            _ => {}
+        }
+        let net: Ipv6Net = text.trim().parse().map_err(|_| {
+            format!(
+                "{text:?} is not \"uplink\", \"delegated\" or an IPv6 prefix like \"2001:db8:5::/64\""
+            )
+        })?;
+        if net.trunc() != net {
+            return Err(format!(
+                "{text:?} has host bits set (the prefix is {})",
+                net.trunc()
+            ));
+        }
+        Ok(PrefixSource::Fixed(net))
+    }
+
+    /// Whether the prefix follows the host's (changes without a config change).
+    pub fn follows_host(self) -> bool {
+        !matches!(self, PrefixSource::Fixed(_))
+    }
+}
+
+impl std::fmt::Display for PrefixSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrefixSource::Fixed(p) => write!(f, "{p}"),
+            PrefixSource::Uplink => f.write_str("uplink"),
+            PrefixSource::Delegated => f.write_str("delegated"),
+        }
+    }
 }
 
 /// Where neighbour advertisements for proxied container addresses come

@@ -80,8 +80,13 @@ fn network_line(n: &NetworkPlan) -> String {
     if n.unprotected {
         flags.push("unprotected".into());
     }
-    if let Some(prefix) = n.nptv6 {
-        flags.push(format!("mapped to {prefix}"));
+    match (n.nptv6, n.nptv6_source.filter(|s| s.follows_host())) {
+        (Some(prefix), Some(source)) => {
+            flags.push(format!("mapped to {prefix} (follows the {source} prefix)"))
+        }
+        (Some(prefix), None) => flags.push(format!("mapped to {prefix}")),
+        (None, Some(source)) => flags.push(format!("waiting for the {source} prefix")),
+        (None, None) => {}
     }
     format!(
         "{} ({}) {}: {} ({}), {}",

@@ -1,6 +1,8 @@
 //! Planner properties that golden files alone would not make obvious.
 
 use super::*;
+use std::net::Ipv6Addr;
+
 use crate::snapshot::{Container, Endpoint, HostFacts, Interface, Network, PortBinding, Subnet};
 
 fn host() -> HostFacts {
@@ -615,4 +617,221 @@ fn the_operators_br_interfaces_are_excluded_from_dockers() {
             "a br-* match that does not exclude the operator's interfaces: {line}"
         );
     }
+}
+
+/// A host whose uplink took an address in the provider's prefix `provider`
+/// (announced by the router) beside its static 2001:db8:1::/64.
+fn renumbered_host(provider: Option<&str>, delegated: Option<&str>) -> HostFacts {
+    let mut host = host();
+    let eth0 = &mut host.interfaces[0];
+    if let Some(p) = provider {
+        let p: Ipv6Net = p.parse().unwrap();
+        eth0.onlink_prefixes.push(p);
+        eth0.dynamic_prefixes.push(p);
+        eth0.addresses
+            .push(Ipv6Net::new(map_host_bits(&p, 0x10), 64).unwrap());
+    }
+    host.delegated_prefixes = delegated.iter().map(|d| d.parse().unwrap()).collect();
+    host
+}
+
+fn map_host_bits(p: &Ipv6Net, host: u128) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(p.network()) | host)
+}
+
+fn following(source: PrefixSource, subnet: &str, host: HostFacts) -> Plan {
+    let mut config = Policy::default();
+    config.network_modes.insert("web".into(), Mode::Nptv6);
+    config.network_prefixes.insert("web".into(), source);
+    let snap = Snapshot {
+        host,
+        networks: vec![network("w", "web", subnet)],
+        containers: vec![container(
+            "c",
+            &[(
+                "web",
+                &subnet
+                    .split("::/")
+                    .next()
+                    .map(|p| format!("{p}::2"))
+                    .unwrap(),
+            )],
+            Some(("80/tcp", "8080")),
+        )],
+    };
+    plan(&config, &snap)
+}
+
+fn web(p: &Plan) -> &NetworkPlan {
+    p.networks.iter().find(|n| n.name == "web").unwrap()
+}
+
+#[test]
+fn nptv6_follows_the_uplinks_provider_prefix() {
+    let a = following(
+        PrefixSource::Uplink,
+        "fd00:b6:7:0:d6::/80",
+        renumbered_host(Some("2001:db8:a::/64"), None),
+    );
+    assert_eq!(web(&a).mode, Mode::Nptv6);
+    assert_eq!(web(&a).nptv6, Some("2001:db8:a:0:d6::/80".parse().unwrap()));
+    assert_eq!(web(&a).nptv6_source, Some(PrefixSource::Uplink));
+    let proxied: Vec<String> = a
+        .proxy_entries
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(
+        proxied,
+        ["2001:db8:a:0:d6::2"],
+        "the mapped address is on-link: proxied"
+    );
+
+    let b = following(
+        PrefixSource::Uplink,
+        "fd00:b6:7:0:d6::/80",
+        renumbered_host(Some("2001:db8:b::/64"), None),
+    );
+    assert_eq!(web(&b).nptv6, Some("2001:db8:b:0:d6::/80".parse().unwrap()));
+    let proxied: Vec<String> = b
+        .proxy_entries
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(
+        proxied,
+        ["2001:db8:b:0:d6::2"],
+        "none left for the old prefix"
+    );
+    assert!(
+        !b.ruleset.to_string().contains("2001:db8:a:"),
+        "nothing of the old mapping stays in the rules"
+    );
+}
+
+#[test]
+fn nptv6_follows_the_delegated_prefix_and_needs_no_proxy_entry() {
+    let p = following(
+        PrefixSource::Delegated,
+        "fd00:b6:7:5::/64",
+        renumbered_host(None, Some("2001:db8:100::/56")),
+    );
+    assert_eq!(web(&p).nptv6, Some("2001:db8:100:5::/64".parse().unwrap()));
+    assert!(p.proxy_entries.is_empty(), "{:?}", p.proxy_entries);
+    assert!(
+        p.ruleset.to_string().contains("2001:db8:100:5::/64"),
+        "the mapped prefix is in the rules"
+    );
+}
+
+#[test]
+fn nptv6_without_a_host_prefix_waits_closed_with_one_warning() {
+    for (source, what) in [
+        (PrefixSource::Uplink, "the uplink has no global prefix now"),
+        (
+            PrefixSource::Delegated,
+            "no prefix is delegated to the host now",
+        ),
+    ] {
+        // The static 2001:db8:1::/64 is there, but an /80 under it would
+        // hold the host's own address: the uplink has no provider prefix.
+        let mut host = host();
+        host.interfaces[0].onlink_prefixes.clear();
+        let p = following(source, "fd00:b6:7:5::/64", host);
+        assert_eq!(web(&p).mode, Mode::Off, "{source}");
+        assert_eq!(web(&p).nptv6, None);
+        let warnings: Vec<&Note> = p
+            .notes
+            .iter()
+            .filter(|n| n.level == Level::Warn && n.text.contains("network \"web\""))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].text.contains(what), "{}", warnings[0].text);
+        assert!(p.proxy_entries.is_empty());
+        assert!(
+            !p.ruleset.to_string().contains("fd00:b6:7:5::2"),
+            "no port of a closed network is published"
+        );
+    }
+}
+
+#[test]
+fn nptv6_following_the_host_keeps_todays_refusals() {
+    // The whole /64 would be the mapped prefix: it holds the host's address.
+    let p = following(
+        PrefixSource::Uplink,
+        "fd00:b6:7::/64",
+        renumbered_host(Some("2001:db8:a::/64"), None),
+    );
+    assert!(p.networks.iter().all(|n| n.name != "web"), "refused");
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.text.contains("holds 2001:db8:a::10")),
+        "{:?}",
+        p.notes
+    );
+    // A subnet shorter than the provider's prefix.
+    let p = following(
+        PrefixSource::Delegated,
+        "fd00:b6::/48",
+        renumbered_host(None, Some("2001:db8:100::/56")),
+    );
+    assert!(p.networks.iter().all(|n| n.name != "web"), "refused");
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.text.contains("is shorter than the delegated prefix")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn a_network_on_a_prefix_the_host_lost_is_closed_with_advice() {
+    // ndp-proxy on the provider's 2001:db8:a::/64; the provider renumbers to b.
+    let subnet = "2001:db8:a:0:d6::/80";
+    let snap = |host: HostFacts| Snapshot {
+        host,
+        networks: vec![network("p", "proxied", subnet)],
+        containers: vec![container("c", &[("proxied", "2001:db8:a:0:d6::2")], None)],
+    };
+    let before = plan(
+        &Policy::default(),
+        &snap(renumbered_host(Some("2001:db8:a::/64"), None)),
+    );
+    let net = before
+        .networks
+        .iter()
+        .find(|n| n.name == "proxied")
+        .unwrap();
+    assert_eq!(
+        net.mode,
+        Mode::NdpProxy,
+        "control: proxied while the prefix is there"
+    );
+    assert_eq!(before.proxy_entries.len(), 1);
+
+    let mut after = renumbered_host(Some("2001:db8:b::/64"), None);
+    after.former_prefixes = vec!["2001:db8:a::/64".parse().unwrap()];
+    let p = plan(&Policy::default(), &snap(after.clone()));
+    let net = p.networks.iter().find(|n| n.name == "proxied").unwrap();
+    assert_eq!(net.mode, Mode::Off);
+    assert!(p.proxy_entries.is_empty());
+    let warning = p
+        .notes
+        .iter()
+        .find(|n| n.text.contains("no longer has"))
+        .unwrap();
+    assert!(
+        warning.text.contains("network \"proxied\"")
+            && warning.text.contains("prefix = \"uplink\""),
+        "{}",
+        warning.text
+    );
+    // Without the memory of the old prefix, it would be taken for routed.
+    after.former_prefixes.clear();
+    let p = plan(&Policy::default(), &snap(after));
+    let net = p.networks.iter().find(|n| n.name == "proxied").unwrap();
+    assert_eq!(net.mode, Mode::Routed);
 }

@@ -1,6 +1,7 @@
 //! Host facts over rtnetlink: the IPv6 default route's interface and
-//! gateways, each interface's global addresses, on-link prefixes, neighbours
-//! and `accept_ra`, and `all.forwarding`.
+//! gateways, each interface's global addresses, on-link prefixes (and which
+//! of them the network handed out), neighbours and `accept_ra`, the prefixes
+//! delegated to the host, and `all.forwarding`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -12,7 +13,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
 };
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use crate::apply::{link_names, read_sysctl};
@@ -34,6 +35,11 @@ pub struct AddressFact {
     pub prefix_len: u8,
     /// Tentative or DAD-failed: not usable yet.
     pub unusable: bool,
+    /// Past its preferred lifetime.
+    pub deprecated: bool,
+    /// Has a lifetime (SLAAC, DHCPv6): handed out by the network, not
+    /// configured on the host.
+    pub dynamic: bool,
 }
 
 /// One IPv6 route of the main table.
@@ -42,7 +48,20 @@ pub struct RouteFact {
     pub destination: Ipv6Net,
     pub gateway: Option<Ipv6Addr>,
     pub oif: Option<u32>,
-    pub unicast: bool,
+    pub kind: RouteKind,
+    /// Learned from a router advertisement or DHCP, or expires: the
+    /// network's, not the host's own configuration.
+    pub dynamic: bool,
+}
+
+/// What a route does with what it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    Unicast,
+    /// Unreachable, blackhole or prohibit: how a prefix delegation client
+    /// holds the whole delegated prefix (its parts routed more specifically).
+    Reject,
+    Other,
 }
 
 const RT_TABLE_MAIN: u8 = 254;
@@ -86,7 +105,7 @@ pub fn assemble(
     let defaults = || {
         routes
             .iter()
-            .filter(|r| r.unicast && r.destination.prefix_len() == 0)
+            .filter(|r| r.kind == RouteKind::Unicast && r.destination.prefix_len() == 0)
     };
     let default_route_interface =
         defaults().find_map(|r| r.oif.and_then(|i| links.get(&i)).cloned());
@@ -100,30 +119,50 @@ pub fn assemble(
     let interfaces = links
         .iter()
         .filter(|(_, name)| name.as_str() != "lo")
-        .map(|(index, name)| Interface {
-            name: name.clone(),
-            accept_ra: accept_ra(name),
-            addresses: addresses
+        .map(|(index, name)| {
+            let usable: Vec<&AddressFact> = addresses
                 .iter()
                 .filter(|a| {
                     a.ifindex == *index && !a.unusable && !a.address.is_unicast_link_local()
                 })
-                .filter_map(|a| Ipv6Net::new(a.address, a.prefix_len).ok())
-                .collect(),
-            onlink_prefixes: routes
+                .collect();
+            let onlink: Vec<&RouteFact> = routes
                 .iter()
                 .filter(|r| {
-                    r.unicast
+                    r.kind == RouteKind::Unicast
                         && r.oif == Some(*index)
                         && r.gateway.is_none()
                         && r.destination.prefix_len() > 0
                         && r.destination.prefix_len() < 128
                         && !r.destination.addr().is_unicast_link_local()
                 })
-                .map(|r| r.destination)
-                .collect(),
-            neighbours: neighbours_of(*index, false),
-            dock6_proxies: neighbours_of(*index, true),
+                .collect();
+            Interface {
+                name: name.clone(),
+                accept_ra: accept_ra(name),
+                addresses: usable
+                    .iter()
+                    .filter_map(|a| Ipv6Net::new(a.address, a.prefix_len).ok())
+                    .collect(),
+                onlink_prefixes: onlink.iter().map(|r| r.destination).collect(),
+                neighbours: neighbours_of(*index, false),
+                dock6_proxies: neighbours_of(*index, true),
+                dynamic_prefixes: onlink
+                    .iter()
+                    .filter(|r| {
+                        r.dynamic
+                            || usable
+                                .iter()
+                                .any(|a| a.dynamic && r.destination.contains(&a.address))
+                    })
+                    .map(|r| r.destination)
+                    .collect(),
+                deprecated_addresses: usable
+                    .iter()
+                    .filter(|a| a.deprecated)
+                    .map(|a| a.address)
+                    .collect(),
+            }
         })
         .collect();
     HostFacts {
@@ -132,7 +171,28 @@ pub fn assemble(
         forwarding: None,
         forwarding_enabled_by_dock6: false,
         interfaces,
+        delegated_prefixes: delegated_prefixes(routes),
+        former_prefixes: Vec::new(),
     }
+}
+
+/// The prefixes a delegation client holds for the host: reject routes
+/// (systemd-networkd, dhcpcd and odhcp6c install `unreachable`) for a
+/// global prefix of /64 or shorter.
+fn delegated_prefixes(routes: &[RouteFact]) -> Vec<Ipv6Net> {
+    let mut out: Vec<Ipv6Net> = routes
+        .iter()
+        .filter(|r| {
+            let p = r.destination;
+            r.kind == RouteKind::Reject
+                && (1..=64).contains(&p.prefix_len())
+                && crate::plan::is_global_unicast(&p)
+        })
+        .map(|r| r.destination.trunc())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> {
@@ -155,6 +215,8 @@ async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> 
                 prefix_len: msg.header.prefix_len,
                 unusable: flags.contains(AddressHeaderFlags::Tentative)
                     || flags.contains(AddressHeaderFlags::Dadfailed),
+                deprecated: flags.contains(AddressHeaderFlags::Deprecated),
+                dynamic: !flags.contains(AddressHeaderFlags::Permanent),
             });
         }
     }
@@ -246,11 +308,13 @@ async fn routes(handle: &Handle) -> Result<Vec<RouteFact>, HostFactsError> {
         let mut destination = Ipv6Addr::UNSPECIFIED;
         let mut gateway = None;
         let mut oif = None;
+        let mut expires = false;
         for attr in &msg.attributes {
             match attr {
                 RouteAttribute::Destination(RouteAddress::Inet6(a)) => destination = *a,
                 RouteAttribute::Gateway(RouteAddress::Inet6(a)) => gateway = Some(*a),
                 RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Expires(_) => expires = true,
                 _ => {}
             }
         }
@@ -262,7 +326,15 @@ async fn routes(handle: &Handle) -> Result<Vec<RouteFact>, HostFactsError> {
             destination,
             gateway,
             oif,
-            unicast: msg.header.kind == RouteType::Unicast,
+            kind: match msg.header.kind {
+                RouteType::Unicast => RouteKind::Unicast,
+                RouteType::Unreachable | RouteType::BlackHole | RouteType::Prohibit => {
+                    RouteKind::Reject
+                }
+                _ => RouteKind::Other,
+            },
+            dynamic: expires
+                || matches!(msg.header.protocol, RouteProtocol::Ra | RouteProtocol::Dhcp),
         });
     }
     Ok(out)
@@ -277,7 +349,19 @@ mod tests {
             destination: dst.parse().unwrap(),
             gateway: gw.map(|g| g.parse().unwrap()),
             oif: Some(oif),
-            unicast: true,
+            kind: RouteKind::Unicast,
+            dynamic: false,
+        }
+    }
+
+    fn address(ifindex: u32, address: &str, prefix_len: u8) -> AddressFact {
+        AddressFact {
+            ifindex,
+            address: address.parse().unwrap(),
+            prefix_len,
+            unusable: false,
+            deprecated: false,
+            dynamic: false,
         }
     }
 
@@ -294,24 +378,32 @@ mod tests {
                 address: "2001:db8:1::10".parse().unwrap(),
                 prefix_len: 64,
                 unusable: false,
+                deprecated: false,
+                dynamic: false,
             },
             AddressFact {
                 ifindex: 2,
                 address: "fe80::1".parse().unwrap(),
                 prefix_len: 64,
                 unusable: false,
+                deprecated: false,
+                dynamic: false,
             },
             AddressFact {
                 ifindex: 2,
                 address: "2001:db8:1::11".parse().unwrap(),
                 prefix_len: 64,
                 unusable: true,
+                deprecated: false,
+                dynamic: false,
             },
             AddressFact {
                 ifindex: 3,
                 address: "fd00:d0c::1".parse().unwrap(),
                 prefix_len: 64,
                 unusable: false,
+                deprecated: false,
+                dynamic: false,
             },
         ];
         let routes = vec![
@@ -337,6 +429,65 @@ mod tests {
         );
         assert!(facts.interface("lo").is_none());
         assert_eq!(facts.interface("docker0").unwrap().onlink_prefixes.len(), 1);
+    }
+
+    #[test]
+    fn prefixes_from_the_network_deprecated_addresses_and_delegations() {
+        let links = BTreeMap::from([(2, "eth0".to_string())]);
+        let slaac = AddressFact {
+            dynamic: true,
+            ..address(2, "2001:db8:a::10", 64)
+        };
+        let old = AddressFact {
+            dynamic: true,
+            deprecated: true,
+            ..address(2, "2001:db8:9::10", 64)
+        };
+        let routes = vec![
+            route("::/0", Some("fe80::1"), 2),
+            // Static, with a static address.
+            route("2001:db8:1::/64", None, 2),
+            // The address in it has a lifetime.
+            route("2001:db8:a::/64", None, 2),
+            // Announced by the router (proto ra / expires).
+            RouteFact {
+                dynamic: true,
+                ..route("2001:db8:b::/64", None, 2)
+            },
+            route("2001:db8:9::/64", None, 2),
+            RouteFact {
+                kind: RouteKind::Reject,
+                oif: Some(1),
+                ..route("2001:db8:100::/56", None, 1)
+            },
+            // Not delegations: a ULA, a host route, a unicast /48.
+            RouteFact {
+                kind: RouteKind::Reject,
+                ..route("fd00:1::/48", None, 1)
+            },
+            RouteFact {
+                kind: RouteKind::Reject,
+                ..route("2001:db8:7::1/128", None, 1)
+            },
+            route("2001:db8:200::/48", Some("fe80::1"), 2),
+        ];
+        let addresses = vec![address(2, "2001:db8:1::10", 64), slaac, old];
+        let facts = assemble(&links, &addresses, &routes, &[], |_| None);
+        let up = facts.interface("eth0").unwrap();
+        let nets = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.parse().unwrap())
+                .collect::<Vec<Ipv6Net>>()
+        };
+        assert_eq!(
+            up.dynamic_prefixes,
+            nets(&["2001:db8:a::/64", "2001:db8:b::/64", "2001:db8:9::/64"])
+        );
+        assert_eq!(
+            up.deprecated_addresses,
+            vec!["2001:db8:9::10".parse::<Ipv6Addr>().unwrap()]
+        );
+        assert_eq!(facts.delegated_prefixes, nets(&["2001:db8:100::/56"]));
     }
 
     #[test]

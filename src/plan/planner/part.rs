@@ -45,8 +45,9 @@ impl Context {
             accept_ra: None,
             addresses: u.addresses.clone(),
             onlink_prefixes: u.onlink_prefixes.clone(),
-            neighbours: Vec::new(),
-            dock6_proxies: Vec::new(),
+            dynamic_prefixes: u.dynamic_prefixes.clone(),
+            deprecated_addresses: u.deprecated_addresses.clone(),
+            ..Interface::default()
         });
         Context {
             networks,
