@@ -304,6 +304,9 @@ mod delegate {
         fn delete_dnat_flows(&mut self, t: &[DnatTarget]) -> Result<usize, ApplyError> {
             self.inner.delete_dnat_flows(t)
         }
+        fn delete_prefix_flows(&mut self, p: &[ipnet::Ipv6Net]) -> Result<usize, ApplyError> {
+            self.inner.delete_prefix_flows(p)
+        }
         fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
             self.inner.solicit_router(interface)
         }

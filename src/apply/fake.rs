@@ -113,6 +113,12 @@ impl Kernel for Recorder {
         Ok(0)
     }
 
+    fn delete_prefix_flows(&mut self, prefixes: &[ipnet::Ipv6Net]) -> Result<usize, ApplyError> {
+        let list: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
+        self.record(format!("conntrack prefixes {}", list.join(" ")))?;
+        Ok(0)
+    }
+
     fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {
         self.record(format!("solicit {interface}"))
     }

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
+use ipnet::Ipv6Net;
+
 use tracing::warn;
 
 use super::conntrack::{ConntrackError, DnatTarget};
@@ -60,6 +62,9 @@ pub trait Kernel {
     /// Deletes the conntrack entries of flows DNAT'ed to these mappings;
     /// returns how many.
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError>;
+    /// Deletes the conntrack entries of flows translated to or from these
+    /// (old `nptv6` mapped) prefixes; returns how many.
+    fn delete_prefix_flows(&mut self, prefixes: &[Ipv6Net]) -> Result<usize, ApplyError>;
     /// Sends a router solicitation on `interface`, so a default route comes
     /// back at once rather than at the next advertisement.
     fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError>;
@@ -185,6 +190,10 @@ impl Kernel for LinuxKernel {
 
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {
         Ok(super::delete_dnat_flows(targets)?)
+    }
+
+    fn delete_prefix_flows(&mut self, prefixes: &[Ipv6Net]) -> Result<usize, ApplyError> {
+        Ok(super::delete_prefix_flows(prefixes)?)
     }
 
     fn solicit_router(&mut self, interface: &str) -> Result<(), ApplyError> {

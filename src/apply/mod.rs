@@ -20,7 +20,7 @@ pub mod progress;
 pub mod routes;
 pub mod sysctl;
 
-pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows};
+pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows, delete_prefix_flows};
 pub use error::HostError;
 pub use forwarding::forwarding_enabled_by_dock6;
 pub use kernel::{ApplyError, CleanupReport, Kernel, LinuxKernel, TableAction, cleanup};

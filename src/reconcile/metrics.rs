@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
+use super::prefixes::{Mapping, MappingChange};
+
 /// A scraper that holds a connection longer than this is dropped.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more are closed as soon as they are accepted.
@@ -41,6 +43,18 @@ pub(super) struct KindLabel {
     pub kind: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct NetworkLabel {
+    pub network: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct MappingLabel {
+    pub network: String,
+    /// The mapped prefix, `none` while the network waits for one.
+    pub prefix: String,
+}
+
 pub(super) struct Metrics {
     registry: Registry,
     pub passes: Family<ResultLabel, Counter>,
@@ -54,6 +68,9 @@ pub(super) struct Metrics {
     pub containers: Gauge,
     pub published_ports: Gauge,
     pub proxy_entries: Gauge,
+    pub nptv6_mapped: Family<MappingLabel, Gauge>,
+    pub nptv6_changed: Family<NetworkLabel, Gauge>,
+    pub nptv6_changes: Family<NetworkLabel, Counter>,
 }
 
 impl Metrics {
@@ -72,6 +89,9 @@ impl Metrics {
             containers: Gauge::default(),
             published_ports: Gauge::default(),
             proxy_entries: Gauge::default(),
+            nptv6_mapped: Family::default(),
+            nptv6_changed: Family::default(),
+            nptv6_changes: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -130,6 +150,21 @@ impl Metrics {
             m.proxy_entries.clone(),
         );
         r.register(
+            "dock6_nptv6_mapped",
+            "1 for each nptv6 network's current mapped prefix (prefix \"none\" while it waits for one)",
+            m.nptv6_mapped.clone(),
+        );
+        r.register(
+            "dock6_nptv6_mapping_changed_timestamp_seconds",
+            "When each nptv6 network's mapping took its current prefix, or was first planned (Unix time)",
+            m.nptv6_changed.clone(),
+        );
+        r.register(
+            "dock6_nptv6_mapping_changes",
+            "How many times each nptv6 network's mapping moved to another prefix (a renumbering)",
+            m.nptv6_changes.clone(),
+        );
+        r.register(
             "dock6_build",
             "dock6's version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -140,6 +175,37 @@ impl Metrics {
     pub fn error(&self, kind: &str) {
         self.errors
             .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// An `nptv6` network's current mapping.
+    pub fn mapping(&self, network: &str, mapping: &Mapping) {
+        let label = MappingLabel {
+            network: network.into(),
+            prefix: prefix_label(mapping.prefix),
+        };
+        self.nptv6_mapped.get_or_create(&label).set(1);
+        let since = mapping
+            .since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.nptv6_changed
+            .get_or_create(&NetworkLabel {
+                network: network.into(),
+            })
+            .set(since);
+    }
+
+    /// A mapping moved: its old prefix's series goes.
+    pub fn mapping_moved(&self, change: &MappingChange) {
+        self.nptv6_mapped.remove(&MappingLabel {
+            network: change.network.clone(),
+            prefix: prefix_label(change.old),
+        });
+        self.nptv6_changes
+            .get_or_create(&NetworkLabel {
+                network: change.network.clone(),
+            })
             .inc();
     }
 
@@ -158,6 +224,10 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+fn prefix_label(prefix: Option<ipnet::Ipv6Net>) -> String {
+    prefix.map_or("none".to_string(), |p| p.to_string())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ mod inputs;
 mod kernel_thread;
 mod metrics;
 mod pass;
+mod prefixes;
 mod retry;
 mod status;
 mod status_server;
@@ -100,6 +101,12 @@ struct Loop {
     restore_now: bool,
     /// Mappings whose conntrack delete failed: tried again at the next pass.
     stale_flows: Vec<DnatTarget>,
+    /// Old `nptv6` mapped prefixes whose flows are still to be deleted.
+    stale_prefixes: Vec<ipnet::Ipv6Net>,
+    /// The uplink's prefixes seen in this run (which ones the host lost).
+    prefix_memory: prefixes::PrefixMemory,
+    /// Where each `nptv6` network is mapped, since when.
+    mappings: prefixes::Mappings,
     /// Retries of passes that did not converge.
     retry: Backoff,
     /// Last good host facts standing in for ones that vanished for a moment.
@@ -221,6 +228,9 @@ impl Loop {
             replace_next: true,
             restore_now: false,
             stale_flows: Vec::new(),
+            stale_prefixes: Vec::new(),
+            prefix_memory: prefixes::PrefixMemory::default(),
+            mappings: prefixes::Mappings::default(),
             retry: Backoff::default(),
             host_grace: HostGrace::default(),
             notes: Vec::new(),

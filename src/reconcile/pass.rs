@@ -57,6 +57,8 @@ impl Loop {
             return false;
         };
         host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
+        self.prefix_memory
+            .remember(&mut host, self.config.policy.uplink.as_deref());
         let changed = self.view.take_changed();
         let snapshot = self.view.snapshot(host);
         let update = self
@@ -69,6 +71,7 @@ impl Loop {
         );
         self.shown
             .planned(&self.planner, self.view.container_count());
+        self.follow_mappings();
         if update.notes_changed {
             let notes = self.planner.notes();
             self.shown.plan_notes(&notes);
@@ -80,6 +83,55 @@ impl Loop {
             false => self.table_pass(update, monitor).await,
         };
         converged && certain
+    }
+
+    /// Notes where the `nptv6` networks are mapped now: a moved mapping is
+    /// logged once, and its old prefix's flows are deleted once the table
+    /// that no longer translates into it is in.
+    fn follow_mappings(&mut self) {
+        let moved = self
+            .mappings
+            .follow(self.planner.networks(), std::time::SystemTime::now());
+        for change in &moved {
+            info!("{}", change.describe());
+            self.shown.mapping_moved(change);
+            self.stale_prefixes.extend(change.old);
+        }
+        self.shown.mappings(&self.mappings);
+    }
+
+    /// Deletes the flows of old `nptv6` mapped prefixes (the table no
+    /// longer translates into them); false if that failed (tried again with
+    /// the next pass).
+    async fn delete_old_prefix_flows(&mut self) -> bool {
+        if self.stale_prefixes.is_empty() {
+            return true;
+        }
+        let prefixes = std::mem::take(&mut self.stale_prefixes);
+        let wanted = prefixes.clone();
+        let list: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
+        match self
+            .conntrack
+            .call(move |k| k.delete_prefix_flows(&wanted))
+            .await
+        {
+            Ok(deleted) => {
+                info!(
+                    "{deleted} conntrack entries of the old mapped prefix {} deleted",
+                    list.join(", ")
+                );
+                true
+            }
+            Err(e) => {
+                warn!(
+                    "{e}: the flows of the old mapped prefix {} are tried again",
+                    list.join(", ")
+                );
+                self.shown.error("conntrack", e.to_string());
+                self.stale_prefixes = prefixes;
+                false
+            }
+        }
     }
 
     /// The host-side part of the plan, for the kernel thread.
@@ -181,7 +233,11 @@ impl Loop {
                 report,
                 unseen_commit,
             }) => {
-                let converged = self.after_table_pass(report, elements);
+                let table_in = report.table_action().is_some();
+                let mut converged = self.after_table_pass(report, elements);
+                if table_in {
+                    converged &= self.delete_old_prefix_flows().await;
+                }
                 // After the report, which ends a replace_next that this must keep.
                 if unseen_commit {
                     self.force_restore();

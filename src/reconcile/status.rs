@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::metrics::Metrics;
+use super::prefixes::{MappingChange, Mappings};
 use super::status_server::Board;
 use super::view::DockerUpdate;
 use crate::apply::TableAction;
@@ -108,6 +109,26 @@ impl Shown {
             .published_ports
             .set(planner.published_count() as i64);
         self.metrics.proxy_entries.set(planner.proxy_count() as i64);
+    }
+
+    /// Where each `nptv6` network is mapped now (after [`Shown::planned`]).
+    pub fn mappings(&mut self, mappings: &Mappings) {
+        for n in &mut self.status.networks {
+            n.nptv6 = mappings.get(&n.name).map(|m| status::Nptv6Status {
+                follows: m.source.to_string(),
+                prefix: m.prefix.map(|p| p.to_string()),
+                since: rfc3339(m.since),
+                changes: m.changes,
+            });
+        }
+        for (network, m) in mappings.iter() {
+            self.metrics.mapping(network, m);
+        }
+    }
+
+    /// A mapping moved: counted, and its old prefix no longer shown.
+    pub fn mapping_moved(&mut self, change: &MappingChange) {
+        self.metrics.mapping_moved(change);
     }
 
     /// The plan's notes changed: its warnings are problems.

@@ -70,6 +70,22 @@ pub struct NetworkStatus {
     pub mode_source: String,
     pub internal: bool,
     pub icc: bool,
+    /// Mode `nptv6` (also while it waits for a prefix, shown as mode `off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nptv6: Option<Nptv6Status>,
+}
+
+/// Where an `nptv6` network is mapped, and since when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nptv6Status {
+    /// `uplink`, `delegated` or the fixed prefix.
+    pub follows: String,
+    /// The mapped prefix now; `None` while the host has none to follow.
+    pub prefix: Option<String>,
+    /// When the mapping took this prefix (or lost it), or was first planned (RFC 3339).
+    pub since: String,
+    /// How many times the mapping moved since dock6 started.
+    pub changes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +162,7 @@ pub fn networks(networks: &[NetworkPlan]) -> Vec<NetworkStatus> {
             mode_source: n.mode_source.name().to_string(),
             internal: n.internal,
             icc: n.icc,
+            nptv6: None,
         })
         .collect()
 }

@@ -38,6 +38,15 @@ impl Display for Status {
                 if n.internal {
                     flags.push("internal".into());
                 }
+                if let Some(m) = &n.nptv6 {
+                    flags.push(format!(
+                        "mapped to {} since {} (follows {}, moved {} times)",
+                        m.prefix.as_deref().unwrap_or("nothing"),
+                        m.since,
+                        m.follows,
+                        m.changes
+                    ));
+                }
                 format!(
                     "{} ({}) {}: {} ({}), {}",
                     n.name,

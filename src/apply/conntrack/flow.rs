@@ -102,6 +102,12 @@ impl CtFlow {
         })
     }
 
+    /// Whether the flow went through a translation into `prefix`: sent to
+    /// an address inside it, or answered to one.
+    pub fn translated_through(&self, prefix: &ipnet::Ipv6Net) -> bool {
+        prefix.contains(&self.orig.dst) || prefix.contains(&self.reply.dst)
+    }
+
     /// Reads an entry from a dump message (`IPCTNL_MSG_CT_NEW`). `None` for
     /// anything that is not an IPv6 entry with ports on both tuples.
     pub fn from_message(msg: &Message<'_>) -> Option<CtFlow> {
@@ -184,6 +190,22 @@ pub fn dump_request(seq: u32, key: &MatchKey) -> Vec<u8> {
         w.put(CTA_FILTER_ORIG_FLAGS, &orig.to_ne_bytes())
             .put(CTA_FILTER_REPLY_FLAGS, &reply.to_ne_bytes());
     });
+    w.finish();
+    buf
+}
+
+/// `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP` for every IPv6 entry.
+pub fn dump_all_request(seq: u32) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(32);
+    let ty = ctnetlink(IPCTNL_MSG_CT_GET);
+    let w = MsgWriter::begin(
+        &mut buf,
+        ty,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        NFPROTO_IPV6,
+        0,
+    );
     w.finish();
     buf
 }
@@ -348,6 +370,43 @@ mod tests {
         // CTNETLINK << 8 | IPCTNL_MSG_CT_GET, sequence number 3
         let expected = message(1 << 8 | 1, NLM_F_REQUEST | NLM_F_DUMP, 3, &attrs);
         assert_eq!(dump_request(3, &key), expected);
+    }
+
+    #[test]
+    fn the_unfiltered_dump_is_a_bare_get() {
+        // CTNETLINK << 8 | IPCTNL_MSG_CT_GET, sequence number 4, no attributes
+        let expected = message(1 << 8 | 1, NLM_F_REQUEST | NLM_F_DUMP, 4, &[]);
+        assert_eq!(dump_all_request(4), expected);
+    }
+
+    #[test]
+    fn a_flow_is_translated_through_the_prefix_it_was_sent_to_or_answered_to() {
+        let inbound = flow();
+        assert!(inbound.translated_through(&"2001:db8:1::/64".parse().unwrap()));
+        assert!(!inbound.translated_through(&"2001:db8:2::/64".parse().unwrap()));
+        // A container's flow out: its source rewritten into 2001:db8:b::/80,
+        // so the reply comes back to an address there.
+        let outbound = CtFlow {
+            orig: CtTuple {
+                src: v6("fd00:1::2"),
+                dst: v6("2001:db8:ffff::1"),
+                proto: 6,
+                src_port: 40000,
+                dst_port: 443,
+            },
+            reply: CtTuple {
+                src: v6("2001:db8:ffff::1"),
+                dst: v6("2001:db8:b::2"),
+                proto: 6,
+                src_port: 443,
+                dst_port: 40000,
+            },
+            dst_nat: false,
+            id: None,
+            zone: None,
+        };
+        assert!(outbound.translated_through(&"2001:db8:b::/80".parse().unwrap()));
+        assert!(!outbound.translated_through(&"2001:db8:a::/80".parse().unwrap()));
     }
 
     /// A dump entry as the kernel sends it (IPCTNL_MSG_CT_NEW, with status,

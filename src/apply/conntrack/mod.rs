@@ -15,6 +15,7 @@
 //! shelling out to `conntrack`.
 
 mod flow;
+mod prefix;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -26,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::apply::nfnetlink::codec::{ENOENT, NFNL_SUBSYS_CTNETLINK};
 use crate::apply::nfnetlink::{next_seq, with_conn};
 use flow::{CtFlow, IPCTNL_MSG_CT_NEW, delete_request, dump_request};
+pub use prefix::delete_prefix_flows;
 
 pub use crate::plan::DnatTarget;
 
