@@ -1,0 +1,330 @@
+//! The documentation against the code:
+//!
+//! - docs/configuration.md describes every key of the config file (as the
+//!   parser reads it, and as dist/dock6.toml ships it) and every label, and
+//!   nothing that is gone; each key with its type, its default and an
+//!   example that parses;
+//! - every relative link of README.md and docs/*.md, and every repository
+//!   path they name, exists (a `#fragment` as a heading of its page);
+//! - they talk about the product, not about how it was made;
+//! - the example /etc/nftables.conf of docs/security.md loads (`nft -c` in a
+//!   throwaway network namespace; root);
+//! - docs/operations.md explains every finding of `dock6 check` and lists
+//!   every metric.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use dock6::config::Config;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(repo().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+}
+
+/// README.md and every page of docs/, as repository-relative paths.
+fn pages() -> Vec<String> {
+    let mut pages = vec!["README.md".to_string()];
+    let mut docs: Vec<String> = std::fs::read_dir(repo().join("docs"))
+        .expect("docs/")
+        .map(|e| {
+            e.expect("docs/ entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    pages
+}
+
+const CONFIGURATION: &str = "docs/configuration.md";
+
+// ---------------------------------------------------------------- the keys
+
+/// A `### `NAME`` section of a page: its name and its text up to the next heading.
+struct Section {
+    name: String,
+    text: String,
+}
+
+/// Lines with whether each is inside a fenced code block (where `#` starts
+/// a comment, not a heading).
+fn lines_outside_code(text: &str) -> Vec<(bool, &str)> {
+    let mut in_code = false;
+    text.lines()
+        .map(|line| {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                return (true, line);
+            }
+            (in_code, line)
+        })
+        .collect()
+}
+
+/// The `### `NAME`` sections of a page (a heading that is one code span).
+fn code_sections(page: &str) -> Vec<Section> {
+    let mut sections: Vec<Section> = Vec::new();
+    let mut current: Option<Section> = None;
+    for (in_code, line) in lines_outside_code(page) {
+        if !in_code && line.starts_with('#') {
+            sections.extend(current.take());
+            let name = line
+                .strip_prefix("### `")
+                .and_then(|rest| rest.strip_suffix('`'))
+                .filter(|name| !name.contains('`'));
+            current = name.map(|name| Section {
+                name: name.to_string(),
+                text: String::new(),
+            });
+            continue;
+        }
+        if let Some(section) = current.as_mut() {
+            section.text.push_str(line);
+            section.text.push('\n');
+        }
+    }
+    sections.extend(current);
+    sections
+}
+
+fn is_label(name: &str) -> bool {
+    name.starts_with("dock6.")
+}
+
+/// dist/dock6.toml with its commented-out `#key = value` lines and
+/// `#[table]` headers made live (the file shows every key commented).
+fn shipped_config_uncommented(keep: impl Fn(&str) -> bool) -> String {
+    read("dist/dock6.toml")
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if is_commented_setting(rest) && keep(rest) => rest.to_string(),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `key = value` or `[table]` right after the `#`, as opposed to prose.
+fn is_commented_setting(rest: &str) -> bool {
+    let Some(first) = rest.chars().next() else {
+        return false;
+    };
+    first == '['
+        || ((first.is_ascii_alphabetic() || first == '_')
+            && rest.split_once('=').is_some_and(|(key, _)| {
+                key.trim()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }))
+}
+
+/// The dotted keys of a TOML text, a table under `networks` written as
+/// `networks.NAME`, as `dock6::config::file_keys` names them.
+fn keys_of(toml_text: &str) -> BTreeSet<String> {
+    let table: toml::Table = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"));
+    let mut keys = BTreeSet::new();
+    flatten("", &table, &mut keys);
+    keys.into_iter()
+        .map(|key| match key.strip_prefix("networks.") {
+            Some(rest) => match rest.split_once('.') {
+                Some((_name, key)) => format!("networks.NAME.{key}"),
+                None => key,
+            },
+            None => key,
+        })
+        .collect()
+}
+
+fn flatten(prefix: &str, table: &toml::Table, keys: &mut BTreeSet<String>) {
+    for (key, value) in table {
+        let path = format!("{prefix}{key}");
+        match value {
+            toml::Value::Table(inner) => flatten(&format!("{path}."), inner, keys),
+            _ => {
+                keys.insert(path);
+            }
+        }
+    }
+}
+
+fn file_keys() -> BTreeSet<String> {
+    dock6::config::file_keys().into_iter().collect()
+}
+
+#[test]
+fn every_config_key_is_in_the_shipped_file_and_documented_and_nothing_else_is() {
+    let code = file_keys();
+    assert!(code.len() >= 10, "the parser's keys: {code:?}");
+    let shipped = keys_of(&shipped_config_uncommented(|_| true));
+    let documented: BTreeSet<String> = code_sections(&read(CONFIGURATION))
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|name| !is_label(name))
+        .collect();
+    let problems: Vec<String> = [
+        (&code, &shipped, "not in dist/dock6.toml"),
+        (
+            &shipped,
+            &code,
+            "in dist/dock6.toml but not a key the parser knows",
+        ),
+        (
+            &code,
+            &documented,
+            "not documented in docs/configuration.md (a `### `KEY`` section)",
+        ),
+        (
+            &documented,
+            &code,
+            "documented in docs/configuration.md but not a key the parser knows",
+        ),
+    ]
+    .into_iter()
+    .flat_map(|(have, lack, what)| {
+        have.difference(lack)
+            .map(move |key| format!("{key}: {what}"))
+    })
+    .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The `- LABEL: VALUE` line of a key's section.
+fn field<'a>(section: &'a Section, label: &str) -> &'a str {
+    section
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("- {label}: ")))
+        .unwrap_or_else(|| panic!("`{}` has no `- {label}:` line", section.name))
+}
+
+/// The first ```toml block of a section.
+fn toml_example(section: &Section) -> String {
+    let after = section
+        .text
+        .split_once("```toml\n")
+        .unwrap_or_else(|| panic!("`{}` has no ```toml example", section.name))
+        .1;
+    after
+        .split_once("```")
+        .expect("a closed code block")
+        .0
+        .to_string()
+}
+
+/// The value dist/dock6.toml shows for `key`, when that line is the
+/// default: uncommenting it alone leaves the configuration as it is.
+fn shipped_default(key: &str) -> Option<String> {
+    let text = shipped_config_uncommented(|rest| key_of(rest) == key);
+    let line = text.lines().find(|l| key_of(l) == key)?;
+    let parsed = Config::parse(&text, Path::new("dist/dock6.toml")).ok()?;
+    (parsed == Config::default()).then(|| {
+        line.split_once('=')
+            .expect("key = value")
+            .1
+            .trim()
+            .to_string()
+    })
+}
+
+fn key_of(line: &str) -> &str {
+    line.split('=').next().unwrap_or(line).trim()
+}
+
+#[test]
+fn each_documented_key_has_a_type_its_default_and_an_example_that_parses() {
+    let sections = code_sections(&read(CONFIGURATION));
+    let keys = file_keys();
+    let mut checked = 0;
+    for section in sections.iter().filter(|s| keys.contains(&s.name)) {
+        assert!(!field(section, "type").trim().is_empty());
+        let default = field(section, "default");
+        match section.name.strip_prefix("networks.NAME.") {
+            Some(_) => assert!(default.starts_with("none"), "`{}`: {default}", section.name),
+            None => match shipped_default(&section.name) {
+                Some(value) => assert!(
+                    default.contains(&format!("`{value}`")),
+                    "`{}`: the default dist/dock6.toml shows is `{value}`, the page says {default:?}",
+                    section.name
+                ),
+                None => assert!(
+                    default.starts_with("none"),
+                    "`{}`: dist/dock6.toml shows an example, not a default; the page says {default:?}",
+                    section.name
+                ),
+            },
+        }
+        let example = toml_example(section);
+        if let Err(e) = Config::parse(&example, Path::new("docs/configuration.md")) {
+            panic!(
+                "the example of `{}` is refused: {e}\n{example}",
+                section.name
+            );
+        }
+        assert!(
+            keys_of(&example).contains(&section.name),
+            "the example of `{}` does not set it:\n{example}",
+            section.name
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, keys.len(), "every key was checked");
+}
+
+/// Every `const …_LABEL: &str = "dock6.…"` of the source: the labels dock6 reads.
+fn label_constants() -> BTreeSet<String> {
+    let mut labels = BTreeSet::new();
+    let mut dirs = vec![repo().join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source file");
+            for line in text.lines() {
+                let Some((declaration, value)) = line.split_once(": &str = \"") else {
+                    continue;
+                };
+                if declaration.trim_end().ends_with("_LABEL") && value.starts_with("dock6.") {
+                    labels.insert(value.trim_end_matches("\";").to_string());
+                }
+            }
+        }
+    }
+    labels
+}
+
+#[test]
+fn every_label_is_documented_and_nothing_else_is() {
+    let code = label_constants();
+    assert!(
+        code.contains("dock6.expose"),
+        "the labels in src/: {code:?}"
+    );
+    let documented: BTreeSet<String> = code_sections(&read(CONFIGURATION))
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|name| is_label(name))
+        .collect();
+    let missing: Vec<&String> = code.difference(&documented).collect();
+    let gone: Vec<&String> = documented.difference(&code).collect();
+    assert!(
+        missing.is_empty() && gone.is_empty(),
+        "labels dock6 reads but docs/configuration.md lacks: {missing:?}; documented but not read: {gone:?}"
+    );
+}
+
