@@ -328,3 +328,117 @@ fn every_label_is_documented_and_nothing_else_is() {
     );
 }
 
+// ---------------------------------------------------------------- nftables.conf
+
+/// The ```nft block that follows the line `<!-- nftables.conf -->` in docs/security.md.
+fn example_nftables_conf() -> String {
+    let page = read("docs/security.md");
+    let after = page
+        .split_once("<!-- nftables.conf -->")
+        .expect("docs/security.md marks its example with <!-- nftables.conf -->")
+        .1;
+    let block = after.split_once("```nft\n").expect("a ```nft block").1;
+    block
+        .split_once("```")
+        .expect("a closed block")
+        .0
+        .to_string()
+}
+
+/// `nft -c -f FILE` in a network namespace of its own: checked by the
+/// kernel, committed nowhere.
+fn nft_check_in_netns(text: &str) -> Result<(), String> {
+    let ns = common::netns::Netns::new("nftconf");
+    let file = std::env::temp_dir().join(format!("{}.nft", ns.name));
+    std::fs::write(&file, text).expect("write the example");
+    let out = ns.exec(&["nft", "-c", "-f", file.to_str().expect("utf-8 path")]);
+    std::fs::remove_file(&file).ok();
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[test]
+fn the_example_nftables_conf_loads_and_lets_dock6_s_mark_through() {
+    let test = "the_example_nftables_conf_loads_and_lets_dock6_s_mark_through";
+    if !common::require_root(test) || !common::require_tools(test, &["nft", "ip"]) {
+        return;
+    }
+    let example = example_nftables_conf();
+    let mark = dock6::config::DEFAULT_ACCEPT_MARK;
+    let mark_line = format!("meta mark & {mark:#010x} == {mark:#010x} accept");
+    assert!(
+        example.contains(&mark_line),
+        "the example's forward chain lets dock6's mark through ({mark_line}):\n{example}"
+    );
+    assert!(example.contains("policy drop"), "{example}");
+    nft_check_in_netns(&example)
+        .unwrap_or_else(|e| panic!("nft -c refused the example: {e}\n{example}"));
+    // The control: a mistake in it is refused.
+    let broken = example.replacen("policy drop", "policy dropp", 1);
+    assert!(
+        nft_check_in_netns(&broken).is_err(),
+        "nft -c accepted a broken file"
+    );
+}
+
+// ---------------------------------------------------------------- operations
+
+/// The string literal that follows each `marker` in a source file.
+fn literals_after(source: &str, marker: &str) -> BTreeSet<String> {
+    source
+        .split(marker)
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.trim_start().strip_prefix('"')?;
+            Some(rest.split_once('"')?.0.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_check_finding_is_in_the_troubleshooting_list() {
+    let ids = literals_after(&read("src/check/findings.rs"), "Finding::new(");
+    assert!(
+        ids.len() >= 20,
+        "the finding ids in src/check/findings.rs: {ids:?}"
+    );
+    let operations = read("docs/operations.md");
+    let troubleshooting = operations
+        .split_once("## When something is wrong")
+        .expect("docs/operations.md has `## When something is wrong`")
+        .1;
+    let troubleshooting = troubleshooting.split("\n## ").next().unwrap_or_default();
+    let missing: Vec<&String> = ids
+        .iter()
+        .filter(|id| !troubleshooting.contains(&format!("**`{id}`**")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "findings of `dock6 check` not explained under \"When something is wrong\" in docs/operations.md: {missing:?}"
+    );
+}
+
+#[test]
+fn every_metric_is_in_the_metrics_table() {
+    let names = literals_after(&read("src/reconcile/metrics.rs"), ".register(");
+    assert!(
+        names.len() >= 10,
+        "the metrics in src/reconcile/metrics.rs: {names:?}"
+    );
+    let operations = read("docs/operations.md");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| {
+            // Counters are served with `_total`, info with `_info`.
+            !["", "_total", "_info"]
+                .iter()
+                .any(|suffix| operations.contains(&format!("| `{name}{suffix}")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics not in docs/operations.md's table: {missing:?}"
+    );
+}
