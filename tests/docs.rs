@@ -328,6 +328,222 @@ fn every_label_is_documented_and_nothing_else_is() {
     );
 }
 
+// ---------------------------------------------------------------- links
+
+/// The text outside code blocks and code spans, where a link is a link.
+fn prose(page: &str) -> String {
+    lines_outside_code(page)
+        .into_iter()
+        .filter(|(in_code, _)| !in_code)
+        .map(|(_, line)| line.split('`').step_by(2).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The targets of `[text](target)` links.
+fn link_targets(page: &str) -> Vec<String> {
+    prose(page)
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split_once(')')
+                .map(|(target, _)| target.trim().to_string())
+        })
+        .collect()
+}
+
+/// GitHub's fragment for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn fragments(page: &str) -> BTreeSet<String> {
+    lines_outside_code(page)
+        .into_iter()
+        .filter(|(in_code, line)| !in_code && line.starts_with('#'))
+        .map(|(_, line)| slug(line.trim_start_matches('#')))
+        .collect()
+}
+
+/// Where a link from `page` to `target` leads, or why it leads nowhere.
+fn check_link(page: &str, target: &str) -> Result<(), String> {
+    if target.contains("://") || target.starts_with("mailto:") {
+        return Ok(());
+    }
+    let (file, fragment) = match target.split_once('#') {
+        Some((file, fragment)) => (file, Some(fragment)),
+        None => (target, None),
+    };
+    let base = Path::new(page).parent().unwrap_or(Path::new(""));
+    let path = match file {
+        "" => PathBuf::from(page),
+        file => base.join(file),
+    };
+    let full = repo().join(&path);
+    if !full.exists() {
+        return Err(format!(
+            "{page}: link to {target}: {} does not exist",
+            path.display()
+        ));
+    }
+    if let Some(fragment) = fragment {
+        let text = std::fs::read_to_string(&full).map_err(|e| format!("{page}: {target}: {e}"))?;
+        if !fragments(&text).contains(fragment) {
+            return Err(format!(
+                "{page}: link to {target}: no heading #{fragment} there"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Top-level folders of the repository whose paths the pages name.
+const REPO_FOLDERS: &[&str] = &[
+    "docs/",
+    "src/",
+    "tests/",
+    "dist/",
+    "pack/",
+    "lab/",
+    "xtask/",
+    "rules/",
+    "examples/",
+    "fuzz/",
+];
+
+/// Repository paths named anywhere in a page (code spans included): a word
+/// that begins with one of [`REPO_FOLDERS`]. Patterns (`{a,b}`, `NAME`, `*`)
+/// are left out.
+fn repo_paths(page: &str) -> Vec<String> {
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "/._-".contains(c);
+    let mut paths = Vec::new();
+    let chars: Vec<char> = page.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_word = i == 0 || !(is_path_char(chars[i - 1]) || chars[i - 1] == '~');
+        if starts_word {
+            let rest: String = chars[i..].iter().take(16).collect();
+            if REPO_FOLDERS.iter().any(|f| rest.starts_with(f)) {
+                let end = (i..chars.len())
+                    .find(|&j| !is_path_char(chars[j]))
+                    .unwrap_or(chars.len());
+                let word: String = chars[i..end].iter().collect();
+                let next = chars.get(end).copied().unwrap_or(' ');
+                let pattern =
+                    next == '{' || next == '*' || word.contains("NAME") || word.ends_with('-');
+                if !pattern {
+                    paths.push(word.trim_end_matches(['.', ',']).to_string());
+                }
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    paths
+}
+
+#[test]
+fn every_link_and_every_path_the_pages_name_exists() {
+    let mut problems = Vec::new();
+    let mut links = 0;
+    let mut paths = 0;
+    for page in pages() {
+        let text = read(&page);
+        for target in link_targets(&text) {
+            links += 1;
+            problems.extend(check_link(&page, &target).err());
+        }
+        for path in repo_paths(&text) {
+            paths += 1;
+            if !repo().join(&path).exists() {
+                problems.push(format!("{page}: names {path}, which does not exist"));
+            }
+        }
+    }
+    assert!(
+        links >= 10 && paths >= 10,
+        "{links} links, {paths} paths: the scan works"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_link_check_finds_broken_links() {
+    // The control: what the test above would miss if its parsing were wrong.
+    let page =
+        "See [gone](docs/gone.md), [modes](docs/modes.md#no-such-heading) and `src/gone.rs`.";
+    let targets = link_targets(page);
+    assert_eq!(targets, ["docs/gone.md", "docs/modes.md#no-such-heading"]);
+    assert!(check_link("README.md", &targets[0]).is_err());
+    assert!(check_link("README.md", &targets[1]).is_err());
+    assert!(check_link("README.md", "docs/modes.md").is_ok());
+    assert_eq!(
+        repo_paths(page),
+        ["docs/gone.md", "docs/modes.md", "src/gone.rs"]
+    );
+    assert_eq!(
+        slug(" The mark contract: `/etc/nftables.conf`"),
+        "the-mark-contract-etcnftablesconf"
+    );
+}
+
+// ---------------------------------------------------------------- words
+
+/// Words about how dock6 was made, which mean nothing to its reader.
+const BUILD_WORDS: &[&str] = &[
+    "issue",
+    "issues",
+    "anchor",
+    "anchors",
+    "closing note",
+    "was silent",
+    "design.md",
+    "design choices",
+    "the brief",
+];
+
+fn words_of_building(text: &str) -> Vec<String> {
+    let lower = text.to_lowercase();
+    BUILD_WORDS
+        .iter()
+        .filter(|word| {
+            lower.match_indices(*word).any(|(at, _)| {
+                let before = lower[..at].chars().next_back();
+                let after = lower[at + word.len()..].chars().next();
+                !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+            })
+        })
+        .map(|word| word.to_string())
+        .collect()
+}
+
+#[test]
+fn the_pages_talk_about_the_product_not_about_how_it_was_made() {
+    let found: Vec<String> = pages()
+        .iter()
+        .flat_map(|page| {
+            words_of_building(&read(page))
+                .into_iter()
+                .map(move |word| format!("{page}: {word:?}"))
+        })
+        .collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // The control.
+    assert_eq!(
+        words_of_building("where the Issue was silent"),
+        ["issue", "was silent"]
+    );
+    assert!(words_of_building("tissue").is_empty());
+}
+
 // ---------------------------------------------------------------- nftables.conf
 
 /// The ```nft block that follows the line `<!-- nftables.conf -->` in docs/security.md.
