@@ -191,6 +191,78 @@ impl Config {
     }
 }
 
+/// Every key the file accepts, as the parser reads them: `uplink`, …, and
+/// `networks.NAME.mode` for the keys of a `[networks.NAME]` table. Taken from
+/// the parser's own field lists, so a key added to the file's structure is
+/// listed here with nothing else to keep in step (docs/configuration.md is
+/// checked against it).
+pub fn file_keys() -> Vec<String> {
+    let network_keys = field_names::<RawNetwork>();
+    field_names::<RawConfig>()
+        .iter()
+        .flat_map(|key| match *key {
+            "networks" => network_keys
+                .iter()
+                .map(|k| format!("networks.NAME.{k}"))
+                .collect(),
+            key => vec![key.to_string()],
+        })
+        .collect()
+}
+
+/// The field names a derived `Deserialize` of a struct passes to
+/// `deserialize_struct`: asked of a deserializer that answers nothing but
+/// records them.
+fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    match T::deserialize(FieldNames) {
+        Err(FieldsAsked(fields)) => fields,
+        Ok(_) => &[],
+    }
+}
+
+struct FieldNames;
+
+/// Ends every deserialization, carrying the fields of the struct asked for.
+#[derive(Debug)]
+struct FieldsAsked(&'static [&'static str]);
+
+impl std::fmt::Display for FieldsAsked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fields {:?}", self.0)
+    }
+}
+
+impl std::error::Error for FieldsAsked {}
+
+impl serde::de::Error for FieldsAsked {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        FieldsAsked(&[])
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldNames {
+    type Error = FieldsAsked;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, FieldsAsked> {
+        Err(FieldsAsked(&[]))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, FieldsAsked> {
+        Err(FieldsAsked(fields))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}
+
 fn check_ifname(name: &str) -> Result<(), String> {
     let bad_char = name
         .chars()
@@ -339,6 +411,23 @@ mod tests {
         parse(text)
             .expect_err("config should be refused")
             .to_string()
+    }
+
+    #[test]
+    fn file_keys_are_the_keys_the_parser_accepts() {
+        let keys = file_keys();
+        assert!(keys.contains(&"resync_interval".to_string()), "{keys:?}");
+        assert!(
+            keys.contains(&"networks.NAME.prefix".to_string()),
+            "{keys:?}"
+        );
+        assert!(!keys.contains(&"networks".to_string()), "{keys:?}");
+        // Each is accepted by the parser, and a key not listed is refused.
+        for key in keys.iter().filter(|k| !k.starts_with("networks.")) {
+            let refused = error(&format!("{key} = []"));
+            assert!(!refused.contains("unknown field"), "{key}: {refused}");
+        }
+        assert!(error("no_such_key = 1").contains("unknown field"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod agent_lock;
 pub mod apply;
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod firewall_role;
 pub mod nft;

@@ -3,116 +3,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 
 use dock6::apply::{
     LinuxKernel, apply_plan, cleanup, forwarding_enabled_by_dock6, read_sysctl,
     sysctls_left_by_dock6,
 };
+use dock6::cli::{Cli, Command};
 use dock6::config::Config;
 use dock6::firewall_role::FirewallRole;
 use dock6::plan;
 use dock6::reconcile::RunOptions;
 use dock6::source::live::live_snapshot as live_snapshot_of;
 use dock6::source::load_snapshot;
-
-/// dock6 gives Docker containers real IPv6: forwarding sysctls, NAT66, NDP
-/// proxying, routed prefixes and its own nftables table.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Preflight the host as it is: Docker, daemon.json, the uplink, other firewalls, the kernel.
-    /// Each finding says what was seen, why it matters and the fix. Exit 1 with errors.
-    Check {
-        /// Print the findings as JSON (stable; documented in docs/operations.md).
-        #[arg(long)]
-        json: bool,
-        /// Config file (default: /etc/dock6/dock6.toml if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Docker endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
-        #[arg(long)]
-        docker_host: Option<String>,
-        /// Docker's daemon.json (default: the config's docker_daemon_json, /etc/docker/daemon.json).
-        #[arg(long)]
-        daemon_json: Option<PathBuf>,
-    },
-    /// Print the plan (ruleset, proxy-NDP entries, sysctls) for a snapshot; touches nothing.
-    Render {
-        /// Snapshot JSON (schema in docs/development.md); with --diff the default is the live view.
-        #[arg(long, required_unless_present_any = ["bootstrap", "diff"])]
-        snapshot: Option<PathBuf>,
-        /// Config file (default: /etc/dock6/dock6.toml if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Print the fail-closed table installed before the first Docker snapshot instead
-        /// (for the host of --snapshot, when given).
-        #[arg(long, conflicts_with = "diff")]
-        bootstrap: bool,
-        /// Compare the plan with the table in the kernel: `+`/`-` lines, exit 1 when they differ.
-        #[arg(long)]
-        diff: bool,
-        /// Docker endpoint for the live view of --diff (default: $DOCKER_HOST, else the default socket).
-        #[arg(long, requires = "diff", conflicts_with = "snapshot")]
-        docker_host: Option<String>,
-    },
-    /// Print the live Docker view and host facts as the snapshot JSON `render --snapshot` reads.
-    Snapshot {
-        /// Docker endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
-        #[arg(long)]
-        docker_host: Option<String>,
-    },
-    /// Plan a snapshot and program the kernel: the table, the sysctls, the proxy-NDP entries.
-    Apply {
-        /// Snapshot JSON (schema in docs/development.md).
-        #[arg(long)]
-        snapshot: PathBuf,
-        /// Config file (default: /etc/dock6/dock6.toml if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Accepted for older scripts: `apply` always applies once and exits
-        /// (`dock6 run` is the agent that keeps applying).
-        #[arg(long, hide = true)]
-        once: bool,
-    },
-    /// Run the agent: watch Docker and the host, keep the kernel in step.
-    Run {
-        /// Config file (default: /etc/dock6/dock6.toml if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Docker endpoint, e.g. unix:///run/docker.sock (default: $DOCKER_HOST, else the default socket).
-        #[arg(long)]
-        docker_host: Option<String>,
-        /// Where to serve `dock6 status` (default: config `status_socket`, else /run/dock6/dock6.sock).
-        #[arg(long)]
-        status_socket: Option<PathBuf>,
-        /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9586 (default: config
-        /// `metrics_address`, else off). Loopback only unless the config allows remote.
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<String>,
-    },
-    /// Ask the running agent what it did: Docker, mode, networks, containers, last pass, problems.
-    /// Exit 3 when no agent answers.
-    Status {
-        /// Print the agent's JSON as it is (stable; documented in docs/operations.md).
-        #[arg(long)]
-        json: bool,
-        /// The agent's socket (default: config `status_socket`, else /run/dock6/dock6.sock).
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Config file naming `status_socket` (default: /etc/dock6/dock6.toml if it exists).
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-    /// Remove everything dock6 made: its table and its proxy-NDP entries (sysctls are left as they are).
-    Cleanup,
-}
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

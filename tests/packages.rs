@@ -358,7 +358,20 @@ fn the_deb_installs_into_a_clean_debian_root_and_xtask_install_after_it() {
         std::fs::read_to_string(root.join("etc/dock6/dock6.toml")).unwrap(),
         std::fs::read_to_string(sources().config()).unwrap()
     );
-    assert!(root.join("usr/share/man/man8/dock6.8.gz").exists());
+    // dock6(8), as generated from the command line (tests/man.rs), under man8.
+    let man = Command::new("gzip")
+        .arg("-dc")
+        .arg(root.join("usr/share/man/man8/dock6.8.gz"))
+        .output()
+        .expect("gzip -dc dock6.8.gz");
+    assert!(
+        man.status.success(),
+        "usr/share/man/man8/dock6.8.gz is there"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&man.stdout),
+        std::fs::read_to_string(sources().man_page()).unwrap()
+    );
     verify_in(&root, "/lib/systemd/system/dock6.service")
         .unwrap_or_else(|e| panic!("the installed unit: {e}"));
     let (enabled, _) = in_debian(&root, &["systemctl", "is-enabled", "dock6.service"]);
@@ -391,6 +404,10 @@ fn the_deb_installs_into_a_clean_debian_root_and_xtask_install_after_it() {
     assert!(
         unit.contains("ExecStart=/usr/local/sbin/dock6 run"),
         "{unit}"
+    );
+    assert_eq!(
+        std::fs::read(&done.man_page).unwrap(),
+        std::fs::read(sources().man_page()).unwrap()
     );
     let (ok, version) = in_debian(&root, &["/usr/local/sbin/dock6", "--version"]);
     assert!(ok, "{version}");

@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 
 use crate::sys::{output, run};
-use crate::{SBIN, Sources, man, stripped_copy};
+use crate::{SBIN, Sources, stripped_copy};
 
 const POSTINST: &str = r#"#!/bin/sh
 set -e
@@ -63,7 +63,7 @@ pub fn build_deb(sources: &Sources, out_dir: &Path) -> Result<PathBuf> {
         0o644,
     )?;
     let man = stage.join("usr/share/man/man8/dock6.8");
-    write(&man, &man::man_page(&binary, &sources.version)?, 0o644)?;
+    copy(&sources.man_page(), &man, 0o644)?;
     run(Command::new("gzip").args(["-9", "-n", "-f"]).arg(&man))?;
     let doc = stage.join("usr/share/doc/dock6");
     copy(

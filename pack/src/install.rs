@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::deb::write_bytes;
-use crate::{Sources, UNIT_BINARY, man, stripped_copy};
+use crate::{Sources, UNIT_BINARY, stripped_copy};
 
 #[derive(Debug)]
 pub struct Installed {
@@ -35,11 +35,7 @@ pub fn install(sources: &Sources, root: &Path, prefix: &str) -> Result<Installed
         write_bytes(&config, &std::fs::read(sources.config())?, 0o644)?;
     }
     let man_page = root.join(prefix).join("share/man/man8/dock6.8");
-    write_bytes(
-        &man_page,
-        man::man_page(&binary, &sources.version)?.as_bytes(),
-        0o644,
-    )?;
+    write_bytes(&man_page, &std::fs::read(sources.man_page())?, 0o644)?;
     Ok(Installed {
         binary,
         unit,

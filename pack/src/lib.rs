@@ -14,7 +14,6 @@ pub mod deb;
 pub mod debian_root;
 pub mod image;
 pub mod install;
-mod man;
 mod sys;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +22,8 @@ use std::path::{Path, PathBuf};
 pub const SBIN: &str = "usr/sbin/dock6";
 pub const UNIT: &str = "dist/dock6.service";
 pub const CONFIG: &str = "dist/dock6.toml";
+/// dock6(8), generated from the command line by `cargo xtask man` (tests/man.rs keeps it so).
+pub const MAN_PAGE: &str = "dist/dock6.8";
 /// The ExecStart path written in dist/dock6.service.
 pub const UNIT_BINARY: &str = "/usr/sbin/dock6";
 
@@ -43,6 +44,10 @@ impl Sources {
 
     pub fn config(&self) -> PathBuf {
         self.repo.join(CONFIG)
+    }
+
+    pub fn man_page(&self) -> PathBuf {
+        self.repo.join(MAN_PAGE)
     }
 }
 
