@@ -30,6 +30,7 @@ pub fn findings(facts: &Facts) -> Vec<Finding> {
     out.extend(firewalld_and_ufw(facts));
     out.extend(uplink(facts));
     out.extend(onlink_subnets_not_proxied(facts));
+    out.extend(subnets_on_provider_prefixes(facts));
     out.extend(bridge_names(facts));
     out.extend(kernel(facts));
     out
@@ -476,6 +477,62 @@ fn onlink_subnets_not_proxied(facts: &Facts) -> Vec<Finding> {
         .collect()
 }
 
+/// Networks in mode ndp-proxy or routed whose subnet lies inside a prefix
+/// the provider hands out and may change (an on-link prefix learned from a
+/// router advertisement or DHCPv6, or a delegated prefix): at the next
+/// renumbering they break, and dock6 cannot move them.
+fn subnets_on_provider_prefixes(facts: &Facts) -> Vec<Finding> {
+    let (Ok(docker), Ok(host)) = (&facts.docker, &facts.host) else {
+        return Vec::new();
+    };
+    let snapshot = Snapshot {
+        host: host.clone(),
+        networks: docker.networks.clone(),
+        containers: docker.containers.clone(),
+    };
+    let plan = plan::plan(&facts.config.policy, &snapshot);
+    let uplink = plan.uplink.as_deref().and_then(|u| host.interface(u));
+    let provider: Vec<(Ipv6Net, &str)> = uplink
+        .map(|u| u.dynamic_prefixes.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .map(|p| (*p, "announced by the uplink's router"))
+        .chain(
+            host.delegated_prefixes
+                .iter()
+                .map(|p| (*p, "delegated to the host")),
+        )
+        .collect();
+    plan.networks
+        .iter()
+        .filter(|n| matches!(n.mode, Mode::NdpProxy | Mode::Routed))
+        .filter_map(|n| {
+            let subnet = n.subnets.first()?;
+            let (prefix, how) = provider.iter().find(|(p, _)| p.contains(subnet))?;
+            Some(
+                Finding::new(
+                    "subnet-on-provider-prefix",
+                    Severity::Warning,
+                    format!(
+                        "network {} ({subnet}, mode {}) is built on {prefix}, a prefix {how}: the provider may change it",
+                        n.name,
+                        n.mode.name()
+                    ),
+                    "Docker cannot renumber a network, and neither can dock6: when the prefix \
+                     changes, dock6 closes the network and its containers lose IPv6 from outside",
+                )
+                .fix(format!(
+                    "give it a ULA subnet and map it onto whatever prefix the host has: \
+                     docker network create --ipv6 --subnet fd00:…/80 --label dock6.nptv6-prefix={} {} \
+                     (docs/renumbering.md)",
+                    if how.starts_with("delegated") { "delegated" } else { "uplink" },
+                    n.name
+                )),
+            )
+        })
+        .collect()
+}
+
 /// Interfaces whose names could be mistaken for Docker's bridges: named as
 /// Docker names them while Docker has no such network (taken for Docker's),
 /// or beginning like them while they are not (left alone, said once).
@@ -664,6 +721,65 @@ mod tests {
         f.docker.as_mut().unwrap().experimental = true;
         f.docker_firewall = rules();
         assert!(ids(&f).contains(&"docker-ip6tables".to_string()));
+    }
+
+    #[test]
+    fn a_subnet_on_a_provider_prefix_is_a_warning_a_static_one_is_not() {
+        let mut f = facts("28.5.2", None);
+        let network = |id: &str, name: &str, subnet: &str| Network {
+            id: id.repeat(64),
+            name: name.into(),
+            driver: "bridge".into(),
+            enable_ipv6: true,
+            subnets: vec![crate::snapshot::Subnet {
+                subnet: subnet.parse().unwrap(),
+                gateway: None,
+            }],
+            ..Default::default()
+        };
+        let docker = f.docker.as_mut().unwrap();
+        docker.networks = vec![
+            network("a", "slaac", "2001:db8:a:0:d6::/80"),
+            network("b", "static", "2001:db8:1:0:d6::/80"),
+            network("c", "pd", "2001:db8:100:5::/64"),
+            network("d", "ula", "fd00:1::/64"),
+        ];
+        let net = |s: &str| s.parse::<Ipv6Net>().unwrap();
+        f.host = Ok(HostFacts {
+            default_route_interface: Some("eth0".into()),
+            interfaces: vec![crate::snapshot::Interface {
+                name: "eth0".into(),
+                addresses: vec![net("2001:db8:1::10/64"), net("2001:db8:a::10/64")],
+                onlink_prefixes: vec![net("2001:db8:1::/64"), net("2001:db8:a::/64")],
+                dynamic_prefixes: vec![net("2001:db8:a::/64")],
+                ..Default::default()
+            }],
+            delegated_prefixes: vec![net("2001:db8:100::/56")],
+            ..Default::default()
+        });
+        let found: Vec<Finding> = findings(&f)
+            .into_iter()
+            .filter(|x| x.id == "subnet-on-provider-prefix")
+            .collect();
+        let names: Vec<String> = found.iter().map(|x| x.seen.clone()).collect();
+        assert_eq!(found.len(), 2, "{names:?}");
+        assert!(
+            names[1].starts_with(
+                "network slaac (2001:db8:a:0:d6::/80, mode ndp-proxy) is built on 2001:db8:a::/64"
+            ),
+            "{names:?}"
+        );
+        assert!(
+            names[0].starts_with("network pd (2001:db8:100:5::/64, mode routed)"),
+            "{names:?}"
+        );
+        assert!(
+            found[0]
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("dock6.nptv6-prefix=delegated pd")
+        );
     }
 
     #[test]
