@@ -33,6 +33,7 @@ pub use invariants::check_invariants;
 pub use labels::{Expose, parse_expose};
 pub use mode::ModeSource;
 pub use mode::is_global_unicast;
+pub use nptv6::{embed, map_address};
 pub use planner::{ContainerShown, ElementChanges, Planner, Update};
 pub use policy::{DEFAULT_ACCEPT_MARK, Mode, NaSource, Policy, PrefixSource};
 pub use ruleset::{
