@@ -152,7 +152,7 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
 
     // daemon.json: "ipv6": true without fixed-cidr-v6 is an error before Docker 27 only;
     // without "ip6tables": false, Docker 27+ turns its IPv6 firewall on; a broken file.
-    let docker28 = lab::Options::default().docker == lab::Docker::V28;
+    let docker28 = lab::Options::default().docker.ipv6_by_default();
     let bad = dir.join("bad-daemon.json");
     std::fs::write(&bad, r#"{"ipv6": true, "ip6tables": false}"#).unwrap();
     let (code, report) = c.run(&docker.host(), bad.to_str().unwrap());
