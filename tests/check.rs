@@ -368,3 +368,276 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     );
     assert!(f["fix"].as_str().unwrap().contains("\"ip6tables\": false"));
 }
+
+/// Docker 26's recorded answers of a single-node swarm's manager: `/info`,
+/// `/networks`, `/services`.
+fn recorded(name: &str) -> Value {
+    let path = format!("{}/tests/data/swarm/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The recorded networks with `docker_gwbridge` as Docker makes it: IPv4 only.
+fn networks_with_an_ipv4_gwbridge() -> Vec<Value> {
+    let mut networks: Vec<Value> = serde_json::from_value(recorded("networks-26.json")).unwrap();
+    let gwbridge = networks
+        .iter_mut()
+        .find(|n| n["Name"] == "docker_gwbridge")
+        .expect("the recording has docker_gwbridge");
+    gwbridge["EnableIPv6"] = Value::Bool(false);
+    gwbridge["IPAM"]["Config"] =
+        serde_json::json!([{"Subnet": "203.0.113.80/28", "Gateway": "203.0.113.81"}]);
+    networks
+}
+
+#[test]
+fn a_swarm_node_from_recorded_answers_manager_and_worker() {
+    let dir = std::env::temp_dir().join(format!("dock6-check-swarm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = FakeDocker::start(&dir, vec![]);
+    let check = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dock6"));
+        command.env_remove("DOCKER_HOST");
+        let config = dir.join("empty.toml");
+        std::fs::write(&config, "").unwrap();
+        let daemon_json = dir.join("daemon.json");
+        common::check_with(
+            command,
+            &[
+                "--docker-host",
+                &fake.host(),
+                "--config",
+                config.to_str().unwrap(),
+                "--daemon-json",
+                daemon_json.to_str().unwrap(),
+            ],
+        )
+        .1
+    };
+
+    // Control: outside a swarm (a bare /info), no swarm findings.
+    fake.set_networks(networks_with_an_ipv4_gwbridge());
+    let report = check();
+    assert!(
+        found(&report, "swarm-gwbridge-without-ipv6").is_empty(),
+        "{report:#}"
+    );
+    assert!(
+        found(&report, "swarm-ingress-ports").is_empty(),
+        "{report:#}"
+    );
+
+    // The manager, its gwbridge IPv4-only, services on the routing mesh.
+    fake.set_info(recorded("info-manager-26.json"));
+    fake.set_services(200, recorded("services-26.json"));
+    let report = check();
+    let f = present(&report, "swarm-gwbridge-without-ipv6", "warning");
+    let fix = f["fix"].as_str().unwrap();
+    assert!(fix.starts_with("docker swarm leave --force"), "{fix}");
+    assert!(
+        fix.contains("\ndocker network rm docker_gwbridge\n"),
+        "{fix}"
+    );
+    let f = present(&report, "swarm-ingress-ports", "info");
+    let seen = f["seen"].as_str().unwrap();
+    assert!(
+        seen.contains("mesh (8090:80/tcp, 8443:443/tcp, 5300:53/udp)"),
+        "{seen}"
+    );
+    assert!(seen.contains("udp (9090:90/tcp)"), "{seen}");
+    assert!(
+        !seen.contains("web"),
+        "web publishes in host mode only: {seen}"
+    );
+
+    // The same with the recorded gwbridge, made with IPv6: no warning.
+    fake.set_networks(serde_json::from_value(recorded("networks-26.json")).unwrap());
+    absent(&check(), "swarm-gwbridge-without-ipv6");
+
+    // A worker: /services answers 503, as Docker's workers do; no task of a
+    // mesh service here, so no mesh finding; the steps leave and join.
+    fake.set_networks(networks_with_an_ipv4_gwbridge());
+    let mut info = recorded("info-manager-26.json");
+    info["Swarm"]["ControlAvailable"] = Value::Bool(false);
+    fake.set_info(info);
+    fake.set_services(
+        503,
+        serde_json::json!({"message": "This node is not a swarm manager."}),
+    );
+    let report = check();
+    let f = present(&report, "swarm-gwbridge-without-ipv6", "warning");
+    assert!(f["seen"].as_str().unwrap().contains("worker"), "{f:#}");
+    let fix = f["fix"].as_str().unwrap();
+    assert!(fix.contains("\ndocker swarm leave\n"), "{fix}");
+    assert!(fix.contains("docker swarm join --token"), "{fix}");
+    assert!(
+        found(&report, "swarm-ingress-ports").is_empty(),
+        "{report:#}"
+    );
+    drop(fake);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One finding's fix, run line by line in the lab as an operator would
+/// (comments after `#` dropped); `extra` is added to the lines that start
+/// with its key (the lab's swarm needs its advertise address).
+fn run_fix(docker: &DockerLab, fix: &str, extra: &[(&str, &[&str])]) {
+    for line in fix.lines() {
+        let command = line.split('#').next().unwrap().trim();
+        let mut argv: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(argv.first(), Some(&"docker"), "{line}");
+        for (start, more) in extra {
+            if command.starts_with(start) {
+                argv.extend_from_slice(more);
+            }
+        }
+        docker.docker(&argv[1..]);
+    }
+}
+
+/// Docker makes docker_gwbridge while it prepares a node's first task.
+fn wait_for_gwbridge(docker: &DockerLab) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !docker
+        .lab
+        .docker()
+        .args(["network", "inspect", "docker_gwbridge"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Docker made no docker_gwbridge within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_swarm_node_is_told_how_to_give_its_tasks_ipv6() {
+    if !common::require_root("a_swarm_node_is_told_how_to_give_its_tasks_ipv6") {
+        return;
+    }
+    let docker = DockerLab::up("chkswarm", lab::Options::default());
+    let dir = docker.lab.dir.clone();
+    let config = dir.join("check.toml");
+    std::fs::write(&config, "").unwrap();
+    let daemon_json = dir.join("daemon.json");
+    let check = || {
+        common::check_with(
+            docker.in_host(env!("CARGO_BIN_EXE_dock6")),
+            &[
+                "--docker-host",
+                &docker.host(),
+                "--daemon-json",
+                daemon_json.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        )
+        .1
+    };
+    let advertise: &[&str] = &["--advertise-addr", lab::HOST_V4];
+    // Control: the lab's Docker is in no swarm.
+    let report = check();
+    assert!(
+        found(&report, "swarm-gwbridge-without-ipv6").is_empty(),
+        "{report:#}"
+    );
+
+    // A single-node swarm: no docker_gwbridge until the first task needs it.
+    docker.docker(&[&["swarm", "init"][..], advertise].concat());
+    let f = present(&check(), "swarm-gwbridge-without-ipv6", "warning");
+    assert!(
+        f["seen"]
+            .as_str()
+            .unwrap()
+            .contains("no docker_gwbridge yet"),
+        "{f:#}"
+    );
+    // A service on the routing mesh: Docker makes docker_gwbridge, IPv4-only.
+    docker.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "mesh",
+        "-p",
+        "8080:80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    ]);
+    wait_for_gwbridge(&docker);
+    let report = check();
+    let gwbridge = present(&report, "swarm-gwbridge-without-ipv6", "warning");
+    assert!(
+        gwbridge["seen"].as_str().unwrap().contains("has no IPv6"),
+        "{gwbridge:#}"
+    );
+    let f = present(&report, "swarm-ingress-ports", "info");
+    assert!(
+        f["seen"].as_str().unwrap().contains("mesh (8080:80/tcp)"),
+        "{f:#}"
+    );
+
+    // Its steps, as given: the swarm (single node) ends, the bridge is remade
+    // with IPv6, the swarm starts again.
+    run_fix(
+        &docker,
+        gwbridge["fix"].as_str().unwrap(),
+        &[("docker swarm init", advertise)],
+    );
+    let inspect = docker.docker(&[
+        "network",
+        "inspect",
+        "docker_gwbridge",
+        "--format",
+        "{{.EnableIPv6}}",
+    ]);
+    assert_eq!(inspect, "true");
+    let report = check();
+    absent(&report, "swarm-gwbridge-without-ipv6");
+    assert!(
+        found(&report, "swarm-ingress-ports").is_empty(),
+        "the old swarm's services are gone: {report:#}"
+    );
+
+    // The same service again, then moved to host mode by the info's own command.
+    docker.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "mesh",
+        "-p",
+        "8080:80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    ]);
+    let f = present(&check(), "swarm-ingress-ports", "info");
+    run_fix(&docker, f["fix"].as_str().unwrap(), &[]);
+    let modes = docker.docker(&[
+        "service",
+        "inspect",
+        "mesh",
+        "--format",
+        "{{range .Endpoint.Ports}}{{.PublishMode}} {{end}}",
+    ]);
+    assert_eq!(modes, "host");
+    let report = check();
+    assert!(
+        found(&report, "swarm-ingress-ports").is_empty(),
+        "{report:#}"
+    );
+    absent(&report, "swarm-gwbridge-without-ipv6");
+    docker.docker(&["swarm", "leave", "--force"]);
+}

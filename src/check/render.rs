@@ -16,7 +16,8 @@ impl Display for Report {
             )?;
             writeln!(f, "        why: {}", finding.why)?;
             if let Some(fix) = &finding.fix {
-                writeln!(f, "        fix: {fix}")?;
+                // A fix of several commands has one a line, under the first.
+                writeln!(f, "        fix: {}", fix.replace('\n', "\n             "))?;
             }
         }
         let verdict = match self.errors {
