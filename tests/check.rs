@@ -119,9 +119,11 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     // as `dock6 run` sets it (see forwarding-with-accept-ra-1 below).
     docker.host_ns().sysctl("net.ipv6.conf.eth0.accept_ra", "2");
 
-    // The right setup: no error, none of the tested findings (but infos).
+    // The right setup: no error, none of the tested findings (but infos);
+    // the rollout's gate (docs/fleet.md) lets it through.
     let (code, report) = c.run(&docker.host(), &c.daemon_json);
     assert_eq!(code, 0, "{report:#}");
+    assert!(fleet_gate(&report.to_string()), "{report:#}");
     assert_eq!(report["errors"], 0);
     for id in TESTED {
         absent(&report, id);
@@ -149,6 +151,10 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     let (code, report) = c.run(&nothing, &c.daemon_json);
     assert_eq!(code, 1);
     present(&report, "docker-unreachable", "error");
+    assert!(
+        !fleet_gate(&report.to_string()),
+        "no rollout where Docker does not answer"
+    );
 
     // daemon.json: "ipv6": true without fixed-cidr-v6 is an error before Docker 27 only;
     // without "ip6tables": false, Docker 27+ turns its IPv6 firewall on; a broken file.
@@ -238,7 +244,12 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     c.host(
         "nft add chain inet mine myforward { type filter hook forward priority 0 ; policy drop ; }",
     );
-    let f = present(&c.now(), "forward-policy-drop", "warning");
+    let report = c.now();
+    assert!(
+        !fleet_gate(&report.to_string()),
+        "no rollout past a warning"
+    );
+    let f = present(&report, "forward-policy-drop", "warning");
     assert!(
         f["fix"]
             .as_str()
@@ -286,7 +297,12 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     );
     host.sysctl("net.ipv6.conf.all.forwarding", "1");
     host.sysctl("net.ipv6.conf.eth0.accept_ra", "1");
-    let f = present(&c.now(), "forwarding-with-accept-ra-1", "warning");
+    let report = c.now();
+    assert!(
+        fleet_gate(&report.to_string()),
+        "the allowed warning: {report:#}"
+    );
+    let f = present(&report, "forwarding-with-accept-ra-1", "warning");
     assert!(
         f["fix"]
             .as_str()
@@ -640,4 +656,92 @@ fn a_swarm_node_is_told_how_to_give_its_tasks_ipv6() {
     );
     absent(&report, "swarm-gwbridge-without-ipv6");
     docker.docker(&["swarm", "leave", "--force"]);
+}
+
+/// The rollout script of docs/fleet.md, as an operator copies it.
+fn rollout_script() -> String {
+    let doc = include_str!("../docs/fleet.md");
+    let start = doc
+        .find("```sh\n#!/bin/sh\n# dock6-rollout.sh")
+        .expect("docs/fleet.md has the rollout script")
+        + "```sh\n".len();
+    let end = start + doc[start..].find("```").expect("the script's block ends");
+    doc[start..end].to_string()
+}
+
+/// The rollout's gate, as the script defines it, on `report` (the text of
+/// `dock6 check --json`): whether the script would go on to enable dock6.
+fn fleet_gate(report: &str) -> bool {
+    use std::io::Write as _;
+    let script = rollout_script();
+    let head = &script[..script
+        .find("# 1. The package")
+        .expect("the script's steps follow its definitions")];
+    let mut sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{head}\ngate"))
+        .args(["dock6-rollout.sh", "dock6.deb", "dock6.toml"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sh");
+    sh.stdin
+        .take()
+        .unwrap()
+        .write_all(report.as_bytes())
+        .unwrap();
+    sh.wait().unwrap().success()
+}
+
+#[test]
+fn the_rollout_gate_lets_ready_hosts_through_and_stops_the_others() {
+    if !common::require_tools(
+        "the_rollout_gate_lets_ready_hosts_through_and_stops_the_others",
+        &["jq"],
+    ) {
+        return;
+    }
+    let parsed = std::process::Command::new("sh")
+        .args(["-n", "-c", &rollout_script()])
+        .output()
+        .unwrap();
+    assert!(parsed.status.success(), "sh -n: {parsed:?}");
+    let report = |errors: usize, findings: &[(&str, &str)]| {
+        let findings: Vec<Value> = findings
+            .iter()
+            .map(|(id, severity)| serde_json::json!({"id": id, "severity": severity, "seen": "", "why": "", "fix": null}))
+            .collect();
+        let warnings = findings
+            .iter()
+            .filter(|f| f["severity"] == "warning")
+            .count();
+        serde_json::json!({"errors": errors, "warnings": warnings, "findings": findings})
+            .to_string()
+    };
+    assert!(fleet_gate(&report(
+        0,
+        &[("docker", "info"), ("swarm-ingress-ports", "info")]
+    )));
+    assert!(
+        fleet_gate(&report(0, &[("forwarding-with-accept-ra-1", "warning")])),
+        "allowed"
+    );
+    assert!(!fleet_gate(&report(1, &[("docker-unreachable", "error")])));
+    assert!(!fleet_gate(&report(
+        0,
+        &[("forward-policy-drop", "warning")]
+    )));
+    assert!(
+        !fleet_gate(&report(
+            0,
+            &[
+                ("forwarding-with-accept-ra-1", "warning"),
+                ("docker-ip6tables", "warning")
+            ]
+        )),
+        "an allowed warning does not let another through"
+    );
+    assert!(
+        !fleet_gate(""),
+        "no report (a config dock6 refuses): no rollout"
+    );
 }

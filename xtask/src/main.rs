@@ -41,6 +41,8 @@ const PACKAGES: &[&str] = &[
     "binutils",
     "debootstrap",
     "systemd-container",
+    // The rollout's gate of docs/fleet.md, run by tests/check.rs as an operator runs it.
+    "jq",
 ];
 
 fn main() -> ExitCode {
