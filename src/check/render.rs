@@ -40,3 +40,20 @@ fn count(n: usize, what: &str) -> String {
         _ => format!("{n} {what}s"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Finding, Report, Severity};
+
+    #[test]
+    fn a_fix_of_several_commands_has_one_a_line_under_the_first() {
+        let report = Report::new(vec![
+            Finding::new("steps", Severity::Warning, "seen", "why").fix("first\nsecond"),
+        ]);
+        let text = report.to_string();
+        assert!(
+            text.contains("        fix: first\n             second\n"),
+            "{text}"
+        );
+    }
+}

@@ -263,9 +263,10 @@ fn remake_steps(swarm: &SwarmFacts, create: &str) -> Vec<String> {
         .collect(),
         Role::Manager { managers, .. } => {
             let first = match managers {
-                0 | 1 => vec![format!(
+                0 | 1 => vec![
                     "docker node promote NODE   # another node first: leaving as the only manager would end the swarm"
-                )],
+                        .to_string(),
+                ],
                 _ => Vec::new(),
             };
             first
@@ -525,7 +526,7 @@ mod tests {
             managers: 1,
             nodes: 1,
         };
-        let fix = gwbridge_without_ipv6(&swarm(single), &[v4.clone()])
+        let fix = gwbridge_without_ipv6(&swarm(single), std::slice::from_ref(&v4))
             .unwrap()
             .fix
             .unwrap();
@@ -536,7 +537,7 @@ mod tests {
             managers: 3,
             nodes: 5,
         };
-        let fix = gwbridge_without_ipv6(&swarm(one_of_three), &[v4.clone()])
+        let fix = gwbridge_without_ipv6(&swarm(one_of_three), std::slice::from_ref(&v4))
             .unwrap()
             .fix
             .unwrap();
