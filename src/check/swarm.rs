@@ -252,7 +252,8 @@ fn remake_steps(swarm: &SwarmFacts, create: &str) -> Vec<String> {
         .chain(remake)
         .chain([rejoin.to_string()])
         .collect(),
-        Role::Manager { nodes, .. } if nodes <= 1 => [
+        // The swarm's only node; counts /info lacks (0) take the careful way below.
+        Role::Manager { nodes: 1, .. } => [
             "docker swarm leave --force   # the only node: this ends the swarm, its services, secrets and configs".to_string(),
         ]
         .into_iter()
@@ -550,11 +551,23 @@ mod tests {
             managers: 1,
             nodes: 3,
         };
-        let fix = gwbridge_without_ipv6(&swarm(sole_of_many), &[v4])
+        let fix = gwbridge_without_ipv6(&swarm(sole_of_many), std::slice::from_ref(&v4))
             .unwrap()
             .fix
             .unwrap();
         assert!(fix.starts_with("docker node promote NODE"), "{fix}");
+        let counts_unknown = Role::Manager {
+            managers: 0,
+            nodes: 0,
+        };
+        let fix = gwbridge_without_ipv6(&swarm(counts_unknown), std::slice::from_ref(&v4))
+            .unwrap()
+            .fix
+            .unwrap();
+        assert!(
+            fix.starts_with("docker node promote NODE") && !fix.contains("--force"),
+            "without counts, never the step that ends the swarm: {fix}"
+        );
 
         // Made with IPv6: nothing to say. Not made yet: made now, nothing interrupted.
         let v6 = network(GWBRIDGE, &["203.0.113.64/28", "fd00:6b::/64"], true);
