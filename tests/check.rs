@@ -119,9 +119,11 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     // as `dock6 run` sets it (see forwarding-with-accept-ra-1 below).
     docker.host_ns().sysctl("net.ipv6.conf.eth0.accept_ra", "2");
 
-    // The right setup: no error, none of the tested findings (but infos).
+    // The right setup: no error, none of the tested findings (but infos);
+    // the rollout's gate (docs/fleet.md) lets it through.
     let (code, report) = c.run(&docker.host(), &c.daemon_json);
     assert_eq!(code, 0, "{report:#}");
+    assert!(fleet_gate(&report.to_string()), "{report:#}");
     assert_eq!(report["errors"], 0);
     for id in TESTED {
         absent(&report, id);
@@ -149,10 +151,14 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     let (code, report) = c.run(&nothing, &c.daemon_json);
     assert_eq!(code, 1);
     present(&report, "docker-unreachable", "error");
+    assert!(
+        !fleet_gate(&report.to_string()),
+        "no rollout where Docker does not answer"
+    );
 
     // daemon.json: "ipv6": true without fixed-cidr-v6 is an error before Docker 27 only;
     // without "ip6tables": false, Docker 27+ turns its IPv6 firewall on; a broken file.
-    let docker28 = lab::Options::default().docker == lab::Docker::V28;
+    let docker28 = lab::Options::default().docker.ipv6_by_default();
     let bad = dir.join("bad-daemon.json");
     std::fs::write(&bad, r#"{"ipv6": true, "ip6tables": false}"#).unwrap();
     let (code, report) = c.run(&docker.host(), bad.to_str().unwrap());
@@ -238,7 +244,12 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     c.host(
         "nft add chain inet mine myforward { type filter hook forward priority 0 ; policy drop ; }",
     );
-    let f = present(&c.now(), "forward-policy-drop", "warning");
+    let report = c.now();
+    assert!(
+        !fleet_gate(&report.to_string()),
+        "no rollout past a warning"
+    );
+    let f = present(&report, "forward-policy-drop", "warning");
     assert!(
         f["fix"]
             .as_str()
@@ -286,7 +297,12 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
     );
     host.sysctl("net.ipv6.conf.all.forwarding", "1");
     host.sysctl("net.ipv6.conf.eth0.accept_ra", "1");
-    let f = present(&c.now(), "forwarding-with-accept-ra-1", "warning");
+    let report = c.now();
+    assert!(
+        fleet_gate(&report.to_string()),
+        "the allowed warning: {report:#}"
+    );
+    let f = present(&report, "forwarding-with-accept-ra-1", "warning");
     assert!(
         f["fix"]
             .as_str()
@@ -367,4 +383,365 @@ fn each_finding_is_there_in_a_wrong_setup_and_gone_in_the_right_one() {
         "{f:#}"
     );
     assert!(f["fix"].as_str().unwrap().contains("\"ip6tables\": false"));
+}
+
+/// Docker 26's recorded answers of a single-node swarm's manager: `/info`,
+/// `/networks`, `/services`.
+fn recorded(name: &str) -> Value {
+    let path = format!("{}/tests/data/swarm/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The recorded networks with `docker_gwbridge` as Docker makes it: IPv4 only.
+fn networks_with_an_ipv4_gwbridge() -> Vec<Value> {
+    let mut networks: Vec<Value> = serde_json::from_value(recorded("networks-26.json")).unwrap();
+    let gwbridge = networks
+        .iter_mut()
+        .find(|n| n["Name"] == "docker_gwbridge")
+        .expect("the recording has docker_gwbridge");
+    gwbridge["EnableIPv6"] = Value::Bool(false);
+    gwbridge["IPAM"]["Config"] =
+        serde_json::json!([{"Subnet": "203.0.113.80/28", "Gateway": "203.0.113.81"}]);
+    networks
+}
+
+#[test]
+fn a_swarm_node_from_recorded_answers_manager_and_worker() {
+    let dir = std::env::temp_dir().join(format!("dock6-check-swarm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = FakeDocker::start(&dir, vec![]);
+    let check = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dock6"));
+        command.env_remove("DOCKER_HOST");
+        let config = dir.join("empty.toml");
+        std::fs::write(&config, "").unwrap();
+        let daemon_json = dir.join("daemon.json");
+        common::check_with(
+            command,
+            &[
+                "--docker-host",
+                &fake.host(),
+                "--config",
+                config.to_str().unwrap(),
+                "--daemon-json",
+                daemon_json.to_str().unwrap(),
+            ],
+        )
+        .1
+    };
+
+    // Control: outside a swarm (a bare /info), no swarm findings.
+    fake.set_networks(networks_with_an_ipv4_gwbridge());
+    let report = check();
+    assert!(
+        found(&report, "swarm-gwbridge-without-ipv6").is_empty(),
+        "{report:#}"
+    );
+    assert!(
+        found(&report, "swarm-ingress-ports").is_empty(),
+        "{report:#}"
+    );
+
+    // The manager, its gwbridge IPv4-only, services on the routing mesh.
+    fake.set_info(recorded("info-manager-26.json"));
+    fake.set_services(200, recorded("services-26.json"));
+    let report = check();
+    let f = present(&report, "swarm-gwbridge-without-ipv6", "warning");
+    let fix = f["fix"].as_str().unwrap();
+    assert!(fix.starts_with("docker swarm leave --force"), "{fix}");
+    assert!(
+        fix.contains("\ndocker network rm docker_gwbridge\n"),
+        "{fix}"
+    );
+    let f = present(&report, "swarm-ingress-ports", "info");
+    let seen = f["seen"].as_str().unwrap();
+    assert!(
+        seen.contains("mesh (8090:80/tcp, 8443:443/tcp, 5300:53/udp)"),
+        "{seen}"
+    );
+    assert!(seen.contains("udp (9090:90/tcp)"), "{seen}");
+    assert!(
+        !seen.contains("web"),
+        "web publishes in host mode only: {seen}"
+    );
+
+    // The same with the recorded gwbridge, made with IPv6: no warning.
+    fake.set_networks(serde_json::from_value(recorded("networks-26.json")).unwrap());
+    absent(&check(), "swarm-gwbridge-without-ipv6");
+
+    // A worker: /services answers 503, as Docker's workers do; no task of a
+    // mesh service here, so no mesh finding; the steps leave and join.
+    fake.set_networks(networks_with_an_ipv4_gwbridge());
+    let mut info = recorded("info-manager-26.json");
+    info["Swarm"]["ControlAvailable"] = Value::Bool(false);
+    fake.set_info(info);
+    fake.set_services(
+        503,
+        serde_json::json!({"message": "This node is not a swarm manager."}),
+    );
+    let report = check();
+    let f = present(&report, "swarm-gwbridge-without-ipv6", "warning");
+    assert!(f["seen"].as_str().unwrap().contains("worker"), "{f:#}");
+    let fix = f["fix"].as_str().unwrap();
+    assert!(fix.contains("\ndocker swarm leave\n"), "{fix}");
+    assert!(fix.contains("docker swarm join --token"), "{fix}");
+    assert!(
+        found(&report, "swarm-ingress-ports").is_empty(),
+        "{report:#}"
+    );
+    drop(fake);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One finding's fix, run line by line in the lab as an operator would
+/// (comments after `#` dropped); `extra` is added to the lines that start
+/// with its key (the lab's swarm needs its advertise address).
+fn run_fix(docker: &DockerLab, fix: &str, extra: &[(&str, &[&str])]) {
+    for line in fix.lines() {
+        let command = line.split('#').next().unwrap().trim();
+        let mut argv: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(argv.first(), Some(&"docker"), "{line}");
+        for (start, more) in extra {
+            if command.starts_with(start) {
+                argv.extend_from_slice(more);
+            }
+        }
+        docker.docker(&argv[1..]);
+    }
+}
+
+/// Docker makes docker_gwbridge while it prepares a node's first task.
+fn wait_for_gwbridge(docker: &DockerLab) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !docker
+        .lab
+        .docker()
+        .args(["network", "inspect", "docker_gwbridge"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Docker made no docker_gwbridge within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_swarm_node_is_told_how_to_give_its_tasks_ipv6() {
+    if !common::require_root("a_swarm_node_is_told_how_to_give_its_tasks_ipv6") {
+        return;
+    }
+    let docker = DockerLab::up("chkswarm", lab::Options::default());
+    let dir = docker.lab.dir.clone();
+    let config = dir.join("check.toml");
+    std::fs::write(&config, "").unwrap();
+    let daemon_json = dir.join("daemon.json");
+    let check = || {
+        common::check_with(
+            docker.in_host(env!("CARGO_BIN_EXE_dock6")),
+            &[
+                "--docker-host",
+                &docker.host(),
+                "--daemon-json",
+                daemon_json.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        )
+        .1
+    };
+    let advertise: &[&str] = &["--advertise-addr", lab::HOST_V4];
+    // Control: the lab's Docker is in no swarm.
+    let report = check();
+    assert!(
+        found(&report, "swarm-gwbridge-without-ipv6").is_empty(),
+        "{report:#}"
+    );
+
+    // A single-node swarm: no docker_gwbridge until the first task needs it.
+    docker.docker(&[&["swarm", "init"][..], advertise].concat());
+    let f = present(&check(), "swarm-gwbridge-without-ipv6", "warning");
+    assert!(
+        f["seen"]
+            .as_str()
+            .unwrap()
+            .contains("no docker_gwbridge yet"),
+        "{f:#}"
+    );
+    // A service on the routing mesh: Docker makes docker_gwbridge, IPv4-only.
+    docker.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "mesh",
+        "-p",
+        "8080:80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    ]);
+    wait_for_gwbridge(&docker);
+    let report = check();
+    let gwbridge = present(&report, "swarm-gwbridge-without-ipv6", "warning");
+    assert!(
+        gwbridge["seen"].as_str().unwrap().contains("has no IPv6"),
+        "{gwbridge:#}"
+    );
+    let f = present(&report, "swarm-ingress-ports", "info");
+    assert!(
+        f["seen"].as_str().unwrap().contains("mesh (8080:80/tcp)"),
+        "{f:#}"
+    );
+
+    // Its steps, as given: the swarm (single node) ends, the bridge is remade
+    // with IPv6, the swarm starts again.
+    run_fix(
+        &docker,
+        gwbridge["fix"].as_str().unwrap(),
+        &[("docker swarm init", advertise)],
+    );
+    let inspect = docker.docker(&[
+        "network",
+        "inspect",
+        "docker_gwbridge",
+        "--format",
+        "{{.EnableIPv6}}",
+    ]);
+    assert_eq!(inspect, "true");
+    let report = check();
+    absent(&report, "swarm-gwbridge-without-ipv6");
+    assert!(
+        found(&report, "swarm-ingress-ports").is_empty(),
+        "the old swarm's services are gone: {report:#}"
+    );
+
+    // The same service again, then moved to host mode by the info's own command.
+    docker.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "mesh",
+        "-p",
+        "8080:80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    ]);
+    let f = present(&check(), "swarm-ingress-ports", "info");
+    run_fix(&docker, f["fix"].as_str().unwrap(), &[]);
+    let modes = docker.docker(&[
+        "service",
+        "inspect",
+        "mesh",
+        "--format",
+        "{{range .Endpoint.Ports}}{{.PublishMode}} {{end}}",
+    ]);
+    assert_eq!(modes, "host");
+    let report = check();
+    assert!(
+        found(&report, "swarm-ingress-ports").is_empty(),
+        "{report:#}"
+    );
+    absent(&report, "swarm-gwbridge-without-ipv6");
+    docker.docker(&["swarm", "leave", "--force"]);
+}
+
+/// The rollout script of docs/fleet.md, as an operator copies it.
+fn rollout_script() -> String {
+    let doc = include_str!("../docs/fleet.md");
+    let start = doc
+        .find("```sh\n#!/bin/sh\n# dock6-rollout.sh")
+        .expect("docs/fleet.md has the rollout script")
+        + "```sh\n".len();
+    let end = start + doc[start..].find("```").expect("the script's block ends");
+    doc[start..end].to_string()
+}
+
+/// The rollout's gate, as the script defines it, on `report` (the text of
+/// `dock6 check --json`): whether the script would go on to enable dock6.
+fn fleet_gate(report: &str) -> bool {
+    use std::io::Write as _;
+    let script = rollout_script();
+    let head = &script[..script
+        .find("# 1. The package")
+        .expect("the script's steps follow its definitions")];
+    let mut sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{head}\ngate"))
+        .args(["dock6-rollout.sh", "dock6.deb", "dock6.toml"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sh");
+    sh.stdin
+        .take()
+        .unwrap()
+        .write_all(report.as_bytes())
+        .unwrap();
+    sh.wait().unwrap().success()
+}
+
+#[test]
+fn the_rollout_gate_lets_ready_hosts_through_and_stops_the_others() {
+    if !common::require_tools(
+        "the_rollout_gate_lets_ready_hosts_through_and_stops_the_others",
+        &["jq"],
+    ) {
+        return;
+    }
+    let parsed = std::process::Command::new("sh")
+        .args(["-n", "-c", &rollout_script()])
+        .output()
+        .unwrap();
+    assert!(parsed.status.success(), "sh -n: {parsed:?}");
+    let report = |errors: usize, findings: &[(&str, &str)]| {
+        let findings: Vec<Value> = findings
+            .iter()
+            .map(|(id, severity)| serde_json::json!({"id": id, "severity": severity, "seen": "", "why": "", "fix": null}))
+            .collect();
+        let warnings = findings
+            .iter()
+            .filter(|f| f["severity"] == "warning")
+            .count();
+        serde_json::json!({"errors": errors, "warnings": warnings, "findings": findings})
+            .to_string()
+    };
+    assert!(fleet_gate(&report(
+        0,
+        &[("docker", "info"), ("swarm-ingress-ports", "info")]
+    )));
+    assert!(
+        fleet_gate(&report(0, &[("forwarding-with-accept-ra-1", "warning")])),
+        "allowed"
+    );
+    assert!(!fleet_gate(&report(1, &[("docker-unreachable", "error")])));
+    assert!(!fleet_gate(&report(
+        0,
+        &[("forward-policy-drop", "warning")]
+    )));
+    assert!(
+        !fleet_gate(&report(
+            0,
+            &[
+                ("forwarding-with-accept-ra-1", "warning"),
+                ("docker-ip6tables", "warning")
+            ]
+        )),
+        "an allowed warning does not let another through"
+    );
+    assert!(
+        !fleet_gate(""),
+        "no report (a config dock6 refuses): no rollout"
+    );
 }

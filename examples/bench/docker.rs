@@ -98,9 +98,9 @@ pub fn rows(engine: Docker, logs: &Path) -> anyhow::Result<Vec<Row>> {
 
 /// The engine's version as dockerd reports it (`Docker version 28.5.2, build …`).
 fn docker_version(engine: Docker) -> anyhow::Result<String> {
-    let dockerd = match engine {
-        Docker::Installed => PathBuf::from("dockerd"),
-        Docker::V28 => dock6_lab::ensure_bundle()?.join("dockerd"),
+    let dockerd = match engine.bundle() {
+        None => PathBuf::from("dockerd"),
+        Some(bundle) => dock6_lab::ensure_bundle(bundle)?.join("dockerd"),
     };
     let out = Command::new(&dockerd).arg("--version").output()?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();

@@ -5,7 +5,7 @@
 //! - the real kernel, in a network namespace of the bench's own: the agent
 //!   fed a synthetic Docker view (update → commit latency, full resync, RSS);
 //! - conntrack deletes beside 0 and 100,000 unrelated entries;
-//! - with `--docker [20|28]` (the lab's Docker; 28 when no version is
+//! - with `--docker [20|26|28]` (the lab's Docker; 28 when no version is
 //!   given), a real dockerd (the `dock6-lab` crate): `docker run -p` →
 //!   reachable, dock6 against Docker's own ip6tables and the userland-proxy
 //!   floor. It takes about ten minutes more (three labs with 120
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let usage =
-        "usage: bench [--docker [20|28]] [--only offline,resync,events,conntrack] [--sizes N,…]";
+        "usage: bench [--docker [20|26|28]] [--only offline,resync,events,conntrack] [--sizes N,…]";
     let mut docker = None;
     let mut parts = Parts::all();
     let mut sizes: Option<Vec<usize>> = None;

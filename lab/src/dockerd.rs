@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::docker28::ensure_bundle;
+use crate::bundle::ensure_bundle;
 use crate::sys::{SIGKILL, SIGTERM, cmdline, is_alive, signal, tail, wait_gone};
 use crate::{Docker, FIXED_CIDR_V6, Lab, Options};
 
@@ -72,10 +72,13 @@ impl Lab {
     /// `LAB/bin` → the bundle's programs, and the compose plugin in the lab's client config
     /// directory, when the lab runs a bundled Docker; nothing for the installed one.
     pub(crate) fn link_bundle(&self, docker: Docker) -> Result<()> {
-        if docker == Docker::Installed || self.bin_dir().exists() {
+        let Some(bundle) = docker.bundle() else {
+            return Ok(());
+        };
+        if self.bin_dir().exists() {
             return Ok(());
         }
-        let bin = ensure_bundle()?;
+        let bin = ensure_bundle(bundle)?;
         symlink(&bin, self.bin_dir())?;
         let plugins = self.dir.join("client/cli-plugins");
         fs::create_dir_all(&plugins)?;
@@ -93,6 +96,8 @@ impl Lab {
                 ip6tables = options.ip6tables,
                 key = self.dir.join("key.json").display(),
             ),
+            // 26 still needs experimental for ip6tables; since 25 no key.json is written.
+            Docker::V26 => format!(r#"  "experimental": {},"#, options.ip6tables),
             // 28 has neither key; ip6tables is on by default from 27, so it is always written out.
             Docker::V28 => String::new(),
         };

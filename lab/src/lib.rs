@@ -61,7 +61,7 @@
 //! start/stop, socket wait, containerd refusal), [`image`] (the busybox import), [`tools`] (apt
 //! installs), [`teardown`] (`down`), [`sys`] (processes, signals, mounts: plain /proc and libc).
 
-mod docker28;
+mod bundle;
 mod dockerd;
 mod image;
 mod status;
@@ -76,7 +76,7 @@ use std::process::{Child, Command};
 
 use anyhow::{Context as _, Result, bail};
 
-pub use docker28::{CACHE_DIR as DOCKER28_CACHE_DIR, bundle_versions, ensure_bundle};
+pub use bundle::{Bundle, SID_28, TRIXIE_26, bundle_versions, ensure_bundle};
 pub use dockerd::SYSTEM_CONTAINERD;
 pub use sys::{is_root, output};
 pub use tools::{dpkg_installed, ensure_tools};
@@ -118,7 +118,7 @@ pub struct Options {
     /// with it). Off by default: dock6 owns IPv6. On, dock6 runs as Docker's companion.
     pub ip6tables: bool,
     /// Which Docker the lab runs: [`Docker::from_env`] by default, so the same tests run against
-    /// each version (`DOCK6_LAB_DOCKER=28 cargo test …`).
+    /// each version (`DOCK6_LAB_DOCKER=26 cargo test …`, `DOCK6_LAB_DOCKER=28 …`).
     pub docker: Docker,
     /// More daemon.json members, as JSON text (`"key": value`), for a test of one setting.
     pub daemon_extra: Vec<String>,
@@ -142,14 +142,19 @@ pub enum Docker {
     /// The installed one: Debian bookworm's `docker.io` 20.10 (installed when no dockerd is).
     #[default]
     Installed,
-    /// Debian sid's 28.5, unpacked into a cache and never installed (see `docker28.rs`).
+    /// Debian trixie's 26.1, unpacked into a cache and never installed (see `bundle.rs`).
+    V26,
+    /// Debian sid's 28.5, unpacked into a cache and never installed (see `bundle.rs`).
     V28,
 }
 
-/// The environment variable that picks the lab's Docker: `20` (or unset) or `28`.
+/// The environment variable that picks the lab's Docker: `20` (or unset), `26` or `28`.
 pub const DOCKER_ENV: &str = "DOCK6_LAB_DOCKER";
 
 impl Docker {
+    /// The Dockers that come as bundles (tested in the matrix beside the installed one).
+    pub const BUNDLED: &[Docker] = &[Docker::V26, Docker::V28];
+
     /// The Docker named by [`DOCKER_ENV`]; an unknown value is an error, never a silent default,
     /// so a test matrix cannot run the same version twice without noticing.
     pub fn from_env() -> Result<Docker> {
@@ -162,15 +167,18 @@ impl Docker {
     pub fn parse(value: &str) -> Result<Docker> {
         match value.trim() {
             "" | "20" | "20.10" | "installed" => Ok(Docker::Installed),
-            "28" => Ok(Docker::V28),
-            other => bail!("{DOCKER_ENV}={other:?}: use 20 (the installed Docker) or 28"),
+            "26" | "26.1" => Ok(Docker::V26),
+            "28" | "28.5" => Ok(Docker::V28),
+            other => bail!("{DOCKER_ENV}={other:?}: use 20 (the installed Docker), 26 or 28"),
         }
     }
 
-    /// The API version the engine speaks (Debian's 20.10: 1.41; sid's 28.5: 1.51).
+    /// The API version the engine speaks (Debian's 20.10: 1.41; trixie's 26.1: 1.45; sid's 28.5:
+    /// 1.51).
     pub fn api_version(self) -> &'static str {
         match self {
             Docker::Installed => "1.41",
+            Docker::V26 => "1.45",
             Docker::V28 => "1.51",
         }
     }
@@ -179,8 +187,24 @@ impl Docker {
     pub fn label(self) -> &'static str {
         match self {
             Docker::Installed => "20",
+            Docker::V26 => "26",
             Docker::V28 => "28",
         }
+    }
+
+    /// The bundle it comes from; `None` for the installed Docker.
+    pub fn bundle(self) -> Option<&'static Bundle> {
+        match self {
+            Docker::Installed => None,
+            Docker::V26 => Some(&TRIXIE_26),
+            Docker::V28 => Some(&SID_28),
+        }
+    }
+
+    /// Docker 27 and later: ip6tables on by default, IPv6 on the default bridge without
+    /// `fixed-cidr-v6`, no `experimental` needed for either.
+    pub fn ipv6_by_default(self) -> bool {
+        self == Docker::V28
     }
 }
 
@@ -238,7 +262,7 @@ impl Lab {
         self.dir.join("dockerd.log")
     }
 
-    /// `LAB/bin`: a link to the Docker bundle's programs when the lab runs one (Docker 28).
+    /// `LAB/bin`: a link to the Docker bundle's programs when the lab runs one (Docker 26, 28).
     pub fn bin_dir(&self) -> PathBuf {
         self.dir.join("bin")
     }

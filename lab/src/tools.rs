@@ -5,8 +5,8 @@ use std::process::Command;
 
 use anyhow::Result;
 
+use crate::Options;
 use crate::sys::run;
-use crate::{Docker, Options};
 
 /// Installs the Debian packages the lab needs, only those missing. An installed dockerd (any
 /// origin) is used as it is; Debian's `docker.io` comes only where there is none.
@@ -39,8 +39,8 @@ fn missing_packages(options: &Options) -> Vec<&'static str> {
     if !on_path("dockerd") || !on_path("docker") {
         missing.push("docker.io");
     }
-    // The Docker 28 bundle brings everything but runc (sid's needs a newer glibc).
-    if options.docker == Docker::V28 && !on_path("runc") {
+    // A Docker bundle brings everything but runc (trixie's and sid's need a newer glibc).
+    if options.docker.bundle().is_some() && !on_path("runc") {
         missing.push("runc");
     }
     if (options.iptables || options.ip6tables) && !on_path("iptables") {

@@ -1,12 +1,13 @@
 //! What `dock6 check` looks at, read once: Docker (version, /info's
 //! firewall backend, networks and containers), daemon.json, the host's
 //! facts, the forward-hook chains of other tables, Docker's IPv6 firewall
-//! signature, firewalld's and ufw's traces in nftables, and whether the
+//! signature, firewalld's and ufw's traces in nftables, the node's swarm, and whether the
 //! kernel takes dock6's table. Every read that fails is kept as its error:
 //! a finding says so, the others still run.
 
 use std::path::{Path, PathBuf};
 
+use super::swarm::{self, SwarmFacts};
 use crate::apply::DockerFirewall;
 use crate::apply::nftables::ForwardChain;
 use crate::config::Config;
@@ -30,6 +31,8 @@ pub struct DockerFacts {
     pub experimental: bool,
     pub networks: Vec<Network>,
     pub containers: Vec<Container>,
+    /// This node in its swarm; `None` outside one.
+    pub swarm: Option<SwarmFacts>,
 }
 
 impl DockerFacts {
@@ -102,6 +105,7 @@ async fn docker_facts(host: &str) -> Result<DockerFacts, String> {
     let state = docker::docker_snapshot(&client)
         .await
         .map_err(|e| e.to_string())?;
+    let swarm = swarm::gather(&client, info.swarm.as_ref(), &state.containers).await;
     Ok(DockerFacts {
         version: version.version.unwrap_or_default(),
         api_version: version.api_version.unwrap_or_default(),
@@ -109,6 +113,7 @@ async fn docker_facts(host: &str) -> Result<DockerFacts, String> {
         experimental: info.experimental_build.unwrap_or(false),
         networks: state.networks,
         containers: state.containers,
+        swarm,
     })
 }
 

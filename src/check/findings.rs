@@ -4,6 +4,7 @@
 use ipnet::Ipv6Net;
 
 use super::facts::{DaemonJson, DockerFacts, Facts};
+use super::swarm;
 use super::{Finding, Severity};
 use crate::firewall_role::{self, FirewallRole, OwnerBecause};
 use crate::plan::{self, Mode};
@@ -22,9 +23,10 @@ pub fn findings(facts: &Facts) -> Vec<Finding> {
     out.extend(firewall_backend(facts));
     out.extend(daemon_json(facts));
     if let Ok(docker) = &facts.docker {
-        out.extend(networks_without_subnet(&docker.networks));
+        out.extend(networks_without_subnet(docker));
         out.extend(overlapping_subnets(&docker.networks));
         out.extend(sixtofour_subnets(&docker.networks));
+        out.extend(swarm::findings(docker));
     }
     out.extend(forward_policy_drop(facts));
     out.extend(firewalld_and_ufw(facts));
@@ -202,10 +204,13 @@ fn is_ipv6_bridge(n: &Network) -> bool {
     n.enable_ipv6 && n.driver == "bridge"
 }
 
-fn networks_without_subnet(networks: &[Network]) -> Vec<Finding> {
-    networks
+/// (A swarm node's `docker_gwbridge` has its own finding: it is remade differently.)
+fn networks_without_subnet(docker: &DockerFacts) -> Vec<Finding> {
+    docker
+        .networks
         .iter()
         .filter(|n| is_ipv6_bridge(n) && n.ipv6_subnets().is_empty())
+        .filter(|n| !swarm::is_swarm_gwbridge(docker, n))
         .map(|n| {
             Finding::new(
                 "network-without-ipv6-subnet",
@@ -630,6 +635,7 @@ mod tests {
                 experimental: false,
                 networks: vec![],
                 containers: vec![],
+                swarm: None,
             }),
             daemon_json: match daemon {
                 Some(text) => DaemonJson::Parsed(

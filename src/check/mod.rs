@@ -1,6 +1,6 @@
 //! `dock6 check`: a preflight of the host as it is, run before or beside
 //! the agent. It gathers facts (`facts`: Docker, daemon.json, the host,
-//! nftables, the kernel), turns them into findings (`findings`: pure, one
+//! nftables, the kernel, the node's swarm: `swarm`), turns them into findings (`findings`: pure, one
 //! function per finding) and prints them (`render`). Each finding says what
 //! was seen, why it matters and the fix. Exit 1 when any is an error.
 //!
@@ -10,6 +10,7 @@
 pub mod facts;
 pub mod findings;
 mod render;
+pub mod swarm;
 
 use serde::{Deserialize, Serialize};
 

@@ -16,7 +16,8 @@ impl Display for Report {
             )?;
             writeln!(f, "        why: {}", finding.why)?;
             if let Some(fix) = &finding.fix {
-                writeln!(f, "        fix: {fix}")?;
+                // A fix of several commands has one a line, under the first.
+                writeln!(f, "        fix: {}", fix.replace('\n', "\n             "))?;
             }
         }
         let verdict = match self.errors {
@@ -37,5 +38,22 @@ fn count(n: usize, what: &str) -> String {
     match n {
         1 => format!("1 {what}"),
         _ => format!("{n} {what}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Finding, Report, Severity};
+
+    #[test]
+    fn a_fix_of_several_commands_has_one_a_line_under_the_first() {
+        let report = Report::new(vec![
+            Finding::new("steps", Severity::Warning, "seen", "why").fix("first\nsecond"),
+        ]);
+        let text = report.to_string();
+        assert!(
+            text.contains("        fix: first\n             second\n"),
+            "{text}"
+        );
     }
 }

@@ -443,6 +443,38 @@ mod tests {
         assert!(answer.contains("dock6_build_info"), "{answer:?}");
     }
 
+    /// The metric names an operator's alert rules use (docs/fleet.md) are the
+    /// names served, as samples.
+    #[test]
+    fn the_metrics_the_fleet_guide_names_are_served() {
+        let m = Metrics::new();
+        m.pass("failed", Duration::from_millis(3));
+        m.error("table");
+        let text = m.encode();
+        let served: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let guide = include_str!("../../docs/fleet.md");
+        let named: std::collections::BTreeSet<&str> = guide
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter_map(|w| Some((w, w.strip_prefix("dock6_")?)))
+            // Metric names, not file names (`dock6_0.1.0_amd64.deb`).
+            .filter(|(_, rest)| {
+                rest.starts_with(|c: char| c.is_ascii_lowercase())
+                    && rest.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
+            .map(|(w, _)| w)
+            .collect();
+        assert!(named.len() >= 4, "the guide names metrics: {named:?}");
+        let unknown: Vec<&&str> = named.iter().filter(|n| !served.contains(**n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "docs/fleet.md names metrics dock6 does not serve: {unknown:?}; served: {served:?}"
+        );
+    }
+
     #[test]
     fn every_metric_is_in_the_text() {
         let m = Metrics::new();

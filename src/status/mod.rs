@@ -1,6 +1,6 @@
 //! What a running agent tells `dock6 status`: the JSON it serves on its
-//! unix socket (stable: fields are only ever added; documented in
-//! docs/operations.md), built from what the loop already has — its planner and Docker's
+//! unix socket (stable: fields are only ever added; every field documented
+//! in docs/status-json.md, checked by a test here), built from what the loop already has — its planner and Docker's
 //! view — and the human form of it.
 //!
 //! Nothing here plans: the networks, proxy entries and ports are read off
@@ -228,6 +228,153 @@ pub fn containers(containers: &[Container], planner: &Planner) -> Vec<ContainerS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::Value;
+
+    const SCHEMA_DOC: &str = include_str!("../../docs/status-json.md");
+
+    /// A status with every optional field set and one element in every
+    /// list, so that every field of the JSON appears.
+    fn full_status() -> Status {
+        Status {
+            format: FORMAT,
+            version: "0.1.0".into(),
+            pid: 1234,
+            started: "2026-12-01T12:00:00Z".into(),
+            docker: DockerStatus {
+                state: "connected".into(),
+                since: Some("2026-12-01T12:00:01Z".into()),
+            },
+            mode: "owner".into(),
+            mode_reason: "Docker's ip6tables is off".into(),
+            uplink: Some("eth0".into()),
+            networks: vec![NetworkStatus {
+                name: "web".into(),
+                bridge: "br-0123456789ab".into(),
+                subnets: vec!["fd00:61::/64".into()],
+                mode: "nat66".into(),
+                mode_source: "automatic".into(),
+                internal: false,
+                icc: true,
+            }],
+            containers: vec![ContainerStatus {
+                name: "web1".into(),
+                id: "c0ffee".into(),
+                addresses: [("web".to_string(), "fd00:61::2".parse().unwrap())].into(),
+                published: vec!["tcp *:8080 -> 80".into()],
+                open: vec!["tcp 80".into()],
+                sealed: false,
+            }],
+            proxy_entries: vec![ProxyStatus {
+                address: "2001:db8:1::1:2".parse().unwrap(),
+                interface: "eth0".into(),
+                container: "web1".into(),
+                network: "web".into(),
+            }],
+            last_pass: Some(PassStatus {
+                number: 2,
+                at: "2026-12-01T12:00:02Z".into(),
+                duration_ms: 6.8,
+                result: "converged".into(),
+                table: "replaced".into(),
+            }),
+            problems: vec![Problem {
+                level: "warning".into(),
+                text: "something".into(),
+            }],
+            counters: Counters::default(),
+        }
+    }
+
+    /// The documented fields: `| \`path\` | type | meaning |` rows.
+    fn documented() -> BTreeMap<String, String> {
+        SCHEMA_DOC
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let path = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((path.to_string(), cells.get(2)?.to_string()))
+            })
+            .collect()
+    }
+
+    /// The JSON's type in the schema's words.
+    fn kind(value: &Value) -> &'static str {
+        match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_f64() => "number",
+            Value::Number(_) => "integer",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+
+    /// Every field path of `value` with its type; arrays as `path[]`; the
+    /// objects the schema calls maps are not entered (their keys are data).
+    fn fields(
+        value: &Value,
+        path: &str,
+        maps: &[String],
+        out: &mut BTreeMap<String, &'static str>,
+    ) {
+        match value {
+            Value::Object(members) if !maps.iter().any(|m| m == path) => {
+                for (key, member) in members {
+                    let child = match path {
+                        "" => key.clone(),
+                        _ => format!("{path}.{key}"),
+                    };
+                    out.insert(child.clone(), kind(member));
+                    fields(member, &child, maps, out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    fields(item, &format!("{path}[]"), maps, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_documented_schema_is_the_status_json() {
+        let doc = documented();
+        assert!(doc.len() > 40, "the schema table was found: {doc:?}");
+        let maps: Vec<String> = doc
+            .iter()
+            .filter(|(_, kind)| kind.starts_with("map"))
+            .map(|(path, _)| path.clone())
+            .collect();
+        let json = serde_json::to_value(full_status()).unwrap();
+        let mut served = BTreeMap::new();
+        fields(&json, "", &maps, &mut served);
+        let undocumented: Vec<&String> = served.keys().filter(|p| !doc.contains_key(*p)).collect();
+        let gone: Vec<&String> = doc.keys().filter(|p| !served.contains_key(*p)).collect();
+        assert!(
+            undocumented.is_empty(),
+            "fields served but not in docs/status-json.md: {undocumented:?}"
+        );
+        assert!(
+            gone.is_empty(),
+            "fields in docs/status-json.md the status does not serve: {gone:?}"
+        );
+        for (path, kind) in &served {
+            let documented = &doc[path];
+            let first = documented.split_whitespace().next().unwrap_or("");
+            let matches = first == *kind || (first == "map" && *kind == "object");
+            assert!(
+                matches,
+                "{path}: served as {kind}, documented as {documented:?}"
+            );
+        }
+        assert!(
+            SCHEMA_DOC.contains(&format!("It is **{FORMAT}**")),
+            "docs/status-json.md names the schema version {FORMAT}"
+        );
+    }
 
     #[test]
     fn containers_show_what_the_plan_publishes_and_opens() {

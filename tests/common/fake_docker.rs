@@ -4,8 +4,9 @@
 //! (`Connection: close`), so every answer is exactly what the script says.
 //!
 //! It serves what bollard asks for — `/_ping`, `/version` (API 1.41),
-//! `/networks`, `/networks/ID`, `/containers/json`, `/containers/ID/json`
-//! and `/events` (chunked, held open) — from a [`Phase`] the test switches;
+//! `/info`, `/networks`, `/networks/ID`, `/containers/json`,
+//! `/containers/ID/json`, `/services` and `/events` (chunked, held open) —
+//! from a [`Phase`] the test switches;
 //! each switch ends the open event streams, as a restarting dockerd would, so
 //! the client reconnects and meets the new phase at once. A test can also
 //! send an event on the open streams ([`FakeDocker::send_event`]) and make
@@ -114,6 +115,11 @@ struct State {
     hits: HashMap<String, usize>,
     /// What `/networks` lists instead of the one network, when set.
     networks: Option<Vec<Value>>,
+    /// What `/info` answers, when set (else a bare 20.10 outside any swarm).
+    info: Option<Value>,
+    /// What `/services` answers (status and body), when set (else a 503 as
+    /// from a node that is no swarm manager).
+    services: Option<(u16, Value)>,
     /// Every event sent so far (JSON text); each open stream sends those
     /// that came after it opened.
     events: Vec<String>,
@@ -150,6 +156,8 @@ impl FakeDocker {
             generation: 0,
             hits: HashMap::new(),
             networks: None,
+            info: None,
+            services: None,
             events: Vec::new(),
             failing_inspects: HashSet::new(),
         }));
@@ -203,6 +211,16 @@ impl FakeDocker {
     /// `/networks` lists these (see [`network_json`]) from now on.
     pub fn set_networks(&self, networks: Vec<Value>) {
         self.state.lock().expect("state").networks = Some(networks);
+    }
+
+    /// `/info` answers `info` from now on (a recorded answer, or a part of one).
+    pub fn set_info(&self, info: Value) {
+        self.state.lock().expect("state").info = Some(info);
+    }
+
+    /// `/services` answers `status` with `body` from now on.
+    pub fn set_services(&self, status: u16, body: Value) {
+        self.state.lock().expect("state").services = Some((status, body));
     }
 
     /// Sends `event` (an event as Docker's `/events` streams it) on every
@@ -292,11 +310,26 @@ fn serve(stream: UnixStream, state: &Mutex<State>, stop: &AtomicBool) {
             state.failing_inspects.clone(),
         )
     };
+    let (info, services) = {
+        let state = state.lock().expect("state");
+        (state.info.clone(), state.services.clone())
+    };
     let mut out = stream;
     match (endpoint.as_str(), &phase) {
         ("/_ping", _) => respond(&mut out, 200, "text/plain", b"OK"),
         ("/version", _) => respond_json(&mut out, 200, &version()),
-        ("/info", _) => respond_json(&mut out, 200, &json!({ "ServerVersion": "20.10.24" })),
+        ("/info", _) => respond_json(
+            &mut out,
+            200,
+            &info.unwrap_or_else(|| json!({ "ServerVersion": "20.10.24" })),
+        ),
+        ("/services", _) => {
+            let (status, body) = services.unwrap_or_else(|| {
+                let message = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+                (503, json!({ "message": message }))
+            });
+            respond_json(&mut out, status, &body)
+        }
         ("/events", Phase::EventsCut) => {
             events_head(&mut out);
             std::thread::sleep(Duration::from_secs(1));
@@ -409,6 +442,7 @@ fn respond(out: &mut UnixStream, status: u16, content_type: &str, body: &[u8]) {
     let reason = match status {
         200 => "OK",
         404 => "Not Found",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
     let _ = write!(

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use dock6_lab::{DEFAULT_NAME, Docker, IMAGE, Lab, Options};
 
-const USAGE: &str = "usage: cargo xtask lab up [NAME] [--docker 20|28] [--no-userland-proxy] [--no-iptables] [--ip6tables]\n       \
+const USAGE: &str = "usage: cargo xtask lab up [NAME] [--docker 20|26|28] [--no-userland-proxy] [--no-iptables] [--ip6tables]\n       \
                      cargo xtask lab down [NAME]\n       cargo xtask lab status [NAME]\n\
                      NAME defaults to dock6-lab; `eval \"$(cargo xtask lab up)\"` sets DOCKER_HOST";
 
@@ -45,7 +45,7 @@ fn parse(args: &[String]) -> Result<Option<(Options, Option<&str>)>> {
         match arg.as_str() {
             "--docker" => {
                 let Some(version) = args.next() else {
-                    bail!("--docker needs a version (20 or 28)\n{USAGE}");
+                    bail!("--docker needs a version (20, 26 or 28)\n{USAGE}");
                 };
                 options.docker = Docker::parse(version)?;
             }

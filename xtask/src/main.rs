@@ -4,7 +4,7 @@
 //! - `bless`: rewrite the golden files under `rules/` from the current planner;
 //! - `man`: rewrite `dist/dock6.8` from the command line (clap_mangen);
 //! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
-//! - `bench [--docker [20|28]]`: dock6 at scale, one table (`examples/bench`, root);
+//! - `bench [--docker [20|26|28]]`: dock6 at scale, one table (`examples/bench`, root);
 //! - `deps`: only install the Debian packages;
 //! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
 //! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI);
@@ -42,6 +42,8 @@ const PACKAGES: &[&str] = &[
     "binutils",
     "debootstrap",
     "systemd-container",
+    // The rollout's gate of docs/fleet.md, run by tests/check.rs as an operator runs it.
+    "jq",
 ];
 
 fn main() -> ExitCode {
@@ -74,7 +76,7 @@ fn main() -> ExitCode {
                 "  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces"
             );
             eprintln!(
-                "  bench  [--docker [20|28]] [--only offline,resync,events,conntrack] [--sizes N,…]: dock6 at scale, one table (release build; root; namespaces of its own; --docker: a real dockerd too, ~10 min more; --only/--sizes: some parts at some sizes)"
+                "  bench  [--docker [20|26|28]] [--only offline,resync,events,conntrack] [--sizes N,…]: dock6 at scale, one table (release build; root; namespaces of its own; --docker: a real dockerd too, ~10 min more; --only/--sizes: some parts at some sizes)"
             );
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
@@ -182,9 +184,14 @@ fn test(extra: &[String]) -> Result<()> {
         "warnings",
     ]);
     run(clippy)?;
-    // Docker 28 for tests/modern_docker.rs and the matrix: fetched once, before any test races.
-    dock6_lab::ensure_tools(&docker28_options())?;
-    dock6_lab::ensure_bundle()?;
+    // Dockers 26 and 28 for the matrix (and 28 for tests/modern_docker.rs): fetched once, before
+    // any test races.
+    for docker in dock6_lab::Docker::BUNDLED {
+        dock6_lab::ensure_tools(&options_for(*docker))?;
+        if let Some(bundle) = docker.bundle() {
+            dock6_lab::ensure_bundle(bundle)?;
+        }
+    }
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(extra);
@@ -194,8 +201,8 @@ fn test(extra: &[String]) -> Result<()> {
 
 /// The test binaries that run against each Docker of the lab: every one that starts a lab
 /// dockerd of the default version. `cargo test` above ran them on the installed Docker
-/// (Debian's 20.10); they run again here on Docker 28. Tests that need Docker 28 itself
-/// (tests/modern_docker.rs) ask for it and ran above.
+/// (Debian's 20.10); they run again here on each bundled Docker (trixie's 26.1, sid's 28.5).
+/// Tests that need Docker 28 itself (tests/modern_docker.rs) ask for it and ran above.
 const DOCKER_MATRIX: &[&str] = &[
     "attack",
     "check",
@@ -210,33 +217,40 @@ const DOCKER_MATRIX: &[&str] = &[
     "renumbering",
 ];
 
-/// The Docker tests again, on Docker 28 (`DOCK6_LAB_DOCKER=28`).
+/// The Docker tests again, on each bundled Docker (`DOCK6_LAB_DOCKER=26`, then `28`); each
+/// version's run time is printed, and all of them at the end.
 fn docker_matrix(extra: &[String]) -> Result<()> {
-    let started = std::time::Instant::now();
-    let mut cmd = cargo();
-    cmd.env(dock6_lab::DOCKER_ENV, dock6_lab::Docker::V28.label())
-        .args(["test", "-p", "dock6"]);
-    for test in DOCKER_MATRIX {
-        cmd.args(["--test", test]);
+    let mut times = Vec::new();
+    for docker in dock6_lab::Docker::BUNDLED {
+        let started = std::time::Instant::now();
+        let mut cmd = cargo();
+        cmd.env(dock6_lab::DOCKER_ENV, docker.label())
+            .args(["test", "-p", "dock6"]);
+        for test in DOCKER_MATRIX {
+            cmd.args(["--test", test]);
+        }
+        cmd.args(extra);
+        run(cmd).with_context(|| format!("the Docker tests on Docker {}", docker.label()))?;
+        let took = started.elapsed();
+        eprintln!(
+            "xtask: the Docker tests passed on Docker {} ({took:.0?})",
+            docker.label()
+        );
+        times.push(format!("{} {took:.0?}", docker.label()));
     }
-    cmd.args(extra);
-    run(cmd)?;
-    eprintln!(
-        "xtask: the Docker tests passed on Docker 28 too ({:.0?})",
-        started.elapsed()
-    );
+    eprintln!("xtask: Docker matrix times: {}", times.join(", "));
     Ok(())
 }
 
-fn docker28_options() -> dock6_lab::Options {
+fn options_for(docker: dock6_lab::Docker) -> dock6_lab::Options {
     dock6_lab::Options {
-        docker: dock6_lab::Docker::V28,
+        docker,
         ..Default::default()
     }
 }
 
-/// A test file that starts a lab dockerd (`DockerLab::up`) without pinning Docker 28 must be in
-/// [`DOCKER_MATRIX`], or it would silently run on one Docker only.
+/// A test file that starts a lab dockerd (`DockerLab::up`) without pinning a bundled Docker must
+/// be in [`DOCKER_MATRIX`], or it would silently run on one Docker only.
 fn check_docker_matrix() -> Result<()> {
     let tests = root_dir().join("tests");
     let mut missing = Vec::new();
@@ -252,6 +266,7 @@ fn check_docker_matrix() -> Result<()> {
         let text = std::fs::read_to_string(&path)?;
         if text.contains("DockerLab::up(")
             && !text.contains("Docker::V28")
+            && !text.contains("Docker::V26")
             && !DOCKER_MATRIX.contains(&name)
         {
             missing.push(name.to_string());
@@ -311,7 +326,7 @@ fn man() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--docker [20|28]]`: the release build of dock6 and of
+/// `cargo xtask bench [--docker [20|26|28]]`: the release build of dock6 and of
 /// `examples/bench`, then the bench (root; see examples/bench/main.rs).
 fn bench(args: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
@@ -332,7 +347,8 @@ fn bench(args: &[String]) -> Result<()> {
     run(cmd)
 }
 
-/// `demo [--docker 20|28]`: the installed Docker by default, or sid's 28 (see the lab).
+/// `demo [--docker 20|26|28]`: the installed Docker by default, or trixie's 26 or sid's 28 (see
+/// the lab).
 fn demo(args: &[String]) -> Result<()> {
     let options = match args {
         [] => dock6_lab::Options::default(),
@@ -340,7 +356,7 @@ fn demo(args: &[String]) -> Result<()> {
             docker: dock6_lab::Docker::parse(version)?,
             ..Default::default()
         },
-        _ => bail!("usage: cargo xtask demo [--docker 20|28]"),
+        _ => bail!("usage: cargo xtask demo [--docker 20|26|28]"),
     };
     install_packages(PACKAGES)?;
     dock6_lab::ensure_tools(&options)?;
