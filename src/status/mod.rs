@@ -256,6 +256,12 @@ mod tests {
                 mode_source: "automatic".into(),
                 internal: false,
                 icc: true,
+                nptv6: Some(Nptv6Status {
+                    follows: "uplink".into(),
+                    prefix: Some("2001:db8:1:0:d6::/80".into()),
+                    since: "2026-12-01T12:00:02Z".into(),
+                    changes: 1,
+                }),
             }],
             containers: vec![ContainerStatus {
                 name: "web1".into(),
