@@ -16,6 +16,8 @@
 //! with a route to the host (the control: the new one answers in the same
 //! round); the old mapping's conntrack entries are gone; the container's
 //! Docker address and start time never change; the log says old → new once.
+//! A network built on the provider's prefix itself (ndp-proxy) is closed
+//! when that prefix goes, with a warning that names it.
 
 mod common;
 
@@ -337,6 +339,11 @@ fn an_uplink_renumbering_moves_the_mapping_at_once() {
         &["--label", "dock6.nptv6-prefix=uplink"],
     );
     let web = Web::start(&lab, "shop", "web", "fd00:b6:7:0:d6::/80");
+    // A network built on the provider's first prefix itself (ndp-proxy once
+    // the prefix is on-link): it cannot follow a renumbering.
+    ipv6_network_with(&lab, "onprefix", "2001:db8:a0:0:e6::/80", &[]);
+    run_server(&lab, "stuck", "onprefix", &[]);
+    let stuck = address_of(&lab, "stuck", "onprefix");
     // The router takes no address from its own advertisements.
     upstream.sysctl(
         &format!("net.ipv6.conf.{}.accept_ra", lab::UPSTREAM_LINK),
@@ -377,6 +384,14 @@ fn an_uplink_renumbering_moves_the_mapping_at_once() {
         "egress from the first provider prefix"
     );
     let host_address = host_address_in(&host, &first);
+    agent.wait_until(
+        "control: the network on the prefix is proxied",
+        PROMPTLY,
+        || {
+            host.exec_ok(&["ip", "-6", "neigh", "show", "proxy"])
+                .contains(&stuck)
+        },
+    );
     assert!(
         flows_to(&host, web.mapped_under(&first).1) > 0,
         "control: the connection to the mapped address left a conntrack entry"
@@ -414,6 +429,25 @@ fn an_uplink_renumbering_moves_the_mapping_at_once() {
             changed,
         ));
         host_address = host_address_in(&host, &new);
+        if i == 0 {
+            // The network on the lost prefix: closed, no proxy entry, and
+            // the operator told what to do instead.
+            agent.wait_for_log("a prefix the host no longer has", PROMPTLY);
+            let log = agent.log();
+            let warning = log
+                .lines()
+                .find(|l| l.contains("a prefix the host no longer has"))
+                .expect("the warning");
+            assert!(
+                warning.contains("network \"onprefix\"") && warning.contains("prefix = \"uplink\""),
+                "{warning}"
+            );
+            let proxies = host.exec_ok(&["ip", "-6", "neigh", "show", "proxy"]);
+            assert!(
+                !proxies.contains(&stuck),
+                "still proxied on a prefix the host lost: {proxies}"
+            );
+        }
         let shown = status_mapping(&lab, "web");
         assert_eq!(
             shown["prefix"],
