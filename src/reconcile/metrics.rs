@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use super::prefixes::{Mapping, MappingChange};
+use super::prefixes::{Mapping, MappingChange, Mappings};
 
 /// A scraper that holds a connection longer than this is dropped.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -178,8 +178,18 @@ impl Metrics {
             .inc();
     }
 
+    /// Every `nptv6` network's current mapping: the series of networks and
+    /// prefixes gone since the last call go too.
+    pub fn mappings(&self, mappings: &Mappings) {
+        self.nptv6_mapped.clear();
+        self.nptv6_changed.clear();
+        for (network, m) in mappings.iter() {
+            self.mapping(network, m);
+        }
+    }
+
     /// An `nptv6` network's current mapping.
-    pub fn mapping(&self, network: &str, mapping: &Mapping) {
+    fn mapping(&self, network: &str, mapping: &Mapping) {
         let label = MappingLabel {
             network: network.into(),
             prefix: prefix_label(mapping.prefix),
@@ -196,12 +206,8 @@ impl Metrics {
             .set(since);
     }
 
-    /// A mapping moved: its old prefix's series goes.
+    /// A mapping moved: counted.
     pub fn mapping_moved(&self, change: &MappingChange) {
-        self.nptv6_mapped.remove(&MappingLabel {
-            network: change.network.clone(),
-            prefix: prefix_label(change.old),
-        });
         self.nptv6_changes
             .get_or_create(&NetworkLabel {
                 network: change.network.clone(),
@@ -497,5 +503,60 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line:?} not in:\n{text}");
         }
+    }
+
+    #[test]
+    fn an_nptv6_mapping_is_shown_and_a_move_counted_without_the_old_prefix() {
+        use crate::plan::{Mode, ModeSource, NetworkPlan, PrefixSource};
+        use std::time::UNIX_EPOCH;
+        let m = Metrics::new();
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let web = |prefix: &str| NetworkPlan {
+            name: "web".into(),
+            bridge: "br-0".into(),
+            subnets: vec!["fd00::/80".parse().unwrap()],
+            mode: Mode::Nptv6,
+            mode_source: ModeSource::Label,
+            icc: true,
+            masquerade: true,
+            internal: false,
+            unprotected: false,
+            nptv6: Some(prefix.parse().unwrap()),
+            nptv6_source: Some(PrefixSource::Uplink),
+        };
+        let mut mappings = Mappings::default();
+        mappings.follow(&[web("2001:db8:a::/80")], at(1000));
+        m.mappings(&mappings);
+        let text = m.encode();
+        for line in [
+            "dock6_nptv6_mapped{network=\"web\",prefix=\"2001:db8:a::/80\"} 1",
+            "dock6_nptv6_mapping_changed_timestamp_seconds{network=\"web\"} 1000",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
+        for change in mappings.follow(&[web("2001:db8:b::/80")], at(2000)) {
+            m.mapping_moved(&change);
+        }
+        m.mappings(&mappings);
+        let text = m.encode();
+        assert!(
+            !text.contains("2001:db8:a::/80"),
+            "the old prefix's series is gone:\n{text}"
+        );
+        for line in [
+            "dock6_nptv6_mapped{network=\"web\",prefix=\"2001:db8:b::/80\"} 1",
+            "dock6_nptv6_mapping_changes_total{network=\"web\"} 1",
+            "dock6_nptv6_mapping_changed_timestamp_seconds{network=\"web\"} 2000",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
+        // The network goes: so do its mapping's series.
+        mappings.follow(&[], at(3000));
+        m.mappings(&mappings);
+        assert!(
+            !m.encode().contains("dock6_nptv6_mapped{"),
+            "{}",
+            m.encode()
+        );
     }
 }

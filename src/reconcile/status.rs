@@ -121,9 +121,7 @@ impl Shown {
                 changes: m.changes,
             });
         }
-        for (network, m) in mappings.iter() {
-            self.metrics.mapping(network, m);
-        }
+        self.metrics.mappings(mappings);
     }
 
     /// A mapping moved: counted, and its old prefix no longer shown.
