@@ -202,6 +202,7 @@ const DOCKER_MATRIX: &[&str] = &[
     "lab_smoke",
     "operators",
     "pid_namespace",
+    "swarm",
 ];
 
 /// The Docker tests again, on Docker 28 (`DOCK6_LAB_DOCKER=28`).
