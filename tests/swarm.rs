@@ -60,6 +60,12 @@ fn egress_seen(swarm: &Swarm, node: usize, task: &str) -> Result<String, String>
     }
 }
 
+/// The client address busybox httpd's CGI reports (`[fd00::4]`, `[::ffff:192.0.2.19]`), bare.
+fn client_address(line: &str) -> &str {
+    let bare = line.trim().trim_matches(['[', ']']);
+    bare.strip_prefix("::ffff:").unwrap_or(bare)
+}
+
 /// `table inet dock6` of a node, as nft lists it.
 fn dock6_table(node: &DockerLab) -> String {
     node.host_ns()
@@ -210,7 +216,7 @@ fn the_overlay_and_the_swarms_own_traffic_are_left_alone(
     let out = swarm.exec(1, &probes[0], &["sh", "-c", &request]);
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(
-        body.lines().any(|l| l.trim() == from),
+        body.lines().any(|l| client_address(l) == from),
         "node 1's task reaches node 2's at {to} over the overlay, seen as {from}: {body:?}"
     );
     for node in 1..=2 {
