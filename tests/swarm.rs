@@ -15,6 +15,11 @@
 //!    tasks get egress and the published port again);
 //! 5. `docker service rm` closes the published port on both nodes and removes its elements.
 //!
+//! A second swarm runs dock6 itself as a Swarm global service from `dist/dock6-stack.yml`: it
+//! cannot write /proc/sys there (read-only in any service), says so and does not converge, and
+//! once each node has the sysctls the stack file asks for, it converges and gives the tasks
+//! IPv6 egress, which they have not before it runs.
+//!
 //! Docker 20.10 gets an `--ipv6` overlay; Docker 28 cannot allocate one (moby#52469), so there
 //! the overlay is IPv4-only and the tasks' IPv6 is their `docker_gwbridge` address. The lab's
 //! daemon.json keeps Docker's own ip6tables off on both versions, so without dock6 nothing NATs
@@ -22,6 +27,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::agent::Agent;
@@ -41,6 +47,8 @@ const HOST_PORT: u16 = 8080;
 const MESH_PORT: u16 = 8090;
 /// The upstream's echo peer: answers with the address it sees.
 const ECHO_PORT: u16 = 7000;
+/// dock6's own service, as `docker stack deploy -c dist/dock6-stack.yml dock6` names it.
+const DOCK6_SERVICE: &str = "dock6_dock6";
 
 /// What the upstream's echo peer sees from a task of `node` (trimmed), or why it saw nothing.
 fn egress_seen(swarm: &Swarm, node: usize, task: &str) -> Result<String, String> {
@@ -320,4 +328,142 @@ fn removing_the_service_closes_its_port_on_every_node(swarm: &Swarm, agents: &[A
             },
         );
     }
+}
+
+/// `dist/dock6-stack.yml` deployed as its header says, on a fresh swarm.
+#[test]
+fn the_stack_file_runs_dock6_on_every_node_once_the_sysctls_are_set() {
+    let Some(_serial) =
+        one_at_a_time("the_stack_file_runs_dock6_on_every_node_once_the_sysctls_are_set")
+    else {
+        return;
+    };
+    let started = Instant::now();
+    let swarm = Swarm::up("swstack", lab::Options::default());
+    swarm.overlay(OVERLAY);
+    swarm.service(&[
+        "--name",
+        PROBE,
+        "--mode",
+        "global",
+        "--network",
+        OVERLAY,
+        lab::IMAGE,
+        "sh",
+        "-c",
+        WHO_AM_I_SERVER,
+    ]);
+    let probes = [swarm.wait_task(1, PROBE), swarm.wait_task(2, PROBE)];
+    let _echo = swarm.node(1).upstream_ns().tcp_echo_peer(ECHO_PORT);
+    for node in 1..=2 {
+        assert!(
+            egress_seen(&swarm, node, &probes[node - 1]).is_err(),
+            "node {node}: a task has IPv6 egress before dock6 runs"
+        );
+    }
+
+    deploy_the_stack_file(&swarm);
+    let agents = [
+        swarm.wait_task(1, DOCK6_SERVICE),
+        swarm.wait_task(2, DOCK6_SERVICE),
+    ];
+    for node in 1..=2 {
+        let task = &agents[node - 1];
+        wait_until(
+            &format!("node {node}: dock6 in its task says /proc/sys is read-only"),
+            || task_log(&swarm, node, task).contains("Read-only file system"),
+        );
+        assert_eq!(
+            last_pass(&swarm, node, task),
+            "failed",
+            "node {node}: without the sysctls set beforehand, dock6 as a service cannot converge"
+        );
+    }
+    // The node's preparation the stack file asks for (sysctl.d on a real host).
+    for node in 1..=2 {
+        let host = swarm.node(node).host_ns();
+        host.sysctl("net.ipv6.conf.eth0.accept_ra", "2");
+        host.sysctl("net.ipv6.conf.all.forwarding", "1");
+    }
+    for node in 1..=2 {
+        let task = &agents[node - 1];
+        wait_until(&format!("node {node}: dock6's service converges"), || {
+            last_pass(&swarm, node, task) == "converged"
+        });
+        assert_eq!(
+            egress_seen(&swarm, node, &probes[node - 1]),
+            Ok(swarm.node(node).host_v6()),
+            "node {node}: dock6 run by Swarm gives the node's task IPv6 egress\n{}",
+            task_log(&swarm, node, task)
+        );
+    }
+    swarm.node(1).docker(&["stack", "rm", "dock6"]);
+    eprintln!(
+        "figure: the stack-file test took {:.0?} (Docker {})",
+        started.elapsed(),
+        swarm.docker_version().label()
+    );
+}
+
+/// The image (as `cargo xtask image` makes it) on both nodes, and the stack deployed from
+/// `dist/`. The lab's nodes share one file system, so each node's Docker socket and run
+/// directory are reached through a link named by its swarm node id (a Swarm template).
+fn deploy_the_stack_file(swarm: &Swarm) {
+    let first = &swarm.node(1).lab;
+    let tarball = first.dir.join("dock6-image.tar");
+    let binary = Path::new(env!("CARGO_BIN_EXE_dock6"));
+    dock6_pack::image::image_tarball(binary, &first.dir, &tarball)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let links = first.dir.join("nodes");
+    std::fs::create_dir(&links).expect("create the node links");
+    for node in &swarm.nodes {
+        dock6_pack::image::import(node.lab.docker(), &tarball, "dock6:test")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let id = node.docker(&["info", "--format", "{{.Swarm.NodeID}}"]);
+        std::os::unix::fs::symlink(&node.lab.dir, links.join(&id)).expect("link a node");
+        std::fs::create_dir(node.lab.dir.join("dock6-run")).expect("create the run directory");
+    }
+    let per_node = |path: &str| format!("{}/{{{{.Node.ID}}}}/{path}", links.display());
+    let stack_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/dock6-stack.yml");
+    let out = first
+        .docker()
+        .env("DOCK6_IMAGE", "dock6:test")
+        .env("DOCKER_SOCKET", per_node("docker.sock"))
+        .env("DOCK6_RUN_DIR", per_node("dock6-run"))
+        .args(["stack", "deploy", "--resolve-image", "never", "-c"])
+        .arg(&stack_file)
+        .arg("dock6")
+        .output()
+        .expect("docker stack deploy");
+    assert!(
+        out.status.success(),
+        "docker stack deploy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a task wrote to stdout and stderr.
+fn task_log(swarm: &Swarm, node: usize, task: &str) -> String {
+    let out = swarm
+        .node(node)
+        .lab
+        .docker()
+        .args(["logs", task])
+        .output()
+        .expect("docker logs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `last_pass.result` of `dock6 status --json` in dock6's task ("" when there is none yet).
+fn last_pass(swarm: &Swarm, node: usize, task: &str) -> String {
+    let out = swarm.exec(node, task, &["/usr/sbin/dock6", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    status["last_pass"]["result"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
