@@ -187,6 +187,9 @@ impl Lab {
             .arg(self.pidfile())
             .arg("-H")
             .arg(self.docker_host())
+            // No registry is reachable: a swarm task would first try to pull its image and wait
+            // for the lookup to fail (about 20 s) before using the local one.
+            .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

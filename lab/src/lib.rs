@@ -57,6 +57,21 @@
 //! Needs root, iproute2, util-linux (nsenter), tar, iptables, Debian's `docker.io` (only installed
 //! when no `dockerd` is on the PATH) and `busybox-static` (installed when missing).
 //!
+//! **More Docker hosts on the same link** (a swarm's nodes): [`Lab::peer`] names node 2, 3, … of a
+//! lab, each with a host namespace and a dockerd of its own and its uplink on the first lab's
+//! link. When the first peer comes up, the upstream's end of the link becomes a bridge, `link0`,
+//! holding the router's addresses, with `host0` and each peer's `hostN` on it:
+//!
+//! ```text
+//!  NAME-upstream                              NAME-host        eth0 2001:db8:1::10  198.51.100.10
+//!  link0 2001:db8:1::1/64  ── host0 ─ veth ─
+//!        198.51.100.1/24   ── host2 ─ veth ─  NAME-n2-host     eth0 2001:db8:1::11  198.51.100.11
+//! ```
+//!
+//! A peer is a lab of its own (`NAME-nN`: directory, dockerd, socket, cgroup parent) that shares
+//! the upstream namespace: its `down` removes its host namespace and leaves the upstream to the
+//! first lab's.
+//!
 //! Where things are: [`topology`] (namespaces, veth, addresses, routes), [`dockerd`] (config file,
 //! start/stop, socket wait, containerd refusal), [`image`] (the busybox import), [`tools`] (apt
 //! installs), [`teardown`] (`down`), [`sys`] (processes, signals, mounts: plain /proc and libc).
@@ -208,6 +223,9 @@ impl Docker {
     }
 }
 
+/// The most Docker hosts one link carries (node 1, the lab itself, and its peers).
+pub const MAX_NODES: u8 = 9;
+
 /// One lab, by name. Creating the value touches nothing.
 #[derive(Debug)]
 pub struct Lab {
@@ -215,6 +233,9 @@ pub struct Lab {
     pub dir: PathBuf,
     pub host_ns: String,
     pub upstream_ns: String,
+    /// Which Docker host of the link this is: 1 for a lab of its own (it owns the upstream
+    /// namespace), 2 … [`MAX_NODES`] for a [`Lab::peer`].
+    pub node: u8,
     /// dockerd, when this process started it (reaped by `down`).
     dockerd: Option<Child>,
 }
@@ -237,8 +258,49 @@ impl Lab {
             dir: Path::new(BASE_DIR).join(name),
             host_ns: format!("{name}-host"),
             upstream_ns: format!("{name}-upstream"),
+            node: 1,
             dockerd: None,
         })
+    }
+
+    /// Node `node` (2 … [`MAX_NODES`]) of this lab's link: a lab named `NAME-nNODE` whose host
+    /// namespace is linked to this lab's upstream. Creating the value touches nothing; its `up`
+    /// needs this lab's network up first.
+    pub fn peer(&self, node: u8) -> Result<Lab> {
+        if self.node != 1 || !(2..=MAX_NODES).contains(&node) {
+            bail!(
+                "lab {}: a peer is node 2 to {MAX_NODES} of a lab of its own",
+                self.name
+            );
+        }
+        let mut peer = Lab::new(&format!("{}-n{node}", self.name))?;
+        peer.upstream_ns = self.upstream_ns.clone();
+        peer.node = node;
+        Ok(peer)
+    }
+
+    /// Whether this lab made (and so removes) the upstream namespace.
+    pub(crate) fn owns_upstream(&self) -> bool {
+        self.node == 1
+    }
+
+    /// The namespaces this lab removes on `down`.
+    pub(crate) fn own_namespaces(&self) -> Vec<&str> {
+        let mut namespaces = vec![self.host_ns.as_str()];
+        if self.owns_upstream() {
+            namespaces.push(self.upstream_ns.as_str());
+        }
+        namespaces
+    }
+
+    /// The host's IPv6 address on the link: [`HOST_V6`] for node 1, the next ones for peers.
+    pub fn host_v6(&self) -> String {
+        format!("2001:db8:1::{:x}", 0x10 + u16::from(self.node) - 1)
+    }
+
+    /// The host's IPv4 address on the link: [`HOST_V4`] for node 1, the next ones for peers.
+    pub fn host_v4(&self) -> String {
+        format!("198.51.100.{}", 10 + u16::from(self.node) - 1)
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -324,9 +386,18 @@ impl Lab {
         if !is_root() {
             bail!("the lab needs root (network namespaces, dockerd)");
         }
+        if !self.owns_upstream() && !topology::netns_exists(&self.upstream_ns) {
+            bail!(
+                "lab {}: the link's upstream {} is not up (bring node 1 up first)",
+                self.name,
+                self.upstream_ns
+            );
+        }
         if self.dir.exists()
-            || topology::netns_exists(&self.host_ns)
-            || topology::netns_exists(&self.upstream_ns)
+            || self
+                .own_namespaces()
+                .iter()
+                .any(|ns| topology::netns_exists(ns))
         {
             bail!(
                 "lab {} exists already (or is left over): `cargo xtask lab down {}` first",

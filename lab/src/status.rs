@@ -15,7 +15,7 @@ impl Lab {
     pub fn status(&self) -> Vec<String> {
         let mut lines = vec![format!("lab {} ({})", self.name, self.dir.display())];
         lines.push(format!("  directory: {}", presence(self.dir.exists())));
-        for ns in [&self.host_ns, &self.upstream_ns] {
+        for ns in self.own_namespaces() {
             lines.push(format!("  netns {ns}: {}", presence(netns_exists(ns))));
         }
         let pid = fs::read_to_string(self.pidfile())

@@ -143,9 +143,9 @@ impl Lab {
         mounts_under(&self.dir)
     }
 
-    /// The namespaces (the veth pair goes with them).
+    /// The namespaces (the veth pair goes with them); a peer leaves the upstream to node 1.
     fn delete_namespaces(&self, problems: &mut Vec<String>) {
-        for ns in [&self.host_ns, &self.upstream_ns] {
+        for ns in self.own_namespaces() {
             if !netns_exists(ns) {
                 continue;
             }
@@ -194,11 +194,12 @@ impl Lab {
         let _ = fs::remove_file(SHARED_OUTSIDE);
     }
 
-    /// Pids living in the lab: in one of its namespaces (dockerd, containerd, shims, docker-proxy),
+    /// Pids living in the lab: in one of its own namespaces (dockerd, containerd, shims, docker-proxy),
     /// in its cgroup parent (container processes: their root and executable are in a mount
     /// namespace of their own), or with their executable under the lab directory.
     pub fn processes(&self) -> Vec<i32> {
-        let namespaces: Vec<String> = [&self.host_ns, &self.upstream_ns]
+        let namespaces: Vec<String> = self
+            .own_namespaces()
             .into_iter()
             .filter_map(|ns| fs::metadata(Path::new("/run/netns").join(ns)).ok())
             .map(|m| format!("net:[{}]", m.ino()))

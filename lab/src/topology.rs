@@ -1,6 +1,7 @@
 //! The lab's network: two namespaces, the veth pair between them, their addresses and the
-//! host's default routes (see the diagram in the crate documentation). Every command is argv
-//! (`ip -n NS …`), never a shell, and runs only in the lab's own namespaces.
+//! host's default routes (see the diagrams in the crate documentation); for a peer, its host
+//! namespace on the first lab's link, which becomes a bridge in the upstream. Every command is
+//! argv (`ip -n NS …`), never a shell, and runs only in the lab's own namespaces.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,21 +9,52 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::sys::run;
-use crate::{
-    HOST_UPLINK, HOST_V4, HOST_V6, Lab, UPSTREAM_INTERNET_V6, UPSTREAM_LINK, UPSTREAM_V4,
-    UPSTREAM_V6,
-};
+use crate::{HOST_UPLINK, Lab, UPSTREAM_INTERNET_V6, UPSTREAM_LINK, UPSTREAM_V4, UPSTREAM_V6};
+
+/// The bridge in the upstream that carries the link once it has more than one host.
+pub const LINK_BRIDGE: &str = "link0";
 
 impl Lab {
-    /// Both namespaces, the link, the addresses and the host's default routes.
+    /// Both namespaces, the link, the addresses and the host's default routes; for a peer, its
+    /// host namespace on the first lab's link.
     pub(crate) fn make_network(&self) -> Result<()> {
         let (up, host) = (self.upstream_ns.as_str(), self.host_ns.as_str());
-        create_namespaces(&[up, host])?;
-        add_link(host, up)?;
-        address_upstream(up)?;
-        address_host(host)?;
+        if self.owns_upstream() {
+            create_namespaces(&[up, host])?;
+            add_link(host, up, UPSTREAM_LINK)?;
+            address_upstream(up)?;
+        } else {
+            create_namespaces(&[host])?;
+            link_bridge(up)?;
+            let upstream_end = format!("host{}", self.node);
+            add_link(host, up, &upstream_end)?;
+            ip(up, &["link", "set", &upstream_end, "master", LINK_BRIDGE])?;
+            ip(up, &["link", "set", &upstream_end, "up"])?;
+        }
+        address_host(host, &self.host_v6(), &self.host_v4())?;
         default_routes(host)
     }
+}
+
+/// Turns the upstream's end of the link into a bridge (once): `link0` takes the router's
+/// addresses from `host0`, which joins it, so more hosts can join the same link.
+fn link_bridge(up: &str) -> Result<()> {
+    let exists = Command::new("ip")
+        .args(["-n", up, "link", "show", LINK_BRIDGE])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if exists {
+        return Ok(());
+    }
+    ip(up, &["link", "add", LINK_BRIDGE, "type", "bridge"])?;
+    ip(up, &["link", "set", UPSTREAM_LINK, "master", LINK_BRIDGE])?;
+    let v6 = format!("{UPSTREAM_V6}/64");
+    let v4 = format!("{UPSTREAM_V4}/24");
+    ip(up, &["addr", "del", &v6, "dev", UPSTREAM_LINK])?;
+    ip(up, &["addr", "del", &v4, "dev", UPSTREAM_LINK])?;
+    ip(up, &["addr", "add", &v6, "dev", LINK_BRIDGE, "nodad"])?;
+    ip(up, &["addr", "add", &v4, "dev", LINK_BRIDGE])?;
+    ip(up, &["link", "set", LINK_BRIDGE, "up"])
 }
 
 /// `ip netns add` for each, with loopback up and duplicate address detection off.
@@ -42,8 +74,8 @@ fn create_namespaces(namespaces: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The veth pair: `eth0` in the host, its peer `host0` moved into the upstream.
-fn add_link(host: &str, up: &str) -> Result<()> {
+/// The veth pair: `eth0` in the host, its peer `upstream_end` moved into the upstream.
+fn add_link(host: &str, up: &str, upstream_end: &str) -> Result<()> {
     ip(
         host,
         &[
@@ -54,7 +86,7 @@ fn add_link(host: &str, up: &str) -> Result<()> {
             "veth",
             "peer",
             "name",
-            UPSTREAM_LINK,
+            upstream_end,
             "netns",
             up,
         ],
@@ -73,10 +105,10 @@ fn address_upstream(up: &str) -> Result<()> {
 }
 
 /// The host's uplink addresses.
-fn address_host(host: &str) -> Result<()> {
-    let v6 = format!("{HOST_V6}/64");
+fn address_host(host: &str, v6: &str, v4: &str) -> Result<()> {
+    let v6 = format!("{v6}/64");
     ip(host, &["addr", "add", &v6, "dev", HOST_UPLINK, "nodad"])?;
-    let v4 = format!("{HOST_V4}/24");
+    let v4 = format!("{v4}/24");
     ip(host, &["addr", "add", &v4, "dev", HOST_UPLINK])?;
     ip(host, &["link", "set", HOST_UPLINK, "up"])
 }

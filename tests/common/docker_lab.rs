@@ -37,6 +37,32 @@ impl DockerLab {
         guard
     }
 
+    /// Node `node` (2, 3, …) on this lab's link, with a dockerd of its own started with
+    /// `options`; down on drop like this one.
+    pub fn peer(&self, node: u8, options: lab::Options) -> DockerLab {
+        let peer = self
+            .lab
+            .peer(node)
+            .unwrap_or_else(|e| panic!("lab {}: {e:#}", self.lab.name));
+        let name = peer.name.clone();
+        let mut guard = DockerLab { lab: peer, options };
+        guard
+            .lab
+            .up_network()
+            .unwrap_or_else(|e| panic!("lab {name}: {e:#}"));
+        let options = guard.options.clone();
+        guard
+            .lab
+            .start_docker(&options)
+            .unwrap_or_else(|e| panic!("lab {name}: {e:#}"));
+        guard
+    }
+
+    /// The host's IPv6 address on the link.
+    pub fn host_v6(&self) -> String {
+        self.lab.host_v6()
+    }
+
     pub fn host(&self) -> String {
         self.lab.docker_host()
     }

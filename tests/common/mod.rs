@@ -191,6 +191,7 @@ pub mod lab;
 pub mod netns;
 pub mod probe;
 pub mod roundtrip;
+pub mod swarm;
 pub mod web;
 
 /// `dock6 check --json ARGS` run by `command` (in a namespace): exit code and report.

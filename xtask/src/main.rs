@@ -215,6 +215,7 @@ const DOCKER_MATRIX: &[&str] = &[
     "operators",
     "pid_namespace",
     "renumbering",
+    "swarm",
 ];
 
 /// The Docker tests again, on each bundled Docker (`DOCK6_LAB_DOCKER=26`, then `28`); each

@@ -19,6 +19,10 @@ use compact_str::CompactString;
 /// Docker ≥ 27's network option (also in `default-network-opts`) for IPv6.
 pub const ENABLE_IPV6_OPTION: &str = "com.docker.network.enable_ipv6";
 
+/// The bridge through which swarm tasks and other containers on overlay networks reach
+/// everything outside the swarm, and through which their host-mode ports are published.
+pub const GATEWAY_BRIDGE: &str = "docker_gwbridge";
+
 /// The fields dock6 reads, from either of bollard's two network types
 /// (list entry and inspect answer), which have them under the same names.
 macro_rules! network_fields {
@@ -227,6 +231,69 @@ pub fn container_from_docker(
     })
 }
 
+/// The containers' endpoints on [`GATEWAY_BRIDGE`] (by container id, with the IPv6 address
+/// when there is a valid one), from that network's inspect: the only place Docker lists them
+/// (see [`with_gateway_bridge`]). Entries that are not containers (`ingress-sbox`) are kept:
+/// no container has their key for an id.
+pub fn gateway_bridge_endpoints(n: NetworkInspect) -> BTreeMap<String, Endpoint> {
+    let name = n.name.unwrap_or_default();
+    n.containers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(id, resource)| {
+            let ipv6_address = resource.ipv6_address.as_deref().and_then(|text| {
+                let address = text.split('/').next().unwrap_or(text).trim();
+                match address.parse::<Ipv6Addr>() {
+                    Ok(a) => Some(a),
+                    Err(_) if address.is_empty() => None,
+                    Err(_) => {
+                        data_warn!(
+                            "Docker network {}: Containers.{}.IPv6Address {} is not an IPv6 address; ignored",
+                            clip(&name),
+                            clip(short_id(&id)),
+                            quoted(text)
+                        );
+                        None
+                    }
+                }
+            });
+            (id, Endpoint { ipv6_address })
+        })
+        .collect()
+}
+
+/// Whether the container may have an endpoint on [`GATEWAY_BRIDGE`] that its inspect does not
+/// show: no network of its own gives it a gateway, yet it is on one that is neither `host` nor
+/// `none` (an overlay: a swarm task, or a container on an attachable overlay).
+pub fn may_have_hidden_gateway_bridge(container: &Container) -> bool {
+    container.gateway_network.is_none()
+        && !container.networks.contains_key(GATEWAY_BRIDGE)
+        && container
+            .networks
+            .keys()
+            .any(|n| !matches!(n.as_str(), "host" | "none"))
+}
+
+/// A container on overlay networks only gets from Docker a second endpoint, on
+/// [`GATEWAY_BRIDGE`], which gives it its default routes (IPv4 and IPv6) and carries its
+/// host-mode published ports; Docker's container inspect does not list it (20.10 and 28
+/// alike), the bridge network's inspect does (`endpoints`, see [`gateway_bridge_endpoints`]).
+/// Adds that endpoint and makes it the gateway network, so the published ports are DNAT'ed to
+/// the address that answers. Nothing changes for a container that has a gateway of its own or
+/// no endpoint there.
+pub fn with_gateway_bridge(container: &mut Container, endpoints: &BTreeMap<String, Endpoint>) {
+    if !may_have_hidden_gateway_bridge(container) {
+        return;
+    }
+    let Some(endpoint) = endpoints.get(&container.id) else {
+        return;
+    };
+    container
+        .networks
+        .insert(GATEWAY_BRIDGE.to_string(), endpoint.clone());
+    container.gateway_network = Some(GATEWAY_BRIDGE.to_string());
+}
+
 /// Every network the container is on, with its IPv6 address when it has a
 /// valid one (an unparsable `GlobalIPv6Address` is warned about).
 fn endpoints(
@@ -341,7 +408,7 @@ pub fn gateway_network(
         })
         .min_by_key(|(network, e)| {
             (
-                network.as_str() == "docker_gwbridge",
+                network.as_str() == GATEWAY_BRIDGE,
                 !has(&e.ipv6_gateway),
                 std::cmp::Reverse(e.gw_priority.unwrap_or(0)),
                 network.as_str(),

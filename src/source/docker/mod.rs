@@ -22,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -32,7 +32,7 @@ use bollard::query_parameters::{
 use futures::{StreamExt as _, TryStreamExt as _};
 use tracing::{debug, warn};
 
-use crate::snapshot::{Container, Network};
+use crate::snapshot::{Container, Endpoint, Network};
 use crate::text::clip;
 
 /// Where Docker listens when neither `--docker-host` nor `DOCKER_HOST` says.
@@ -200,6 +200,24 @@ pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError
         .try_filter_map(|c| std::future::ready(Ok(c)))
         .try_collect()
         .await?;
+    // After the containers: every container inspected above that Docker attached to the
+    // gateway bridge was attached before it started, so it is listed there by now.
+    if containers.iter().any(may_have_hidden_gateway_bridge) {
+        let endpoints = match inspect_gateway_bridge(docker).await {
+            Ok(endpoints) => endpoints,
+            // Without their endpoints these containers publish nothing: closed, not wrong.
+            Err(e) if docker.ping().await.is_ok() => {
+                warn!(
+                    "{e}; the published ports of containers on overlay networks stay closed until Docker answers for it"
+                );
+                BTreeMap::new()
+            }
+            Err(e) => return Err(e),
+        };
+        for container in &mut containers {
+            with_gateway_bridge(container, &endpoints);
+        }
+    }
     containers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     Ok(DockerState {
         networks,
@@ -211,13 +229,37 @@ pub async fn docker_snapshot(docker: &Docker) -> Result<DockerState, DockerError
 /// holds the ids of the internal networks (see [`internal_network_ids`]),
 /// which its gateway network depends on (see [`gateway_network`]); the caller
 /// keeps them from its snapshot and network events, so an event costs one
-/// request.
+/// request (two for a container on overlay networks only: its endpoint on
+/// `docker_gwbridge` is read from that network, see [`with_gateway_bridge`]).
 pub async fn inspect_container(
     docker: &Docker,
     id: &str,
     internal: &BTreeSet<String>,
 ) -> Result<Option<Container>, DockerError> {
-    inspect_container_named(docker, id, None, internal).await
+    let Some(mut container) = inspect_container_named(docker, id, None, internal).await? else {
+        return Ok(None);
+    };
+    if may_have_hidden_gateway_bridge(&container) {
+        let endpoints = inspect_gateway_bridge(docker).await?;
+        with_gateway_bridge(&mut container, &endpoints);
+    }
+    Ok(Some(container))
+}
+
+/// The containers' endpoints on `docker_gwbridge` (none when there is no such network).
+async fn inspect_gateway_bridge(
+    docker: &Docker,
+) -> Result<BTreeMap<String, Endpoint>, DockerError> {
+    match docker
+        .inspect_network(GATEWAY_BRIDGE, None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(network) => Ok(gateway_bridge_endpoints(network)),
+        Err(e) if is_not_found(&e) => Ok(BTreeMap::new()),
+        Err(e) => Err(DockerError::request(format!(
+            "inspecting network {GATEWAY_BRIDGE}"
+        ))(e)),
+    }
 }
 
 async fn list_networks(docker: &Docker) -> Result<Vec<Network>, DockerError> {
@@ -334,8 +376,9 @@ mod events;
 mod transport;
 
 pub use convert::{
-    NetworkFields, container_from_docker, gateway_network, internal_network_ids,
-    network_from_docker, network_from_inspect, network_from_list,
+    GATEWAY_BRIDGE, NetworkFields, container_from_docker, gateway_bridge_endpoints,
+    gateway_network, internal_network_ids, may_have_hidden_gateway_bridge, network_from_docker,
+    network_from_inspect, network_from_list, with_gateway_bridge,
 };
 pub use engine::{Engine, engine};
 pub use events::{event_from_docker, event_stream};

@@ -569,3 +569,90 @@ async fn a_docker_that_does_not_listen_is_told_from_one_that_answers_badly() {
     let _ = server.join();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A swarm task on an overlay with a port published in host mode, and its node's
+/// `docker_gwbridge` (made with `--ipv6` before `swarm init`), captured on a two-node swarm in
+/// the lab: Docker 20.10 on an `--ipv6` overlay, Docker 28.5 on an IPv4 overlay. Neither
+/// container inspect lists `docker_gwbridge`, where the task's default routes and its
+/// host-mode port are; the network's inspect does.
+const TASK20: &str = include_str!("../../../tests/data/docker20.10/ctr-swarm-task.json");
+const GWBRIDGE20: &str = include_str!("../../../tests/data/docker20.10/net-docker_gwbridge.json");
+const TASK28: &str = include_str!("../../../tests/data/docker28/ctr-swarm-task.json");
+const GWBRIDGE28: &str = include_str!("../../../tests/data/docker28/net-docker_gwbridge.json");
+
+fn gwbridge(text: &str) -> BTreeMap<String, Endpoint> {
+    gateway_bridge_endpoints(serde_json::from_str::<NetworkInspect>(text).expect("parses"))
+}
+
+#[test]
+fn a_swarm_task_gets_its_endpoint_on_docker_gwbridge_as_its_gateway() {
+    for (task, bridge, overlay, overlay_v6, gwbridge_v6) in [
+        (
+            TASK20,
+            GWBRIDGE20,
+            "swarmnet",
+            Some("fd00:e1a::3"),
+            "fd00:9a7e:2::3",
+        ),
+        (TASK28, GWBRIDGE28, "ov4", None, "fd00:6a7e:2::4"),
+    ] {
+        let mut c = container(task).expect("running");
+        let v6 = |a: Option<&str>| a.map(|a| a.parse::<Ipv6Addr>().unwrap());
+        assert_eq!(ipv6_addresses(&c), vec![(overlay, v6(overlay_v6))]);
+        assert_eq!(
+            c.gateway_network, None,
+            "an overlay endpoint has no gateway"
+        );
+        assert!(may_have_hidden_gateway_bridge(&c));
+        with_gateway_bridge(&mut c, &gwbridge(bridge));
+        let mut expected = vec![
+            (overlay, v6(overlay_v6)),
+            (GATEWAY_BRIDGE, v6(Some(gwbridge_v6))),
+        ];
+        expected.sort();
+        assert_eq!(ipv6_addresses(&c), expected);
+        assert_eq!(c.gateway_network.as_deref(), Some(GATEWAY_BRIDGE));
+        assert!(!may_have_hidden_gateway_bridge(&c), "added once");
+    }
+}
+
+#[test]
+fn docker_gwbridge_is_used_only_where_docker_attached_the_container() {
+    let endpoints = gwbridge(GWBRIDGE20);
+    // A container with a gateway network of its own: Docker gives it no gwbridge endpoint,
+    // and an entry under its id (stale data) changes nothing.
+    let web = container(WEB).expect("running");
+    assert!(!may_have_hidden_gateway_bridge(&web));
+    let mut listed = endpoints.clone();
+    listed.insert(web.id.clone(), Endpoint::default());
+    let mut unchanged = web.clone();
+    with_gateway_bridge(&mut unchanged, &listed);
+    assert_eq!(unchanged, web);
+    // A task that the bridge does not list (yet): unchanged, its ports stay closed.
+    let task = container(TASK20).expect("running");
+    let mut alone = task.clone();
+    with_gateway_bridge(&mut alone, &BTreeMap::new());
+    assert_eq!(alone, task);
+    // `host` and `none` never have one.
+    let mut host = task.clone();
+    host.networks = [("host".to_string(), Endpoint::default())].into();
+    assert!(!may_have_hidden_gateway_bridge(&host));
+    // `ingress-sbox` is kept under its own key, which is no container's id.
+    assert!(endpoints.contains_key("ingress-sbox"));
+}
+
+#[test]
+fn docker_gwbridge_addresses_that_do_not_parse_are_ignored() {
+    let id = "/Containers/1e7ac130938b58f1319b9a66569092ad64665c85e1f5edd6359366c414de4ca5";
+    let task = "1e7ac130938b58f1319b9a66569092ad64665c85e1f5edd6359366c414de4ca5";
+    for (value, expected) in [
+        (json!("fd00:9a7e:2::3"), Some("fd00:9a7e:2::3")),
+        (json!(""), None),
+        (json!("not-an-address/64"), None),
+        (Value::Null, None),
+    ] {
+        let text = edited(GWBRIDGE20, &format!("{id}/IPv6Address"), value);
+        let address = gwbridge(&text)[task].ipv6_address;
+        assert_eq!(address, expected.map(|a| a.parse().unwrap()));
+    }
+}
