@@ -72,18 +72,23 @@ pub(super) fn mapped_prefix(
 /// has a preferred address, before those without one yet, before those whose
 /// addresses are all deprecated (a renumbering deprecates the old prefix:
 /// the mapping moves to the new one at once); then the lowest.
-pub fn uplink_prefixes(uplink: &Interface) -> Vec<Ipv6Net> {
+fn uplink_prefixes(uplink: &Interface) -> Vec<Ipv6Net> {
     let state = |p: &Ipv6Net| {
-        let mut addresses = uplink.addresses.iter().filter(|a| p.contains(&a.addr()));
-        let mut any = false;
-        let preferred = addresses.any(|a| {
-            any = true;
-            !uplink.deprecated_addresses.contains(&a.addr())
-        });
-        match (preferred, any) {
-            (true, _) => 2,
-            (false, false) => 1,
-            (false, true) => 0,
+        let inside: Vec<Ipv6Addr> = uplink
+            .addresses
+            .iter()
+            .map(|a| a.addr())
+            .filter(|a| p.contains(a))
+            .collect();
+        if inside
+            .iter()
+            .any(|a| !uplink.deprecated_addresses.contains(a))
+        {
+            2
+        } else if inside.is_empty() {
+            1
+        } else {
+            0
         }
     };
     let mut out: Vec<Ipv6Net> = uplink
@@ -137,7 +142,7 @@ pub fn embed(subnet: &Ipv6Net, provider: &Ipv6Net) -> Ipv6Net {
         .trunc()
 }
 
-/// Why `prefix` cannot be the mapping of `subnets`, if so.
+/// Why `prefix` cannot be the mapping of `subnet`, if so.
 fn check(
     prefix: Ipv6Net,
     subnet: &Ipv6Net,
