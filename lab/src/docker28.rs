@@ -6,20 +6,18 @@
 //! libsystemd. sid's `runc` needs glibc 2.38, so bookworm's `runc` 1.1.5 serves; sid's
 //! `tini-static` serves as `docker-init`.
 //!
-//! [`ensure_bundle`] fetches sid's .debs with apt-get against a sources list, state and cache of
-//! its own (the system's apt configuration, lists and installed packages are never changed),
-//! unpacks them with `dpkg -x` into [`CACHE_DIR`] and links the programs into its `bin/`, which
+//! [`ensure_bundle`] fetches sid's .debs with a private apt (`crate::apt`: the system's apt
+//! configuration, lists and installed packages are never changed), unpacks them with `dpkg -x` into [`CACHE_DIR`] and links the programs into its `bin/`, which
 //! the lab puts first on dockerd's `PATH`. Fetched once per machine; a second process that loses
 //! the race to fill the cache throws its own copy away.
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::sys::{output, run};
+use crate::apt::{PrivateApt, unpack};
 
 /// Where the unpacked bundle lives: `root/` (the unpacked packages), `bin/` (links), `VERSION`.
 pub const CACHE_DIR: &str = "/var/cache/dock6-lab/docker-28";
@@ -95,42 +93,19 @@ pub fn bundle_versions() -> Option<String> {
 /// Downloads, checks and unpacks the packages into `dir`, then links `bin/`.
 fn fill(dir: &Path) -> Result<()> {
     let debs = dir.join("debs");
-    for sub in [
-        "etc/sources.list.d",
-        "etc/preferences.d",
-        "state/lists/partial",
-        "cache/archives/partial",
-    ] {
-        fs::create_dir_all(dir.join("apt").join(sub))?;
-    }
-    fs::create_dir_all(&debs)?;
-    fs::write(dir.join("apt/etc/sources.list"), SID_SOURCES)?;
-    let apt = |program: &str| private_apt(program, &dir.join("apt"));
     eprintln!("lab: fetching Docker 28 from Debian sid (once; cached in {CACHE_DIR})");
-    run(apt("apt-get").args(["update", "-qq"]))?;
-    run(apt("apt-get")
-        .current_dir(&debs)
-        .arg("download")
-        .args(PACKAGES))?;
+    let apt = PrivateApt::update(&dir.join("apt"), SID_SOURCES)?;
+    apt.download(&debs, PACKAGES)?;
     let mut versions = String::new();
     let root = dir.join("root");
     for entry in fs::read_dir(&debs)? {
-        let deb = entry?.path();
-        let field = |name: &str| -> Result<String> {
-            Ok(
-                output(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name))?
-                    .trim()
-                    .to_string(),
-            )
-        };
-        let (package, version) = (field("Package")?, field("Version")?);
+        let (package, version) = unpack(&entry?.path(), &root)?;
         if package == "docker.io" && !version.starts_with(MAJOR) {
             bail!(
                 "Debian sid's docker.io is {version} now, not {MAJOR}x: update the lab's Docker bundle (lab/src/docker28.rs)"
             );
         }
         versions.push_str(&format!("{package} {version}\n"));
-        run(Command::new("dpkg").arg("-x").arg(&deb).arg(&root))?;
     }
     let bin = dir.join("bin");
     fs::create_dir(&bin)?;
@@ -150,27 +125,4 @@ fn fill(dir: &Path) -> Result<()> {
     fs::remove_dir_all(dir.join("apt"))?;
     fs::write(dir.join("VERSION"), versions)?;
     Ok(())
-}
-
-/// An apt command that reads only the sources list under `apt_dir` and keeps its lists, cache and
-/// lock there; the installed-package database is only read.
-fn private_apt(program: &str, apt_dir: &Path) -> Command {
-    let d = apt_dir.display();
-    let mut cmd = Command::new(program);
-    for option in [
-        format!("Dir::Etc::SourceList={d}/etc/sources.list"),
-        format!("Dir::Etc::SourceParts={d}/etc/sources.list.d"),
-        format!("Dir::Etc::Preferences={d}/etc/preferences"),
-        format!("Dir::Etc::PreferencesParts={d}/etc/preferences.d"),
-        format!("Dir::State={d}/state"),
-        format!("Dir::State::Lists={d}/state/lists"),
-        format!("Dir::Cache={d}/cache"),
-        // The system's apt lock is not ours to take; these directories are private.
-        "Debug::NoLocking=1".to_string(),
-        // apt's sandbox user cannot write into a root-only staging directory.
-        "APT::Sandbox::User=root".to_string(),
-    ] {
-        cmd.arg("-o").arg(option);
-    }
-    cmd
 }
