@@ -18,7 +18,7 @@ pub const CHECK_TIMEOUT_SECS: u32 = 300;
 
 /// Elements per large set in the in-place replace (20,000 on the host): several netlink messages
 /// per set still, at a size an emulated CPU lists in seconds.
-const GUEST_LARGE_SETS: &str = "500";
+const GUEST_LARGE_SETS: &str = "300";
 
 /// One check: a test of one test program, with its environment.
 pub struct Check {
@@ -51,10 +51,11 @@ pub const PROGRAMS: &[&str] = &[
     "traffic",
     "conntrack",
     "fed_agent",
+    "kernel_probe",
 ];
 
 /// Every check, in the order the guest runs them: each golden scenario on its own, then the
-/// in-place replace, traffic, the conntrack delete and the agent.
+/// in-place replace, traffic, the conntrack delete, `dock6 run`'s kernel probe and the agent.
 pub fn checks(scenarios: &[String]) -> Vec<Check> {
     let mut checks: Vec<Check> = scenarios
         .iter()
@@ -94,6 +95,16 @@ pub fn checks(scenarios: &[String]) -> Vec<Check> {
             "conntrack-delete",
             "conntrack",
             "a_moved_udp_mapping_stops_sticking_once_its_flows_are_deleted",
+        ),
+        Check::new(
+            "probe:namespace",
+            "kernel_probe",
+            "run_loads_its_table_in_a_throwaway_namespace_when_it_may",
+        ),
+        Check::new(
+            "probe:in-place",
+            "kernel_probe",
+            "run_without_cap_sys_admin_has_the_kernel_check_its_table_in_place",
         ),
         Check::new(
             "agent:first-pass",

@@ -1,5 +1,5 @@
 //! The guest's initramfs: Debian's static busybox, the host's `nft`, `ip`, `kmod` (busybox's
-//! modprobe does not autoload modules), `conntrack`, `nsenter` and `sysctl` with the libraries
+//! modprobe does not autoload modules), `conntrack`, `nsenter`, `sysctl` and `setpriv` with the libraries
 //! `ldd` names, the netfilter, bridge and veth modules of the kernel with a `modules.dep` made
 //! by `depmod -b`, the dock6 binary and the test programs, `rules/`, and `/init` (the checks).
 //! Written as a `newc` cpio archive, uncompressed.
@@ -16,7 +16,15 @@ use anyhow::{Context as _, Result, bail};
 use super::fetch::Kernel;
 
 /// Host programs the guest runs, at their host paths.
-const PROGRAMS: &[&str] = &["nft", "ip", "kmod", "conntrack", "nsenter", "sysctl"];
+const PROGRAMS: &[&str] = &[
+    "nft",
+    "ip",
+    "kmod",
+    "conntrack",
+    "nsenter",
+    "sysctl",
+    "setpriv",
+];
 
 /// The archive's contents by path inside the guest (no leading slash).
 #[derive(Clone, Default)]

@@ -33,7 +33,7 @@ pub const PACKAGES: &[&str] = &["qemu-system-x86", "kmod", "busybox-static", "ne
 
 /// What a KVM guest gets to reach `/init` before TCG is used instead (a working KVM boots in
 /// about a second; an emulated CPU in a few).
-const KVM_PROBE: Duration = Duration::from_secs(10);
+const KVM_PROBE: Duration = Duration::from_secs(6);
 /// What a TCG guest gets to reach `/init`.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default for `--timeout`: one guest's whole run.
