@@ -87,6 +87,26 @@ pub fn recorded() -> Result<Vec<Recorded>> {
     Ok(out)
 }
 
+/// Removes cached kernels no line of `xtask/kernels.txt` records any more (left by a version
+/// that was replaced), so that the cache holds only what the matrix boots.
+pub fn forget_unrecorded(recorded: &[Recorded]) -> Result<()> {
+    let Ok(entries) = fs::read_dir(CACHE_DIR) else {
+        return Ok(());
+    };
+    let kept: Vec<PathBuf> = recorded.iter().map(Recorded::cache_dir).collect();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        // Another run's staging directory (`.tmp-PID`) is its own business.
+        if name.contains(".tmp-") || kept.contains(&path) {
+            continue;
+        }
+        eprintln!("xtask: removing {} (no longer recorded)", path.display());
+        fs::remove_dir_all(&path).with_context(|| format!("remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The kernel from the cache, fetched and unpacked first when the cache lacks it.
 pub fn ensure(recorded: &Recorded) -> Result<Kernel> {
     let dir = recorded.cache_dir();
@@ -136,8 +156,11 @@ fn fill(recorded: &Recorded, dir: &Path) -> Result<()> {
         .with_context(|| format!("reading Debian {suite}'s Packages index"))?;
     let debs = dir.join("debs");
     if let Err(e) = apt.download(&debs, &[&format!("{package}={version}")]) {
+        // apt's own words, without the long command line before them.
+        let text = format!("{e:#}");
+        let said = text.find("E: ").map_or(text.as_str(), |at| &text[at..]);
         bail!(
-            "Debian {suite} no longer has {package} {version} ({e:#}); {}: record it in {} (a newer kernel is picked up deliberately)",
+            "Debian {suite} no longer has {package} {version} (apt: {said}); {}: record that package and version in {} (a newer kernel enters the matrix deliberately)",
             current_hint(&apt),
             versions_file().display()
         );

@@ -117,6 +117,7 @@ fn matrix(options: &Options) -> Result<()> {
     crate::install_packages_without_recommends(PACKAGES)?;
     let started = Instant::now();
     let mut recorded = fetch::recorded()?;
+    fetch::forget_unrecorded(&recorded)?;
     if let Some(only) = &options.only {
         recorded.retain(|r| only.contains(&r.label()));
         if recorded.is_empty() {
