@@ -204,6 +204,11 @@ pub fn common_tree(payload: &super::Payload, scratch: &Path) -> Result<Tree> {
     for program in PROGRAMS {
         tree.program(&find_program(program)?)?;
     }
+    // `/init` calls the real ip by this path (busybox sh prefers its own applet).
+    let ip = find_program("ip")?;
+    if ip != Path::new("/usr/sbin/ip") {
+        tree.symlink("/usr/sbin/ip", &ip.to_string_lossy());
+    }
     // kmod answers as modprobe by the name it is called with; the kernel calls it for autoloading.
     let kmod = find_program("kmod")?;
     tree.symlink("/usr/sbin/modprobe", &kmod.to_string_lossy());
