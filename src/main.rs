@@ -237,6 +237,8 @@ fn show_status(
 }
 
 fn agent(options: RunOptions) -> anyhow::Result<()> {
+    // Before anything is changed, and while a throwaway namespace may still be made.
+    kernel_takes_the_table()?;
     // Before the runtime's threads exist: capabilities are per thread.
     if dock6::privileges::drop_to_network_admin()? {
         tracing::info!("capabilities dropped to CAP_NET_ADMIN and CAP_NET_RAW");
@@ -247,6 +249,18 @@ fn agent(options: RunOptions) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(dock6::reconcile::run(options))?;
+    Ok(())
+}
+
+/// The kernel probe `dock6 check` has: a kernel that refuses dock6's table
+/// stops the agent here, naming the kernel and what it refused.
+fn kernel_takes_the_table() -> anyhow::Result<()> {
+    use dock6::apply::probe::{StartVerdict, kernel_release, kernel_takes, start_verdict};
+    let release = kernel_release();
+    match start_verdict(kernel_takes(&plan::probe_table()), &release)? {
+        StartVerdict::Takes(how) => tracing::info!("kernel {release} takes dock6's table ({how})"),
+        StartVerdict::Unknown(why) => tracing::warn!("kernel {release}: {why}"),
+    }
     Ok(())
 }
 

@@ -205,6 +205,14 @@ fn start_the_unit(root: &Path, log: &Path) {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(journal.contains("configuration reloaded"), "{journal}");
+    // The unit leaves no CAP_SYS_ADMIN and restricts namespaces: the kernel
+    // probe at start has the kernel check the table in place instead.
+    assert!(
+        journal.contains(
+            "takes dock6's table (checked by the kernel in this namespace, then aborted)"
+        ),
+        "{journal}"
+    );
     let line = journal
         .lines()
         .find(|l| l.contains("capabilities dropped"))

@@ -440,3 +440,39 @@ fn replace_swaps_content() {
     });
     pretty_assertions::assert_eq!(expected, got);
 }
+
+/// A table checked with `validate_table` is the kernel's verdict on it
+/// without a commit: a refused one is named like a refused replace, a good
+/// one leaves the ruleset as it was (empty; or a live table of the same
+/// name untouched).
+#[test]
+fn validate_table_commits_nothing_and_names_a_refusal() {
+    if !require_root("validate_table_commits_nothing_and_names_a_refusal") {
+        return;
+    }
+    in_fresh_netns(|| {
+        let good = common::scenarios()[0].plan().ruleset;
+        dock6::apply::nftables::validate_table(&good).expect("the kernel takes a planned table");
+        assert_eq!(nft(&["list", "ruleset"], None), "", "nothing was committed");
+
+        let mut bad = dock6::nft::samples::open_ports_table(1);
+        bad.chains.push(dock6::nft::Chain {
+            name: "to_docker".into(),
+            base: None,
+            rules: vec![rule().daddr_proto_port_in("open_ports").goto("missing")],
+        });
+        let err = dock6::apply::nftables::validate_table(&bad).expect_err("a missing chain");
+        assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
+        assert!(
+            err.to_string().starts_with("rule 1 of chain to_docker: "),
+            "{err}"
+        );
+
+        // With dock6's table in place, checking another of the same name
+        // changes nothing of it.
+        replace_table(&common::bootstrap_table()).expect("replace_table");
+        let before = listing();
+        dock6::apply::nftables::validate_table(&good).expect("validate beside a live table");
+        pretty_assertions::assert_eq!(before, listing(), "the live table is untouched");
+    });
+}

@@ -6,20 +6,19 @@
 //! `docker-compose` plugin need glibc ≤ 2.36 and bookworm's libsystemd. Their `runc` needs a newer
 //! glibc, so bookworm's `runc` 1.1.5 serves; their `tini-static` serves as `docker-init`.
 //!
-//! [`ensure_bundle`] fetches a suite's .debs with apt-get against a sources list, state and cache
-//! of its own (the system's apt configuration, lists and installed packages are never changed),
-//! unpacks them with `dpkg -x` into the bundle's cache directory and links the programs into its
-//! `bin/`, which the lab puts first on dockerd's `PATH`. Fetched once per machine; a second process
-//! that loses the race to fill the cache throws its own copy away.
+//! [`ensure_bundle`] fetches a suite's .debs with a private apt (`crate::apt`: the system's apt
+//! configuration, lists and installed packages are never changed), unpacks them with `dpkg -x` into
+//! the bundle's cache directory and links the programs into its `bin/`, which the lab puts first on
+//! dockerd's `PATH`. Fetched once per machine; a second process that loses the race to fill the
+//! cache throws its own copy away.
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::sys::{output, run};
+use crate::apt::{PrivateApt, unpack};
 
 /// One Docker from one Debian suite, unpacked into a cache directory of its own.
 #[derive(Debug)]
@@ -132,44 +131,20 @@ pub fn bundle_versions(bundle: &Bundle) -> Option<String> {
 /// Downloads, checks and unpacks the packages into `dir`, then links `bin/`.
 fn fill(bundle: &Bundle, dir: &Path) -> Result<()> {
     let debs = dir.join("debs");
-    for sub in [
-        "etc/sources.list.d",
-        "etc/preferences.d",
-        "state/lists/partial",
-        "cache/archives/partial",
-    ] {
-        fs::create_dir_all(dir.join("apt").join(sub))?;
-    }
-    fs::create_dir_all(&debs)?;
-    fs::write(
-        dir.join("apt/etc/sources.list"),
-        format!(
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian {} main\n",
-            bundle.suite
-        ),
-    )?;
-    let apt = |program: &str| private_apt(program, &dir.join("apt"));
     eprintln!(
         "lab: fetching Docker {}x from Debian {} (once; cached in {})",
         bundle.major, bundle.suite, bundle.cache_dir
     );
-    run(apt("apt-get").args(["update", "-qq"]))?;
-    run(apt("apt-get")
-        .current_dir(&debs)
-        .arg("download")
-        .args(bundle.packages))?;
+    let sources = format!(
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian {} main\n",
+        bundle.suite
+    );
+    let apt = PrivateApt::update(&dir.join("apt"), &sources)?;
+    apt.download(&debs, bundle.packages)?;
     let mut versions = String::new();
     let root = dir.join("root");
     for entry in fs::read_dir(&debs)? {
-        let deb = entry?.path();
-        let field = |name: &str| -> Result<String> {
-            Ok(
-                output(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name))?
-                    .trim()
-                    .to_string(),
-            )
-        };
-        let (package, version) = (field("Package")?, field("Version")?);
+        let (package, version) = unpack(&entry?.path(), &root)?;
         if package == "docker.io" && !version.starts_with(bundle.major) {
             bail!(
                 "Debian {}'s docker.io is {version} now, not {}x: update the lab's Docker bundles (lab/src/bundle.rs)",
@@ -178,7 +153,6 @@ fn fill(bundle: &Bundle, dir: &Path) -> Result<()> {
             );
         }
         versions.push_str(&format!("{package} {version}\n"));
-        run(Command::new("dpkg").arg("-x").arg(&deb).arg(&root))?;
     }
     let bin = dir.join("bin");
     fs::create_dir(&bin)?;
@@ -198,27 +172,4 @@ fn fill(bundle: &Bundle, dir: &Path) -> Result<()> {
     fs::remove_dir_all(dir.join("apt"))?;
     fs::write(dir.join("VERSION"), versions)?;
     Ok(())
-}
-
-/// An apt command that reads only the sources list under `apt_dir` and keeps its lists, cache and
-/// lock there; the installed-package database is only read.
-fn private_apt(program: &str, apt_dir: &Path) -> Command {
-    let d = apt_dir.display();
-    let mut cmd = Command::new(program);
-    for option in [
-        format!("Dir::Etc::SourceList={d}/etc/sources.list"),
-        format!("Dir::Etc::SourceParts={d}/etc/sources.list.d"),
-        format!("Dir::Etc::Preferences={d}/etc/preferences"),
-        format!("Dir::Etc::PreferencesParts={d}/etc/preferences.d"),
-        format!("Dir::State={d}/state"),
-        format!("Dir::State::Lists={d}/state/lists"),
-        format!("Dir::Cache={d}/cache"),
-        // The system's apt lock is not ours to take; these directories are private.
-        "Debug::NoLocking=1".to_string(),
-        // apt's sandbox user cannot write into a root-only staging directory.
-        "APT::Sandbox::User=root".to_string(),
-    ] {
-        cmd.arg("-o").arg(option);
-    }
-    cmd
 }

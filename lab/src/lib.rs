@@ -74,8 +74,9 @@
 //!
 //! Where things are: [`topology`] (namespaces, veth, addresses, routes), [`dockerd`] (config file,
 //! start/stop, socket wait, containerd refusal), [`image`] (the busybox import), [`tools`] (apt
-//! installs), [`teardown`] (`down`), [`sys`] (processes, signals, mounts: plain /proc and libc).
+//! installs), [`apt`] (Debian packages fetched without installing them), [`teardown`] (`down`), [`sys`] (processes, signals, mounts: plain /proc and libc).
 
+pub mod apt;
 mod bundle;
 mod dockerd;
 mod image;

@@ -125,26 +125,9 @@ async fn host_facts() -> Result<HostFacts, String> {
 
 fn probe_kernel() -> Option<Result<(), String>> {
     use crate::apply::probe::{ProbeError, kernel_takes};
-    match kernel_takes(&probe_table()) {
-        Ok(()) => Some(Ok(())),
-        Err(ProbeError::Namespace(_)) => None,
+    match kernel_takes(&crate::plan::probe_table()) {
+        Ok(_) => Some(Ok(())),
+        Err(ProbeError::CannotProbe { .. }) => None,
         Err(e) => Some(Err(e.to_string())),
     }
 }
-
-/// A table with what dock6 uses: a NAT66 network with a published port
-/// (masquerade, DNAT maps, concatenated sets), planned by the planner.
-fn probe_table() -> crate::nft::Table {
-    let snapshot: crate::snapshot::Snapshot =
-        serde_json::from_str(PROBE_SNAPSHOT).unwrap_or_default();
-    crate::plan::plan(&crate::plan::Policy::default(), &snapshot).ruleset
-}
-
-const PROBE_SNAPSHOT: &str = r#"{
-  "host": {"default_route_interface": "eth0", "interfaces": [{"name": "eth0",
-    "addresses": ["2001:db8:1::10/64"], "onlink_prefixes": ["2001:db8:1::/64"]}]},
-  "networks": [{"id": "probe", "name": "probe", "bridge": "br-probe", "enable_ipv6": true,
-    "subnets": [{"subnet": "fd00:d6::/64", "gateway": "fd00:d6::1"}]}],
-  "containers": [{"id": "c", "name": "c", "networks": {"probe": {"ipv6_address": "fd00:d6::2"}},
-    "ports": {"80/tcp": [{"HostIp": "::", "HostPort": "8080"}]}}]
-}"#;

@@ -15,6 +15,7 @@ mod nptv6;
 mod planner;
 mod policy;
 mod ports;
+mod probe;
 mod report;
 mod ruleset;
 mod sets;
@@ -36,6 +37,7 @@ pub use mode::is_global_unicast;
 pub use nptv6::{embed, map_address};
 pub use planner::{ContainerShown, ElementChanges, Planner, Update};
 pub use policy::{DEFAULT_ACCEPT_MARK, Mode, NaSource, Policy, PrefixSource};
+pub use probe::probe_table;
 pub use ruleset::{
     CHAIN_FORWARD, CHAIN_MARK_ACCEPT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_OUTPUT_DNAT,
     PRIORITY_SRCNAT,

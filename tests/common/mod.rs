@@ -77,7 +77,29 @@ pub fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
 }
 
+/// Limits [`scenarios`] to a comma-separated list of names (the kernel matrix runs one scenario
+/// per process, so that each reports on its own).
+pub const SCENARIOS_ENV: &str = "DOCK6_SCENARIOS";
+
+/// Every scenario under `rules/`, or those [`SCENARIOS_ENV`] names (each must exist).
 pub fn scenarios() -> Vec<Scenario> {
+    let all = all_scenarios();
+    let Ok(wanted) = std::env::var(SCENARIOS_ENV) else {
+        return all;
+    };
+    let names: Vec<&str> = wanted.split(',').map(str::trim).collect();
+    for name in &names {
+        assert!(
+            all.iter().any(|s| s.name == *name),
+            "{SCENARIOS_ENV}: no scenario {name:?} under rules/"
+        );
+    }
+    all.into_iter()
+        .filter(|s| names.contains(&s.name.as_str()))
+        .collect()
+}
+
+fn all_scenarios() -> Vec<Scenario> {
     let mut out: Vec<Scenario> = std::fs::read_dir(rules_dir())
         .expect("rules/ exists")
         .filter_map(|e| e.ok())

@@ -7,9 +7,8 @@ use dock6::nft::{Element, L4Proto, TABLE_NAME, Table, Value};
 
 use super::{in_fresh_netns, netns_id, nft};
 
-const LIST: &[&str] = &["list", "table", "inet", TABLE_NAME];
-/// The same listing preceded by the kernel's bytecode as nft decodes it:
-/// catches differences the text form does not show.
+/// The listing preceded by the kernel's bytecode as nft decodes it: the
+/// bytecode catches differences the text form does not show.
 const LIST_BYTECODE: &[&str] = &["--debug=netlink", "list", "table", "inet", TABLE_NAME];
 
 /// The kernel dumps hash-set elements in an order that depends on a random
@@ -39,10 +38,19 @@ pub struct Listing {
     pub bytecode: String,
 }
 
+/// One nft run (each costs seconds on an emulated kernel): the text form is
+/// the tail of the bytecode listing, from its `table` line on.
 pub fn listing() -> Listing {
+    let bytecode = nft(LIST_BYTECODE, None);
+    let start = format!("table inet {TABLE_NAME} {{");
+    let text = match bytecode.find(&format!("\n{start}")) {
+        Some(at) => bytecode[at + 1..].to_string(),
+        None if bytecode.starts_with(&start) => bytecode.clone(),
+        None => panic!("no `{start}` in nft's listing:\n{bytecode}"),
+    };
     Listing {
-        text: nft(LIST, None),
-        bytecode: normalize(nft(LIST_BYTECODE, None)),
+        text,
+        bytecode: normalize(bytecode),
     }
 }
 

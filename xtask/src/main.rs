@@ -5,6 +5,8 @@
 //! - `man`: rewrite `dist/dock6.8` from the command line (clap_mangen);
 //! - `demo`: a container with IPv6 egress and a published port, in namespaces (root);
 //! - `bench [--docker [20|26|28]]`: dock6 at scale, one table (`examples/bench`, root);
+//! - `kernels [--only 5.10,6.1,6.12] [--accel kvm|tcg] [--timeout SECS]`: the kernel tests on
+//!   Debian's 5.10, 6.1 and 6.12 under qemu (`kernels/`, root);
 //! - `deps`: only install the Debian packages;
 //! - `lab up|down|status [NAME]`: the Docker lab of the `dock6-lab` crate (`lab/`);
 //! - `fuzz [SECONDS] [--parallel N]`: every cargo-fuzz target for SECONDS (nightly; not CI);
@@ -15,6 +17,7 @@
 
 mod demo;
 mod fuzz;
+mod kernels;
 mod lab;
 mod packages;
 
@@ -54,7 +57,9 @@ fn main() -> ExitCode {
         Some("man") => man(),
         Some("demo") => demo(&args[1..]),
         Some("bench") => bench(&args[1..]),
-        Some("deps") => install_packages(PACKAGES),
+        Some("kernels") => kernels::cli(&args[1..]),
+        Some("deps") => install_packages(PACKAGES)
+            .and_then(|()| install_packages_without_recommends(kernels::PACKAGES)),
         Some("lab") => lab::cli(&args[1..]),
         Some("fuzz") => fuzz::cli(&args[1..]),
         Some("deb") => packages::deb(&args[1..]),
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
         Some("image") => packages::image(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bless|man|demo|bench|deps|lab|fuzz|deb|install|image>
+                "usage: cargo xtask <test|bless|man|demo|bench|kernels|deps|lab|fuzz|deb|install|image>
 "
             );
             eprintln!(
@@ -77,6 +82,9 @@ fn main() -> ExitCode {
             );
             eprintln!(
                 "  bench  [--docker [20|26|28]] [--only offline,resync,events,conntrack] [--sizes N,…]: dock6 at scale, one table (release build; root; namespaces of its own; --docker: a real dockerd too, ~10 min more; --only/--sizes: some parts at some sizes)"
+            );
+            eprintln!(
+                "  kernels [--only 5.10,6.1,6.12] [--accel kvm|tcg] [--timeout SECS]: the kernel tests on Debian's 5.10, 6.1 and 6.12 under qemu (root; kernels fetched once into /var/cache/dock6-kernels)"
             );
             eprintln!("  deps   only install the Debian packages");
             eprintln!(
@@ -138,6 +146,15 @@ fn run(mut cmd: Command) -> Result<()> {
 }
 
 fn install_packages(packages: &[&str]) -> Result<()> {
+    install_with(packages, &[])
+}
+
+/// The same without the packages each one recommends (qemu's recommend a desktop).
+fn install_packages_without_recommends(packages: &[&str]) -> Result<()> {
+    install_with(packages, &["--no-install-recommends"])
+}
+
+fn install_with(packages: &[&str], apt_options: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
@@ -160,12 +177,14 @@ fn install_packages(packages: &[&str]) -> Result<()> {
     install
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-qq"])
+        .args(apt_options)
         .args(&missing);
     run(install)
 }
 
 fn test(extra: &[String]) -> Result<()> {
     install_packages(PACKAGES)?;
+    install_packages_without_recommends(kernels::PACKAGES)?;
     // The Docker tests' lab: docker.io only where no Docker is installed, busybox-static.
     dock6_lab::ensure_tools(&dock6_lab::Options::default())?;
     ensure_components(&["rustfmt", "clippy"])?;
@@ -196,7 +215,9 @@ fn test(extra: &[String]) -> Result<()> {
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(extra);
     run(cmd)?;
-    docker_matrix(extra)
+    docker_matrix(extra)?;
+    // The kernel tests again on Debian's 5.10, 6.1 and 6.12 (the test programs built above).
+    kernels::run_all()
 }
 
 /// The test binaries that run against each Docker of the lab: every one that starts a lab

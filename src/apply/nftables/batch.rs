@@ -154,10 +154,30 @@ impl Batch {
     /// Ends the batch, sends it and turns the first failure into an error.
     /// `element(set, i)` names element `i` of `set` for the error.
     pub(super) fn commit(
-        mut self,
+        self,
         element: &dyn Fn(&str, usize) -> Option<String>,
     ) -> Result<(), NftError> {
-        batch_marker(&mut self.buf, NFNL_MSG_BATCH_END, self.next_seq, None);
+        self.send(true, element)
+    }
+
+    /// Sends the batch without its end marker: the kernel checks every
+    /// message as it would for a commit, then aborts the transaction (what
+    /// `nft --check` does), so nothing changes whatever the batch holds.
+    pub(super) fn validate(
+        self,
+        element: &dyn Fn(&str, usize) -> Option<String>,
+    ) -> Result<(), NftError> {
+        self.send(false, element)
+    }
+
+    fn send(
+        mut self,
+        end: bool,
+        element: &dyn Fn(&str, usize) -> Option<String>,
+    ) -> Result<(), NftError> {
+        if end {
+            batch_marker(&mut self.buf, NFNL_MSG_BATCH_END, self.next_seq, None);
+        }
         let seqs: Vec<u32> = self.entries.iter().map(|(s, _)| *s).collect();
         let acks = with_conn(|conn| conn.transact(&self.buf, self.begin_seq, &seqs))?;
         let mut errors: Vec<&codec::Ack> = acks.iter().filter(|a| a.errno != 0).collect();

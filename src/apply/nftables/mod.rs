@@ -46,7 +46,9 @@ pub use docker_signature::{
 pub use elements::update_elements;
 pub use forward_chains::{ForwardChain, forward_chains};
 pub use query::{generation, inet_chain_exists, ip6_chain_exists, table_exists};
-pub use table::{Replaced, delete_table, encode_replace_table, replace_table, replace_table_how};
+pub use table::{
+    Replaced, delete_table, encode_replace_table, replace_table, replace_table_how, validate_table,
+};
 
 /// Why an nftables operation failed.
 #[derive(Debug, thiserror::Error)]

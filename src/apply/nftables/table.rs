@@ -100,6 +100,21 @@ pub fn replace_table_how(table: &Table) -> Result<Replaced, NftError> {
     Ok(Replaced::Fresh)
 }
 
+/// Whether the kernel takes `table`: the batch that would create it anew,
+/// checked message by message and then aborted by the kernel (nothing is
+/// committed, no notification is sent). Needs only CAP_NET_ADMIN in the
+/// calling thread's network namespace; give the table a name of its own so
+/// that not even the transaction touches a live table of the same name.
+pub fn validate_table(table: &Table) -> Result<(), NftError> {
+    let element = |set: &str, i: usize| {
+        table
+            .set(set)
+            .and_then(|s| s.elements.get(i))
+            .map(|e| e.to_string())
+    };
+    replace_batch(table, None)?.validate(&element)
+}
+
 /// Encodes the batch [`replace_table`] would send to create the table anew,
 /// without sending it; returns its size in bytes (what `cargo xtask bench`
 /// times, no kernel).
