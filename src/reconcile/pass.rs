@@ -149,24 +149,19 @@ impl Loop {
     /// Fresh host facts, with the last good ones standing in for what
     /// vanished for a moment; `None` when they cannot be read.
     async fn host_facts(&mut self) -> Option<HostFacts> {
-        let read = crate::source::host::host_facts(&self.handle);
-        let fresh = match tokio::time::timeout(HOST_FACTS_TIMEOUT, read).await {
-            Ok(Ok(host)) => host,
-            Ok(Err(e)) => {
-                warn!("{e}; keeping what the kernel has");
-                self.shown.error("host_facts", e.to_string());
-                return None;
-            }
-            Err(_) => {
-                let e = format!(
-                    "the host's links, addresses and routes were not read within \
-                     {HOST_FACTS_TIMEOUT:?}"
-                );
-                warn!("{e}; keeping what the kernel has");
-                self.shown.error("host_facts", e);
-                return None;
-            }
-        };
+        let mut fresh = self.read_host_facts().await?;
+        // A route dump is not one atomic read: a router advertisement that
+        // adds the new prefix and withdraws the old one while the dump runs
+        // can leave both out of it, and a mapping that follows the
+        // provider's prefix would flap through whatever else the uplink has.
+        // When the provider's prefixes seem to have changed, they are read
+        // once more (the kernel is done with the advertisement by then).
+        if self
+            .prefix_memory
+            .changed(&fresh, self.config.policy.uplink.as_deref())
+        {
+            fresh = self.read_host_facts().await?;
+        }
         let grace = self.config.host_facts_grace;
         let uplink = self.config.policy.uplink.as_deref();
         let (facts, event) = self.host_grace.facts(fresh, uplink, grace, Instant::now());
@@ -183,6 +178,28 @@ impl Loop {
             None => {}
         }
         Some(facts)
+    }
+
+    /// One read of the host facts; `None` (logged, shown) when it fails.
+    async fn read_host_facts(&mut self) -> Option<HostFacts> {
+        let read = crate::source::host::host_facts(&self.handle);
+        match tokio::time::timeout(HOST_FACTS_TIMEOUT, read).await {
+            Ok(Ok(host)) => Some(host),
+            Ok(Err(e)) => {
+                warn!("{e}; keeping what the kernel has");
+                self.shown.error("host_facts", e.to_string());
+                None
+            }
+            Err(_) => {
+                let e = format!(
+                    "the host's links, addresses and routes were not read within \
+                     {HOST_FACTS_TIMEOUT:?}"
+                );
+                warn!("{e}; keeping what the kernel has");
+                self.shown.error("host_facts", e);
+                None
+            }
+        }
     }
 
     async fn companion_pass(&mut self, update: Update) -> bool {

@@ -23,23 +23,38 @@ const REMEMBERED: usize = 64;
 #[derive(Debug, Default)]
 pub struct PrefixMemory {
     seen: Vec<Ipv6Net>,
+    /// The host's prefixes at the last [`PrefixMemory::remember`].
+    current: Vec<Ipv6Net>,
+}
+
+/// The uplink's global on-link prefixes and the delegated ones, sorted.
+fn provider_prefixes(host: &HostFacts, uplink: Option<&str>) -> Vec<Ipv6Net> {
+    let uplink = uplink.or(host.default_route_interface.as_deref());
+    let mut out: Vec<Ipv6Net> = uplink
+        .and_then(|u| host.interface(u))
+        .map(|i| i.onlink_prefixes.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .chain(&host.delegated_prefixes)
+        .map(Ipv6Net::trunc)
+        .filter(is_global_unicast)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 impl PrefixMemory {
+    /// Whether `host` has other prefixes than at the last `remember`.
+    pub fn changed(&self, host: &HostFacts, uplink: Option<&str>) -> bool {
+        provider_prefixes(host, uplink) != self.current
+    }
+
     /// Remembers the host's current prefixes and fills in
     /// `host.former_prefixes`: those seen earlier and gone now (and not
     /// inside one the host still has).
     pub fn remember(&mut self, host: &mut HostFacts, uplink: Option<&str>) {
-        let uplink = uplink.or(host.default_route_interface.as_deref());
-        let current: Vec<Ipv6Net> = uplink
-            .and_then(|u| host.interface(u))
-            .map(|i| i.onlink_prefixes.as_slice())
-            .unwrap_or(&[])
-            .iter()
-            .chain(&host.delegated_prefixes)
-            .map(Ipv6Net::trunc)
-            .filter(is_global_unicast)
-            .collect();
+        let current = provider_prefixes(host, uplink);
         for p in &current {
             self.seen.retain(|s| s != p);
             self.seen.push(*p);
@@ -54,6 +69,7 @@ impl PrefixMemory {
             .filter(|s| !current.iter().any(|c| c.contains(*s) || s.contains(c)))
             .copied()
             .collect();
+        self.current = current;
     }
 }
 
@@ -180,9 +196,12 @@ mod tests {
     fn prefixes_the_host_lost_are_former_until_they_come_back() {
         let mut memory = PrefixMemory::default();
         let mut h = host(&["2001:db8:a::/64", "fd00:1::/64"], &["2001:db8:100::/56"]);
+        assert!(memory.changed(&h, None), "nothing seen yet");
         memory.remember(&mut h, None);
         assert!(h.former_prefixes.is_empty());
+        assert!(!memory.changed(&h, None));
         let mut h = host(&["2001:db8:b::/64"], &["2001:db8:200::/56"]);
+        assert!(memory.changed(&h, None));
         memory.remember(&mut h, None);
         assert_eq!(
             h.former_prefixes,
