@@ -16,7 +16,7 @@ mod common;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::agent::Agent;
+use common::agent::{Agent, status_json as status};
 use common::docker_lab::{DockerLab, lab};
 
 const PROMPTLY: Duration = Duration::from_secs(20);
@@ -155,22 +155,6 @@ fn a_failed_sysctl_is_retried_until_it_converges_without_an_event() {
     };
     assert_eq!(back["docker"]["state"], "connected", "{back:#}");
     assert_eq!(back["counters"]["docker_reconnects"], 1, "{back:#}");
-}
-
-/// `dock6 status --json` of the agent at `socket`.
-fn status(lab: &DockerLab, socket: &std::path::Path) -> serde_json::Value {
-    let out = lab
-        .in_host(env!("CARGO_BIN_EXE_dock6"))
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .expect("dock6 status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
 /// The datagrams that arrive on `socket` within `window`.

@@ -25,7 +25,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::agent::{Agent, status_socket};
+use common::agent::{Agent, status_json, status_socket};
 use common::docker_lab::{DockerLab, lab};
 use common::netns::Netns;
 use common::web::{PROMPTLY, address_of, ipv6_network_with, one_at_a_time, run_server};
@@ -300,18 +300,7 @@ fn report(what: &str, mut took: Vec<Duration>) {
 
 /// `dock6 status --json`'s nptv6 entry for `network`.
 fn status_mapping(lab: &DockerLab, network: &str) -> serde_json::Value {
-    let out = lab
-        .in_host(env!("CARGO_BIN_EXE_dock6"))
-        .args(["status", "--json", "--socket"])
-        .arg(status_socket(&lab.lab.dir))
-        .output()
-        .expect("dock6 status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let status = status_json(lab, &status_socket(&lab.lab.dir));
     status["networks"]
         .as_array()
         .and_then(|n| n.iter().find(|n| n["name"] == network))

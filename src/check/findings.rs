@@ -436,18 +436,26 @@ fn forwarding_with_accept_ra_1(host: &HostFacts, uplink: &str) -> Option<Finding
     )
 }
 
-/// Networks whose subnet lies inside an on-link prefix of the uplink but
-/// whose mode, as the planner chooses it, is not ndp-proxy.
-fn onlink_subnets_not_proxied(facts: &Facts) -> Vec<Finding> {
+/// The plan the agent would make of what Docker and the host say now, with
+/// the host facts; `None` when either could not be read.
+fn planned(facts: &Facts) -> Option<(plan::Plan, &HostFacts)> {
     let (Ok(docker), Ok(host)) = (&facts.docker, &facts.host) else {
-        return Vec::new();
+        return None;
     };
     let snapshot = Snapshot {
         host: host.clone(),
         networks: docker.networks.clone(),
         containers: docker.containers.clone(),
     };
-    let plan = plan::plan(&facts.config.policy, &snapshot);
+    Some((plan::plan(&facts.config.policy, &snapshot), host))
+}
+
+/// Networks whose subnet lies inside an on-link prefix of the uplink but
+/// whose mode, as the planner chooses it, is not ndp-proxy.
+fn onlink_subnets_not_proxied(facts: &Facts) -> Vec<Finding> {
+    let Some((plan, host)) = planned(facts) else {
+        return Vec::new();
+    };
     let Some(uplink) = plan.uplink.as_deref().and_then(|u| host.interface(u)) else {
         return Vec::new();
     };
@@ -487,15 +495,9 @@ fn onlink_subnets_not_proxied(facts: &Facts) -> Vec<Finding> {
 /// router advertisement or DHCPv6, or a delegated prefix): at the next
 /// renumbering they break, and dock6 cannot move them.
 fn subnets_on_provider_prefixes(facts: &Facts) -> Vec<Finding> {
-    let (Ok(docker), Ok(host)) = (&facts.docker, &facts.host) else {
+    let Some((plan, host)) = planned(facts) else {
         return Vec::new();
     };
-    let snapshot = Snapshot {
-        host: host.clone(),
-        networks: docker.networks.clone(),
-        containers: docker.containers.clone(),
-    };
-    let plan = plan::plan(&facts.config.policy, &snapshot);
     let uplink = plan.uplink.as_deref().and_then(|u| host.interface(u));
     let provider: Vec<(Ipv6Net, &str)> = uplink
         .map(|u| u.dynamic_prefixes.as_slice())

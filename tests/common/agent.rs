@@ -63,6 +63,23 @@ pub fn status_socket(dir: &Path) -> PathBuf {
     dir.join("status.sock")
 }
 
+/// `dock6 status --json` of the agent serving `socket`, asked from the lab's host namespace.
+#[allow(dead_code)] // Not every test binary asks.
+pub fn status_json(lab: &DockerLab, socket: &Path) -> serde_json::Value {
+    let out = lab
+        .in_host(env!("CARGO_BIN_EXE_dock6"))
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .expect("dock6 status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
 impl Agent {
     /// Starts `dock6 run` against the lab's dockerd, with `config` as its config file.
     pub fn start(lab: &DockerLab, config: &str) -> Agent {
