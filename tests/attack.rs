@@ -177,6 +177,9 @@ fn network_created_while_dock6_is_down_is_closed() {
     ipv6_network(&lab, "rt", "2001:db8:3::/64");
     run_server(&lab, "before", "rt", &["8080:80"]);
     let mut agent = Agent::start(&lab, "");
+    // Docker forwards to the container on its own, so the first answer
+    // below would come before dock6 programmed anything: wait for its pass.
+    agent.wait_for_log("reconciled", PROMPTLY);
     route_via_host(&lab, "2001:db8:3::/64");
     let (up, host) = (lab.upstream_ns(), lab.host_ns());
     let before = address_of(&lab, "before", "rt");
@@ -204,6 +207,7 @@ fn network_created_while_dock6_is_down_is_closed() {
 
     // dock6 again: the published container port opens, the rest stays closed.
     let agent = Agent::start(&lab, "");
+    agent.wait_for_log("reconciled", PROMPTLY);
     answers(&up, sock(&late, 80), UPSTREAM, &agent);
     assert!(
         refused(&up, sock(&late, 9000)),
