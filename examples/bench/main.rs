@@ -40,13 +40,16 @@ fn main() -> anyhow::Result<()> {
         // Internal modes: the agent under test, the reachability probe.
         Some("agent") => return agent::main(),
         Some("probe") => {
-            let (addr, port) = (args.get(1), args.get(2));
-            return docker::probe(addr.context("address")?, port.context("port")?);
+            let (addr, port, until) = (args.get(1), args.get(2), args.get(3));
+            return docker::probe(
+                addr.context("address")?,
+                port.context("port")?,
+                until.map_or("open", String::as_str),
+            );
         }
         _ => {}
     }
-    let usage =
-        "usage: bench [--docker [20|26|28]] [--only offline,resync,events,conntrack] [--sizes N,…]";
+    let usage = "usage: bench [--docker [20|26|28]] [--only offline,resync,events,conntrack,docker] [--sizes N,…]";
     let mut docker = None;
     let mut parts = Parts::all();
     let mut sizes: Option<Vec<usize>> = None;
@@ -109,7 +112,8 @@ fn main() -> anyhow::Result<()> {
         rows.extend(conntrack::rows(&logs.join("conntrack.txt"))?);
     }
     if let Some(engine) = docker {
-        rows.extend(docker::rows(engine, &logs)?);
+        let docker_sizes = sizes.as_deref().unwrap_or(&docker::SIZES);
+        rows.extend(docker::rows(engine, docker_sizes, &logs)?);
     }
     let command = format!("cargo xtask bench {}", args.join(" "));
     report::print(&machine(), command.trim_end(), &rows);
@@ -147,8 +151,12 @@ impl Parts {
                 "resync" => parts.resync = true,
                 "events" => parts.events = true,
                 "conntrack" => parts.conntrack = true,
+                // The real-dockerd part alone (it runs with --docker).
+                "docker" => {}
                 other => {
-                    bail!("--only: unknown part {other:?} (offline, resync, events, conntrack)")
+                    bail!(
+                        "--only: unknown part {other:?} (offline, resync, events, conntrack, docker)"
+                    )
                 }
             }
         }
