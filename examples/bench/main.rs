@@ -7,14 +7,15 @@
 //! - conntrack deletes beside 0 and 100,000 unrelated entries;
 //! - with `--docker [20|26|28]` (the lab's Docker; 28 when no version is
 //!   given), a real dockerd (the `dock6-lab` crate): `docker run -p` →
-//!   reachable, dock6 against Docker's own ip6tables and the userland-proxy
-//!   floor. It takes about ten minutes more (three labs with 120
-//!   containers each), so the default run leaves it out.
+//!   reachable through dock6, Docker's own ip6tables and Docker's userland
+//!   proxy, each against the container's own server at its own address; at
+//!   10 and 1,000 running containers (or `--sizes`), so the default run
+//!   leaves it out (`--only docker` runs it alone).
 //!
-//! For iterating on one part: `--only offline,resync,events,conntrack`
+//! For iterating on one part: `--only offline,resync,events,conntrack,docker`
 //! (any of them; `resync` is the kernel part without the update events) and
-//! `--sizes 2000,10000` (the container counts of the offline and kernel
-//! parts). Without them the bench prints the whole table.
+//! `--sizes 2000,10000` (the container counts of the offline, kernel and
+//! real-dockerd parts). Without them the bench prints the whole table.
 //!
 //! Needs root. It re-runs itself under `unshare -n`, so every kernel change
 //! happens in a throw-away network namespace (the Docker lab makes its own):
