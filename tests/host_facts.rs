@@ -219,11 +219,21 @@ fn host_facts_do_not_grow_with_container_veths() {
         let _refused = host.tcp(std::net::SocketAddr::new(addr(OTHER_NODE).into(), 9));
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let facts = host.netlink(|handle| async move {
-        dock6::source::host::host_facts(&handle)
+    let (facts, links) = host.netlink(|handle| async move {
+        let facts = dock6::source::host::host_facts(&handle)
             .await
-            .expect("host facts")
+            .expect("host facts");
+        // What each pass's proxy-entry and host-route sync names links by.
+        let links = dock6::apply::link_names(&handle).await.expect("links");
+        (facts, links)
     });
+    let mut linked: Vec<&str> = links.values().map(String::as_str).collect();
+    linked.sort();
+    assert_eq!(
+        linked,
+        ["br-lan", "docker0", "eth0", "lo"],
+        "the links a pass names, without the bridges' ports"
+    );
     let mut names: Vec<&str> = facts.interfaces.iter().map(|i| i.name.as_str()).collect();
     names.sort();
     assert_eq!(

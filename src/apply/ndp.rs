@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use futures::TryStreamExt;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{InfoPortKind, LinkAttribute, LinkExtentMask, LinkInfo};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
 };
@@ -106,15 +106,27 @@ fn netlink(what: String) -> impl FnOnce(rtnetlink::Error) -> HostError {
     move |source| HostError::Netlink { what, source }
 }
 
-/// Interface index → name, from one link dump.
+/// Interface index → name of every link but a bridge's ports, from one
+/// link dump without the statistics the kernel would add to each link.
+///
+/// A bridge's ports (each container's host-side veth) carry no address,
+/// proxy entry or route of dock6's (those are the bridge's), so what is
+/// built from this at every pass does not grow with the containers.
 pub async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostError> {
-    let mut links = handle.link().get().execute();
+    let mut links = handle
+        .link()
+        .get()
+        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+        .execute();
     let mut names = BTreeMap::new();
     while let Some(link) = links
         .try_next()
         .await
         .map_err(netlink("dumping links".into()))?
     {
+        if is_bridge_port(&link.attributes) {
+            continue;
+        }
         let name = link.attributes.iter().find_map(|attr| match attr {
             LinkAttribute::IfName(name) => Some(name.clone()),
             _ => None,
@@ -124,6 +136,17 @@ pub async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostEr
         }
     }
     Ok(names)
+}
+
+/// A port of a bridge (a container's veth, a bridge's physical port): its
+/// layer 3 is the bridge's.
+fn is_bridge_port(attributes: &[LinkAttribute]) -> bool {
+    attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|i| matches!(i, LinkInfo::PortKind(InfoPortKind::Bridge))),
+        _ => false,
+    })
 }
 
 /// The IPv6 proxy-NDP entries the kernel holds, dock6's and others'.

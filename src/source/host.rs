@@ -11,14 +11,13 @@ use futures::TryStreamExt as _;
 use ipnet::Ipv6Net;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
-use rtnetlink::packet_route::link::{InfoPortKind, LinkAttribute, LinkExtentMask, LinkInfo};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-use crate::apply::read_sysctl;
+use crate::apply::{link_names, read_sysctl};
 use crate::snapshot::{HostFacts, Interface};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +88,10 @@ pub struct NeighbourFact {
 /// dumps (they are dropped as they are read); neighbours are asked for per
 /// interface, so a Docker bridge's hundreds of container entries are not.
 pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
-    let links = links_with_facts(handle).await?;
+    let links = link_names(handle).await.map_err(|e| HostFactsError {
+        what: "links",
+        source: e.into(),
+    })?;
     let addresses = addresses(handle, &links).await?;
     let routes = routes(handle, &links).await?;
     let mut neighbours = Vec::new();
@@ -102,45 +104,6 @@ pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
     });
     facts.forwarding = read_sysctl("all", "forwarding").ok();
     Ok(facts)
-}
-
-/// The host's links by index, a bridge's ports left out: one link dump,
-/// without the statistics the kernel would otherwise add to each link.
-async fn links_with_facts(handle: &Handle) -> Result<BTreeMap<u32, String>, HostFactsError> {
-    let err = |source: rtnetlink::Error| HostFactsError {
-        what: "links",
-        source: source.into(),
-    };
-    let mut stream = handle
-        .link()
-        .get()
-        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
-        .execute();
-    let mut out = BTreeMap::new();
-    while let Some(link) = stream.try_next().await.map_err(err)? {
-        if is_bridge_port(&link.attributes) {
-            continue;
-        }
-        let name = link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfName(name) => Some(name.clone()),
-            _ => None,
-        });
-        if let Some(name) = name {
-            out.insert(link.header.index, name);
-        }
-    }
-    Ok(out)
-}
-
-/// A port of a bridge (a container's veth, a bridge's physical port): its
-/// layer 3 is the bridge's.
-fn is_bridge_port(attributes: &[LinkAttribute]) -> bool {
-    attributes.iter().any(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos
-            .iter()
-            .any(|i| matches!(i, LinkInfo::PortKind(InfoPortKind::Bridge))),
-        _ => false,
-    })
 }
 
 /// The interfaces whose neighbours may matter: any that could be the uplink.
