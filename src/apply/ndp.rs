@@ -138,6 +138,63 @@ pub async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostEr
     Ok(names)
 }
 
+/// The index of each named interface that exists: one lookup by name each
+/// (the kernel finds it in a hash), not a dump of every link.
+pub async fn link_indices<'a>(
+    handle: &Handle,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, u32>, HostError> {
+    let mut out = HashMap::new();
+    for name in names {
+        if out.contains_key(name) {
+            continue;
+        }
+        let mut reply = handle.link().get().match_name(name.to_string()).execute();
+        match reply.try_next().await {
+            Ok(Some(link)) => {
+                out.insert(name.to_string(), link.header.index);
+            }
+            Ok(None) => {}
+            Err(e) if no_such_device(&e) => {}
+            Err(e) => return Err(netlink(format!("looking up interface {name}"))(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// The name of each interface index that exists: one lookup each.
+pub async fn link_names_of(
+    handle: &Handle,
+    indices: impl IntoIterator<Item = u32>,
+) -> Result<BTreeMap<u32, String>, HostError> {
+    let mut out = BTreeMap::new();
+    for index in indices {
+        if out.contains_key(&index) {
+            continue;
+        }
+        let mut reply = handle.link().get().match_index(index).execute();
+        let link = match reply.try_next().await {
+            Ok(link) => link,
+            Err(e) if no_such_device(&e) => None,
+            Err(e) => return Err(netlink(format!("looking up interface {index}"))(e)),
+        };
+        let name = link.and_then(|l| {
+            l.attributes.into_iter().find_map(|attr| match attr {
+                LinkAttribute::IfName(name) => Some(name),
+                _ => None,
+            })
+        });
+        if let Some(name) = name {
+            out.insert(index, name);
+        }
+    }
+    Ok(out)
+}
+
+fn no_such_device(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV)
+}
+
 /// A port of a bridge (a container's veth, a bridge's physical port): its
 /// layer 3 is the bridge's.
 fn is_bridge_port(attributes: &[LinkAttribute]) -> bool {
@@ -257,9 +314,15 @@ pub async fn sync_proxy_entries(
     handle: &Handle,
     desired: &[ProxyEntry],
 ) -> Result<ProxySyncReport, HostError> {
-    let names = link_names(handle).await?;
-    let indices: HashMap<&str, u32> = names.iter().map(|(i, n)| (n.as_str(), *i)).collect();
-    let current = list_with_names(handle, &names).await?;
+    // Point lookups of the few interfaces involved (the uplink), so a
+    // pass's work does not grow with the host's links (a veth a container).
+    let owned = link_indices(handle, desired.iter().map(|e| e.interface.as_str())).await?;
+    let indices: HashMap<&str, u32> = owned.iter().map(|(n, i)| (n.as_str(), *i)).collect();
+    let mut current = list_with_names(handle, &BTreeMap::new()).await?;
+    let names = link_names_of(handle, current.iter().map(|e| e.ifindex)).await?;
+    for entry in &mut current {
+        entry.interface = names.get(&entry.ifindex).cloned();
+    }
     let present: HashMap<(u32, Ipv6Addr), &ProxyNeighbour> = current
         .iter()
         .map(|e| ((e.ifindex, e.address), e))
