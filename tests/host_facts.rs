@@ -145,3 +145,118 @@ fn no_proxy_entry_for_the_router_the_host_or_another_node() {
         );
     }
 }
+
+const PORTS: usize = 200;
+
+/// `docker0` with `PORTS` container veths as its ports (their other ends in
+/// a second namespace, as a container's are), each container's address a
+/// neighbour of the bridge; and an operator's `br-lan` with a port of its
+/// own. Made with one `ip -batch` per namespace.
+fn many_veths(host: &Netns, containers: &Netns) {
+    let mut batch = String::from(
+        "link add docker0 type bridge\n\
+         link set docker0 up\n\
+         addr add fd00:d0c::1/64 dev docker0 nodad\n\
+         link add br-lan type bridge\n\
+         link set br-lan up\n\
+         addr add 2001:db8:5::1/64 dev br-lan nodad\n\
+         link set lanport master br-lan up\n",
+    );
+    batch.insert_str(
+        0,
+        &format!(
+            "link add lanport type veth peer name lanpeer netns {}\n",
+            containers.name
+        ),
+    );
+    for i in 0..PORTS {
+        batch.push_str(&format!(
+            "link add veth{i} type veth peer name c{i} netns {ns}\n\
+             link set veth{i} master docker0 up\n\
+             neigh add fd00:d0c::{n:x} lladdr 02:00:00:00:{hi:02x}:{lo:02x} dev docker0 nud permanent\n",
+            ns = containers.name,
+            n = i + 2,
+            hi = i / 256,
+            lo = i % 256,
+        ));
+    }
+    let path = std::env::temp_dir().join(format!("{}.batch", host.name));
+    std::fs::write(&path, batch).expect("batch file");
+    host.exec_ok(&[
+        "ip",
+        "-batch",
+        path.to_str().expect("a UTF-8 temporary path"),
+    ]);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// A host whose Docker bridge has hundreds of containers: its host facts are
+/// those of the interfaces that carry addresses (the uplink, the bridges,
+/// an operator's `br-lan`), never one per container veth; only the uplink's
+/// neighbours are read, not a bridge's hundreds.
+#[test]
+fn host_facts_do_not_grow_with_container_veths() {
+    if !common::require_root("host_facts_do_not_grow_with_container_veths") {
+        return;
+    }
+    let (host, _router) = link();
+    let containers = Netns::new("hfc");
+    many_veths(&host, &containers);
+    assert!(
+        host.exec_ok(&["ip", "-o", "link", "show", "master", "docker0"])
+            .lines()
+            .count()
+            == PORTS,
+        "the bridge has its ports"
+    );
+    // The uplink's neighbour, as in the test above: still read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !host
+        .exec_ok(&["ip", "-6", "neigh", "show", "dev", "eth0"])
+        .contains("lladdr")
+    {
+        assert!(std::time::Instant::now() < deadline, "no neighbour entry");
+        let _refused = host.tcp(std::net::SocketAddr::new(addr(OTHER_NODE).into(), 9));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (facts, links) = host.netlink(|handle| async move {
+        let facts = dock6::source::host::host_facts(&handle)
+            .await
+            .expect("host facts");
+        // What each pass's proxy-entry and host-route sync names links by.
+        let links = dock6::apply::link_names(&handle).await.expect("links");
+        (facts, links)
+    });
+    let mut linked: Vec<&str> = links.values().map(String::as_str).collect();
+    linked.sort();
+    assert_eq!(
+        linked,
+        ["br-lan", "docker0", "eth0", "lo"],
+        "the links a pass names, without the bridges' ports"
+    );
+    let mut names: Vec<&str> = facts.interfaces.iter().map(|i| i.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["br-lan", "docker0", "eth0"],
+        "one interface per bridge and uplink, none per port"
+    );
+    let neighbours: usize = facts.interfaces.iter().map(|i| i.neighbours.len()).sum();
+    assert_eq!(
+        neighbours, 1,
+        "the uplink's one neighbour, not the bridge's {PORTS}: {facts:?}"
+    );
+    let eth0 = facts.interface("eth0").expect("eth0");
+    assert!(eth0.neighbours.contains(&addr(OTHER_NODE)), "{eth0:?}");
+    assert_eq!(facts.default_routers, [addr(ROUTER)]);
+    let br_lan = facts.interface("br-lan").expect("the operator's bridge");
+    assert_eq!(
+        br_lan.onlink_prefixes,
+        ["2001:db8:5::/64".parse::<ipnet::Ipv6Net>().unwrap()]
+    );
+    let docker0 = facts.interface("docker0").expect("docker0");
+    assert_eq!(
+        docker0.addresses,
+        ["fd00:d0c::1/64".parse::<ipnet::Ipv6Net>().unwrap()]
+    );
+}

@@ -7,14 +7,15 @@
 //! - conntrack deletes beside 0 and 100,000 unrelated entries;
 //! - with `--docker [20|26|28]` (the lab's Docker; 28 when no version is
 //!   given), a real dockerd (the `dock6-lab` crate): `docker run -p` →
-//!   reachable, dock6 against Docker's own ip6tables and the userland-proxy
-//!   floor. It takes about ten minutes more (three labs with 120
-//!   containers each), so the default run leaves it out.
+//!   reachable through dock6, Docker's own ip6tables and Docker's userland
+//!   proxy, each against the container's own server at its own address; at
+//!   10 and 1,000 running containers (or `--sizes`), so the default run
+//!   leaves it out (`--only docker` runs it alone).
 //!
-//! For iterating on one part: `--only offline,resync,events,conntrack`
+//! For iterating on one part: `--only offline,resync,events,conntrack,docker`
 //! (any of them; `resync` is the kernel part without the update events) and
-//! `--sizes 2000,10000` (the container counts of the offline and kernel
-//! parts). Without them the bench prints the whole table.
+//! `--sizes 2000,10000` (the container counts of the offline, kernel and
+//! real-dockerd parts). Without them the bench prints the whole table.
 //!
 //! Needs root. It re-runs itself under `unshare -n`, so every kernel change
 //! happens in a throw-away network namespace (the Docker lab makes its own):
@@ -40,13 +41,16 @@ fn main() -> anyhow::Result<()> {
         // Internal modes: the agent under test, the reachability probe.
         Some("agent") => return agent::main(),
         Some("probe") => {
-            let (addr, port) = (args.get(1), args.get(2));
-            return docker::probe(addr.context("address")?, port.context("port")?);
+            let (addr, port, until) = (args.get(1), args.get(2), args.get(3));
+            return docker::probe(
+                addr.context("address")?,
+                port.context("port")?,
+                until.map_or("open", String::as_str),
+            );
         }
         _ => {}
     }
-    let usage =
-        "usage: bench [--docker [20|26|28]] [--only offline,resync,events,conntrack] [--sizes N,…]";
+    let usage = "usage: bench [--docker [20|26|28]] [--only offline,resync,events,conntrack,docker] [--sizes N,…]";
     let mut docker = None;
     let mut parts = Parts::all();
     let mut sizes: Option<Vec<usize>> = None;
@@ -109,7 +113,8 @@ fn main() -> anyhow::Result<()> {
         rows.extend(conntrack::rows(&logs.join("conntrack.txt"))?);
     }
     if let Some(engine) = docker {
-        rows.extend(docker::rows(engine, &logs)?);
+        let docker_sizes = sizes.as_deref().unwrap_or(&docker::SIZES);
+        rows.extend(docker::rows(engine, docker_sizes, &logs)?);
     }
     let command = format!("cargo xtask bench {}", args.join(" "));
     report::print(&machine(), command.trim_end(), &rows);
@@ -147,8 +152,12 @@ impl Parts {
                 "resync" => parts.resync = true,
                 "events" => parts.events = true,
                 "conntrack" => parts.conntrack = true,
+                // The real-dockerd part alone (it runs with --docker).
+                "docker" => {}
                 other => {
-                    bail!("--only: unknown part {other:?} (offline, resync, events, conntrack)")
+                    bail!(
+                        "--only: unknown part {other:?} (offline, resync, events, conntrack, docker)"
+                    )
                 }
             }
         }

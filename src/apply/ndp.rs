@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use futures::TryStreamExt;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{InfoPortKind, LinkAttribute, LinkExtentMask, LinkInfo};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
 };
@@ -106,15 +106,27 @@ fn netlink(what: String) -> impl FnOnce(rtnetlink::Error) -> HostError {
     move |source| HostError::Netlink { what, source }
 }
 
-/// Interface index → name, from one link dump.
+/// Interface index → name of every link but a bridge's ports, from one
+/// link dump without the statistics the kernel would add to each link.
+///
+/// A bridge's ports (each container's host-side veth) carry no address,
+/// proxy entry or route of dock6's (those are the bridge's), so what is
+/// built from this at every pass does not grow with the containers.
 pub async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostError> {
-    let mut links = handle.link().get().execute();
+    let mut links = handle
+        .link()
+        .get()
+        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+        .execute();
     let mut names = BTreeMap::new();
     while let Some(link) = links
         .try_next()
         .await
         .map_err(netlink("dumping links".into()))?
     {
+        if is_bridge_port(&link.attributes) {
+            continue;
+        }
         let name = link.attributes.iter().find_map(|attr| match attr {
             LinkAttribute::IfName(name) => Some(name.clone()),
             _ => None,
@@ -124,6 +136,74 @@ pub async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>, HostEr
         }
     }
     Ok(names)
+}
+
+/// The index of each named interface that exists: one lookup by name each
+/// (the kernel finds it in a hash), not a dump of every link.
+pub async fn link_indices<'a>(
+    handle: &Handle,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, u32>, HostError> {
+    let mut out = HashMap::new();
+    for name in names {
+        if out.contains_key(name) {
+            continue;
+        }
+        let mut reply = handle.link().get().match_name(name.to_string()).execute();
+        match reply.try_next().await {
+            Ok(Some(link)) => {
+                out.insert(name.to_string(), link.header.index);
+            }
+            Ok(None) => {}
+            Err(e) if no_such_device(&e) => {}
+            Err(e) => return Err(netlink(format!("looking up interface {name}"))(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// The name of each interface index that exists: one lookup each.
+pub async fn link_names_of(
+    handle: &Handle,
+    indices: impl IntoIterator<Item = u32>,
+) -> Result<BTreeMap<u32, String>, HostError> {
+    let mut out = BTreeMap::new();
+    for index in indices {
+        if out.contains_key(&index) {
+            continue;
+        }
+        let mut reply = handle.link().get().match_index(index).execute();
+        let link = match reply.try_next().await {
+            Ok(link) => link,
+            Err(e) if no_such_device(&e) => None,
+            Err(e) => return Err(netlink(format!("looking up interface {index}"))(e)),
+        };
+        let name = link.and_then(|l| {
+            l.attributes.into_iter().find_map(|attr| match attr {
+                LinkAttribute::IfName(name) => Some(name),
+                _ => None,
+            })
+        });
+        if let Some(name) = name {
+            out.insert(index, name);
+        }
+    }
+    Ok(out)
+}
+
+fn no_such_device(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV)
+}
+
+/// A port of a bridge (a container's veth, a bridge's physical port): its
+/// layer 3 is the bridge's.
+fn is_bridge_port(attributes: &[LinkAttribute]) -> bool {
+    attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|i| matches!(i, LinkInfo::PortKind(InfoPortKind::Bridge))),
+        _ => false,
+    })
 }
 
 /// The IPv6 proxy-NDP entries the kernel holds, dock6's and others'.
@@ -234,9 +314,15 @@ pub async fn sync_proxy_entries(
     handle: &Handle,
     desired: &[ProxyEntry],
 ) -> Result<ProxySyncReport, HostError> {
-    let names = link_names(handle).await?;
-    let indices: HashMap<&str, u32> = names.iter().map(|(i, n)| (n.as_str(), *i)).collect();
-    let current = list_with_names(handle, &names).await?;
+    // Point lookups of the few interfaces involved (the uplink), so a
+    // pass's work does not grow with the host's links (a veth a container).
+    let owned = link_indices(handle, desired.iter().map(|e| e.interface.as_str())).await?;
+    let indices: HashMap<&str, u32> = owned.iter().map(|(n, i)| (n.as_str(), *i)).collect();
+    let mut current = list_with_names(handle, &BTreeMap::new()).await?;
+    let names = link_names_of(handle, current.iter().map(|e| e.ifindex)).await?;
+    for entry in &mut current {
+        entry.interface = names.get(&entry.ifindex).cloned();
+    }
     let present: HashMap<(u32, Ipv6Addr), &ProxyNeighbour> = current
         .iter()
         .map(|e| ((e.ifindex, e.address), e))

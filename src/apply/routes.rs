@@ -16,7 +16,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::{Handle, RouteMessageBuilder};
 use tracing::info;
 
-use super::ndp::link_names;
+use super::ndp::link_indices;
 use super::{HostError, progress};
 use crate::plan::HostRoute;
 
@@ -96,8 +96,10 @@ pub async fn sync_host_routes(
     handle: &Handle,
     desired: &[HostRoute],
 ) -> Result<RouteSyncReport, HostError> {
-    let names = link_names(handle).await?;
-    let indices: HashMap<&str, u32> = names.iter().map(|(i, n)| (n.as_str(), *i)).collect();
+    // Point lookups of the few interfaces involved (Docker's bridges), so a
+    // pass's work does not grow with the host's links (a veth a container).
+    let owned = link_indices(handle, desired.iter().map(|r| r.interface.as_str())).await?;
+    let indices: HashMap<&str, u32> = owned.iter().map(|(n, i)| (n.as_str(), *i)).collect();
     let current: BTreeSet<Dock6Route> = list_dock6_routes(handle).await?.into_iter().collect();
     let mut report = RouteSyncReport::default();
     let mut wanted = BTreeSet::new();

@@ -1,7 +1,8 @@
 //! Host facts over rtnetlink: the IPv6 default route's interface and
 //! gateways, each interface's global addresses, on-link prefixes (and which
 //! of them the network handed out), neighbours and `accept_ra`, the prefixes
-//! delegated to the host, and `all.forwarding`.
+//! delegated to the host, and `all.forwarding`. A bridge's ports (each
+//! container's veth) are not interfaces of the host's here.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -76,21 +77,44 @@ pub struct NeighbourFact {
     pub dock6_proxy: bool,
 }
 
-/// Dumps links, addresses, routes and neighbours, then assembles the facts.
+/// Dumps links, addresses and routes, reads the neighbours of the
+/// interfaces that may be the uplink, then assembles the facts.
+///
+/// A bridge's ports (every container's host-side veth) are left out before
+/// anything else is read about them: they carry no address of the host's,
+/// no on-link prefix and no neighbour (those are the bridge's), so the facts
+/// and the work of a pass do not grow with the containers. The kernel still
+/// sends each port's link, link-local address and `fe80::/64` route in the
+/// dumps (they are dropped as they are read); neighbours are asked for per
+/// interface, so a Docker bridge's hundreds of container entries are not.
 pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
     let links = link_names(handle).await.map_err(|e| HostFactsError {
         what: "links",
         source: e.into(),
     })?;
-    let addresses = addresses(handle).await?;
-    let routes = routes(handle).await?;
-    let mut neighbours = neighbours(handle).await?;
+    let addresses = addresses(handle, &links).await?;
+    let routes = routes(handle, &links).await?;
+    let mut neighbours = Vec::new();
+    for index in links_with_neighbours(&links) {
+        neighbours.extend(neighbours_of(handle, index).await?);
+    }
     neighbours.extend(dock6_proxies(handle, &links).await?);
     let mut facts = assemble(&links, &addresses, &routes, &neighbours, |i| {
         read_sysctl(i, "accept_ra").ok()
     });
     facts.forwarding = read_sysctl("all", "forwarding").ok();
     Ok(facts)
+}
+
+/// The interfaces whose neighbours may matter: any that could be the uplink.
+/// Docker's bridges (by the names Docker gives them) hold one entry per
+/// container that talked, and `lo` none.
+fn links_with_neighbours(links: &BTreeMap<u32, String>) -> Vec<u32> {
+    links
+        .iter()
+        .filter(|(_, name)| name.as_str() != "lo" && !crate::plan::docker_made_bridge_name(name))
+        .map(|(index, _)| *index)
+        .collect()
 }
 
 /// The pure part: which interface carries the default route, and what each
@@ -195,7 +219,10 @@ fn delegated_prefixes(routes: &[RouteFact]) -> Vec<Ipv6Net> {
     out
 }
 
-async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> {
+async fn addresses(
+    handle: &Handle,
+    links: &BTreeMap<u32, String>,
+) -> Result<Vec<AddressFact>, HostFactsError> {
     let err = |source: rtnetlink::Error| HostFactsError {
         what: "addresses",
         source: source.into(),
@@ -207,7 +234,9 @@ async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> 
             AddressAttribute::Address(IpAddr::V6(v6)) => Some(*v6),
             _ => None,
         });
-        if let Some(address) = address {
+        if let Some(address) = address
+            && links.contains_key(&msg.header.index)
+        {
             let flags = msg.header.flags;
             out.push(AddressFact {
                 ifindex: msg.header.index,
@@ -223,18 +252,24 @@ async fn addresses(handle: &Handle) -> Result<Vec<AddressFact>, HostFactsError> 
     Ok(out)
 }
 
-/// Global addresses in the neighbour cache that a node has answered for
-/// (a link-layer address and a state other than incomplete or failed).
-async fn neighbours(handle: &Handle) -> Result<Vec<NeighbourFact>, HostFactsError> {
+/// Global addresses in one interface's neighbour cache that a node has
+/// answered for (a link-layer address and a state other than incomplete or
+/// failed). The kernel filters by interface; a kernel too old to do so sends
+/// them all, and the others are dropped here.
+async fn neighbours_of(handle: &Handle, index: u32) -> Result<Vec<NeighbourFact>, HostFactsError> {
     let err = |source: rtnetlink::Error| HostFactsError {
         what: "neighbours",
         source: source.into(),
     };
-    let mut stream = handle
+    let mut request = handle
         .neighbours()
         .get()
-        .set_address_family(AddressFamily::Inet6)
-        .execute();
+        .set_address_family(AddressFamily::Inet6);
+    request
+        .message_mut()
+        .attributes
+        .push(NeighbourAttribute::IfIndex(index));
+    let mut stream = request.execute();
     let mut out = Vec::new();
     while let Some(msg) = stream.try_next().await.map_err(err)? {
         let answered = matches!(
@@ -254,6 +289,7 @@ async fn neighbours(handle: &Handle) -> Result<Vec<NeighbourFact>, HostFactsErro
             _ => None,
         });
         if let Some(address) = address.filter(|a| !a.is_unicast_link_local())
+            && msg.header.ifindex == index
             && answered
             && has_lladdr
             && !msg.header.flags.contains(NeighbourFlags::Proxy)
@@ -291,7 +327,12 @@ async fn dock6_proxies(
         .collect())
 }
 
-async fn routes(handle: &Handle) -> Result<Vec<RouteFact>, HostFactsError> {
+/// The main table's IPv6 routes, but those through a link left out (a
+/// bridge's port: its `fe80::/64`).
+async fn routes(
+    handle: &Handle,
+    links: &BTreeMap<u32, String>,
+) -> Result<Vec<RouteFact>, HostFactsError> {
     let err = |source: rtnetlink::Error| HostFactsError {
         what: "routes",
         source: source.into(),
@@ -322,6 +363,9 @@ async fn routes(handle: &Handle) -> Result<Vec<RouteFact>, HostFactsError> {
         else {
             continue;
         };
+        if oif.is_some_and(|i| !links.contains_key(&i)) {
+            continue;
+        }
         out.push(RouteFact {
             destination,
             gateway,

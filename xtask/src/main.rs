@@ -81,7 +81,7 @@ fn main() -> ExitCode {
                 "  demo   install what is needed, then show a container with IPv6 egress and a published port, in namespaces"
             );
             eprintln!(
-                "  bench  [--docker [20|26|28]] [--only offline,resync,events,conntrack] [--sizes N,…]: dock6 at scale, one table (release build; root; namespaces of its own; --docker: a real dockerd too, ~10 min more; --only/--sizes: some parts at some sizes)"
+                "  bench  [--docker [20|26|28]] [--only offline,resync,events,conntrack,docker] [--sizes N,…]: dock6 at scale, one table (release build; root; namespaces of its own; --docker: a real dockerd too, 1,000 containers by default, ~30 min more; --only/--sizes: some parts at some sizes)"
             );
             eprintln!(
                 "  kernels [--only 5.10,6.1,6.12] [--accel kvm|tcg] [--timeout SECS]: the kernel tests on Debian's 5.10, 6.1 and 6.12 under qemu (root; kernels fetched once into /var/cache/dock6-kernels)"
