@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
-use common::swarm::{OVERLAY_V6, Swarm, gwbridge_subnet};
+use common::swarm::{Swarm, gwbridge_subnet};
 use common::web::{INTERNET, PROMPTLY, UPSTREAM, WHO_AM_I_SERVER, answers, one_at_a_time, refused};
 
 /// The overlay the services run on.
@@ -234,11 +234,7 @@ fn the_overlay_and_the_swarms_own_traffic_are_left_alone(
             table.contains("docker_gwbridge") && table.contains(&gwbridge_subnet(node)),
             "control: node {node}'s table names docker_gwbridge and its subnet\n{table}"
         );
-        let mut swarm_owned = vec![
-            "ingress".to_string(),
-            OVERLAY.to_string(),
-            OVERLAY_V6.replace("::/64", ":"),
-        ];
+        let mut swarm_owned = vec!["ingress".to_string(), OVERLAY.to_string()];
         for network in ["ingress", OVERLAY] {
             let id = lab.docker(&["network", "inspect", "-f", "{{.Id}}", network]);
             swarm_owned.push(id.chars().take(12).collect());

@@ -15,12 +15,6 @@ pub fn gwbridge_subnet(node: usize) -> String {
     format!("fd00:9a7e:{node}::/64")
 }
 
-/// The overlay's subnets where Docker can give it IPv6 (20.10). Docker 28 cannot allocate an
-/// overlay's explicit IPv6 subnet (moby#52469), so there the overlay is IPv4-only and the tasks'
-/// IPv6 is their `docker_gwbridge` address alone.
-pub const OVERLAY_V4: &str = "192.0.2.192/28";
-pub const OVERLAY_V6: &str = "fd00:e1a::/64";
-
 /// How long a task may take to run (on a node that has just (re)joined, Docker 20.10 rejects
 /// the first tasks on an IPv6 overlay until the network's details reach it, and tries again).
 pub const TASK_TIMEOUT: Duration = Duration::from_secs(90);
@@ -104,16 +98,20 @@ impl Swarm {
         self.node(n).docker(&["swarm", "leave"]);
     }
 
-    /// An attachable overlay network `name`: with IPv6 on 20.10. Docker 28 cannot allocate an
-    /// IPv6 overlay subnet (moby#52469); on 26.1 it allocates one, but in this lab a task did not
-    /// reach another node's task over it: both take an IPv4 overlay, their IPv6 going through
-    /// each node's `docker_gwbridge`.
+    /// An attachable overlay network `name`, IPv4 only: the tasks' IPv6 goes through each
+    /// node's `docker_gwbridge`, which is what dock6 manages. (Docker 28 cannot allocate an IPv6
+    /// overlay subnet, moby#52469; on 26.1 a task did not reach another node's over one in this
+    /// lab; on 20.10 its IPAM rejected tasks now and then with "Invalid address … does not
+    /// belong to any of this network's subnets".)
     pub fn overlay(&self, name: &str) {
-        let mut args = vec!["network", "create", "--driver", "overlay", "--attachable"];
-        if self.docker_version() == lab::Docker::Installed {
-            args.extend(["--ipv6", "--subnet", OVERLAY_V4, "--subnet", OVERLAY_V6]);
-        }
-        args.push(name);
+        let args = [
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--attachable",
+            name,
+        ];
         self.node(1).docker(&args);
     }
 
