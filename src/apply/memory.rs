@@ -16,3 +16,18 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// The bytes the allocator has handed out and not yet taken back, over all
+/// of its arenas (glibc's `mallinfo2`); `None` elsewhere. For tests and the
+/// bench: what a structure kept between calls costs.
+pub fn heap_in_use() -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no pointers and returns a plain struct of
+        // counters, summed over glibc's arenas under their locks.
+        let info = unsafe { libc::mallinfo2() };
+        Some(info.uordblks)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}

@@ -204,6 +204,7 @@ impl Loop {
 
     async fn companion_pass(&mut self, update: Update) -> bool {
         self.replace_next = true;
+        self.kernel_has_last_plan = false;
         // Docker's rules DNAT now: flows of mappings dock6 dropped are Docker's business.
         drop(update);
         let host = self.host_state();
@@ -233,7 +234,13 @@ impl Loop {
         let replacing = self.replace_next || update.shape_changed;
         let elements = !replacing && !update.changes.is_empty();
         let change = match (replacing, update.changes.is_empty()) {
-            (true, _) => TableChange::Replace(self.planner.table()),
+            (true, _) => TableChange::Replace {
+                table: self.planner.table(),
+                // Built only when they lead from what the kernel has.
+                since: self
+                    .kernel_has_last_plan
+                    .then(|| update.changes.into_batch()),
+            },
             (false, true) => TableChange::Unchanged,
             (false, false) => TableChange::Elements {
                 table: crate::nft::TABLE_NAME.to_string(),
@@ -251,6 +258,7 @@ impl Loop {
                 unseen_commit,
             }) => {
                 let table_in = report.table_action().is_some();
+                self.kernel_has_last_plan = table_in;
                 let mut converged = self.after_table_pass(report, elements);
                 if table_in {
                     converged &= self.delete_old_prefix_flows().await;
@@ -266,6 +274,7 @@ impl Loop {
                 error!("{e}");
                 self.shown.error("kernel", e.to_string());
                 self.replace_next = true;
+                self.kernel_has_last_plan = false;
                 self.stale_flows = pending_flows;
                 false
             }
@@ -400,13 +409,14 @@ impl Loop {
             return true;
         }
         let ours = self.bootstrap_installed.is_some();
+        self.kernel_has_last_plan = false;
         let replacing = table.clone();
         let result = self
             .kernel
             .call(
                 move |k| match !ours && k.table_exists(crate::nft::TABLE_NAME)? {
                     true => Ok(false),
-                    false => k.replace_table(&replacing).map(|()| true),
+                    false => k.replace_table(&replacing, None).map(|()| true),
                 },
             )
             .await;
