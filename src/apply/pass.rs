@@ -291,7 +291,7 @@ pub struct Previous<'a> {
     /// Leave the conntrack deletes to the caller: `flow_targets` of the
     /// report, once the table is in. (The agent runs them on a thread of
     /// their own: a delete walks the kernel's whole conntrack hash table
-    /// once per mapping, and the next pass need not wait for that.)
+    /// once per batch of mappings, and the next pass need not wait for that.)
     pub defer_flows: bool,
 }
 

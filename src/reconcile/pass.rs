@@ -481,10 +481,11 @@ fn log_role(role: &FirewallRole) {
     }
 }
 
-/// At most this many mappings per conntrack call: each is one walk of the
-/// kernel's conntrack hash table (milliseconds with 100,000 entries), and a
-/// call must end well within the kernel thread's timeout.
-const FLOW_TARGETS_PER_CALL: usize = 64;
+/// At most this many mappings per conntrack call. A call walks the kernel's
+/// conntrack hash table once however many mappings it has (tens of
+/// milliseconds with 100,000 entries), then deletes each entry it found one
+/// by one: a call must end well within the kernel thread's timeout.
+const FLOW_TARGETS_PER_CALL: usize = 512;
 
 /// Runs the deferred conntrack deletes on `thread`, one batch at a time:
 /// what queues up while a batch runs goes into the next (duplicates once),
