@@ -175,6 +175,7 @@ async fn serve(
     updates: mpsc::Receiver<DockerUpdate>,
     resync_requests: mpsc::Sender<()>,
 ) -> Result<(), RunError> {
+    crate::apply::give_large_frees_back();
     let metrics_address = match &options.metrics_address {
         Some(text) => Some(
             crate::config::parse_metrics_address(text, config.metrics_allow_remote)
