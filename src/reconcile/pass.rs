@@ -488,18 +488,16 @@ fn log_role(role: &FirewallRole) {
 const FLOW_TARGETS_PER_CALL: usize = 512;
 
 /// Runs the deferred conntrack deletes on `thread`, one batch at a time:
-/// what queues up while a batch runs goes into the next (duplicates once),
-/// so a burst of removals never piles up calls. Each outcome goes back to
+/// what comes within [`FLOW_GATHER`] of a removal, or queues up while a
+/// batch runs, goes into one batch (duplicates once), so a burst of
+/// removals never piles up calls. Each outcome goes back to
 /// the loop on `done` (the mappings again, when a delete failed).
 pub(super) async fn delete_flows_worker(
     thread: Arc<KernelThread>,
     mut todo: mpsc::UnboundedReceiver<Vec<DnatTarget>>,
     done: mpsc::UnboundedSender<FlowsDone>,
 ) {
-    while let Some(mut targets) = todo.recv().await {
-        while let Ok(more) = todo.try_recv() {
-            targets.extend(more);
-        }
+    while let Some(mut targets) = next_batch(&mut todo, FLOW_GATHER).await {
         targets.sort();
         targets.dedup();
         for chunk in targets.chunks(FLOW_TARGETS_PER_CALL) {
@@ -524,5 +522,68 @@ pub(super) async fn delete_flows_worker(
                 return;
             }
         }
+    }
+}
+
+/// How long the conntrack worker gathers removed mappings before it walks
+/// the kernel's conntrack table for them. A walk holds a CPU for
+/// milliseconds whatever it looks for (tens with 100,000 entries, and
+/// without yielding it); one for every removal of a burst would keep a
+/// core busy and delay the passes that follow. A removed mapping's flows
+/// go at most this much later.
+const FLOW_GATHER: Duration = Duration::from_millis(200);
+
+/// The next batch of mappings whose flows are to be deleted: the first
+/// that comes, and all that come within `gather` after it.
+async fn next_batch(
+    todo: &mut mpsc::UnboundedReceiver<Vec<DnatTarget>>,
+    gather: Duration,
+) -> Option<Vec<DnatTarget>> {
+    let mut targets = todo.recv().await?;
+    let until = Instant::now() + gather;
+    while let Ok(Some(more)) = tokio::time::timeout_at(until, todo.recv()).await {
+        targets.extend(more);
+    }
+    Some(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::L4Proto;
+
+    fn mapping(host_port: u16) -> DnatTarget {
+        DnatTarget {
+            proto: L4Proto::Udp,
+            host_port,
+            target: "fd00:1::2".parse().expect("address"),
+            target_port: 53,
+        }
+    }
+
+    /// Removals that come one after another (a container at a time, as
+    /// `docker compose down` removes them) are one batch, so one walk of
+    /// the kernel's conntrack table; one that comes after the batch was
+    /// taken is the next batch.
+    #[tokio::test(start_paused = true)]
+    async fn removals_within_the_gathering_time_are_one_batch() {
+        let (tx, mut todo) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for port in [1, 2, 3] {
+                let _ = tx.send(vec![mapping(port)]);
+                tokio::time::sleep(FLOW_GATHER / 10).await;
+            }
+            tokio::time::sleep(FLOW_GATHER * 5).await;
+            let _ = tx.send(vec![mapping(4)]);
+        });
+        let first = next_batch(&mut todo, FLOW_GATHER).await;
+        assert_eq!(first, Some(vec![mapping(1), mapping(2), mapping(3)]));
+        let second = next_batch(&mut todo, FLOW_GATHER).await;
+        assert_eq!(second, Some(vec![mapping(4)]), "the one that came later");
+        assert_eq!(
+            next_batch(&mut todo, FLOW_GATHER).await,
+            None,
+            "no sender left"
+        );
     }
 }
