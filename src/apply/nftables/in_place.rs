@@ -126,22 +126,23 @@ pub(super) fn generation_if_same_shape(table: &Table) -> Result<Option<u32>, Nft
     }
 }
 
-/// What dock6 knows of the kernel's table at the generation it was read at:
-/// the rules its own last commit left there (still current), and the
-/// element changes that lead from what that commit left to the plan.
+/// What dock6 knows of the kernel's table at the generation it was read at,
+/// its own last commit being still current: the rules that commit left
+/// there, and the element changes that lead from what it left to the plan
+/// (when the caller knows them).
 pub(super) struct Known<'a> {
     pub rules: Rules,
-    pub changes: &'a [ElementChange],
+    pub changes: Option<&'a [ElementChange]>,
 }
 
 /// The batch that turns a table of the same shape into `table`, applied
 /// only at ruleset `generation`, and the rules the table then holds. With
-/// `known`, only differences: the rules rewritten only if they differ, and
-/// the element changes `known` names (nothing at all for a table as
-/// planned: the batch is empty). Without, every rule is flushed and the
-/// planned ones appended (naming the kept sets), and every set flushed and
-/// filled. Rules go before elements: binding a rule to a map makes the
-/// kernel walk the map, which then holds only what it held.
+/// `known`, the rules are rewritten only if they differ; with its element
+/// changes, only they are sent (nothing at all for a table as planned: the
+/// batch is empty). Otherwise every rule is flushed and the planned ones
+/// appended (naming the kept sets), and every set flushed and filled.
+/// Rules go before elements: binding a rule to a map makes the kernel walk
+/// the map, which then holds only what it held.
 pub(super) fn refill_batch(
     table: &Table,
     generation: u32,
@@ -150,7 +151,7 @@ pub(super) fn refill_batch(
     let name = &table.name;
     let rules = rules_of(table)?;
     let (old_rules, changes) = match known {
-        Some(k) => (Some(k.rules), Some(k.changes)),
+        Some(k) => (Some(k.rules), k.changes),
         None => (None, None),
     };
     let elements = match changes {

@@ -48,8 +48,9 @@ pub fn replace_table(table: &Table) -> Result<(), NftError> {
 /// when the caller knows them (the agent's planner does). While nobody has
 /// committed anything since, only they are sent, adds refused for elements
 /// already there and deletes for elements absent (the batch then fails
-/// whole, and the table is made anew). Without them, or when someone
-/// committed since, every set is flushed and filled.
+/// whole, and the table is made anew). Without them, every set is flushed
+/// and filled (the rules are still rewritten only if they differ); when
+/// someone committed since, the rules too.
 pub fn replace_table_how(
     table: &Table,
     since: Option<&[ElementChange]>,
@@ -64,14 +65,11 @@ pub fn replace_table_how(
     let started = Instant::now();
     match in_place::generation_if_same_shape(table) {
         Ok(Some(at)) => {
-            let known = match (known, since) {
-                (Some(k), Some(changes)) if k.generation == at => Some(Known {
-                    rules: k.rules,
-                    changes,
-                }),
-                _ => None,
-            };
-            let by_difference = known.is_some();
+            let known = known.filter(|k| k.generation == at).map(|k| Known {
+                rules: k.rules,
+                changes: since,
+            });
+            let by_difference = known.as_ref().is_some_and(|k| k.changes.is_some());
             let (batch, rules) = in_place::refill_batch(table, at, known)?;
             let encoded = started.elapsed();
             let changed = |_: &str, i: usize| {
