@@ -2,8 +2,9 @@
 //! back from the kernel exactly as `nft -f` of its text loads it, whichever
 //! way the replace went — anew (the table created), in place by difference
 //! (dock6's last commit still current, the element changes since given), in
-//! place by flush (someone else committed since, or nothing known) — with 20,000 elements in each large set, so that every
-//! set spans several netlink messages; and traffic through a lab host takes
+//! place by flush (someone else committed since, or nothing known) — with
+//! 20,000 elements in each large set, so that every set spans several
+//! netlink messages; and traffic through a lab host takes
 //! exactly the paths the table opens after each way. Needs root; every
 //! kernel change happens in fresh network namespaces.
 
@@ -48,16 +49,18 @@ fn one_at_a_time(test: &str) -> Option<MutexGuard<'static, ()>> {
 /// What dock6 keeps between two replaces: the record of its last commit
 /// (the rules and the ruleset generation), never a copy of the sets'
 /// elements, which the caller's planner holds already. With 20,000
-/// elements in each large set, a copy would be megabytes; what stays on
+/// elements in each large set (fewer under `DOCK6_LARGE_SETS`), a copy
+/// would be megabytes; what stays on
 /// the heap after two replaces (anew, then in place) is counted.
 #[test]
 fn a_replace_keeps_no_copy_of_the_elements() {
     let Some(_serial) = one_at_a_time("a_replace_keeps_no_copy_of_the_elements") else {
         return;
     };
-    let big = enlarged(&scenario_table("all-three-modes"), 0..LARGE, 0, GENERATED);
+    let large = large();
+    let big = enlarged(&scenario_table("all-three-modes"), 0..large, 0, GENERATED);
     let elements = big.element_count();
-    assert!(elements > 3 * LARGE, "{elements} elements in the table");
+    assert!(elements > 3 * large, "{elements} elements in the table");
     in_fresh_netns(move || {
         let before = dock6::apply::heap_in_use().expect("glibc's heap counters");
         let replaced = replace_table_how(&big, None).unwrap_or_else(|e| panic!("replace: {e}"));
@@ -112,7 +115,7 @@ fn replaced_table_reads_back_as_planned_every_way() {
     let (foreign_set, foreign) = foreign_element(&big, &changed);
     let removed = first_large_element(&changed);
     let big_to_changed = element_changes(&big, &changed);
-    assert!(big_to_changed.len() > LARGE / 10, "elements go and come");
+    assert!(big_to_changed.len() > large / 10, "elements go and come");
     in_fresh_netns(move || {
         let replace = |t: &Table, since: Option<&[ElementChange]>| {
             replace_table_how(t, since).unwrap_or_else(|e| panic!("replace: {e}"))

@@ -230,11 +230,7 @@ fn run_rows(f: &Figures, at: &str) -> Vec<Row> {
         let series = "docker run → own address (floor, dock6's lab)";
         floor_row = floor_row.point(Panel::Time, series, f.size, millis(median(&floors)));
     }
-    vec![
-        floor_row,
-        published_row,
-        silent_row,
-    ]
+    vec![floor_row, published_row, silent_row]
 }
 
 fn dock6_rows(
