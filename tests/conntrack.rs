@@ -313,3 +313,89 @@ fn among_many_unrelated_entries_only_the_mappings_flows_go() {
     );
     assert_eq!(count(), 1002);
 }
+
+/// A removed container's mappings of both protocols, deleted in one call
+/// (one dump, filtered by the DNAT status alone): each of its flows goes;
+/// another container's flows on the same ports and a flow never DNAT'ed
+/// stay, and go when that container's mappings are deleted (the control).
+#[test]
+fn a_removed_containers_tcp_and_udp_mappings_go_in_one_call() {
+    if !common::require_root("a_removed_containers_tcp_and_udp_mappings_go_in_one_call") {
+        return;
+    }
+    let ns = Netns::new("ctbatch");
+    let insert = |proto: &str, sport: &str, dport: &str, dnat: Option<&str>| {
+        let mut argv = vec![
+            "conntrack",
+            "-I",
+            "-s",
+            "2001:db8:2::1",
+            "-d",
+            "2001:db8:1::10",
+            "-p",
+            proto,
+            "--sport",
+            sport,
+            "--dport",
+            dport,
+            "-t",
+            "600",
+        ];
+        if proto == "tcp" {
+            argv.extend(["--state", "ESTABLISHED"]);
+        }
+        if let Some(to) = dnat {
+            argv.extend(["--dst-nat", to]);
+        }
+        ns.exec_ok(&argv);
+    };
+    // The removed container's flows, one per mapping.
+    insert("tcp", "40000", "8080", Some("[fd00:1::2]:80"));
+    insert("tcp", "40001", "8443", Some("[fd00:1::2]:443"));
+    insert("udp", "40002", "5353", Some("[fd00:1::2]:53"));
+    // Another container on the same host and container ports (other host
+    // addresses, say), and a flow never DNAT'ed.
+    insert("tcp", "40003", "8080", Some("[fd00:1::3]:80"));
+    insert("udp", "40004", "5353", Some("[fd00:1::3]:53"));
+    insert("udp", "40005", "53", None);
+    let count = || {
+        ns.exec_ok(&["conntrack", "-C"])
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    assert_eq!(count(), 6);
+    let mappings = |target: &str| -> Vec<DnatTarget> {
+        let target: Ipv6Addr = target.parse().unwrap();
+        [
+            (L4Proto::Tcp, 8080, 80),
+            (L4Proto::Tcp, 8443, 443),
+            (L4Proto::Udp, 5353, 53),
+        ]
+        .into_iter()
+        .map(|(proto, host_port, target_port)| DnatTarget {
+            proto,
+            host_port,
+            target,
+            target_port,
+        })
+        .collect()
+    };
+    let gone = mappings("fd00:1::2");
+    let deleted = ns
+        .run(move || delete_dnat_flows(&gone))
+        .expect("delete_dnat_flows");
+    assert_eq!(deleted, 3, "the removed container's three flows");
+    let left = ns.exec_ok(&["conntrack", "-L", "-f", "ipv6"]);
+    for kept in ["sport=40003", "sport=40004", "sport=40005"] {
+        assert!(left.contains(kept), "{kept} stays: {left}");
+    }
+    assert_eq!(count(), 3, "everything else stays");
+
+    let other = mappings("fd00:1::3");
+    let deleted = ns
+        .run(move || delete_dnat_flows(&other))
+        .expect("delete_dnat_flows");
+    assert_eq!(deleted, 2, "control: the other container's two flows");
+    assert_eq!(count(), 1, "the flow never DNAT'ed stays");
+}

@@ -175,7 +175,7 @@ fn own_commits_are_recognised_by_their_socket() {
             kernel
                 .call(|k| {
                     use dock6::apply::Kernel as _;
-                    k.replace_table(&common::bootstrap_table())
+                    k.replace_table(&common::bootstrap_table(), None)
                 })
                 .await
                 .expect("replace_table through dock6's kernel thread");
@@ -270,8 +270,12 @@ mod delegate {
             }
             self.inner.apply_sysctl(s)
         }
-        fn replace_table(&mut self, t: &Table) -> Result<(), ApplyError> {
-            self.inner.replace_table(t)
+        fn replace_table(
+            &mut self,
+            t: &Table,
+            since: Option<&[ElementChange]>,
+        ) -> Result<(), ApplyError> {
+            self.inner.replace_table(t, since)
         }
         fn update_elements(&mut self, t: &str, c: &[ElementChange]) -> Result<(), ApplyError> {
             self.inner.update_elements(t, c)
@@ -352,7 +356,10 @@ async fn pass_with_commit_during_sysctls(
         }],
         ..Default::default()
     };
-    let change = TableChange::Replace(common::bootstrap_table());
+    let change = TableChange::Replace {
+        table: common::bootstrap_table(),
+        since: None,
+    };
     let pass = commit_table(kernel, Some(&*monitor), change, host, Vec::new())
         .await
         .expect("the pass");

@@ -1,15 +1,17 @@
 //! The whole-table replace at scale: a table replaced over netlink reads
 //! back from the kernel exactly as `nft -f` of its text loads it, whichever
 //! way the replace went — anew (the table created), in place by difference
-//! (dock6's last commit still current), in place by flush (someone else
-//! committed since) — with 20,000 elements in each large set, so that every
-//! set spans several netlink messages; and traffic through a lab host takes
+//! (dock6's last commit still current, the element changes since given), in
+//! place by flush (someone else committed since, or nothing known) — with
+//! 20,000 elements in each large set, so that every set spans several
+//! netlink messages; and traffic through a lab host takes
 //! exactly the paths the table opens after each way. Needs root; every
 //! kernel change happens in fresh network namespaces.
 
 mod common;
 
 use std::net::Ipv6Addr;
+use std::sync::{Mutex, MutexGuard};
 
 use dock6::apply::nftables::{ElementChange, Replaced, replace_table_how, update_elements};
 use dock6::nft::{Element, KeyType, L4Proto, Set, TABLE_NAME, Table, Value};
@@ -36,11 +38,52 @@ const LARGE_ENV: &str = "DOCK6_LARGE_SETS";
 /// The first 48 bits of the generated addresses (2001:db8:ffff::/48).
 const GENERATED: u128 = 0x2001_0db8_ffff;
 
+/// The tests of this file one at a time: one of them counts the heap the
+/// process holds, which another test's allocations would blur.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time(test: &str) -> Option<MutexGuard<'static, ()>> {
+    require_root(test).then(|| SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// What dock6 keeps between two replaces: the record of its last commit
+/// (the rules and the ruleset generation), never a copy of the sets'
+/// elements, which the caller's planner holds already. With 20,000
+/// elements in each large set (fewer under `DOCK6_LARGE_SETS`), a copy
+/// would be megabytes; what stays on
+/// the heap after two replaces (anew, then in place) is counted.
+#[test]
+fn a_replace_keeps_no_copy_of_the_elements() {
+    let Some(_serial) = one_at_a_time("a_replace_keeps_no_copy_of_the_elements") else {
+        return;
+    };
+    let large = large();
+    let big = enlarged(&scenario_table("all-three-modes"), 0..large, 0, GENERATED);
+    let elements = big.element_count();
+    assert!(elements > 3 * large, "{elements} elements in the table");
+    in_fresh_netns(move || {
+        let before = dock6::apply::heap_in_use().expect("glibc's heap counters");
+        let replaced = replace_table_how(&big, None).unwrap_or_else(|e| panic!("replace: {e}"));
+        assert_eq!(replaced, Replaced::Fresh, "no table yet");
+        let replaced =
+            replace_table_how(&big, None).unwrap_or_else(|e| panic!("replace again: {e}"));
+        assert_eq!(replaced, Replaced::InPlace, "the same table again");
+        let after = dock6::apply::heap_in_use().expect("glibc's heap counters");
+        let kept = after.saturating_sub(before);
+        assert!(
+            kept < 512 * 1024,
+            "{kept} bytes kept after replacing a table of {elements} elements \
+             ({} bytes an element)",
+            kept / elements
+        );
+    });
+}
+
 #[test]
 fn replaced_table_reads_back_as_planned_every_way() {
-    if !require_root("replaced_table_reads_back_as_planned_every_way") {
+    let Some(_serial) = one_at_a_time("replaced_table_reads_back_as_planned_every_way") else {
         return;
-    }
+    };
     let base = scenario_table("all-three-modes");
     let large = large();
     // The same shape three times over: 20,000 elements per large set; the
@@ -71,8 +114,12 @@ fn replaced_table_reads_back_as_planned_every_way() {
 
     let (foreign_set, foreign) = foreign_element(&big, &changed);
     let removed = first_large_element(&changed);
+    let big_to_changed = element_changes(&big, &changed);
+    assert!(big_to_changed.len() > large / 10, "elements go and come");
     in_fresh_netns(move || {
-        let replace = |t: &Table| replace_table_how(t).unwrap_or_else(|e| panic!("replace: {e}"));
+        let replace = |t: &Table, since: Option<&[ElementChange]>| {
+            replace_table_how(t, since).unwrap_or_else(|e| panic!("replace: {e}"))
+        };
         let same = |want: &Listing, what: &str| {
             let got = listing();
             pretty_assertions::assert_eq!(want.text, got.text, "{what}: nft list");
@@ -83,14 +130,43 @@ fn replaced_table_reads_back_as_planned_every_way() {
             );
         };
 
-        assert_eq!(replace(&big), Replaced::Fresh, "no table yet");
+        assert_eq!(replace(&big, None), Replaced::Fresh, "no table yet");
         same(&want_big, "created");
-        assert_eq!(replace(&big), Replaced::InPlace, "the same table again");
+        assert_eq!(
+            replace(&big, Some(&[])),
+            Replaced::Differences,
+            "the same table again, nothing changed since"
+        );
         same(&want_big, "the same again");
-        assert_eq!(replace(&changed), Replaced::InPlace, "other elements");
+        assert_eq!(
+            replace(&changed, Some(&big_to_changed)),
+            Replaced::Differences,
+            "other elements"
+        );
         same(&want_changed, "by difference");
-        assert_eq!(replace(&fewer_rules), Replaced::InPlace, "one rule less");
+        assert_eq!(
+            replace(&fewer_rules, Some(&[])),
+            Replaced::Differences,
+            "one rule less"
+        );
         same(&want_fewer, "one rule less");
+        // Without the changes since, the sets are flushed and filled.
+        assert_eq!(replace(&fewer_rules, None), Replaced::InPlace, "unknown");
+        same(&want_fewer, "by flush, nothing known");
+        // Changes that do not start from the kernel's table (the elements
+        // they add are there already): refused whole, the table made anew.
+        assert_eq!(
+            replace(&changed, Some(&big_to_changed)),
+            Replaced::Fresh,
+            "changes from another table"
+        );
+        same(&want_changed, "anew after changes from another table");
+        assert_eq!(
+            replace(&fewer_rules, Some(&[])),
+            Replaced::Differences,
+            "one rule less, again"
+        );
+        same(&want_fewer, "one rule less, again");
 
         // Someone else adds an element and deletes one: dock6's record is
         // no longer current, the sets are flushed and filled.
@@ -105,7 +181,7 @@ fn replaced_table_reads_back_as_planned_every_way() {
             "the foreign changes are in"
         );
         assert_eq!(
-            replace(&changed),
+            replace(&changed, Some(&[])),
             Replaced::InPlace,
             "after foreign changes"
         );
@@ -119,11 +195,19 @@ fn replaced_table_reads_back_as_planned_every_way() {
         };
         update_elements(TABLE_NAME, &[change]).unwrap_or_else(|e| panic!("update: {e}"));
         assert_ne!(listing().text, want_changed.text, "the element is gone");
-        assert_eq!(replace(&changed), Replaced::InPlace, "after an update");
+        let back = ElementChange::Add {
+            set: set.clone(),
+            element: element.clone(),
+        };
+        assert_eq!(
+            replace(&changed, Some(&[back])),
+            Replaced::Differences,
+            "after an update"
+        );
         same(&want_changed, "by difference after an update");
 
         // Another shape: the table is made anew.
-        assert_eq!(replace(&bootstrap), Replaced::Fresh, "another shape");
+        assert_eq!(replace(&bootstrap, None), Replaced::Fresh, "another shape");
         same(&want_bootstrap, "anew");
     });
 }
@@ -143,9 +227,11 @@ const GENERATED_IN_LAB: u128 = 0x2001_0db8_eeee;
 /// thousands of other elements, so each replace spans several messages.
 #[test]
 fn traffic_takes_the_planned_paths_after_each_way_of_replacing() {
-    if !require_root("traffic_takes_the_planned_paths_after_each_way_of_replacing") {
+    let Some(_serial) =
+        one_at_a_time("traffic_takes_the_planned_paths_after_each_way_of_replacing")
+    else {
         return;
-    }
+    };
     let mut lab = Lab::new("rip");
     lab.bridge("br-ula", "fd00:1::1/64", None, None);
     lab.container("web", "br-ula", &format!("{WEB}/64"), "fd00:1::1", None);
@@ -220,11 +306,18 @@ fn traffic_takes_the_planned_paths_after_each_way_of_replacing() {
             .expect("control: without a table, the upstream reaches port 9000 directly"),
         UPSTREAM_LINK
     );
+    let moved = element_changes(&on_8080, &on_8081);
     host.run(|| {
-        let replace = |t: &Table| replace_table_how(t).unwrap_or_else(|e| panic!("replace: {e}"));
-        assert_eq!(replace(&on_8080), Replaced::Fresh, "no table yet");
+        let replace = |t: &Table, since: Option<&[ElementChange]>| {
+            replace_table_how(t, since).unwrap_or_else(|e| panic!("replace: {e}"))
+        };
+        assert_eq!(replace(&on_8080, None), Replaced::Fresh, "no table yet");
         paths(8080, &[8081], "created");
-        assert_eq!(replace(&on_8081), Replaced::InPlace, "by difference");
+        assert_eq!(
+            replace(&on_8081, Some(&moved)),
+            Replaced::Differences,
+            "by difference"
+        );
         paths(8081, &[8080], "in place, by difference");
 
         // Someone else opens port 9000 and closes 8081.
@@ -239,12 +332,26 @@ fn traffic_takes_the_planned_paths_after_each_way_of_replacing() {
         );
         assert!(answers_upstream(8081).is_err(), "the foreign delete is in");
         assert_eq!(
-            replace(&on_8081),
+            replace(&on_8081, Some(&[])),
             Replaced::InPlace,
             "after foreign changes"
         );
         paths(8081, &[8080, 9000], "in place, by flush");
     });
+}
+
+/// The element changes from `from`'s sets to `to`'s (the chains aside), as
+/// the agent's planner reports them.
+fn element_changes(from: &Table, to: &Table) -> Vec<ElementChange> {
+    let sets_only = |t: &Table| Table {
+        chains: Vec::new(),
+        ..t.clone()
+    };
+    match dock6::nft::diff(&sets_only(from), &sets_only(to)) {
+        dock6::nft::TableDiff::Elements(changes) => changes,
+        dock6::nft::TableDiff::Same => Vec::new(),
+        dock6::nft::TableDiff::Structure => panic!("the same sets expected"),
+    }
 }
 
 /// The bytecode listing without rule handles: the kernel numbers rules per

@@ -1,6 +1,8 @@
-//! Deleting the flows of one removed mapping (`delete_dnat_flows`) beside
-//! 0 and 100,000 unrelated conntrack entries, filled with `conntrack -R`
-//! (a file of `conntrack -I` lines) in the bench's namespace.
+//! Deleting the flows of removed mappings (`delete_dnat_flows`) beside 0
+//! and 100,000 unrelated conntrack entries, filled with `conntrack -R` (a
+//! file of `conntrack -I` lines) in the bench's namespace: one mapping, and
+//! one removed container (its 10 mappings, 5 tcp and 5 udp, in one call as
+//! the agent makes it), each mapping with one DNAT'ed flow to delete.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -14,48 +16,45 @@ use crate::report::{Row, count, median, ms};
 
 const RUNS: usize = 7;
 const TARGET: &str = "fd00:b::2";
+/// The removed container's published ports.
+const CONTAINER_PORTS: u16 = 10;
 
 pub fn rows(scratch: &std::path::Path) -> anyhow::Result<Vec<Row>> {
-    let target = DnatTarget {
+    let one = vec![DnatTarget {
         proto: L4Proto::Udp,
         host_port: 5353,
         target: TARGET.parse()?,
         target_port: 53,
-    };
+    }];
+    let container: Vec<DnatTarget> = (0..CONTAINER_PORTS)
+        .map(|i| DnatTarget {
+            proto: if i % 2 == 0 {
+                L4Proto::Tcp
+            } else {
+                L4Proto::Udp
+            },
+            host_port: 8000 + i,
+            target: one[0].target,
+            target_port: 80 + i,
+        })
+        .collect();
     let mut rows = Vec::new();
     for unrelated in [0, 100_000] {
         conntrack(&["-F"])?;
         fill(scratch, unrelated)?;
-        let mut times = Vec::new();
-        for run in 0..RUNS {
-            // One DNAT'ed flow of the removed mapping, from a fresh client port.
-            let sport = (40_000 + run).to_string();
-            conntrack(&[
-                "-I",
-                "-s",
-                "2001:db8:2::1",
-                "-d",
-                "2001:db8:1::10",
-                "-p",
-                "udp",
-                "--sport",
-                &sport,
-                "--dport",
-                "5353",
-                "--dst-nat",
-                &format!("[{TARGET}]:53"),
-                "-t",
-                "600",
-            ])?;
-            let t = Instant::now();
-            let deleted = delete_dnat_flows(std::slice::from_ref(&target))?;
-            times.push(t.elapsed());
-            ensure!(deleted == 1, "deleted {deleted} flows, expected 1");
-        }
-        let time = median(&times);
-        let row = Row::new(
+        let entries = format!("{} unrelated entries", count(unrelated));
+        let time = delete_times(&one)?;
+        rows.push(Row::new(
             format!("conntrack: delete one removed mapping's flows, median of {RUNS}"),
-            format!("{} unrelated entries", count(unrelated)),
+            entries.clone(),
+            ms(time),
+        ));
+        let time = delete_times(&container)?;
+        let row = Row::new(
+            format!(
+                "conntrack: delete one removed container's flows ({CONTAINER_PORTS} mappings, one call), median of {RUNS}"
+            ),
+            entries,
             ms(time),
         );
         rows.push(match unrelated {
@@ -65,6 +64,52 @@ pub fn rows(scratch: &std::path::Path) -> anyhow::Result<Vec<Row>> {
     }
     conntrack(&["-F"])?;
     Ok(rows)
+}
+
+/// The median time of `RUNS` calls deleting the flows of `targets`, each
+/// mapping with one DNAT'ed flow from a fresh client port.
+fn delete_times(targets: &[DnatTarget]) -> anyhow::Result<Duration> {
+    let mut times = Vec::new();
+    for run in 0..RUNS {
+        for t in targets {
+            insert_dnat_flow(t, 40_000 + run as u16)?;
+        }
+        let t = Instant::now();
+        let deleted = delete_dnat_flows(targets)?;
+        times.push(t.elapsed());
+        ensure!(
+            deleted == targets.len(),
+            "deleted {deleted} flows, expected {}",
+            targets.len()
+        );
+    }
+    Ok(median(&times))
+}
+
+/// One flow from a client to the host's port, DNAT'ed to the mapping's target.
+fn insert_dnat_flow(t: &DnatTarget, client_port: u16) -> anyhow::Result<()> {
+    let proto = t.proto.name();
+    let (sport, dport) = (client_port.to_string(), t.host_port.to_string());
+    let mut args = vec![
+        "-I",
+        "-s",
+        "2001:db8:2::1",
+        "-d",
+        "2001:db8:1::10",
+        "-p",
+        proto,
+        "--sport",
+        &sport,
+        "--dport",
+        &dport,
+    ];
+    // conntrack -I needs a TCP entry's state.
+    if t.proto == L4Proto::Tcp {
+        args.extend(["--state", "ESTABLISHED"]);
+    }
+    let nat = format!("[{}]:{}", t.target, t.target_port);
+    args.extend(["--dst-nat", &nat, "-t", "600"]);
+    conntrack(&args)
 }
 
 /// `n` established TCP entries between addresses no mapping uses.

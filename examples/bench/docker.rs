@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use dock6_lab::{Docker, HOST_V6, IMAGE, Lab, Options};
 
-use crate::report::{Row, count, median, ms, percentile};
+use crate::report::{Panel, Row, count, median, millis, ms, percentile};
 
 /// The container counts of the real-dockerd part, besides the baseline.
 pub const SIZES: [usize; 1] = [1000];
@@ -61,6 +61,15 @@ impl Setup {
             Setup::Dock6 => "dock6's DNAT (Docker ip6tables off, userland proxy off)",
             Setup::DockerIp6tables => "Docker's own ip6tables, no dock6 (userland proxy off)",
             Setup::UserlandProxy => "Docker's userland proxy (no ip6tables, no dock6)",
+        }
+    }
+
+    /// The setup's series in the chart.
+    fn series(self) -> &'static str {
+        match self {
+            Setup::Dock6 => "docker run → answering: dock6",
+            Setup::DockerIp6tables => "docker run → answering: Docker's ip6tables",
+            Setup::UserlandProxy => "docker run → answering: userland proxy",
         }
     }
 
@@ -182,6 +191,12 @@ fn run_rows(f: &Figures, at: &str) -> Vec<Row> {
             ms(median(&published)),
             ms(percentile(&published, 99.0))
         ),
+    )
+    .point(
+        Panel::Time,
+        f.setup.series(),
+        f.size,
+        millis(median(&published)),
     );
     let silent_row = Row::new(
         format!(
@@ -199,22 +214,23 @@ fn run_rows(f: &Figures, at: &str) -> Vec<Row> {
     } else {
         (published_row, silent_row)
     };
-    vec![
-        Row::new(
-            format!(
-                "floor: docker run → the container's own server answering at its own address from the host, median / p99 of {RUNS}: {}",
-                f.setup.describe()
-            ),
-            at.to_string(),
-            format!(
-                "{} / {}",
-                ms(median(&floors)),
-                ms(percentile(&floors, 99.0))
-            ),
+    let mut floor_row = Row::new(
+        format!(
+            "floor: docker run → the container's own server answering at its own address from the host, median / p99 of {RUNS}: {}",
+            f.setup.describe()
         ),
-        published_row,
-        silent_row,
-    ]
+        at.to_string(),
+        format!(
+            "{} / {}",
+            ms(median(&floors)),
+            ms(percentile(&floors, 99.0))
+        ),
+    );
+    if f.setup == Setup::Dock6 {
+        let series = "docker run → own address (floor, dock6's lab)";
+        floor_row = floor_row.point(Panel::Time, series, f.size, millis(median(&floors)));
+    }
+    vec![floor_row, published_row, silent_row]
 }
 
 fn dock6_rows(
@@ -228,6 +244,12 @@ fn dock6_rows(
         format!("dock6's pass after one docker run -p, median of {RUNS}"),
         at.to_string(),
         ms(pass),
+    )
+    .point(
+        Panel::Time,
+        "dock6's pass after docker run (real dockerd)",
+        size,
+        millis(pass),
     );
     if let Some(base) = baseline_pass.filter(|_| size != BASELINE) {
         let ratio = pass.as_secs_f64() / base.as_secs_f64();
@@ -271,6 +293,12 @@ fn dock6_rows(
             "dock6 RSS",
             at.to_string(),
             format!("{:.1} MB", d.rss_kb as f64 / 1024.0),
+        )
+        .point(
+            Panel::Rss,
+            "dock6 RSS (real dockerd)",
+            size,
+            d.rss_kb as f64 / 1024.0,
         ),
     ]
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::report::{Row, count, median, ms, percentile};
+use crate::report::{Panel, Row, count, median, millis, ms, percentile};
 use crate::synthetic;
 
 /// Existing containers of the default run.
@@ -103,7 +103,8 @@ fn measure(log: &std::path::Path, sizes: &[usize], events: bool) -> anyhow::Resu
             format!("full resync (SIGHUP → atomic replace committed), median of {RESYNCS}"),
             format!("{}×10", count(size)),
             ms(resync),
-        );
+        )
+        .point(Panel::Time, "full resync (median)", size, millis(resync));
         rows.push(match met {
             Some(met) => row.target(target, met),
             None => row,
@@ -117,7 +118,8 @@ fn measure(log: &std::path::Path, sizes: &[usize], events: bool) -> anyhow::Resu
             "agent RSS (VmRSS after the events)",
             format!("{}×10", count(size)),
             format!("{:.1} MB", rss as f64 / 1024.0),
-        );
+        )
+        .point(Panel::Rss, "dock6 agent RSS", size, rss as f64 / 1024.0);
         rows.push(match met {
             Some(met) => row.target(target, met),
             None => row,
@@ -165,7 +167,31 @@ fn update_events(agent: &mut Agent, size: usize) -> anyhow::Result<(Row, Duratio
             ms(percentile(&removes, 99.0))
         ),
     )
-    .target("p99 ≤ 5 ms", p99 <= Duration::from_millis(5));
+    .target("p99 ≤ 5 ms", p99 <= Duration::from_millis(5))
+    .point(
+        Panel::Time,
+        "add → commit (p50)",
+        size,
+        millis(median(&adds)),
+    )
+    .point(
+        Panel::Time,
+        "add → commit (p99)",
+        size,
+        millis(percentile(&adds, 99.0)),
+    )
+    .point(
+        Panel::Time,
+        "remove → commit (p50)",
+        size,
+        millis(median(&removes)),
+    )
+    .point(
+        Panel::Time,
+        "remove → commit (p99)",
+        size,
+        millis(percentile(&removes, 99.0)),
+    );
     Ok((row, median(&all)))
 }
 

@@ -17,11 +17,17 @@
 //! `--sizes 2000,10000` (the container counts of the offline, kernel and
 //! real-dockerd parts). Without them the bench prints the whole table.
 //!
+//! With `--out DIR`, it also writes the table as `DIR/bench.json` and draws
+//! `DIR/bench.svg` (pass times and RSS against the number of containers;
+//! `cargo xtask bench` passes `docs` for a whole run, `target/bench` for a
+//! part).
+//!
 //! Needs root. It re-runs itself under `unshare -n`, so every kernel change
 //! happens in a throw-away network namespace (the Docker lab makes its own):
 //! `cargo build --release --bin dock6 --example bench && target/release/examples/bench`.
 
 mod agent;
+mod chart;
 mod conntrack;
 mod docker;
 mod kernel;
@@ -29,6 +35,7 @@ mod offline;
 mod report;
 mod synthetic;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
@@ -50,10 +57,11 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let usage = "usage: bench [--docker [20|26|28]] [--only offline,resync,events,conntrack,docker] [--sizes N,…]";
+    let usage = "usage: bench [--docker [20|26|28]] [--only offline,resync,events,conntrack,docker] [--sizes N,…] [--out DIR]";
     let mut docker = None;
     let mut parts = Parts::all();
     let mut sizes: Option<Vec<usize>> = None;
+    let mut out: Option<PathBuf> = None;
     let mut rest = args.iter().peekable();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -75,6 +83,7 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("--sizes {list:?}"))?;
                 sizes = Some(parsed);
             }
+            "--out" => out = Some(rest.next().context("--out needs a folder")?.into()),
             other => bail!("{usage} (unknown argument {other:?})"),
         }
     }
@@ -116,8 +125,48 @@ fn main() -> anyhow::Result<()> {
         let docker_sizes = sizes.as_deref().unwrap_or(&docker::SIZES);
         rows.extend(docker::rows(engine, docker_sizes, &logs)?);
     }
-    let command = format!("cargo xtask bench {}", args.join(" "));
-    report::print(&machine(), command.trim_end(), &rows);
+    let shown: Vec<&str> = shown_args(&args);
+    let command = format!("cargo xtask bench {}", shown.join(" "));
+    let machine = machine();
+    report::print(&machine, command.trim_end(), &rows);
+    if let Some(dir) = out {
+        write_outputs(&dir, &machine, command.trim_end(), &rows)?;
+    }
+    Ok(())
+}
+
+/// The arguments as the operator gave them to `cargo xtask bench` (without
+/// the `--out` the xtask adds).
+fn shown_args(args: &[String]) -> Vec<&str> {
+    let mut shown = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--out" => {
+                rest.next();
+            }
+            other => shown.push(other),
+        }
+    }
+    shown
+}
+
+/// `bench.json` (the table) and `bench.svg` (the chart) in `dir`.
+fn write_outputs(
+    dir: &Path,
+    machine: &str,
+    command: &str,
+    rows: &[report::Row],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let json = dir.join("bench.json");
+    let text = serde_json::to_string_pretty(&report::json(machine, command, rows))?;
+    std::fs::write(&json, text + "\n").with_context(|| format!("write {}", json.display()))?;
+    let svg = dir.join("bench.svg");
+    let points: Vec<report::Point> = rows.iter().flat_map(|r| r.points.clone()).collect();
+    let title = format!("dock6 at scale · {machine}");
+    chart::draw(&svg, &title, &points).with_context(|| format!("draw {}", svg.display()))?;
+    eprintln!("bench: wrote {} and {}", json.display(), svg.display());
     Ok(())
 }
 

@@ -1,15 +1,37 @@
-//! The one table the bench prints, and the figures it is made of.
+//! The one table the bench prints, the figures it is made of, and the same
+//! table as JSON (with the figures the chart draws).
 
 use std::time::Duration;
 
 /// One line of the table: what was measured, at what size, the figure, and
-/// the target it is held against (if any) with whether it is met.
+/// the target it is held against (if any) with whether it is met; and the
+/// figures of it the chart draws.
 pub struct Row {
     pub measure: String,
     pub at: String,
     pub figure: String,
     pub target: String,
     pub met: Option<bool>,
+    pub points: Vec<Point>,
+}
+
+/// Which of the chart's two panels a point belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    /// Milliseconds.
+    Time,
+    /// Megabytes.
+    Rss,
+}
+
+/// One figure the chart draws: `value` of `series` with `containers`
+/// running (or existing, for the synthetic view).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub panel: Panel,
+    pub series: &'static str,
+    pub containers: usize,
+    pub value: f64,
 }
 
 impl Row {
@@ -24,7 +46,25 @@ impl Row {
             figure: figure.into(),
             target: String::new(),
             met: None,
+            points: Vec::new(),
         }
+    }
+
+    /// Draws `value` in `panel` as a point of `series` at `containers`.
+    pub fn point(
+        mut self,
+        panel: Panel,
+        series: &'static str,
+        containers: usize,
+        value: f64,
+    ) -> Row {
+        self.points.push(Point {
+            panel,
+            series,
+            containers,
+            value,
+        });
+        self
     }
 
     pub fn target(mut self, target: impl Into<String>, met: bool) -> Row {
@@ -74,6 +114,45 @@ pub fn print(machine: &str, command: &str, rows: &[Row]) {
         };
         line([&r.measure, &r.at, &r.figure, &r.target, met]);
     }
+}
+
+/// The table as JSON: the machine, the command, each row, and the points
+/// the chart draws.
+pub fn json(machine: &str, command: &str, rows: &[Row]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let points: Vec<serde_json::Value> = r
+                .points
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "panel": match p.panel {
+                            Panel::Time => "time_ms",
+                            Panel::Rss => "rss_mb",
+                        },
+                        "series": p.series,
+                        "containers": p.containers,
+                        "value": p.value,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "measure": r.measure,
+                "at": r.at,
+                "figure": r.figure,
+                "target": r.target,
+                "met": r.met,
+                "points": points,
+            })
+        })
+        .collect();
+    serde_json::json!({ "machine": machine, "command": command, "rows": rows })
+}
+
+/// Milliseconds, for the chart.
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn column(rows: &[Row], cell: impl Fn(&Row) -> &String, header: &str) -> usize {

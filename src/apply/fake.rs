@@ -37,8 +37,15 @@ impl Recorder {
 }
 
 impl Kernel for Recorder {
-    fn replace_table(&mut self, table: &Table) -> Result<(), ApplyError> {
-        self.record(format!("replace {}", table.name))
+    fn replace_table(
+        &mut self,
+        table: &Table,
+        since: Option<&[ElementChange]>,
+    ) -> Result<(), ApplyError> {
+        match since {
+            None => self.record(format!("replace {}", table.name)),
+            Some(c) => self.record(format!("replace {} since {}", table.name, c.len())),
+        }
     }
 
     fn update_elements(

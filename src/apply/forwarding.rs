@@ -25,7 +25,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use super::nfnetlink::Conn;
+use super::nfnetlink::with_conn;
 use super::{ApplyError, HostError};
 use crate::nft::TABLE_NAME;
 use crate::plan::CHAIN_NOT_DOCKER;
@@ -84,7 +84,11 @@ impl Record {
                 source,
             })?
             .ino();
-        let cookie = Conn::open().and_then(|c| c.netns_cookie()).ok();
+        // The thread's own socket: closing a netfilter socket right after a
+        // commit that deleted set elements waits for an RCU grace period
+        // (nf_tables flushes its destroy work when a socket is released),
+        // milliseconds in every pass after a container went away.
+        let cookie = with_conn(|c| c.netns_cookie()).ok();
         Ok(Record {
             path: Path::new(RECORD_DIR).join(format!("forwarding-netns-{inode}")),
             cookie,

@@ -37,7 +37,14 @@ pub enum ApplyError {
 }
 
 pub trait Kernel {
-    fn replace_table(&mut self, table: &Table) -> Result<(), ApplyError>;
+    /// Replaces the whole table atomically. `since`: the element changes
+    /// from what dock6 last committed to it to `table`, when the caller
+    /// knows them (see [`nftables::replace_table_how`]).
+    fn replace_table(
+        &mut self,
+        table: &Table,
+        since: Option<&[ElementChange]>,
+    ) -> Result<(), ApplyError>;
     /// Set and map element changes to `table`, in one batch.
     fn update_elements(&mut self, table: &str, changes: &[ElementChange])
     -> Result<(), ApplyError>;
@@ -102,8 +109,13 @@ impl LinuxKernel {
 }
 
 impl Kernel for LinuxKernel {
-    fn replace_table(&mut self, table: &Table) -> Result<(), ApplyError> {
-        Ok(nftables::replace_table(table)?)
+    fn replace_table(
+        &mut self,
+        table: &Table,
+        since: Option<&[ElementChange]>,
+    ) -> Result<(), ApplyError> {
+        nftables::replace_table_how(table, since)?;
+        Ok(())
     }
 
     fn update_elements(

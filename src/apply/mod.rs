@@ -24,7 +24,7 @@ pub use conntrack::{ConntrackError, DnatTarget, delete_dnat_flows, delete_prefix
 pub use error::HostError;
 pub use forwarding::forwarding_enabled_by_dock6;
 pub use kernel::{ApplyError, CleanupReport, Kernel, LinuxKernel, TableAction, cleanup};
-pub use memory::release_free_memory;
+pub use memory::{give_large_frees_back, heap_in_use, release_free_memory};
 pub use ndisc::{
     neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
 };

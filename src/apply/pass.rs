@@ -174,8 +174,14 @@ pub fn apply_plan(kernel: &mut dyn Kernel, plan: &Plan, previous: Previous<'_>) 
 /// What the table is to get in one pass.
 #[derive(Debug)]
 pub enum TableChange {
-    /// The whole table, replaced atomically.
-    Replace(Table),
+    /// The whole table, replaced atomically; `since`: the element changes
+    /// from the table of dock6's last commit to this one, when the caller
+    /// knows that the kernel got that table (only they are then sent,
+    /// unless someone else committed since).
+    Replace {
+        table: Table,
+        since: Option<Vec<ElementChange>>,
+    },
     /// Element changes to the table of that name, in one batch.
     Elements {
         table: String,
@@ -231,7 +237,7 @@ pub fn apply_pass(
 /// with [`finish_pass`]).
 pub fn apply_table_change(kernel: &mut dyn Kernel, table: &TableChange) -> Part<TableAction> {
     Part::of(match table {
-        TableChange::Replace(t) => replace_table(kernel, t),
+        TableChange::Replace { table, since } => replace_table(kernel, table, since.as_deref()),
         TableChange::Elements { table, changes } => kernel
             .update_elements(table, changes)
             .map(|()| TableAction::Updated(changes.len())),
@@ -285,7 +291,7 @@ pub struct Previous<'a> {
     /// Leave the conntrack deletes to the caller: `flow_targets` of the
     /// report, once the table is in. (The agent runs them on a thread of
     /// their own: a delete walks the kernel's whole conntrack hash table
-    /// once per mapping, and the next pass need not wait for that.)
+    /// once per batch of mappings, and the next pass need not wait for that.)
     pub defer_flows: bool,
 }
 
@@ -422,11 +428,15 @@ fn apply_table(
         },
         Some(TableDiff::Structure) | None => {}
     }
-    replace_table(kernel, table)
+    replace_table(kernel, table, None)
 }
 
-fn replace_table(kernel: &mut dyn Kernel, table: &Table) -> Result<TableAction, ApplyError> {
-    kernel.replace_table(table)?;
+fn replace_table(
+    kernel: &mut dyn Kernel,
+    table: &Table,
+    since: Option<&[ElementChange]>,
+) -> Result<TableAction, ApplyError> {
+    kernel.replace_table(table, since)?;
     info!(
         chains = table.chains.len(),
         elements = table.element_count(),

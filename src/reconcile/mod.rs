@@ -99,6 +99,11 @@ struct Loop {
     replace_next: bool,
     /// The next pass is due at once (a restore found by a pass).
     restore_now: bool,
+    /// dock6's last commit to its table left there the planner's table as
+    /// of the last update: the element changes of the next update are then
+    /// all a whole-table replace needs to send, as long as nobody else
+    /// committed since (the kernel side checks that).
+    kernel_has_last_plan: bool,
     /// Mappings whose conntrack delete failed: tried again at the next pass.
     stale_flows: Vec<DnatTarget>,
     /// Old `nptv6` mapped prefixes whose flows are still to be deleted.
@@ -170,6 +175,7 @@ async fn serve(
     updates: mpsc::Receiver<DockerUpdate>,
     resync_requests: mpsc::Sender<()>,
 ) -> Result<(), RunError> {
+    crate::apply::give_large_frees_back();
     let metrics_address = match &options.metrics_address {
         Some(text) => Some(
             crate::config::parse_metrics_address(text, config.metrics_allow_remote)
@@ -227,6 +233,7 @@ impl Loop {
             planner: Planner::default(),
             replace_next: true,
             restore_now: false,
+            kernel_has_last_plan: false,
             stale_flows: Vec::new(),
             stale_prefixes: Vec::new(),
             prefix_memory: prefixes::PrefixMemory::default(),

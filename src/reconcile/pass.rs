@@ -204,6 +204,7 @@ impl Loop {
 
     async fn companion_pass(&mut self, update: Update) -> bool {
         self.replace_next = true;
+        self.kernel_has_last_plan = false;
         // Docker's rules DNAT now: flows of mappings dock6 dropped are Docker's business.
         drop(update);
         let host = self.host_state();
@@ -233,7 +234,13 @@ impl Loop {
         let replacing = self.replace_next || update.shape_changed;
         let elements = !replacing && !update.changes.is_empty();
         let change = match (replacing, update.changes.is_empty()) {
-            (true, _) => TableChange::Replace(self.planner.table()),
+            (true, _) => TableChange::Replace {
+                table: self.planner.table(),
+                // Built only when they lead from what the kernel has.
+                since: self
+                    .kernel_has_last_plan
+                    .then(|| update.changes.into_batch()),
+            },
             (false, true) => TableChange::Unchanged,
             (false, false) => TableChange::Elements {
                 table: crate::nft::TABLE_NAME.to_string(),
@@ -251,6 +258,7 @@ impl Loop {
                 unseen_commit,
             }) => {
                 let table_in = report.table_action().is_some();
+                self.kernel_has_last_plan = table_in;
                 let mut converged = self.after_table_pass(report, elements);
                 if table_in {
                     converged &= self.delete_old_prefix_flows().await;
@@ -266,6 +274,7 @@ impl Loop {
                 error!("{e}");
                 self.shown.error("kernel", e.to_string());
                 self.replace_next = true;
+                self.kernel_has_last_plan = false;
                 self.stale_flows = pending_flows;
                 false
             }
@@ -400,13 +409,14 @@ impl Loop {
             return true;
         }
         let ours = self.bootstrap_installed.is_some();
+        self.kernel_has_last_plan = false;
         let replacing = table.clone();
         let result = self
             .kernel
             .call(
                 move |k| match !ours && k.table_exists(crate::nft::TABLE_NAME)? {
                     true => Ok(false),
-                    false => k.replace_table(&replacing).map(|()| true),
+                    false => k.replace_table(&replacing, None).map(|()| true),
                 },
             )
             .await;
@@ -471,24 +481,23 @@ fn log_role(role: &FirewallRole) {
     }
 }
 
-/// At most this many mappings per conntrack call: each is one walk of the
-/// kernel's conntrack hash table (milliseconds with 100,000 entries), and a
-/// call must end well within the kernel thread's timeout.
-const FLOW_TARGETS_PER_CALL: usize = 64;
+/// At most this many mappings per conntrack call. A call walks the kernel's
+/// conntrack hash table once however many mappings it has (tens of
+/// milliseconds with 100,000 entries), then deletes each entry it found one
+/// by one: a call must end well within the kernel thread's timeout.
+const FLOW_TARGETS_PER_CALL: usize = 512;
 
 /// Runs the deferred conntrack deletes on `thread`, one batch at a time:
-/// what queues up while a batch runs goes into the next (duplicates once),
-/// so a burst of removals never piles up calls. Each outcome goes back to
+/// what comes within [`FLOW_GATHER`] of a removal, or queues up while a
+/// batch runs, goes into one batch (duplicates once), so a burst of
+/// removals never piles up calls. Each outcome goes back to
 /// the loop on `done` (the mappings again, when a delete failed).
 pub(super) async fn delete_flows_worker(
     thread: Arc<KernelThread>,
     mut todo: mpsc::UnboundedReceiver<Vec<DnatTarget>>,
     done: mpsc::UnboundedSender<FlowsDone>,
 ) {
-    while let Some(mut targets) = todo.recv().await {
-        while let Ok(more) = todo.try_recv() {
-            targets.extend(more);
-        }
+    while let Some(mut targets) = next_batch(&mut todo, FLOW_GATHER).await {
         targets.sort();
         targets.dedup();
         for chunk in targets.chunks(FLOW_TARGETS_PER_CALL) {
@@ -513,5 +522,68 @@ pub(super) async fn delete_flows_worker(
                 return;
             }
         }
+    }
+}
+
+/// How long the conntrack worker gathers removed mappings before it walks
+/// the kernel's conntrack table for them. A walk holds a CPU for
+/// milliseconds whatever it looks for (tens with 100,000 entries, and
+/// without yielding it); one for every removal of a burst would keep a
+/// core busy and delay the passes that follow. A removed mapping's flows
+/// go at most this much later.
+const FLOW_GATHER: Duration = Duration::from_millis(200);
+
+/// The next batch of mappings whose flows are to be deleted: the first
+/// that comes, and all that come within `gather` after it.
+async fn next_batch(
+    todo: &mut mpsc::UnboundedReceiver<Vec<DnatTarget>>,
+    gather: Duration,
+) -> Option<Vec<DnatTarget>> {
+    let mut targets = todo.recv().await?;
+    let until = Instant::now() + gather;
+    while let Ok(Some(more)) = tokio::time::timeout_at(until, todo.recv()).await {
+        targets.extend(more);
+    }
+    Some(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::L4Proto;
+
+    fn mapping(host_port: u16) -> DnatTarget {
+        DnatTarget {
+            proto: L4Proto::Udp,
+            host_port,
+            target: "fd00:1::2".parse().expect("address"),
+            target_port: 53,
+        }
+    }
+
+    /// Removals that come one after another (a container at a time, as
+    /// `docker compose down` removes them) are one batch, so one walk of
+    /// the kernel's conntrack table; one that comes after the batch was
+    /// taken is the next batch.
+    #[tokio::test(start_paused = true)]
+    async fn removals_within_the_gathering_time_are_one_batch() {
+        let (tx, mut todo) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for port in [1, 2, 3] {
+                let _ = tx.send(vec![mapping(port)]);
+                tokio::time::sleep(FLOW_GATHER / 10).await;
+            }
+            tokio::time::sleep(FLOW_GATHER * 5).await;
+            let _ = tx.send(vec![mapping(4)]);
+        });
+        let first = next_batch(&mut todo, FLOW_GATHER).await;
+        assert_eq!(first, Some(vec![mapping(1), mapping(2), mapping(3)]));
+        let second = next_batch(&mut todo, FLOW_GATHER).await;
+        assert_eq!(second, Some(vec![mapping(4)]), "the one that came later");
+        assert_eq!(
+            next_batch(&mut todo, FLOW_GATHER).await,
+            None,
+            "no sender left"
+        );
     }
 }

@@ -39,7 +39,7 @@ pub async fn commit_table<S: Kernel + 'static>(
     flows: Vec<DnatTarget>,
 ) -> Result<TableCommit, ApplyError> {
     let muted = match (&change, monitor) {
-        (TableChange::Replace(_), Some(m)) => m.mute().map_err(|e| warn!("{e}")).is_ok(),
+        (TableChange::Replace { .. }, Some(m)) => m.mute().map_err(|e| warn!("{e}")).is_ok(),
         _ => false,
     };
     let committed = kernel

@@ -364,8 +364,15 @@ fn bench(args: &[String]) -> Result<()> {
         "bench",
     ]);
     run(build)?;
+    // A whole run's table and chart are the ones the docs show; a part's
+    // stay under target/.
+    let part = args.iter().any(|a| a == "--only" || a == "--sizes");
+    let out = match part {
+        true => target_dir().join("bench"),
+        false => root_dir().join("docs"),
+    };
     let mut cmd = Command::new(target_dir().join("release/examples/bench"));
-    cmd.args(args);
+    cmd.args(args).arg("--out").arg(out);
     run(cmd)
 }
 

@@ -25,6 +25,10 @@ const CTA_ID: u16 = 12;
 /// `CTA_ZONE`: the entry's zone (big-endian u16), present in a dump only when
 /// it is not the default zone; a delete must name it to find the entry.
 const CTA_ZONE: u16 = 18;
+/// `CTA_STATUS_MASK`: with `CTA_STATUS` in a dump request, only the entries
+/// whose status bits under the mask equal it (Linux ≥ 6.1; older kernels
+/// ignore both, and send every entry the other filters let through).
+const CTA_STATUS_MASK: u16 = 26;
 /// `CTA_FILTER`: which fields of the tuples given with a dump request the
 /// kernel compares (nested `CTA_FILTER_ORIG_FLAGS` / `CTA_FILTER_REPLY_FLAGS`).
 const CTA_FILTER: u16 = 25;
@@ -149,10 +153,36 @@ fn tuple_from(tuple: &[u8]) -> Option<CtTuple> {
     })
 }
 
-/// `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`, filtered in the kernel
-/// (`CTA_FILTER`, Linux ≥ 5.8): only the IPv6 entries of one mapping's
-/// ports — original tuple `proto` to `host_port`, reply from `target_port`.
-/// The kernel still walks its hash table, but sends nothing of the
+/// What a dump asks the kernel to compare, besides the IPv6 family and the
+/// DNAT status: the fields every mapping of the batch shares (the ports
+/// only with the protocol, which the kernel needs to read them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpFilter {
+    pub proto: Option<u8>,
+    /// The original tuple's destination port.
+    pub host_port: Option<u16>,
+    /// The reply tuple's source port.
+    pub target_port: Option<u16>,
+}
+
+impl fmt::Display for DumpFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let any = |v: Option<String>| v.unwrap_or_else(|| "any".into());
+        write!(
+            f,
+            "proto {}, port {} to port {}",
+            any(self.proto.map(|p| p.to_string())),
+            any(self.host_port.map(|p| p.to_string())),
+            any(self.target_port.map(|p| p.to_string()))
+        )
+    }
+}
+
+/// `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`, filtered in the kernel: only the
+/// IPv6 entries marked DNAT'ed (`CTA_STATUS`), and of those only the ones
+/// with the protocol and ports of `filter` (`CTA_FILTER`, Linux ≥ 5.8):
+/// original tuple `proto` to `host_port`, reply from `target_port`. The
+/// kernel walks its whole hash table once, but sends nothing of the
 /// unrelated entries: reading, copying and parsing them in user space (most
 /// of a whole-table dump's time) does not grow with them.
 ///
@@ -160,7 +190,7 @@ fn tuple_from(tuple: &[u8]) -> Option<CtTuple> {
 /// IPv6 address filter inverted (it returns the entries whose address
 /// differs), so the target's address is checked here, on the few entries
 /// the kernel sends.
-pub fn dump_request(seq: u32, key: &MatchKey) -> Vec<u8> {
+pub fn dump_request(seq: u32, filter: &DumpFilter) -> Vec<u8> {
     let mut buf = Vec::with_capacity(96);
     let ty = ctnetlink(IPCTNL_MSG_CT_GET);
     let mut w = MsgWriter::begin(
@@ -171,25 +201,32 @@ pub fn dump_request(seq: u32, key: &MatchKey) -> Vec<u8> {
         NFPROTO_IPV6,
         0,
     );
-    w.nest(CTA_TUPLE_ORIG, |w| {
-        w.nest(CTA_TUPLE_PROTO, |w| {
-            w.put(CTA_PROTO_NUM, &[key.proto])
-                .put(CTA_PROTO_DST_PORT, &key.host_port.to_be_bytes());
+    w.put(CTA_STATUS, &IPS_DST_NAT.to_be_bytes())
+        .put(CTA_STATUS_MASK, &IPS_DST_NAT.to_be_bytes());
+    if let Some(proto) = filter.proto {
+        let (orig, reply) = tuple_filters(filter);
+        w.nest(CTA_TUPLE_ORIG, |w| {
+            w.nest(CTA_TUPLE_PROTO, |w| {
+                w.put(CTA_PROTO_NUM, &[proto]);
+                if let Some(port) = filter.host_port {
+                    w.put(CTA_PROTO_DST_PORT, &port.to_be_bytes());
+                }
+            });
+        })
+        .nest(CTA_TUPLE_REPLY, |w| {
+            w.nest(CTA_TUPLE_PROTO, |w| {
+                w.put(CTA_PROTO_NUM, &[proto]);
+                if let Some(port) = filter.target_port {
+                    w.put(CTA_PROTO_SRC_PORT, &port.to_be_bytes());
+                }
+            });
+        })
+        .nest(CTA_FILTER, |w| {
+            // NLA_U32 in host order, as the kernel reads the filter's flags.
+            w.put(CTA_FILTER_ORIG_FLAGS, &orig.to_ne_bytes())
+                .put(CTA_FILTER_REPLY_FLAGS, &reply.to_ne_bytes());
         });
-    })
-    .nest(CTA_TUPLE_REPLY, |w| {
-        w.nest(CTA_TUPLE_PROTO, |w| {
-            w.put(CTA_PROTO_NUM, &[key.proto])
-                .put(CTA_PROTO_SRC_PORT, &key.target_port.to_be_bytes());
-        });
-    })
-    .nest(CTA_FILTER, |w| {
-        // NLA_U32 in host order, as the kernel reads the filter's flags.
-        let orig = CTA_FILTER_F_CTA_PROTO_NUM | CTA_FILTER_F_CTA_PROTO_DST_PORT;
-        let reply = CTA_FILTER_F_CTA_PROTO_NUM | CTA_FILTER_F_CTA_PROTO_SRC_PORT;
-        w.put(CTA_FILTER_ORIG_FLAGS, &orig.to_ne_bytes())
-            .put(CTA_FILTER_REPLY_FLAGS, &reply.to_ne_bytes());
-    });
+    }
     w.finish();
     buf
 }
@@ -208,6 +245,20 @@ pub fn dump_all_request(seq: u32) -> Vec<u8> {
     );
     w.finish();
     buf
+}
+
+/// The `CTA_FILTER` flags of the original and reply tuples: the protocol,
+/// and each port `filter` names.
+fn tuple_filters(filter: &DumpFilter) -> (u32, u32) {
+    let mut orig = CTA_FILTER_F_CTA_PROTO_NUM;
+    let mut reply = CTA_FILTER_F_CTA_PROTO_NUM;
+    if filter.host_port.is_some() {
+        orig |= CTA_FILTER_F_CTA_PROTO_DST_PORT;
+    }
+    if filter.target_port.is_some() {
+        reply |= CTA_FILTER_F_CTA_PROTO_SRC_PORT;
+    }
+    (orig, reply)
 }
 
 /// `IPCTNL_MSG_CT_DELETE` for one entry: its original tuple, plus its zone
@@ -336,15 +387,15 @@ mod tests {
         assert_eq!(delete_request(&f, 7), expected);
     }
 
-    /// The filtered dump request, written out by hand from the uapi headers
-    /// (`linux/netfilter/nfnetlink_conntrack.h`, `nf_internals.h`).
+    /// The filtered dump requests, written out by hand from the uapi
+    /// headers (`linux/netfilter/nfnetlink_conntrack.h`, `nf_internals.h`):
+    /// one mapping's, and one for mappings of both protocols.
     #[test]
-    fn dump_request_is_a_get_filtered_by_the_mappings_ports() {
-        let key = MatchKey {
-            proto: 17,
-            host_port: 5353,
-            target: v6("fd00:1::2"),
-            target_port: 53,
+    fn dump_request_is_a_get_filtered_by_dnat_and_the_mappings_ports() {
+        let filter = DumpFilter {
+            proto: Some(17),
+            host_port: Some(5353),
+            target_port: Some(53),
         };
         let proto = |port_attr: u16, port: u16| {
             // CTA_TUPLE_PROTO { CTA_PROTO_NUM, CTA_PROTO_{SRC,DST}_PORT }
@@ -353,7 +404,10 @@ mod tests {
                 &[nla(1, &[17]), nla(port_attr, &port.to_be_bytes())].concat(),
             )
         };
+        // CTA_STATUS and CTA_STATUS_MASK: IPS_DST_NAT (bit 5), big-endian.
+        let dnat = [nla(3, &[0, 0, 0, 32]), nla(26, &[0, 0, 0, 32])].concat();
         let attrs = [
+            dnat.clone(),
             nla(1 | NESTED, &proto(3, 5353)), // CTA_TUPLE_ORIG, dst port
             nla(2 | NESTED, &proto(2, 53)),   // CTA_TUPLE_REPLY, src port
             // CTA_FILTER { ORIG_FLAGS: PROTO_NUM | DST_PORT, REPLY_FLAGS: PROTO_NUM | SRC_PORT }
@@ -369,7 +423,15 @@ mod tests {
         .concat();
         // CTNETLINK << 8 | IPCTNL_MSG_CT_GET, sequence number 3
         let expected = message(1 << 8 | 1, NLM_F_REQUEST | NLM_F_DUMP, 3, &attrs);
-        assert_eq!(dump_request(3, &key), expected);
+        assert_eq!(dump_request(3, &filter), expected);
+
+        let any = DumpFilter {
+            proto: None,
+            host_port: None,
+            target_port: None,
+        };
+        let expected = message(1 << 8 | 1, NLM_F_REQUEST | NLM_F_DUMP, 4, &dnat);
+        assert_eq!(dump_request(4, &any), expected, "the DNAT status alone");
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! A UDP flow that was DNAT'ed to a container keeps its conntrack entry (and
 //! so its NAT binding) for as long as packets keep coming: without a delete,
 //! a client that sends every few seconds stays stuck to a container that is
-//! gone. [`delete_dnat_flows`] asks the kernel, once per removed mapping,
-//! for the entries of that mapping's ports (a dump filtered in the kernel, so
-//! unrelated flows are never sent), picks those DNAT'ed to the mapping's
-//! target, and deletes each by its original tuple.
+//! gone. [`delete_dnat_flows`] asks the kernel once for a whole batch of
+//! removed mappings (a dump filtered in the kernel to the DNAT'ed entries
+//! and to what the batch's mappings share: protocol, ports), picks the
+//! entries DNAT'ed to one of the mappings' targets, and deletes each by its
+//! original tuple. Each dump walks the kernel's whole conntrack hash table
+//! whatever its filter, so a removed container (its ten ports, say) costs
+//! one walk, not ten.
 //!
 //! Synchronous, through this thread's nfnetlink socket
 //! ([`crate::apply::nfnetlink`]): it runs in the calling thread's network
@@ -26,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::apply::nfnetlink::codec::{ENOENT, NFNL_SUBSYS_CTNETLINK};
 use crate::apply::nfnetlink::{next_seq, with_conn};
-use flow::{CtFlow, IPCTNL_MSG_CT_NEW, delete_request, dump_request};
+use flow::{CtFlow, DumpFilter, IPCTNL_MSG_CT_NEW, delete_request, dump_request};
 pub use prefix::delete_prefix_flows;
 
 pub use crate::plan::DnatTarget;
@@ -80,8 +83,8 @@ pub fn delete_dnat_flows(targets: &[DnatTarget]) -> Result<usize, ConntrackError
     }
     let wanted: HashSet<MatchKey> = targets.iter().map(MatchKey::from).collect();
     let mut flows = Vec::new();
-    for key in &wanted {
-        flows.extend(dump_mapping(key)?);
+    for filter in dump_filters(&wanted) {
+        flows.extend(dump_dnat_entries(&filter)?);
     }
     let matches: Vec<&CtFlow> = flows
         .iter()
@@ -141,14 +144,38 @@ impl From<&DnatTarget> for MatchKey {
     }
 }
 
-/// The IPv6 entries with the ports of `key` (any address).
-fn dump_mapping(key: &MatchKey) -> Result<Vec<CtFlow>, ConntrackError> {
-    let what = format!(
-        "dumping the conntrack entries of port {} (proto {}, to port {})",
-        key.host_port, key.proto, key.target_port
-    );
+/// The dumps that find the entries of the `wanted` mappings: one for the
+/// whole batch, filtered by what all of them share.
+fn dump_filters(wanted: &HashSet<MatchKey>) -> Vec<DumpFilter> {
+    let mut keys = wanted.iter();
+    let Some(first) = keys.next() else {
+        return Vec::new();
+    };
+    let mut filter = DumpFilter {
+        proto: Some(first.proto),
+        host_port: Some(first.host_port),
+        target_port: Some(first.target_port),
+    };
+    for key in keys {
+        keep_if_same(&mut filter.proto, key.proto);
+        keep_if_same(&mut filter.host_port, key.host_port);
+        keep_if_same(&mut filter.target_port, key.target_port);
+    }
+    vec![filter]
+}
+
+/// Forgets `field` (matches any) unless it is `value`.
+fn keep_if_same<T: PartialEq>(field: &mut Option<T>, value: T) {
+    if field.as_ref() != Some(&value) {
+        *field = None;
+    }
+}
+
+/// The DNAT'ed IPv6 entries that `filter` lets through (any address).
+fn dump_dnat_entries(filter: &DumpFilter) -> Result<Vec<CtFlow>, ConntrackError> {
+    let what = format!("dumping the conntrack entries of removed mappings ({filter})");
     let seq = next_seq(1);
-    let request = dump_request(seq, key);
+    let request = dump_request(seq, filter);
     let mut flows = Vec::new();
     let dumped = with_conn(|conn| {
         conn.dump(&request, seq, |msg| {
@@ -205,5 +232,79 @@ fn kernel_error(what: &str, errno: i32) -> ConntrackError {
     ConntrackError::Kernel {
         what: what.to_string(),
         source: io::Error::from_raw_os_error(errno),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::L4Proto;
+
+    /// A container's published ports: 5 tcp and 5 udp, each to its own
+    /// container port.
+    fn container_mappings(target: &str) -> HashSet<MatchKey> {
+        (0..10u16)
+            .map(|i| {
+                let proto = if i < 5 { L4Proto::Tcp } else { L4Proto::Udp };
+                let t = DnatTarget {
+                    proto,
+                    host_port: 8000 + i,
+                    target: target.parse().expect("address"),
+                    target_port: 80 + i,
+                };
+                MatchKey::from(&t)
+            })
+            .collect()
+    }
+
+    /// Each dump walks the kernel's whole conntrack hash table, whatever
+    /// its filter: a removed container's mappings, and any batch of them,
+    /// are found in one walk.
+    #[test]
+    fn a_batch_of_removed_mappings_is_one_dump() {
+        let one = container_mappings("fd00:1::2");
+        assert_eq!(dump_filters(&one).len(), 1, "one container's ten mappings");
+        let mut two = one;
+        two.extend(container_mappings("fd00:1::3"));
+        assert_eq!(dump_filters(&two).len(), 1, "two containers' mappings");
+        assert!(dump_filters(&HashSet::new()).is_empty(), "nothing removed");
+    }
+
+    /// The kernel filters by what every mapping of the batch shares: all
+    /// of one mapping's fields; the protocol of tcp-only mappings; nothing
+    /// but the DNAT status for tcp and udp together.
+    #[test]
+    fn a_dump_filters_by_what_the_mappings_share() {
+        let all = container_mappings("fd00:1::2");
+        let filter = |keys: Vec<&MatchKey>| {
+            let keys: HashSet<MatchKey> = keys.into_iter().copied().collect();
+            dump_filters(&keys)
+        };
+        let one = all.iter().find(|k| k.host_port == 8001).expect("8001");
+        assert_eq!(
+            filter(vec![one]),
+            [DumpFilter {
+                proto: Some(6),
+                host_port: Some(8001),
+                target_port: Some(81)
+            }]
+        );
+        let tcp: Vec<&MatchKey> = all.iter().filter(|k| k.proto == 6).collect();
+        assert_eq!(
+            filter(tcp),
+            [DumpFilter {
+                proto: Some(6),
+                host_port: None,
+                target_port: None
+            }]
+        );
+        assert_eq!(
+            filter(all.iter().collect()),
+            [DumpFilter {
+                proto: None,
+                host_port: None,
+                target_port: None
+            }]
+        );
     }
 }

@@ -1,47 +1,29 @@
 //! What dock6 last committed to a table of its own, per network namespace:
-//! each set's elements (as kernel bytes) and each chain's rules (as
-//! expressions), and the ruleset generation that commit produced.
+//! each chain's rules (as expressions) and the ruleset generation that
+//! commit produced. The sets' elements are not kept here: the caller that
+//! plans the table (the agent's planner) knows what changed in them since.
 //!
 //! A batch sent with a generation (`Batch::at_generation`) commits only at
 //! that generation, and every commit adds one to it; so after such a batch
 //! succeeds, the ruleset is at exactly `generation + 1`, and as long as it
 //! still is, nobody (dock6 included) has committed anything since: the
-//! kernel's sets hold exactly the elements recorded here. A replace can then
-//! send only the differences (`in_place.rs`); the kernel cannot list a large
-//! set cheaply (a set dump restarts its walk from the first element for
-//! every message, quadratic in the set's size). Any other commit in the
-//! namespace moves the generation, and the record is not used.
+//! kernel's table holds exactly what that commit left. A replace can then
+//! send only the differences (`in_place.rs`): the rules if they differ from
+//! the ones recorded, and the element changes the caller names; the kernel
+//! cannot list a large set cheaply (a set dump restarts its walk from the
+//! first element for every message, quadratic in the set's size). Any other
+//! commit in the namespace moves the generation, and the record is not used.
 //!
 //! Kept per thread: the kernel thread of the agent sends all of dock6's
 //! batches.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 
-use super::NftError;
-use super::encode::{Expr, encode_values};
-use super::table::{element_of, rules_of};
+use super::encode::Expr;
 use crate::apply::nfnetlink::thread_netns;
-use crate::nft::{ElementChange, Set, Table};
-
-/// A set's elements: key bytes → data bytes (empty for a set).
-pub(super) type SetElems = HashMap<Box<[u8]>, Elem>;
-
-/// One element's data, and the last replace that found it planned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Elem {
-    pub data: Box<[u8]>,
-    pub seen: u32,
-}
 
 /// Each chain's rules, as the expressions sent (sets named, not by id).
 pub(super) type Rules = Vec<(String, Vec<Expr>)>;
-
-/// What a commit left in a table.
-pub(super) struct Contents {
-    pub sets: HashMap<String, SetElems>,
-    pub rules: Rules,
-}
 
 /// The record of one table.
 pub(super) struct Committed {
@@ -49,22 +31,11 @@ pub(super) struct Committed {
     table: String,
     /// The ruleset generation right after dock6's commit.
     pub generation: u32,
-    pub contents: Contents,
+    pub rules: Rules,
 }
 
 thread_local! {
     static COMMITTED: RefCell<Vec<Committed>> = const { RefCell::new(Vec::new()) };
-    static LAST_MARK: Cell<u32> = const { Cell::new(0) };
-}
-
-/// A mark for [`Elem::seen`] that no element carries yet (one per replace;
-/// elements recorded otherwise carry 0).
-pub(super) fn next_mark() -> u32 {
-    LAST_MARK.with(|m| {
-        let next = m.get().wrapping_add(1).max(1);
-        m.set(next);
-        next
-    })
 }
 
 /// The generation after a commit applied at `generation` (0 is skipped).
@@ -88,13 +59,13 @@ pub(super) fn take(table: &str) -> Option<Committed> {
     })
 }
 
-/// Records that `table` holds `contents` at `generation`.
-pub(super) fn store(table: &str, generation: u32, contents: Contents) {
+/// Records that `table` holds `rules` at `generation`.
+pub(super) fn store(table: &str, generation: u32, rules: Rules) {
     let record = Committed {
         netns: thread_netns().unwrap_or(0),
         table: table.to_string(),
         generation,
-        contents,
+        rules,
     };
     forget(table);
     COMMITTED.with(|c| c.borrow_mut().push(record));
@@ -105,55 +76,11 @@ pub(super) fn forget(table: &str) {
     drop(take(table));
 }
 
-/// What `table` holds once committed.
-pub(super) fn planned(table: &Table) -> Result<Contents, NftError> {
-    let mut sets = HashMap::with_capacity(table.sets.len());
-    for set in &table.sets {
-        sets.insert(set.name.clone(), planned_elements(set)?);
-    }
-    Ok(Contents {
-        sets,
-        rules: rules_of(table)?,
-    })
-}
-
-/// The elements of `set`, as kernel bytes.
-pub(super) fn planned_elements(set: &Set) -> Result<SetElems, NftError> {
-    let mut elems = SetElems::with_capacity(set.elements.len());
-    for e in &set.elements {
-        let (key, data) = element_of(set, e)?;
-        let data = data.map_or_else(Box::default, |d| d.as_slice().into());
-        elems.insert(key.as_slice().into(), Elem { data, seen: 0 });
-    }
-    Ok(elems)
-}
-
 impl Committed {
-    /// The record after `changes` were committed on top of it; `None` if
-    /// one names a set it does not know.
-    pub(super) fn with_changes(mut self, changes: &[ElementChange]) -> Option<Committed> {
-        for change in changes {
-            match change {
-                ElementChange::Add { set, element } => {
-                    let key = encode_values(&element.key, None, "key").ok()?;
-                    let data = match element.data.is_empty() {
-                        true => Box::default(),
-                        false => encode_values(&element.data, None, "data")
-                            .ok()?
-                            .as_slice()
-                            .into(),
-                    };
-                    let elem = Elem { data, seen: 0 };
-                    let set = self.contents.sets.get_mut(set)?;
-                    set.insert(key.as_slice().into(), elem);
-                }
-                ElementChange::Remove { set, element } => {
-                    let key = encode_values(&element.key, None, "key").ok()?;
-                    self.contents.sets.get_mut(set)?.remove(key.as_slice());
-                }
-            }
-        }
+    /// The record after one more commit of dock6's own on top of it that
+    /// left the rules as they were (element changes).
+    pub(super) fn advanced(mut self) -> Committed {
         self.generation = after(self.generation);
-        Some(self)
+        self
     }
 }

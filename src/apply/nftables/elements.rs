@@ -29,9 +29,8 @@ pub fn update_elements(table: &str, changes: &[ElementChange]) -> Result<(), Nft
         let result = changes_batch(table, changes, Some(known.generation))?.commit(&named);
         match result {
             Ok(()) => {
-                if let Some(now) = known.with_changes(changes) {
-                    committed::store(table, now.generation, now.contents);
-                }
+                let now = known.advanced();
+                committed::store(table, now.generation, now.rules);
                 return Ok(());
             }
             Err(e) if e.errno() == Some(ERESTART) => {}
@@ -48,6 +47,18 @@ fn changes_batch(
     generation: Option<u32>,
 ) -> Result<Batch, NftError> {
     let mut b = Batch::at_generation(changes.len(), generation);
+    push_changes(&mut b, table, changes)?;
+    Ok(b)
+}
+
+/// Appends `changes` to `b`: adds with `NLM_F_EXCL`, so that adding an
+/// element already there fails (EEXIST) as removing an absent one does
+/// (ENOENT), and either aborts the whole batch.
+pub(super) fn push_changes(
+    b: &mut Batch,
+    table: &str,
+    changes: &[ElementChange],
+) -> Result<(), NftError> {
     // Consecutive changes of the same kind on the same set share messages.
     let mut i = 0;
     while i < changes.len() {
@@ -69,10 +80,10 @@ fn changes_batch(
             set,
             set_id: None,
         };
-        push_elements(&mut b, (ty, flags), &target, elems)?;
+        push_elements(b, (ty, flags), &target, elems)?;
         i += run;
     }
-    Ok(b)
+    Ok(())
 }
 
 /// The key (and, for an add to a map, the data) of one changed element,
@@ -99,7 +110,7 @@ fn change_parts(c: &ElementChange) -> (bool, &str) {
     }
 }
 
-fn change_element(c: &ElementChange) -> &Element {
+pub(super) fn change_element(c: &ElementChange) -> &Element {
     match c {
         ElementChange::Add { element, .. } | ElementChange::Remove { element, .. } => element,
     }

@@ -1,12 +1,12 @@
 //! The whole-table replace done in place, when the kernel's table already
 //! has the planned shape: the same chains (names, order, hooks, types,
 //! policies) and the same sets (names, order, types, userdata), and nothing
-//! else. One batch then flushes the table's rules and appends the planned
-//! ones, and brings each set's elements to the planned ones: when the
-//! kernel still holds what dock6 last committed (`committed.rs`), by
-//! deleting only the stale elements and adding only the missing ones; else
-//! by flushing the set and adding all of them. No table, chain or set is
-//! deleted or created.
+//! else. One batch then brings the table's rules and each set's elements to
+//! the planned ones: when the kernel still holds what dock6 last committed
+//! (`committed.rs`) and the caller names the element changes since, by
+//! rewriting the rules only if they differ and sending only those changes;
+//! else by flushing the rules and every set and adding all of them. No
+//! table, chain or set is deleted or created.
 //!
 //! Why: a set created empty in a batch starts as a 4-bucket hash table in
 //! the kernel and grows by doubling while its elements are inserted; each
@@ -22,16 +22,15 @@
 //! at: if anyone committed since, the kernel refuses it whole (ERESTART)
 //! and the caller falls back to the fresh replace.
 
-use std::collections::HashMap;
-
 use tracing::debug;
 
 use super::batch::{Batch, ElemTarget, push_elements};
-use super::committed::{Committed, Contents, Elem, SetElems, next_mark, planned_elements};
-use super::encode::{SetSpec, ValueBytes, set_spec};
+use super::committed::Rules;
+use super::elements::push_changes;
+use super::encode::{SetSpec, set_spec};
 use super::ffi::ChainHook;
 use super::query::generation;
-use super::table::{chain_hook, element_of, push_rules, rules_of, set_elements, set_kind};
+use super::table::{chain_hook, push_rules, rules_of, set_elements, set_kind};
 use super::{
     NFT_MSG_DELRULE, NFT_MSG_DELSETELEM, NFT_MSG_GETCHAIN, NFT_MSG_GETSET, NFT_MSG_GETTABLE,
     NFT_MSG_NEWSETELEM, NftError, What,
@@ -41,7 +40,7 @@ use crate::apply::nfnetlink::codec::{
     NLM_F_REQUEST, be32,
 };
 use crate::apply::nfnetlink::{next_seq, with_conn};
-use crate::nft::{Chain, Set, Table};
+use crate::nft::{Chain, ElementChange, Set, Table};
 
 // Attributes (linux/netfilter/nf_tables.h).
 const NFTA_TABLE_NAME: u16 = 1;
@@ -127,27 +126,39 @@ pub(super) fn generation_if_same_shape(table: &Table) -> Result<Option<u32>, Nft
     }
 }
 
+/// What dock6 knows of the kernel's table at the generation it was read at,
+/// its own last commit being still current: the rules that commit left
+/// there, and the element changes that lead from what it left to the plan
+/// (when the caller knows them).
+pub(super) struct Known<'a> {
+    pub rules: Rules,
+    pub changes: Option<&'a [ElementChange]>,
+}
+
 /// The batch that turns a table of the same shape into `table`, applied
-/// only at ruleset `generation`, and what the table then holds. With
-/// `known` (what dock6's last commit left, still current at `generation`),
-/// only differences: the rules rewritten only if they differ, each set's
-/// stale elements deleted and missing ones added (nothing at all for a
-/// table as planned: the batch is empty). Without, every rule is flushed and
-/// the planned ones appended (naming the kept sets), and every set flushed
-/// and filled. Rules go before elements: binding a rule to a map makes the
-/// kernel walk the map, which then holds only what it held.
+/// only at ruleset `generation`, and the rules the table then holds. With
+/// `known`, the rules are rewritten only if they differ; with its element
+/// changes, only they are sent (nothing at all for a table as planned: the
+/// batch is empty). Otherwise every rule is flushed and the planned ones
+/// appended (naming the kept sets), and every set flushed and filled.
+/// Rules go before elements: binding a rule to a map makes the kernel walk
+/// the map, which then holds only what it held.
 pub(super) fn refill_batch(
     table: &Table,
     generation: u32,
-    known: Option<Committed>,
-) -> Result<(Batch, Contents), NftError> {
+    known: Option<Known<'_>>,
+) -> Result<(Batch, Rules), NftError> {
     let name = &table.name;
     let rules = rules_of(table)?;
-    let (mut old_sets, old_rules) = match known {
-        Some(k) => (k.contents.sets, Some(k.contents.rules)),
-        None => (HashMap::new(), None),
+    let (old_rules, changes) = match known {
+        Some(k) => (Some(k.rules), k.changes),
+        None => (None, None),
     };
-    let mut b = Batch::at_generation(1 + 2 * table.sets.len() + rules.len(), Some(generation));
+    let elements = match changes {
+        Some(c) => c.len(),
+        None => 2 * table.sets.len(),
+    };
+    let mut b = Batch::at_generation(1 + elements + rules.len(), Some(generation));
     if old_rules.as_ref() != Some(&rules) {
         b.push_attrs(
             NFT_MSG_DELRULE,
@@ -161,68 +172,22 @@ pub(super) fn refill_batch(
             push_rules(&mut b, name, chain, &Default::default())?;
         }
     }
-    let mut sets = HashMap::with_capacity(table.sets.len());
-    for set in &table.sets {
-        let target = ElemTarget {
-            table: name,
-            set: &set.name,
-            set_id: None,
-        };
-        let elems = match old_sets.remove(&set.name) {
-            Some(old) => push_differences(&mut b, &target, set, old)?,
-            None => {
+    match changes {
+        Some(changes) => push_changes(&mut b, name, changes)?,
+        None => {
+            for set in &table.sets {
+                let target = ElemTarget {
+                    table: name,
+                    set: &set.name,
+                    set_id: None,
+                };
                 push_flush(&mut b, &target, set);
                 let add = (NFT_MSG_NEWSETELEM, NLM_F_CREATE);
                 push_elements(&mut b, add, &target, set_elements(set))?;
-                planned_elements(set)?
             }
-        };
-        sets.insert(set.name.clone(), elems);
-    }
-    Ok((b, Contents { sets, rules }))
-}
-
-/// Deletes the elements of `old` that `set` does not plan (or maps to other
-/// data), then adds those it plans that `old` lacks; returns `old` turned
-/// into the planned elements.
-fn push_differences(
-    b: &mut Batch,
-    target: &ElemTarget<'_>,
-    set: &Set,
-    mut old: SetElems,
-) -> Result<SetElems, NftError> {
-    let pass = next_mark();
-    let mut missing = Vec::new();
-    for (i, e) in set.elements.iter().enumerate() {
-        let (key, data) = element_of(set, e)?;
-        let data = data.as_ref().map_or(&[][..], ValueBytes::as_slice);
-        match old.get_mut(key.as_slice()) {
-            Some(found) if *found.data == *data => found.seen = pass,
-            _ => missing.push(i),
         }
     }
-    let bytes = |b: &[u8]| {
-        ValueBytes::from_slice(b).map_err(|e| NftError::Encode {
-            object: format!("an element of {} {}", set_kind(set), set.name),
-            reason: e.to_string(),
-        })
-    };
-    let stale = old
-        .iter()
-        .filter(|(_, e)| e.seen != pass)
-        .map(|(k, _)| Ok((None, (bytes(k)?, None))));
-    push_elements(b, (NFT_MSG_DELSETELEM, 0), target, stale)?;
-    let added = missing
-        .iter()
-        .map(|&i| element_of(set, &set.elements[i]).map(|values| (Some(i), values)));
-    push_elements(b, (NFT_MSG_NEWSETELEM, NLM_F_CREATE), target, added)?;
-    old.retain(|_, e| e.seen == pass);
-    for &i in &missing {
-        let (key, data) = element_of(set, &set.elements[i])?;
-        let data = data.map_or_else(Box::default, |d| d.as_slice().into());
-        old.insert(key.as_slice().into(), Elem { data, seen: pass });
-    }
-    Ok(old)
+    Ok((b, rules))
 }
 
 /// Deletes every element of the set (a DELSETELEM without elements).

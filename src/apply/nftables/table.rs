@@ -6,8 +6,10 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::batch::{Batch, ElemTarget, ElemValues, IndexedElem, push_elements};
+use super::elements::change_element;
 use super::encode::{element_values, rule_exprs, set_spec};
 use super::ffi::{ChainHook, Msg};
+use super::in_place::Known;
 use super::query::generation;
 use super::{
     NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM,
@@ -15,13 +17,17 @@ use super::{
 };
 use super::{committed, in_place};
 use crate::apply::nfnetlink::codec::{ENOENT, ERESTART, NLM_F_APPEND, NLM_F_CREATE};
-use crate::nft::{BaseChain, Chain, ChainKind, Element, Hook, Set, Table};
+use crate::nft::{BaseChain, Chain, ChainKind, Element, ElementChange, Hook, Set, Table};
 
 /// How [`replace_table_how`] replaced the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replaced {
+    /// The kernel's table still held what dock6 last committed, and the
+    /// element changes since were given: only they were sent (and the
+    /// rules, if they differ), in one batch (the fastest way).
+    Differences,
     /// The kernel's table had the planned chains and sets: their rules and
-    /// elements were flushed and refilled, in one batch (the fast way).
+    /// elements were flushed and refilled, in one batch.
     InPlace,
     /// The table was deleted and created anew, in one batch.
     Fresh,
@@ -30,13 +36,25 @@ pub enum Replaced {
 /// Replaces `table inet <table.name>` atomically with `table`, in one batch.
 /// Idempotent; works whether or not the table exists.
 pub fn replace_table(table: &Table) -> Result<(), NftError> {
-    replace_table_how(table).map(|_| ())
+    replace_table_how(table, None).map(|_| ())
 }
 
 /// [`replace_table`], saying which way it went: in place when the kernel's
 /// table already has the planned shape (see `in_place.rs`), else fresh.
 /// Either is one atomic batch, and the table reads back the same.
-pub fn replace_table_how(table: &Table) -> Result<Replaced, NftError> {
+///
+/// `since`: the element changes that lead from what dock6 last committed
+/// to this table (from this thread, in its network namespace) to `table`,
+/// when the caller knows them (the agent's planner does). While nobody has
+/// committed anything since, only they are sent, adds refused for elements
+/// already there and deletes for elements absent (the batch then fails
+/// whole, and the table is made anew). Without them, every set is flushed
+/// and filled (the rules are still rewritten only if they differ); when
+/// someone committed since, the rules too.
+pub fn replace_table_how(
+    table: &Table,
+    since: Option<&[ElementChange]>,
+) -> Result<Replaced, NftError> {
     let element = |set: &str, i: usize| {
         table
             .set(set)
@@ -47,28 +65,42 @@ pub fn replace_table_how(table: &Table) -> Result<Replaced, NftError> {
     let started = Instant::now();
     match in_place::generation_if_same_shape(table) {
         Ok(Some(at)) => {
-            let known = known.filter(|k| k.generation == at);
-            let by_difference = known.is_some();
-            let (batch, contents) = in_place::refill_batch(table, at, known)?;
+            let known = known.filter(|k| k.generation == at).map(|k| Known {
+                rules: k.rules,
+                changes: since,
+            });
+            let by_difference = known.as_ref().is_some_and(|k| k.changes.is_some());
+            let (batch, rules) = in_place::refill_batch(table, at, known)?;
             let encoded = started.elapsed();
+            let changed = |_: &str, i: usize| {
+                since
+                    .and_then(|c| c.get(i))
+                    .map(|c| change_element(c).to_string())
+            };
             // Nothing to change: nothing is sent (an empty commit would
             // not move the generation either).
-            let result = match batch.is_empty() {
-                true => Ok(at),
-                false => batch.commit(&element).map(|()| committed::after(at)),
+            let result = match (batch.is_empty(), by_difference) {
+                (true, _) => Ok(at),
+                (false, true) => batch.commit(&changed).map(|()| committed::after(at)),
+                (false, false) => batch.commit(&element).map(|()| committed::after(at)),
             };
             match result {
                 Ok(now) => {
-                    committed::store(&table.name, now, contents);
+                    committed::store(&table.name, now, rules);
                     debug!(
                         by_difference,
                         "table inet {} replaced in place: read and encoded {encoded:?}, committed {:?}",
                         table.name,
                         started.elapsed() - encoded
                     );
-                    return Ok(Replaced::InPlace);
+                    return Ok(match by_difference {
+                        true => Replaced::Differences,
+                        false => Replaced::InPlace,
+                    });
                 }
-                // ERESTART when anyone committed since the shape was read.
+                // ERESTART when anyone committed since the shape was read;
+                // EEXIST or ENOENT when the table was not what `since`
+                // starts from.
                 Err(e) => debug!("replacing table inet {} in place: {e}; anew", table.name),
             }
         }
@@ -80,11 +112,7 @@ pub fn replace_table_how(table: &Table) -> Result<Replaced, NftError> {
     let batch = replace_batch(table, at)?;
     let encoded = started.elapsed();
     match (batch.commit(&element), at) {
-        (Ok(()), Some(at)) => committed::store(
-            &table.name,
-            committed::after(at),
-            committed::planned(table)?,
-        ),
+        (Ok(()), Some(at)) => committed::store(&table.name, committed::after(at), rules_of(table)?),
         (Ok(()), None) => {}
         // Someone committed between the generation read and the batch.
         (Err(e), Some(_)) if e.errno() == Some(ERESTART) => {

@@ -292,7 +292,10 @@ fn change_to(last: &Table, next: &Table) -> TableChange {
             table: next.name.clone(),
             changes,
         },
-        TableDiff::Structure => TableChange::Replace(next.clone()),
+        TableDiff::Structure => TableChange::Replace {
+            table: next.clone(),
+            since: None,
+        },
     }
 }
 
@@ -339,7 +342,10 @@ fn an_element_change_goes_in_as_one_element_batch_and_never_as_a_replace() {
 #[test]
 fn a_whole_table_change_is_one_replace_before_forwarding() {
     let plan = all_three_modes();
-    let change = TableChange::Replace(plan.ruleset.clone());
+    let change = TableChange::Replace {
+        table: plan.ruleset.clone(),
+        since: None,
+    };
     let mut k = Recorder::default();
     let report = apply_pass(&mut k, &change, &HostState::of(&plan), Vec::new(), true);
     assert!(report.is_complete(), "{:?}", report.failures());
@@ -425,7 +431,10 @@ fn a_table_changed_by_someone_else_is_restored_by_the_next_pass_and_its_flows_wa
 
     // The restore: the whole table, then the flows of the removed mappings.
     let mut k = Recorder::default();
-    let restore = TableChange::Replace(next.ruleset.clone());
+    let restore = TableChange::Replace {
+        table: next.ruleset.clone(),
+        since: None,
+    };
     let flows = report.flow_targets.clone();
     let report = apply_pass(&mut k, &restore, &host, flows, false);
     assert!(report.is_complete(), "{:?}", report.failures());

@@ -199,13 +199,6 @@ impl ValueBytes {
         }
     }
 
-    /// A value the kernel reported (for deleting an element by its key).
-    pub(crate) fn from_slice(b: &[u8]) -> Result<ValueBytes, EncodeError> {
-        let mut v = ValueBytes::new();
-        v.push(b)?;
-        Ok(v)
-    }
-
     pub(crate) fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
