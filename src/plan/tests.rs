@@ -733,8 +733,8 @@ fn nptv6_without_a_host_prefix_waits_closed_with_one_warning() {
             "no prefix is delegated to the host now",
         ),
     ] {
-        // The static 2001:db8:1::/64 is there, but an /80 under it would
-        // hold the host's own address: the uplink has no provider prefix.
+        // The uplink keeps its address but no on-link prefix, and nothing
+        // is delegated: there is no provider prefix to follow.
         let mut host = host();
         host.interfaces[0].onlink_prefixes.clear();
         let p = following(source, "fd00:b6:7:5::/64", host);

@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http_body_util::Full;
@@ -71,6 +71,10 @@ pub(super) struct Metrics {
     pub nptv6_mapped: Family<MappingLabel, Gauge>,
     pub nptv6_changed: Family<NetworkLabel, Gauge>,
     pub nptv6_changes: Family<NetworkLabel, Counter>,
+    /// The `nptv6_mapped` series set by the last [`Metrics::mappings`]:
+    /// those no longer current are removed one by one, so a scrape never
+    /// sees the family empty while it is refilled.
+    mapped_shown: Mutex<Vec<MappingLabel>>,
 }
 
 impl Metrics {
@@ -92,6 +96,7 @@ impl Metrics {
             nptv6_mapped: Family::default(),
             nptv6_changed: Family::default(),
             nptv6_changes: Family::default(),
+            mapped_shown: Mutex::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -181,11 +186,29 @@ impl Metrics {
     /// Every `nptv6` network's current mapping: the series of networks and
     /// prefixes gone since the last call go too.
     pub fn mappings(&self, mappings: &Mappings) {
-        self.nptv6_mapped.clear();
-        self.nptv6_changed.clear();
+        let current: Vec<MappingLabel> = mappings
+            .iter()
+            .map(|(network, m)| MappingLabel {
+                network: network.into(),
+                prefix: prefix_label(m.prefix),
+            })
+            .collect();
+        let mut shown = self
+            .mapped_shown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for gone in shown.iter().filter(|l| !current.contains(l)) {
+            self.nptv6_mapped.remove(gone);
+            if !current.iter().any(|l| l.network == gone.network) {
+                self.nptv6_changed.remove(&NetworkLabel {
+                    network: gone.network.clone(),
+                });
+            }
+        }
         for (network, m) in mappings.iter() {
             self.mapping(network, m);
         }
+        *shown = current;
     }
 
     /// An `nptv6` network's current mapping.

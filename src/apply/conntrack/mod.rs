@@ -96,32 +96,15 @@ pub fn delete_dnat_flows(targets: &[DnatTarget]) -> Result<usize, ConntrackError
         "conntrack: entries of the removed mappings dumped"
     );
 
-    let mut deleted = 0;
-    let mut first_error = None;
-    for flow in matches {
-        match delete(flow) {
-            Ok(true) => {
-                debug!(%flow, "conntrack: deleted");
-                deleted += 1;
-            }
-            Ok(false) => debug!(%flow, "conntrack: already gone"),
-            Err(e) => {
-                warn!(%flow, error = %e, "conntrack: delete failed");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if deleted > 0 {
+    let deleted = delete_each(matches);
+    if deleted.count > 0 {
         info!(
-            deleted,
+            deleted = deleted.count,
             mappings = targets.len(),
             "conntrack: deleted the flows of removed port mappings"
         );
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(deleted),
-    }
+    deleted.result()
 }
 
 /// What a flow and a [`DnatTarget`] have to agree on.
@@ -175,24 +158,68 @@ fn keep_if_same<T: PartialEq>(field: &mut Option<T>, value: T) {
 fn dump_dnat_entries(filter: &DumpFilter) -> Result<Vec<CtFlow>, ConntrackError> {
     let what = format!("dumping the conntrack entries of removed mappings ({filter})");
     let seq = next_seq(1);
-    let request = dump_request(seq, filter);
+    dump_flows(&what, &dump_request(seq, filter), seq)
+}
+
+/// The IPv6 entries with ports on both tuples that the dump `request`
+/// (sent with `seq`) returns. Anything else (ICMPv6, GRE, …) has no flow,
+/// and is no match for any delete here.
+fn dump_flows(what: &str, request: &[u8], seq: u32) -> Result<Vec<CtFlow>, ConntrackError> {
     let mut flows = Vec::new();
     let dumped = with_conn(|conn| {
-        conn.dump(&request, seq, |msg| {
+        conn.dump(request, seq, |msg| {
             let entry = msg.subsystem() == NFNL_SUBSYS_CTNETLINK
                 && msg.subsystem_msg() == IPCTNL_MSG_CT_NEW;
-            // Anything but an IPv6 entry with ports on both tuples (ICMPv6,
-            // GRE, …) has no flow, and is no match.
             if let Some(flow) = entry.then(|| CtFlow::from_message(msg)).flatten() {
                 flows.push(flow);
             }
         })
     })
-    .map_err(|e| io_error(&what, e))?;
+    .map_err(|e| io_error(what, e))?;
     match dumped {
         Ok(()) => Ok(flows),
-        Err(errno) => Err(kernel_error(&what, errno)),
+        Err(errno) => Err(kernel_error(what, errno)),
     }
+}
+
+/// What [`delete_each`] did: how many entries it deleted, and the first
+/// error it met (the others are logged).
+struct Deleted {
+    count: usize,
+    first_error: Option<ConntrackError>,
+}
+
+impl Deleted {
+    fn result(self) -> Result<usize, ConntrackError> {
+        match self.first_error {
+            Some(e) => Err(e),
+            None => Ok(self.count),
+        }
+    }
+}
+
+/// Deletes every one of `flows`. A failed delete does not stop the others:
+/// a flow left behind is one the next removal's walk can still find, while
+/// stopping would leave them all.
+fn delete_each<'a>(flows: impl IntoIterator<Item = &'a CtFlow>) -> Deleted {
+    let mut deleted = Deleted {
+        count: 0,
+        first_error: None,
+    };
+    for flow in flows {
+        match delete(flow) {
+            Ok(true) => {
+                debug!(%flow, "conntrack: deleted");
+                deleted.count += 1;
+            }
+            Ok(false) => debug!(%flow, "conntrack: already gone"),
+            Err(e) => {
+                warn!(%flow, error = %e, "conntrack: delete failed");
+                deleted.first_error.get_or_insert(e);
+            }
+        }
+    }
+    deleted
 }
 
 /// Deletes one entry; `Ok(false)` when the kernel no longer has it.
