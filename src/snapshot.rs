@@ -19,6 +19,14 @@ pub struct Snapshot {
     pub networks: Vec<Network>,
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// Containers Docker is starting (created, not yet running), with the
+    /// host ports they are to publish in `ports` (their `HostConfig`'s
+    /// bindings, less the ports something on the host already listens on)
+    /// and no addresses yet. Until one runs and its ports are DNAT'ed,
+    /// Docker holds those ports with a socket that never accepts: dock6
+    /// refuses connections to them instead (see `plan::starting_ports`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub starting: Vec<Container>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

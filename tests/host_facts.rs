@@ -71,6 +71,7 @@ fn snapshot(host: dock6::snapshot::HostFacts) -> Snapshot {
         host,
         networks: vec![lan],
         containers,
+        starting: Vec::new(),
     }
 }
 

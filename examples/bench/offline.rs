@@ -21,6 +21,7 @@ pub fn rows(sizes: &[usize]) -> anyhow::Result<Vec<Row>> {
             host: synthetic::host(),
             networks: vec![synthetic::network()],
             containers: synthetic::containers(n),
+            starting: Vec::new(),
         };
         let (mut plans, mut encodes) = (Vec::new(), Vec::new());
         let mut bytes = 0;

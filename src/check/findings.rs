@@ -446,6 +446,7 @@ fn planned(facts: &Facts) -> Option<(plan::Plan, &HostFacts)> {
         host: host.clone(),
         networks: docker.networks.clone(),
         containers: docker.containers.clone(),
+        starting: Vec::new(),
     };
     Some((plan::plan(&facts.config.policy, &snapshot), host))
 }

@@ -119,6 +119,16 @@ impl RuleBuilder {
         })
     }
 
+    pub fn l4proto(self, proto: super::L4Proto) -> Self {
+        self.matching(Match::L4ProtoIs(proto))
+    }
+
+    pub fn proto_port_in(self, set: &str) -> Self {
+        self.matching(Match::ProtoPortInSet {
+            set: set.to_string(),
+        })
+    }
+
     pub fn icmpv6_type_in(self, set: &str) -> Self {
         self.matching(Match::Icmpv6TypeInSet {
             set: set.to_string(),

@@ -184,6 +184,7 @@ pub enum ChainKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Prerouting,
+    Input,
     Forward,
     Output,
     Postrouting,
@@ -306,6 +307,10 @@ pub enum Match {
     Ip6InSet { field: AddrField, set: String },
     /// `ip6 daddr . meta l4proto . th dport @open_ports`
     DaddrProtoPortInSet { set: String },
+    /// `meta l4proto . th dport @starting_any`
+    ProtoPortInSet { set: String },
+    /// `meta l4proto tcp`
+    L4ProtoIs(L4Proto),
     /// `icmpv6 type @icmpv6_inbound`
     Icmpv6TypeInSet { set: String },
     /// `icmpv6 type nd-neighbor-advert`
@@ -350,6 +355,24 @@ pub enum Statement {
     SnatPrefix(Ipv6Net),
     /// `dnat ip6 prefix to <net>`: the same for the destination.
     DnatPrefix(Ipv6Net),
+    /// `reject`: ends the rule's packet with a port-unreachable error (a
+    /// TCP connect sees it as refused).
+    Reject(RejectWith),
+}
+
+/// What a `reject` answers with. A TCP reset for TCP: the kernel limits
+/// the ICMPv6 errors it sends to a destination (one a second by default),
+/// so a client trying again at once would see the next ones dropped in
+/// silence. For anything else ICMPv6 port unreachable, spelt as nft lists
+/// it (and encodes it) with or without an IPv6 match earlier in the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectWith {
+    /// `reject with tcp reset`, in a rule that matched TCP.
+    TcpReset,
+    /// `reject`: icmpx port-unreachable (ICMPv6 for an IPv6 packet).
+    IcmpxPortUnreachable,
+    /// `reject with icmpv6 port-unreachable`, in a rule that matched IPv6.
+    Icmpv6PortUnreachable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

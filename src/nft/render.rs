@@ -142,6 +142,7 @@ impl Display for BaseChain {
         };
         let hook = match self.hook {
             Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
             Hook::Forward => "forward",
             Hook::Output => "output",
             Hook::Postrouting => "postrouting",
@@ -231,6 +232,8 @@ impl Display for Match {
             Match::DaddrProtoPortInSet { set } => {
                 write!(f, "ip6 daddr . meta l4proto . th dport @{set}")
             }
+            Match::ProtoPortInSet { set } => write!(f, "meta l4proto . th dport @{set}"),
+            Match::L4ProtoIs(proto) => write!(f, "meta l4proto {}", proto.name()),
             Match::Icmpv6TypeInSet { set } => write!(f, "icmpv6 type @{set}"),
             Match::Icmpv6TypeIs(t) => write!(f, "icmpv6 type {}", t.name()),
             Match::NdTargetInSet { set } => write!(f, "{ND_TARGET} @{set}"),
@@ -263,6 +266,11 @@ impl Display for Statement {
             Statement::SnatBySaddrMap { map } => write!(f, "snat ip6 to ip6 saddr map @{map}"),
             Statement::SnatPrefix(net) => write!(f, "snat ip6 prefix to {}", net.trunc()),
             Statement::DnatPrefix(net) => write!(f, "dnat ip6 prefix to {}", net.trunc()),
+            Statement::Reject(RejectWith::TcpReset) => f.write_str("reject with tcp reset"),
+            Statement::Reject(RejectWith::IcmpxPortUnreachable) => f.write_str("reject"),
+            Statement::Reject(RejectWith::Icmpv6PortUnreachable) => {
+                f.write_str("reject with icmpv6 port-unreachable")
+            }
         }
     }
 }

@@ -84,6 +84,32 @@ pub(super) fn container_plan(
     plan
 }
 
+/// The host ports a container Docker is still starting is to publish on
+/// IPv6: those [`container_plan`] will DNAT once it runs and has an
+/// address (a binding on a network dock6 filters, not internal, the
+/// container not sealed). Docker holds them from the start of its start on,
+/// with a socket that never accepts; dock6 refuses connections to them
+/// until the DNAT is in. Notes are left to the plan of the running
+/// container.
+pub(super) fn starting_ports(
+    container: &Container,
+    networks: &[NetworkPlan],
+) -> Vec<(Listen, L4Proto, u16)> {
+    let reachable = container.networks.keys().any(|name| {
+        networks
+            .iter()
+            .any(|n| &n.name == name && n.mode.filtered() && !n.internal)
+    });
+    let mut ignored = Vec::new();
+    if !reachable || expose_label(container, &mut ignored).0 == Expose::Sealed {
+        return Vec::new();
+    }
+    ipv6_bindings(container, &mut ignored)
+        .into_iter()
+        .filter_map(|b| Some((b.listen, b.proto, b.host_port?)))
+        .collect()
+}
+
 /// The `dock6.expose` label; a malformed value fails closed (as `false`,
 /// with a warning). The flag says it was malformed.
 fn expose_label(container: &Container, notes: &mut Vec<Note>) -> (Expose, bool) {

@@ -12,12 +12,12 @@ use super::guard::{self, Guard, SET_ONLINK_ENDPOINTS};
 use super::mode::link_local_prefix;
 use super::sets::{
     MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_BRIDGES, SET_ICMPV6_INBOUND,
-    SET_ND_TARGETS, SET_OPEN_PORTS, SET_SEALED,
+    SET_ND_TARGETS, SET_OPEN_PORTS, SET_SEALED, SET_STARTING_ADDR, SET_STARTING_ANY,
 };
 use super::{NaSource, NetworkPlan, Policy};
 use crate::nft::{
-    BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Icmpv6Type, Priority, Rule,
-    StandardPriority, Statement, rule,
+    BaseChain, Chain, ChainKind, CtState, Direction, DnatKey, Hook, Icmpv6Type, L4Proto, Priority,
+    RejectWith, Rule, StandardPriority, Statement, rule,
 };
 
 /// Forward filtering runs just before the standard `filter` priority, so
@@ -50,6 +50,7 @@ pub const CHAIN_PREROUTING: &str = "prerouting";
 pub const CHAIN_OUTPUT: &str = "output";
 pub const CHAIN_PUBLISHED: &str = "published";
 pub const CHAIN_POSTROUTING: &str = "postrouting";
+pub const CHAIN_INPUT: &str = "input";
 /// With `na_source = "target"`: drops the kernel's own answers for proxied
 /// addresses (dock6 answers those itself, set `nd_targets`).
 pub const CHAIN_ND_ANSWERS: &str = "nd_answers";
@@ -87,6 +88,7 @@ pub(super) fn chains(
         nat_entry_chain(CHAIN_OUTPUT, Hook::Output, PRIORITY_OUTPUT_DNAT),
         published_chain(managed),
         postrouting_chain(config, uplink, managed, guard, per_container_egress),
+        input_chain(),
     ]);
     if let Some(uplink) = answers_itself_on(config, uplink) {
         chains.push(nd_answers_chain(uplink));
@@ -324,18 +326,64 @@ fn nat_entry_chain(name: &str, hook: Hook, priority: Priority) -> Chain {
 
 /// Published ports, then the `nptv6` networks' mapped prefixes (for the
 /// host's own traffic too: `output` jumps here as well).
-fn published_chain(managed: &[&NetworkPlan]) -> Chain {
+/// `[::1]` and link-local destinations, which are never DNAT'ed: they
+/// leave the chains of published ports.
+fn never_dnated() -> [Rule; 2] {
     let loopback = Ipv6Net::new(Ipv6Addr::LOCALHOST, 128).expect("/128 is a valid prefix");
-    let link_local = link_local_prefix();
-    let mut rules = vec![
+    [
         rule()
             .daddr(loopback)
             .comment("[::1] cannot be NATed")
             .ret(),
         rule()
-            .daddr(link_local)
+            .daddr(link_local_prefix())
             .comment("link-local destinations are never DNAT'ed")
             .ret(),
+    ]
+}
+
+/// Connections to the host for a port a container is being started with.
+/// Docker holds such a port from early in its start with a socket that
+/// never accepts (its userland proxy off): a client's first connection
+/// hangs there and the next are dropped in silence, until the container
+/// runs and dock6 DNATs the port. Refused instead: the client tries again
+/// at once, and the port answers as soon as the container does. Only the
+/// ports of containers being started are in the sets; DNAT'ed traffic never
+/// reaches this hook.
+fn input_chain() -> Chain {
+    let mut rules = vec![rule().not_ipv6().comment("IPv4 is never touched").ret()];
+    rules.extend(never_dnated());
+    rules.extend([
+        rule()
+            .l4proto(L4Proto::Tcp)
+            .proto_port_in(SET_STARTING_ANY)
+            .comment("a port of a container being started: refused until it is DNAT'ed")
+            .statement(Statement::Reject(RejectWith::TcpReset))
+            .done(),
+        rule()
+            .l4proto(L4Proto::Tcp)
+            .daddr_proto_port_in(SET_STARTING_ADDR)
+            .statement(Statement::Reject(RejectWith::TcpReset))
+            .done(),
+        rule()
+            .proto_port_in(SET_STARTING_ANY)
+            .statement(Statement::Reject(RejectWith::IcmpxPortUnreachable))
+            .done(),
+        rule()
+            .daddr_proto_port_in(SET_STARTING_ADDR)
+            .statement(Statement::Reject(RejectWith::Icmpv6PortUnreachable))
+            .done(),
+    ]);
+    chain(
+        CHAIN_INPUT,
+        base(ChainKind::Filter, Hook::Input, PRIORITY_FILTER),
+        rules,
+    )
+}
+
+fn published_chain(managed: &[&NetworkPlan]) -> Chain {
+    let mut rules = Vec::from(never_dnated());
+    rules.extend([
         rule()
             .statement(Statement::DnatMap {
                 key: DnatKey::AddrProtoPort,
@@ -349,7 +397,7 @@ fn published_chain(managed: &[&NetworkPlan]) -> Chain {
                 map: MAP_DNAT_ANY.into(),
             })
             .done(),
-    ];
+    ]);
     for (n, subnet, prefix) in mapped(managed) {
         rules.push(
             rule()

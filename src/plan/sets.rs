@@ -8,6 +8,7 @@ use super::NetworkPlan;
 use super::guard::{
     Guard, SET_ONLINK_ENDPOINTS, SET_OPERATOR_BRIDGES, SET_UNFILTERED, SET_UNMANAGED,
 };
+use super::ports::Listen;
 use crate::nft::{Element, Icmpv6Type, KeyType, L4Proto, Set, Table, Value};
 
 pub const SET_BRIDGES: &str = "bridges";
@@ -18,6 +19,11 @@ pub const SET_ICMPV6_INBOUND: &str = "icmpv6_inbound";
 pub const MAP_DNAT_ANY: &str = "dnat_any";
 /// The same keyed by a specific host address first.
 pub const MAP_DNAT_ADDR: &str = "dnat_addr";
+/// `proto . host port` of containers Docker is starting, bindings on `::`:
+/// refused until the container runs and the port is DNAT'ed.
+pub const SET_STARTING_ANY: &str = "starting_any";
+/// The same keyed by a specific host address first.
+pub const SET_STARTING_ADDR: &str = "starting_addr";
 /// `container address : egress address` (label `dock6.egress-address`).
 pub const MAP_EGRESS_ADDRESSES: &str = "egress_addresses";
 /// With `na_source = "target"`: the proxied addresses dock6 answers
@@ -78,7 +84,11 @@ fn dnat_target(element: &Element) -> Option<DnatTarget> {
 
 /// The sets whose elements come from the networks and the guards, not
 /// from containers (few, rebuilt at every pass).
-pub(super) fn network_sets(managed: &[&NetworkPlan], guard: &Guard) -> Vec<Set> {
+pub(super) fn network_sets(
+    managed: &[&NetworkPlan],
+    guard: &Guard,
+    starting: &[(Listen, L4Proto, u16)],
+) -> Vec<Set> {
     let names = |bridges: &mut dyn Iterator<Item = &String>| {
         sorted(bridges.map(|b| key(vec![Value::IfName(b.clone())])))
     };
@@ -111,6 +121,30 @@ pub(super) fn network_sets(managed: &[&NetworkPlan], guard: &Guard) -> Vec<Set> 
             names(&mut guard.unfiltered.iter()),
         ),
         operator_bridges_set(&guard.operator_bridges),
+        set(
+            SET_STARTING_ANY,
+            &[KeyType::InetProto, KeyType::InetService],
+            &[],
+            sorted(
+                starting
+                    .iter()
+                    .filter(|(listen, _, _)| *listen == Listen::Any)
+                    .map(|(_, proto, port)| key(vec![Value::Proto(*proto), Value::Port(*port)])),
+            ),
+        ),
+        set(
+            SET_STARTING_ADDR,
+            &[KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
+            &[],
+            sorted(
+                starting
+                    .iter()
+                    .filter_map(|(listen, proto, port)| match listen {
+                        Listen::Addr(on) => Some(open_port_element(&(*on, *proto, *port))),
+                        Listen::Any => None,
+                    }),
+            ),
+        ),
     ]
 }
 
@@ -126,13 +160,15 @@ pub fn operator_bridges_set(names: &[String]) -> Set {
 }
 
 /// The order of the sets in the table (and in its text form).
-pub(super) const SET_ORDER: [&str; 12] = [
+pub(super) const SET_ORDER: [&str; 14] = [
     SET_BRIDGES,
     SET_SEALED,
     SET_OPEN_PORTS,
     SET_ICMPV6_INBOUND,
     MAP_DNAT_ANY,
     MAP_DNAT_ADDR,
+    SET_STARTING_ANY,
+    SET_STARTING_ADDR,
     SET_UNMANAGED,
     SET_UNFILTERED,
     SET_OPERATOR_BRIDGES,
@@ -194,7 +230,7 @@ pub(super) fn nd_target_element(address: &Ipv6Addr) -> Element {
     key(vec![Value::NdTarget(*address)])
 }
 
-/// `address . proto . port`, as `open_ports` holds it.
+/// `address . proto . port`, as `open_ports` and `starting_addr` hold it.
 pub(super) fn open_port_element((address, proto, port): &(Ipv6Addr, L4Proto, u16)) -> Element {
     key(vec![
         Value::Addr(*address),

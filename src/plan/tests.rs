@@ -65,6 +65,7 @@ fn snapshot(containers: Vec<Container>) -> Snapshot {
             network("b", "pub", "2001:db8:2::/64"),
         ],
         containers,
+        starting: Vec::new(),
     }
 }
 
@@ -239,6 +240,8 @@ fn ipv6_only(rule: &crate::nft::Rule) -> bool {
         | Statement::Snat(_)
         | Statement::SnatPrefix(_)
         | Statement::DnatPrefix(_) => false,
+        // `reject with icmpv6 …` puts nft's `meta nfproto ipv6` in front.
+        Statement::Reject(with) => *with == crate::nft::RejectWith::Icmpv6PortUnreachable,
     };
     rule.matches.iter().any(ipv6_only_match) || rule.statements.iter().any(statement_needs_ipv6)
 }
@@ -266,6 +269,8 @@ fn ipv6_only_match(m: &crate::nft::Match) -> bool {
         | Match::CtStatusDnat
         // The transport header's bytes: IPv4 has them too.
         | Match::NdTargetInSet { .. }
+        | Match::ProtoPortInSet { .. }
+        | Match::L4ProtoIs(_)
         | Match::FibDaddrLocal => false,
     }
 }
@@ -658,6 +663,7 @@ fn following(source: PrefixSource, subnet: &str, host: HostFacts) -> Plan {
             )],
             Some(("80/tcp", "8080")),
         )],
+        starting: Vec::new(),
     };
     plan(&config, &snap)
 }
@@ -795,6 +801,7 @@ fn a_network_on_a_prefix_the_host_lost_is_closed_with_advice() {
         host,
         networks: vec![network("p", "proxied", subnet)],
         containers: vec![container("c", &[("proxied", "2001:db8:a:0:d6::2")], None)],
+        starting: Vec::new(),
     };
     let before = plan(
         &Policy::default(),

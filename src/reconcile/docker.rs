@@ -14,6 +14,11 @@ use tracing::{debug, info, warn};
 use super::retry::Backoff;
 use super::view::DockerUpdate;
 use crate::source::docker::{self, DockerError, DockerEvent, Engine};
+use crate::source::listeners;
+
+/// How long the inspect of a created container may take: one that waited
+/// for Docker's start to end finds it running, and is of no use.
+const CREATED_INSPECT_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the first poll of the event stream may wait for an event.
 const SUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
@@ -148,11 +153,12 @@ async fn session(
             event = events.next() => match event {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
-                Some(Ok(event)) => match inspect(&client, event, &mut internal).await? {
+                Some(Ok(event)) => match inspect(&client, event, &mut internal, tx).await? {
                     Inspected::Update(update) => {
                         now_healthy(&mut healthy, backoff, trouble);
                         update
                     }
+                    Inspected::Beside => continue,
                     Inspected::Unreadable { id } => {
                         // What dock6 knew of it may be stale (after a
                         // `disconnect`, its address may already be another
@@ -230,6 +236,38 @@ async fn full_snapshot(
     })
 }
 
+/// Reads, beside the event loop, the host ports a container Docker just
+/// created is to publish, and tells the loop of them unless something on
+/// the host holds them already (see [`listeners`]). The inspect must come
+/// before Docker's start takes the container, so it is not queued behind
+/// other events; one that comes too late finds the container running, and
+/// nothing is sent (the `start` event brings it).
+fn read_starting(client: &bollard::Docker, id: String, tx: &mpsc::Sender<DockerUpdate>) {
+    let (client, tx) = (client.clone(), tx.clone());
+    tokio::spawn(async move {
+        let inspected =
+            tokio::time::timeout(CREATED_INSPECT_WAIT, docker::inspect_created(&client, &id)).await;
+        let mut container = match inspected {
+            Ok(Ok(Some(container))) => container,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
+                debug!("{e}");
+                return;
+            }
+        };
+        let held = tokio::task::spawn_blocking(listeners::held_ports).await;
+        match held {
+            Ok(Ok(held)) => listeners::without_held_ports(&mut container, &held),
+            Ok(Err(e)) => {
+                debug!("{e}: the ports of the starting container {id} are left alone");
+                return;
+            }
+            Err(_) => return,
+        }
+        let _ = tx.send(DockerUpdate::Starting(Box::new(container))).await;
+    });
+}
+
 /// What the inspect after an event gave.
 enum Inspected {
     Update(DockerUpdate),
@@ -237,6 +275,8 @@ enum Inspected {
     Unreadable {
         id: String,
     },
+    /// Read beside the loop, which sends its update itself.
+    Beside,
 }
 
 /// Inspects what the event names; network events keep `internal` current.
@@ -245,6 +285,7 @@ async fn inspect(
     client: &bollard::Docker,
     event: DockerEvent,
     internal: &mut BTreeSet<String>,
+    tx: &mpsc::Sender<DockerUpdate>,
 ) -> Result<Inspected, DockerError> {
     Ok(Inspected::Update(match event {
         DockerEvent::ContainerChanged { id } => {
@@ -263,6 +304,10 @@ async fn inspect(
             id,
             container: None,
         },
+        DockerEvent::ContainerCreated { id } => {
+            read_starting(client, id, tx);
+            return Ok(Inspected::Beside);
+        }
         DockerEvent::NetworkChanged { id } => {
             let network = docker::inspect_network(client, &id).await?;
             internal.remove(&id);

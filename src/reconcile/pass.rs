@@ -29,17 +29,22 @@ const HOST_FACTS_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Loop {
     /// When the next pass is due after one that `converged` (or not): a
-    /// retry after a failure, or the end of a running host-facts grace.
+    /// retry after a failure, the end of a running host-facts grace, or the
+    /// end of the refusal of a starting container's ports.
     pub(super) fn next_due(&mut self, converged: bool) -> Option<Instant> {
         let now = Instant::now();
         let due = retry::after_pass(converged, &mut self.retry, now, None);
         if let Some(at) = due {
             warn!("the pass did not converge: retrying in {:?}", at - now);
         }
-        match (due, self.host_grace.deadline(self.config.host_facts_grace)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            due,
+            self.host_grace.deadline(self.config.host_facts_grace),
+            self.view.starting_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// One pass; `monitor` is muted while a whole-table replace commits.
@@ -53,6 +58,7 @@ impl Loop {
         }
         // From here on the planned table is the kernel's to have.
         self.bootstrap_installed = None;
+        self.view.expire_starting(Instant::now());
         let Some(mut host) = self.host_facts().await else {
             return false;
         };

@@ -2,7 +2,10 @@
 //! objects that events name.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::snapshot::{Container, HostFacts, Network, Snapshot};
 use crate::source::docker::Engine;
@@ -20,6 +23,9 @@ pub enum DockerUpdate {
         id: String,
         container: Option<Box<Container>>,
     },
+    /// A container Docker created and is about to start, with the host
+    /// ports it is to publish (see `Snapshot::starting`).
+    Starting(Box<Container>),
     /// One network as inspected after an event; `None`: gone.
     Network {
         id: String,
@@ -31,6 +37,12 @@ pub enum DockerUpdate {
     Engine(Engine),
 }
 
+/// How long the ports of a container being started are refused at most: one
+/// created and never started, or whose start failed, must not keep them.
+/// Docker's start takes well under a second on an idle host, seconds on a
+/// busy one.
+pub const STARTING_HOLD: Duration = Duration::from_secs(30);
+
 /// Docker's networks and containers, each sorted by id, kept as the
 /// planner's input itself: a pass lends it out with fresh host facts
 /// ([`DockerView::snapshot`]) rather than copying thousands of containers.
@@ -41,6 +53,8 @@ pub struct DockerView {
     state: Snapshot,
     /// Ids of the containers changed since the last [`DockerView::take_changed`].
     changed: BTreeSet<String>,
+    /// Until when each container of `state.starting` stays there.
+    starting_until: BTreeMap<String, Instant>,
 }
 
 impl DockerView {
@@ -60,9 +74,20 @@ impl DockerView {
                 self.state.networks = networks;
                 self.state.containers = containers;
                 self.synced = true;
-                changed
+                let running: Vec<String> = self
+                    .starting_until
+                    .keys()
+                    .filter(|id| self.is_running(id))
+                    .cloned()
+                    .collect();
+                for id in &running {
+                    self.not_starting(id);
+                }
+                changed || !running.is_empty()
             }
+            DockerUpdate::Starting(container) => self.starting(*container, Instant::now()),
             DockerUpdate::Container { id, container } => {
+                let started = self.not_starting(&id);
                 let changed = upsert(
                     &mut self.state.containers,
                     &id,
@@ -72,7 +97,7 @@ impl DockerView {
                 if changed {
                     self.changed.insert(id);
                 }
-                changed
+                changed || started
             }
             DockerUpdate::Network { id, network } => {
                 upsert(&mut self.state.networks, &id, network.map(|n| *n), |n| {
@@ -81,6 +106,51 @@ impl DockerView {
             }
             DockerUpdate::Lost | DockerUpdate::Engine(_) => false,
         }
+    }
+
+    /// A container being started, until `now` + [`STARTING_HOLD`] or until
+    /// Docker says more of it; nothing if it runs already (an inspect that
+    /// came after its start).
+    fn starting(&mut self, container: Container, now: Instant) -> bool {
+        if self.is_running(&container.id) {
+            return false;
+        }
+        let id = container.id.clone();
+        self.starting_until.insert(id.clone(), now + STARTING_HOLD);
+        upsert(&mut self.state.starting, &id, Some(container), |c| &c.id)
+    }
+
+    /// Forgets container `id` as being started; true when it was.
+    fn not_starting(&mut self, id: &str) -> bool {
+        self.starting_until.remove(id);
+        upsert(&mut self.state.starting, id, None, |c| &c.id)
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        self.state
+            .containers
+            .binary_search_by(|c| c.id.as_str().cmp(id))
+            .is_ok()
+    }
+
+    /// Forgets the containers being started whose time is over at `now`;
+    /// true when there were any.
+    pub fn expire_starting(&mut self, now: Instant) -> bool {
+        let over: Vec<String> = self
+            .starting_until
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &over {
+            self.not_starting(id);
+        }
+        !over.is_empty()
+    }
+
+    /// When the first container being started is to be forgotten.
+    pub fn starting_deadline(&self) -> Option<Instant> {
+        self.starting_until.values().min().copied()
     }
 
     /// The planner's input: the view with `host` as its host facts.
@@ -236,5 +306,55 @@ mod tests {
             view.synced,
             "losing Docker keeps the view: the kernel keeps what it has"
         );
+    }
+
+    /// A container being started is in the planner's input until it runs,
+    /// goes, or its time is over; one that already runs never is.
+    #[test]
+    fn a_starting_container_lasts_until_docker_says_more_or_its_time_is_over() {
+        let mut view = DockerView::default();
+        view.apply(DockerUpdate::Full {
+            networks: vec![],
+            containers: vec![container("running")],
+        });
+        let t0 = Instant::now();
+        assert!(!view.starting(container("running"), t0), "runs already");
+        assert!(view.starting(container("a"), t0));
+        assert!(view.starting(container("b"), t0 + Duration::from_secs(1)));
+        let ids = |v: &mut DockerView| -> Vec<String> {
+            let s = v.snapshot(HostFacts::default());
+            s.starting.iter().map(|c| c.id.clone()).collect()
+        };
+        assert_eq!(ids(&mut view), ["a", "b"]);
+        assert_eq!(view.starting_deadline(), Some(t0 + STARTING_HOLD));
+
+        // a runs: Docker's word replaces the guess.
+        assert!(view.apply(DockerUpdate::Container {
+            id: "a".into(),
+            container: Some(Box::new(container("a")))
+        }));
+        assert_eq!(ids(&mut view), ["b"]);
+        assert_eq!(view.container_count(), 2);
+        assert!(view.take_changed().contains("a"));
+
+        // b is never started: forgotten once its time is over, not before.
+        assert!(!view.expire_starting(t0 + STARTING_HOLD));
+        assert_eq!(ids(&mut view), ["b"]);
+        assert!(view.expire_starting(t0 + STARTING_HOLD + Duration::from_secs(1)));
+        assert!(ids(&mut view).is_empty());
+        assert_eq!(view.starting_deadline(), None);
+
+        // c goes (destroyed before it ran), and a full snapshot drops one that runs.
+        view.starting(container("c"), t0);
+        view.starting(container("d"), t0);
+        assert!(view.apply(DockerUpdate::Container {
+            id: "c".into(),
+            container: None
+        }));
+        assert!(view.apply(DockerUpdate::Full {
+            networks: vec![],
+            containers: vec![container("a"), container("d"), container("running")],
+        }));
+        assert!(ids(&mut view).is_empty());
     }
 }

@@ -41,5 +41,6 @@ pub async fn live_snapshot(docker_host: Option<&str>) -> Result<Snapshot, LiveEr
         host,
         networks: state.networks,
         containers: state.containers,
+        starting: Vec::new(),
     })
 }

@@ -4,6 +4,7 @@
 pub mod daemon_json;
 pub mod docker;
 pub mod host;
+pub mod listeners;
 pub mod live;
 
 use std::path::{Path, PathBuf};

@@ -236,6 +236,7 @@ const DOCKER_MATRIX: &[&str] = &[
     "operators",
     "pid_namespace",
     "renumbering",
+    "starting_ports",
     "swarm",
 ];
 

@@ -242,6 +242,7 @@ pub(super) fn chain_hook(base: BaseChain) -> ChainHook<'static> {
         },
         hooknum: match base.hook {
             Hook::Prerouting => 0,
+            Hook::Input => 1,
             Hook::Forward => 2,
             Hook::Output => 3,
             Hook::Postrouting => 4,

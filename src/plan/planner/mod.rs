@@ -24,6 +24,7 @@ use part::{Context, DnatAddrKey, DnatAnyKey, DnatTo, Part, conflict_note, plan_p
 use super::guard::{Guard, SET_ONLINK_ENDPOINTS};
 use super::host::{self, Others};
 use super::networks::{Networks, managed_networks};
+use super::ports::starting_ports;
 use super::sets::{
     self, DnatTarget, MAP_DNAT_ADDR, MAP_DNAT_ANY, MAP_EGRESS_ADDRESSES, SET_ND_TARGETS,
     SET_OPEN_PORTS, SET_ORDER, SET_SEALED,
@@ -97,7 +98,12 @@ impl Base {
         let guard = Guard::new(&snapshot.host, &networks, &closed_bridges);
         let managed: Vec<_> = networks.iter().filter(|n| n.mode.filtered()).collect();
         let chains = ruleset::chains(config, uplink.as_deref(), &managed, &guard);
-        let network_sets = sets::network_sets(&managed, &guard);
+        let starting: Vec<_> = snapshot
+            .starting
+            .iter()
+            .flat_map(|c| starting_ports(c, &networks))
+            .collect();
+        let network_sets = sets::network_sets(&managed, &guard, &starting);
         let egress_map = ruleset::has_egress_map(uplink.as_deref(), &managed);
         let nd_targets = ruleset::answers_itself_on(config, uplink.as_deref()).is_some();
         let mut sysctl_notes = Vec::new();

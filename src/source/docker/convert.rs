@@ -231,6 +231,40 @@ pub fn container_from_docker(
     })
 }
 
+/// A container inspect answer as a container Docker is about to start: its
+/// name, labels, networks (no addresses yet) and, in `ports`, the bindings
+/// of its `HostConfig` (Docker's shape, `"80/tcp": [{"HostIp": "",
+/// "HostPort": "8080"}]`). `None` unless its state is `created`.
+pub fn created_container_from_docker(c: ContainerInspectResponse) -> Option<Container> {
+    let created = c.state.as_ref().and_then(|s| s.status)
+        == Some(bollard::models::ContainerStateStatusEnum::CREATED);
+    let id = c.id.filter(|s| !s.is_empty() && created)?;
+    let name = c
+        .name
+        .as_deref()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| short_id(&id).to_string());
+    let networks = c
+        .network_settings
+        .and_then(|s| s.networks)
+        .unwrap_or_default()
+        .into_keys()
+        .map(|network| (network, Endpoint::default()))
+        .collect();
+    let bindings = c
+        .host_config
+        .and_then(|h| h.port_bindings)
+        .unwrap_or_default();
+    Some(Container {
+        labels: own_labels(c.config.and_then(|config| config.labels)),
+        networks,
+        gateway_network: None,
+        ports: port_bindings(&name, bindings),
+        id,
+        name,
+    })
+}
+
 /// The containers' endpoints on [`GATEWAY_BRIDGE`] (by container id, with the IPv6 address
 /// when there is a valid one), from that network's inspect: the only place Docker lists them
 /// (see [`with_gateway_bridge`]). Entries that are not containers (`ingress-sbox`) are kept:

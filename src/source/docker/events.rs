@@ -68,7 +68,7 @@ pub fn event_stream(
 }
 
 /// Maps one Docker event to a hint; `None` for events that change nothing
-/// dock6 sees (a container `create`, other types, malformed events).
+/// dock6 sees (other types, malformed events).
 pub fn event_from_docker(message: &EventMessage) -> Option<DockerEvent> {
     let action = message.action.as_deref().unwrap_or("");
     // Health-check and exec events carry a suffix ("exec_start: sh"); only the verb matters.
@@ -95,6 +95,7 @@ pub fn event_from_docker(message: &EventMessage) -> Option<DockerEvent> {
             let event: fn(String) -> DockerEvent = match verb {
                 "start" | "rename" => |id| DockerEvent::ContainerChanged { id },
                 "die" | "destroy" => |id| DockerEvent::ContainerGone { id },
+                "create" => |id| DockerEvent::ContainerCreated { id },
                 _ => return None,
             };
             match actor_id {

@@ -69,6 +69,8 @@ pub enum DockerEvent {
     ContainerChanged { id: String },
     /// Died or destroyed: no longer running.
     ContainerGone { id: String },
+    /// Created: about to be started, perhaps ([`inspect_created`]).
+    ContainerCreated { id: String },
     /// Created.
     NetworkChanged { id: String },
     /// Destroyed.
@@ -319,6 +321,27 @@ pub async fn skip_unless_docker_is_down(
     }
 }
 
+/// A container Docker has created and not started yet, with the host ports
+/// it is to publish (its `HostConfig`'s bindings, which Docker reports in
+/// `NetworkSettings.Ports` only once it runs) and its networks without
+/// addresses; `None` when it is gone or no longer just created. Docker
+/// holds a container locked for the whole of its start: an inspect sent
+/// right after the `create` event usually comes before the start, one sent
+/// later waits for the start to end (and finds it running).
+pub async fn inspect_created(docker: &Docker, id: &str) -> Result<Option<Container>, DockerError> {
+    match docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(response) => Ok(created_container_from_docker(response)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(DockerError::request(format!(
+            "inspecting the created container {}",
+            clip(short_id(id))
+        ))(e)),
+    }
+}
+
 /// The network, if it exists (`None` otherwise).
 pub async fn inspect_network(docker: &Docker, id: &str) -> Result<Option<Network>, DockerError> {
     let doing = format!("inspecting network {}", clip(short_id(id)));
@@ -376,9 +399,10 @@ mod events;
 mod transport;
 
 pub use convert::{
-    GATEWAY_BRIDGE, NetworkFields, container_from_docker, gateway_bridge_endpoints,
-    gateway_network, internal_network_ids, may_have_hidden_gateway_bridge, network_from_docker,
-    network_from_inspect, network_from_list, with_gateway_bridge,
+    GATEWAY_BRIDGE, NetworkFields, container_from_docker, created_container_from_docker,
+    gateway_bridge_endpoints, gateway_network, internal_network_ids,
+    may_have_hidden_gateway_bridge, network_from_docker, network_from_inspect, network_from_list,
+    with_gateway_bridge,
 };
 pub use engine::{Engine, engine};
 pub use events::{event_from_docker, event_stream};

@@ -392,10 +392,12 @@ fn events_map_to_hints() {
             net("dcb34dc023d356f2eb3d83aee2c1f0f592f989c634c85b36910d0b35d4862c3e"),
             net("668ce29b5e2ba4089839c491c33a6a5abce39d7f3edfd5aebfa6e0f3ce930b84"),
             net(INTERNALNET_ID),
-            // Container create is not a hint; network connect names the container.
+            // Its ports are read at create; network connect names the container.
+            DockerEvent::ContainerCreated { id: web() },
             DockerEvent::ContainerChanged { id: web() },
             DockerEvent::ContainerChanged { id: web() },
             DockerEvent::ContainerChanged { id: web() },
+            DockerEvent::ContainerCreated { id: plain() },
             DockerEvent::ContainerChanged { id: plain() },
             DockerEvent::ContainerChanged { id: plain() },
             net("18732a7c6491c14549717ae46ac1d989eedb2f67cbc37ed51b5ac807a7187bd4"),
@@ -423,6 +425,10 @@ fn gone_events_and_malformed_ones() {
         event("container", "rename", actor.clone()),
         Some(DockerEvent::ContainerChanged { id: "abc".into() })
     );
+    assert_eq!(
+        event("container", "create", actor.clone()),
+        Some(DockerEvent::ContainerCreated { id: "abc".into() })
+    );
     assert_eq!(event("container", "exec_start: sh", actor.clone()), None);
     assert_eq!(
         event("network", "destroy", actor.clone()),
@@ -445,6 +451,44 @@ fn gone_events_and_malformed_ones() {
         None
     );
     assert_eq!(event("image", "delete", actor), None);
+}
+
+/// A container Docker 28.5 created and has not started (captured from the lab): its ports are
+/// only in `HostConfig.PortBindings`, its network has no address yet.
+const CREATED28: &str = include_str!("../../../tests/data/docker28/ctr-created.json");
+
+#[test]
+fn a_created_container_brings_the_ports_it_is_to_publish() {
+    let response: ContainerInspectResponse = serde_json::from_str(CREATED28).expect("parses");
+    let c = created_container_from_docker(response).expect("created");
+    assert_eq!(c.name, "captured");
+    assert_eq!(ipv6_addresses(&c), [("bench", None)]);
+    let bindings: Vec<(&str, Vec<(&str, &str)>)> = c
+        .ports
+        .iter()
+        .map(|(key, b)| {
+            let b = b.as_deref().unwrap_or_default();
+            let pairs = b.iter().map(|b| (b.host_ip.as_str(), b.host_port.as_str()));
+            (key.as_str(), pairs.collect())
+        })
+        .collect();
+    assert_eq!(
+        bindings,
+        [
+            ("443/tcp", vec![("2001:db8:1::10", "8443")]),
+            ("53/udp", vec![("", "5300")]),
+            ("80/tcp", vec![("", "8080")]),
+        ]
+    );
+    assert_eq!(
+        c.labels.keys().collect::<Vec<_>>(),
+        ["dock6.expose"],
+        "dock6's own labels only"
+    );
+    // Running (an inspect that waited for the start to end): not a created one.
+    let running = edited(CREATED28, "/State/Status", json!("running"));
+    let response: ContainerInspectResponse = serde_json::from_str(&running).expect("parses");
+    assert_eq!(created_container_from_docker(response), None);
 }
 
 /// Docker 28.5's answers (captured from the lab's `--docker 28`): a network whose IPv6 comes from

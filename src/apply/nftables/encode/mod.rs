@@ -54,6 +54,16 @@ pub(crate) mod k {
 
     pub const NAT_SNAT: u32 = 0;
     pub const NAT_DNAT: u32 = 1;
+
+    /// `reject with icmpv6 …`: NFT_REJECT_ICMP_UNREACH and its code
+    /// ICMPV6_PORT_UNREACH.
+    pub const REJECT_ICMP_UNREACH: u32 = 0;
+    pub const ICMPV6_PORT_UNREACH: u8 = 4;
+    /// `reject with tcp reset`: NFT_REJECT_TCP_RST.
+    pub const REJECT_TCP_RST: u32 = 1;
+    /// `reject`: NFT_REJECT_ICMPX_UNREACH and NFT_REJECT_ICMPX_PORT_UNREACH.
+    pub const REJECT_ICMPX_UNREACH: u32 = 2;
+    pub const ICMPX_PORT_UNREACH: u8 = 1;
     /// NF_NAT_RANGE_NETMAP: map the address range 1:1 (prefix translation).
     pub const NAT_RANGE_NETMAP: u32 = 0x40;
 
@@ -126,6 +136,11 @@ pub(crate) enum Expr {
         flags: Option<u32>,
     },
     Masq,
+    /// `reject`: `kind` NFT_REJECT_*, `code` the ICMP code of that kind.
+    Reject {
+        kind: u32,
+        code: u8,
+    },
     Immediate {
         dreg: u32,
         data: Vec<u8>,

@@ -7,7 +7,9 @@ use ipnet::Ipv6Net;
 
 use super::{Expr, ifname_cmp_bytes, k, reg_at_word};
 use crate::apply::nftables::EncodeError;
-use crate::nft::{AddrField, CtState, Direction, DnatKey, Match, Rule, Statement, Verdict};
+use crate::nft::{
+    AddrField, CtState, Direction, DnatKey, Match, RejectWith, Rule, Statement, Verdict,
+};
 
 /// The expressions of one rule. `set_id` gives the batch-local id of a set
 /// created in the same batch (nft sends it next to the name).
@@ -55,6 +57,11 @@ impl RuleExprs<'_> {
             Match::Ip6 { field, negate, net } => self.ip6_addr(*field, *negate, net),
             Match::Ip6InSet { field, set } => self.ip6_addr_in(*field, set),
             Match::DaddrProtoPortInSet { set } => self.daddr_proto_port_in(set),
+            Match::ProtoPortInSet { set } => self.proto_port_in(set),
+            Match::L4ProtoIs(proto) => {
+                self.meta(k::META_L4PROTO);
+                self.cmp(k::CMP_EQ, vec![proto.number()]);
+            }
             Match::Icmpv6TypeInSet { set } => self.icmpv6_type_in(set),
             Match::Icmpv6TypeIs(t) => self.icmpv6_type_is(t.number()),
             Match::NdTargetInSet { set } => self.nd_target_in(set),
@@ -73,6 +80,7 @@ impl RuleExprs<'_> {
             Statement::SnatBySaddrMap { map } => self.snat_by_saddr_map(map),
             Statement::SnatPrefix(net) => self.nat_prefix(k::NAT_SNAT, net),
             Statement::DnatPrefix(net) => self.nat_prefix(k::NAT_DNAT, net),
+            Statement::Reject(with) => self.reject(*with),
         }
     }
 
@@ -187,6 +195,12 @@ impl RuleExprs<'_> {
         self.lookup(set, None);
     }
 
+    /// `meta l4proto . th dport @SET`
+    fn proto_port_in(&mut self, set: &str) {
+        self.load_concat(&[Field::L4proto, Field::Dport]);
+        self.lookup(set, None);
+    }
+
     /// `icmpv6 type @SET`
     fn icmpv6_type_in(&mut self, set: &str) {
         self.need_icmpv6();
@@ -264,6 +278,21 @@ impl RuleExprs<'_> {
             reg_proto_min: Some(reg_at_word(4)),
             flags: None,
         });
+    }
+
+    /// `reject`, as nft encodes it: icmpx in a rule with no IPv6 context
+    /// yet, icmpv6 (with nft's `meta nfproto ipv6` in front) in one that
+    /// has it.
+    fn reject(&mut self, with: RejectWith) {
+        let (kind, code) = match with {
+            RejectWith::TcpReset => (k::REJECT_TCP_RST, 0),
+            RejectWith::IcmpxPortUnreachable => (k::REJECT_ICMPX_UNREACH, k::ICMPX_PORT_UNREACH),
+            RejectWith::Icmpv6PortUnreachable => {
+                self.need_ipv6();
+                (k::REJECT_ICMP_UNREACH, k::ICMPV6_PORT_UNREACH)
+            }
+        };
+        self.out.push(Expr::Reject { kind, code });
     }
 
     /// `snat ip6 to ADDR`

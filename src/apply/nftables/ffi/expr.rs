@@ -77,6 +77,9 @@ pub(super) fn expr(e: &Expr) -> Result<Owned<sys::nftnl_expr>, EncodeError> {
             *flags,
         ),
         Expr::Masq => &x,
+        Expr::Reject { kind, code } => x
+            .u32(sys::NFTNL_EXPR_REJECT_TYPE, *kind)
+            .u8(sys::NFTNL_EXPR_REJECT_CODE, *code),
         Expr::Immediate { dreg, data } => x
             .u32(sys::NFTNL_EXPR_IMM_DREG, *dreg)
             .data(sys::NFTNL_EXPR_IMM_DATA, data)?,
@@ -97,6 +100,7 @@ fn name(e: &Expr) -> &'static [u8] {
         Expr::Fib { .. } => b"fib\0",
         Expr::Nat { .. } => b"nat\0",
         Expr::Masq => b"masq\0",
+        Expr::Reject { .. } => b"reject\0",
         Expr::Immediate { .. } | Expr::Verdict { .. } => b"immediate\0",
     }
 }
