@@ -10,8 +10,8 @@ use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
 use common::web::{
-    HOST, PROMPTLY, address_of, internet_sees_from, ipv6_network, one_at_a_time, reached_by_dnat,
-    refused, run_server, run_server_with,
+    HOST, PROMPTLY, address_of, ipv6_network, one_at_a_time, reached_by_dnat, refused, run_server,
+    run_server_with, try_internet_sees_from,
 };
 
 /// Whether `nft list map inet dock6 dnat_any` in the host holds `tcp . PORT :`.
@@ -32,11 +32,21 @@ fn nat66_egress_published_ports_and_their_removal() {
     agent.wait_for_log("reconciled", PROMPTLY);
     let (upstream, host) = (lab.upstream_ns(), lab.host_ns());
 
-    // Egress: the upstream sees the host's address.
+    // Egress: the upstream sees the host's address. Docker (≥ 26) turned
+    // forwarding on when it made n1, which purged the host's default route
+    // learnt from router advertisements (accept_ra was 1); dock6 set
+    // accept_ra to 2 and solicited a fresh advertisement, and plans NAT66
+    // once the route is back: a moment after its first pass.
+    let mut seen = String::new();
+    let started = std::time::Instant::now();
+    while seen != HOST && started.elapsed() < PROMPTLY {
+        seen = try_internet_sees_from(&lab, "n1");
+    }
     assert_eq!(
-        internet_sees_from(&lab, "n1"),
+        seen,
         HOST,
-        "a ULA container reaches the upstream as the host (NAT66)"
+        "a ULA container reaches the upstream as the host (NAT66)\n{}",
+        agent.log()
     );
 
     // Published: the container sees the upstream's real address — so Docker's

@@ -12,8 +12,9 @@
 //! proxy, no firewall), the moment its port could first be reached at all.
 //! Both probes are `bench probe` children (a connect with a 50 ms timeout
 //! every 5 ms, then an HTTP request), polling before `docker run` starts;
-//! the published-port probe also counts the connects that timed out: a SYN
-//! dropped silently rather than refused.
+//! the published-port probe also counts the connections that were neither
+//! refused nor answered: a SYN dropped in silence (the connect timed out),
+//! or a connection taken by Docker's placeholder socket and never answered.
 //!
 //! With dock6 at each size also: one `docker rm -f` → its port closed, dock6
 //! started with every container running and no table of its own yet →
@@ -86,11 +87,12 @@ impl Setup {
 
 /// One `docker run -p` timed: to the published port from upstream, to the
 /// container's own address from the host, and how many of the published
-/// port's connects timed out before it answered.
+/// port's connections went unanswered (timed out, or connected and left
+/// silent) before it answered.
 struct Run {
     published: Duration,
     floor: Duration,
-    timeouts: usize,
+    unanswered: usize,
 }
 
 /// What one lab measured.
@@ -179,7 +181,7 @@ fn run_rows(f: &Figures, at: &str) -> Vec<Row> {
         .map(|r| r.published.as_secs_f64() / r.floor.as_secs_f64())
         .collect();
     let median_ratio = median_f64(&ratios);
-    let timeouts: usize = f.runs.iter().map(|r| r.timeouts).sum();
+    let unanswered: usize = f.runs.iter().map(|r| r.unanswered).sum();
     let published_row = Row::new(
         format!(
             "docker run -p → answering from upstream, median / p99 of {RUNS} (median ratio to the floor of the same run): {}",
@@ -200,16 +202,16 @@ fn run_rows(f: &Figures, at: &str) -> Vec<Row> {
     );
     let silent_row = Row::new(
         format!(
-            "SYNs to the published port dropped silently (a 50 ms connect timeout) before it answered, in {RUNS} runs: {}",
+            "connections to the published port neither refused nor answered (the SYN dropped: a 50 ms connect timeout; or connected and silent for 50 ms) before it answered, in {RUNS} runs: {}",
             f.setup.describe()
         ),
         at.to_string(),
-        timeouts.to_string(),
+        unanswered.to_string(),
     );
     let (published_row, silent_row) = if f.setup == Setup::Dock6 {
         (
             published_row.target("≤ 1.0× floor", median_ratio <= 1.0),
-            silent_row.target("0", timeouts == 0),
+            silent_row.target("0", unanswered == 0),
         )
     } else {
         (published_row, silent_row)
@@ -432,12 +434,12 @@ fn timed_run(lab: &Lab, r: usize) -> anyhow::Result<Run> {
     let floor = Probe::start(lab.in_host(&bench_exe()?), &own, "80", "open")?;
     let t = Probe::now();
     docker_run(lab, &format!("m{r}"), &[port], Some(&own))?;
-    let (published_at, timeouts) = published.wait()?;
+    let (published_at, unanswered) = published.wait()?;
     let (floor_at, _) = floor.wait()?;
     Ok(Run {
         published: published_at.saturating_sub(t),
         floor: floor_at.saturating_sub(t),
-        timeouts,
+        unanswered,
     })
 }
 
@@ -696,7 +698,7 @@ impl Probe {
     }
 
     /// When the probe saw what it waited for (as [`Probe::now`]), and how
-    /// many of its connects timed out.
+    /// many of its connections went unanswered.
     fn wait(mut self) -> anyhow::Result<(Duration, usize)> {
         let stdout = self.0.stdout.take().context("probe stdout")?;
         let mut line = String::new();
@@ -707,8 +709,8 @@ impl Probe {
         }
         let mut words = line.split_whitespace();
         let at: u64 = words.next().context("probe: no time")?.parse()?;
-        let timeouts: usize = words.next().context("probe: no count")?.parse()?;
-        Ok((Duration::from_micros(at), timeouts))
+        let unanswered: usize = words.next().context("probe: no count")?.parse()?;
+        Ok((Duration::from_micros(at), unanswered))
     }
 
     /// The wall clock, shared by the bench and its probes in every
@@ -724,7 +726,7 @@ impl Probe {
 /// `[addr]:port` with a 50 ms timeout every 5 ms, then an HTTP request,
 /// until it answers (`open`, each port of the range in turn), or until the
 /// connect fails (`closed`). Prints the time it saw that and how many
-/// connects timed out.
+/// connections went unanswered (timed out, or connected and silent).
 pub fn probe(addr: &str, ports: &str, until: &str) -> anyhow::Result<()> {
     let (first, last) = match ports.split_once('-') {
         Some((a, b)) => (a.parse::<u16>()?, b.parse::<u16>()?),
@@ -738,7 +740,7 @@ pub fn probe(addr: &str, ports: &str, until: &str) -> anyhow::Result<()> {
     };
     println!("polling");
     let deadline = Instant::now() + Duration::from_secs(900);
-    let mut timeouts = 0;
+    let mut unanswered = 0;
     for port in first..=last {
         let to = std::net::SocketAddr::from((addr, port));
         loop {
@@ -748,13 +750,13 @@ pub fn probe(addr: &str, ports: &str, until: &str) -> anyhow::Result<()> {
             match answers(&to) {
                 Answer::Http if open => break,
                 Answer::Refused | Answer::TimedOut if !open => break,
-                Answer::TimedOut => timeouts += 1,
+                Answer::TimedOut | Answer::Silent => unanswered += 1,
                 _ => {}
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    println!("{} {timeouts}", Probe::now().as_micros());
+    println!("{} {unanswered}", Probe::now().as_micros());
     Ok(())
 }
 

@@ -29,8 +29,8 @@ pub use ndisc::{
     neighbour_advertisement, router_solicitation, send_router_solicitation, send_unsolicited_na,
 };
 pub use ndp::{
-    DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, link_names, list_proxy_entries,
-    list_with_names, remove_all_dock6_entries, sync_proxy_entries,
+    DOCK6_NEIGH_PROTOCOL, ProxyNeighbour, ProxySyncReport, is_bridge_port, link_names,
+    list_proxy_entries, list_with_names, remove_all_dock6_entries, sync_proxy_entries,
 };
 pub use nftables::DockerFirewall;
 pub use pass::{

@@ -197,7 +197,7 @@ fn no_such_device(e: &rtnetlink::Error) -> bool {
 
 /// A port of a bridge (a container's veth, a bridge's physical port): its
 /// layer 3 is the bridge's.
-fn is_bridge_port(attributes: &[LinkAttribute]) -> bool {
+pub fn is_bridge_port(attributes: &[LinkAttribute]) -> bool {
     attributes.iter().any(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos
             .iter()

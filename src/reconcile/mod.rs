@@ -11,6 +11,7 @@ mod docker;
 mod host_grace;
 mod inputs;
 mod kernel_thread;
+mod link_cache;
 mod metrics;
 mod pass;
 mod prefixes;
@@ -116,6 +117,8 @@ struct Loop {
     retry: Backoff,
     /// Last good host facts standing in for ones that vanished for a moment.
     host_grace: HostGrace,
+    /// The host's links, addresses and routes as last dumped.
+    links: link_cache::LinkCache,
     notes: Vec<Note>,
     /// What `dock6 status` and the metrics show.
     shown: status::Shown,
@@ -240,6 +243,7 @@ impl Loop {
             mappings: prefixes::Mappings::default(),
             retry: Backoff::default(),
             host_grace: HostGrace::default(),
+            links: link_cache::LinkCache::default(),
             notes: Vec::new(),
             shown: status::Shown::new(),
             passes: 0,
@@ -289,7 +293,13 @@ impl Loop {
                         due = now();
                     }
                 }
-                Some(_) = inputs.netlink.next() => due = now(),
+                Some((message, _)) = inputs.netlink.next() => {
+                    // A container's veth coming and going changes nothing
+                    // dock6 reads: no pass for it.
+                    if self.links.notified(&message) {
+                        due = now();
+                    }
+                }
                 change = next_nft_change(&mut inputs.nft_changes) => {
                     if self.nft_change(change, &mut watch) {
                         // Restore at once: someone else's commit changed or deleted the table.
@@ -298,11 +308,13 @@ impl Loop {
                 }
                 _ = inputs.resync.tick() => {
                     inputs.ask_docker_for_snapshot();
+                    self.links.forget();
                     self.replace_next = true;
                     due = now();
                 }
                 _ = inputs.sighup.recv() => {
                     self.reload_config();
+                    self.links.forget();
                     inputs.ask_docker_for_snapshot();
                     inputs.restart_resync(self.config.resync_interval);
                     self.replace_next = true;
@@ -362,7 +374,9 @@ impl Loop {
         while let Ok(update) = inputs.docker.try_recv() {
             self.docker_update(update);
         }
-        while inputs.netlink.try_recv().is_ok() {}
+        while let Ok((message, _)) = inputs.netlink.try_recv() {
+            self.links.notified(&message);
+        }
     }
 
     /// Takes one update of the Docker watcher into the view; true when the

@@ -155,7 +155,7 @@ impl Loop {
     /// Fresh host facts, with the last good ones standing in for what
     /// vanished for a moment; `None` when they cannot be read.
     async fn host_facts(&mut self) -> Option<HostFacts> {
-        let mut fresh = self.read_host_facts().await?;
+        let mut fresh = self.read_host_facts(false).await?;
         // A route dump is not one atomic read: a router advertisement that
         // adds the new prefix and withdraws the old one while the dump runs
         // can leave both out of it, and a mapping that follows the
@@ -166,7 +166,7 @@ impl Loop {
             .prefix_memory
             .changed(&fresh, self.config.policy.uplink.as_deref())
         {
-            fresh = self.read_host_facts().await?;
+            fresh = self.read_host_facts(true).await?;
         }
         let grace = self.config.host_facts_grace;
         let uplink = self.config.policy.uplink.as_deref();
@@ -187,8 +187,23 @@ impl Loop {
     }
 
     /// One read of the host facts; `None` (logged, shown) when it fails.
-    async fn read_host_facts(&mut self) -> Option<HostFacts> {
-        let read = crate::source::host::host_facts(&self.handle);
+    /// The host facts, from the last dump of links, addresses and routes
+    /// while no notification changed them (see `link_cache`), unless `dump`.
+    async fn read_host_facts(&mut self, dump: bool) -> Option<HostFacts> {
+        let kept = (!dump)
+            .then(|| self.links.fresh(Instant::now()).cloned())
+            .flatten();
+        let read = async {
+            let state = match kept {
+                Some(state) => state,
+                None => {
+                    let state = crate::source::host::link_state(&self.handle).await?;
+                    self.links.store(state.clone(), Instant::now());
+                    state
+                }
+            };
+            crate::source::host::host_facts_from(&self.handle, &state).await
+        };
         match tokio::time::timeout(HOST_FACTS_TIMEOUT, read).await {
             Ok(Ok(host)) => Some(host),
             Ok(Err(e)) => {

@@ -9,15 +9,16 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use futures::TryStreamExt as _;
 use ipnet::Ipv6Net;
-use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteType};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-use crate::apply::{link_names, read_sysctl};
+use crate::apply::{is_bridge_port, link_names, read_sysctl};
 use crate::snapshot::{HostFacts, Interface};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,22 +89,95 @@ pub struct NeighbourFact {
 /// dumps (they are dropped as they are read); neighbours are asked for per
 /// interface, so a Docker bridge's hundreds of container entries are not.
 pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
+    let state = link_state(handle).await?;
+    host_facts_from(handle, &state).await
+}
+
+/// What the link, address and route dumps say, the bridge's ports left
+/// out. Even without them the dumps grow with the containers (the kernel
+/// sends each port's link, link-local address and routes, parsed and
+/// dropped here: some 30 ms at 1,000 containers), so the agent keeps this
+/// between passes and dumps again only when a notification may have
+/// changed it ([`LinkState::concerns`]).
+#[derive(Debug, Clone, Default)]
+pub struct LinkState {
+    links: BTreeMap<u32, String>,
+    addresses: Vec<AddressFact>,
+    routes: Vec<RouteFact>,
+}
+
+/// Dumps links, addresses and routes.
+pub async fn link_state(handle: &Handle) -> Result<LinkState, HostFactsError> {
     let links = link_names(handle).await.map_err(|e| HostFactsError {
         what: "links",
         source: e.into(),
     })?;
     let addresses = addresses(handle, &links).await?;
     let routes = routes(handle, &links).await?;
+    Ok(LinkState {
+        links,
+        addresses,
+        routes,
+    })
+}
+
+/// The host facts from `state` and what is read afresh each time: the
+/// neighbours of the interfaces that may be the uplink and dock6's proxy
+/// entries (no notification comes for those), and the sysctls.
+pub async fn host_facts_from(
+    handle: &Handle,
+    state: &LinkState,
+) -> Result<HostFacts, HostFactsError> {
+    let links = &state.links;
     let mut neighbours = Vec::new();
-    for index in links_with_neighbours(&links) {
+    for index in links_with_neighbours(links) {
         neighbours.extend(neighbours_of(handle, index).await?);
     }
-    neighbours.extend(dock6_proxies(handle, &links).await?);
-    let mut facts = assemble(&links, &addresses, &routes, &neighbours, |i| {
+    neighbours.extend(dock6_proxies(handle, links).await?);
+    let mut facts = assemble(links, &state.addresses, &state.routes, &neighbours, |i| {
         read_sysctl(i, "accept_ra").ok()
     });
     facts.forwarding = read_sysctl("all", "forwarding").ok();
     Ok(facts)
+}
+
+impl LinkState {
+    /// Whether a link, address or route notification may change what the
+    /// dumps would say: one about an interface here, a new interface that
+    /// is not a bridge's port, or a route through no interface (a reject
+    /// route). A port's link, addresses and routes never do; nor does a
+    /// new veth named as Docker names a container's host side, which is
+    /// made a bridge's port a moment later (at every container start).
+    pub fn concerns(&self, message: &RouteNetlinkMessage) -> bool {
+        match message {
+            RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link) => {
+                self.links.contains_key(&link.header.index)
+                    || !(is_bridge_port(&link.attributes) || docker_veth(&link.attributes))
+            }
+            RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => {
+                self.links.contains_key(&a.header.index)
+            }
+            RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
+                let oif = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+                oif.is_none_or(|i| self.links.contains_key(&i))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// A link named as Docker names a container's host-side veth: `veth` and
+/// seven hex digits.
+fn docker_veth(attributes: &[LinkAttribute]) -> bool {
+    attributes.iter().any(|a| match a {
+        LinkAttribute::IfName(name) => name
+            .strip_prefix("veth")
+            .is_some_and(|id| id.len() == 7 && id.bytes().all(|b| b.is_ascii_hexdigit())),
+        _ => false,
+    })
 }
 
 /// The interfaces whose neighbours may matter: any that could be the uplink.

@@ -65,6 +65,23 @@ pub fn internet_sees_from(lab: &DockerLab, network: &str) -> String {
     ])
 }
 
+/// The same, or what went wrong (the container's error).
+pub fn try_internet_sees_from(lab: &DockerLab, network: &str) -> String {
+    let _peer = lab.upstream_ns().tcp_echo_peer(7000);
+    let out = lab
+        .lab
+        .docker()
+        .args(["run", "--rm", "--network", network, lab::IMAGE])
+        .args(["nc", INTERNET, "7000"])
+        .output()
+        .expect("run docker");
+    let text = match out.status.success() {
+        true => out.stdout,
+        false => out.stderr,
+    };
+    String::from_utf8_lossy(&text).trim().to_string()
+}
+
 pub fn address_of(lab: &DockerLab, container: &str, network: &str) -> String {
     lab.docker(&[
         "inspect",
