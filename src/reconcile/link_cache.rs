@@ -54,3 +54,43 @@ impl LinkCache {
         self.last = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+
+    fn link(index: u32, name: &str) -> NetlinkMessage<RouteNetlinkMessage> {
+        let mut l = LinkMessage::default();
+        l.header.index = index;
+        l.attributes.push(LinkAttribute::IfName(name.to_string()));
+        NetlinkMessage::from(RouteNetlinkMessage::NewLink(l))
+    }
+
+    #[test]
+    fn a_dump_serves_until_a_notification_concerns_it_or_it_is_old() {
+        let mut cache = LinkCache::default();
+        let t0 = Instant::now();
+        assert!(
+            cache.notified(&link(10, "veth0a1b2c3")),
+            "nothing dumped yet"
+        );
+        cache.store(LinkState::default(), t0);
+        assert!(cache.fresh(t0).is_some());
+        assert!(
+            !cache.notified(&link(10, "veth0a1b2c3")),
+            "a container's veth"
+        );
+        assert!(cache.fresh(t0 + MAX_AGE / 2).is_some());
+        assert!(cache.fresh(t0 + MAX_AGE).is_none(), "old");
+        assert!(cache.notified(&link(11, "br-lan")), "the operator's bridge");
+        assert!(cache.fresh(t0).is_none(), "dumped again");
+        cache.store(LinkState::default(), t0);
+        let overrun = NetlinkMessage::new(
+            Default::default(),
+            NetlinkPayload::<RouteNetlinkMessage>::Overrun(Vec::new()),
+        );
+        assert!(cache.notified(&overrun), "notifications were lost");
+        assert!(cache.fresh(t0).is_none());
+    }
+}

@@ -620,4 +620,53 @@ mod tests {
         );
         assert_eq!(facts.default_route_interface, None);
     }
+
+    /// A container's veth (a bridge's port, or a veth named as Docker names
+    /// one, about to be made a port) changes nothing the dumps say; the
+    /// interfaces dock6 reads, a new one of the operator's, and a route
+    /// through no interface do.
+    #[test]
+    fn only_notifications_about_the_hosts_own_interfaces_concern_the_dumps() {
+        use rtnetlink::packet_route::address::AddressMessage;
+        use rtnetlink::packet_route::link::LinkMessage;
+        use rtnetlink::packet_route::route::RouteMessage;
+        let state = LinkState {
+            links: BTreeMap::from([(2, "eth0".to_string()), (3, "br-0123456789ab".to_string())]),
+            ..LinkState::default()
+        };
+        let link = |index: u32, name: &str| {
+            let mut l = LinkMessage::default();
+            l.header.index = index;
+            l.attributes.push(LinkAttribute::IfName(name.to_string()));
+            RouteNetlinkMessage::NewLink(l)
+        };
+        let address = |index: u32| {
+            let mut a = AddressMessage::default();
+            a.header.index = index;
+            RouteNetlinkMessage::NewAddress(a)
+        };
+        let route = |oif: Option<u32>| {
+            let mut r = RouteMessage::default();
+            r.attributes.extend(oif.map(RouteAttribute::Oif));
+            RouteNetlinkMessage::NewRoute(r)
+        };
+        assert!(
+            !state.concerns(&link(10, "veth0a1b2c3")),
+            "a container's veth"
+        );
+        assert!(!state.concerns(&address(10)), "its link-local address");
+        assert!(!state.concerns(&route(Some(10))), "its fe80::/64");
+        assert!(
+            state.concerns(&link(11, "br-lan")),
+            "the operator's new bridge"
+        );
+        assert!(
+            state.concerns(&link(12, "veth0")),
+            "a veth of the operator's"
+        );
+        assert!(state.concerns(&link(2, "eth0")), "the uplink");
+        assert!(state.concerns(&address(2)));
+        assert!(state.concerns(&route(Some(3))));
+        assert!(state.concerns(&route(None)), "a reject route");
+    }
 }
