@@ -45,9 +45,15 @@ impl Lab {
     /// Stops the lab's dockerd with SIGTERM (SIGKILL after a timeout), as a
     /// restart or an upgrade of Docker would; the namespaces stay.
     pub fn stop_docker(&mut self) -> Result<()> {
+        self.stop_docker_within(DOCKERD_STOP_TIMEOUT)
+    }
+
+    /// The same, waiting up to `wait` for dockerd to stop its containers (it stops them
+    /// one `--stop-timeout` each, some at a time: a thousand take minutes) before SIGKILL.
+    pub fn stop_docker_within(&mut self, wait: Duration) -> Result<()> {
         let pid = self.dockerd_pid().context("no dockerd pid")?;
         if self.is_lab_dockerd(pid) {
-            terminate(pid);
+            terminate_within(pid, wait);
         }
         if let Some(mut child) = self.dockerd.take() {
             let _ = child.wait();
@@ -252,8 +258,13 @@ fn refuse_system_containerd() -> Result<()> {
 
 /// SIGTERM, then SIGKILL after [`DOCKERD_STOP_TIMEOUT`]; false when SIGKILL was needed.
 pub(crate) fn terminate(pid: i32) -> bool {
+    terminate_within(pid, DOCKERD_STOP_TIMEOUT)
+}
+
+/// SIGTERM, then SIGKILL after `wait`; false when SIGKILL was needed.
+fn terminate_within(pid: i32, wait: Duration) -> bool {
     signal(pid, SIGTERM);
-    if wait_gone(&[pid], DOCKERD_STOP_TIMEOUT) {
+    if wait_gone(&[pid], wait) {
         return true;
     }
     signal(pid, SIGKILL);
