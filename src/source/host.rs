@@ -143,17 +143,24 @@ pub async fn host_facts_from(
 
 impl LinkState {
     /// Whether a link, address or route notification may change what the
-    /// dumps would say: one about an interface here, a new interface that
-    /// is not a bridge's port, or a route through no interface (a reject
-    /// route). A port's link, addresses and routes never do; nor does a
-    /// new veth named as Docker names a container's host side, which is
-    /// made a bridge's port a moment later (at every container start).
+    /// dumps would say: an interface here renamed, made a port or gone, a
+    /// new interface that is not a bridge's port, an address or route of an
+    /// interface here, or a route through no interface (a reject route).
+    /// Of a link, the dumps keep only its name and whether it is a port: a
+    /// bridge's own notification when a port joins it (at every container
+    /// start) changes neither. A port's link, addresses and routes never
+    /// matter; nor does a new veth named as Docker names a container's host
+    /// side, which is made a bridge's port a moment later.
     pub fn concerns(&self, message: &RouteNetlinkMessage) -> bool {
         match message {
-            RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link) => {
-                self.links.contains_key(&link.header.index)
-                    || !(is_bridge_port(&link.attributes) || docker_veth(&link.attributes))
-            }
+            RouteNetlinkMessage::NewLink(link) => match self.links.get(&link.header.index) {
+                Some(name) => {
+                    is_bridge_port(&link.attributes)
+                        || link_name(&link.attributes).is_some_and(|n| n != name)
+                }
+                None => !(is_bridge_port(&link.attributes) || docker_veth(&link.attributes)),
+            },
+            RouteNetlinkMessage::DelLink(link) => self.links.contains_key(&link.header.index),
             RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => {
                 self.links.contains_key(&a.header.index)
             }
@@ -172,11 +179,16 @@ impl LinkState {
 /// A link named as Docker names a container's host-side veth: `veth` and
 /// seven hex digits.
 fn docker_veth(attributes: &[LinkAttribute]) -> bool {
-    attributes.iter().any(|a| match a {
-        LinkAttribute::IfName(name) => name
-            .strip_prefix("veth")
-            .is_some_and(|id| id.len() == 7 && id.bytes().all(|b| b.is_ascii_hexdigit())),
-        _ => false,
+    link_name(attributes).is_some_and(|name| {
+        name.strip_prefix("veth")
+            .is_some_and(|id| id.len() == 7 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
+fn link_name(attributes: &[LinkAttribute]) -> Option<&str> {
+    attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(name) => Some(name.as_str()),
+        _ => None,
     })
 }
 
@@ -664,7 +676,23 @@ mod tests {
             state.concerns(&link(12, "veth0")),
             "a veth of the operator's"
         );
-        assert!(state.concerns(&link(2, "eth0")), "the uplink");
+        assert!(
+            !state.concerns(&link(3, "br-0123456789ab")),
+            "a bridge's own notification as a port joins it"
+        );
+        assert!(state.concerns(&link(2, "eth1")), "the uplink renamed");
+        let mut gone = LinkMessage::default();
+        gone.header.index = 2;
+        assert!(
+            state.concerns(&RouteNetlinkMessage::DelLink(gone)),
+            "the uplink gone"
+        );
+        let mut unknown_gone = LinkMessage::default();
+        unknown_gone.header.index = 10;
+        assert!(
+            !state.concerns(&RouteNetlinkMessage::DelLink(unknown_gone)),
+            "a veth gone"
+        );
         assert!(state.concerns(&address(2)));
         assert!(state.concerns(&route(Some(3))));
         assert!(state.concerns(&route(None)), "a reject route");
