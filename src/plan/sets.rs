@@ -82,8 +82,9 @@ fn dnat_target(element: &Element) -> Option<DnatTarget> {
     }
 }
 
-/// The sets whose elements come from the networks and the guards, not
-/// from containers (few, rebuilt at every pass).
+/// The sets whose elements come from the networks, the guards and the
+/// containers being started, not from running containers (few, rebuilt at
+/// every pass).
 pub(super) fn network_sets(
     managed: &[&NetworkPlan],
     guard: &Guard,
