@@ -255,8 +255,11 @@ fn fifty_containers_started_at_once_are_all_reachable() {
         "figure: dock6 RSS with {N} containers: {} KiB",
         agent.rss_kib().unwrap_or(0)
     );
+    // Each container changes the table twice: its ports refused at its
+    // `create`, DNAT'ed at its start. A burst is coalesced when it costs
+    // fewer transactions than those changes.
     assert!(
-        transactions < u64::from(N),
+        transactions < 2 * u64::from(N),
         "bursts are coalesced: {transactions} transactions for {N} containers"
     );
 }
