@@ -10,15 +10,13 @@ use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
 use common::web::{
-    HOST, PROMPTLY, address_of, ipv6_network, one_at_a_time, reached_by_dnat, refused, run_server,
-    run_server_with, try_internet_sees_from,
+    HOST, PROMPTLY, address_of, dock6_holds_tcp_port, ipv6_network, one_at_a_time, reached_by_dnat,
+    refused, run_server, run_server_with, try_internet_sees_from,
 };
 
-/// Whether `nft list map inet dock6 dnat_any` in the host holds `tcp . PORT :`.
+/// Whether dock6's `dnat_any` map holds TCP port `port`.
 fn dnat_any_maps(lab: &DockerLab, port: u16) -> bool {
-    lab.host_ns()
-        .exec_ok(&["nft", "list", "map", "inet", "dock6", "dnat_any"])
-        .contains(&format!("tcp . {port} :"))
+    dock6_holds_tcp_port(lab, "map", "dnat_any", port)
 }
 
 #[test]
@@ -40,7 +38,7 @@ fn nat66_egress_published_ports_and_their_removal() {
     let mut seen = String::new();
     let started = std::time::Instant::now();
     while seen != HOST && started.elapsed() < PROMPTLY {
-        seen = try_internet_sees_from(&lab, "n1");
+        seen = try_internet_sees_from(&lab, "n1").unwrap_or_else(|e| e);
     }
     assert_eq!(
         seen,

@@ -93,6 +93,23 @@ fn sysctl_reads_follow_the_thread() {
         matches!(outside, Err(HostError::SysctlMissing { .. })),
         "{outside:?}"
     );
+    // One thread, here and then there, reading a sysctl both have (set
+    // apart there): the sysctl directory it kept open from here is not the
+    // one it reads there.
+    let here = read_sysctl("default", "proxy_ndp").expect("read here");
+    let apart = u8::from(here == 0);
+    ns.sysctl("net.ipv6.conf.default.proxy_ndp", &apart.to_string());
+    let (first, then) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let first = read_sysctl("default", "proxy_ndp");
+            ns.enter_here();
+            (first, read_sysctl("default", "proxy_ndp"))
+        })
+        .join()
+        .expect("the reading thread")
+    });
+    assert_eq!(first.expect("read here"), here);
+    assert_eq!(then.expect("read after moving in"), apart);
 }
 
 #[test]

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use common::agent::Agent;
 use common::docker_lab::{DockerLab, lab};
 use common::lab::sock;
-use common::web::{HOST, PROMPTLY, WHO_AM_I_SERVER, ipv6_network, one_at_a_time, refused};
+use common::web::{
+    HOST, PROMPTLY, dock6_holds_tcp_port, ipv6_network, one_at_a_time, refused, server_container,
+};
 
 /// What one connection to a port got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +50,7 @@ fn connect_once(to: SocketAddr, wait: Duration) -> Seen {
 
 /// Whether `tcp . port` is among the ports dock6 refuses while a container starts.
 fn refused_while_starting(lab: &DockerLab, port: u16) -> bool {
-    lab.host_ns()
-        .exec_ok(&["nft", "list", "set", "inet", "dock6", "starting_any"])
-        .contains(&format!("tcp . {port}"))
+    dock6_holds_tcp_port(lab, "set", "starting_any", port)
 }
 
 #[test]
@@ -73,19 +73,11 @@ fn a_port_being_set_up_is_refused_until_the_container_answers_never_silent() {
     // Someone else's service on the host, on a port a created container asks
     // for too (its start would fail on it).
     let _theirs = host.tcp_echo_peer(9999);
-    let create = |name: &str, publish: &[&str], labels: &[&str]| {
-        let mut args = vec!["create", "--name", name, "--network", "app"];
-        for p in publish {
-            args.extend(["-p", p]);
-        }
-        for l in labels {
-            args.extend(["--label", l]);
-        }
-        args.extend([lab::IMAGE, "sh", "-c", WHO_AM_I_SERVER]);
-        lab.docker(&args);
+    let create = |name: &str, publish: &[&str], options: &[&str]| {
+        server_container(&lab, &["create"], name, "app", options, publish);
     };
     create("late", &["9999:80", "8081:80"], &[]);
-    create("sealed", &["8083:80"], &["dock6.expose=false"]);
+    create("sealed", &["8083:80"], &["--label", "dock6.expose=false"]);
     create("web", &["8080:80"], &[]);
     agent.wait_until(
         "dock6 refuses 8080 and 8081 before their start",

@@ -86,6 +86,9 @@ pub trait Kernel {
 pub struct LinuxKernel {
     runtime: tokio::runtime::Runtime,
     handle: rtnetlink::Handle,
+    /// dock6's host routes: dumped with a filter the kernel applies (see
+    /// `routes::route_dump_connection`), else `handle` again.
+    routes: rtnetlink::Handle,
     /// Answers neighbour solicitations itself (`na_source = "target"`).
     responder: Option<Responder>,
 }
@@ -100,9 +103,17 @@ impl LinuxKernel {
             .block_on(async { rtnetlink::new_connection() })
             .map_err(|e| ApplyError::Host(HostError::NetlinkSocket(e)))?;
         runtime.spawn(connection);
+        let routes = match runtime.block_on(async { super::routes::route_dump_connection() }) {
+            Some((connection, routes)) => {
+                runtime.spawn(connection);
+                routes
+            }
+            None => handle.clone(),
+        };
         Ok(LinuxKernel {
             runtime,
             handle,
+            routes,
             responder: None,
         })
     }
@@ -191,13 +202,13 @@ impl Kernel for LinuxKernel {
     fn sync_host_routes(&mut self, desired: &[HostRoute]) -> Result<RouteSyncReport, ApplyError> {
         Ok(self
             .runtime
-            .block_on(super::sync_host_routes(&self.handle, desired))?)
+            .block_on(super::sync_host_routes(&self.routes, desired))?)
     }
 
     fn remove_host_routes(&mut self) -> Result<Vec<Dock6Route>, ApplyError> {
         Ok(self
             .runtime
-            .block_on(super::remove_all_dock6_routes(&self.handle))?)
+            .block_on(super::remove_all_dock6_routes(&self.routes))?)
     }
 
     fn delete_dnat_flows(&mut self, targets: &[DnatTarget]) -> Result<usize, ApplyError> {

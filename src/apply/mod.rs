@@ -35,7 +35,7 @@ pub use ndp::{
 pub use nftables::DockerFirewall;
 pub use pass::{
     ApplyReport, HostState, Part, Previous, SysctlPart, TableChange, apply_companion, apply_pass,
-    apply_plan, apply_table_change, finish_pass,
+    apply_plan, apply_table_change, finish_pass, millis,
 };
 pub use routes::{
     DOCK6_ROUTE_PROTOCOL, Dock6Route, RouteSyncReport, list_dock6_routes, remove_all_dock6_routes,

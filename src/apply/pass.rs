@@ -333,6 +333,7 @@ struct HostParts {
 /// `filtering_in`: the table is in (or Docker filters), so forwarding may be
 /// switched on.
 fn apply_host(kernel: &mut dyn Kernel, plan: &HostState, filtering_in: bool) -> HostParts {
+    let started = std::time::Instant::now();
     let mut sysctls: Vec<SysctlPart> = Vec::new();
     for setting in &plan.sysctls {
         let accept_ra_failed = sysctls
@@ -347,16 +348,29 @@ fn apply_host(kernel: &mut dyn Kernel, plan: &HostState, filtering_in: bool) -> 
             outcome,
         });
     }
+    let sysctls_took = started.elapsed();
     let routes = Part::of(kernel.sync_host_routes(&plan.host_routes));
+    let routes_took = started.elapsed() - sysctls_took;
     let proxies = Part::of(kernel.sync_proxy_entries(&plan.proxy_entries, plan.na_source));
     if let Part::Done(report) = &proxies {
         log_proxies(report);
     }
+    debug!(
+        sysctls_ms = millis(sysctls_took),
+        routes_ms = millis(routes_took),
+        proxies_ms = millis(started.elapsed() - sysctls_took - routes_took),
+        "host side applied"
+    );
     HostParts {
         sysctls,
         routes,
         proxies,
     }
+}
+
+/// A duration in milliseconds, for timing fields of debug logs.
+pub fn millis(took: std::time::Duration) -> f64 {
+    took.as_secs_f64() * 1e3
 }
 
 /// Why `setting` must not be applied now, if so: forwarding waits for the

@@ -47,10 +47,23 @@ fn netlink(what: String) -> impl FnOnce(rtnetlink::Error) -> HostError {
 }
 
 /// dock6's routes in the main table.
+///
+/// The request names the table, type and protocol: on a socket with strict
+/// checking (see [`route_dump_connection`]) the kernel sends only dock6's
+/// routes, not every route of the host (a container's veth brings three,
+/// so thousands at a thousand containers, most of a pass's host work).
+/// Without it the kernel ignores them and sends all; the same filter is
+/// applied here either way.
 pub async fn list_dock6_routes(handle: &Handle) -> Result<Vec<Dock6Route>, HostError> {
     let mut dump = handle
         .route()
-        .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+        .get(
+            RouteMessageBuilder::<Ipv6Addr>::new()
+                .table_id(u32::from(RT_TABLE_MAIN))
+                .protocol(RouteProtocol::from(DOCK6_ROUTE_PROTOCOL))
+                .kind(RouteType::Unicast)
+                .build(),
+        )
         .execute();
     let mut out = Vec::new();
     while let Some(msg) = dump
@@ -78,6 +91,25 @@ pub async fn list_dock6_routes(handle: &Handle) -> Result<Vec<Dock6Route>, HostE
     }
     out.sort();
     Ok(out)
+}
+
+/// A connection for route dumps that the kernel filters: rtnetlink with
+/// `NETLINK_GET_STRICT_CHK` (Linux 4.20 and later), where a dump request's
+/// table, type and protocol select the routes sent. `None` where the kernel
+/// has no strict checking: dumps then go over the ordinary connection and
+/// are filtered here. Kept apart from the connection that dumps neighbours
+/// and links, whose requests strict checking would judge too.
+pub fn route_dump_connection() -> Option<(
+    rtnetlink::proto::Connection<rtnetlink::packet_route::RouteNetlinkMessage>,
+    Handle,
+)> {
+    match rtnetlink::new_connection_with_strict_check() {
+        Ok((connection, handle, _)) => Some((connection, handle)),
+        Err(e) => {
+            info!("route dumps are filtered by dock6, not by the kernel: {e}");
+            None
+        }
+    }
 }
 
 fn message(address: Ipv6Addr, ifindex: u32) -> RouteMessage {

@@ -153,12 +153,15 @@ async fn session(
             event = events.next() => match event {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
-                Some(Ok(event)) => match inspect(&client, event, &mut internal, tx).await? {
+                Some(Ok(DockerEvent::ContainerCreated { id })) => {
+                    read_starting(&client, id, tx);
+                    continue;
+                }
+                Some(Ok(event)) => match inspect(&client, event, &mut internal).await? {
                     Inspected::Update(update) => {
                         now_healthy(&mut healthy, backoff, trouble);
                         update
                     }
-                    Inspected::Beside => continue,
                     Inspected::Unreadable { id } => {
                         // What dock6 knew of it may be stale (after a
                         // `disconnect`, its address may already be another
@@ -275,20 +278,19 @@ enum Inspected {
     Unreadable {
         id: String,
     },
-    /// Read beside the loop, which sends its update itself.
-    Beside,
 }
 
 /// Inspects what the event names; network events keep `internal` current.
-/// An error is Docker's own (it does not answer at all).
+/// An error is Docker's own (it does not answer at all). The loop reads a
+/// created container's ports beside itself ([`read_starting`]); here it
+/// would be inspected as any other change.
 async fn inspect(
     client: &bollard::Docker,
     event: DockerEvent,
     internal: &mut BTreeSet<String>,
-    tx: &mpsc::Sender<DockerUpdate>,
 ) -> Result<Inspected, DockerError> {
     Ok(Inspected::Update(match event {
-        DockerEvent::ContainerChanged { id } => {
+        DockerEvent::ContainerChanged { id } | DockerEvent::ContainerCreated { id } => {
             match docker::inspect_container(client, &id, internal).await {
                 Ok(container) => DockerUpdate::Container {
                     id,
@@ -304,10 +306,6 @@ async fn inspect(
             id,
             container: None,
         },
-        DockerEvent::ContainerCreated { id } => {
-            read_starting(client, id, tx);
-            return Ok(Inspected::Beside);
-        }
         DockerEvent::NetworkChanged { id } => {
             let network = docker::inspect_network(client, &id).await?;
             internal.remove(&id);

@@ -17,6 +17,7 @@ use super::{FlowsDone, KernelThread, Loop};
 use crate::apply::nftables::changes::NftMonitor;
 use crate::apply::{
     ApplyReport, DnatTarget, DockerFirewall, HostState, Kernel as _, TableAction, TableChange,
+    millis,
 };
 use crate::firewall_role::{self, FirewallRole};
 use crate::plan::{self, Level, Note, Update};
@@ -59,9 +60,11 @@ impl Loop {
         // From here on the planned table is the kernel's to have.
         self.bootstrap_installed = None;
         self.view.expire_starting(Instant::now());
+        let started = std::time::Instant::now();
         let Some(mut host) = self.host_facts().await else {
             return false;
         };
+        let facts_took = started.elapsed();
         host.forwarding_enabled_by_dock6 = self.forwarding_by_dock6;
         self.prefix_memory
             .remember(&mut host, self.config.policy.uplink.as_deref());
@@ -73,6 +76,8 @@ impl Loop {
         debug!(
             replanned = update.replanned,
             element_changes = update.changes.len(),
+            host_facts_ms = millis(facts_took),
+            plan_ms = millis(started.elapsed() - facts_took),
             "planned"
         );
         self.shown
@@ -83,11 +88,18 @@ impl Loop {
             self.shown.plan_notes(&notes);
             self.log_new_notes(&notes);
         }
+        let checking = std::time::Instant::now();
         let (companion, certain) = self.check_docker_firewall().await;
+        let applying = std::time::Instant::now();
         let converged = match companion {
             true => self.companion_pass(update).await,
             false => self.table_pass(update, monitor).await,
         };
+        debug!(
+            docker_firewall_ms = millis(applying - checking),
+            apply_ms = millis(applying.elapsed()),
+            "pass applied"
+        );
         converged && certain
     }
 
@@ -197,7 +209,12 @@ impl Loop {
             let state = match kept {
                 Some(state) => state,
                 None => {
+                    let dumping = std::time::Instant::now();
                     let state = crate::source::host::link_state(&self.handle).await?;
+                    debug!(
+                        dump_ms = millis(dumping.elapsed()),
+                        "host links, addresses and routes dumped"
+                    );
                     self.links.store(state.clone(), Instant::now());
                     state
                 }

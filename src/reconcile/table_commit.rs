@@ -44,7 +44,12 @@ pub async fn commit_table<S: Kernel + 'static>(
     };
     let committed = kernel
         .call(move |k| {
+            let started = std::time::Instant::now();
             let table = crate::apply::apply_table_change(k, &change);
+            debug!(
+                table_ms = crate::apply::millis(started.elapsed()),
+                "table part applied"
+            );
             let generation = muted.then(nftables::generation).and_then(Result::ok);
             Ok((table, generation))
         })

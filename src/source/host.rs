@@ -96,7 +96,7 @@ pub async fn host_facts(handle: &Handle) -> Result<HostFacts, HostFactsError> {
 /// What the link, address and route dumps say, the bridge's ports left
 /// out. Even without them the dumps grow with the containers (the kernel
 /// sends each port's link, link-local address and routes, parsed and
-/// dropped here: some 30 ms at 1,000 containers), so the agent keeps this
+/// dropped here: milliseconds a pass at a thousand containers), so the agent keeps this
 /// between passes and dumps again only when a notification may have
 /// changed it ([`LinkState::concerns`]).
 #[derive(Debug, Clone, Default)]

@@ -119,6 +119,12 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace (it may borrow:
     /// the thread is joined before this returns).
+    /// Moves the calling thread into this namespace (for a thread of the
+    /// test's own that is to see two namespaces in turn).
+    pub fn enter_here(&self) {
+        enter(&self.path());
+    }
+
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = self.path();
         std::thread::scope(|scope| {

@@ -40,7 +40,20 @@ pub fn run_server_with(
     options: &[&str],
     publish: &[&str],
 ) -> String {
-    let mut args = vec!["run", "-d", "--name", name, "--network", network];
+    server_container(lab, &["run", "-d"], name, network, options, publish)
+}
+
+/// The who-am-I server as a container made by `verb` (`run -d`, `create`).
+pub fn server_container(
+    lab: &DockerLab,
+    verb: &[&str],
+    name: &str,
+    network: &str,
+    options: &[&str],
+    publish: &[&str],
+) -> String {
+    let mut args = verb.to_vec();
+    args.extend(["--name", name, "--network", network]);
     args.extend_from_slice(options);
     for p in publish {
         args.extend(["-p", p]);
@@ -49,24 +62,27 @@ pub fn run_server_with(
     lab.docker(&args)
 }
 
+/// Whether dock6's `set` or `map` NAME (in the lab's host) holds an
+/// element for TCP port `port`.
+pub fn dock6_holds_tcp_port(lab: &DockerLab, kind: &str, name: &str, port: u16) -> bool {
+    let listed = lab
+        .host_ns()
+        .exec_ok(&["nft", "list", kind, "inet", "dock6", name]);
+    let element = format!("tcp . {port}");
+    listed
+        .match_indices(&element)
+        .any(|(at, _)| !listed[at + element.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// The source address the internet sees from a throwaway container on
 /// `network` (an echo peer on the upstream's internet address answers with it).
 pub fn internet_sees_from(lab: &DockerLab, network: &str) -> String {
-    let _peer = lab.upstream_ns().tcp_echo_peer(7000);
-    lab.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        network,
-        lab::IMAGE,
-        "nc",
-        INTERNET,
-        "7000",
-    ])
+    try_internet_sees_from(lab, network)
+        .unwrap_or_else(|e| panic!("a container on {network} reaching the internet: {e}"))
 }
 
 /// The same, or what went wrong (the container's error).
-pub fn try_internet_sees_from(lab: &DockerLab, network: &str) -> String {
+pub fn try_internet_sees_from(lab: &DockerLab, network: &str) -> Result<String, String> {
     let _peer = lab.upstream_ns().tcp_echo_peer(7000);
     let out = lab
         .lab
@@ -75,11 +91,11 @@ pub fn try_internet_sees_from(lab: &DockerLab, network: &str) -> String {
         .args(["nc", INTERNET, "7000"])
         .output()
         .expect("run docker");
-    let text = match out.status.success() {
-        true => out.stdout,
-        false => out.stderr,
-    };
-    String::from_utf8_lossy(&text).trim().to_string()
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).trim().to_string();
+    match out.status.success() {
+        true => Ok(text(out.stdout)),
+        false => Err(text(out.stderr)),
+    }
 }
 
 pub fn address_of(lab: &DockerLab, container: &str, network: &str) -> String {
