@@ -47,7 +47,8 @@ fn time_panel(area: &DrawingArea<SVGBackend, Shift>, points: &[&Point]) -> anyho
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
-        .build_cartesian_2d(0f64..x_end(points), decades(lo, hi).log_scale())?;
+        // Two decades of headroom: the legend sits there, above every series.
+        .build_cartesian_2d(0f64..x_end(points), decades(lo, hi * 100.0).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("containers")
@@ -115,7 +116,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
         .label_font(("sans-serif", 12))
