@@ -6,7 +6,7 @@
 mod common;
 
 use common::netns::Netns;
-use dock6::apply::{remove_all_dock6_routes, sync_host_routes};
+use dock6::apply::{remove_all_dock6_routes, route_dump_connection, sync_host_routes};
 use dock6::plan::HostRoute;
 
 fn route(address: &str) -> HostRoute {
@@ -40,11 +40,30 @@ fn route_dev(ns: &Netns, address: &str) -> String {
         .to_string()
 }
 
+/// Runs `f` in the namespace with a netlink connection: the agent's, whose
+/// route dumps the kernel filters (`strict`), or a plain one.
+fn with_netlink<T: Send, Fut: std::future::Future<Output = T>>(
+    ns: &Netns,
+    strict: bool,
+    f: impl FnOnce(rtnetlink::Handle) -> Fut + Send,
+) -> T {
+    match strict {
+        true => ns.netlink_over(|| route_dump_connection().expect("strict checking"), f),
+        false => ns.netlink(f),
+    }
+}
+
 #[test]
 fn host_routes_are_tagged_synced_and_cleaned_up() {
     if !common::require_root("host_routes_are_tagged_synced_and_cleaned_up") {
         return;
     }
+    for strict in [true, false] {
+        synced_and_cleaned_up(strict);
+    }
+}
+
+fn synced_and_cleaned_up(strict: bool) {
     let ns = namespace();
     assert_eq!(
         route_dev(&ns, "2001:db8:1::abcd"),
@@ -52,7 +71,7 @@ fn host_routes_are_tagged_synced_and_cleaned_up() {
         "control: without a host route the uplink wins"
     );
     ns.ip("-6 route add 2001:db8:1::77/128 dev br0");
-    let report = ns.netlink(|h| async move {
+    let report = with_netlink(&ns, strict, |h| async move {
         sync_host_routes(&h, &[route("2001:db8:1::abcd"), route("2001:db8:1::5")])
             .await
             .expect("sync")
@@ -63,7 +82,7 @@ fn host_routes_are_tagged_synced_and_cleaned_up() {
     let shown = ns.exec_ok(&["ip", "-6", "route", "show", "proto", "214"]);
     assert!(shown.contains("2001:db8:1::abcd dev br0"), "{shown}");
 
-    let report = ns.netlink(|h| async move {
+    let report = with_netlink(&ns, strict, |h| async move {
         sync_host_routes(&h, &[route("2001:db8:1::abcd")])
             .await
             .expect("second sync")
@@ -72,8 +91,9 @@ fn host_routes_are_tagged_synced_and_cleaned_up() {
     assert_eq!(report.removed.len(), 1, "the stale one: {report:?}");
     assert_eq!(route_dev(&ns, "2001:db8:1::5"), "eth0");
 
-    let removed =
-        ns.netlink(|h| async move { remove_all_dock6_routes(&h).await.expect("cleanup") });
+    let removed = with_netlink(&ns, strict, |h| async move {
+        remove_all_dock6_routes(&h).await.expect("cleanup")
+    });
     assert_eq!(removed.len(), 1);
     assert_eq!(route_dev(&ns, "2001:db8:1::abcd"), "eth0");
     assert_eq!(

@@ -39,6 +39,6 @@ pub use pass::{
 };
 pub use routes::{
     DOCK6_ROUTE_PROTOCOL, Dock6Route, RouteSyncReport, list_dock6_routes, remove_all_dock6_routes,
-    sync_host_routes,
+    route_dump_connection, sync_host_routes,
 };
 pub use sysctl::{SysctlAction, SysctlOutcome, apply_sysctl, read_sysctl, sysctls_left_by_dock6};

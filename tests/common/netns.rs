@@ -162,13 +162,29 @@ impl Netns {
         F: FnOnce(rtnetlink::Handle) -> Fut + Send,
         Fut: std::future::Future<Output = T>,
     {
+        self.netlink_over(
+            || {
+                let (connection, handle, _) = rtnetlink::new_connection().expect("netlink socket");
+                (connection, handle)
+            },
+            f,
+        )
+    }
+
+    /// The same over a connection `connect` makes (in the namespace).
+    pub fn netlink_over<T, Fut, F>(&self, connect: impl FnOnce() -> NetlinkPair + Send, f: F) -> T
+    where
+        T: Send,
+        F: FnOnce(rtnetlink::Handle) -> Fut + Send,
+        Fut: std::future::Future<Output = T>,
+    {
         self.run(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
             runtime.block_on(async move {
-                let (connection, handle, _) = rtnetlink::new_connection().expect("netlink socket");
+                let (connection, handle) = connect();
                 tokio::spawn(connection);
                 f(handle).await
             })
@@ -262,6 +278,12 @@ fn enter(path: &str) {
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
+
+/// An rtnetlink connection (to spawn) and its handle.
+pub type NetlinkPair = (
+    rtnetlink::proto::Connection<rtnetlink::packet_route::RouteNetlinkMessage>,
+    rtnetlink::Handle,
+);
 
 impl Drop for Netns {
     fn drop(&mut self) {
