@@ -88,7 +88,10 @@ impl Setup {
             iptables: true,
             ip6tables: self == Setup::DockerIp6tables,
             docker,
-            daemon_extra: Vec::new(),
+            // dockerd stops its containers before it exits, but by default gives up after 15 s
+            // and leaves the rest running: a thousand take longer, and the next dockerd's own
+            // containerd then meets their shims, one by one, past its start timeout.
+            daemon_extra: vec![r#""shutdown-timeout": 900"#.to_string()],
         }
     }
 }
@@ -567,6 +570,7 @@ fn dock6_figures(
             transactions: after.transactions.saturating_sub(before.transactions),
         })
         .map_err(|e| {
+            eprintln!("bench: Docker did not come back: {e:#}");
             format!("{e:#}")
                 .lines()
                 .next()

@@ -112,6 +112,16 @@ impl Lab {
             .iter()
             .map(|member| format!("  {member},\n"))
             .collect();
+        // Short unless a caller sets its own: after it dockerd exits and leaves the containers
+        // it has not stopped yet running, which a lab of a few containers never meets.
+        let shutdown_timeout = match options
+            .daemon_extra
+            .iter()
+            .any(|m| m.trim_start().starts_with("\"shutdown-timeout\""))
+        {
+            true => String::new(),
+            false => ",\n  \"shutdown-timeout\": 2".to_string(),
+        };
         format!(
             r#"{{
   "ipv6": true,
@@ -122,8 +132,7 @@ impl Lab {
   "userland-proxy": {proxy},
   "bip": "203.0.113.1/26",
   "default-address-pools": [{{"base": "203.0.113.64/26", "size": 28}}],
-  "cgroup-parent": "{cgroup}",
-  "shutdown-timeout": 2
+  "cgroup-parent": "{cgroup}"{shutdown_timeout}
 }}
 "#,
             iptables = options.iptables,
