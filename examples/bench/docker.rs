@@ -88,10 +88,9 @@ impl Setup {
             iptables: true,
             ip6tables: self == Setup::DockerIp6tables,
             docker,
-            // dockerd stops its containers before it exits, but by default gives up after 15 s
-            // and leaves the rest running: a thousand take longer, and the next dockerd's own
-            // containerd then meets their shims, one by one, past its start timeout.
-            daemon_extra: vec![r#""shutdown-timeout": 900"#.to_string()],
+            daemon_extra: Vec::new(),
+            // Time for dockerd to stop a thousand containers before it exits (see the field).
+            shutdown_timeout: 900,
         }
     }
 }

@@ -112,16 +112,6 @@ impl Lab {
             .iter()
             .map(|member| format!("  {member},\n"))
             .collect();
-        // Short unless a caller sets its own: after it dockerd exits and leaves the containers
-        // it has not stopped yet running, which a lab of a few containers never meets.
-        let shutdown_timeout = match options
-            .daemon_extra
-            .iter()
-            .any(|m| m.trim_start().starts_with("\"shutdown-timeout\""))
-        {
-            true => String::new(),
-            false => ",\n  \"shutdown-timeout\": 2".to_string(),
-        };
         format!(
             r#"{{
   "ipv6": true,
@@ -132,13 +122,15 @@ impl Lab {
   "userland-proxy": {proxy},
   "bip": "203.0.113.1/26",
   "default-address-pools": [{{"base": "203.0.113.64/26", "size": 28}}],
-  "cgroup-parent": "{cgroup}"{shutdown_timeout}
+  "cgroup-parent": "{cgroup}",
+  "shutdown-timeout": {shutdown_timeout}
 }}
 "#,
             iptables = options.iptables,
             ip6tables = options.ip6tables,
             proxy = options.userland_proxy,
             cgroup = self.cgroup_parent(),
+            shutdown_timeout = options.shutdown_timeout,
         )
     }
 

@@ -138,6 +138,11 @@ pub struct Options {
     pub docker: Docker,
     /// More daemon.json members, as JSON text (`"key": value`), for a test of one setting.
     pub daemon_extra: Vec<String>,
+    /// daemon.json's `shutdown-timeout` (seconds; default 2): how long dockerd tries to stop
+    /// its containers before it exits and leaves the rest running. A lab of a few containers
+    /// stops at once; a thousand take minutes, and the next dockerd's own containerd then
+    /// reconnects their shims one by one, past dockerd's wait for it.
+    pub shutdown_timeout: u32,
 }
 
 impl Default for Options {
@@ -148,6 +153,7 @@ impl Default for Options {
             ip6tables: false,
             docker: Docker::from_env().unwrap_or_else(|e| panic!("{e:#}")),
             daemon_extra: Vec::new(),
+            shutdown_timeout: 2,
         }
     }
 }
